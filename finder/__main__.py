@@ -1,0 +1,3 @@
+from finder.cli import main
+
+main()
