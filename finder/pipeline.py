@@ -1,0 +1,117 @@
+"""Paths → vectors: decode in a pool of threads while the backbone embeds, in input order.
+
+Pillow releases the GIL while it decodes and TensorFlow while it runs, so a thread pool keeps
+the decoders busy during inference with no copying between processes. Memory stays bounded
+whatever the number of items: ``items`` is pulled lazily, and at most ``2 * batch_size`` decodes
+(the batch being assembled and the next one) are in flight or waiting at any time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from finder.decode import load_rgb
+from finder.errors import DecodeError
+
+if TYPE_CHECKING:
+    from finder.backbones import Backbone
+
+K = TypeVar("K")
+
+
+def default_workers() -> int:
+    """Decode threads: one per core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _decode(path: str, size: tuple[int, int]) -> np.ndarray | str:
+    try:
+        return load_rgb(path, size)
+    except DecodeError as e:
+        return str(e) or "cannot decode"
+    except MemoryError:
+        return "out of memory while decoding"
+
+
+def embed_paths(
+    items: Iterable[tuple[K, str]],
+    backbone: Backbone,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[K, np.ndarray | None, str | None]]:
+    """Embed the image at each ``(key, path)``; yield ``(key, vector, None)`` or
+    ``(key, None, reason)`` for a file that cannot be decoded, one per item, in input order.
+
+    Vectors are float32 ``[backbone.info.dim]``, as ``backbone.embed`` returns them (not
+    normalised). Results come out per batch, as soon as the batch is embedded.
+    ``batch_size`` defaults to ``backbone.batch_size`` (chosen per device), ``workers`` (decode
+    threads) to the number of cores. ``progress(n_done)`` is called with the running total of
+    items done after each batch. Closing the generator early (``break``, ``close()``, Ctrl-C)
+    cancels pending decodes and returns promptly.
+    """
+    batch_size = int(batch_size or backbone.batch_size)
+    workers = int(workers or default_workers())
+    if batch_size < 1 or workers < 1:
+        raise ValueError("batch_size and workers must be at least 1")
+    size = backbone.info.input_size
+    window = 2 * batch_size  # decodes submitted and not yet collected
+    max_pending = 4 * batch_size  # results held back to keep input order (failures included)
+
+    source = iter(items)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finder-decode")
+    inflight: deque[tuple[K, Future]] = deque()
+    exhausted = False
+    done = 0
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(inflight) < window:
+            try:
+                key, path = next(source)
+            except StopIteration:
+                exhausted = True
+                return
+            inflight.append((key, pool.submit(_decode, path, size)))
+
+    try:
+        while True:
+            # Collect, in order, until a full batch of decoded images (or the end).
+            pending: list[tuple[K, np.ndarray | str]] = []
+            images: list[np.ndarray] = []
+            fill()
+            while inflight and len(images) < batch_size and len(pending) < max_pending:
+                key, fut = inflight.popleft()
+                fill()  # keep the decoders busy while we wait
+                res = fut.result()
+                pending.append((key, res))
+                if not isinstance(res, str):
+                    images.append(res)
+            if not pending:
+                return
+            vectors = backbone.embed(np.stack(images)) if images else None
+            del images
+            i = 0
+            for key, res in pending:
+                if isinstance(res, str):
+                    yield key, None, res
+                else:
+                    yield key, vectors[i].copy(), None
+                    i += 1
+            done += len(pending)
+            if progress is not None:
+                progress(done)
+    finally:
+        for _, fut in inflight:
+            fut.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
