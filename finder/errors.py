@@ -9,7 +9,7 @@ class FinderError(Exception):
 
 
 class UsageError(FinderError):
-    """Bad input from the user: a missing root, a bad flag value, an example that is not an image."""
+    """Bad input: a missing root, a bad flag value, an example that is not an image."""
 
     exit_code = 2
 
