@@ -1,18 +1,229 @@
-"""Any photo file → RGB uint8 pixels at a requested size. (Minimal first version.)"""
+"""Any photo file → RGB uint8 pixels at a requested size.
+
+``load_rgb(path, size)`` is the only entry point. What it does, in order:
+
+1. Opens the file itself, so that operating-system failures get their own reasons ("empty file",
+   "file vanished", "permission denied", "is a directory").
+2. Identifies the image from its content, not its name. HEIC/HEIF is recognised by its ``ftyp``
+   box; pillow-heif's opener is registered the first time one is seen (once per process).
+3. Refuses images over ``MAX_PIXELS`` (read from the header, before any pixel is decoded) as
+   "decompression bomb". The limit is above Pillow's default (89 MP) because 100+ MP panoramas
+   are real photos. Importing this module sets Pillow's own ``MAX_IMAGE_PIXELS`` to the same limit
+   and turns ``DecompressionBombWarning`` into an error, so Pillow's check is a backstop that
+   agrees with ours and never prints a warning.
+4. Reads the EXIF orientation from the header. A JPEG (or MPO) is then decoded at reduced scale
+   through libjpeg's DCT scaling (``Image.draft``), never below the output size *after* rotation
+   (a 90° orientation swaps the width and height asked of the decoder).
+5. Converts the first frame to RGB: palette, grayscale, bilevel and CMYK through Pillow; 16-bit
+   and 32-bit integer (``I;16*``, ``I``) and float (``F``) images are scaled to 8 bits, never
+   clipped. Transparent images are composited on white, after resizing (cheaper, and Pillow
+   resizes RGBA with premultiplied alpha so no dark fringes appear).
+6. Resizes to exactly ``size`` (width, height): the whole image is squashed, no crop, like
+   ``keras.utils.load_img(target_size=...)``, with Pillow's antialiased BILINEAR filter and
+   ``reducing_gap`` for speed. Then applies the orientation, on the small image.
+
+Every failure is one ``DecodeError`` whose ``str`` is a short reason; no other exception leaves.
+Truncated files are failures ("truncated"), never partially grey images.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+import warnings
+from typing import BinaryIO
+
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from finder.errors import DecodeError
+from finder.crawl import os_error_reason
+from finder.errors import DecodeError, UsageError
+
+#: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
+#: panorama decodes; a 16-bit RGBA image of this size still fits in 2 GB.
+MAX_PIXELS = 250_000_000
+
+#: Colour used under transparent pixels.
+BACKGROUND = (255, 255, 255)
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+_RESAMPLE = Image.Resampling.BILINEAR
+_REDUCING_GAP = 2.0
+_DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = frozenset({5, 6, 7, 8})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+_heif_lock = threading.Lock()
+_heif_registered = False
 
 
-def load_rgb(path: str, size: tuple[int, int]) -> np.ndarray:
-    """Decode ``path`` to uint8 RGB of shape (height, width, 3); ``size`` is (width, height)."""
+def _register_heif() -> None:
+    """Register pillow-heif's opener with Pillow, once per process, on first need."""
+    global _heif_registered
+    if _heif_registered:
+        return
+    with _heif_lock:
+        if not _heif_registered:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _heif_registered = True
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB").resize(size, Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DecodeError(str(e) or type(e).__name__) from None
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise UsageError(f"size must be (width, height), got {size!r}") from None
+    if width <= 0 or height <= 0:
+        raise UsageError(f"size must be positive, got {size!r}")
+    return width, height
+
+
+def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
+    """Decode ``path`` to RGB uint8 of shape (height, width, 3); ``size`` is (width, height).
+
+    Raises ``DecodeError`` with a short reason for every way the file can be bad, and
+    ``UsageError`` if ``size`` is not two positive integers.
+    """
+    width, height = _check_size(size)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; a context manager would hide OSError
+    except OSError as e:
+        raise DecodeError(os_error_reason(e)) from None
+    with f:
+        try:
+            head = f.read(16)
+        except OSError as e:
+            raise DecodeError(os_error_reason(e)) from None
+        if not head:
+            raise DecodeError("empty file")
+        f.seek(0)
+        if head[4:8] == b"ftyp":
+            _register_heif()
+        try:
+            return _decode(f, width, height)
+        except DecodeError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise DecodeError("decompression bomb") from None
+        except UnidentifiedImageError:
+            raise DecodeError("not an image") from None
+        except MemoryError:
+            raise DecodeError("out of memory") from None
+        except OSError as e:
+            raise DecodeError(_pillow_reason(e)) from None
+        except Exception as e:  # Pillow plugins raise many types on corrupt data
+            raise DecodeError(_short(f"corrupt image: {e or type(e).__name__}")) from None
+
+
+def _decode(f: BinaryIO, width: int, height: int) -> np.ndarray:
+    im = Image.open(f)
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise DecodeError("decompression bomb")
+    orientation = _orientation(im)
+    # Size asked of the decoder and the resizer: before rotation, so swapped for 90° turns.
+    pre = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    box = None
+    if im.format in _DRAFT_FORMATS:
+        drafted = im.draft("RGB", pre)
+        if drafted is not None:
+            box = drafted[1]
+    im.load()
+    im, has_alpha = _normalise_mode(im)
+    if im.size != pre or box is not None:
+        im = im.resize(pre, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)
+    if orientation in _TRANSPOSE:
+        im = im.transpose(_TRANSPOSE[orientation])
+    if has_alpha:
+        background = Image.new("RGBA", im.size, (*BACKGROUND, 255))
+        im = Image.alpha_composite(background, im).convert("RGB")
+    out = np.asarray(im, dtype=np.uint8)
+    if out.shape != (height, width, 3):  # a plugin returned something unexpected
+        raise DecodeError(f"unsupported image layout {im.mode} {out.shape}")
+    return out
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1-8) from the header, 1 when absent or unreadable."""
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # a corrupt EXIF block must not make a good image fail
+        return 1
+
+
+def _normalise_mode(im: Image.Image) -> tuple[Image.Image, bool]:
+    """The image as mode RGB, or RGBA when it has transparency; second item: has alpha."""
+    mode = im.mode
+    if mode == "RGB":
+        return im, False
+    if mode in _ALPHA_MODES:
+        return im.convert("RGBA"), True
+    if mode == "P":
+        if "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA":
+            return im.convert("RGBA"), True
+        return im.convert("RGB"), False
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        return _deep_to_rgb(im), False
+    if mode in ("L", "1", "CMYK", "YCbCr", "RGBX", "HSV"):
+        return im.convert("RGB"), False
+    try:
+        return im.convert("RGB"), False
+    except ValueError:
+        raise DecodeError(f"unsupported colour mode {mode}") from None
+
+
+def _deep_to_rgb(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float grayscale image scaled (not clipped) to 8-bit RGB.
+
+    16-bit modes map 0-65535 to 0-255. Integer mode ``I`` holding values within 0-65535 is
+    treated as 16-bit (that is how Pillow long loaded 16-bit PNG); float ``F`` within 0-1 is
+    scaled by 255. Anything else is stretched from its minimum to its maximum.
+    """
+    a = np.asarray(im)
+    if im.mode in _SIXTEEN_BIT_MODES:
+        a = a.astype(np.float32) * (255.0 / 65535.0)
+    else:
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if im.mode == "I" and lo >= 0 and hi <= 65535:
+            a = a * (255.0 / 65535.0)
+        elif im.mode == "F" and lo >= 0 and hi <= 1:
+            a = a * 255.0
+        else:
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    gray = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, "L").convert("RGB")
+
+
+def _pillow_reason(e: OSError) -> str:
+    """A short reason for an ``OSError`` raised while Pillow read the file."""
+    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return os_error_reason(e)
+    text = str(e)
+    low = text.lower()
+    if "truncated" in low or "premature end" in low or "broken data stream" in low:
+        return "truncated"
+    if e.errno is not None:
+        return os_error_reason(e)
+    return _short(f"corrupt image: {text or type(e).__name__}")
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,269 @@
+"""Walk roots and yield the facts of every photo file found: path, size, modification time.
+
+Rules of the walk (``walk``):
+
+- A file is a photo when its lowercase extension is in ``IMAGE_EXTENSIONS``; its content is
+  only looked at later, by ``decode``.
+- Paths are absolute ``str``: ``os.scandir`` on ``str`` paths decodes names with the file system
+  encoding and ``surrogateescape``, so names that are not valid UTF-8 survive, and
+  ``os.fsencode(path)`` gives the exact bytes back.
+- Hidden files and folders (name starting with ``.``) are skipped unless ``hidden=True``.
+  Junk that no photo library wants (``JUNK_NAMES``, ``JUNK_PREFIXES``: AppleDouble ``._*``
+  files, ``.DS_Store``, ``Thumbs.db``, Synology ``@eaDir``, ``$RECYCLE.BIN``, ``.Trash-*``, ...)
+  is skipped even with ``hidden=True``.
+- ``exclude`` globs (``fnmatch``) are matched against both the name and the full path of each
+  file and folder; a matching folder is not entered.
+- Symbolic links are followed. Every folder is entered at most once (tracked by
+  ``(st_dev, st_ino)``, so symlink loops and bind-mount loops end), and every file is yielded at
+  most once (also by ``(st_dev, st_ino)``: a symlink to a photo already seen, or a hard link, is
+  not yielded again; the first path in walk order wins). ``/proc``, ``/sys``, ``/dev`` and
+  ``/run`` are never entered from above (they are marked visited up front), though a root below
+  them, like ``/run/media/usb``, can be walked.
+- A folder whose name has a photo extension is yielded with ``is_dir=True`` (so it can be
+  recorded as failed) and is also entered.
+- A root that is a file is yielded when it has a photo extension (hidden and exclude rules do
+  not apply to a root named explicitly) and otherwise yields nothing. A missing root raises
+  ``UsageError`` before anything is yielded.
+- Entries that vanish or cannot be stat-ed during the walk, and folders that cannot be listed,
+  are skipped; pass ``on_error`` to hear about them.
+- Order is deterministic: depth first, entries of each folder in sorted name order.
+- Cost: one ``scandir`` per folder and one ``stat`` per photo file and per folder; other files
+  cost nothing beyond their directory entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from finder.errors import DecodeError, UsageError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".mpo",
+        ".avif",  # Pillow >= 11.3 reads AVIF itself
+    }
+)
+
+#: Names skipped everywhere, even with ``hidden=True`` (compared in lowercase).
+JUNK_NAMES: frozenset[str] = frozenset(
+    {
+        ".ds_store",
+        "thumbs.db",
+        "ehthumbs.db",
+        "desktop.ini",
+        "@eadir",  # Synology thumbnails (folders named like photos inside)
+        "#recycle",  # Synology recycle bin
+        "@recycle",  # QNAP recycle bin
+        ".@__thumb",  # QNAP thumbnails
+        "@synoeastream",
+        ".thumbnails",
+        ".thumbs",
+        "$recycle.bin",
+        "system volume information",
+        ".trash",
+        ".trashes",
+        ".spotlight-v100",
+        ".fseventsd",
+        ".temporaryitems",
+        ".documentrevisions-v100",
+        ".appledouble",
+        "lost+found",
+    }
+)
+#: Name prefixes skipped everywhere (lowercase): macOS AppleDouble files, freedesktop trash.
+JUNK_PREFIXES: tuple[str, ...] = ("._", ".trash-")
+
+#: Pseudo file systems never entered from above.
+PSEUDO_DIRS: tuple[str, ...] = ("/proc", "/sys", "/dev", "/run")
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileFact:
+    """One photo file (or a folder named like one, ``is_dir=True``) found by ``walk``."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    is_dir: bool = False
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` ends with one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_junk(name: str) -> bool:
+    """True for file-system clutter skipped even when hidden files are wanted."""
+    low = name.lower()
+    return low in JUNK_NAMES or low.startswith(JUNK_PREFIXES)
+
+
+def os_error_reason(e: OSError) -> str:
+    """A short reason for an ``OSError`` met while reading a file."""
+    if isinstance(e, FileNotFoundError):
+        return "file vanished"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if e.errno == errno.EIO:
+        return "input/output error"
+    return e.strerror or str(e) or type(e).__name__
+
+
+def walk(
+    roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    hidden: bool = False,
+    exclude: Iterable[str] = (),
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> Iterator[FileFact]:
+    """Yield a ``FileFact`` for each photo file under ``roots`` (see the module docstring).
+
+    ``roots`` is one path or several. Raises ``UsageError("no such folder: ...")`` at once,
+    before yielding, if a root does not exist. ``on_error(path, error)`` is called for each entry
+    or folder skipped because of an ``OSError``.
+    """
+    if isinstance(roots, (str, bytes, os.PathLike)):
+        roots = [roots]
+    checked: list[tuple[str, os.stat_result]] = []
+    for root in roots:
+        path = os.path.abspath(os.fsdecode(root))
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise UsageError(f"no such folder: {path}") from None
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {os_error_reason(e)}") from None
+        checked.append((path, st))
+    matcher = _exclude_matcher(exclude)
+    return _walk(checked, hidden, matcher, on_error)
+
+
+def _exclude_matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
+    patterns = [os.fsdecode(p) for p in patterns]
+    if not patterns:
+        return None
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(p))})" for p in patterns))
+    return lambda s: regex.match(os.path.normcase(s)) is not None
+
+
+def _key(st: os.stat_result) -> int:
+    return (st.st_dev << 64) | st.st_ino
+
+
+def _walk(
+    roots: list[tuple[str, os.stat_result]],
+    hidden: bool,
+    excluded: Callable[[str], bool] | None,
+    on_error: Callable[[str, OSError], None] | None,
+) -> Iterator[FileFact]:
+    seen_dirs: set[int] = set()
+    for pseudo in PSEUDO_DIRS:
+        try:
+            seen_dirs.add(_key(os.stat(pseudo)))
+        except OSError:
+            pass
+    seen_files: set[int] = set()
+
+    def report(path: str, e: OSError) -> None:
+        if on_error is not None:
+            on_error(path, e)
+
+    def listing(path: str) -> Iterator[os.DirEntry[str]] | None:
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError as e:
+            report(path, e)
+            return None
+        entries.sort(key=lambda d: d.name)
+        return iter(entries)
+
+    for root, st in roots:
+        if not stat.S_ISDIR(st.st_mode):
+            if stat.S_ISREG(st.st_mode) and is_image_name(root) and _key(st) not in seen_files:
+                seen_files.add(_key(st))
+                yield FileFact(root, st.st_size, st.st_mtime_ns)
+            continue
+        if _key(st) in seen_dirs:
+            continue
+        seen_dirs.add(_key(st))
+        first = listing(root)
+        stack = [first] if first is not None else []
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
+            name = entry.name
+            if (name[0] == "." and not hidden) or is_junk(name):
+                continue
+            if excluded is not None and (excluded(name) or excluded(entry.path)):
+                continue
+            try:
+                is_dir = entry.is_dir()
+                if is_dir:
+                    est = entry.stat()
+                elif is_image_name(name):
+                    est = entry.stat()
+                    if not stat.S_ISREG(est.st_mode):
+                        continue
+                else:
+                    continue
+            except OSError as e:
+                report(entry.path, e)
+                continue
+            key = _key(est)
+            if is_dir:
+                if key in seen_dirs:
+                    continue
+                seen_dirs.add(key)
+                if is_image_name(name):
+                    yield FileFact(entry.path, est.st_size, est.st_mtime_ns, is_dir=True)
+                sub = listing(entry.path)
+                if sub is not None:
+                    stack.append(sub)
+            elif key not in seen_files:
+                seen_files.add(key)
+                yield FileFact(entry.path, est.st_size, est.st_mtime_ns)
+
+
+def fingerprint(path: str | os.PathLike[str], size: int) -> str:
+    """A content fingerprint to recognise a moved or renamed file: 32 hex characters.
+
+    BLAKE2b (16-byte digest) of ``size`` and the first and last 64 KiB (the whole file when it
+    is smaller than 128 KiB). Raises ``DecodeError`` with a short reason when unreadable.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(int(size).to_bytes(8, "little", signed=False))
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read(_CHUNK))
+            if size > _CHUNK:
+                f.seek(max(_CHUNK, size - _CHUNK))
+                h.update(f.read(_CHUNK))
+    except OSError as e:
+        raise DecodeError(os_error_reason(e)) from None
+    return h.hexdigest()
