@@ -1,0 +1,133 @@
+"""Shared fixtures: the real data in ../shared, small generated photos, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TFLITE_MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+PHOTOS = SHARED / "photos"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def need_shared(path: Path = SHARED) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared models and photos beside the repo), absent here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tflite_model() -> Path:
+    return need_shared(TFLITE_MODEL)
+
+
+@pytest.fixture(scope="session")
+def photos() -> Path:
+    return need_shared(PHOTOS)
+
+
+def make_photo(path: Path, kind: str, seed: int, size: tuple[int, int] = (160, 120)) -> Path:
+    """A small synthetic photo: ``red`` discs, ``blue`` stripes or ``green`` squares on noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(90, 170, size=(size[1], size[0], 3), dtype=np.uint8)
+    im = Image.fromarray(base)
+    draw = ImageDraw.Draw(im)
+    w, h = size
+    for _ in range(6):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        r = int(rng.integers(10, 30))
+        if kind == "red":
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(220, 20 + seed % 30, 30))
+        elif kind == "blue":
+            draw.rectangle([0, y, w, y + r // 2], fill=(20, 40, 210))
+        else:
+            draw.rectangle([x, y, x + r, y + r], fill=(30, 200, 40))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+@pytest.fixture
+def photo_tree(tmp_path: Path) -> Path:
+    """photos/{red,blue,green}/N.jpg: 4 of each, plus one PNG."""
+    root = tmp_path / "photos"
+    for k, kind in enumerate(("red", "blue", "green")):
+        for i in range(4):
+            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i)
+    make_photo(root / "green" / "extra.png", "green", seed=99)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained, seeded) Keras model file: the backbone when ../shared is absent."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(4, name="logits")(x)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_args(tiny_keras_model: Path) -> list[str]:
+    """Backbone flags for a new library: the shared TFLite model, else the tiny Keras model."""
+    if TFLITE_MODEL.exists():
+        return ["--model", str(TFLITE_MODEL)]
+    return ["--model", str(tiny_keras_model), "--layer", "pool"]
+
+
+class CLI:
+    """Runs ``finder`` in-process through typer's runner, stdout and stderr apart."""
+
+    def __init__(self, library: Path) -> None:
+        self.library = library
+
+    def __call__(self, *args: str, ok: bool = True):
+        from typer.testing import CliRunner
+
+        from finder.cli import app
+
+        result = CliRunner().invoke(app, [*args, "--library", str(self.library)])
+        if ok and result.exit_code != 0:
+            raise AssertionError(
+                f"finder {' '.join(args)} exited {result.exit_code}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}"
+            )
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self(*args, "--json").stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CLI:
+    return CLI(tmp_path / "library")
+
+
+def run_finder(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """``python -m finder ARGS`` in a fresh process (for exit codes, stderr and imports)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "finder", *args],
+        capture_output=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+    )
