@@ -1,0 +1,111 @@
+"""The SQLite catalog: schema and migrations, BLOB paths, set-based scans."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from finder.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
+from finder.errors import LibraryError
+
+
+def test_schema_version_recorded_and_reopen_is_idempotent(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.get_meta("schema_version") == SCHEMA_VERSION
+    assert {"images", "classes", "examples", "meta"} <= set(cat.db.table_names())
+    cat.close()
+    again = Catalog(tmp_path / "c.db")
+    assert again.get_meta("schema_version") == SCHEMA_VERSION
+    again.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+    cat.set_meta("schema_version", SCHEMA_VERSION + 1)
+    cat.close()
+    with pytest.raises(LibraryError, match="newer finder"):
+        Catalog(tmp_path / "c.db")
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "c.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LibraryError, match="not readable"):
+        Catalog(bad)
+
+
+def test_paths_round_trip_exactly(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+    names = [
+        os.fsdecode(b"/p/caf\xe9.jpg"),
+        "/p/日本語.jpg",
+        "/p/with space/and'quote\".jpg",
+        os.fsdecode(b"/p/\xff\xfe.png"),
+    ]
+    ids = cat.insert_pending([WalkFact(n, 1, 2) for n in names])
+    back = cat.paths_for(ids)
+    assert [back[i] for i in ids] == names
+    assert [os.fsencode(back[i]) for i in ids] == [os.fsencode(n) for n in names]
+    assert cat.image_by_path(names[0]).id == ids[0]
+    raw = sqlite3.connect(tmp_path / "c.db").execute("SELECT path FROM images").fetchall()
+    assert {r[0] for r in raw} == {os.fsencode(n) for n in names}
+
+
+def test_path_range_covers_exactly_the_folder(tmp_path: Path) -> None:
+    lo, hi = path_range("/photos/a")
+    inside = [b"/photos/a/x.jpg", b"/photos/a/b/c.jpg"]
+    outside = [b"/photos/a.jpg", b"/photos/ab/x.jpg", b"/photos/a", b"/photos/b/x.jpg"]
+    assert all(lo <= p < hi for p in inside)
+    assert not any(lo <= p < hi for p in outside)
+    assert path_range("/") == (b"/", b"0")
+
+
+def test_scan_sorts_unchanged_changed_new_gone(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+    ids = cat.insert_pending(
+        [
+            WalkFact("/r/same.jpg", 10, 100),
+            WalkFact("/r/edit.jpg", 10, 100),
+            WalkFact("/r/gone.jpg", 10, 100),
+            WalkFact("/other/x.jpg", 10, 100),
+            WalkFact("/r/pend.jpg", 10, 100),
+        ]
+    )
+    cat.record_results([(i, "fp") for i in ids[:4]], [])
+    cat.load_walk(
+        [
+            WalkFact("/r/same.jpg", 10, 100),
+            WalkFact("/r/edit.jpg", 11, 100),
+            WalkFact("/r/new.jpg", 5, 5),
+            WalkFact("/r/pend.jpg", 10, 100),
+        ]
+    )
+    scan = cat.scan("/r")
+    assert scan.unchanged == 1
+    assert sorted((i, f.path, s) for i, f, s in scan.redo) == [
+        (ids[1], "/r/edit.jpg", "ok"),
+        (ids[4], "/r/pend.jpg", "pending"),
+    ]
+    assert [f.path for f in scan.new] == ["/r/new.jpg"]
+    assert [r.path for r in scan.gone] == ["/r/gone.jpg"]  # /other is not under /r
+
+
+def test_examples_and_classes(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+    cat.add_examples("cat", [("/a.jpg", 1, b"\x00" * 8), ("/b.jpg", 0, b"\x01" * 8)])
+    cat.add_examples("cat", [("/b.jpg", 1, b"\x02" * 8)])  # relabelled
+    ex = cat.examples("cat")
+    assert [(e.path, e.label, e.vector) for e in ex] == [
+        ("/a.jpg", 1, b"\x00" * 8),
+        ("/b.jpg", 1, b"\x02" * 8),
+    ]
+    cat.save_class("cat", {"w": "x"}, "bb", 0.4, 2, 0)
+    cat.save_class("cat", {"w": "y"}, "bb", 0.6, 3, 1)
+    c = cat.get_class("cat")
+    assert c["head"] == {"w": "y"} and c["threshold"] == 0.6 and c["n_pos"] == 3
+    assert cat.class_names() == ["cat"]
+    cat.forget_class("cat")
+    assert cat.get_class("cat") is None and cat.examples("cat") == []
