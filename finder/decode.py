@@ -13,11 +13,14 @@
    agrees with ours and never prints a warning.
 4. Reads the EXIF orientation from the header. A JPEG (or MPO) is then decoded at reduced scale
    through libjpeg's DCT scaling (``Image.draft``), never below the output size *after* rotation
-   (a 90° orientation swaps the width and height asked of the decoder).
+   (a 90° orientation swaps the width and height asked of the decoder). A progressive JPEG
+   reduced by 8 is decoded from its DC scans only (see ``_dc_scans_only``): DCT scaling cannot
+   skip the entropy decoding of the AC scans, which the 1/8-scale IDCT does not need.
 5. Converts the first frame to RGB: palette, grayscale, bilevel and CMYK through Pillow; 16-bit
    and 32-bit integer (``I;16*``, ``I``) and float (``F``) images are scaled to 8 bits, never
    clipped. Transparent images are composited on white, after resizing (cheaper, and Pillow
-   resizes RGBA with premultiplied alpha so no dark fringes appear).
+   resizes RGBA with premultiplied alpha so no dark fringes appear); an alpha channel that is
+   fully opaque is simply dropped.
 6. Resizes to exactly ``size`` (width, height): the whole image is squashed, no crop, like
    ``keras.utils.load_img(target_size=...)``, with Pillow's antialiased BILINEAR filter and
    ``reducing_gap`` for speed. Then applies the orientation, on the small image.
@@ -28,7 +31,9 @@ Truncated files are failures ("truncated"), never partially grey images.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import threading
 import warnings
 from typing import BinaryIO
@@ -138,6 +143,21 @@ def _decode(f: BinaryIO, width: int, height: int) -> np.ndarray:
     orientation = _orientation(im)
     # Size asked of the decoder and the resizer: before rotation, so swapped for 90° turns.
     pre = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    if im.format == "JPEG" and im.info.get("progressive") and min(w // pre[0], h // pre[1]) >= 8:
+        f.seek(0)
+        dc = _dc_scans_only(f.read())
+        if dc is not None:
+            try:
+                return _render(Image.open(io.BytesIO(dc)), pre, orientation)
+            except Exception:  # whatever went wrong, the whole stream decides
+                pass
+        f.seek(0)
+        im = Image.open(f)
+    return _render(im, pre, orientation)
+
+
+def _render(im: Image.Image, pre: tuple[int, int], orientation: int) -> np.ndarray:
+    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
     box = None
     if im.format in _DRAFT_FORMATS:
         drafted = im.draft("RGB", pre)
@@ -153,9 +173,74 @@ def _decode(f: BinaryIO, width: int, height: int) -> np.ndarray:
         background = Image.new("RGBA", im.size, (*BACKGROUND, 255))
         im = Image.alpha_composite(background, im).convert("RGB")
     out = np.asarray(im, dtype=np.uint8)
+    width, height = (pre[1], pre[0]) if orientation in _SWAPS_AXES else pre
     if out.shape != (height, width, 3):  # a plugin returned something unexpected
         raise DecodeError(f"unsupported image layout {im.mode} {out.shape}")
     return out
+
+
+# A marker ending entropy-coded data: 0xFF then neither a stuffed 0x00, a restart marker nor fill.
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _dc_scans_only(data: bytes) -> bytes | None:
+    """A progressive JPEG stream with its AC scans left out, or None when that does not apply.
+
+    At 1/8 scale libjpeg's IDCT of a block is its DC coefficient alone, so the AC scans, most of
+    a progressive file, only cost entropy decoding that DCT scaling cannot skip (a full 1/8-scale
+    decode of an 18 MP progressive JPEG spends most of its time there). The result is not
+    bit-identical to decoding every scan (chroma upsampling and libjpeg's block smoothing look
+    at the missing coefficients) but stays within about one grey level on average.
+
+    Returns None (decode the whole stream) unless the stream is a well-formed progressive
+    Huffman JPEG (SOF2) that ends with EOI and has AC scans to leave out; so a truncated file
+    is still reported as truncated by the full decode.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    out = [data[:2]]
+    i, n = 2, len(data)
+    progressive = dropped = False
+    while i + 2 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:  # EOI
+            if not (progressive and dropped):
+                return None
+            out.append(data[i : i + 2])
+            return b"".join(out)
+        if i + 4 > n:
+            return None
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF_MARKERS:
+            if marker != 0xC2:
+                return None
+            progressive = True
+        if marker == 0xDA:  # SOS: header, then entropy-coded data up to the next marker
+            if end > n:
+                return None
+            spectral_start = data[i + 5 + 2 * data[i + 4]]
+            found = _MARKER_AFTER_SCAN.search(data, end)
+            if found is None:
+                return None
+            end = found.start()
+            if spectral_start == 0:
+                out.append(data[i:end])
+            else:
+                dropped = True
+        else:
+            out.append(data[i:end])
+        i = end
+    return None
+
+
+_SOF_MARKERS = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 
 
 def _orientation(im: Image.Image) -> int:
@@ -172,11 +257,15 @@ def _normalise_mode(im: Image.Image) -> tuple[Image.Image, bool]:
     mode = im.mode
     if mode == "RGB":
         return im, False
-    if mode in _ALPHA_MODES:
-        return im.convert("RGBA"), True
+    if mode in _ALPHA_MODES or (
+        mode == "P"
+        and ("transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"))
+    ):
+        rgba = im if mode == "RGBA" else im.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] == 255:  # fully opaque: skip the compositing
+            return rgba.convert("RGB"), False
+        return rgba, True
     if mode == "P":
-        if "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA":
-            return im.convert("RGBA"), True
         return im.convert("RGB"), False
     if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         return _deep_to_rgb(im), False

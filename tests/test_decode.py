@@ -260,6 +260,50 @@ def test_draft_never_goes_below_target_after_rotation(tmp_path: Path) -> None:
     assert out[..., 0].std() > 80, "stripes lost: decoded below the target size"
 
 
+def test_progressive_jpeg_close_to_full_decode(tmp_path: Path) -> None:
+    src = photo(2400, 1800)
+    src.save(tmp_path / "prog.jpg", quality=92, progressive=True)
+    with Image.open(tmp_path / "prog.jpg") as im:
+        assert im.info.get("progressive")
+        full = reference(im, (224, 224))
+    out = load_rgb(str(tmp_path / "prog.jpg"), (224, 224))
+    assert_ok(out, (224, 224))
+    assert mad(out, full) < 2.0
+
+
+def test_progressive_dc_scans_are_a_smaller_valid_jpeg(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    photo(2400, 1800).save(buf, format="JPEG", quality=92, progressive=True)
+    data = buf.getvalue()
+    dc = decode._dc_scans_only(data)
+    assert dc is not None and len(dc) < len(data) / 2
+    with Image.open(io.BytesIO(dc)) as im:
+        im.draft("RGB", (224, 224))
+        im.load()
+        assert im.size == (300, 225)
+    baseline = io.BytesIO()
+    photo(2400, 1800).save(baseline, format="JPEG", quality=92)
+    assert decode._dc_scans_only(baseline.getvalue()) is None  # nothing to leave out
+    assert decode._dc_scans_only(data[: len(data) - 100]) is None  # no EOI: not ours to judge
+
+
+def test_truncated_progressive_jpeg(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    photo(2400, 1800).save(buf, format="JPEG", quality=92, progressive=True)
+    data = buf.getvalue()
+    (tmp_path / "t.jpg").write_bytes(data[: int(len(data) * 0.8)])  # AC scans cut off
+    assert reason(tmp_path / "t.jpg") == "truncated"
+
+
+def test_opaque_rgba_is_the_same_as_rgb(tmp_path: Path) -> None:
+    src = photo()
+    src.save(tmp_path / "rgb.png")
+    src.convert("RGBA").save(tmp_path / "rgba.png")
+    assert Image.open(tmp_path / "rgba.png").mode == "RGBA"
+    rgb = load_rgb(str(tmp_path / "rgb.png"), SIZE)
+    assert np.array_equal(load_rgb(str(tmp_path / "rgba.png"), SIZE), rgb)
+
+
 # --- names -----------------------------------------------------------------------------------
 
 
