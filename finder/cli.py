@@ -100,7 +100,7 @@ class _ProgressView:
         self.bar = None
         self.task = None
         self.last_line = 0.0
-        self.started = time.monotonic()
+        self.started: float | None = None  # the first embedding result, not the model's build
 
     def __call__(self, event: Any) -> None:
         if self.quiet:
@@ -110,6 +110,8 @@ class _ProgressView:
                 _err(f"scanning {event.root}")
             return
         if event.phase == "embed":
+            if self.started is None:
+                self.started = time.monotonic() - 1e-3
             if self.tty:
                 self._bar(event)
             elif time.monotonic() - self.last_line >= 10 or event.done == event.total:
@@ -142,7 +144,6 @@ class _ProgressView:
             )
             self.bar.start()
             self.task = self.bar.add_task("embed", total=event.total, rate="")
-            self.started = time.monotonic()
         rate = event.done / max(time.monotonic() - self.started, 1e-9)
         self.bar.update(
             self.task, completed=event.done, total=event.total, rate=f"{rate:.1f} img/s"
@@ -500,11 +501,24 @@ def main() -> None:
     """Console-script entry point."""
     # TensorFlow's C++ start-up chatter is noise to a person using the command.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:  # recent typer vendors click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover - older typer on click
+        from click import exceptions as cx
+
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
     try:
-        app()
-    except KeyboardInterrupt:  # pragma: no cover - outside any command
+        code = app(standalone_mode=False)
+    except cx.ClickException as e:  # bad flags and arguments: one line, not a usage page
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _err(f"error: {e.format_message()}{hint}")
+        code = e.exit_code
+    except (KeyboardInterrupt, typer.Abort):
         _err("interrupted")
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
