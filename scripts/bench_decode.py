@@ -6,6 +6,11 @@ alternating which goes first, REPEAT times. Each file's time is the median of it
 images per second for a set of files is their count over the sum of those medians. Printed for
 all files, for JPEG only, and for the files of at least MIN_MP megapixels; the last line is JSON.
 
+Cameras write baseline JPEGs while wallpapers are often progressive (a different decoding cost),
+so each progressive JPEG of at least MIN_MP megapixels is also re-encoded as a baseline JPEG
+(quality 92, 4:2:0, like a camera) in a temporary folder and measured too ("baseline copy");
+--no-copies turns that off.
+
     python scripts/bench_decode.py [FOLDER] [--repeat 5] [--size 224] [--min-mp 12]
 
 The bar: on photos of 12 MP or more, finder's decode at least 4x the full Pillow decode.
@@ -17,6 +22,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,7 +74,13 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--min-mp", type=float, default=12.0)
+    ap.add_argument("--no-copies", action="store_true", help="no baseline copies of big files")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
+        return run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
     size = (args.size, args.size)
 
     files = []
@@ -83,6 +95,15 @@ def main() -> int:
     if not files:
         print(f"no readable photos under {args.folder}", file=sys.stderr)
         return 1
+    for path, fmt, mp in list(files):
+        if args.no_copies or fmt != "JPEG" or mp < args.min_mp:
+            continue
+        with Image.open(path) as im:
+            if not im.info.get("progressive"):
+                continue
+            copy = tmp / f"{Path(path).stem} (baseline copy).jpg"
+            im.convert("RGB").save(copy, quality=92, subsampling="4:2:0", exif=im.getexif())
+        files.append((str(copy), "JPEG", mp))
 
     times = {path: ([], []) for path, _, _ in files}
     for rep in range(args.repeat):
