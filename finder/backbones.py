@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -286,7 +287,9 @@ class TFLiteBackbone(Backbone):
     def __init__(self, path: str) -> None:
         Interpreter = _interpreter_class()
         try:
-            self._interp = Interpreter(model_path=path, num_threads=cpu_count())
+            with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
+                warnings.simplefilter("ignore")
+                self._interp = Interpreter(model_path=path, num_threads=cpu_count())
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BackboneError(f"cannot load TFLite model {path}: {_one_line(e)}") from None
@@ -423,6 +426,7 @@ def _imagenet_weights(name: str, ref: _ImagenetFile) -> str:
         return keras.utils.get_file(
             ref.file_name,
             _WEIGHTS_BASE + ref.subdir + "/" + ref.file_name,
+            cache_dir=os.environ.get("KERAS_HOME") or None,  # read now, not at Keras import
             cache_subdir="models",
             file_hash=ref.file_hash,
         )

@@ -1,0 +1,337 @@
+"""finder.backbones: real Keras/TFLite models (random weights where ImageNet ones would be
+downloaded; the real pretrained TFLite model from ../shared)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finder import backbones
+from finder.backbones import BACKBONES, BackboneInfo, build, from_info
+from finder.errors import BackboneError, WeightsUnavailable
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+PHOTOS = SHARED / "photos"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _need_shared() -> None:
+    if not TFLITE.is_file() or not (PHOTOS / "pets" / "cat").is_dir():
+        pytest.skip(f"shared models/photos not found under {SHARED}")
+
+
+def _photos(folder: str, n: int, size=(224, 224)) -> np.ndarray:
+    from PIL import Image
+
+    paths = sorted((PHOTOS / folder).glob("*.jpg"))[:n]
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            out.append(np.asarray(im.convert("RGB").resize(size, Image.BILINEAR)))
+    return np.stack(out)
+
+
+def _random_pixels(n: int, size=(224, 224), seed: int = 0) -> np.ndarray:
+    w, h = size
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return build("vgg16", weights=None)
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return build("efficientnetv2-b0", weights=None)
+
+
+@pytest.fixture(scope="module")
+def tflite():
+    _need_shared()
+    return build(model=str(TFLITE))
+
+
+def test_import_does_not_load_tensorflow():
+    code = (
+        "import finder.backbones, finder.pipeline, sys; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_vgg16_fc1_4096_and_caffe_preprocessing(vgg):
+    import keras
+
+    assert vgg.info.name == "vgg16" and vgg.info.layer == "fc1"
+    assert vgg.info.dim == 4096 and vgg.info.input_size == (224, 224)
+    assert vgg.info.weights == "none" and vgg.info.fingerprint == "random-seed0"
+    x = _random_pixels(2)
+    pre = vgg.preprocess(x)
+    expected = keras.applications.vgg16.preprocess_input(x.astype(np.float32))
+    assert pre.dtype == np.float32
+    np.testing.assert_allclose(pre, expected, rtol=0, atol=1e-4)
+    # caffe mode: BGR order, ImageNet mean subtracted
+    np.testing.assert_allclose(pre[..., 0], x[..., 2] - 103.939, atol=1e-3)
+    y = vgg.embed(x)
+    assert y.shape == (2, 4096) and y.dtype == np.float32
+    assert (y >= 0).all()  # fc1 is taken after its ReLU
+    assert y.std() > 0 and not np.allclose(y[0], y[1])
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnetv2-b0", "mobilenetv3-large"])
+def test_registry_entry_builds_and_embeds_to_declared_dim(name, vgg, effnet):
+    spec = BACKBONES[name]
+    b = effnet if name == "efficientnetv2-b0" else build(name, weights=None)
+    assert b.info.name == name and b.info.dim == spec.dim
+    assert b.info.input_size == spec.input_size
+    y = b.embed(_random_pixels(3, spec.input_size))
+    assert y.shape == (3, spec.dim) and y.dtype == np.float32
+    assert np.isfinite(y).all()
+
+
+def test_registry_is_plain_data():
+    assert backbones.DEFAULT_BACKBONE == "vgg16"
+    for name, spec in BACKBONES.items():
+        assert spec.name == name and spec.description
+        assert callable(spec.builder)
+    assert BACKBONES["vgg16"].gflops == pytest.approx(30.9)
+    light = min(BACKBONES["mobilenetv3-large"].gflops, BACKBONES["efficientnetv2-b0"].gflops)
+    assert light * 6 < BACKBONES["vgg16"].gflops
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(BackboneError) as e:
+        build("alexnet", weights=None)
+    msg = str(e.value)
+    assert "alexnet" in msg and "vgg16" in msg and "tflite" in msg and "\n" not in msg
+
+
+def test_unknown_model_file_type(tmp_path):
+    p = tmp_path / "model.onnx"
+    p.write_bytes(b"x")
+    with pytest.raises(BackboneError, match="model.onnx"):
+        build(model=str(p))
+
+
+def test_tflite_shared_model(tflite):
+    info = tflite.info
+    assert info.name == "tflite" and info.dim == 1024 and info.input_size == (224, 224)
+    assert info.weights == str(TFLITE) and len(info.fingerprint) == 16
+    cats = _photos("pets/cat", 4)
+    flowers = _photos("flowers17/daisy", 4)
+    y = tflite.embed(np.concatenate([cats, flowers]))
+    assert y.shape == (8, 1024) and y.dtype == np.float32
+    assert (y >= 0).all() and y.std() > 0
+    assert not np.allclose(y[0], y[1])
+    # the dequantized values lie on the output's quantization grid
+    scale, zero = tflite._out_quant
+    q = y / scale + zero
+    np.testing.assert_allclose(q, np.rint(q), atol=1e-3)
+    # a real pretrained embedding: cats are nearer cats than daisies
+    u = y / np.linalg.norm(y, axis=1, keepdims=True)
+    sim = u @ u.T
+    within = (sim[:4, :4].sum() - 4) / 12
+    across = sim[:4, 4:].mean()
+    assert within > across
+
+
+def test_tflite_batch_equals_one_at_a_time(tflite):
+    x = _photos("pets/dog", 5)
+    together = tflite.embed(x)
+    alone = np.concatenate([tflite.embed(x[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_tflite_from_info_same_fingerprint_and_vectors(tflite):
+    again = from_info(BackboneInfo.from_dict(json.loads(json.dumps(tflite.info.to_dict()))))
+    assert again.info == tflite.info
+    x = _photos("pets/cat", 2)
+    np.testing.assert_array_equal(again.embed(x), tflite.embed(x))
+
+
+def test_bad_tflite_file(tmp_path):
+    p = tmp_path / "broken.tflite"
+    p.write_bytes(b"not a flatbuffer at all" * 10)
+    with pytest.raises(BackboneError) as e:
+        build(model=str(p))
+    assert "broken.tflite" in str(e.value) and "\n" not in str(e.value)
+
+
+def _tiny_keras_model(seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((32, 24, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    out = keras.layers.Dense(3, name="logits")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_file_default_penultimate_and_named_layer(tmp_path, suffix):
+    model = _tiny_keras_model()
+    path = tmp_path / f"tiny{suffix}"
+    model.save(path)
+    b = build(model=str(path))
+    assert b.info.name == "keras-file" and b.info.layer == "pool" and b.info.dim == 6
+    assert b.info.input_size == (24, 32)  # (width, height)
+    assert b.info.weights == str(path)
+    x = _random_pixels(3, (24, 32))
+    y = b.embed(x)
+    assert y.shape == (3, 6) and y.dtype == np.float32
+    named = build(model=str(path), layer="logits")
+    assert named.info.layer == "logits" and named.info.dim == 3
+    # fed float RGB 0..255 unchanged: the same numbers as the model itself
+    expected = model.predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(named.embed(x), expected, rtol=1e-4, atol=1e-5)
+    conv = build(model=str(path), layer="conv")
+    assert conv.info.dim == 30 * 22 * 6  # a spatial layer is flattened
+
+
+def test_keras_file_unknown_layer(tmp_path):
+    path = tmp_path / "tiny.keras"
+    _tiny_keras_model().save(path)
+    with pytest.raises(BackboneError) as e:
+        build(model=str(path), layer="fc7")
+    msg = str(e.value)
+    assert "fc7" in msg and "pool" in msg and "\n" not in msg
+
+
+def test_keras_file_changed_is_refused_by_from_info(tmp_path):
+    path = tmp_path / "tiny.keras"
+    _tiny_keras_model(seed=0).save(path)
+    info = build(model=str(path)).info
+    _tiny_keras_model(seed=1).save(path)
+    with pytest.raises(BackboneError, match="changed"):
+        from_info(info)
+
+
+def test_unknown_layer_on_application(effnet):
+    with pytest.raises(BackboneError, match="nosuchlayer"):
+        build("efficientnetv2-b0", weights=None, layer="nosuchlayer")
+
+
+def test_weights_unavailable_names_weights_flag(tmp_path, monkeypatch):
+    """No network: Keras's get_file raises what a failed download raises."""
+    import keras
+
+    def failed_download(fname, origin=None, **kwargs):
+        assert str(tmp_path) in str(kwargs.get("cache_dir"))  # an empty cache: must download
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] name resolution")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras.utils, "get_file", failed_download)
+    with pytest.raises(WeightsUnavailable) as e:
+        build("vgg16", weights="imagenet")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "--weights FILE" in msg and "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in msg
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(WeightsUnavailable, match="not found"):
+        build("efficientnetv2-b0", weights=str(tmp_path / "nope.weights.h5"))
+
+
+def test_local_weights_file_is_loaded_and_fingerprinted(tmp_path, effnet):
+    import hashlib
+
+    import keras
+
+    keras.utils.set_random_seed(1)
+    other = keras.applications.EfficientNetV2B0(
+        weights=None, include_top=False, pooling="avg", input_shape=(224, 224, 3)
+    )
+    path = tmp_path / "effnet-seed1.weights.h5"
+    other.save_weights(path)
+    b = build("efficientnetv2-b0", weights=str(path))
+    assert b.info.weights == str(path)
+    assert b.info.fingerprint == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert not b.info.same_as(effnet.info)
+    x = _random_pixels(2, seed=3)
+    expected = other.predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(b.embed(x), expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(b.embed(x), effnet.embed(x), rtol=1e-3)
+    again = from_info(b.info)
+    assert again.info == b.info
+
+
+def test_random_init_is_deterministic_and_from_info_reproduces(effnet):
+    again = from_info(effnet.info)
+    assert again.info == effnet.info and again.info.fingerprint == "random-seed0"
+    x = _random_pixels(2, seed=5)
+    np.testing.assert_allclose(again.embed(x), effnet.embed(x), rtol=1e-5, atol=1e-6)
+
+
+def test_random_init_same_in_another_process(effnet):
+    code = (
+        "import numpy as np, sys\n"
+        "from finder.backbones import build\n"
+        "x = np.random.default_rng(7).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)\n"
+        "y = build('efficientnetv2-b0', weights=None).embed(x)\n"
+        "sys.stdout.write(' '.join(repr(float(v)) for v in y[0, :16]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    theirs = np.array([float(v) for v in r.stdout.split()])
+    x = np.random.default_rng(7).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    np.testing.assert_allclose(effnet.embed(x)[0, :16], theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_mixed_precision_on_cpu(effnet):
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    mixed = build("efficientnetv2-b0", weights=None, mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == before  # restored
+    assert mixed.info.same_as(effnet.info)
+    x = _random_pixels(2, seed=9)
+    y16 = mixed.embed(x)
+    y32 = effnet.embed(x)
+    assert y16.dtype == np.float32 and y16.shape == (2, 1280)
+    assert not np.array_equal(y16, y32)  # really computed in float16
+    np.testing.assert_allclose(y16, y32, rtol=0.05, atol=0.02 * np.abs(y32).max())
+    cos = (y16 * y32).sum(1) / np.linalg.norm(y16, axis=1) / np.linalg.norm(y32, axis=1)
+    assert (cos > 0.999).all()
+
+
+def test_info_roundtrip_and_same_as():
+    info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
+    d = json.loads(json.dumps(info.to_dict()))
+    assert BackboneInfo.from_dict(d) == info
+    assert info.same_as(BackboneInfo("vgg16", "fc1", 4096, "/x/w.h5", "abcd" * 4, (224, 224)))
+    assert not info.same_as(BackboneInfo("vgg16", "fc2", 4096, "imagenet", "abcd" * 4, (224, 224)))
+    assert not info.same_as(BackboneInfo("vgg16", "fc1", 4096, "imagenet", "ffff" * 4, (224, 224)))
+    with pytest.raises(BackboneError):
+        BackboneInfo.from_dict({"name": "vgg16"})
+
+
+def test_embed_rejects_wrong_shape(effnet):
+    with pytest.raises(BackboneError, match="224"):
+        effnet.embed(_random_pixels(1, (100, 100)))
+
+
+def test_padded_batches_match_one_at_a_time(effnet):
+    saved = effnet.batch_size
+    effnet.batch_size = 4
+    try:
+        x = _random_pixels(7, seed=11)
+        alone = np.concatenate([effnet.embed(x[i : i + 1]) for i in range(7)])
+        for n in range(1, 8):  # full batches, padded remainders, several chunks
+            np.testing.assert_allclose(effnet.embed(x[:n]), alone[:n], rtol=1e-4, atol=1e-5)
+        assert set(effnet._fns) <= {1, 2, 4}  # fixed shapes only
+    finally:
+        effnet.batch_size = saved
