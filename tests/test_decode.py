@@ -104,6 +104,18 @@ def test_heic_named_jpg_is_recognised_by_content(tmp_path: Path) -> None:
     assert out[5, 30, 0] > 200 and out[-5, 30, 2] > 200
 
 
+def test_heic_orientation_is_applied_once(tmp_path: Path) -> None:
+    # pillow-heif stores the EXIF orientation as a HEIF transform and undoes it on reading
+    # (reporting orientation 1): load_rgb must not turn the picture a second time.
+    pillow_heif = pytest.importorskip("pillow_heif")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = two_tone(400, 300, RED, BLUE).transpose(Image.Transpose.ROTATE_90)
+    pillow_heif.from_pillow(stored).save(tmp_path / "o6.heic", quality=95, exif=exif.tobytes())
+    out = load_rgb(str(tmp_path / "o6.heic"), (40, 30))
+    assert (out[:12, :, 0] > 200).all() and (out[-12:, :, 2] > 200).all(), "red must be on top"
+
+
 def test_avif_when_supported(tmp_path: Path) -> None:
     from PIL import features
 
