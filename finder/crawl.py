@@ -109,8 +109,10 @@ class FileFact:
 
 
 def is_image_name(name: str) -> bool:
-    """True when ``name`` ends with one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """True when ``name`` ends with one of ``IMAGE_EXTENSIONS`` (case-insensitive); a name that
+    is only an extension (``.jpg``) has none."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def is_junk(name: str) -> bool:
@@ -218,15 +220,19 @@ def _walk(
                 stack.pop()
                 continue
             name = entry.name
-            if (name[0] == "." and not hidden) or is_junk(name):
-                continue
-            if excluded is not None and (excluded(name) or excluded(entry.path)):
+            if name[0] == "." and (not hidden or is_junk(name)):
                 continue
             try:
                 is_dir = entry.is_dir()
                 if is_dir:
+                    if is_junk(name) or (
+                        excluded is not None and (excluded(name) or excluded(entry.path))
+                    ):
+                        continue
                     est = entry.stat()
-                elif is_image_name(name):
+                elif is_image_name(name):  # junk files have no photo extension, except "._*"
+                    if excluded is not None and (excluded(name) or excluded(entry.path)):
+                        continue
                     est = entry.stat()
                     if not stat.S_ISREG(est.st_mode):
                         continue
