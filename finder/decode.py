@@ -4,8 +4,10 @@
 
 1. Opens the file itself, so that operating-system failures get their own reasons ("empty file",
    "file vanished", "permission denied", "is a directory").
-2. Identifies the image from its content, not its name. HEIC/HEIF is recognised by its ``ftyp``
-   box; pillow-heif's opener is registered the first time one is seen (once per process).
+2. Identifies the image from its content, not its name, among the photo formats only
+   (``PHOTO_FORMATS``: no PDF, EPS or PSD, whatever the file is called). HEIC/HEIF is
+   recognised by its ``ftyp`` box; pillow-heif's opener is registered the first time one is
+   seen (once per process).
 3. Refuses images over ``MAX_PIXELS`` (read from the header, before any pixel is decoded) as
    "decompression bomb". The limit is above Pillow's default (89 MP) because 100+ MP panoramas
    are real photos. Importing this module sets Pillow's own ``MAX_IMAGE_PIXELS`` to the same limit
@@ -57,6 +59,10 @@ warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 _RESAMPLE = Image.Resampling.BILINEAR
 _REDUCING_GAP = 2.0
 _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
+#: Pillow plugins allowed to open a file: the photo formats of crawl.IMAGE_EXTENSIONS (MPO is
+#: opened by the JPEG plugin). Anything else (PDF, EPS, which would run Ghostscript, PSD, ...)
+#: is "not an image", whatever its name.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -135,8 +141,14 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
             raise DecodeError(_short(f"corrupt image: {e or type(e).__name__}")) from None
 
 
+def _formats() -> tuple[str, ...]:
+    """The photo formats this Pillow can open now (HEIF only once pillow-heif is registered)."""
+    Image.init()
+    return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
+
+
 def _decode(f: BinaryIO, width: int, height: int) -> np.ndarray:
-    im = Image.open(f)
+    im = Image.open(f, formats=_formats())
     w, h = im.size
     if w * h > MAX_PIXELS:
         raise DecodeError("decompression bomb")
@@ -148,11 +160,11 @@ def _decode(f: BinaryIO, width: int, height: int) -> np.ndarray:
         dc = _dc_scans_only(f.read())
         if dc is not None:
             try:
-                return _render(Image.open(io.BytesIO(dc)), pre, orientation)
+                return _render(Image.open(io.BytesIO(dc), formats=("JPEG",)), pre, orientation)
             except Exception:  # whatever went wrong, the whole stream decides
                 pass
         f.seek(0)
-        im = Image.open(f)
+        im = Image.open(f, formats=_formats())
     return _render(im, pre, orientation)
 
 

@@ -375,6 +375,15 @@ def test_text_named_jpg_is_not_an_image(tmp_path: Path) -> None:
     assert reason(tmp_path / "notes.jpg") == "not an image"
 
 
+def test_non_photo_image_formats_are_not_images(tmp_path: Path) -> None:
+    # Pillow reads these, but they are not photos; EPS would even start Ghostscript.
+    photo().save(tmp_path / "icon.jpg", format="ICO")
+    photo().save(tmp_path / "doc.jpg", format="PDF")
+    (tmp_path / "art.jpg").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+    for name in ("icon.jpg", "doc.jpg", "art.jpg"):
+        assert reason(tmp_path / name) == "not an image", name
+
+
 def test_garbage_after_jpeg_header_is_a_decode_error(tmp_path: Path) -> None:
     buf = io.BytesIO()
     photo().save(buf, format="JPEG")
