@@ -47,7 +47,7 @@ from finder.crawl import os_error_reason
 from finder.errors import DecodeError, UsageError
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
-#: panorama decodes; a 16-bit RGBA image of this size still fits in 2 GB.
+#: panorama decodes, and a non-JPEG image this large still takes at most 1 GB as RGBA.
 MAX_PIXELS = 250_000_000
 
 #: Colour used under transparent pixels.
@@ -62,7 +62,7 @@ _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
 #: Pillow plugins allowed to open a file: the photo formats of crawl.IMAGE_EXTENSIONS (MPO is
 #: opened by the JPEG plugin). Anything else (PDF, EPS, which would run Ghostscript, PSD, ...)
 #: is "not an image", whatever its name.
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
