@@ -1,0 +1,336 @@
+"""Embedding throughput end to end: the naive loop against finder's pipeline, side by side.
+
+Over the photos under FOLDER (default /work/shared/photos, the first --limit in walk order),
+in one run on the same files:
+
+(a) naive: walk, then for each file a full Pillow decode + resize, the backbone's
+    preprocessing and ``model.predict`` on a batch of one (Keras backbones only);
+(b) finder: walk fed lazily into ``finder.pipeline.embed_paths`` (threaded decode overlapping
+    compiled fixed-shape batch inference);
+
+both warmed up first (model built, functions traced), each timed from the start of the walk to the
+last vector in hand. Also the model alone on one decoded batch, and each --light backbone through
+finder's pipeline on the same files (median of 3 runs). The float32 matrix-multiply peak of this
+machine (numpy sgemm 4096x4096, all cores, median of 7, measured before and after the backbone
+runs) gives ceiling_img_s = peak_gflops / gflops_per_image. Weights are random (weights=None):
+the FLOPs are the same as with ImageNet weights.
+
+    python scripts/bench_embed.py [FOLDER] [--limit 64] [--backbone vgg16] [--batch-size B]
+    python scripts/bench_embed.py --rss [--rss-backbone mobilenetv3-large]
+
+--rss: peak resident memory while embedding N=1,000 and N=10,000 images (the photo list
+repeated), each N in its own subprocess. Bar: peak at 10,000 <= 1.5x peak at 1,000.
+
+Bars: VGG16 end to end >= 70% of the matmul-bound ceiling and >= 2x the naive loop; a light
+backbone >= 6x faster than VGG16 end to end. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from finder import backbones  # noqa: E402
+from finder.pipeline import embed_paths  # noqa: E402
+
+DEFAULT_ROOT = "/work/shared/photos"
+EXTS = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+def walk_paths(root: str, limit: int | None) -> Iterator[str]:
+    """Photo paths under root in walk order (finder.crawl.walk when present)."""
+    try:
+        from finder.crawl import walk
+
+        paths = (f.path for f in walk(root) if not f.is_dir)
+    except ImportError:
+
+        def _os_walk() -> Iterator[str]:
+            for d, dirs, files in os.walk(root):
+                dirs.sort()
+                for f in sorted(files):
+                    if os.path.splitext(f)[1].lower() in EXTS:
+                        yield os.path.join(d, f)
+
+        paths = _os_walk()
+    for i, p in enumerate(paths):
+        if limit is not None and i >= limit:
+            return
+        yield p
+
+
+def matmul_peak(n: int = 4096, repeats: int = 7) -> list[float]:
+    """GFLOP/s of float32 n x n matrix products (numpy's BLAS, all its threads)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    a @ b
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        out.append(2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return out
+
+
+def blas_description() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if info:
+            i = info[0]
+            return (
+                f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+                f"threads={i.get('num_threads')}"
+            )
+    except ImportError:
+        pass
+    return "unknown BLAS"
+
+
+def naive(root: str, limit: int, backbone) -> float:
+    """Seconds for the naive loop: full decode, preprocess, model.predict on one image."""
+    from PIL import Image
+
+    size = backbone.info.input_size
+    model = backbone.model
+    t = time.perf_counter()
+    n = 0
+    for p in walk_paths(root, limit):
+        try:
+            with Image.open(p) as im:
+                x = np.asarray(im.convert("RGB").resize(size, Image.BILINEAR))
+        except OSError:
+            continue
+        model.predict(backbone.preprocess(x[None]), verbose=0)
+        n += 1
+    return time.perf_counter() - t
+
+
+def finder_run(root: str, limit: int, backbone, batch_size: int | None) -> tuple[float, int]:
+    t = time.perf_counter()
+    n = 0
+    for _key, vec, _err in embed_paths(
+        ((p, p) for p in walk_paths(root, limit)), backbone, batch_size=batch_size
+    ):
+        n += vec is not None
+    return time.perf_counter() - t, n
+
+
+def warm_up(backbone, n: int, batch_size: int) -> None:
+    """Trace the shapes the timed run will use: a full batch and the remainder."""
+    w, h = backbone.info.input_size
+    x = np.zeros((batch_size, h, w, 3), np.uint8)
+    saved = backbone.batch_size
+    backbone.batch_size = batch_size
+    try:
+        backbone.embed(x)
+        if n % batch_size:
+            backbone.embed(x[: n % batch_size])
+    finally:
+        backbone.batch_size = saved
+
+
+def model_only(backbone, batch_size: int) -> float:
+    """Images per second of backbone.embed on one full batch of decoded pixels."""
+    w, h = backbone.info.input_size
+    x = np.random.default_rng(0).integers(0, 256, (batch_size, h, w, 3), dtype=np.uint8)
+    saved = backbone.batch_size
+    backbone.batch_size = batch_size
+    try:
+        t = time.perf_counter()
+        backbone.embed(x)
+        return batch_size / (time.perf_counter() - t)
+    finally:
+        backbone.batch_size = saved
+
+
+def main_speed(args: argparse.Namespace) -> dict:
+    root, limit = args.root, args.limit
+    files = list(walk_paths(root, limit))
+    n = len(files)
+    if not n:
+        sys.exit(f"no photos under {root}")
+    print(f"{n} photos under {root}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    print(f"BLAS: {blas_description()}; cores: {backbones.cpu_count()}")
+    peaks = matmul_peak()
+    print(f"matmul peak before: median {statistics.median(peaks):.1f} GFLOP/s")
+
+    spec = backbones.BACKBONES[args.backbone]
+    backbone = backbones.build(args.backbone, weights=args.weights)
+    bs = args.batch_size or backbone.batch_size
+    print(f"backbone {backbone.info.describe()}, batch {bs}, {spec.gflops} GFLOP/image")
+
+    naive_s = None
+    if hasattr(backbone, "model"):
+        x = np.zeros((1, *backbone.info.input_size[::-1], 3), np.uint8)
+        backbone.model.predict(backbone.preprocess(x), verbose=0)  # warm-up
+        naive_s = naive(root, limit, backbone)
+        print(f"(a) naive predict per image: {n / naive_s:.2f} img/s ({naive_s:.1f} s)")
+    warm_up(backbone, n, bs)
+    finder_s, ok = finder_run(root, limit, backbone, bs)
+    print(f"(b) finder pipeline:         {n / finder_s:.2f} img/s ({finder_s:.1f} s, {ok} ok)")
+    alone = model_only(backbone, bs)
+    print(f"    model alone, one batch:  {alone:.2f} img/s")
+
+    after = matmul_peak()
+    print(f"matmul peak after: median {statistics.median(after):.1f} GFLOP/s")
+    peak = statistics.median(peaks + after)
+    finder_img_s = n / finder_s
+    result = {
+        "backbone": args.backbone,
+        "images": n,
+        "batch_size": bs,
+        "naive_img_s": round(n / naive_s, 3) if naive_s else None,
+        "finder_img_s": round(finder_img_s, 3),
+        "model_only_img_s": round(alone, 3),
+        "speedup_vs_naive": round(naive_s / finder_s, 2) if naive_s else None,
+        "peak_gflops": round(peak, 1),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+    if spec.gflops:
+        ceiling = peak / spec.gflops
+        result |= {
+            "gflops_per_image": spec.gflops,
+            "finder_gflops": round(finder_img_s * spec.gflops, 1),
+            "ceiling_img_s": round(ceiling, 3),
+            "fraction_of_ceiling": round(finder_img_s / ceiling, 3),
+        }
+        print(
+            f"finder: {finder_img_s * spec.gflops:.1f} GFLOP/s of a {peak:.1f} GFLOP/s peak: "
+            f"{finder_img_s:.2f} of a ceiling of {ceiling:.2f} img/s = "
+            f"{finder_img_s / ceiling:.0%}"
+        )
+    del backbone
+
+    light = {}
+    for name in [s for s in args.light.split(",") if s and s != args.backbone]:
+        lb = backbones.build(name, weights=args.weights)
+        lbs = lb.batch_size
+        warm_up(lb, n, lbs)
+        runs = [finder_run(root, limit, lb, lbs)[0] for _ in range(3)]
+        light[name] = round(n / statistics.median(runs), 2)
+        ratio = light[name] / finder_img_s
+        print(f"light {name}: {light[name]:.1f} img/s end to end = {ratio:.1f}x {args.backbone}")
+        del lb
+    if light:
+        result["light_img_s"] = light
+        result["light_speedup"] = {k: round(v / finder_img_s, 2) for k, v in light.items()}
+    return result
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    files = list(walk_paths(args.root, args.limit))
+    backbone = backbones.build(args.rss_backbone, weights=args.weights)
+    n = args.rss_child
+
+    def items():
+        for i in range(n):
+            yield i, files[i % len(files)]
+
+    done = 0
+    baseline = None
+    for _k, _v, _e in embed_paths(items(), backbone, batch_size=args.batch_size):
+        done += 1
+        if done == backbone.batch_size and baseline is None:
+            baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {"n": n, "done": done, "peak_mib": round(peak, 1), "after_first_batch_mib": baseline}
+        )
+    )
+
+
+def main_rss(args: argparse.Namespace) -> dict:
+    out = {}
+    for n in (1_000, 10_000):
+        cmd = [
+            sys.executable,
+            __file__,
+            args.root,
+            "--rss-child",
+            str(n),
+            "--rss-backbone",
+            args.rss_backbone,
+            "--limit",
+            str(args.limit),
+        ]
+        if args.batch_size:
+            cmd += ["--batch-size", str(args.batch_size)]
+        if args.weights:
+            cmd += ["--weights", args.weights]
+        t = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"child for N={n} failed:\n{r.stderr[-3000:]}")
+        rec = json.loads(r.stdout.strip().splitlines()[-1])
+        secs = time.perf_counter() - t
+        print(
+            f"N={n:>6}: peak RSS {rec['peak_mib']:.0f} MiB (after the first batch "
+            f"{rec['after_first_batch_mib']:.0f} MiB), {rec['done']} results in {secs:.0f} s"
+        )
+        out[n] = rec
+    ratio = out[10_000]["peak_mib"] / out[1_000]["peak_mib"]
+    grow = out[10_000]["peak_mib"] - out[10_000]["after_first_batch_mib"]
+    print(
+        f"peak at 10,000 / peak at 1,000 = {ratio:.3f} (bar <= 1.5: "
+        f"{'met' if ratio <= 1.5 else 'NOT met'}); growth after the first batch at 10,000: "
+        f"{grow:.0f} MiB"
+    )
+    return {
+        "mode": "rss",
+        "backbone": args.rss_backbone,
+        "peak_mib_1000": out[1_000]["peak_mib"],
+        "peak_mib_10000": out[10_000]["peak_mib"],
+        "ratio": round(ratio, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("root", nargs="?", default=DEFAULT_ROOT)
+    ap.add_argument("--limit", type=int, default=64, help="photos to use (default 64)")
+    ap.add_argument("--backbone", default="vgg16", choices=list(backbones.BACKBONES)[:4])
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--weights", default=None, help="default: random init (same FLOPs)")
+    ap.add_argument(
+        "--light",
+        default="mobilenetv3-large,efficientnetv2-b0",
+        help="light backbones also run end to end on the same files ('' for none)",
+    )
+    ap.add_argument("--rss", action="store_true", help="peak memory at N=1,000 vs 10,000")
+    ap.add_argument("--rss-backbone", default="mobilenetv3-large")
+    ap.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if not os.path.isdir(args.root):
+        sys.exit(f"no such folder: {args.root}")
+    if args.rss_child:
+        rss_child(args)
+        return
+    if args.rss:
+        if args.limit == 64:
+            args.limit = 1000
+        result = main_rss(args)
+    else:
+        result = main_speed(args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
