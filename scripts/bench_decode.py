@@ -95,6 +95,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     if not files:
         print(f"no readable photos under {args.folder}", file=sys.stderr)
         return 1
+    copies: set[str] = set()
     for path, fmt, mp in list(files):
         if args.no_copies or fmt != "JPEG" or mp < args.min_mp:
             continue
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 continue
             copy = tmp / f"{Path(path).stem} (baseline copy).jpg"
             im.convert("RGB").save(copy, quality=92, subsampling="4:2:0", exif=im.getexif())
+        copies.add(str(copy))
         files.append((str(copy), "JPEG", mp))
 
     times = {path: ([], []) for path, _, _ in files}
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 "mp": mp,
                 "full_s": statistics.median(full),
                 "finder_s": statistics.median(fast),
+                "copy": path in copies,
             }
         )
     rows.sort(key=lambda r: -r["mp"])
@@ -135,13 +138,16 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             f"{r['mp']:5.1f} {r['format']:5} {1000 * r['full_s']:8.1f} {1000 * r['finder_s']:9.1f} "
             f"{r['full_s'] / r['finder_s']:6.2f}  {Path(r['path']).name}"
         )
-    groups = {
-        "all": rows,
-        "jpeg": [r for r in rows if r["format"] in ("JPEG", "MPO")],
-        f"ge_{args.min_mp:g}mp": [r for r in rows if r["mp"] >= args.min_mp],
-        f"jpeg_ge_{args.min_mp:g}mp": [
-            r for r in rows if r["mp"] >= args.min_mp and r["format"] in ("JPEG", "MPO")
+    originals = [r for r in rows if not r["copy"]]
+    big = f"ge_{args.min_mp:g}mp"
+    groups = {  # the files of FOLDER; the baseline copies only in their own group
+        "all": originals,
+        "jpeg": [r for r in originals if r["format"] in ("JPEG", "MPO")],
+        big: [r for r in originals if r["mp"] >= args.min_mp],
+        f"jpeg_{big}": [
+            r for r in originals if r["mp"] >= args.min_mp and r["format"] in ("JPEG", "MPO")
         ],
+        f"baseline_copies_{big}": [r for r in rows if r["copy"]],
     }
     result = {"size": args.size, "repeat": args.repeat}
     for name, group in groups.items():
@@ -149,7 +155,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         result[name] = s
         if s["files"]:
             print(
-                f"{name:>14}: {s['files']:3d} files, full Pillow {s['full_pillow_img_per_s']:6.2f}"
+                f"{name:>26}: {s['files']:3d} files, full Pillow {s['full_pillow_img_per_s']:6.2f}"
                 f" img/s, finder {s['finder_img_per_s']:6.2f} img/s, ratio {s['ratio']:.2f}"
                 f" (median per file {s['ratio_median_per_file']:.2f})"
             )
