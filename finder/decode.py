@@ -12,7 +12,9 @@
    "decompression bomb". The limit is above Pillow's default (89 MP) because 100+ MP panoramas
    are real photos. Importing this module sets Pillow's own ``MAX_IMAGE_PIXELS`` to the same limit
    and turns ``DecompressionBombWarning`` into an error, so Pillow's check is a backstop that
-   agrees with ours and never prints a warning.
+   agrees with ours and never prints a warning. Pillow's other warnings (``UserWarning`` such
+   as "Corrupt EXIF data") are silenced: the image still decodes, and indexing a library must
+   not print them.
 4. Reads the EXIF orientation from the header. A JPEG (or MPO) is then decoded at reduced scale
    through libjpeg's DCT scaling (``Image.draft``), never below the output size *after* rotation
    (a 90° orientation swaps the width and height asked of the decoder). A progressive JPEG
@@ -55,6 +57,9 @@ BACKGROUND = (255, 255, 255)
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+# Pillow warns about things like "Corrupt EXIF data" on many real photos that decode fine;
+# indexing a library must not print them.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 _RESAMPLE = Image.Resampling.BILINEAR
 _REDUCING_GAP = 2.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -314,6 +316,30 @@ def test_opaque_rgba_is_the_same_as_rgb(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "rgba.png").mode == "RGBA"
     rgb = load_rgb(str(tmp_path / "rgb.png"), SIZE)
     assert np.array_equal(load_rgb(str(tmp_path / "rgba.png"), SIZE), rgb)
+
+
+def test_corrupt_exif_decodes_silently(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    exif[0x010F] = "Camera" * 20
+    buf = io.BytesIO()
+    photo().save(buf, format="JPEG", exif=exif.tobytes())
+    data = bytearray(buf.getvalue())
+    at = data.find(b"Exif\x00\x00") + 6 + 8  # the IFD's entry count
+    data[at : at + 2] = b"\xff\x7f"  # far more entries than the block holds
+    path = tmp_path / "bad_exif.jpg"
+    path.write_bytes(bytes(data))
+    # In a fresh interpreter (pytest replaces warning filters): decodes, prints nothing.
+    code = (
+        "import sys; from finder.decode import load_rgb; print(load_rgb(sys.argv[1], (8, 6)).shape)"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(6, 8, 3)"
+    assert done.stderr == ""
 
 
 # --- names -----------------------------------------------------------------------------------
