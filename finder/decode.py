@@ -117,33 +117,36 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
     """
     width, height = _check_size(size)
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; a context manager would hide OSError
+        f = open(path, "rb")  # opened apart from the with block: its OSError has its own reasons
     except OSError as e:
         raise DecodeError(os_error_reason(e)) from None
     with f:
+        heif_missing = False
         try:
             head = f.read(16)
-        except OSError as e:
-            raise DecodeError(os_error_reason(e)) from None
-        if not head:
-            raise DecodeError("empty file")
-        f.seek(0)
-        if head[4:8] == b"ftyp":
-            _register_heif()
-        try:
+            if not head:
+                raise DecodeError("empty file")
+            f.seek(0)
+            if head[4:8] == b"ftyp":
+                try:
+                    _register_heif()
+                except ImportError:
+                    heif_missing = True
             return _decode(f, width, height)
         except DecodeError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise DecodeError("decompression bomb") from None
         except UnidentifiedImageError:
+            if heif_missing:
+                raise DecodeError("HEIF support missing (pip install pillow-heif)") from None
             raise DecodeError("not an image") from None
         except MemoryError:
             raise DecodeError("out of memory") from None
         except OSError as e:
             raise DecodeError(_pillow_reason(e)) from None
         except Exception as e:  # Pillow plugins raise many types on corrupt data
-            raise DecodeError(_short(f"corrupt image: {e or type(e).__name__}")) from None
+            raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
 
 
 def _formats() -> tuple[str, ...]:
