@@ -9,7 +9,7 @@ round starts `python -m finder index` on the scratch tree and kills it after a r
 way the next run would (which repairs it) and checks the invariant:
 
 * every catalog image with status ok has exactly one vector, and every vector belongs to one;
-* no image that was indexed before the kill, and whose file did not change, was lost.
+* no image that was indexed and unchanged when the run started was lost.
 
 At the end one uninterrupted run must complete the library. The last line reads like
 `50 kills, 0 inconsistencies`.
@@ -38,13 +38,15 @@ from finder.catalog import OK  # noqa: E402
 from finder.library import Library  # noqa: E402
 
 
-def check(library: Path, before_ok: set[str], changed: set[str]) -> list[str]:
+def check(library: Path, before_ok: set[str]) -> list[str]:
     """Open (and so repair) the library; return what is inconsistent."""
     problems = []
     with Library(library) as lib:
         if not lib.exists or not lib.backbone_info:
             return problems
         store = lib.store  # opening repairs a dirty library
+        if os.environ.get("CHAOS_VERBOSE"):
+            print("   ", lib.messages)
         ok_ids = np.asarray(sorted(lib.catalog.ok_ids()), dtype=np.int64)
         vec_ids = np.asarray(store.ids(), dtype=np.int64)
         if len(np.unique(vec_ids)) != len(vec_ids):
@@ -64,22 +66,45 @@ def check(library: Path, before_ok: set[str], changed: set[str]) -> list[str]:
             for p in lib.catalog.paths_for(lib.catalog.ok_ids()).values()
             if lib.catalog.image_by_path(p).status == OK
         }
-        lost = (before_ok - changed) - now_ok
+        lost = before_ok - now_ok
         if lost:
-            problems.append(f"{len(lost)} indexed images lost, e.g. {sorted(lost)[0]}")
+            example = sorted(lost)[0]
+            row = lib.catalog.image_by_path(example)
+            state = row.status if row else "no catalog row"
+            if os.environ.get("CHAOS_VERBOSE") and row:
+                st = os.stat(example)
+                state += f" catalog {row.size}/{row.mtime_ns} file {st.st_size}/{st.st_mtime_ns}"
+                mx = lib.catalog.db.execute("select max(id), min(id) from images").fetchone()
+                upd = lib.catalog.db.execute(
+                    "select updated from images where id = ?", [row.id]
+                ).fetchone()[0]
+                state += f" id {row.id} max/min {mx} updated {time.time() - upd:.1f}s ago"
+            problems.append(f"{len(lost)} indexed images lost, e.g. {example} ({state})")
     return problems
 
 
-def ok_paths(library: Path) -> set[str]:
+def ok_paths(library: Path, up_to_date: bool = False) -> set[str]:
+    """Paths indexed ok; with ``up_to_date``, only those whose file is unchanged since."""
     with Library(library) as lib:
         if not lib.exists:
             return set()
-        return set(lib.catalog.paths_for(lib.catalog.ok_ids()).values())
+        paths = set(lib.catalog.paths_for(lib.catalog.ok_ids()).values())
+        if not up_to_date:
+            return paths
+        fresh = set()
+        for p in paths:
+            row = lib.catalog.image_by_path(p)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if row and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                fresh.add(p)
+        return fresh
 
 
-def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> set[str]:
-    """Touch ``n_touch`` photos (so they are embedded again), delete one, move one, add one;
-    returns the paths whose content changed, moved or left."""
+def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> None:
+    """Touch ``n_touch`` photos (so they are embedded again), delete one, move one, add one."""
     files = sorted(p for p in tree.rglob("*.jpg"))
     touched: set[str] = set()
     for p in rng.sample(files, min(n_touch, len(files))):
@@ -98,7 +123,6 @@ def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> s
     if spare:
         src = spare.pop()
         shutil.copy2(src, tree / "added" / f"new-{rng.randrange(10**9)}.jpg")
-    return touched
 
 
 def main() -> None:
@@ -110,9 +134,9 @@ def main() -> None:
         type=Path,
         default=SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
     )
-    ap.add_argument("--max-delay", type=float, default=9.0, help="seconds before a kill, at most")
+    ap.add_argument("--max-delay", type=float, default=16.0, help="seconds before a kill, at most")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--touch", type=int, default=40, help="photos changed before each run")
+    ap.add_argument("--touch", type=int, default=80, help="photos changed before each run")
     args = ap.parse_args()
     if not args.photos.is_dir() or not args.model.is_file():
         sys.exit(f"chaos_index: needs {args.photos} and {args.model}")
@@ -130,8 +154,8 @@ def main() -> None:
     completed_runs = 0
     try:
         for k in range(1, args.kills + 1):
-            before = ok_paths(library)
-            changed = mutate(tree, rng, spare, args.touch)
+            mutate(tree, rng, spare, args.touch)
+            before = ok_paths(library, up_to_date=True)  # indexed, and unchanged since
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             delay = rng.uniform(0.2, args.max_delay)
             try:
@@ -140,13 +164,13 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-            problems = check(library, before, changed)
+            problems = check(library, before)
             status = "ok" if not problems else "; ".join(problems)
             inconsistencies += bool(problems)
             print(f"kill {k:3d} after {delay:5.2f}s: {len(ok_paths(library))} indexed, {status}")
             sys.stdout.flush()
         final = subprocess.run(cmd, env=env, capture_output=True, timeout=3600)
-        problems = check(library, set(), set())
+        problems = check(library, set())
         n_files = sum(1 for _ in tree.rglob("*.jpg"))
         indexed = len(ok_paths(library))
         if final.returncode != 0 or problems or indexed != n_files:
