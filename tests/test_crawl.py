@@ -116,6 +116,13 @@ def test_directory_named_like_a_photo_is_reported_and_entered(tmp_path: Path) ->
     ]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_special_files_named_like_photos_are_skipped(tmp_path: Path) -> None:
+    touch(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert rel(walk(tmp_path), tmp_path) == ["a.jpg"]
+
+
 def test_symlink_loop_terminates_and_each_file_once(tmp_path: Path) -> None:
     touch(tmp_path / "a" / "one.jpg")
     touch(tmp_path / "a" / "b" / "two.jpg")

@@ -433,6 +433,12 @@ def test_directory(tmp_path: Path) -> None:
     assert reason(tmp_path / "x.jpg") == "is a directory"
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_fifo_named_like_a_photo_does_not_block(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading would wait for a writer forever
+    assert reason(tmp_path / "pipe.jpg") == "not a regular file"
+
+
 @pytest.mark.skipif(
     hasattr(os, "geteuid") and os.geteuid() == 0,
     reason="running as root: chmod 000 does not deny root, so permission denied cannot be shown",
