@@ -41,6 +41,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from finder.errors import DecodeError, UsageError
 
@@ -132,6 +133,32 @@ def os_error_reason(e: OSError) -> str:
     if e.errno == errno.EIO:
         return "input/output error"
     return e.strerror or str(e) or type(e).__name__
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a regular file for reading, or raise ``DecodeError`` with the reason it cannot be.
+
+    ``O_NONBLOCK`` keeps a FIFO named like a photo from blocking the open; ``fstat`` then
+    refuses anything that is not a regular file (no race between a check and the open).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as e:
+        raise DecodeError(os_error_reason(e)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise DecodeError("is a directory")
+        if not stat.S_ISREG(mode):
+            raise DecodeError("not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException as e:
+        os.close(fd)
+        if isinstance(e, OSError):
+            raise DecodeError(os_error_reason(e)) from None
+        raise
 
 
 def walk(
@@ -264,12 +291,12 @@ def fingerprint(path: str | os.PathLike[str], size: int) -> str:
     """
     h = hashlib.blake2b(digest_size=16)
     h.update(int(size).to_bytes(8, "little", signed=False))
-    try:
-        with open(path, "rb") as f:
+    with open_regular(path) as f:
+        try:
             h.update(f.read(_CHUNK))
             if size > _CHUNK:
                 f.seek(max(_CHUNK, size - _CHUNK))
                 h.update(f.read(_CHUNK))
-    except OSError as e:
-        raise DecodeError(os_error_reason(e)) from None
+        except OSError as e:
+            raise DecodeError(os_error_reason(e)) from None
     return h.hexdigest()

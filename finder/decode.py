@@ -38,7 +38,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import stat
 import threading
 import warnings
 from typing import BinaryIO
@@ -46,7 +45,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from finder.crawl import os_error_reason
+from finder.crawl import open_regular, os_error_reason
 from finder.errors import DecodeError, UsageError
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
@@ -117,7 +116,7 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
     ``UsageError`` if ``size`` is not two positive integers.
     """
     width, height = _check_size(size)
-    f = _open_regular(path)
+    f = open_regular(path)
     with f:
         heif_missing = False
         try:
@@ -145,32 +144,6 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
             raise DecodeError(_pillow_reason(e)) from None
         except Exception as e:  # Pillow plugins raise many types on corrupt data
             raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
-
-
-def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open a regular file for reading, or raise ``DecodeError`` with the reason it cannot be.
-
-    ``O_NONBLOCK`` keeps a FIFO named like a photo from blocking the open; ``fstat`` then
-    refuses anything that is not a regular file (no race between a check and the open).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise DecodeError(os_error_reason(e)) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise DecodeError("is a directory")
-        if not stat.S_ISREG(mode):
-            raise DecodeError("not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException as e:
-        os.close(fd)
-        if isinstance(e, OSError):
-            raise DecodeError(os_error_reason(e)) from None
-        raise
 
 
 def _formats() -> tuple[str, ...]:

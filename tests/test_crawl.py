@@ -284,3 +284,7 @@ def test_fingerprint_errors(tmp_path: Path) -> None:
     (tmp_path / "d.jpg").mkdir()
     with pytest.raises(DecodeError, match="^is a directory$"):
         fingerprint(str(tmp_path / "d.jpg"), 10)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.jpg")  # must not wait for a writer
+        with pytest.raises(DecodeError, match="^not a regular file$"):
+            fingerprint(str(tmp_path / "pipe.jpg"), 10)
