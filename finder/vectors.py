@@ -232,8 +232,12 @@ class _IvfIndex:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.proj.T
-        resid = x - y @ self.proj
-        rho = np.sqrt(np.einsum("ij,ij->i", resid, resid))
+        # |x|^2 = |y|^2 + rho^2 (orthonormal rows). Sums in float64; the 1e-6 floor keeps rho an
+        # upper bound despite rounding (it adds at most 1e-3 where rho is near 0).
+        sq = np.einsum("ij,ij->i", x, x, dtype=np.float64) - np.einsum(
+            "ij,ij->i", y, y, dtype=np.float64
+        )
+        rho = np.sqrt(np.maximum(sq, 0.0) + 1e-6)
         out = np.empty((len(x), self.p + 1), dtype=np.float32)
         out[:, : self.p] = y
         out[:, self.p] = rho
@@ -294,24 +298,36 @@ class _IvfIndex:
         return labels
 
 
-def _train_ivf(
-    sample: np.ndarray, p: int, nlist: int, *, niter: int = 10, seed: int = 1234
-) -> _IvfIndex:
-    """PCA (uncentred: the mean direction is kept) and k-means on the projected sample."""
-    n, dim = sample.shape
-    p = max(1, min(p, dim))
-    moment = sample.T.astype(np.float32) @ sample.astype(np.float32)
-    vals, vecs = np.linalg.eigh(moment.astype(np.float64))
-    order = np.argsort(vals)[::-1][:p]
-    proj = vecs[:, order].T.astype(np.float32)
-    # Orthonormalise in float32 so the residual norms are honest.
-    q, _ = np.linalg.qr(proj.T.astype(np.float64))
-    proj = q.T.astype(np.float32)
-    shell = _IvfIndex(proj, np.zeros((1, p + 1), dtype=np.float32))
-    codes = shell.encode(sample)
-    nlist = max(1, min(nlist, n))
+def _top_eigenvectors(moment: np.ndarray, p: int, seed: int = 0) -> np.ndarray:
+    """The p leading eigenvectors (as rows) of a symmetric PSD matrix. A full eigh at 4096
+    dimensions takes over a minute here; subspace iteration on the moment matrix takes seconds."""
+    dim = moment.shape[0]
+    m64 = moment.astype(np.float64)
+    if dim <= 1536 or p >= dim // 2:
+        vals, vecs = np.linalg.eigh(m64)
+        return vecs[:, np.argsort(vals)[::-1][:p]].T
+    m32 = moment.astype(np.float32)
+    width = min(dim, p + 64)
+    basis = np.random.default_rng(seed).normal(size=(dim, width)).astype(np.float32)
+    for _ in range(10):
+        basis, _ = np.linalg.qr(m32 @ basis)
+    basis = basis.astype(np.float64)
+    vals, small = np.linalg.eigh(basis.T @ m64 @ basis)
+    return (basis @ small[:, np.argsort(vals)[::-1][:p]]).T
+
+
+def _train_projection(moment: np.ndarray, p: int) -> np.ndarray:
+    """Orthonormal (p, dim) float32 rows spanning the top principal directions (uncentred)."""
+    p = max(1, min(p, moment.shape[0]))
+    top = _top_eigenvectors(moment, p)
+    q, _ = np.linalg.qr(top.T.astype(np.float64))  # orthonormal in float64, then float32
+    return np.ascontiguousarray(q.T, dtype=np.float32)
+
+
+def _train_lists(codes: np.ndarray, nlist: int, *, niter: int = 10, seed: int = 1234):
+    nlist = max(1, min(nlist, len(codes)))
     km = faiss.Kmeans(
-        p + 1,
+        codes.shape[1],
         nlist,
         niter=niter,
         seed=seed,
@@ -319,8 +335,8 @@ def _train_ivf(
         max_points_per_centroid=256,
         verbose=False,
     )
-    km.train(codes)
-    return _IvfIndex(proj, km.centroids)
+    km.train(np.ascontiguousarray(codes, dtype=np.float32))
+    return km.centroids
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -343,7 +359,7 @@ class VectorStore:
         *,
         memory_budget: int | None = None,
         on_message: Callable[[str], None] | None = None,
-        flat_max: int = 20_000,
+        flat_max: int = 10_000,
         retrain_factor: float = 2.0,
         pca_dim: int | None = None,
         nlist: int | None = None,
@@ -771,12 +787,23 @@ class VectorStore:
             self._fill_index(rows)
             self._trained_n = len(rows)
         else:
+            # PCA from up to 32k rows, k-means from up to 40 rows a list (autofaiss trains
+            # with 30-256), both read and projected chunk by chunk.
             rng = np.random.default_rng(len(rows))
-            n_sample = min(len(rows), max(64 * nlist, 20 * p, 20_000))
-            pick = np.sort(rng.choice(rows, size=n_sample, replace=False))
-            sample = self._read_rows(pick).astype(np.float32)
-            ivf = _train_ivf(sample, p, nlist, niter=self.kmeans_iter)
-            del sample
+            pca_rows = np.sort(rng.choice(rows, size=min(len(rows), 32768), replace=False))
+            moment = np.zeros((self.dim, self.dim), dtype=np.float32)
+            for _, x in self._scan(pca_rows):
+                x32 = x.astype(np.float32)
+                moment += x32.T @ x32
+            proj = _train_projection(moment, p)
+            del moment
+            km_rows = np.sort(rng.choice(rows, size=min(len(rows), 40 * nlist), replace=False))
+            shell = _IvfIndex(proj, np.zeros((1, proj.shape[0] + 1), dtype=np.float32))
+            codes = np.concatenate(
+                [shell.encode(x.astype(np.float32)) for _, x in self._scan(km_rows)]
+            )
+            ivf = _IvfIndex(proj, _train_lists(codes, nlist, niter=self.kmeans_iter))
+            del codes, shell
             self._configure(ivf)
             self._index = ivf
             self._fill_index(rows)

@@ -1,0 +1,458 @@
+"""Search speed, memory and recall of finder's VectorStore on a large synthetic library.
+
+    python scripts/bench_search.py --n 100000
+    python scripts/bench_search.py --n 1000000          # writes an 8 GB raw file under --workdir
+
+What it does, in one run:
+
+1. Real embeddings. The 540 photos of ../shared/photos go through the real TFLite MobileNet
+   embedding model (224x224 RGB uint8, output dequantised with the interpreter's scale and zero
+   point) in a child process (TensorFlow never enters this process); cached in /tmp.
+2. A synthetic distribution fitted to them. On the unit-normalised real vectors we measure the
+   squared norm of the mean (the shared "everything is a photo" direction), the variance between
+   class means and within classes, and the eigen-spectrum of the centred data, to which we fit a
+   power law ``lambda_i = c * i**-alpha`` over components 3..300 (beyond ~300 the 540-sample
+   estimate collapses). The model extends that power law to ``--dim`` components and rescales it
+   to the measured total variance, split between cluster means (between-class share) and
+   within-cluster scatter (within-class spectrum fitted the same way). Vectors are
+   ``mean + U (a_cluster + noise)`` with cluster sizes drawn from a Dirichlet, one cluster per
+   1000 images, then unit-normalised. ``U`` is a random orthonormal basis (a random permutation
+   of coordinates followed by block-diagonal random rotations of 512 dimensions, so generation
+   costs 1/8 of a dense rotation; the store's PCA does not care about the basis).
+3. Build: the vectors are generated in chunks of 16384 and appended straight into a
+   VectorStore (float16 raw file; never all in RAM), then ``save_index()`` trains and saves the
+   index the store picks for that size. Build time = appends + index training/filling.
+4. Queries. ``find``: logistic heads trained with finder.heads.train_head on 5 examples of a
+   synthetic cluster plus 300 random background vectors (what ``finder learn`` does), top 100.
+   ``similar``: stored vectors as queries (themselves excluded), top 20 for latency, top 100
+   for recall. ``--min-prob``: a logit threshold keeping 0.5 % of the library for each head.
+5. Search runs in a fresh child process that opens the store from disk (as ``finder find``
+   would), so its resident memory is what search needs: we report the peak RSS during the
+   queries minus the RSS of the same interpreter before opening the store (numpy + faiss
+   imported), per image, and also the whole process RSS per image.
+6. Baseline: a plain numpy exhaustive scan of the raw float16 vectors (chunks converted to
+   float32, matrix-vector product, top-k) for a few queries, timed side by side; the same scan
+   gives the exact rankings and threshold sets that recall and min_prob_exact_set are measured
+   against.
+
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from finder import heads  # noqa: E402
+from finder.vectors import CHUNK, VectorStore, exact_scores  # noqa: E402
+
+PHOTOS = REPO.parent / "shared" / "photos"
+MODEL = REPO.parent / "shared" / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+REAL_CACHE = Path("/tmp/finder_bench_real_embeddings.npz")
+BLOCK = 512
+
+EMBED_CHILD = r"""
+import sys, numpy as np
+from pathlib import Path
+from PIL import Image
+import tensorflow as tf
+photos, model, out = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+paths = sorted(p for p in photos.rglob("*.jpg"))
+it = tf.lite.Interpreter(model_path=model, num_threads=2)
+it.allocate_tensors()
+inp, outd = it.get_input_details()[0], it.get_output_details()[0]
+scale, zero = outd["quantization"]
+emb = []
+for p in paths:
+    img = Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)
+    it.set_tensor(inp["index"], np.asarray(img, dtype=np.uint8)[None])
+    it.invoke()
+    q = it.get_tensor(outd["index"]).reshape(-1).astype(np.float32)
+    emb.append((q - zero) * scale)
+labels = [p.parent.name for p in paths]
+np.savez(out, emb=np.stack(emb), labels=np.array(labels))
+"""
+
+
+def real_embeddings() -> tuple[np.ndarray, np.ndarray]:
+    if not REAL_CACHE.exists():
+        print(f"embedding {PHOTOS} with {MODEL.name} (child process) ...", flush=True)
+        tmp = REAL_CACHE.with_name(REAL_CACHE.stem + ".tmp.npz")
+        subprocess.run(
+            [sys.executable, "-c", EMBED_CHILD, str(PHOTOS), str(MODEL), str(tmp)],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+        os.replace(tmp, REAL_CACHE)
+    data = np.load(REAL_CACHE)
+    return data["emb"], data["labels"]
+
+
+def fit_power_law(values: np.ndarray, lo: int = 3, hi: int = 300) -> tuple[float, float]:
+    i = np.arange(1, len(values) + 1)
+    keep = (i >= lo) & (i <= min(hi, len(values))) & (values > 0)
+    slope, intercept = np.polyfit(np.log(i[keep]), np.log(values[keep]), 1)
+    return float(-slope), float(np.exp(intercept))
+
+
+def fit_model(emb: np.ndarray, labels: np.ndarray) -> dict:
+    x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    spectrum = np.linalg.svd(centred, compute_uv=False) ** 2 / len(x)
+    classes = np.unique(labels)
+    within = np.concatenate([x[labels == c] - x[labels == c].mean(axis=0) for c in classes])
+    w_spectrum = np.linalg.svd(within, compute_uv=False) ** 2 / len(x)
+    class_means = np.stack([x[labels == c].mean(axis=0) for c in classes])
+    between_var = float(((class_means - mean) ** 2).sum(axis=1).mean())
+    within_var = float((within**2).sum(axis=1).mean())
+    alpha, _ = fit_power_law(spectrum)
+    alpha_w, _ = fit_power_law(w_spectrum)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -1)
+    return {
+        "real_n": len(x),
+        "real_dim": x.shape[1],
+        "mean_sq_norm": float(mean @ mean),
+        "between_var": between_var,
+        "within_var": within_var,
+        "alpha_between": alpha,
+        "alpha_within": alpha_w,
+        "real_nn_cos_median": float(np.median(sims.max(axis=1))),
+    }
+
+
+class Synthetic:
+    """Clustered unit vectors with a power-law spectrum (see the module docstring)."""
+
+    def __init__(self, model: dict, dim: int, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.dim = dim
+        i = np.arange(1, dim + 1, dtype=np.float64)
+        lam_b = i ** -model["alpha_between"]
+        lam_w = i ** -model["alpha_within"]
+        self.sd_between = np.sqrt(lam_b / lam_b.sum() * model["between_var"]).astype(np.float32)
+        self.sd_within = np.sqrt(lam_w / lam_w.sum() * model["within_var"]).astype(np.float32)
+        direction = rng.normal(size=dim)
+        self.mean = (direction / np.linalg.norm(direction) * sqrt_(model["mean_sq_norm"])).astype(
+            np.float32
+        )
+        self.k = max(20, n // 1000)
+        self.centres = (rng.normal(size=(self.k, dim)) * self.sd_between).astype(np.float32)
+        self.weights = rng.dirichlet(np.full(self.k, 2.0))
+        self.perm = rng.permutation(dim)
+        nb = dim // BLOCK if dim % BLOCK == 0 and dim > BLOCK else 1
+        size = dim // nb
+        self.blocks = [
+            np.linalg.qr(rng.normal(size=(size, size)))[0].astype(np.float32) for _ in range(nb)
+        ]
+
+    def rotate(self, a: np.ndarray) -> np.ndarray:
+        a = a[:, self.perm]
+        size = self.blocks[0].shape[0]
+        out = np.empty_like(a)
+        for j, block in enumerate(self.blocks):
+            out[:, j * size : (j + 1) * size] = a[:, j * size : (j + 1) * size] @ block
+        return out
+
+    def chunk(self, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.choice(self.k, size=m, p=self.weights)
+        a = rng.standard_normal(size=(m, self.dim), dtype=np.float32)
+        a *= self.sd_within
+        a += self.centres[labels]
+        x = self.rotate(a)
+        x += self.mean
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x, labels.astype(np.int32)
+
+
+def sqrt_(v: float) -> float:
+    return float(np.sqrt(v))
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def percentile_ms(times: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(times) * 1000.0, q))
+
+
+# -- the search child ----------------------------------------------------------------------------
+
+
+def search_child(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    data = np.load(spec["queries"])
+    base_rss = rss()
+    t0 = time.perf_counter()
+    store = VectorStore(spec["store"], spec["dim"], **spec["store_kwargs"])
+    store.search_similar(data["sim_q"][0], 20)  # forces the index in memory
+    open_s = time.perf_counter() - t0
+    peak = rss()
+    out: dict = {"open_s": open_s, "index": store.index_name(), "stats": store.stats()}
+    find_t, find_ids = [], []
+    for w, b in zip(data["head_w"], data["head_b"], strict=True):
+        t = time.perf_counter()
+        ids, _ = store.search_linear(w, float(b), k=100)
+        find_t.append(time.perf_counter() - t)
+        find_ids.append(np.pad(ids, (0, 100 - len(ids)), constant_values=-1))
+        peak = max(peak, rss())
+    sim_t, sim_ids = [], []
+    for q, qid in zip(data["sim_q"], data["sim_id"], strict=True):
+        ex = np.array([qid])
+        t = time.perf_counter()
+        store.search_similar(q, 20, exclude_ids=ex)
+        sim_t.append(time.perf_counter() - t)
+        ids, _ = store.search_similar(q, 100, exclude_ids=ex)
+        sim_ids.append(np.pad(ids, (0, 100 - len(ids)), constant_values=-1))
+        peak = max(peak, rss())
+    mp_t, mp_sets = [], []
+    for w, b, t_logit in zip(data["head_w"], data["head_b"], data["min_logit"], strict=True):
+        t = time.perf_counter()
+        ids, _ = store.search_linear(w, float(b), min_score=float(t_logit))
+        mp_t.append(time.perf_counter() - t)
+        mp_sets.append(ids)
+        peak = max(peak, rss())
+    out.update(
+        base_rss=base_rss,
+        peak_rss=peak,
+        find_t=find_t,
+        sim_t=sim_t,
+        mp_t=mp_t,
+    )
+    np.savez(
+        spec["result"],
+        find_ids=np.stack(find_ids),
+        sim_ids=np.stack(sim_ids),
+        mp_lens=np.array([len(s) for s in mp_sets]),
+        mp_all=np.concatenate(mp_sets) if mp_sets else np.zeros(0, np.int64),
+    )
+    Path(spec["result_json"]).write_text(json.dumps(out))
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=4096)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/finder_bench_search"))
+    ap.add_argument("--heads", type=int, default=20, help="find / min-prob queries")
+    ap.add_argument("--similar", type=int, default=100, help="similar queries")
+    ap.add_argument("--baseline-queries", type=int, default=3)
+    ap.add_argument("--min-frac", type=float, default=0.005, help="share above the threshold")
+    ap.add_argument("--memory-budget", type=int, default=None)
+    ap.add_argument("--nprobe", type=int, default=None)
+    ap.add_argument("--rescore", type=int, default=None)
+    ap.add_argument("--reuse", action="store_true", help="reuse a store built by an earlier run")
+    ap.add_argument("--keep", action="store_true", help="keep the store (8 GB at 1M) afterwards")
+    ap.add_argument("--_search-child", dest="child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        search_child(args.child)
+        return
+
+    n, dim = args.n, args.dim
+    emb, labels = real_embeddings()
+    model = fit_model(emb, labels)
+    print("fitted to real embeddings:", json.dumps({k: round(v, 4) for k, v in model.items()}))
+    gen = Synthetic(model, dim, n)
+    store_dir = args.workdir / f"store-{n}-{dim}"
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(work).free
+    need = n * dim * 2 * 1.3
+    if not (args.reuse and store_dir.exists()) and free < need:
+        sys.exit(f"not enough disk under {work}: need {need / 1e9:.1f} GB, have {free / 1e9:.1f}")
+
+    store_kwargs: dict = {}
+    if args.memory_budget:
+        store_kwargs["memory_budget"] = args.memory_budget
+    if args.nprobe:
+        store_kwargs["nprobe"] = args.nprobe
+    if args.rescore:
+        store_kwargs["rescore"] = args.rescore
+
+    labels_path = work / f"labels-{n}-{dim}.npy"
+    rng = np.random.default_rng(1)
+    if args.reuse and store_dir.exists() and labels_path.exists():
+        cluster = np.load(labels_path)
+        build_s = gen_s = float("nan")
+        store = VectorStore(store_dir, dim, **store_kwargs)
+    else:
+        shutil.rmtree(store_dir, ignore_errors=True)
+        store = VectorStore(store_dir, dim, **store_kwargs)
+        cluster = np.empty(n, dtype=np.int32)
+        gen_s = add_s = 0.0
+        for start in range(0, n, CHUNK):
+            m = min(CHUNK, n - start)
+            t = time.perf_counter()
+            x, lab = gen.chunk(m, rng)
+            gen_s += time.perf_counter() - t
+            cluster[start : start + m] = lab
+            t = time.perf_counter()
+            store.add(np.arange(start, start + m, dtype=np.int64), x)
+            add_s += time.perf_counter() - t
+            if (start // CHUNK) % 8 == 0:
+                print(f"  generated {start + m}/{n}", flush=True)
+        t = time.perf_counter()
+        store.commit()
+        store.save_index()
+        index_s = time.perf_counter() - t
+        build_s = add_s + index_s
+        np.save(labels_path, cluster)
+        print(
+            f"build: appends {add_s:.1f} s, index {index_s:.1f} s "
+            f"(generation {gen_s:.1f} s, not counted)",
+            flush=True,
+        )
+
+    # Queries: heads on synthetic clusters (5 examples + 300 background), stored vectors.
+    qrng = np.random.default_rng(2)
+    head_w, head_b = [], []
+    big = np.flatnonzero(np.bincount(cluster, minlength=gen.k) >= 20)
+    for c in qrng.choice(big, size=args.heads, replace=len(big) < args.heads):
+        members = np.flatnonzero(cluster == c)
+        pos = store.get(np.sort(qrng.choice(members, size=5, replace=False)))
+        bg = store.get(np.sort(qrng.choice(n, size=heads.BACKGROUND_SIZE, replace=False)))
+        head = heads.train_head(pos, np.zeros((0, dim), np.float32), bg)
+        head_w.append(head.w)
+        head_b.append(head.b)
+    head_w_arr = np.stack(head_w).astype(np.float32)
+    head_b_arr = np.asarray(head_b, dtype=np.float64)
+    sim_id = np.sort(qrng.choice(n, size=args.similar, replace=False))
+    sim_q = store.get(sim_id)
+    store.close()
+    del store
+
+    # Exact answers: one pass over the raw file with plain numpy (same arithmetic as rescoring).
+    t = time.perf_counter()
+    raw = np.memmap(store_dir / "vectors-0.f16", dtype=np.float16, mode="r", shape=(n, dim))
+    head_scores = np.empty((args.heads, n), dtype=np.float32)
+    sim_scores = np.empty((args.similar, n), dtype=np.float32)
+    for start in range(0, n, CHUNK):
+        x = np.asarray(raw[start : start + CHUNK]).astype(np.float32)
+        for h in range(args.heads):
+            head_scores[h, start : start + len(x)] = exact_scores(x, head_w_arr[h]) + np.float32(
+                head_b_arr[h]
+            )
+        sim_scores[:, start : start + len(x)] = (x @ sim_q.T).T
+    del raw
+    truth_s = time.perf_counter() - t
+    sim_scores[np.arange(args.similar), sim_id] = -np.inf  # the query itself is excluded
+    kth = max(1, int(round(args.min_frac * n)))
+    min_logit = np.array([np.partition(s, -kth)[-kth] for s in head_scores])
+
+    # Baseline latency: the numpy exhaustive scan for single queries.
+    base_t = []
+    for h in range(min(args.baseline_queries, args.heads)):
+        t = time.perf_counter()
+        raw = np.memmap(store_dir / "vectors-0.f16", dtype=np.float16, mode="r", shape=(n, dim))
+        parts = [
+            exact_scores(np.asarray(raw[s : s + CHUNK]), head_w_arr[h]) for s in range(0, n, CHUNK)
+        ]
+        scores = np.concatenate(parts) + np.float32(head_b_arr[h])
+        top = np.argpartition(-scores, 100)[:100]
+        top[np.argsort(-scores[top])]
+        del raw
+        base_t.append(time.perf_counter() - t)
+
+    # Search, measured in a fresh process.
+    qpath = work / "queries.npz"
+    np.savez(
+        qpath, head_w=head_w_arr, head_b=head_b_arr, sim_q=sim_q, sim_id=sim_id, min_logit=min_logit
+    )
+    spec = {
+        "store": str(store_dir),
+        "dim": dim,
+        "store_kwargs": store_kwargs,
+        "queries": str(qpath),
+        "result": str(work / "result.npz"),
+        "result_json": str(work / "result.json"),
+    }
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    subprocess.run([sys.executable, __file__, "--_search-child", str(spec_path)], check=True)
+    res = json.loads(Path(spec["result_json"]).read_text())
+    got = np.load(spec["result"])
+
+    find_recall = []
+    for h in range(args.heads):
+        exact = np.argpartition(-head_scores[h], 100)[:100]
+        find_recall.append(len(set(exact.tolist()) & set(got["find_ids"][h].tolist())) / 100)
+    sim_recall = []
+    for j in range(args.similar):
+        exact = np.argpartition(-sim_scores[j], 100)[:100]
+        sim_recall.append(len(set(exact.tolist()) & set(got["sim_ids"][j].tolist())) / 100)
+    same_set = True
+    offsets = np.concatenate([[0], np.cumsum(got["mp_lens"])])
+    mp_sizes = []
+    for h in range(args.heads):
+        returned = set(got["mp_all"][offsets[h] : offsets[h + 1]].tolist())
+        exact = set(np.flatnonzero(head_scores[h] >= np.float32(min_logit[h])).tolist())
+        mp_sizes.append(len(exact))
+        same_set &= returned == exact
+
+    search_bytes = (res["peak_rss"] - res["base_rss"]) / n
+    result = {
+        "n": n,
+        "dim": dim,
+        "index": res["index"],
+        "build_s": round(build_s, 1),
+        "open_s": round(res["open_s"], 2),
+        "bytes_per_image": round(search_bytes, 1),
+        "process_rss_bytes_per_image": round(res["peak_rss"] / n, 1),
+        "index_bytes_per_image": round(res["stats"]["bytes_in_memory"] / n, 1),
+        "find_p50_ms": round(percentile_ms(res["find_t"], 50), 2),
+        "find_p95_ms": round(percentile_ms(res["find_t"], 95), 2),
+        "similar_p50_ms": round(percentile_ms(res["sim_t"], 50), 2),
+        "similar_p95_ms": round(percentile_ms(res["sim_t"], 95), 2),
+        "find_recall_at_100": round(float(np.mean(find_recall)), 4),
+        "find_recall_min": round(float(np.min(find_recall)), 4),
+        "similar_recall_at_100": round(float(np.mean(sim_recall)), 4),
+        "similar_recall_min": round(float(np.min(sim_recall)), 4),
+        "min_prob_exact_set": bool(same_set),
+        "min_prob_s": round(float(np.median(res["mp_t"])), 3),
+        "min_prob_p95_s": round(float(np.percentile(res["mp_t"], 95)), 3),
+        "min_prob_set_size_median": int(np.median(mp_sizes)),
+        "numpy_scan_p50_ms": round(percentile_ms(base_t, 50), 1),
+        "numpy_scan_vs_find_p50": round(
+            percentile_ms(base_t, 50) / max(percentile_ms(res["find_t"], 50), 1e-9), 1
+        ),
+        "ground_truth_pass_s": round(truth_s, 1),
+    }
+    print()
+    print(f"{'':28}{'finder':>12}{'numpy scan':>14}")
+    print(
+        f"{'find top 100, p50 ms':28}{result['find_p50_ms']:>12}{result['numpy_scan_p50_ms']:>14}"
+    )
+    print(f"{'find top 100, p95 ms':28}{result['find_p95_ms']:>12}")
+    print(f"{'similar top 20, p50 ms':28}{result['similar_p50_ms']:>12}")
+    print(f"{'similar top 20, p95 ms':28}{result['similar_p95_ms']:>12}")
+    print(f"{'find recall@100':28}{result['find_recall_at_100']:>12}{1.0:>14}")
+    print(f"{'similar recall@100':28}{result['similar_recall_at_100']:>12}{1.0:>14}")
+    print(f"{'min-prob same set / s':28}{str(same_set):>7} {result['min_prob_s']:>4}")
+    print(f"{'search RSS bytes/image':28}{result['bytes_per_image']:>12}")
+    print(f"{'index':28}{result['index']}")
+    if not args.keep:
+        shutil.rmtree(store_dir, ignore_errors=True)
+        labels_path.unlink(missing_ok=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
