@@ -2,8 +2,9 @@
 
 ``load_rgb(path, size)`` is the only entry point. What it does, in order:
 
-1. Opens the file itself, so that operating-system failures get their own reasons ("empty file",
-   "file vanished", "permission denied", "is a directory").
+1. Opens the file itself (``crawl.open_regular``: non-blocking, regular files only), so that
+   operating-system failures get their own reasons ("empty file", "file vanished",
+   "permission denied", "is a directory", "not a regular file").
 2. Identifies the image from its content, not its name, among the photo formats only
    (``PHOTO_FORMATS``: no PDF, EPS or PSD, whatever the file is called). HEIC/HEIF is
    recognised by its ``ftyp`` box; pillow-heif's opener is registered the first time one is
