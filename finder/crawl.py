@@ -16,9 +16,10 @@ Rules of the walk (``walk``):
 - Symbolic links are followed. Every folder is entered at most once (tracked by
   ``(st_dev, st_ino)``, so symlink loops and bind-mount loops end), and every file is yielded at
   most once (also by ``(st_dev, st_ino)``: a symlink to a photo already seen, or a hard link, is
-  not yielded again; the first path in walk order wins). ``/proc``, ``/sys``, ``/dev`` and
-  ``/run`` are never entered from above (they are marked visited up front), though a root below
-  them, like ``/run/media/usb``, can be walked.
+  not yielded again; for folders and files alike the first path in walk order wins).
+  ``/proc``, ``/sys``, ``/dev`` and ``/run`` are never entered from above (they are marked
+  visited up front), though a root below them, like ``/run/media/usb``, can be walked.
+- Only regular files are yielded: a FIFO or device named like a photo is skipped.
 - A folder whose name has a photo extension is yielded with ``is_dir=True`` (so it can be
   recorded as failed) and is also entered.
 - A root that is a file is yielded when it has a photo extension (hidden and exclude rules do
@@ -29,6 +30,10 @@ Rules of the walk (``walk``):
 - Order is deterministic: depth first, entries of each folder in sorted name order.
 - Cost: one ``scandir`` per folder and one ``stat`` per photo file and per folder; other files
   cost nothing beyond their directory entry.
+
+Also here: ``fingerprint(path, size)`` (content hash to recognise moved files) and
+``open_regular(path)`` (open for reading without ever blocking on a FIFO; ``DecodeError`` with a
+short reason otherwise), which ``decode`` uses too.
 """
 
 from __future__ import annotations
