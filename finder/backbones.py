@@ -160,8 +160,9 @@ def default_batch_size() -> int:
 # Backbones
 
 
-def _buckets(batch_size: int) -> list[int]:
-    out, b = [], 1
+def _buckets(batch_size: int, unit: int = 1) -> list[int]:
+    """The batch shapes used: unit, 2*unit, 4*unit, ... below batch_size, then batch_size."""
+    out, b = [], unit
     while b < batch_size:
         out.append(b)
         b *= 2
@@ -175,6 +176,7 @@ class Backbone:
     info: BackboneInfo
     batch_size: int
     gflops: float | None = None
+    _unit: int = 1  # batch shapes are multiples of this (the number of replicas)
 
     def preprocess(self, batch: np.ndarray) -> np.ndarray:
         """uint8 ``[n, h, w, 3]`` → float32: exactly what the model is fed."""
@@ -202,10 +204,12 @@ class Backbone:
         batch = self._check(batch)
         n = len(batch)
         out = np.empty((n, self.info.dim), dtype=np.float32)
-        buckets = _buckets(self.batch_size)
+        unit = self._unit
+        full = max(unit, -(-int(self.batch_size) // unit) * unit)
+        buckets = _buckets(full, unit)
         start = 0
         while start < n:
-            chunk = batch[start : start + self.batch_size]
+            chunk = batch[start : start + full]
             m = len(chunk)
             size = next(b for b in buckets if b >= m)
             if size > m:  # pad with copies of the last image: fixed shapes, no retracing
@@ -236,7 +240,8 @@ class KerasBackbone(Backbone):
         self.model = model
         self._preprocess_fn = preprocess_fn
         self._strategy = strategy
-        self._fns: dict[int, Any] = {}
+        self._unit = strategy.num_replicas_in_sync if strategy is not None else 1
+        self._fns: dict[int, Callable[[np.ndarray], np.ndarray]] = {}
         self.batch_size = default_batch_size()
         self.gflops = gflops
 
@@ -246,13 +251,12 @@ class KerasBackbone(Backbone):
             x = np.asarray(self._preprocess_fn(x), dtype=np.float32)
         return x
 
-    def _compiled(self, n: int):
-        fn = self._fns.get(n)
-        if fn is None:
+    def _compiled(self, n: int) -> Callable[[np.ndarray], np.ndarray]:
+        run = self._fns.get(n)
+        if run is None:
             tf = _tf()
             w, h = self.info.input_size
             model = self.model
-            spec = tf.TensorSpec([n, h, w, 3], tf.float32)
 
             def call(x):
                 y = model(x, training=False)
@@ -260,25 +264,29 @@ class KerasBackbone(Backbone):
 
             strategy = self._strategy
             if strategy is None:
+                spec = tf.TensorSpec([n, h, w, 3], tf.float32)
                 fn = tf.function(call, input_signature=[spec], autograph=False)
-            else:  # several GPUs: each replica runs a contiguous slice of the batch
+
+                def run(x: np.ndarray) -> np.ndarray:
+                    return fn(x).numpy()
+
+            else:  # several devices: each replica runs a contiguous slice of the batch
                 replicas = strategy.num_replicas_in_sync
+                step = tf.function(lambda xs: strategy.run(call, args=(xs,)), autograph=False)
 
-                @tf.function(input_signature=[spec], autograph=False)
-                def fn(x):
-                    parts = tf.split(x, replicas) if n % replicas == 0 else None
-                    if parts is None:
-                        return call(x)
-                    values = strategy.experimental_distribute_values_from_function(
-                        lambda ctx: parts[ctx.replica_id_in_sync_group]
+                def run(x: np.ndarray) -> np.ndarray:
+                    parts = np.split(x, replicas)
+                    xs = strategy.experimental_distribute_values_from_function(
+                        lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group])
                     )
-                    return strategy.gather(strategy.run(call, args=(values,)), axis=0)
+                    ys = strategy.experimental_local_results(step(xs))
+                    return np.concatenate([y.numpy() for y in ys])
 
-            self._fns[n] = fn
-        return fn
+            self._fns[n] = run
+        return run
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self._compiled(len(x))(x).numpy()
+        return self._compiled(len(x))(x)
 
 
 class TFLiteBackbone(Backbone):
@@ -394,16 +402,24 @@ def _interpreter_class():
 # Weights
 
 
+_fingerprints: dict[tuple[str, int, int], str] = {}
+
+
 def file_fingerprint(path: str) -> str:
-    """First 16 hex digits of the sha256 of a file."""
+    """First 16 hex digits of the sha256 of a file (cached per path, size and mtime)."""
     h = hashlib.sha256()
     try:
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key in _fingerprints:
+            return _fingerprints[key]
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except OSError as e:
         raise WeightsUnavailable(f"cannot read {path}: {e.strerror or e}") from None
-    return h.hexdigest()[:16]
+    _fingerprints[key] = h.hexdigest()[:16]
+    return _fingerprints[key]
 
 
 def _one_line(e: BaseException) -> str:
@@ -478,13 +494,20 @@ class _policy:
         keras.mixed_precision.set_global_policy(self.saved)
 
 
+def _replica_devices() -> list[str]:
+    """Devices to replicate the model on: every visible GPU when there are several."""
+    tf = _tf()
+    names = [d.name for d in tf.config.list_logical_devices("GPU")]
+    return names if len(names) > 1 else []
+
+
 def _strategy_scope():
     """(strategy or None, context manager): MirroredStrategy over several GPUs."""
     import contextlib
 
-    tf = _tf()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        strategy = tf.distribute.MirroredStrategy()
+    devices = _replica_devices()
+    if devices:
+        strategy = _tf().distribute.MirroredStrategy(devices)
         return strategy, strategy.scope()
     return None, contextlib.nullcontext()
 
@@ -528,7 +551,9 @@ def _keras_app(
             try:
                 model = make(keras, None)
                 if path is not None:
-                    model.load_weights(path)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # one line per layer not loaded
+                        model.load_weights(path)
             except WeightsUnavailable:
                 raise
             except (ValueError, OSError, KeyError) as e:

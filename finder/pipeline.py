@@ -40,6 +40,8 @@ def _decode(path: str, size: tuple[int, int]) -> np.ndarray | str:
         return str(e) or "cannot decode"
     except MemoryError:
         return "out of memory while decoding"
+    except Exception as e:  # a decoder bug on one odd file must not stop a long run
+        return f"unexpected {type(e).__name__} while decoding: {e}".splitlines()[0]
 
 
 def embed_paths(

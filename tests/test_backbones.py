@@ -335,3 +335,30 @@ def test_padded_batches_match_one_at_a_time(effnet):
         assert set(effnet._fns) <= {1, 2, 4}  # fixed shapes only
     finally:
         effnet.batch_size = saved
+
+
+def test_replicated_model_splits_batches_and_matches_single_device():
+    """The several-GPU path (MirroredStrategy, each replica a slice of the batch), run on two
+    logical CPU devices in a fresh process: same vectors as one device, in order."""
+    code = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from finder import backbones
+single = backbones.build("efficientnetv2-b0", weights=None)
+backbones._replica_devices = lambda: ["/cpu:0", "/cpu:1"]
+multi = backbones.build("efficientnetv2-b0", weights=None)
+assert multi._strategy is not None and multi._unit == 2, multi._unit
+multi.batch_size = 4
+x = np.random.default_rng(0).integers(0, 256, (5, 224, 224, 3), dtype=np.uint8)
+a = single.embed(x)
+b = multi.embed(x)
+assert sorted(multi._fns) == [2, 4], sorted(multi._fns)
+np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+np.testing.assert_allclose(multi.embed(x[1:2]), a[1:2], rtol=1e-4, atol=1e-6)
+print("ok")
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
