@@ -143,23 +143,28 @@ class Catalog:
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self._meta_table()
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise LibraryError(f"the catalog {self.path} is not readable: {e}") from None
 
     # -- schema ---------------------------------------------------------------------------
-    def _meta_table(self) -> None:
-        self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-
     def _migrate(self) -> None:
-        version = self.get_meta("schema_version", 0)
+        """Bring the schema up to date; a current catalog is only read (so that readers never
+        wait for a writer)."""
+        try:
+            version = self.get_meta("schema_version", 0)
+        except sqlite3.OperationalError:  # a new file: no meta table yet
+            version = 0
         if version > SCHEMA_VERSION:
             raise LibraryError(
                 f"this library was written by a newer finder (schema {version}); upgrade finder"
             )
-        while version < SCHEMA_VERSION:
-            with self.transaction():
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            version = self.get_meta("schema_version", 0)  # another process may have migrated
+            while version < SCHEMA_VERSION:
                 MIGRATIONS[version](self.db)
                 version += 1
                 self._set_meta("schema_version", version)

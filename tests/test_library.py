@@ -1,0 +1,155 @@
+"""The Library façade from Python: crash repair, locking, interruption, backbone records."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finder.catalog import OK, PENDING
+from finder.errors import LibraryLocked, UnknownClass, UsageError
+from finder.library import BackboneChoice, Library
+from tests.conftest import make_photo
+
+
+def _choice(model_args: list[str]) -> BackboneChoice:
+    model = model_args[model_args.index("--model") + 1]
+    layer = model_args[model_args.index("--layer") + 1] if "--layer" in model_args else None
+    return BackboneChoice(model=model, layer=layer)
+
+
+def assert_consistent(lib: Library) -> None:
+    """Every ok image has exactly one vector and every vector an ok image."""
+    ids = lib.store.ids()  # opening the store first repairs a dirty library
+    ok = np.sort(np.asarray(lib.catalog.ok_ids(), dtype=np.int64))
+    assert len(np.unique(ids)) == len(ids)
+    assert np.array_equal(np.sort(ids), ok)
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, photo_tree: Path, model_args) -> Path:
+    with Library(tmp_path / "lib", backbone=_choice(model_args)) as lib:
+        summary = lib.index([str(photo_tree)])
+        assert summary.embedded == 13
+        assert_consistent(lib)
+    return tmp_path / "lib"
+
+
+def test_python_api_without_cli(indexed: Path, photo_tree: Path) -> None:
+    with Library(indexed) as lib:
+        assert lib.status()["images"] == 13
+        record = lib.learn("red", [str(photo_tree / "red" / "0.jpg")])
+        assert record["n_pos"] == 1
+        matches = lib.find("red", top=5)
+        assert len(matches) == 5 and matches[0].score >= matches[-1].score
+        assert all(Path(m.path).exists() for m in matches)
+        assert len(lib.similar(str(photo_tree / "blue" / "0.jpg"), top=3)) == 3
+        with pytest.raises(UnknownClass):
+            lib.find("dog")
+
+
+def test_stray_vectors_from_a_crash_are_dropped(indexed: Path) -> None:
+    with Library(indexed) as lib:
+        store = lib.store
+        stray = np.asarray([10_001, 10_002], dtype=np.int64)
+        vectors = np.eye(2, store.dim, dtype=np.float32)
+        store.add(stray, vectors)  # as if killed after the vectors, before the catalog
+        store.commit()
+        lib.catalog.set_meta("dirty", True)
+    with Library(indexed) as lib:
+        assert_consistent(lib)
+        assert not lib.store.has(stray).any()
+        assert any("dropped 2 stray vectors" in m for m in lib.messages)
+        assert lib.catalog.get_meta("dirty") is False
+
+
+def test_ok_images_without_vectors_are_embedded_again(indexed: Path, photo_tree: Path) -> None:
+    with Library(indexed) as lib:
+        lost = np.asarray(lib.catalog.ok_ids()[:3], dtype=np.int64)
+        lib.store.remove(lost)  # as if the vectors never reached the disk
+        lib.store.commit()
+        lib.catalog.set_meta("dirty", True)
+    with Library(indexed) as lib:
+        assert_consistent(lib)
+        assert lib.status()["pending"] == 3
+        summary = lib.index([str(photo_tree)])
+        assert summary.embedded == 3 and summary.new == 0 and summary.changed == 0
+        assert lib.status()["images"] == 13 and lib.status()["pending"] == 0
+        assert_consistent(lib)
+
+
+def test_a_second_writer_is_refused(indexed: Path, photo_tree: Path) -> None:
+    with Library(indexed) as first:
+        first.store  # noqa: B018 - takes the lock
+        with pytest.raises(LibraryLocked, match="another finder"):
+            Library(indexed).index([str(photo_tree)])
+    with Library(indexed) as again:
+        assert again.index([str(photo_tree)]).unchanged == 13
+
+
+def test_ctrl_c_keeps_the_work_done(tmp_path: Path, model_args) -> None:
+    root = tmp_path / "many"
+    for i in range(150):
+        make_photo(root / f"{i:03d}.jpg", "red", seed=i, size=(64, 48))
+    seen = []
+
+    def interrupt(event) -> None:
+        seen.append(event.done)
+        if event.phase == "embed" and event.done == 100:
+            raise KeyboardInterrupt
+
+    with Library(tmp_path / "lib", backbone=_choice(model_args)) as lib:
+        summary = lib.index([str(root)], progress=interrupt)
+        assert summary.interrupted
+        kept = lib.status()["images"]
+        assert 0 < kept < 150
+        assert lib.status()["pending"] == 150 - kept
+        assert_consistent(lib)
+        rest = lib.index([str(root)])
+        assert rest.embedded == 150 - kept and not rest.interrupted
+        assert lib.status()["images"] == 150
+        assert_consistent(lib)
+
+
+def test_sigkill_mid_run_is_repaired(tmp_path: Path, model_args) -> None:
+    root = tmp_path / "many"
+    for i in range(300):
+        make_photo(root / f"{i:03d}.jpg", "blue", seed=i, size=(64, 48))
+    library = tmp_path / "lib"
+    cmd = [sys.executable, "-m", "finder", "index", str(root), "--library", str(library)]
+    proc = subprocess.Popen([*cmd, *model_args, "--quiet"], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        # wait until some images are committed, then kill without warning
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (library / "catalog.db").exists():
+                with Library(library) as peek:
+                    if peek.catalog.counts()[OK] >= 64:
+                        break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with Library(library) as lib:
+        counts = lib.catalog.counts()
+        assert counts[OK] >= 64
+        assert_consistent(lib)
+        summary = lib.index([str(root)])
+        assert summary.embedded == counts[PENDING] + (300 - sum(counts.values()))
+        assert lib.status()["images"] == 300
+        assert_consistent(lib)
+
+
+def test_bad_roots_and_examples(tmp_path: Path, indexed: Path) -> None:
+    with Library(indexed) as lib:
+        with pytest.raises(UsageError, match="no such folder"):
+            lib.index([str(tmp_path / "missing")])
+        with pytest.raises(UsageError, match="name at least one folder"):
+            lib.index([])
+        with pytest.raises(UsageError, match="at least one example"):
+            lib.learn("x", [])
