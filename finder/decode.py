@@ -21,6 +21,10 @@
    (a 90° orientation swaps the width and height asked of the decoder). A progressive JPEG
    reduced by 8 is decoded from its DC scans only (see ``_dc_scans_only``): DCT scaling cannot
    skip the entropy decoding of the AC scans, which the 1/8-scale IDCT does not need.
+   A HEIC/HEIF file with an embedded thumbnail at least as large as the output (iPhones store
+   one) is decoded from that thumbnail (pillow-heif's ``draft``): decoding a 12 MP HEIC takes
+   about 2 s here, its thumbnail a few milliseconds. The thumbnail is the camera's own downscale,
+   so fine detail may differ from a filtered downscale of the full image.
 5. Converts the first frame to RGB: palette, grayscale, bilevel and CMYK through Pillow; 16-bit
    and 32-bit integer (``I;16*``, ``I``) and float (``F``) images are scaled to 8 bits, never
    clipped. Transparent images are composited on white, after resizing (cheaper, and Pillow
@@ -64,7 +68,9 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 _RESAMPLE = Image.Resampling.BILINEAR
 _REDUCING_GAP = 2.0
-_DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
+#: Formats whose loader can skip work for a smaller size: JPEG/MPO by DCT scaling; HEIF (pillow-heif
+#: >= 1.2) by decoding an embedded thumbnail that is a scaled copy no smaller than asked.
+_DRAFT_FORMATS = frozenset({"JPEG", "MPO", "HEIF"})
 #: Pillow plugins allowed to open a file: the photo formats of crawl.IMAGE_EXTENSIONS (MPO is
 #: opened by the JPEG plugin). Anything else (PDF, EPS, which would run Ghostscript, PSD, ...)
 #: is "not an image", whatever its name.

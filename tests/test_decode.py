@@ -98,6 +98,27 @@ def test_heic(tmp_path: Path) -> None:
     assert mad(out, reference(src)) < 4.0
 
 
+def test_heic_thumbnail_is_used_when_large_enough(tmp_path: Path) -> None:
+    pytest.importorskip("pillow_heif")
+    from finder.decode import _register_heif
+
+    _register_heif()
+    # One-pixel stripes: a filtered downscale of the full image is flat grey, while libheif's
+    # point-sampled thumbnail keeps hard black and white stripes. That tells which was decoded.
+    stripes = np.zeros((480, 640, 3), np.uint8)
+    stripes[:, ::2] = 255
+    Image.fromarray(stripes).save(tmp_path / "thumb.heic", quality=95, thumbnails=[256])
+    Image.fromarray(stripes).save(tmp_path / "plain.heic", quality=95, thumbnails=[])
+    with Image.open(tmp_path / "thumb.heic") as im:
+        assert im.info.get("thumbnails") == [256]
+    from_thumb = load_rgb(str(tmp_path / "thumb.heic"), (224, 168))
+    from_full = load_rgb(str(tmp_path / "plain.heic"), (224, 168))
+    assert from_thumb.shape == from_full.shape == (168, 224, 3)
+    assert from_full.std() < 30 and from_thumb.std() > 60
+    # Asked for more than the thumbnail holds: the full image is decoded.
+    assert load_rgb(str(tmp_path / "thumb.heic"), (300, 200)).std() < 30
+
+
 def test_heic_named_jpg_is_recognised_by_content(tmp_path: Path) -> None:
     pillow_heif = pytest.importorskip("pillow_heif")
     src = two_tone(80, 60)
