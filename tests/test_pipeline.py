@@ -148,3 +148,41 @@ def test_default_batch_size_from_backbone(effnet, photos):
     out = list(embed_paths(enumerate(photos[:9]), effnet, progress=progress.append))
     assert len(out) == 9
     assert progress == [4, 8, 9]  # one call per batch of backbone.batch_size
+
+
+def test_ctrl_c_does_not_hang(photos):
+    """SIGINT while a long run is embedding: the process ends promptly (no stuck pool)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from finder.backbones import build
+from finder.pipeline import embed_paths
+paths = {photos[:10]!r}
+b = build(model={str(TFLITE)!r})
+for i, (k, v, e) in enumerate(embed_paths(((i, paths[i % 10]) for i in range(10**7)), b)):
+    if i == 0:
+        print("running", flush=True)
+"""
+    repo = Path(__file__).resolve().parents[1]
+    p = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout.readline().strip() == "running", p.stderr.read()[-2000:]
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            pytest.fail("the process did not end within 30 s of SIGINT")
+    assert p.returncode != 0
+    assert "KeyboardInterrupt" in p.stderr.read()
