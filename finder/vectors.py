@@ -8,7 +8,7 @@ Files in the store's directory (``g`` is the generation, bumped by compaction)::
     dead-g.i64        row numbers that were removed or replaced (int64, append-only)
     index.json        which index file is current, the rows it covers, its checksum
     index-T.faiss     the FAISS index (IVF tier only; the flat tier is rebuilt from raw)
-    index-T.npy       the PCA projection of that index
+    index-T.npz       the PCA projection of that index and its overflow ids
 
 The raw files are the truth; the FAISS index is derived from them and rebuilt or brought up to
 date when it is missing, damaged or stale. Every write is ordered so that a process killed at any
@@ -38,7 +38,8 @@ import json
 import os
 import secrets
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from math import log2, sqrt
 from pathlib import Path
@@ -51,9 +52,17 @@ from finder.errors import LibraryError
 
 faiss.omp_set_num_threads(os.cpu_count() or 1)
 
+try:  # optional: lets one query run on one thread (threads fight on a busy 2-core machine)
+    from threadpoolctl import ThreadpoolController
+
+    _POOLS: ThreadpoolController | None = ThreadpoolController()
+except Exception:  # pragma: no cover - threadpoolctl missing
+    _POOLS = None
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 INDEX_META = "index.json"
+DEFAULT_PCA_DIM = 768  # principal directions kept by the IVF tier when the budget allows
 CHUNK = 16384  # rows read from the raw file at a time when scanning or rebuilding
 
 
@@ -76,9 +85,39 @@ class StoreStats:
 
 
 def exact_scores(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``rows @ w`` in float32 for float16 (or float32) rows: the one definition of an exact
-    score, shared by the store's rescoring and the benchmark's exhaustive scan."""
-    return rows.astype(np.float32, copy=False) @ np.asarray(w, dtype=np.float32)
+    """``rows @ w`` for float16 rows, computed by FAISS's fp16 inner product (each row's score
+    depends on that row only). The one definition of an exact score: the store's rescoring, its
+    threshold filter and the benchmark's exhaustive ground truth all use it. numpy has no fast
+    float16 path (converting costs ~4 ns a value; this fused kernel is ~20x faster)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float16)
+    n, dim = rows.shape
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    index = faiss.IndexScalarQuantizer(
+        dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    index.add_sa_codes(rows.view(np.uint8).reshape(n, 2 * dim))
+    scores, order = index.search(np.asarray(w, dtype=np.float32).reshape(1, dim), n)
+    out[order[0]] = scores[0]
+    return out
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run FAISS and BLAS on one thread inside the block: a single query's small scans finish
+    in a millisecond on one core, while handing them to two threads of a loaded machine costs
+    tens of milliseconds of waiting."""
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        if _POOLS is not None:
+            with _POOLS.limit(limits=1, user_api="blas"):
+                yield
+        else:
+            yield
+    finally:
+        faiss.omp_set_num_threads(saved)
 
 
 def optimal_nlist(n: int) -> int:
@@ -188,27 +227,59 @@ class _FlatIndex:
 
 
 class _IvfIndex:
-    """PCA projection + residual norm, in an IVF index of uncompressed float32 codes."""
+    """PCA coordinates plus two bound coordinates, 8-bit scalar-quantised, in an IVF index.
+
+    A unit vector x is stored as ``[y^, rho^, eps^]``: ``y^`` the 8-bit code of ``y = P x``,
+    ``rho^ >= |x - P^T y|`` (what the projection leaves out) and ``eps^ >= |y - y^|`` (what the
+    quantization loses), both checked after encoding. Then for any w, with
+    ``w_perp = w - P^T P w``: ``w.x <= (P w).y^ + |w_perp| rho^ + |P w| eps^``, the inner product
+    of ``[P w, |w_perp|, |P w|]`` with the stored code. A vector whose bound coordinates could
+    not be stored safely (out of the trained range) goes on an overflow list that every threshold
+    query rescores."""
 
     tier = "ivf"
 
-    def __init__(self, proj: np.ndarray, centroids: np.ndarray | None, index=None) -> None:
+    def __init__(self, proj: np.ndarray, index, overflow: np.ndarray | None = None) -> None:
         self.proj = np.ascontiguousarray(proj, dtype=np.float32)  # (p, dim), orthonormal rows
         self.p, self.dim = self.proj.shape
-        if index is None:
-            assert centroids is not None
-            nlist = len(centroids)
-            quantizer = faiss.IndexFlatL2(self.p + 1)
-            quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-            index = faiss.IndexIVFFlat(quantizer, self.p + 1, nlist, faiss.METRIC_INNER_PRODUCT)
-            index.own_fields = True
-            quantizer.this.disown()
-            index.is_trained = True
         self.index = index
         self.index.parallel_mode = 1  # one query at a time: split the lists across threads
         self.nlist = int(index.nlist)
         self.quantizer = faiss.downcast_index(index.quantizer)
+        self.sq = index.sq
+        trained = faiss.vector_to_array(self.sq.trained)
+        d = self.p + 2
+        self._step = trained[d : 2 * d].astype(np.float64) / 255.0
+        self._proj64: np.ndarray | None = None
+        self.overflow = (
+            np.zeros(0, dtype=np.int64) if overflow is None else np.asarray(overflow, np.int64)
+        )
         self.nprobe = max(1, min(self.nlist, self.nlist // 16))
+
+    @classmethod
+    def create(cls, proj: np.ndarray, centroids: np.ndarray, sample: np.ndarray) -> _IvfIndex:
+        """``sample``: projected training vectors ``[y, rho, 0]`` for the 8-bit ranges."""
+        p = proj.shape[0]
+        d = p + 2
+        quantizer = faiss.IndexFlatL2(d)
+        quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer,
+            d,
+            len(centroids),
+            faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
+            False,
+        )
+        index.own_fields = True
+        quantizer.this.disown()
+        # Pin the ranges of the bound coordinates: rho in [0, 1] (unit vectors), eps in [0, 0.05].
+        pins = np.repeat(sample[:1], 2, axis=0)
+        pins[0, p:] = 0.0
+        pins[1, p], pins[1, p + 1] = 1.0, 0.05
+        index.sq.train(np.ascontiguousarray(np.concatenate([sample, pins]), dtype=np.float32))
+        index.is_trained = True
+        return cls(proj, index)
 
     @property
     def nprobe(self) -> int:
@@ -219,64 +290,74 @@ class _IvfIndex:
         self.index.nprobe = max(1, min(self.nlist, int(value)))
 
     def name(self) -> str:
-        return f"pca{self.p},ivf{self.nlist},flat + exact rescoring"
+        return f"pca{self.p},ivf{self.nlist},sq8 + exact rescoring"
 
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
     def nbytes(self) -> int:
-        return (
-            self.ntotal * (4 * (self.p + 1) + 8) + self.nlist * 4 * (self.p + 1) + self.proj.nbytes
-        )
+        d = self.p + 2
+        return self.ntotal * (d + 8) + self.nlist * 4 * d + self.proj.nbytes + self.overflow.nbytes
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """``[y, rho, 0]`` in float32, for training."""
         y = x @ self.proj.T
         # |x|^2 = |y|^2 + rho^2 (orthonormal rows). Sums in float64; the 1e-6 floor keeps rho an
         # upper bound despite rounding (it adds at most 1e-3 where rho is near 0).
         sq = np.einsum("ij,ij->i", x, x, dtype=np.float64) - np.einsum(
             "ij,ij->i", y, y, dtype=np.float64
         )
-        rho = np.sqrt(np.maximum(sq, 0.0) + 1e-6)
-        out = np.empty((len(x), self.p + 1), dtype=np.float32)
+        out = np.zeros((len(x), self.p + 2), dtype=np.float32)
         out[:, : self.p] = y
-        out[:, self.p] = rho
+        out[:, self.p] = np.sqrt(np.maximum(sq, 0.0) + 1e-6)
         return out
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors to add, mask of those whose bound coordinates did not fit)."""
+        p = self.p
+        v = self.project(x)
+        rho = v[:, p].astype(np.float64)
+        dec = self.sq.decode(self.sq.compute_codes(v))
+        diff = v[:, :p].astype(np.float64) - dec[:, :p]
+        eps = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        # One quantization step up, so that the 8-bit code decodes to at least the true value.
+        v[:, p] = rho + self._step[p]
+        v[:, p + 1] = eps + self._step[p + 1]
+        dec = self.sq.decode(self.sq.compute_codes(v))
+        bad = (dec[:, p] < rho) | (dec[:, p + 1] < eps)
+        return v, bad
 
     def add(self, ids: np.ndarray, x: np.ndarray) -> None:
         if len(ids):
-            self.index.add_with_ids(self.encode(np.asarray(x, dtype=np.float32)), ids)
+            v, bad = self.encode(np.asarray(x, dtype=np.float32))
+            self.index.add_with_ids(v, ids)
+            if bad.any():
+                self.overflow = np.union1d(self.overflow, ids[bad])
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids) and self.ntotal:
-            self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
-
-    def all_ids(self) -> np.ndarray:
-        invlists = self.index.invlists
-        parts = []
-        for lst in range(self.nlist):
-            size = invlists.list_size(lst)
-            if size:
-                ptr = invlists.get_ids(lst)
-                parts.append(faiss.rev_swig_ptr(ptr, size).copy())
-                invlists.release_ids(lst, ptr)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def _query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        q64 = np.asarray(q, dtype=np.float64)
-        pq = self.proj.astype(np.float64) @ q64
-        perp = sqrt(max(float(q64 @ q64) - float(pq @ pq), 0.0))
-        return pq, q64, perp
+            ids = np.asarray(ids, dtype=np.int64)
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+            if len(self.overflow):
+                self.overflow = np.setdiff1d(self.overflow, ids)
 
     def knn(self, q: np.ndarray, n: int) -> np.ndarray:
+        """Ids of about the n best inner products with q, from ``nprobe`` lists."""
         n = min(n, self.ntotal)
         if n <= 0:
             return np.zeros(0, dtype=np.int64)
-        norm = float(np.linalg.norm(q)) or 1.0
-        pq, _, perp = self._query(np.asarray(q, dtype=np.float64) / norm)
-        coarse = np.append(pq, perp).astype(np.float32).reshape(1, -1)
+        q = np.asarray(q, dtype=np.float32)
+        q = q / (float(np.linalg.norm(q)) or 1.0)
+        pq = self.proj @ q
+        # Lists are chosen for q as if it were a stored vector: [P q, |q - P^T P q|, 0].
+        perp = sqrt(max(1.0 - float(pq @ pq), 0.0))
+        coarse = np.zeros((1, self.p + 2), dtype=np.float32)
+        coarse[0, : self.p] = pq
+        coarse[0, self.p] = perp
         dq, iq = self.quantizer.search(coarse, self.nprobe)
-        scan = np.append(pq, 0.0).astype(np.float32).reshape(1, -1)
+        scan = np.zeros((1, self.p + 2), dtype=np.float32)
+        scan[0, : self.p] = pq
         _, labels = self.index.search_preassigned(scan, n, iq, dq)
         return labels[0][labels[0] >= 0]
 
@@ -284,34 +365,47 @@ class _IvfIndex:
         """Every id whose exact w.x can reach ``threshold`` (a superset, never missing one)."""
         if not self.ntotal:
             return np.zeros(0, dtype=np.int64)
-        pw, w64, perp = self._query(w)
+        if self._proj64 is None:
+            self._proj64 = self.proj.astype(np.float64)
+        w64 = np.asarray(w, dtype=np.float64)
+        pw = self._proj64 @ w64
+        perp_vec = w64 - self._proj64.T @ pw  # computed directly: no cancellation
         wnorm = sqrt(float(w64 @ w64))
-        perp = perp + 1e-6 * wnorm
-        margin = 1e-3 * wnorm + 1e-6  # float32 rounding in the stored codes and the scan
-        query = np.append(pw, perp).astype(np.float32).reshape(1, -1)
+        query = np.zeros((1, self.p + 2), dtype=np.float32)
+        query[0, : self.p] = pw
+        query[0, self.p] = sqrt(float(perp_vec @ perp_vec)) + 1e-6 * wnorm
+        query[0, self.p + 1] = sqrt(float(pw @ pw)) + 1e-6 * wnorm
+        margin = 1e-3 * wnorm + 1e-6  # float32 rounding in the projection and the scan
         saved = self.index.nprobe
         self.index.nprobe = self.nlist
         try:
             _, _, labels = self.index.range_search(query, float(threshold - margin))
         finally:
             self.index.nprobe = saved
-        return labels
+        return np.concatenate([labels, self.overflow]) if len(self.overflow) else labels
+
+
+def _orthonormal_columns(y: np.ndarray) -> np.ndarray:
+    """Orthonormalise the columns of a tall float64 matrix through the eigen-decomposition of
+    its Gram matrix, twice (numpy's QR of a 4096 x 448 matrix takes seconds here; this, ms)."""
+    for _ in range(2):
+        vals, vecs = np.linalg.eigh(y.T @ y)
+        y = y @ (vecs / np.sqrt(np.maximum(vals, 1e-300)))
+    return y
 
 
 def _top_eigenvectors(moment: np.ndarray, p: int, seed: int = 0) -> np.ndarray:
     """The p leading eigenvectors (as rows) of a symmetric PSD matrix. A full eigh at 4096
-    dimensions takes over a minute here; subspace iteration on the moment matrix takes seconds."""
+    dimensions takes over a minute here; subspace iteration takes seconds."""
     dim = moment.shape[0]
     m64 = moment.astype(np.float64)
     if dim <= 1536 or p >= dim // 2:
         vals, vecs = np.linalg.eigh(m64)
         return vecs[:, np.argsort(vals)[::-1][:p]].T
-    m32 = moment.astype(np.float32)
     width = min(dim, p + 64)
-    basis = np.random.default_rng(seed).normal(size=(dim, width)).astype(np.float32)
-    for _ in range(10):
-        basis, _ = np.linalg.qr(m32 @ basis)
-    basis = basis.astype(np.float64)
+    basis = _orthonormal_columns(np.random.default_rng(seed).normal(size=(dim, width)))
+    for _ in range(6):
+        basis = _orthonormal_columns(m64 @ basis)
     vals, small = np.linalg.eigh(basis.T @ m64 @ basis)
     return (basis @ small[:, np.argsort(vals)[::-1][:p]]).T
 
@@ -319,9 +413,8 @@ def _top_eigenvectors(moment: np.ndarray, p: int, seed: int = 0) -> np.ndarray:
 def _train_projection(moment: np.ndarray, p: int) -> np.ndarray:
     """Orthonormal (p, dim) float32 rows spanning the top principal directions (uncentred)."""
     p = max(1, min(p, moment.shape[0]))
-    top = _top_eigenvectors(moment, p)
-    q, _ = np.linalg.qr(top.T.astype(np.float64))  # orthonormal in float64, then float32
-    return np.ascontiguousarray(q.T, dtype=np.float32)
+    top = _orthonormal_columns(_top_eigenvectors(moment, p).T.astype(np.float64))
+    return np.ascontiguousarray(top.T, dtype=np.float32)
 
 
 def _train_lists(codes: np.ndarray, nlist: int, *, niter: int = 10, seed: int = 1234):
@@ -348,7 +441,8 @@ class VectorStore:
     ``memory_budget`` (bytes) bounds the in-memory index; the tier thresholds are settable for
     tests: ``flat_max`` (largest library kept flat), ``retrain_factor`` (retrain the IVF tier
     when the library outgrows its training size by this factor), ``pca_dim``, ``nlist``,
-    ``nprobe``, ``rescore`` (candidates rescored exactly per query), ``compact_fraction`` and
+    ``nprobe``, ``rescore`` (at least this many candidates, and 10 per result, are rescored
+    exactly per query), ``scan_threads`` (threshold scans use every core), ``compact_fraction`` and
     ``compact_min`` (dead rows that trigger a rewrite of the raw files).
     """
 
@@ -364,7 +458,8 @@ class VectorStore:
         pca_dim: int | None = None,
         nlist: int | None = None,
         nprobe: int | None = None,
-        rescore: int = 1000,
+        rescore: int = 256,
+        scan_threads: bool = True,
         compact_fraction: float = 0.25,
         compact_min: int = 1024,
         kmeans_iter: int = 10,
@@ -381,6 +476,7 @@ class VectorStore:
         self.nlist = nlist
         self.nprobe = nprobe
         self.rescore = int(rescore)
+        self.scan_threads = bool(scan_threads)
         self.compact_fraction = float(compact_fraction)
         self.compact_min = int(compact_min)
         self.kmeans_iter = int(kmeans_iter)
@@ -496,16 +592,18 @@ class VectorStore:
             crc, size = _file_crc(faiss_path)
             if (crc, size) != (meta["faiss_crc"], meta["faiss_size"]):
                 raise ValueError("checksum")
-            proj = np.load(proj_path, allow_pickle=False)
-            if zlib.crc32(proj.tobytes()) != meta["proj_crc"] or proj.shape[1] != self.dim:
+            with np.load(proj_path, allow_pickle=False) as arrays:
+                proj, overflow = arrays["proj"], arrays["overflow"]
+            crc_proj = zlib.crc32(overflow.tobytes(), zlib.crc32(proj.tobytes()))
+            if crc_proj != meta["proj_crc"] or proj.shape[1] != self.dim:
                 raise ValueError("projection")
             index = faiss.read_index(str(faiss_path))
-            if not isinstance(index, faiss.IndexIVFFlat) or index.d != proj.shape[0] + 1:
+            if not isinstance(index, faiss.IndexIVFScalarQuantizer) or index.d != proj.shape[0] + 2:
                 raise ValueError("index type")
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError):
             self._rebuild_reason = "missing or damaged"
             return
-        ivf = _IvfIndex(proj, None, index)
+        ivf = _IvfIndex(proj, index, overflow)
         self._configure(ivf)
         self._trained_n = int(meta.get("trained_n", len(self)))
         if int(meta["generation"]) != self.generation or int(meta["rows"]) > self._n:
@@ -760,11 +858,11 @@ class VectorStore:
         if self.pca_dim:
             p = int(self.pca_dim)
         else:
-            p = min(self.dim, 384)
+            p = min(self.dim, DEFAULT_PCA_DIM)
             if self.memory_budget:
-                # per vector: (p + 1) float32 codes + an 8-byte id, with room to grow 25 %
+                # per vector: p + 2 one-byte codes and an 8-byte id, with room to grow 25 %
                 per_vector = self.memory_budget / (1.25 * max(n, 1)) - 8
-                p = min(p, int(per_vector // 4) - 1)
+                p = min(p, int(per_vector) - 2)
             p = max(min(16, self.dim), p)
         return "ivf", min(p, self.dim), nlist
 
@@ -787,10 +885,10 @@ class VectorStore:
             self._fill_index(rows)
             self._trained_n = len(rows)
         else:
-            # PCA from up to 32k rows, k-means from up to 40 rows a list (autofaiss trains
+            # PCA from up to 16k rows, k-means from up to 40 rows a list (autofaiss trains
             # with 30-256), both read and projected chunk by chunk.
             rng = np.random.default_rng(len(rows))
-            pca_rows = np.sort(rng.choice(rows, size=min(len(rows), 32768), replace=False))
+            pca_rows = np.sort(rng.choice(rows, size=min(len(rows), 16384), replace=False))
             moment = np.zeros((self.dim, self.dim), dtype=np.float32)
             for _, x in self._scan(pca_rows):
                 x32 = x.astype(np.float32)
@@ -798,12 +896,14 @@ class VectorStore:
             proj = _train_projection(moment, p)
             del moment
             km_rows = np.sort(rng.choice(rows, size=min(len(rows), 40 * nlist), replace=False))
-            shell = _IvfIndex(proj, np.zeros((1, proj.shape[0] + 1), dtype=np.float32))
-            codes = np.concatenate(
-                [shell.encode(x.astype(np.float32)) for _, x in self._scan(km_rows)]
+            pp = proj.shape[0]
+            shell = _IvfIndex.create(proj, np.zeros((1, pp + 2)), np.zeros((1, pp + 2)))
+            sample = np.concatenate(
+                [shell.project(x.astype(np.float32)) for _, x in self._scan(km_rows)]
             )
-            ivf = _IvfIndex(proj, _train_lists(codes, nlist, niter=self.kmeans_iter))
-            del codes, shell
+            centroids = _train_lists(sample, nlist, niter=self.kmeans_iter)
+            ivf = _IvfIndex.create(proj, centroids, sample)
+            del sample, shell
             self._configure(ivf)
             self._index = ivf
             self._fill_index(rows)
@@ -822,7 +922,7 @@ class VectorStore:
         tier, p, nlist = self._plan()
         if tier == "flat":
             return "flat (exact)"
-        return f"pca{p},ivf{nlist},flat + exact rescoring"
+        return f"pca{p},ivf{nlist},sq8 + exact rescoring"
 
     def stats(self) -> dict[str, Any]:
         files = [p for p in self.dir.iterdir() if p.is_file()]
@@ -871,10 +971,10 @@ class VectorStore:
         assert isinstance(index, _IvfIndex)
         token = secrets.token_hex(6)
         faiss_path = self.dir / f"index-{token}.faiss"
-        proj_path = self.dir / f"index-{token}.npy"
+        proj_path = self.dir / f"index-{token}.npz"
         faiss.write_index(index.index, str(faiss_path))
         with open(proj_path, "wb") as f:
-            np.save(f, index.proj, allow_pickle=False)
+            np.savez(f, proj=index.proj, overflow=index.overflow)
         for path in (faiss_path, proj_path):
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
@@ -889,7 +989,7 @@ class VectorStore:
             "faiss_crc": crc,
             "faiss_size": size,
             "proj": proj_path.name,
-            "proj_crc": zlib.crc32(index.proj.tobytes()),
+            "proj_crc": zlib.crc32(index.overflow.tobytes(), zlib.crc32(index.proj.tobytes())),
         }
         _atomic_write(meta_path, json.dumps(meta).encode())
         self._index_dirty = False
@@ -995,7 +1095,7 @@ class VectorStore:
         index = self._ensure_index()
         if index.tier == "flat":
             return index.knn(q, k)
-        return index.knn(q, max(self.rescore, 4 * k))
+        return index.knn(q, max(self.rescore, 10 * k))
 
     def search_similar(
         self, q: np.ndarray, k: int, *, exclude_ids: np.ndarray | None = None
@@ -1007,8 +1107,10 @@ class VectorStore:
         if k <= 0 or not len(self):
             return empty
         n_ex = 0 if exclude_ids is None else len(exclude_ids)
-        cand = self._candidates_knn(q, k + n_ex)
-        ids, scores = self._rescore(cand, q, 0.0, exclude_ids)
+        self._ensure_index()
+        with one_thread():
+            cand = self._candidates_knn(q, k + n_ex)
+            ids, scores = self._rescore(cand, q, 0.0, exclude_ids)
         return ids[:k], scores[:k]
 
     def search_linear(
@@ -1027,13 +1129,20 @@ class VectorStore:
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         if not len(self) or (k is not None and k <= 0):
             return empty
+        index = self._ensure_index()
         if min_score is not None:
-            cand = self._ensure_index().above(w, float(min_score) - b)
-            ids, scores = self._rescore(cand, w, b)
+            if self.scan_threads:
+                cand = index.above(w, float(min_score) - b)
+            else:
+                with one_thread():
+                    cand = index.above(w, float(min_score) - b)
+            with one_thread():
+                ids, scores = self._rescore(cand, w, b)
             keep = scores >= np.float32(min_score)
             ids, scores = ids[keep], scores[keep]
         elif k is not None:
-            ids, scores = self._rescore(self._candidates_knn(w, k), w, b)
+            with one_thread():
+                ids, scores = self._rescore(self._candidates_knn(w, k), w, b)
         else:
             parts_ids, parts_scores = [], []
             for rows, x in self._scan(self._live_rows()):

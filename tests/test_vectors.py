@@ -98,7 +98,7 @@ def test_tier_switches_as_library_grows_and_results_stay_the_same(tmp_path: Path
         top, _ = store.search_linear(w, 0.5, k=20)
         assert set(top.tolist()) == set(exact_top(x[:n], ids[:n], w, 20).tolist())
     assert names[0] == "flat (exact)"
-    assert names[1].startswith("pca8,ivf64,") and names[2].startswith("pca8,ivf256,")
+    assert names[1].startswith("pca8,ivf64,sq8") and names[2].startswith("pca8,ivf256,sq8")
 
 
 def test_min_score_is_complete_even_with_coarse_projection(tmp_path: Path) -> None:
@@ -285,11 +285,11 @@ def test_nlist_follows_autofaiss_rule() -> None:
 def test_memory_budget_shrinks_the_projection(tmp_path: Path) -> None:
     x = clustered(400, dim=64)
     roomy = VectorStore(tmp_path / "a", 64, flat_max=100)
-    tight = VectorStore(tmp_path / "b", 64, flat_max=100, memory_budget=400 * 100)
+    tight = VectorStore(tmp_path / "b", 64, flat_max=100, memory_budget=400 * 40)
     for store in (roomy, tight):
         store.add(np.arange(400), x)
     assert roomy.index_name().startswith("pca64,")
-    assert tight.index_name().startswith("pca17,")  # 100 bytes: (100/1.25 - 8)/4 - 1 = 17
+    assert tight.index_name().startswith("pca22,")  # 40 bytes a vector: 40/1.25 - 8 - 2 = 22
     small_flat = VectorStore(tmp_path / "c", 64, memory_budget=10_000)
     small_flat.add(np.arange(400), x)
     assert small_flat.index_name().startswith("pca")  # flat would not fit the budget
