@@ -158,6 +158,26 @@ def test_tflite_from_info_same_fingerprint_and_vectors(tflite):
     np.testing.assert_array_equal(again.embed(x), tflite.embed(x))
 
 
+def test_tflite_float_input_model_fed_raw_rgb(tmp_path):
+    """A float-input .tflite is fed float RGB 0..255 unchanged, batched, flattened."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 24, 3), batch_size=1)
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Conv2D(6, 3, activation="relu")(x)
+    out = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, out)
+    path = tmp_path / "tiny_float.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    b = build(model=str(path))
+    assert b.info.dim == 6 and b.info.input_size == (24, 32)
+    px = _random_pixels(5, (24, 32))
+    expected = model.predict(px.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(b.embed(px), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_tflite_file(tmp_path):
     p = tmp_path / "broken.tflite"
     p.write_bytes(b"not a flatbuffer at all" * 10)
