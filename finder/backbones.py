@@ -783,14 +783,26 @@ def build(
     return spec.builder(weights=weights, model=model, layer=layer, mixed_precision=mixed_precision)
 
 
-def from_info(info: BackboneInfo, *, mixed_precision: bool | None = None) -> Backbone:
-    """Rebuild the backbone a library recorded; refuse when its weights have changed."""
+def from_info(
+    info: BackboneInfo,
+    *,
+    weights: str | None = None,
+    mixed_precision: bool | None = None,
+) -> Backbone:
+    """Rebuild the backbone a library recorded; refuse when its weights have changed.
+
+    ``weights`` overrides where the weights (or the model file) are read from, e.g. a local copy
+    of the ImageNet weights when there is no network: its fingerprint must match the record.
+    """
+    source = weights or info.weights
     if info.name in ("tflite", "keras-file"):
-        backbone = build(info.name, model=info.weights, layer=info.layer)
+        backbone = build(info.name, model=source, layer=info.layer)
     else:
-        weights = None if info.weights == "none" else info.weights
         backbone = build(
-            info.name, weights=weights, layer=info.layer, mixed_precision=mixed_precision
+            info.name,
+            weights=None if source == "none" else source,
+            layer=info.layer,
+            mixed_precision=mixed_precision,
         )
     if not backbone.info.same_as(info):
         raise BackboneError(

@@ -285,6 +285,12 @@ def test_local_weights_file_is_loaded_and_fingerprinted(tmp_path, effnet):
     assert not np.allclose(b.embed(x), effnet.embed(x), rtol=1e-3)
     again = from_info(b.info)
     assert again.info == b.info
+    # a recorded file read from another place (same bytes) is the same backbone
+    copy = tmp_path / "copy.weights.h5"
+    copy.write_bytes(path.read_bytes())
+    assert from_info(b.info, weights=str(copy)).info.same_as(b.info)
+    with pytest.raises(BackboneError, match="changed"):
+        from_info(b.info, weights="none")
 
 
 def test_random_init_is_deterministic_and_from_info_reproduces(effnet):
