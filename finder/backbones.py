@@ -199,13 +199,17 @@ class Backbone:
             raise BackboneError(f"{self.info.name} expects uint8 pixels, got {batch.dtype}")
         return batch
 
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        """uint8 ``[n, h, w, 3]`` (any n ≥ 1) → float32 ``[n, dim]``."""
+    def embed(self, batch: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """uint8 ``[n, h, w, 3]`` (any n ≥ 1) → float32 ``[n, dim]``.
+
+        Runs in chunks of ``batch_size`` (default ``self.batch_size``) images, the last one padded
+        to the next fixed shape.
+        """
         batch = self._check(batch)
         n = len(batch)
         out = np.empty((n, self.info.dim), dtype=np.float32)
         unit = self._unit
-        full = max(unit, -(-int(self.batch_size) // unit) * unit)
+        full = max(unit, -(-int(batch_size or self.batch_size) // unit) * unit)
         buckets = _buckets(full, unit)
         start = 0
         while start < n:

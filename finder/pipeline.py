@@ -57,10 +57,10 @@ def embed_paths(
 
     Vectors are float32 ``[backbone.info.dim]``, as ``backbone.embed`` returns them (not
     normalised). Results come out per batch, as soon as the batch is embedded.
-    ``batch_size`` defaults to ``backbone.batch_size`` (chosen per device), ``workers`` (decode
-    threads) to the number of cores. ``progress(n_done)`` is called with the running total of
-    items done after each batch. Closing the generator early (``break``, ``close()``, Ctrl-C)
-    cancels pending decodes and returns promptly.
+    ``batch_size`` (images per compiled model call) defaults to ``backbone.batch_size`` (chosen
+    per device); ``workers`` (decode threads) to the number of cores. ``progress(n_done)`` is
+    called with the running total of items done after each batch. Closing the generator early
+    (``break``, ``close()``, Ctrl-C) cancels pending decodes and returns promptly.
     """
     batch_size = int(batch_size or backbone.batch_size)
     workers = int(workers or default_workers())
@@ -101,7 +101,7 @@ def embed_paths(
                     images.append(res)
             if not pending:
                 return
-            vectors = backbone.embed(np.stack(images)) if images else None
+            vectors = backbone.embed(np.stack(images), batch_size=batch_size) if images else None
             del images
             i = 0
             for key, res in pending:
