@@ -762,7 +762,8 @@ def build(
     (then ``weights`` is ignored). ``weights``: ``"imagenet"`` (downloaded into Keras's cache;
     :class:`WeightsUnavailable` when that fails), ``None``/``"none"`` (random init, seeded so
     that every process builds the same network), or a path to a local weights file.
-    ``mixed_precision``: None = on iff a GPU is present; True/False force it.
+    ``mixed_precision`` (Keras applications only; model files run as saved): None = on iff a
+    GPU is present; True/False force it. Compute is then float16, the vectors float32.
     """
     if model is not None:
         model = os.fsdecode(model)
