@@ -62,7 +62,7 @@ except Exception:  # pragma: no cover - threadpoolctl missing
 FORMAT = 1
 MANIFEST = "manifest.json"
 INDEX_META = "index.json"
-DEFAULT_PCA_DIM = 768  # principal directions kept by the IVF tier when the budget allows
+DEFAULT_PCA_DIM = 766  # principal directions kept by the IVF tier when the budget allows
 CHUNK = 16384  # rows read from the raw file at a time when scanning or rebuilding
 
 
@@ -97,9 +97,15 @@ def exact_scores(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
     index = faiss.IndexScalarQuantizer(
         dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
     )
-    index.add_sa_codes(rows.view(np.uint8).reshape(n, 2 * dim))
-    scores, order = index.search(np.asarray(w, dtype=np.float32).reshape(1, dim), n)
-    out[order[0]] = scores[0]
+    query = np.asarray(w, dtype=np.float32).reshape(1, dim)
+    codes = rows.view(np.uint8).reshape(n, 2 * dim)
+    step = 2048  # the scratch index is reused: its buffer stays warm
+    for start in range(0, n, step):
+        part = codes[start : start + step]
+        index.reset()
+        index.add_sa_codes(part)
+        scores, order = index.search(query, len(part))
+        out[start + order[0]] = scores[0]
     return out
 
 
@@ -863,7 +869,9 @@ class VectorStore:
                 # per vector: p + 2 one-byte codes and an 8-byte id, with room to grow 25 %
                 per_vector = self.memory_budget / (1.25 * max(n, 1)) - 8
                 p = min(p, int(per_vector) - 2)
-            p = max(min(16, self.dim), p)
+            p = max(min(14, self.dim), p)
+            if p + 2 >= 32 and p < self.dim:
+                p = (p + 2) // 16 * 16 - 2  # FAISS's 8-bit SIMD kernels need d % 16 == 0
         return "ivf", min(p, self.dim), nlist
 
     def _configure(self, index: _IvfIndex) -> None:
@@ -1079,7 +1087,11 @@ class VectorStore:
         cand, rows = cand[ok], rows[ok]
         order = np.argsort(rows)
         cand, rows = cand[order], rows[order]
-        scores = exact_scores(self._read_rows(rows), w) + np.float32(b)
+        scores = np.empty(len(rows), dtype=np.float32)
+        for start in range(0, len(rows), 4096):  # bounded memory for large candidate sets
+            part = rows[start : start + 4096]
+            scores[start : start + len(part)] = exact_scores(self._read_rows(part), w)
+        scores += np.float32(b)
         best = np.lexsort((cand, -scores))
         return cand[best], scores[best].astype(np.float32)
 
