@@ -98,7 +98,6 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
     db["images"].create_index(["path"], unique=True, if_not_exists=True)
     db["images"].create_index(["status"], if_not_exists=True)
-    db["images"].create_index(["size"], if_not_exists=True)
     db["classes"].create(
         {
             "name": str,
