@@ -48,6 +48,7 @@ from finder import backbones  # noqa: E402
 from finder.pipeline import embed_paths  # noqa: E402
 
 DEFAULT_ROOT = "/work/shared/photos"
+SHARED_TFLITE = "/work/shared/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 EXTS = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
 
@@ -226,10 +227,17 @@ def main_speed(args: argparse.Namespace) -> dict:
 
     light = {}
     for name in [s for s in args.light.split(",") if s and s != args.backbone]:
-        lb = backbones.build(name, weights=args.weights)
+        if name.endswith(".tflite"):  # a model file, e.g. the shared MobileNet v1 embedding
+            if not os.path.isfile(name):
+                print(f"light {name}: not found, skipped")
+                continue
+            lb = backbones.build(model=name)
+        else:
+            lb = backbones.build(name, weights=args.weights)
         lbs = lb.batch_size
         warm_up(lb, n, lbs)
         runs = [finder_run(root, limit, lb, lbs)[0] for _ in range(3)]
+        name = os.path.basename(name)
         light[name] = round(n / statistics.median(runs), 2)
         ratio = light[name] / finder_img_s
         print(f"light {name}: {light[name]:.1f} img/s end to end = {ratio:.1f}x {args.backbone}")
@@ -317,8 +325,9 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="default: random init (same FLOPs)")
     ap.add_argument(
         "--light",
-        default="mobilenetv3-large,efficientnetv2-b0",
-        help="light backbones also run end to end on the same files ('' for none)",
+        default=f"mobilenetv3-large,efficientnetv2-b0,{SHARED_TFLITE}",
+        help="light backbones (names or .tflite files) also run end to end on the same files "
+        "('' for none)",
     )
     ap.add_argument("--rss", action="store_true", help="peak memory at N=1,000 vs 10,000")
     ap.add_argument("--rss-backbone", default="mobilenetv3-large")
