@@ -19,7 +19,7 @@ from scipy.optimize import minimize
 
 from finder.errors import LibraryError, UsageError
 
-BACKGROUND_SIZE: int = 300
+BACKGROUND_SIZE: int = 1000
 """How many random library vectors form the background sample of ``finder learn``."""
 
 EXPLICIT_NEGATIVE_WEIGHT: float = 3.0
@@ -115,44 +115,169 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic(
-    X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, C: float = 1.0
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray,
+    C: float = 1.0,
+    *,
+    init: tuple[np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Weighted L2 logistic regression (sklearn's convention: ``C·Σ sᵢ·loss + ½‖w‖²``).
 
-    ``y`` in {0, 1} or soft labels in [0, 1]. Intercept unpenalised. Returns ``(w, b)``.
+    ``y`` in {0, 1} (or soft labels in [0, 1]); the intercept is not penalised; ``init`` warm
+    starts. Returns ``(w float32, b)``.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)
     s = np.asarray(sample_weight, dtype=np.float64) * C
     d = X.shape[1]
 
     def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:d], theta[d]
-        z = X @ w + b
-        # loss = log(1+e^z) - y z, stable
+        z = (X @ w.astype(np.float32)).astype(np.float64) + b
         loss = np.logaddexp(0.0, z) - y * z
         r = s * (_sigmoid(z) - y)
-        f = float(s @ loss) + 0.5 * float(w @ w)
         g = np.empty(d + 1)
-        g[:d] = X.T @ r + w
+        g[:d] = (r.astype(np.float32) @ X).astype(np.float64) + w
         g[d] = r.sum()
-        return f, g
+        return float(s @ loss) + 0.5 * float(w @ w), g
 
-    res = minimize(fg, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return res.x[:d], float(res.x[d])
+    theta0 = np.zeros(d + 1)
+    if init is not None:
+        theta0[:d], theta0[d] = init
+    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 300, "gtol": 1e-5})
+    return res.x[:d].astype(np.float32), float(res.x[d])
+
+
+def _fit_weighted(
+    P: np.ndarray,
+    pos_weight: np.ndarray,
+    Neg: np.ndarray,
+    neg_weight: np.ndarray,
+    C: float,
+    init: tuple[np.ndarray, float] | None = None,
+) -> tuple[np.ndarray, float]:
+    """Balanced fit: positives and negatives each carry half the total weight."""
+    n = len(P) + len(Neg)
+    sw = np.concatenate(
+        [pos_weight / pos_weight.sum() * 0.5 * n, neg_weight / neg_weight.sum() * 0.5 * n]
+    )
+    y = np.concatenate([np.ones(len(P)), np.zeros(len(Neg))])
+    return fit_logistic(np.concatenate([P, Neg]), y, sw, C, init=init)
+
+
+def knn_diffusion(
+    V: np.ndarray, seeds: np.ndarray, *, k: int = 5, alpha: float = 0.8, gamma: float = 3.0
+) -> np.ndarray:
+    """Scores of the rows of ``V`` (unit vectors) after diffusing from ``seeds`` over their
+    k-nearest-neighbour graph: ``f = (I - αS)⁻¹ y`` with ``S`` the symmetrically normalised
+    affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import cg
+
+    n = len(V)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.ones(n)
+    A = V @ V.T
+    np.fill_diagonal(A, -np.inf)
+    nbr = np.argpartition(-A, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    vals = np.maximum(A[rows, nbr.ravel()], 0.0).astype(np.float64) ** gamma
+    W = sp.csr_matrix((vals, (rows, nbr.ravel())), shape=(n, n))
+    W = W + W.T
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    deg[deg == 0] = 1.0
+    Dm = sp.diags(deg**-0.5)
+    y = np.zeros(n)
+    y[seeds] = 1.0
+    f, _ = cg(sp.eye(n) - alpha * (Dm @ W @ Dm), y, rtol=1e-6, maxiter=100)
+    return f
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How :func:`train_head` learns; the default is the method chosen by ``finder eval``
+    (docs/heads.md). ``method="plain"`` is the baseline: balanced logistic regression on the
+    examples against the background, cut-off 0.5."""
+
+    method: str = "pu-diffusion"
+    C: float = 3.0
+    probe_C: float = 1.0
+    pseudo_weight: float = 0.3
+    count_factor: float = 1.5
+    knn: int = 5
+    alpha: float = 0.8
+    gamma: float = 3.0
+    threshold: str = "gap"  # "fixed" | "logit" | "count" | "gap"
+    threshold_logit: float = 0.25
+    gap_window: float = 1.3
+    folds: int = 5
+
+
+DEFAULT_CONFIG = HeadConfig()
+PLAIN_CONFIG = HeadConfig(method="plain", C=1.0, threshold="fixed")
+
+MIN_BACKGROUND: int = 20
+"""Below this many background vectors the head is plain and the cut-off falls back to 0.5."""
 
 
 def _check(name: str, A: np.ndarray, dim: int | None) -> np.ndarray:
     A = np.asarray(A, dtype=np.float32)
-    if A.ndim == 1 and A.size == 0:
-        A = A.reshape(0, dim or 0)
+    if A.size == 0:
+        return np.zeros(
+            (0, dim if dim is not None else (A.shape[-1] if A.ndim == 2 else 0)), dtype=np.float32
+        )
+    if A.ndim == 1 and dim is None:
+        A = A.reshape(1, -1)
     if A.ndim != 2:
         raise UsageError(f"{name} must be a 2-d array of vectors, got shape {A.shape}")
-    if dim is not None and A.shape[0] and A.shape[1] != dim:
-        raise UsageError(f"{name} have dimension {A.shape[1]}, examples have {dim}")
+    if dim is not None and A.shape[1] != dim:
+        raise UsageError(f"{name} have dimension {A.shape[1]}, the examples have {dim}")
     if not np.all(np.isfinite(A)):
         raise UsageError(f"{name} contain non-finite values")
-    return A.reshape(A.shape[0], dim) if dim is not None and A.shape[0] == 0 else A
+    return A
+
+
+def _cut_at_count(z_sorted: np.ndarray, count: float) -> float:
+    """A logit between the ``count``-th and the next highest of ``z_sorted`` (descending)."""
+    c = int(min(max(round(count), 1), len(z_sorted) - 1))
+    return float((z_sorted[c - 1] + z_sorted[c]) / 2)
+
+
+def _cut_at_gap(z_sorted: np.ndarray, count: float, window: float) -> float:
+    """The widest gap between consecutive scores whose rank is within ``window``× of
+    ``count``: where the class most plausibly ends."""
+    m = len(z_sorted)
+    lo = max(1, int(np.floor(count / window)))
+    hi = min(m - 1, int(np.ceil(count * window)))
+    if hi < lo:
+        return _cut_at_count(z_sorted, count)
+    cuts = np.arange(lo, hi + 1)  # cut between positions c-1 and c
+    j = cuts[np.argmax(z_sorted[cuts - 1] - z_sorted[cuts])]
+    return float((z_sorted[j - 1] + z_sorted[j]) / 2)
+
+
+def _held_out_ranks(
+    P: np.ndarray,
+    Neg: np.ndarray,
+    neg_w: np.ndarray,
+    B: np.ndarray,
+    cfg: HeadConfig,
+    rng: np.random.Generator,
+    init: tuple[np.ndarray, float],
+) -> np.ndarray:
+    """For each example: how many background vectors outscore it under a head trained without
+    it (at most ``cfg.folds`` folds). Tells how many of the background look like the class."""
+    p = len(P)
+    folds = np.array_split(rng.permutation(p), min(p, cfg.folds))
+    ranks = []
+    for held in folds:
+        keep = np.setdiff1d(np.arange(p), held)
+        w, b = _fit_weighted(P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
+        zb = B @ w + b
+        ranks += [int((zb > P[j] @ w + b).sum()) for j in held]
+    return np.asarray(ranks)
 
 
 def train_head(
@@ -161,35 +286,105 @@ def train_head(
     background: np.ndarray,
     *,
     seed: int = 0,
+    config: HeadConfig = DEFAULT_CONFIG,
 ) -> Head:
     """Learn a class from example vectors.
 
     ``positives``: the user's examples ``[p, d]`` (p ≥ 1); ``negatives``: explicit
-    counter-examples ``[q, d]`` (may be empty); ``background``: an unlabelled random sample of
-    the library ``[m, d]`` (may be empty, may contain positives).
+    counter-examples ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT``
+    background vectors); ``background``: an unlabelled random sample of the library ``[m, d]``
+    (may be empty, may contain members of the class).
+
+    The default method (docs/heads.md) treats the background as unlabelled, not negative:
+    held-out ranks of the examples estimate how many background vectors belong to the class,
+    a diffusion over the k-NN graph of examples + background picks those as pseudo-positives
+    (weight ``pseudo_weight``), and the head is trained on examples + pseudo-positives against
+    the rest. Its cut-off sits at the widest score gap near the estimated class size.
     """
+    cfg = config
     P = _check("examples", positives, None)
     if P.shape[0] == 0:
         raise UsageError("a class needs at least one example")
     d = P.shape[1]
     N = _check("negatives", negatives, d)
     B = _check("background vectors", background, d)
-    if N.shape[0] + B.shape[0] == 0:
-        raise UsageError("a class needs negatives or a background sample to learn from")
-
     p, q, m = len(P), len(N), len(B)
-    X = np.concatenate([P, N, B])
-    y = np.concatenate([np.ones(p), np.zeros(q + m)])
-    # balanced: positives carry half the total weight; explicit negatives weigh more
-    neg_mass = EXPLICIT_NEGATIVE_WEIGHT * q + m
-    sw = np.concatenate(
-        [
-            np.full(p, neg_mass / p if p else 1.0),
-            np.full(q, EXPLICIT_NEGATIVE_WEIGHT),
-            np.ones(m),
-        ]
+    if q + m == 0:
+        raise UsageError("a class needs negatives or a background sample to learn from")
+    rng = np.random.default_rng(seed)
+    params: dict[str, Any] = {"n_pos": p, "n_neg": q, "n_background": m, "seed": seed}
+    Neg = np.concatenate([N, B])
+    neg_w = np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(m)])
+
+    if cfg.method == "plain" or m < MIN_BACKGROUND:
+        w, b = _fit_weighted(P, np.ones(p), Neg, neg_w, cfg.C if cfg.method == "plain" else 1.0)
+        params.update(method="plain", C=cfg.C if cfg.method == "plain" else 1.0)
+        if cfg.method != "plain":
+            params["fallback"] = f"background of {m} < {MIN_BACKGROUND}: plain head"
+        return Head(w=w, b=b, threshold=0.5, params=params)
+    if cfg.method != "pu-diffusion":
+        raise UsageError(f"unknown head method {cfg.method!r}")
+
+    # 1. how many of the background look like the class (held-out ranks of the examples)
+    probe = _fit_weighted(P, np.ones(p), Neg, neg_w, cfg.probe_C)
+    if p >= 2:
+        ranks = _held_out_ranks(P, Neg, neg_w, B, cfg, rng, probe)
+        med = float(np.median(ranks))
+        n_pseudo = cfg.count_factor * med
+    else:  # one example: no held-out estimate; count what the probe head accepts
+        med = None
+        n_pseudo = float(((B @ probe[0] + probe[1]) >= 0).sum())
+    n_pseudo_i = int(min(max(round(n_pseudo), 1), m // 2))
+
+    # 2. pseudo-positives: the background best connected to the examples in the k-NN graph
+    f = knn_diffusion(
+        np.concatenate([P, B]), np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma
+    )[p:]
+    order = np.argsort(-f, kind="stable")
+    Q, R = order[:n_pseudo_i], order[n_pseudo_i:]
+
+    # 3. the head: examples + pseudo-positives against explicit negatives + the rest
+    pos = np.concatenate([P, B[Q]])
+    pos_w = np.concatenate([np.ones(p), np.full(len(Q), cfg.pseudo_weight)])
+    neg = np.concatenate([N, B[R]])
+    negw = np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
+    w, b = _fit_weighted(pos, pos_w, neg, negw, cfg.C)
+
+    # 4. the cut-off, from the background's scores under the head
+    zb = np.sort(B @ w + b)[::-1]
+    if cfg.threshold == "fixed":
+        cut = 0.0
+    elif cfg.threshold == "logit":
+        cut = cfg.threshold_logit
+    else:
+        # class size once the likely members are out of the negatives
+        drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo_i
+        keep = order[min(drop, m - 1) :]
+        w3, b3 = _fit_weighted(
+            P,
+            np.ones(p),
+            np.concatenate([N, B[keep]]),
+            np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(keep))]),
+            cfg.probe_C,
+            probe,
+        )
+        n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
+        if cfg.threshold == "count":
+            cut = _cut_at_count(zb, n_size)
+        elif cfg.threshold == "gap":
+            n_logit = max(1, int((zb >= cfg.threshold_logit).sum()))
+            cut = _cut_at_gap(zb, float(np.sqrt(n_size * n_logit)), cfg.gap_window)
+        else:
+            raise UsageError(f"unknown threshold rule {cfg.threshold!r}")
+        params["n_class_estimate"] = n_size
+    threshold = float(np.clip(_sigmoid(np.array([cut]))[0], 1e-4, 1 - 1e-4))
+    params.update(
+        method=cfg.method,
+        C=cfg.C,
+        n_pseudo=int(len(Q)),
+        pseudo_weight=cfg.pseudo_weight,
+        knn=cfg.knn,
+        alpha=cfg.alpha,
+        threshold_rule=cfg.threshold,
     )
-    sw *= (p + q + m) / sw.sum()
-    w, b = fit_logistic(X, y, sw, C=1.0)
-    params = {"method": "plain", "n_pos": p, "n_neg": q, "n_background": m, "C": 1.0, "seed": seed}
-    return Head(w=w.astype(np.float32), b=b, threshold=0.5, params=params)
+    return Head(w=w, b=b, threshold=threshold, params=params)
