@@ -29,11 +29,13 @@ pay for a whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,17 +124,54 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code writes on file descriptor 2 (TensorFlow's start-up chatter:
+    oneDNN and CUDA notices, "failed call to cuInit" on a machine without a GPU).
+    Python exceptions still propagate. FINDER_TF_LOGS=1 keeps everything."""
+    if os.environ.get("FINDER_TF_LOGS"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        _flush_c_stdio()  # what native code buffered goes to /dev/null too
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
 def _tf():
     """Import TensorFlow, and configure threading and GPU memory growth the first time."""
     global _tf_ready
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    if _tf_ready:
+        import tensorflow as tf
 
-    with _tf_lock:
+        return tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _tf_lock, quiet_native_stderr():
+        import tensorflow as tf
+
         if not _tf_ready:
-            _tf_ready = True
             try:
-                # One op at a time, each using every core: a CNN is a chain of big ops.
+                # Every core on each big op (a CNN is a chain of them), two ops at a time.
                 tf.config.threading.set_intra_op_parallelism_threads(cpu_count())
                 tf.config.threading.set_inter_op_parallelism_threads(2)
             except RuntimeError:
@@ -142,6 +181,7 @@ def _tf():
                     tf.config.experimental.set_memory_growth(gpu, True)
                 except (RuntimeError, ValueError):
                     pass
+            _tf_ready = True
     return tf
 
 
@@ -299,10 +339,10 @@ class TFLiteBackbone(Backbone):
     def __init__(self, path: str) -> None:
         Interpreter = _interpreter_class()
         try:
-            with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(), quiet_native_stderr():
+                warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
                 self._interp = Interpreter(model_path=path, num_threads=cpu_count())
-            self._interp.allocate_tensors()
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BackboneError(f"cannot load TFLite model {path}: {_one_line(e)}") from None
         ins = self._interp.get_input_details()
@@ -327,6 +367,7 @@ class TFLiteBackbone(Backbone):
         self._out_quant = outs[0].get("quantization", (0.0, 0))
         dim = int(np.prod(outs[0]["shape"][1:]))
         self._batched = 1  # current leading dimension of the interpreter's input
+        self._invoked = False
         self._can_resize = True
         self.batch_size = CPU_BATCH_SIZE
         self.info = BackboneInfo(
@@ -362,12 +403,19 @@ class TFLiteBackbone(Backbone):
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
-        if self._batched != n:
-            self._interp.resize_tensor_input(self._in_index, [n, *x.shape[1:]], strict=False)
-            self._interp.allocate_tensors()
-            self._batched = n
-        self._interp.set_tensor(self._in_index, x)
-        self._interp.invoke()
+        if self._batched == n and self._invoked:
+            self._interp.set_tensor(self._in_index, x)
+            self._interp.invoke()
+            return self._interp.get_tensor(self._out_index).copy()
+        # a new shape (re)applies the XNNPACK delegate, which says so on stderr
+        with quiet_native_stderr():
+            if self._batched != n:
+                self._interp.resize_tensor_input(self._in_index, [n, *x.shape[1:]], strict=False)
+                self._interp.allocate_tensors()
+                self._batched = n
+            self._interp.set_tensor(self._in_index, x)
+            self._interp.invoke()
+            self._invoked = True
         return self._interp.get_tensor(self._out_index).copy()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -443,16 +491,16 @@ def _imagenet_weights(name: str, ref: _ImagenetFile) -> str:
     import keras
 
     try:
-        return keras.utils.get_file(
-            ref.file_name,
-            _WEIGHTS_BASE + ref.subdir + "/" + ref.file_name,
-            cache_dir=os.environ.get("KERAS_HOME") or None,  # read now, not at Keras import
-            cache_subdir="models",
-            file_hash=ref.file_hash,
-        )
-    except (Exception, KeyboardInterrupt) as e:  # Keras raises a bare Exception on failure
-        if isinstance(e, KeyboardInterrupt):
-            raise
+        # Keras reports the download on stdout: keep stdout for our own output (e.g. JSON)
+        with contextlib.redirect_stdout(sys.stderr):
+            return keras.utils.get_file(
+                ref.file_name,
+                _WEIGHTS_BASE + ref.subdir + "/" + ref.file_name,
+                cache_dir=os.environ.get("KERAS_HOME") or None,  # read now, not at Keras import
+                cache_subdir="models",
+                file_hash=ref.file_hash,
+            )
+    except Exception:  # Keras raises a bare Exception when the download fails
         raise WeightsUnavailable(
             f"could not download the ImageNet weights for {name} (no network?); "
             f"pass --weights FILE with a local copy of {ref.file_name}"
