@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.heads import Head, background_indices, train_head
+from finder.heads import BACKGROUND_SIZE, Head, background_indices, train_head
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 5, 10)
 
@@ -109,6 +109,7 @@ def few_shot(
     seed: int = 0,
     groups: Mapping[str, str] | None = None,
     trainer: Trainer = train_head,
+    background_size: int = BACKGROUND_SIZE,
 ) -> dict[str, Any]:
     """The few-shot protocol over ``X`` (the library, unit vectors) labelled by ``labels``.
 
@@ -117,8 +118,9 @@ def few_shot(
     ks are run): k examples, a background sample from
     :func:`~finder.heads.background_indices`, ``trainer(examples, no negatives, background,
     seed=...)``; measured over the library minus the examples. A class with ≤ k images is
-    skipped for that k. Returns a JSON-able dict: ``rows`` per class and k (means over trials),
-    ``means`` over classes (``group`` "all" and each group of ``groups``).
+    skipped for that k. ``trainer`` and ``background_size`` exist for experiments; their
+    defaults are what ``finder learn`` uses. Returns a JSON-able dict: ``rows`` per class and
+    k (means over trials), ``means`` over classes (``group`` "all" and each group of ``groups``).
     """
     X, y = _check_dataset(X, labels)
     ks = sorted({int(k) for k in ks})
@@ -140,7 +142,7 @@ def few_shot(
             for t in range(trials):
                 rng = np.random.default_rng([seed, ci, k, t])
                 examples = np.sort(rng.choice(members, size=k, replace=False))
-                bg = background_indices(n, examples, rng)
+                bg = background_indices(n, examples, rng, background_size)
                 head = trainer(X[examples], empty, X[bg], seed=seed + t)
                 method = head.params
                 keep = np.ones(n, dtype=bool)
@@ -196,6 +198,7 @@ def few_shot(
         "ks": ks,
         "trials": int(trials),
         "seed": int(seed),
+        "background_size": int(background_size),
         "method": {k: v for k, v in method.items() if k not in ("n_pos", "n_neg", "seed")},
         "rows": rows,
         "means": means,

@@ -156,12 +156,15 @@ def _fit_weighted(
     neg_weight: np.ndarray,
     C: float,
     init: tuple[np.ndarray, float] | None = None,
+    balanced: bool = True,
 ) -> tuple[np.ndarray, float]:
-    """Balanced fit: positives and negatives each carry half the total weight."""
+    """Balanced fit: positives and negatives each carry half the total weight (else every
+    vector its own weight)."""
     n = len(P) + len(Neg)
-    sw = np.concatenate(
-        [pos_weight / pos_weight.sum() * 0.5 * n, neg_weight / neg_weight.sum() * 0.5 * n]
-    )
+    if balanced:
+        pos_weight = pos_weight / pos_weight.sum() * 0.5 * n
+        neg_weight = neg_weight / neg_weight.sum() * 0.5 * n
+    sw = np.concatenate([pos_weight, neg_weight])
     y = np.concatenate([np.ones(len(P)), np.zeros(len(Neg))])
     return fit_logistic(np.concatenate([P, Neg]), y, sw, C, init=init)
 
@@ -209,7 +212,10 @@ class HeadConfig:
     knn: int = 5
     alpha: float = 0.8
     gamma: float = 3.0
-    threshold: str = "gap"  # "fixed" | "logit" | "count" | "gap"
+    ranking: str = "diffusion"  # how pseudo-positives are picked: "diffusion" | "head"
+    balanced: bool = True  # class weighting: examples and negatives carry equal total weight
+    standardize: bool = False  # per-dimension standardisation (background mean/std), folded in
+    threshold: str = "gap"  # "fixed" (0.5) | "logit" | "count" | "gap"
     threshold_logit: float = 0.25
     gap_window: float = 1.3
     folds: int = 5
@@ -313,15 +319,28 @@ def train_head(
         raise UsageError("a class needs negatives or a background sample to learn from")
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {"n_pos": p, "n_neg": q, "n_background": m, "seed": seed}
+    Pu, Bu = P, B  # unit vectors, for the k-NN graph
+    if cfg.standardize:  # a diagonal affine map: folded into w and b at the end
+        ref = B if m >= 2 else np.concatenate([P, N])
+        mu = ref.mean(axis=0)
+        sd = ref.std(axis=0) + 1e-3 * float(ref.std(axis=0).mean() + 1e-12)
+        P, N, B = ((A - mu) / sd for A in (P, N, B))
     Neg = np.concatenate([N, B])
     neg_w = np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(m)])
 
+    def result(w: np.ndarray, b: float, threshold: float) -> Head:
+        if cfg.standardize:
+            w = w / sd
+            b = b - float(w @ mu)
+        return Head(w=w, b=b, threshold=threshold, params=params)
+
     if cfg.method == "plain" or m < MIN_BACKGROUND:
-        w, b = _fit_weighted(P, np.ones(p), Neg, neg_w, cfg.C if cfg.method == "plain" else 1.0)
-        params.update(method="plain", C=cfg.C if cfg.method == "plain" else 1.0)
+        C = cfg.C if cfg.method == "plain" else 1.0
+        w, b = _fit_weighted(P, np.ones(p), Neg, neg_w, C, balanced=cfg.balanced)
+        params.update(method="plain", C=C, balanced=cfg.balanced, standardize=cfg.standardize)
         if cfg.method != "plain":
             params["fallback"] = f"background of {m} < {MIN_BACKGROUND}: plain head"
-        return Head(w=w, b=b, threshold=0.5, params=params)
+        return result(w, b, 0.5)
     if cfg.method != "pu-diffusion":
         raise UsageError(f"unknown head method {cfg.method!r}")
 
@@ -337,9 +356,12 @@ def train_head(
     n_pseudo_i = int(min(max(round(n_pseudo), 1), m // 2))
 
     # 2. pseudo-positives: the background best connected to the examples in the k-NN graph
-    f = knn_diffusion(
-        np.concatenate([P, B]), np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma
-    )[p:]
+    if cfg.ranking == "diffusion":
+        f = knn_diffusion(
+            np.concatenate([Pu, Bu]), np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma
+        )[p:]
+    else:  # self-training: the probe head's own ranking
+        f = B @ probe[0] + probe[1]
     order = np.argsort(-f, kind="stable")
     Q, R = order[:n_pseudo_i], order[n_pseudo_i:]
 
@@ -348,7 +370,7 @@ def train_head(
     pos_w = np.concatenate([np.ones(p), np.full(len(Q), cfg.pseudo_weight)])
     neg = np.concatenate([N, B[R]])
     negw = np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
-    w, b = _fit_weighted(pos, pos_w, neg, negw, cfg.C)
+    w, b = _fit_weighted(pos, pos_w, neg, negw, cfg.C, balanced=cfg.balanced)
 
     # 4. the cut-off, from the background's scores under the head
     zb = np.sort(B @ w + b)[::-1]
@@ -385,6 +407,7 @@ def train_head(
         pseudo_weight=cfg.pseudo_weight,
         knn=cfg.knn,
         alpha=cfg.alpha,
+        ranking=cfg.ranking,
         threshold_rule=cfg.threshold,
     )
-    return Head(w=w, b=b, threshold=threshold, params=params)
+    return result(w, b, threshold)
