@@ -343,7 +343,7 @@ def forget(
 # ------------------------------------------------------------------------------- search
 def _print_matches(matches: list, key: str, as_json: bool) -> None:
     if as_json:
-        _echo_json([{"path": m.path, key: round(m.score, 6)} for m in matches])
+        _echo_json([{"path": m.path, key: m.score} for m in matches])
         return
     for m in matches:
         _echo_path_line(f"{m.score:.3f}  ", m.path)
