@@ -9,13 +9,17 @@ in one run on the same files:
     compiled fixed-shape batch inference);
 
 both warmed up first (model built, functions traced), each timed from the start of the walk to the
-last vector in hand. Also the model alone on one decoded batch, and each --light backbone through
-finder's pipeline on the same files (median of 3 runs). The float32 matrix-multiply peak of this
-machine (numpy sgemm 4096x4096, all cores, 7 products before (a), between (a) and (b) and after
-(b), their median) gives ceiling_img_s = peak_gflops / gflops_per_image. Weights are random
-(weights=None): the FLOPs are the same as with ImageNet weights.
+last vector in hand, in --rounds rounds that alternate which of the two goes first (the machine is
+shared: a burst of load from elsewhere then hits both alike); the figures are over all rounds.
+Also the model alone on one decoded batch, and each --light backbone (a registry name or a
+.tflite file) through finder's pipeline on the same files (median of 3 runs). The float32
+matrix-multiply peak of this machine (numpy sgemm 4096x4096, all of numpy's BLAS threads, 5
+products before the runs and after each round; their median) gives
+ceiling_img_s = peak_gflops / gflops_per_image. Weights are random (weights=None): the FLOPs are
+the same as with ImageNet weights.
 
-    python scripts/bench_embed.py [FOLDER] [--limit 64] [--backbone vgg16] [--batch-size B]
+    python scripts/bench_embed.py [FOLDER] [--limit 48] [--rounds 2] [--backbone vgg16]
+        [--batch-size B] [--light NAMES]
     python scripts/bench_embed.py --rss [--rss-backbone mobilenetv3-large]
 
 --rss: peak resident memory while embedding N=1,000 and N=10,000 images (the photo list
@@ -74,7 +78,7 @@ def walk_paths(root: str, limit: int | None) -> Iterator[str]:
         yield p
 
 
-def matmul_peak(n: int = 4096, repeats: int = 7) -> list[float]:
+def matmul_peak(n: int = 4096, repeats: int = 5) -> list[float]:
     """GFLOP/s of float32 n x n matrix products (numpy's BLAS, all its threads)."""
     rng = np.random.default_rng(0)
     a = rng.random((n, n), dtype=np.float32)
@@ -164,43 +168,56 @@ def model_only(backbone, batch_size: int) -> float:
 def main_speed(args: argparse.Namespace) -> dict:
     root, limit = args.root, args.limit
     files = list(walk_paths(root, limit))
-    n = len(files)
+    n = n_files = len(files)
     if not n:
         sys.exit(f"no photos under {root}")
     print(f"{n} photos under {root}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
     print(f"BLAS: {blas_description()}; cores: {backbones.cpu_count()}")
     peaks = matmul_peak()
-    print(f"matmul peak (1/3): median {statistics.median(peaks):.1f} GFLOP/s")
+    print(f"matmul peak: median {statistics.median(peaks):.1f} GFLOP/s")
 
     spec = backbones.BACKBONES[args.backbone]
     backbone = backbones.build(args.backbone, weights=args.weights)
     bs = args.batch_size or backbone.batch_size
     print(f"backbone {backbone.info.describe()}, batch {bs}, {spec.gflops} GFLOP/image")
 
-    naive_s = None
-    if hasattr(backbone, "model"):
+    can_naive = hasattr(backbone, "model")
+    if can_naive:
         x = np.zeros((1, *backbone.info.input_size[::-1], 3), np.uint8)
         backbone.model.predict(backbone.preprocess(x), verbose=0)  # warm-up
-        naive_s = naive(root, limit, backbone)
-        print(f"(a) naive predict per image: {n / naive_s:.2f} img/s ({naive_s:.1f} s)")
-        mid = matmul_peak()
-        print(f"matmul peak (2/3): median {statistics.median(mid):.1f} GFLOP/s")
-        peaks += mid
     warm_up(backbone, n, bs)
-    finder_s, ok = finder_run(root, limit, backbone, bs)
-    print(f"(b) finder pipeline:         {n / finder_s:.2f} img/s ({finder_s:.1f} s, {ok} ok)")
+    # Rounds alternate which goes first, so a burst of load from elsewhere hits both alike.
+    naive_s = finder_s = 0.0
+    for r in range(args.rounds):
+        order = ["naive", "finder"] if r % 2 == 0 else ["finder", "naive"]
+        for what in order:
+            if what == "naive" and can_naive:
+                t = naive(root, limit, backbone)
+                naive_s += t
+                print(f"round {r + 1} (a) naive predict per image: {n / t:.2f} img/s ({t:.1f} s)")
+            elif what == "finder":
+                t, ok = finder_run(root, limit, backbone, bs)
+                finder_s += t
+                print(f"round {r + 1} (b) finder pipeline: {n / t:.2f} img/s ({t:.1f} s, {ok} ok)")
+        more = matmul_peak()
+        print(f"matmul peak: median {statistics.median(more):.1f} GFLOP/s")
+        peaks += more
+    n_total = n * args.rounds
+    naive_s = naive_s or None
     alone = model_only(backbone, bs)
-    print(f"    model alone, one batch:  {alone:.2f} img/s")
-
-    after = matmul_peak()
-    print(f"matmul peak (3/3): median {statistics.median(after):.1f} GFLOP/s")
-    peaks += after
+    if naive_s:
+        print(f"(a) naive, all rounds:  {n_total / naive_s:.2f} img/s")
+    print(f"(b) finder, all rounds: {n_total / finder_s:.2f} img/s", end="")
+    print(f" = {naive_s / finder_s:.2f}x naive" if naive_s else "")
+    print(f"    model alone, one batch: {alone:.2f} img/s")
     peak = statistics.median(peaks)
     print(f"matmul peak: median of {len(peaks)} = {peak:.1f} GFLOP/s (best {max(peaks):.1f})")
+    n = n_total
     finder_img_s = n / finder_s
     result = {
         "backbone": args.backbone,
-        "images": n,
+        "images": n_files,
+        "rounds": args.rounds,
         "batch_size": bs,
         "naive_img_s": round(n / naive_s, 3) if naive_s else None,
         "finder_img_s": round(finder_img_s, 3),
@@ -235,10 +252,10 @@ def main_speed(args: argparse.Namespace) -> dict:
         else:
             lb = backbones.build(name, weights=args.weights)
         lbs = lb.batch_size
-        warm_up(lb, n, lbs)
+        warm_up(lb, n_files, lbs)
         runs = [finder_run(root, limit, lb, lbs)[0] for _ in range(3)]
         name = os.path.basename(name)
-        light[name] = round(n / statistics.median(runs), 2)
+        light[name] = round(n_files / statistics.median(runs), 2)
         ratio = light[name] / finder_img_s
         print(f"light {name}: {light[name]:.1f} img/s end to end = {ratio:.1f}x {args.backbone}")
         del lb
@@ -319,7 +336,8 @@ def main_rss(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("root", nargs="?", default=DEFAULT_ROOT)
-    ap.add_argument("--limit", type=int, default=64, help="photos to use (default 64)")
+    ap.add_argument("--limit", type=int, default=48, help="photos to use (default 48)")
+    ap.add_argument("--rounds", type=int, default=2, help="naive/finder rounds (default 2)")
     ap.add_argument("--backbone", default="vgg16", choices=list(backbones.BACKBONES)[:4])
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--weights", default=None, help="default: random init (same FLOPs)")
@@ -339,7 +357,7 @@ def main() -> None:
         rss_child(args)
         return
     if args.rss:
-        if args.limit == 64:
+        if args.limit == 48:
             args.limit = 1000
         result = main_rss(args)
     else:
