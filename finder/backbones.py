@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -181,8 +182,16 @@ def _tf():
                     tf.config.experimental.set_memory_growth(gpu, True)
                 except (RuntimeError, ValueError):
                     pass
+            # Each backbone traces one function per fixed batch shape, once (tested); TF's
+            # heuristic counts several backbones' functions as "retracing" and warns wrongly.
+            tf.get_logger().addFilter(_NoRetracingNotice())
             _tf_ready = True
     return tf
+
+
+class _NoRetracingNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def gpus() -> list:

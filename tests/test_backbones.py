@@ -359,6 +359,15 @@ def test_padded_batches_match_one_at_a_time(effnet):
         for n in range(1, 8):  # full batches, padded remainders, several chunks
             np.testing.assert_allclose(effnet.embed(x[:n]), alone[:n], rtol=1e-4, atol=1e-5)
         assert set(effnet._fns) <= {1, 2, 4}  # fixed shapes only
+        for n in range(1, 8):  # again: no shape is traced twice
+            effnet.embed(x[:n])
+        for run in effnet._fns.values():
+            (fn,) = [
+                c.cell_contents
+                for c in run.__closure__
+                if hasattr(c.cell_contents, "experimental_get_tracing_count")
+            ]
+            assert fn.experimental_get_tracing_count() == 1
     finally:
         effnet.batch_size = saved
 
