@@ -215,9 +215,11 @@ class HeadConfig:
     ranking: str = "diffusion"  # how pseudo-positives are picked: "diffusion" | "head"
     balanced: bool = True  # class weighting: examples and negatives carry equal total weight
     standardize: bool = False  # per-dimension standardisation (background mean/std), folded in
-    threshold: str = "gap"  # "fixed" (0.5) | "logit" | "count" | "gap"
+    threshold: str = "logit"  # "fixed" (0.5) | "logit" | "count" | "gap"
     threshold_logit: float = 0.25
     gap_window: float = 1.3
+    refine_rounds: int = 1
+    refine_scale: float = 0.7
     folds: int = 5
 
 
@@ -363,23 +365,21 @@ def train_head(
     else:  # self-training: the probe head's own ranking
         f = B @ probe[0] + probe[1]
     order = np.argsort(-f, kind="stable")
-    Q, R = order[:n_pseudo_i], order[n_pseudo_i:]
 
     # 3. the head: examples + pseudo-positives against explicit negatives + the rest
-    pos = np.concatenate([P, B[Q]])
-    pos_w = np.concatenate([np.ones(p), np.full(len(Q), cfg.pseudo_weight)])
-    neg = np.concatenate([N, B[R]])
-    negw = np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
-    w, b = _fit_weighted(pos, pos_w, neg, negw, cfg.C, balanced=cfg.balanced)
+    def fit_head(n_pseudo: int, init: tuple[np.ndarray, float] | None) -> tuple[np.ndarray, float]:
+        Q, R = order[:n_pseudo], order[n_pseudo:]
+        pos = np.concatenate([P, B[Q]])
+        pos_w = np.concatenate([np.ones(p), np.full(len(Q), cfg.pseudo_weight)])
+        neg = np.concatenate([N, B[R]])
+        negw = np.concatenate([np.full(q, EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
+        return _fit_weighted(pos, pos_w, neg, negw, cfg.C, init, balanced=cfg.balanced)
 
-    # 4. the cut-off, from the background's scores under the head
-    zb = np.sort(B @ w + b)[::-1]
-    if cfg.threshold == "fixed":
-        cut = 0.0
-    elif cfg.threshold == "logit":
-        cut = cfg.threshold_logit
-    else:
-        # class size once the likely members are out of the negatives
+    w, b = fit_head(n_pseudo_i, None)
+
+    # class size once the likely members are out of the negatives: a probe head's count
+    n_size = None
+    if cfg.threshold in ("count", "gap") or cfg.refine_rounds > 0:
         drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo_i
         keep = order[min(drop, m - 1) :]
         w3, b3 = _fit_weighted(
@@ -391,19 +391,37 @@ def train_head(
             probe,
         )
         n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
-        if cfg.threshold == "count":
-            cut = _cut_at_count(zb, n_size)
-        elif cfg.threshold == "gap":
-            n_logit = max(1, int((zb >= cfg.threshold_logit).sum()))
-            cut = _cut_at_gap(zb, float(np.sqrt(n_size * n_logit)), cfg.gap_window)
-        else:
-            raise UsageError(f"unknown threshold rule {cfg.threshold!r}")
         params["n_class_estimate"] = n_size
+
+    def gap_cut(zb: np.ndarray) -> float:
+        n_logit = max(1, int((zb >= cfg.threshold_logit).sum()))
+        return _cut_at_gap(zb, float(np.sqrt(n_size * n_logit)), cfg.gap_window)
+
+    # 3b. refine: re-pick the pseudo-positives from how many the head itself puts past the gap
+    for _ in range(cfg.refine_rounds):
+        zb = np.sort(B @ w + b)[::-1]
+        n_past = int((zb >= gap_cut(zb)).sum())
+        n_pseudo_i = int(min(max(round(cfg.refine_scale * n_past), 1), m // 2))
+        w, b = fit_head(n_pseudo_i, (w, b))
+
+    # 4. the cut-off, from the background's scores under the head
+    zb = np.sort(B @ w + b)[::-1]
+    if cfg.threshold == "fixed":
+        cut = 0.0
+    elif cfg.threshold == "logit":
+        cut = cfg.threshold_logit
+    elif cfg.threshold == "count":
+        cut = _cut_at_count(zb, n_size)
+    elif cfg.threshold == "gap":
+        cut = gap_cut(zb)
+    else:
+        raise UsageError(f"unknown threshold rule {cfg.threshold!r}")
     threshold = float(np.clip(_sigmoid(np.array([cut]))[0], 1e-4, 1 - 1e-4))
     params.update(
         method=cfg.method,
         C=cfg.C,
-        n_pseudo=int(len(Q)),
+        n_pseudo=n_pseudo_i,
+        refine_rounds=cfg.refine_rounds,
         pseudo_weight=cfg.pseudo_weight,
         knn=cfg.knn,
         alpha=cfg.alpha,

@@ -74,15 +74,45 @@ METHODS: list[tuple[str, HeadConfig, int]] = [
     ("plain C=1, standardised features", HeadConfig(method="plain", C=1.0, standardize=True), 1000),
     (
         "PU self-training (head ranks pseudo-positives), cut 0.5",
-        HeadConfig(ranking="head", threshold="fixed"),
+        HeadConfig(ranking="head", threshold="fixed", refine_rounds=0),
         1000,
     ),
-    ("PU + k-NN diffusion, C=1, cut 0.5", HeadConfig(C=1.0, threshold="fixed"), 1000),
-    ("PU + k-NN diffusion, C=3, cut 0.5", HeadConfig(threshold="fixed"), 1000),
-    ("PU + k-NN diffusion, pseudo weight 1", HeadConfig(pseudo_weight=1.0), 1000),
-    ("PU + k-NN diffusion, cut at logit 0.25", HeadConfig(threshold="logit"), 1000),
-    ("PU + k-NN diffusion, cut at estimated class size", HeadConfig(threshold="count"), 1000),
-    ("PU + k-NN diffusion, cut at gap near class size (default)", PU, 1000),
+    (
+        "PU + k-NN diffusion, C=1, cut 0.5",
+        HeadConfig(C=1.0, threshold="fixed", refine_rounds=0),
+        1000,
+    ),
+    ("PU + k-NN diffusion, C=3, cut 0.5", HeadConfig(threshold="fixed", refine_rounds=0), 1000),
+    (
+        "PU + k-NN diffusion, pseudo weight 1",
+        HeadConfig(pseudo_weight=1.0, refine_rounds=0, threshold="gap"),
+        1000,
+    ),
+    (
+        "PU + k-NN diffusion, cut at logit 0.25",
+        HeadConfig(threshold="logit", refine_rounds=0),
+        1000,
+    ),
+    (
+        "PU + k-NN diffusion, cut at estimated class size",
+        HeadConfig(threshold="count", refine_rounds=0),
+        1000,
+    ),
+    (
+        "PU + k-NN diffusion, cut at gap near class size",
+        HeadConfig(threshold="gap", refine_rounds=0),
+        1000,
+    ),
+    (
+        "PU + k-NN diffusion, pseudo-positives refined once, cut at gap",
+        HeadConfig(refine_rounds=1, threshold="gap"),
+        1000,
+    ),
+    (
+        "PU + k-NN diffusion, pseudo-positives refined once, cut at logit 0.25 (default)",
+        HeadConfig(refine_rounds=1, threshold="logit"),
+        1000,
+    ),
 ]
 
 
@@ -133,9 +163,9 @@ def main() -> None:
         dt = time.perf_counter() - t0
         print(
             f"| {i} | {name} | {bg} | {fl['ap']:.3f} | {cat['ap']:.3f} | "
-            f"{cat['precision']:.2f} / {cat['recall']:.2f} | "
-            f"{fl['precision']:.2f} / {fl['recall']:.2f} | {dog['ap']:.3f} | "
-            f"{dog['precision']:.2f} / {dog['recall']:.2f} | {dt:.0f} |",
+            f"{cat['precision']:.3f} / {cat['recall']:.3f} | "
+            f"{fl['precision']:.3f} / {fl['recall']:.3f} | {dog['ap']:.3f} | "
+            f"{dog['precision']:.3f} / {dog['recall']:.3f} | {dt:.0f} |",
             flush=True,
         )
         out.append(
