@@ -15,21 +15,30 @@ date when it is missing, damaged or stale. Every write is ordered so that a proc
 instant leaves files the next open repairs: a partial last row is cut off, an id present twice
 keeps its last row, an index file covering fewer rows gets the missing rows added.
 
-Index tiers (chosen by size and memory budget, after autofaiss's ``get_optimal_index_keys_v2``):
+Index tiers (chosen by size and memory budget, after autofaiss's ``get_optimal_index_keys_v2``:
+exact while small, then an IVF index sized to the budget; retrained when the library has grown
+``retrain_factor`` times since training):
 
 * ``flat``: every vector in fp16 in a FAISS scalar-quantizer index: exact, 2*D bytes a vector.
   Used while the library is small (``flat_max``) and fits the budget.
-* ``pca{p},ivf{nlist},flat``: the vectors projected on their top ``p`` principal directions
-  (uncentred, so the mean direction is one of them), plus one extra coordinate holding the norm
-  of what the projection leaves out, in an IVF index with ``nlist = 2**round(log2(4*sqrt(n)))``
-  lists (autofaiss's rule). ``p`` is sized to the memory budget. Search takes candidates from
-  ``nprobe`` lists and rescores them exactly from the raw float16 vectors.
+* ``pca{p},ivf{nlist},sq8``: each vector projected on the top ``p`` principal directions of
+  the library (uncentred, so the mean direction is one of them; ``p + 2`` a multiple of 16 for
+  FAISS's SIMD kernels), plus two bound coordinates (below), 8-bit scalar-quantised, in an IVF
+  index with ``nlist = 2**round(log2(4*sqrt(n)))`` lists (autofaiss's rule). ``p`` is sized to
+  the memory budget (``p + 10`` bytes a vector). Top-k search takes candidates from ``nprobe``
+  lists (10 per result, at least ``rescore``) and rescores them exactly from the raw float16
+  vectors, so the scores returned are always exact.
 
-Thresholds with ``min_score`` are exact, not approximate: for a unit vector x with projection
-``y = P x`` and residual norm ``rho = |x - P^T y|``, Cauchy-Schwarz gives
-``w.x <= (P w).y + |w - P^T P w| * rho``, which is an inner product of ``[P w, |w_perp|]`` with
-the stored ``[y, rho]``. A range search over every list with that query returns a superset of
-the vectors scoring above the threshold; rescoring them from the raw vectors gives the exact set.
+Thresholds (``min_score``) are complete, never approximate: a vector x is stored as
+``[y^, rho^, eps^]`` where ``y^`` is the 8-bit code of ``y = P x``, ``rho^ >= |x - P^T y|`` and
+``eps^ >= |y - y^|`` (both checked after encoding). By Cauchy-Schwarz, for any w,
+``w.x <= (P w).y^ + |w - P^T P w| rho^ + |P w| eps^``: the inner product of
+``[P w, |w_perp|, |P w|]`` with the stored code. A range search over every list with that query
+returns a superset of the vectors scoring above the threshold; rescoring those from the raw
+vectors gives the exact set.
+
+Exact scores are FAISS's fp16 inner product (:func:`exact_scores`); a query's small scans run on
+one thread (:func:`one_thread`), the threshold scan on all cores.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import os
 import secrets
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from math import log2, sqrt
@@ -1077,8 +1087,14 @@ class VectorStore:
 
     # -- search ----------------------------------------------------------------------------------
     def _rescore(
-        self, cand: np.ndarray, w: np.ndarray, b: float, exclude_ids: np.ndarray | None = None
+        self,
+        cand: np.ndarray,
+        w: np.ndarray,
+        b: float,
+        exclude_ids: np.ndarray | None = None,
+        min_score: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the candidates (read from the raw file), best first."""
         cand = np.unique(np.asarray(cand, dtype=np.int64))
         if exclude_ids is not None and len(exclude_ids):
             cand = cand[~np.isin(cand, np.asarray(exclude_ids, dtype=np.int64))]
@@ -1088,10 +1104,25 @@ class VectorStore:
         order = np.argsort(rows)
         cand, rows = cand[order], rows[order]
         scores = np.empty(len(rows), dtype=np.float32)
-        for start in range(0, len(rows), 4096):  # bounded memory for large candidate sets
-            part = rows[start : start + 4096]
+        step = 4096  # bounded memory for large candidate sets
+
+        def score(start: int) -> None:
+            faiss.omp_set_num_threads(1)
+            part = rows[start : start + step]
             scores[start : start + len(part)] = exact_scores(self._read_rows(part), w)
+
+        starts = range(0, len(rows), step)
+        workers = os.cpu_count() or 1
+        if len(rows) > 2 * step and workers > 1 and self.scan_threads:
+            with ThreadPoolExecutor(workers) as pool:  # reads and faiss release the GIL
+                list(pool.map(score, starts))
+        else:
+            for start in starts:
+                score(start)
         scores += np.float32(b)
+        if min_score is not None:
+            keep = scores >= np.float32(min_score)
+            cand, scores = cand[keep], scores[keep]
         best = np.lexsort((cand, -scores))
         return cand[best], scores[best].astype(np.float32)
 
@@ -1149,9 +1180,7 @@ class VectorStore:
                 with one_thread():
                     cand = index.above(w, float(min_score) - b)
             with one_thread():
-                ids, scores = self._rescore(cand, w, b)
-            keep = scores >= np.float32(min_score)
-            ids, scores = ids[keep], scores[keep]
+                ids, scores = self._rescore(cand, w, b, min_score=float(min_score))
         elif k is not None:
             with one_thread():
                 ids, scores = self._rescore(self._candidates_knn(w, k), w, b)
