@@ -299,7 +299,13 @@ class Library:
         c = self.choice
         if recorded:
             self._check_choice(recorded)
-            bb = backbones.from_info(backbones.BackboneInfo.from_dict(recorded))
+            local = c.weights if c.weights not in (None, "imagenet", "none") else None
+            if local is not None and not os.path.isfile(local):
+                raise UsageError(f"no such weights file: {local}")
+            bb = backbones.from_info(
+                backbones.BackboneInfo.from_dict(recorded),
+                weights=os.path.abspath(local) if local else None,
+            )
         else:
             weights: Any = c.weights if c.weights is not None else "imagenet"
             if weights == "none":
