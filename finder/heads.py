@@ -216,7 +216,7 @@ class HeadConfig:
     balanced: bool = True  # class weighting: examples and negatives carry equal total weight
     standardize: bool = False  # per-dimension standardisation (background mean/std), folded in
     threshold: str = "logit"  # "fixed" (0.5) | "logit" | "count" | "gap"
-    threshold_logit: float = 0.25
+    threshold_logit: float = 0.0
     gap_window: float = 1.3
     refine_rounds: int = 1
     refine_scale: float = 0.7

@@ -64,7 +64,6 @@ def features() -> tuple[list[str], np.ndarray]:
     return paths, X
 
 
-PU = DEFAULT_CONFIG
 METHODS: list[tuple[str, HeadConfig, int]] = [
     ("plain C=1, 300 background, cut 0.5 (the issue's baseline)", PLAIN_CONFIG, 300),
     ("plain C=1, 1000 background, cut 0.5", PLAIN_CONFIG, 1000),
@@ -85,12 +84,12 @@ METHODS: list[tuple[str, HeadConfig, int]] = [
     ("PU + k-NN diffusion, C=3, cut 0.5", HeadConfig(threshold="fixed", refine_rounds=0), 1000),
     (
         "PU + k-NN diffusion, pseudo weight 1",
-        HeadConfig(pseudo_weight=1.0, refine_rounds=0, threshold="gap"),
+        HeadConfig(pseudo_weight=1.0, refine_rounds=0, threshold="gap", threshold_logit=0.25),
         1000,
     ),
     (
         "PU + k-NN diffusion, cut at logit 0.25",
-        HeadConfig(threshold="logit", refine_rounds=0),
+        HeadConfig(threshold="logit", threshold_logit=0.25, refine_rounds=0),
         1000,
     ),
     (
@@ -100,19 +99,20 @@ METHODS: list[tuple[str, HeadConfig, int]] = [
     ),
     (
         "PU + k-NN diffusion, cut at gap near class size",
-        HeadConfig(threshold="gap", refine_rounds=0),
+        HeadConfig(threshold="gap", threshold_logit=0.25, refine_rounds=0),
         1000,
     ),
     (
         "PU + k-NN diffusion, pseudo-positives refined once, cut at gap",
-        HeadConfig(refine_rounds=1, threshold="gap"),
+        HeadConfig(refine_rounds=1, threshold="gap", threshold_logit=0.25),
         1000,
     ),
     (
-        "PU + k-NN diffusion, pseudo-positives refined once, cut at logit 0.25 (default)",
-        HeadConfig(refine_rounds=1, threshold="logit"),
+        "PU + k-NN diffusion, pseudo-positives refined once, cut at logit 0.25",
+        HeadConfig(refine_rounds=1, threshold="logit", threshold_logit=0.25),
         1000,
     ),
+    ("PU + k-NN diffusion, pseudo-positives refined once, cut 0.5 (default)", DEFAULT_CONFIG, 1000),
 ]
 
 
