@@ -1134,11 +1134,21 @@ class VectorStore:
             raise LibraryError("query has NaN or infinite values")
         return q
 
-    def _candidates_knn(self, q: np.ndarray, k: int) -> np.ndarray:
+    def _candidates_knn(self, q: np.ndarray, k: int, *, head: bool = False) -> np.ndarray:
+        """Candidates for the top k. A head's weight vector points between clusters rather than
+        at one, so its best matches spread over more lists: it probes 4x the lists and rescores
+        30 candidates per result (10 for a photo)."""
         index = self._ensure_index()
         if index.tier == "flat":
             return index.knn(q, k)
-        return index.knn(q, max(self.rescore, 10 * k))
+        if not head:
+            return index.knn(q, max(self.rescore, 10 * k))
+        saved = index.nprobe
+        index.nprobe = min(index.nlist, 4 * saved)
+        try:
+            return index.knn(q, max(self.rescore, 30 * k))
+        finally:
+            index.nprobe = saved
 
     def search_similar(
         self, q: np.ndarray, k: int, *, exclude_ids: np.ndarray | None = None
@@ -1183,7 +1193,7 @@ class VectorStore:
                 ids, scores = self._rescore(cand, w, b, min_score=float(min_score))
         elif k is not None:
             with one_thread():
-                ids, scores = self._rescore(self._candidates_knn(w, k), w, b)
+                ids, scores = self._rescore(self._candidates_knn(w, k, head=True), w, b)
         else:
             parts_ids, parts_scores = [], []
             for rows, x in self._scan(self._live_rows()):
