@@ -22,10 +22,12 @@ What it does, in one run:
 3. Build: the vectors are generated in chunks of 16384 and appended straight into a
    VectorStore (float16 raw file; never all in RAM), then ``save_index()`` trains and saves the
    index the store picks for that size. Build time = appends + index training/filling.
-4. Queries. ``find``: logistic heads trained with finder.heads.train_head on 5 examples of a
-   synthetic cluster plus 300 random background vectors (what ``finder learn`` does), top 100.
-   ``similar``: stored vectors as queries (themselves excluded), top 20 for latency, top 100
-   for recall. ``--min-prob``: a logit threshold keeping 0.5 % of the library for each head.
+4. Queries. ``find``: heads trained with finder.heads.train_head (whatever ``finder learn``
+   currently does) on 5 examples of a synthetic cluster plus ``heads.BACKGROUND_SIZE`` random
+   background vectors, top 100. ``similar``: stored vectors as queries (themselves excluded),
+   top 20 for latency, top 100 for recall. ``--min-prob``: two thresholds per head, the logit
+   keeping ``--min-frac`` (0.5 %) of the library (``min_prob_*``) and probability 0.5, i.e.
+   logit 0, a head's default cut-off (``prob_0_5_*``).
 5. Search runs in a fresh child process that opens the store from disk (as ``finder find``
    would), so its resident memory is what search needs: we report the peak RSS during the
    queries minus the RSS of the same interpreter before opening the store (numpy + faiss
