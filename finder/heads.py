@@ -215,8 +215,13 @@ class HeadConfig:
     ranking: str = "diffusion"  # how pseudo-positives are picked: "diffusion" | "head"
     balanced: bool = True  # class weighting: examples and negatives carry equal total weight
     standardize: bool = False  # per-dimension standardisation (background mean/std), folded in
-    threshold: str = "logit"  # "fixed" (0.5) | "logit" | "count" | "gap"
+    threshold: str = "logit"  # "fixed" (0.5) | "logit" | "count" | "gap" | "size-logit"
     threshold_logit: float = 0.0
+    # "size-logit": cut = size_offset - size_slope·ln(n / (size_ref·m)), n = background past
+    # logit 0 (threshold_logit also steers the refinement, so the rule has its own offset)
+    size_offset: float = 0.3
+    size_slope: float = 0.3
+    size_ref: float = 0.037  # 20 of 540: a flower class of the shared photos
     gap_window: float = 1.3
     refine_rounds: int = 1
     refine_scale: float = 0.7
@@ -414,6 +419,9 @@ def train_head(
         cut = _cut_at_count(zb, n_size)
     elif cfg.threshold == "gap":
         cut = gap_cut(zb)
+    elif cfg.threshold == "size-logit":  # small estimated classes cut higher, large ones lower
+        n_past = max(1, int((zb >= 0).sum()))
+        cut = cfg.size_offset - cfg.size_slope * float(np.log(n_past / (cfg.size_ref * m)))
     else:
         raise UsageError(f"unknown threshold rule {cfg.threshold!r}")
     threshold = float(np.clip(_sigmoid(np.array([cut]))[0], 1e-4, 1 - 1e-4))

@@ -10,6 +10,9 @@ Protocol: ``finder.evaluate.few_shot`` over all 540 images as one library, k=5 e
 flags) for cat and averaged over the 17 flowers.
 
     OMP_NUM_THREADS=1 python scripts/experiment_heads.py [--trials 10] [--json out.json]
+
+``--recut`` instead trains the default head once per class and trial (seeds 0 and 1, 30 trials)
+and compares cut-off rules on its logits: the ranking is fixed, only the cut moves.
 """
 
 from __future__ import annotations
@@ -113,7 +116,130 @@ METHODS: list[tuple[str, HeadConfig, int]] = [
         1000,
     ),
     ("PU + k-NN diffusion, pseudo-positives refined once, cut 0.5 (default)", DEFAULT_CONFIG, 1000),
+    (
+        "refined once, size-dependent cut: logit 0.3 - 0.3 ln(n past 0 / 0.037 m)",
+        HeadConfig(threshold="size-logit"),
+        1000,
+    ),
 ]
+
+
+def _trial_logits(X: np.ndarray, labels: list[str], seed: int, trials: int, k: int) -> list[dict]:
+    """The default head of every class and trial (``few_shot``'s draws), with its logits over
+    the library minus the examples and each example's leave-one-out logit (the head's last fit
+    redone without that example, warm started)."""
+    import finder.heads as heads
+
+    fit, last = heads._fit_weighted, {}
+
+    def spy(*a, **kw):
+        last["args"] = a
+        return fit(*a, **kw)
+
+    heads._fit_weighted = spy
+    y, n, out = np.asarray(labels), len(X), []
+    try:
+        for ci, name in enumerate(sorted(set(labels))):
+            members = np.flatnonzero(y == name)
+            for t in range(trials):
+                rng = np.random.default_rng([seed, ci, k, t])
+                ex = np.sort(rng.choice(members, size=k, replace=False))
+                bg = heads.background_indices(n, ex, rng, heads.BACKGROUND_SIZE)
+                head = train_head(X[ex], X[:0], X[bg], seed=seed + t)
+                pos, pos_w, neg, neg_w, C = last["args"][:5]  # the final fit: examples first
+                loo = []
+                for j in range(k):
+                    keep = np.setdiff1d(np.arange(len(pos)), [j])
+                    w, b = fit(pos[keep], pos_w[keep], neg, neg_w, C, (head.w, head.b))
+                    loo.append(float(X[ex[j]] @ w + b))
+                rest = np.ones(n, dtype=bool)
+                rest[ex] = False
+                out.append(
+                    {
+                        "cls": name,
+                        "t": t,
+                        "z": head.logits(X[rest]),
+                        "truth": y[rest] == name,
+                        "zb": np.sort(head.logits(X[bg]))[::-1],
+                        "loo": np.asarray(loo),
+                        "n_class": int((y[rest] == name).sum()),
+                    }
+                )
+    finally:
+        heads._fit_weighted = fit
+    return out
+
+
+def _at_count(zb: np.ndarray, count: float) -> float:
+    c = int(min(max(round(count), 1), len(zb) - 1))
+    return float((zb[c - 1] + zb[c]) / 2)
+
+
+def _loo_size(r: dict, q: float) -> float:
+    """Class size from the LOO logits as a Gaussian: background past its q-quantile of
+    survival, divided by q."""
+    from scipy.stats import norm
+
+    mu, sd = r["loo"].mean(), max(r["loo"].std(ddof=1), 0.3)
+    return float((r["zb"] >= mu + sd * norm.ppf(1 - q)).sum() / q)
+
+
+def _loo_mixture_f1(r: dict) -> float:
+    """Positive component = Gaussian of the LOO logits, its size fitted from the background
+    counts past its quantiles; cut where the expected F1 is largest."""
+    from scipy.stats import norm
+
+    zb, loo = r["zb"], r["loo"]
+    mu, sd = loo.mean(), max(loo.std(ddof=1), 0.3)
+    n_pos = float(np.median([_loo_size(r, q) for q in (0.6, 0.7, 0.8, 0.9)]))
+    n0 = max(1, int((zb >= 0).sum()))
+    cands = ((zb[:-1] + zb[1:]) / 2)[: 4 * n0 + 10]
+    N = np.arange(1, len(cands) + 1)
+    tp = np.minimum(n_pos * norm.sf((cands - mu) / sd), N)
+    return float(cands[np.argmax(2 * tp / (N + n_pos))])
+
+
+def _n0(r: dict) -> int:
+    return max(1, int((r["zb"] >= 0).sum()))
+
+
+RECUTS = [
+    ("default: logit 0", lambda r: 0.0),
+    ("oracle: true class size (not a rule)", lambda r: _at_count(r["zb"], r["n_class"])),
+    ("logit 0.3", lambda r: 0.3),
+    ("size-logit 0.3 - 0.3 ln(n0 / 0.037 m)", lambda r: 0.3 - 0.3 * np.log(_n0(r) / 19.8)),
+    ("count 0.9 n0", lambda r: _at_count(r["zb"], 0.9 * _n0(r))),
+    ("count n0^1.1 (about 20)", lambda r: _at_count(r["zb"], 20 * (_n0(r) / 20) ** 1.1)),
+    ("LOO Gaussian size, q=0.8", lambda r: _at_count(r["zb"], _loo_size(r, 0.8))),
+    ("LOO Gaussian size, q=0.5", lambda r: _at_count(r["zb"], _loo_size(r, 0.5))),
+    ("LOO mixture, max expected F1", _loo_mixture_f1),
+]
+
+
+def recut(X: np.ndarray, labels: list[str], flowers: list[str], k: int) -> None:
+    """Other cut-offs on the default head's logits (the ranking is the same; only where it
+    is cut changes), seeds 0 and 1, 10 and 30 trials."""
+    data = {s: _trial_logits(X, labels, s, 30, k) for s in (0, 1)}
+    print("| cut-off rule | " + " | ".join(f"s{s} {t}tr fl P/R, cat P/R" for s, t in SETS) + " |")
+    print("|---" * (len(SETS) + 1) + "|")
+    for name, rule in RECUTS:
+        cells = []
+        for s, trials in SETS:
+            by: dict[str, list] = {}
+            for r in data[s]:
+                if r["t"] < trials:
+                    ret = r["z"] >= rule(r)
+                    tp = int((ret & r["truth"]).sum())
+                    by.setdefault(r["cls"], []).append(
+                        (tp / ret.sum() if ret.sum() else 0.0, tp / r["truth"].sum())
+                    )
+            m = {c: np.mean(v, axis=0) for c, v in by.items()}
+            fl = np.mean([m[c] for c in flowers], axis=0)
+            cells.append(f"{fl[0]:.3f}/{fl[1]:.3f}, {m['cat'][0]:.3f}/{m['cat'][1]:.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+SETS = [(0, 10), (1, 10), (0, 30), (1, 30)]
 
 
 def main() -> None:
@@ -123,11 +249,15 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--only", type=int, nargs="*", help="method numbers to run")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--recut", action="store_true", help="compare cut-offs of the default head")
     args = ap.parse_args()
     paths, X = features()
     labels = labels_from_paths(paths)
     groups = groups_from_paths(paths)
     flowers = sorted(c for c, g in groups.items() if g == "flowers17")
+    if args.recut:
+        recut(X, labels, flowers, args.k)
+        return
     print(
         f"{len(X)} images, {len(set(labels))} classes, dim {X.shape[1]}, k={args.k}, "
         f"{args.trials} trials, seed {args.seed}",
