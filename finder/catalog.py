@@ -209,15 +209,16 @@ class Catalog:
         ).fetchone()
         return None if row is None else _image_row(row)
 
-    def paths_for(self, ids: Sequence[int]) -> dict[int, str]:
+    def paths_for(self, ids: Sequence[int], ok_only: bool = False) -> dict[int, str]:
+        """Paths of these image ids (only those with status ok, with ``ok_only``)."""
         out: dict[int, str] = {}
         ids = [int(i) for i in ids]
+        where = " AND status = 'ok'" if ok_only else ""
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for i, p in self.db.execute(
-                f"SELECT id, path FROM images WHERE id IN ({marks})", chunk
-            ):
+            sql = f"SELECT id, path FROM images WHERE id IN ({marks}){where}"
+            for i, p in self.db.execute(sql, chunk):
                 out[i] = decode_path(p)
         return out
 

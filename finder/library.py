@@ -216,12 +216,18 @@ class Library:
 
     @property
     def store(self) -> VectorStore:
-        """The vector store, opened (and repaired after a crash) on first use."""
+        """The vector store, opened on first use. With the library's lock (the usual case) a
+        dirty library is repaired first; while another process indexes it, the store is opened
+        read-only and shows what that run has committed so far."""
         if self._store is None:
             info = self.backbone_info
             if not info:
                 raise LibraryError(f"the library {self.dir} has no vectors yet")
-            self._acquire()
+            try:
+                self._acquire()
+                read_only = False
+            except LibraryLocked:
+                read_only = True
             from finder.vectors import VectorStore
 
             self._store = VectorStore(
@@ -229,8 +235,9 @@ class Library:
                 int(info["dim"]),
                 memory_budget=self.catalog.get_meta("memory_budget"),
                 on_message=self.messages.append,
+                read_only=read_only,
             )
-            if self.catalog.get_meta("dirty", False):
+            if not read_only and self.catalog.get_meta("dirty", False):
                 self._repair()
         return self._store
 
@@ -666,7 +673,7 @@ class Library:
         min_score = None if min_prob is None or min_prob <= 0 else _logit(min_prob)
         ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
         probs = _sigmoid(scores)
-        paths = self.catalog.paths_for(ids.tolist())
+        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
         return [
             Match(paths[int(i)], float(p), int(i))
             for i, p in zip(ids, probs, strict=True)
@@ -683,7 +690,7 @@ class Library:
         vectors, ids = self.vectors_for([full])
         exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
         found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
-        paths = self.catalog.paths_for(found.tolist())
+        paths = self.catalog.paths_for(found.tolist(), ok_only=True)
         return [
             Match(paths[int(i)], float(s), int(i))
             for i, s in zip(found, sims, strict=True)

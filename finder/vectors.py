@@ -479,8 +479,10 @@ class VectorStore:
         compact_fraction: float = 0.25,
         compact_min: int = 1024,
         kmeans_iter: int = 10,
+        read_only: bool = False,
     ) -> None:
         self.dir = Path(directory)
+        self.read_only = bool(read_only)
         self.dim = int(dim)
         if self.dim <= 0:
             raise LibraryError(f"vector dimension must be positive, not {dim}")
@@ -533,6 +535,8 @@ class VectorStore:
                     f"the vector store {self.dir} holds {stored_dim}-d vectors, not {self.dim}-d"
                 )
         else:
+            if self.read_only:
+                raise LibraryError(f"the vector store {self.dir} holds no vectors yet")
             if any(self.dir.glob("vectors-*.f16")):
                 raise LibraryError(
                     f"the vector store manifest {path} is missing; "
@@ -655,6 +659,8 @@ class VectorStore:
         """Open the raw files for appending; cut a partial last row left by a crash."""
         if self._closed:
             raise LibraryError(f"the vector store {self.dir} is closed")
+        if self.read_only:
+            raise LibraryError(f"the vector store {self.dir} is open read-only")
         if self._fds is None:
             fds = {}
             try:
@@ -966,7 +972,7 @@ class VectorStore:
 
     def save_index(self) -> None:
         """Compact the raw files if many rows are dead, then persist the index atomically."""
-        if self._closed:
+        if self._closed or self.read_only:
             return
         if self._pending_dead:
             self._writable()
@@ -1068,7 +1074,7 @@ class VectorStore:
         if self._closed:
             return
         try:
-            if self._fds is not None or self._index_dirty:
+            if not self.read_only and (self._fds is not None or self._index_dirty):
                 self.commit()
                 self.save_index()
                 self.commit()

@@ -88,6 +88,16 @@ def test_a_second_writer_is_refused(indexed: Path, photo_tree: Path) -> None:
         first.store  # noqa: B018 - takes the lock
         with pytest.raises(LibraryLocked, match="another finder"):
             Library(indexed).index([str(photo_tree)])
+        # readers are not refused: they see what the writer has committed, read-only
+        first.learn("red", [str(photo_tree / "red" / "0.jpg")])
+        first.catalog.set_meta("dirty", True)  # as during a run
+        with Library(indexed) as reader:
+            assert reader.store.read_only
+            assert len(reader.find("red", top=13)) == 13
+            assert len(reader.similar(str(photo_tree / "blue" / "1.jpg"), top=2)) == 2
+            reader.learn("blue", [str(photo_tree / "blue" / "0.jpg")])
+        assert (indexed / "vectors").exists() and first.catalog.get_meta("dirty") is True
+        first.catalog.set_meta("dirty", False)
     with Library(indexed) as again:
         assert again.index([str(photo_tree)]).unchanged == 13
 
