@@ -47,8 +47,7 @@ class Head:
     @property
     def logit_threshold(self) -> float:
         """The cut-off as a logit: ``proba >= threshold`` iff ``logit >= logit_threshold``."""
-        t = min(max(self.threshold, 1e-12), 1 - 1e-12)
-        return float(np.log(t / (1 - t)))
+        return logit(self.threshold)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         """``X @ w + b`` for ``X`` of shape ``[n, dim]`` (or one vector ``[dim]``)."""
@@ -59,7 +58,7 @@ class Head:
 
     def proba(self, X: np.ndarray) -> np.ndarray:
         """``sigmoid(logits(X))``, computed without overflow."""
-        return _sigmoid(self.logits(X))
+        return sigmoid(self.logits(X))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able and compact: ``w`` is base64 of its little-endian float32 bytes."""
@@ -104,7 +103,14 @@ def background_indices(
     return np.sort(rng.choice(pool, size=size, replace=False))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def logit(p: float) -> float:
+    """The inverse of the sigmoid, for a probability clipped into (0, 1)."""
+    t = min(max(float(p), 1e-12), 1 - 1e-12)
+    return float(np.log(t / (1 - t)))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` in float64, without overflow."""
     z = np.asarray(z, dtype=np.float64)
     out = np.empty_like(z)
     pos = z >= 0
@@ -136,7 +142,7 @@ def fit_logistic(
         w, b = theta[:d], theta[d]
         z = (X @ w.astype(np.float32)).astype(np.float64) + b
         loss = np.logaddexp(0.0, z) - y * z
-        r = s * (_sigmoid(z) - y)
+        r = s * (sigmoid(z) - y)
         g = np.empty(d + 1)
         g[:d] = (r.astype(np.float32) @ X).astype(np.float64) + w
         g[d] = r.sum()
@@ -424,7 +430,7 @@ def train_head(
         cut = cfg.size_offset - cfg.size_slope * float(np.log(n_past / (cfg.size_ref * m)))
     else:
         raise UsageError(f"unknown threshold rule {cfg.threshold!r}")
-    threshold = float(np.clip(_sigmoid(np.array([cut]))[0], 1e-4, 1 - 1e-4))
+    threshold = float(np.clip(sigmoid(np.array([cut]))[0], 1e-4, 1 - 1e-4))
     params.update(
         method=cfg.method,
         C=cfg.C,

@@ -17,7 +17,6 @@ go back to ``pending`` and are embedded by the next index run.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -107,15 +106,6 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -670,9 +660,9 @@ class Library:
         head = heads.Head.from_dict(record["head"])
         if top is None and min_prob is None:
             min_prob = head.threshold
-        min_score = None if min_prob is None or min_prob <= 0 else _logit(min_prob)
+        min_score = None if min_prob is None or min_prob <= 0 else heads.logit(min_prob)
         ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        probs = _sigmoid(scores)
+        probs = heads.sigmoid(scores)
         paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
         return [
             Match(paths[int(i)], float(p), int(i))
