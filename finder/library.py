@@ -231,20 +231,28 @@ class Library:
                 self._repair()
         return self._store
 
-    def _repair(self) -> None:
-        """Make catalog and vectors agree after an interrupted run."""
-        assert self._store is not None
+    def _settle(self, store: VectorStore) -> tuple[int, int]:
+        """Make catalog and vectors agree (vectors of images not ok are dropped, ok images
+        without a vector go back to pending), save the index and clear ``meta.dirty``.
+        Returns (vectors dropped, images to embed again)."""
         valid = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
-        dropped, missing = self._store.reconcile(valid)
+        dropped, missing = store.reconcile(valid)
         if len(missing):
             self.catalog.set_pending(missing.tolist())
-        self._store.commit()
-        self._store.save_index()
+        store.commit()
+        store.save_index()
+        self.catalog.set_meta("index_name", store.index_name())
         self.catalog.set_meta("dirty", False)
-        if dropped or len(missing):
+        return dropped, len(missing)
+
+    def _repair(self) -> None:
+        """After an interrupted run: settle, and say what was repaired."""
+        assert self._store is not None
+        dropped, missing = self._settle(self._store)
+        if dropped or missing:
             self.messages.append(
                 f"repaired an interrupted run: dropped {dropped} stray vectors, "
-                f"{len(missing)} images will be embedded again"
+                f"{missing} images will be embedded again"
             )
 
     def close(self) -> None:
@@ -276,10 +284,8 @@ class Library:
         mismatch = (want is not None and want != recorded["name"]) or (
             c.layer is not None and c.layer != recorded.get("layer")
         )
-        if c.model and not mismatch:
-            mismatch = os.path.abspath(c.model) != recorded.get("weights") and (
-                os.path.abspath(c.model) != recorded.get("model")
-            )
+        if c.model and not mismatch:  # a model file is recorded as the backbone's weights
+            mismatch = os.path.abspath(c.model) != recorded.get("weights")
         if mismatch:
             raise BackboneMismatch(
                 f"the library {self.dir} was indexed with {describe_backbone(recorded)}; "
@@ -367,22 +373,12 @@ class Library:
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            self._finish_run(store)
+            self._settle(store)
         summary.seconds = time.monotonic() - started
         summary.messages = list(self.messages)
         if progress:
             progress(Progress("done", summary.embedded, summary.embedded))
         return summary
-
-    def _finish_run(self, store: VectorStore) -> None:
-        valid = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
-        _, missing = store.reconcile(valid)
-        if len(missing):
-            self.catalog.set_pending(missing.tolist())
-        store.commit()
-        store.save_index()
-        self.catalog.set_meta("index_name", store.index_name())
-        self.catalog.set_meta("dirty", False)
 
     def _index_root(
         self,
@@ -429,13 +425,10 @@ class Library:
             _remove_present(store, deleted)
             summary.deleted += len(deleted)
 
-        changed = [(i, f) for i, f, status in scan.redo if status != PENDING]
-        summary.changed += len(changed)
-        if changed:
-            cat.mark_redo(changed)
-        still_pending = [(i, f) for i, f, status in scan.redo if status == PENDING]
-        if still_pending:
-            cat.mark_redo(still_pending)
+        # changed files, and files still pending from an interrupted run, are embedded anew
+        summary.changed += sum(1 for _, _, status in scan.redo if status != PENDING)
+        if scan.redo:
+            cat.mark_redo([(i, f) for i, f, _ in scan.redo])
         summary.new += len(new)
         cat.insert_pending(new)
 
@@ -577,7 +570,7 @@ class Library:
         if not pos_paths and not any(e.label == 1 for e in existing):
             raise UsageError(f"learning {name!r} needs at least one example photo")
         new_paths = pos_paths + neg_paths
-        vectors, _ = self.vectors_for(new_paths) if new_paths else (np.zeros((0, 1)), [])
+        vectors, _ = self.vectors_for(new_paths)
         labels = [1] * len(pos_paths) + [0] * len(neg_paths)
         rows = [
             (p, label, vectors[k].astype(np.float32).tobytes())
