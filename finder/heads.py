@@ -175,6 +175,18 @@ def _fit_weighted(
     return fit_logistic(np.concatenate([P, Neg]), y, sw, C, init=init)
 
 
+def augment(V: np.ndarray, k: int, power: float = 3.0) -> np.ndarray:
+    """Database-side augmentation (Arandjelović & Zisserman 2012; Radenović et al. 2018): each
+    unit row of ``V`` becomes the normalised sum of its ``k`` nearest rows (itself included),
+    weighted ``max(0, cos)^power``. Used for the k-NN graph at training time only."""
+    k = min(k, len(V))
+    A = V @ V.T
+    nbr = np.argpartition(-A, k - 1, axis=1)[:, :k]
+    wts = np.maximum(np.take_along_axis(A, nbr, axis=1), 0.0) ** power
+    Z = np.einsum("nk,nkd->nd", wts, V[nbr])
+    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+
 def knn_diffusion(
     V: np.ndarray, seeds: np.ndarray, *, k: int = 5, alpha: float = 0.8, gamma: float = 3.0
 ) -> np.ndarray:
@@ -215,6 +227,7 @@ class HeadConfig:
     probe_C: float = 1.0
     pseudo_weight: float = 0.3
     count_factor: float = 1.5
+    count_quantile: float = 0.5  # which quantile of the held-out ranks estimates the class size
     knn: int = 5
     alpha: float = 0.8
     gamma: float = 3.0
@@ -231,6 +244,14 @@ class HeadConfig:
     gap_window: float = 1.3
     refine_rounds: int = 1
     refine_scale: float = 0.7
+    # refinement re-picks pseudo-positives by head logit + refine_mix·ln(diffusion score);
+    # None keeps the diffusion's order
+    refine_mix: float | None = None
+    # database-side augmentation of the k-NN graph's vectors (training time only): each vector
+    # replaced by the normalised sum of its dba nearest (itself included), weighted cos^dba_power
+    dba: int = 0
+    dba_power: float = 3.0
+    refine_rediffuse: bool = False  # refinement re-diffuses from examples + the head's top ranks
     folds: int = 5
 
 
@@ -333,6 +354,9 @@ def train_head(
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {"n_pos": p, "n_neg": q, "n_background": m, "seed": seed}
     Pu, Bu = P, B  # unit vectors, for the k-NN graph
+    if cfg.dba > 1 and cfg.method != "plain" and m >= MIN_BACKGROUND:
+        V = augment(np.concatenate([P, B]), cfg.dba, cfg.dba_power)
+        Pu, Bu = V[:p], V[p:]
     if cfg.standardize:  # a diagonal affine map: folded into w and b at the end
         ref = B if m >= 2 else np.concatenate([P, N])
         mu = ref.mean(axis=0)
@@ -361,7 +385,7 @@ def train_head(
     probe = _fit_weighted(P, np.ones(p), Neg, neg_w, cfg.probe_C)
     if p >= 2:
         ranks = _held_out_ranks(P, Neg, neg_w, B, cfg, rng, probe)
-        med = float(np.median(ranks))
+        med = float(np.quantile(ranks, cfg.count_quantile))
         n_pseudo = cfg.count_factor * med
     else:  # one example: no held-out estimate; count what the probe head accepts
         med = None
@@ -413,6 +437,19 @@ def train_head(
         zb = np.sort(B @ w + b)[::-1]
         n_past = int((zb >= gap_cut(zb)).sum())
         n_pseudo_i = int(min(max(round(cfg.refine_scale * n_past), 1), m // 2))
+        if cfg.refine_rediffuse and cfg.ranking == "diffusion":
+            top = np.argsort(-(B @ w + b), kind="stable")[:n_pseudo_i]
+            f = knn_diffusion(
+                np.concatenate([Pu, Bu]),
+                np.concatenate([np.arange(p), p + top]),
+                k=cfg.knn,
+                alpha=cfg.alpha,
+                gamma=cfg.gamma,
+            )[p:]
+            order = np.argsort(-f, kind="stable")
+        if cfg.refine_mix is not None and cfg.ranking == "diffusion":
+            key = B @ w + b + cfg.refine_mix * np.log(np.maximum(f, 1e-12))
+            order = np.argsort(-key, kind="stable")
         w, b = fit_head(n_pseudo_i, (w, b))
 
     # 4. the cut-off, from the background's scores under the head

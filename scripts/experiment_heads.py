@@ -11,6 +11,12 @@ flags) for cat and averaged over the 17 flowers.
 
     OMP_NUM_THREADS=1 python scripts/experiment_heads.py [--trials 10] [--json out.json]
 
+``--features flip`` / ``--features tta4`` run the same protocol on test-time-augmented vectors
+(2 / 4 model runs per image; cached in /tmp/finder_feats_flip.npz, /tmp/finder_feats_tta4.npz).
+Rows 18-25 are issue 6's second round (ranking changes); run them on seeds 0 and 1 (10 trials)
+and seed 0 (30 trials) with ``--only 18 19 ... --seed S --trials T``. ``--rankers`` prints how
+well the training-time rankings (diffusion, with and without DBA) rank the library, no head.
+
 ``--recut`` instead trains the default head once per class and trial (seeds 0 and 1, 30 trials)
 and compares cut-off rules on its logits: the ranking is fixed, only the cut moves.
 """
@@ -39,9 +45,33 @@ MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tfli
 CACHE = Path("/tmp/finder_feats.npz")
 
 
-def features() -> tuple[list[str], np.ndarray]:
-    if CACHE.exists():
-        data = np.load(CACHE)
+CACHES = {
+    "squash": CACHE,
+    "flip": Path("/tmp/finder_feats_flip.npz"),
+    "tta4": Path("/tmp/finder_feats_tta4.npz"),
+}
+
+
+def _center_crop(im, short: int) -> np.ndarray:
+    """Aspect kept: short side resized to ``short`` (Pillow BILINEAR), centre 224x224."""
+    from PIL import Image
+
+    w, h = im.size
+    s = short / min(w, h)
+    im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BILINEAR)
+    left, top = (im.size[0] - 224) // 2, (im.size[1] - 224) // 2
+    return np.asarray(im.crop((left, top, left + 224, top + 224)), dtype=np.uint8)
+
+
+def features(kind: str = "squash") -> tuple[list[str], np.ndarray]:
+    """The library's vectors. ``squash``: the pipeline's embedding (whole image squashed to
+    224x224). Test-time augmentation, one vector per image (the normalised mean of the
+    normalised views' embeddings): ``flip`` = squash + its mirror (2 model runs per image);
+    ``tta4`` = flip + the centre 224 crop of the image resized to short side 256 + its mirror
+    (4 model runs per image)."""
+    cache = CACHES[kind]
+    if cache.exists():
+        data = np.load(cache)
         return [str(p) for p in data["paths"]], data["X"]
     if not PHOTOS.is_dir() or not MODEL.is_file():
         sys.exit(f"need {PHOTOS} and {MODEL}")
@@ -49,21 +79,34 @@ def features() -> tuple[list[str], np.ndarray]:
     from PIL import Image
 
     paths = sorted(str(p) for p in PHOTOS.glob("*/*/*.jpg"))
-    interp = tf.lite.Interpreter(model_path=str(MODEL))
+    interp = tf.lite.Interpreter(model_path=str(MODEL), num_threads=1)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     scale, zero = out["quantization"]
+
+    def embed(a: np.ndarray) -> np.ndarray:
+        interp.set_tensor(inp["index"], np.ascontiguousarray(a)[None])
+        interp.invoke()
+        v = (interp.get_tensor(out["index"]).reshape(-1).astype(np.float32) - zero) * scale
+        return v / np.linalg.norm(v)
+
     rows = []
+    t0 = time.perf_counter()
     for p in paths:
         with Image.open(p) as im:
-            a = np.asarray(im.convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.uint8)
-        interp.set_tensor(inp["index"], a[None])
-        interp.invoke()
-        rows.append((interp.get_tensor(out["index"]).reshape(-1).astype(np.float32) - zero) * scale)
+            im = im.convert("RGB")
+            a = np.asarray(im.resize((224, 224), Image.BILINEAR), dtype=np.uint8)
+            views = [a] if kind == "squash" else [a, a[:, ::-1]]
+            if kind == "tta4":
+                c = _center_crop(im, 256)
+                views += [c, c[:, ::-1]]
+        rows.append(np.sum([embed(v) for v in views], axis=0))
+    seconds = time.perf_counter() - t0
     X = np.stack(rows)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     labels = labels_from_paths(paths)
-    np.savez(CACHE, paths=np.array(paths), labels=np.array(labels), X=X)
+    np.savez(cache, paths=np.array(paths), labels=np.array(labels), X=X, seconds=seconds)
+    print(f"embedded {len(paths)} images ({kind}) in {seconds:.0f} s", flush=True)
     return paths, X
 
 
@@ -119,6 +162,31 @@ METHODS: list[tuple[str, HeadConfig, int]] = [
     (
         "refined once, size-dependent cut: logit 0.3 - 0.3 ln(n past 0 / 0.037 m)",
         HeadConfig(threshold="size-logit"),
+        1000,
+    ),
+    # issue 6, second round: ranking changes (all refined once, cut 0.5 unless named)
+    ("k-NN 8", HeadConfig(knn=8), 1000),
+    ("affinity exponent 1", HeadConfig(gamma=1.0), 1000),
+    (
+        "class size from the 2nd-largest held-out rank (quantile 0.75), factor 1",
+        HeadConfig(count_quantile=0.75, count_factor=1.0),
+        1000,
+    ),
+    (
+        "refinement re-diffuses from examples + the head's top ranks",
+        HeadConfig(refine_rediffuse=True),
+        1000,
+    ),
+    ("refinement picks by head logit + ln(diffusion)", HeadConfig(refine_mix=1.0), 1000),
+    ("DBA(5) vectors for the k-NN graph, k-NN 10", HeadConfig(dba=5, knn=10), 1000),
+    (
+        "DBA(5), k-NN 10, cut at logit 0.2",
+        HeadConfig(dba=5, knn=10, threshold="logit", threshold_logit=0.2),
+        1000,
+    ),
+    (
+        "size-dependent cut, slope 0.4: logit 0.3 - 0.4 ln(n past 0 / 0.037 m)",
+        HeadConfig(threshold="size-logit", size_slope=0.4),
         1000,
     ),
 ]
@@ -242,6 +310,45 @@ def recut(X: np.ndarray, labels: list[str], flowers: list[str], k: int) -> None:
 SETS = [(0, 10), (1, 10), (0, 30), (1, 30)]
 
 
+def rankers(X: np.ndarray, labels: list[str], flowers: list[str], k: int, seed: int) -> None:
+    """Training-time (non-linear) rankings of the library minus the examples, for 10 trials
+    of ``few_shot``'s draws: how good a ranking the pseudo-positives could come from. AP and
+    R-precision (precision at the true class size). The library is the whole k-NN graph (on
+    540 images it is exactly the examples + the background of ``train_head``)."""
+    from finder.evaluate import average_precision
+    from finder.heads import augment, knn_diffusion
+
+    y, n = np.asarray(labels), len(X)
+    variants = [
+        ("cosine to the examples' mean", None),
+        ("diffusion k=5 (the default's)", (X, 5)),
+        ("diffusion k=8", (X, 8)),
+        ("DBA(5) vectors, diffusion k=10", (augment(X, 5), 10)),
+    ]
+    print("| ranking | flowers AP / R-prec | cat AP / R-prec | dog AP / R-prec |")
+    print("|---|---|---|---|")
+    for name, graph in variants:
+        by: dict[str, list] = {}
+        for ci, cls in enumerate(sorted(set(labels))):
+            members = np.flatnonzero(y == cls)
+            for t in range(10):
+                rng = np.random.default_rng([seed, ci, k, t])
+                ex = np.sort(rng.choice(members, size=k, replace=False))
+                rest = np.setdiff1d(np.arange(n), ex)
+                if graph is None:
+                    f = X[rest] @ X[ex].mean(axis=0)
+                else:
+                    V, knn = graph
+                    f = knn_diffusion(np.concatenate([V[ex], V[rest]]), np.arange(k), k=knn)[k:]
+                truth = y[rest] == cls
+                top = np.argsort(-f, kind="stable")[: truth.sum()]
+                by.setdefault(cls, []).append((average_precision(truth, f), truth[top].mean()))
+        m = {c: np.mean(v, axis=0) for c, v in by.items()}
+        fl = np.mean([m[c] for c in flowers], axis=0)
+        cells = [fl, m["cat"], m["dog"]]
+        print(f"| {name} | " + " | ".join(f"{a:.3f} / {r:.3f}" for a, r in cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10)
@@ -250,17 +357,27 @@ def main() -> None:
     ap.add_argument("--only", type=int, nargs="*", help="method numbers to run")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--recut", action="store_true", help="compare cut-offs of the default head")
+    ap.add_argument("--rankers", action="store_true", help="AP of training-time rankings (no head)")
+    ap.add_argument(
+        "--features",
+        choices=sorted(CACHES),
+        default="squash",
+        help="squash: the pipeline's embedding; flip / tta4: test-time augmentation (2 / 4 views)",
+    )
     args = ap.parse_args()
-    paths, X = features()
+    paths, X = features(args.features)
     labels = labels_from_paths(paths)
     groups = groups_from_paths(paths)
     flowers = sorted(c for c, g in groups.items() if g == "flowers17")
     if args.recut:
         recut(X, labels, flowers, args.k)
         return
+    if args.rankers:
+        rankers(X, labels, flowers, args.k, args.seed)
+        return
     print(
         f"{len(X)} images, {len(set(labels))} classes, dim {X.shape[1]}, k={args.k}, "
-        f"{args.trials} trials, seed {args.seed}",
+        f"{args.trials} trials, seed {args.seed}, features {args.features}",
         flush=True,
     )
     header = (

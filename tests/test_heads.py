@@ -198,3 +198,35 @@ def test_size_logit_cut_is_higher_for_a_small_class_than_for_a_large_one():
         assert head.logit_threshold == pytest.approx(expected, abs=1e-3)
         cuts[cls] = head.logit_threshold
     assert cuts[3] > 0 > cuts[0]
+
+
+def test_database_side_augmentation_keeps_unit_rows_and_one_neighbour_is_identity():
+    from finder.heads import augment
+
+    X, _ = library(n_classes=3, per_class=10, seed=5)
+    assert np.allclose(augment(X, 1), X, atol=1e-6)
+    Z = augment(X, 4)
+    assert Z.shape == X.shape
+    assert np.allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"dba": 5, "knn": 10},
+        {"refine_rediffuse": True},
+        {"refine_mix": 1.0},
+        {"count_quantile": 0.75, "count_factor": 1.0},
+    ],
+    ids=["dba", "rediffuse", "refine-mix", "count-quantile"],
+)
+def test_experimental_ranking_options_still_separate_clusters(options):
+    """Training-time options of issue 6's second round (not the default) keep a linear head
+    that ranks a well-separated class first."""
+    from finder.heads import HeadConfig
+
+    X, y = library()
+    ex, bg = split(X, y)
+    head = train_head(X[ex], X[:0], X[bg], config=HeadConfig(**options))
+    z = head.logits(X)
+    assert z[y == 0].min() > z[y != 0].max()
