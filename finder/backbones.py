@@ -37,11 +37,12 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from finder.decode import VIEWS
 from finder.errors import BackboneError, WeightsUnavailable
 
 DEFAULT_BACKBONE = "vgg16"
@@ -64,6 +65,7 @@ class BackboneInfo:
     weights: str  # "imagenet", "none", or an absolute file path
     fingerprint: str
     input_size: tuple[int, int]  # (width, height)
+    views: int = 1  # test-time views averaged into one vector (finder.decode.load_views)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,22 +83,27 @@ class BackboneInfo:
                 weights=str(d["weights"]),
                 fingerprint=str(d["fingerprint"]),
                 input_size=(int(w), int(h)),
+                views=int(d.get("views", 1)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BackboneError(f"bad backbone record {d!r}: {e}") from None
 
     def same_as(self, other: BackboneInfo) -> bool:
         """True when vectors from ``self`` and ``other`` may be mixed."""
-        return (self.name, self.layer, self.dim, self.fingerprint) == (
+        return (self.name, self.layer, self.dim, self.fingerprint, self.views) == (
             other.name,
             other.layer,
             other.dim,
             other.fingerprint,
+            other.views,
         )
 
     def describe(self) -> str:
         layer = f":{self.layer}" if self.layer else ""
-        return f"{self.name}{layer} ({self.dim}-d, weights {self.weights}, {self.fingerprint})"
+        views = f", {self.views} views" if self.views > 1 else ""
+        return (
+            f"{self.name}{layer} ({self.dim}-d, weights {self.weights}, {self.fingerprint}{views})"
+        )
 
 
 @dataclass(frozen=True)
@@ -812,6 +819,7 @@ def build(
     model: str | None = None,
     layer: str | None = None,
     mixed_precision: bool | None = None,
+    views: int = 1,
 ) -> Backbone:
     """Build a backbone by registry name, or from a model file.
 
@@ -821,7 +829,11 @@ def build(
     that every process builds the same network), or a path to a local weights file.
     ``mixed_precision`` (Keras applications only; model files run as saved): None = on iff a
     GPU is present; True/False force it. Compute is then float16, the vectors float32.
+    ``views`` (1, 2 or 4): test-time views of each image averaged into its vector (see
+    ``finder.decode.load_views``; recorded in ``info``, applied by ``finder.pipeline``).
     """
+    if views not in VIEWS:
+        raise BackboneError(f"views must be one of {', '.join(map(str, VIEWS))}, not {views}")
     if model is not None:
         model = os.fsdecode(model)
         low = model.lower()
@@ -842,7 +854,12 @@ def build(
         raise BackboneError(f"unknown backbone {name!r}; choices: {', '.join(BACKBONES)}")
     if isinstance(weights, os.PathLike):
         weights = os.fsdecode(weights)
-    return spec.builder(weights=weights, model=model, layer=layer, mixed_precision=mixed_precision)
+    backbone = spec.builder(
+        weights=weights, model=model, layer=layer, mixed_precision=mixed_precision
+    )
+    if views != 1:
+        backbone.info = replace(backbone.info, views=views)
+    return backbone
 
 
 def from_info(
@@ -858,13 +875,14 @@ def from_info(
     """
     source = weights or info.weights
     if info.name in ("tflite", "keras-file"):
-        backbone = build(info.name, model=source, layer=info.layer)
+        backbone = build(info.name, model=source, layer=info.layer, views=info.views)
     else:
         backbone = build(
             info.name,
             weights=None if source == "none" else source,
             layer=info.layer,
             mixed_precision=mixed_precision,
+            views=info.views,
         )
     if not backbone.info.same_as(info):
         raise BackboneError(

@@ -116,8 +116,12 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return width, height
 
 
-def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
+def load_rgb(
+    path: str | os.PathLike[str], size: tuple[int, int], *, cover: float | None = None
+) -> np.ndarray:
     """Decode ``path`` to RGB uint8 of shape (height, width, 3); ``size`` is (width, height).
+    With ``cover``, the aspect ratio is kept instead and the result is the smallest that covers
+    ``size`` scaled by ``cover`` (at least 1).
 
     Raises ``DecodeError`` with a short reason for every way the file can be bad, and
     ``UsageError`` if ``size`` is not two positive integers.
@@ -136,7 +140,7 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
                     _register_heif()
                 except ImportError:
                     heif_missing = True
-            return _decode(f, width, height)
+            return _decode(f, width, height, cover)
         except DecodeError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -153,18 +157,45 @@ def load_rgb(path: str | os.PathLike[str], size: tuple[int, int]) -> np.ndarray:
             raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
 
 
+VIEWS = (1, 2, 4)
+CROP_COVER = 256 / 224  # the centre crop of ImageNet evaluation: short side 256, crop 224
+
+
+def load_views(path: str | os.PathLike[str], size: tuple[int, int], views: int = 1) -> np.ndarray:
+    """The ``views`` test-time views of ``path``, uint8 ``(views, height, width, 3)``: 1 = the
+    whole image squashed to ``size`` (what ``load_rgb`` gives); 2 = that and its mirror; 4 = those
+    and the centre crop of the image scaled, aspect kept, to cover ``size`` x 256/224, and its
+    mirror. One decode serves every view."""
+    if views not in VIEWS:
+        raise UsageError(f"views must be one of {', '.join(map(str, VIEWS))}, not {views}")
+    width, height = _check_size(size)
+    if views < 4:
+        a = load_rgb(path, size)
+        return np.stack([a, a[:, ::-1]]) if views == 2 else a[None]
+    big = load_rgb(path, size, cover=CROP_COVER)
+    bh, bw = big.shape[:2]
+    whole = np.asarray(Image.fromarray(big).resize((width, height), _RESAMPLE, reducing_gap=None))
+    top, left = (bh - height) // 2, (bw - width) // 2
+    crop = big[top : top + height, left : left + width]
+    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]])
+
+
 def _formats() -> tuple[str, ...]:
     """The photo formats this Pillow can open now (HEIF only once pillow-heif is registered)."""
     Image.init()
     return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
 
 
-def _decode(f: BinaryIO, width: int, height: int) -> np.ndarray:
+def _decode(f: BinaryIO, width: int, height: int, cover: float | None = None) -> np.ndarray:
     im = Image.open(f, formats=_formats())
     w, h = im.size
     if w * h > MAX_PIXELS:
         raise DecodeError("decompression bomb")
     orientation = _orientation(im)
+    if cover is not None:  # keep the aspect ratio: cover (width, height) * cover
+        ow, oh = (h, w) if orientation in _SWAPS_AXES else (w, h)
+        scale = max(width * max(cover, 1.0) / ow, height * max(cover, 1.0) / oh)
+        width, height = max(width, round(ow * scale)), max(height, round(oh * scale))
     # Size asked of the decoder and the resizer: before rotation, so swapped for 90° turns.
     pre = (height, width) if orientation in _SWAPS_AXES else (width, height)
     if im.format == "JPEG" and im.info.get("progressive") and min(w // pre[0], h // pre[1]) >= 8:

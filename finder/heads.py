@@ -234,12 +234,12 @@ class HeadConfig:
     ranking: str = "diffusion"  # how pseudo-positives are picked: "diffusion" | "head"
     balanced: bool = True  # class weighting: examples and negatives carry equal total weight
     standardize: bool = False  # per-dimension standardisation (background mean/std), folded in
-    threshold: str = "logit"  # "fixed" (0.5) | "logit" | "count" | "gap" | "size-logit"
+    threshold: str = "size-logit"  # "fixed" (0.5) | "logit" | "count" | "gap" | "size-logit"
     threshold_logit: float = 0.0
     # "size-logit": cut = size_offset - size_slope·ln(n / (size_ref·m)), n = background past
     # logit 0 (threshold_logit also steers the refinement, so the rule has its own offset)
     size_offset: float = 0.3
-    size_slope: float = 0.3
+    size_slope: float = 0.4
     size_ref: float = 0.037  # 20 of 540: a flower class of the shared photos
     gap_window: float = 1.3
     refine_rounds: int = 1

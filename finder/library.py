@@ -65,10 +65,13 @@ class BackboneChoice:
     weights: str | None = None  # "imagenet", "none" or a file
     model: str | None = None  # a .tflite / .keras / .h5 file
     layer: str | None = None
+    views: int | None = None  # test-time views an image (1, 2 or 4); see finder.decode
 
     @property
     def given(self) -> bool:
-        return any(v is not None for v in (self.name, self.weights, self.model, self.layer))
+        return any(
+            v is not None for v in (self.name, self.weights, self.model, self.layer, self.views)
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ def _remove_present(store: VectorStore, ids: Sequence[int]) -> None:
 
 
 def _backbone_key(info: dict) -> str:
-    return f"{info['name']}:{info.get('layer')}:{info['dim']}:{info['fingerprint']}"
+    views = int(info.get("views", 1))
+    extra = f":views{views}" if views != 1 else ""
+    return f"{info['name']}:{info.get('layer')}:{info['dim']}:{info['fingerprint']}{extra}"
 
 
 def describe_backbone(info: dict | None) -> str:
@@ -133,6 +138,8 @@ def describe_backbone(info: dict | None) -> str:
     if info.get("layer"):
         parts.append(info["layer"])
     parts.append(f"{info['dim']}-d")
+    if int(info.get("views", 1)) != 1:
+        parts.append(f"{info['views']} views")
     weights = info.get("weights")
     if weights and weights not in ("imagenet",):
         parts.append(f"weights {weights}")
@@ -154,6 +161,13 @@ class Library:
         self.dir = Path(directory).expanduser() if directory else default_library_dir()
         self.dir = self.dir.absolute()
         self.choice = backbone or BackboneChoice()
+        if self.choice.views is not None:
+            from finder.decode import VIEWS
+
+            if self.choice.views not in VIEWS:
+                raise UsageError(
+                    f"--views must be one of {', '.join(map(str, VIEWS))}, not {self.choice.views}"
+                )
         self.batch_size = batch_size
         self.workers = workers
         self._memory_budget = memory_budget
@@ -281,8 +295,10 @@ class Library:
         want = "tflite" if c.model and c.model.endswith(".tflite") else c.name
         if c.model and not c.model.endswith(".tflite"):
             want = "keras-file"
-        mismatch = (want is not None and want != recorded["name"]) or (
-            c.layer is not None and c.layer != recorded.get("layer")
+        mismatch = (
+            (want is not None and want != recorded["name"])
+            or (c.layer is not None and c.layer != recorded.get("layer"))
+            or (c.views is not None and c.views != int(recorded.get("views", 1)))
         )
         if c.model and not mismatch:  # a model file is recorded as the backbone's weights
             mismatch = os.path.abspath(c.model) != recorded.get("weights")
@@ -322,7 +338,9 @@ class Library:
                 if not os.path.isfile(model):
                     raise UsageError(f"no such model file: {model}")
                 model = os.path.abspath(model)
-            bb = backbones.build(c.name or "vgg16", weights=weights, model=model, layer=c.layer)
+            bb = backbones.build(
+                c.name or "vgg16", weights=weights, model=model, layer=c.layer, views=c.views or 1
+            )
         if recorded and not _backbone_key(bb.info.to_dict()) == _backbone_key(recorded):
             raise BackboneMismatch(
                 f"the library {self.dir} was indexed with {describe_backbone(recorded)}, "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from finder.decode import load_rgb
+from finder.decode import load_views
 from finder.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -33,15 +33,28 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _decode(path: str, size: tuple[int, int]) -> np.ndarray | str:
+def _decode(path: str, size: tuple[int, int], views: int) -> np.ndarray | str:
     try:
-        return load_rgb(path, size)
+        return load_views(path, size, views)
     except DecodeError as e:
         return str(e) or "cannot decode"
     except MemoryError:
         return "out of memory while decoding"
     except Exception as e:  # a decoder bug on one odd file must not stop a long run
         return f"unexpected {type(e).__name__} while decoding: {e}".splitlines()[0]
+
+
+def _embed_views(
+    backbone: Backbone, images: list[np.ndarray], views: int, batch_size: int
+) -> np.ndarray:
+    """Vectors of decoded images, each ``(views, h, w, 3)``: the model's output for one view,
+    else the sum of the views' unit vectors."""
+    out = backbone.embed(np.concatenate(images), batch_size=batch_size)
+    if views == 1:
+        return out
+    out = out.reshape(len(images), views, -1)
+    out /= np.maximum(np.linalg.norm(out, axis=2, keepdims=True), 1e-12)
+    return out.sum(axis=1)
 
 
 def embed_paths(
@@ -56,7 +69,9 @@ def embed_paths(
     ``(key, None, reason)`` for a file that cannot be decoded, one per item, in input order.
 
     Vectors are float32 ``[backbone.info.dim]``, as ``backbone.embed`` returns them (not
-    normalised). Results come out per batch, as soon as the batch is embedded.
+    normalised). With ``backbone.info.views`` > 1 an image's vector is the sum of its views'
+    unit vectors (test-time augmentation, ``finder.decode.load_views``), and a batch holds
+    ``batch_size // views`` images. Results come out per batch, as soon as the batch is embedded.
     ``batch_size`` (images per compiled model call) defaults to ``backbone.batch_size`` (chosen
     per device); ``workers`` (decode threads) to the number of cores. ``progress(n_done)`` is
     called with the running total of items done after each batch. Closing the generator early
@@ -67,8 +82,10 @@ def embed_paths(
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be at least 1")
     size = backbone.info.input_size
-    window = 2 * batch_size  # decodes submitted and not yet collected
-    max_pending = 4 * batch_size  # results held back to keep input order (failures included)
+    views = int(getattr(backbone.info, "views", 1))
+    per_batch = max(1, batch_size // views)  # images a batch; the model sees batch_size inputs
+    window = 2 * per_batch  # decodes submitted and not yet collected
+    max_pending = 4 * per_batch  # results held back to keep input order (failures included)
 
     source = iter(items)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finder-decode")
@@ -84,7 +101,7 @@ def embed_paths(
             except StopIteration:
                 exhausted = True
                 return
-            inflight.append((key, pool.submit(_decode, path, size)))
+            inflight.append((key, pool.submit(_decode, path, size, views)))
 
     try:
         while True:
@@ -92,7 +109,7 @@ def embed_paths(
             pending: list[tuple[K, np.ndarray | str]] = []
             images: list[np.ndarray] = []
             fill()
-            while inflight and len(images) < batch_size and len(pending) < max_pending:
+            while inflight and len(images) < per_batch and len(pending) < max_pending:
                 key, fut = inflight.popleft()
                 fill()  # keep the decoders busy while we wait
                 res = fut.result()
@@ -101,7 +118,7 @@ def embed_paths(
                     images.append(res)
             if not pending:
                 return
-            vectors = backbone.embed(np.stack(images), batch_size=batch_size) if images else None
+            vectors = _embed_views(backbone, images, views, batch_size) if images else None
             del images
             i = 0
             for key, res in pending:

@@ -332,3 +332,18 @@ def test_python_dash_m_runs(tmp_path: Path) -> None:
     assert result.returncode == 0 and b"index" in result.stdout
     status = run_finder("status", "--json", "--library", str(tmp_path / "lib"))
     assert json.loads(status.stdout)["images"] == 0
+
+
+def test_views_are_recorded_and_kept(cli, photo_tree: Path, model_args) -> None:
+    bad = cli("index", str(photo_tree), *model_args, "--views", "3", ok=False)
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "--views must be one of 1, 2, 4" in bad.stderr
+    cli("index", str(photo_tree), *model_args, "--views", "2", "--quiet")
+    status = cli.json("status")
+    assert status["images"] == 13 and status["backbone_info"]["views"] == 2
+    assert "2 views" in status["backbone"]
+    other = cli("index", str(photo_tree), "--views", "1", ok=False)
+    assert other.exit_code != 0 and "cannot mix" in other.stderr
+    cli("learn", "red", str(photo_tree / "red" / "0.jpg"), str(photo_tree / "red" / "1.jpg"))
+    found = [m["path"] for m in cli.json("find", "red", "--top", "3")]
+    assert len(found) == 3 and all(os.path.isfile(p) for p in found)

@@ -530,3 +530,30 @@ def test_real_photos_decode() -> None:
         out = load_rgb(str(path), (224, 224))
         assert_ok(out, (224, 224))
         assert mad(out, full) < 4.0, path
+
+
+def test_views_are_the_whole_image_a_centre_crop_and_their_mirrors(tmp_path: Path) -> None:
+    from tests.conftest import make_photo
+
+    path = make_photo(tmp_path / "wide.jpg", "red", seed=3, size=(160, 120))
+    one = decode.load_views(path, (64, 64), 1)
+    assert one.shape == (1, 64, 64, 3) and np.array_equal(one[0], load_rgb(path, (64, 64)))
+    two = decode.load_views(path, (64, 64), 2)
+    assert np.array_equal(two[0], one[0]) and np.array_equal(two[1], one[0][:, ::-1])
+    # cover keeps the aspect ratio: 160x120 covering 64x64 scaled by 2 is 171x128
+    big = load_rgb(path, (64, 64), cover=2.0)
+    assert big.shape == (128, 171, 3)
+    four = decode.load_views(path, (64, 64), 4)
+    assert four.shape == (4, 64, 64, 3) and four.dtype == np.uint8
+    assert np.array_equal(four[1], four[0][:, ::-1]) and np.array_equal(four[3], four[2][:, ::-1])
+    # view 2 is the centre of the image scaled to short side 64 * 256/224 = 73
+    scaled = load_rgb(path, (64, 64), cover=decode.CROP_COVER)
+    assert scaled.shape[0] == 73
+    top, left = (scaled.shape[0] - 64) // 2, (scaled.shape[1] - 64) // 2
+    assert np.array_equal(four[2], scaled[top : top + 64, left : left + 64])
+    # the whole-image view of four looks like the squashed image, not like the crop
+    diff_whole = np.abs(four[0].astype(int) - one[0].astype(int)).mean()
+    diff_crop = np.abs(four[2].astype(int) - one[0].astype(int)).mean()
+    assert diff_whole < 3 < diff_crop
+    with pytest.raises(UsageError, match="views"):
+        decode.load_views(path, (64, 64), 3)

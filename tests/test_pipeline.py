@@ -186,3 +186,23 @@ for i, (k, v, e) in enumerate(embed_paths(((i, paths[i % 10]) for i in range(10*
             pytest.fail("the process did not end within 30 s of SIGINT")
     assert p.returncode != 0
     assert "KeyboardInterrupt" in p.stderr.read()
+
+
+def test_views_sum_the_unit_vectors_of_each_view(tmp_path, tiny_keras_model) -> None:
+    """With 2 or 4 views an image's vector is the sum of its views' unit vectors, whatever the
+    batch boundaries (3 images with batch size 4 and 2 views: two model batches)."""
+    from finder.decode import load_views
+    from tests.conftest import make_photo
+
+    paths = [str(make_photo(tmp_path / f"{i}.jpg", "blue", seed=i)) for i in range(3)]
+    for views in (2, 4):
+        b = build(model=str(tiny_keras_model), layer="pool", views=views)
+        assert b.info.views == views and "views" in b.info.describe()
+        got = [v for _, v, err in embed_paths(enumerate(paths), b, batch_size=4) if err is None]
+        assert len(got) == 3
+        for p, v in zip(paths, got, strict=True):
+            out = b.embed(load_views(p, b.info.input_size, views))
+            want = (out / np.linalg.norm(out, axis=1, keepdims=True)).sum(axis=0)
+            np.testing.assert_allclose(v, want, rtol=1e-4, atol=1e-5)
+        plain = build(model=str(tiny_keras_model), layer="pool")
+        assert not b.info.same_as(plain.info)  # vectors of another view count never mix
