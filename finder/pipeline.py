@@ -82,7 +82,7 @@ def embed_paths(
     if batch_size < 1 or workers < 1:
         raise ValueError("batch_size and workers must be at least 1")
     size = backbone.info.input_size
-    views = int(getattr(backbone.info, "views", 1))
+    views = backbone.info.views
     per_batch = max(1, batch_size // views)  # images a batch; the model sees batch_size inputs
     window = 2 * per_batch  # decodes submitted and not yet collected
     max_pending = 4 * per_batch  # results held back to keep input order (failures included)
