@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from finder.decode import VIEWS
+from finder.decode import check_views
 from finder.errors import BackboneError, WeightsUnavailable
 
 DEFAULT_BACKBONE = "vgg16"
@@ -832,8 +832,7 @@ def build(
     ``views`` (1, 2 or 4): test-time views of each image averaged into its vector (see
     ``finder.decode.load_views``; recorded in ``info``, applied by ``finder.pipeline``).
     """
-    if views not in VIEWS:
-        raise BackboneError(f"views must be one of {', '.join(map(str, VIEWS))}, not {views}")
+    check_views(views)
     if model is not None:
         model = os.fsdecode(model)
         low = model.lower()

@@ -161,13 +161,19 @@ VIEWS = (1, 2, 4)
 CROP_COVER = 256 / 224  # the centre crop of ImageNet evaluation: short side 256, crop 224
 
 
+def check_views(views: int, what: str = "views") -> int:
+    """``views`` if it is a view count ``load_views`` knows, else a one-line ``UsageError``."""
+    if views not in VIEWS:
+        raise UsageError(f"{what} must be one of {', '.join(map(str, VIEWS))}, not {views}")
+    return views
+
+
 def load_views(path: str | os.PathLike[str], size: tuple[int, int], views: int = 1) -> np.ndarray:
     """The ``views`` test-time views of ``path``, uint8 ``(views, height, width, 3)``: 1 = the
     whole image squashed to ``size`` (what ``load_rgb`` gives); 2 = that and its mirror; 4 = those
     and the centre crop of the image scaled, aspect kept, to cover ``size`` x 256/224, and its
     mirror. One decode serves every view."""
-    if views not in VIEWS:
-        raise UsageError(f"views must be one of {', '.join(map(str, VIEWS))}, not {views}")
+    check_views(views)
     width, height = _check_size(size)
     if views < 4:
         a = load_rgb(path, size)

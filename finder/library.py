@@ -162,12 +162,9 @@ class Library:
         self.dir = self.dir.absolute()
         self.choice = backbone or BackboneChoice()
         if self.choice.views is not None:
-            from finder.decode import VIEWS
+            from finder.decode import check_views
 
-            if self.choice.views not in VIEWS:
-                raise UsageError(
-                    f"--views must be one of {', '.join(map(str, VIEWS))}, not {self.choice.views}"
-                )
+            check_views(self.choice.views, "--views")
         self.batch_size = batch_size
         self.workers = workers
         self._memory_budget = memory_budget
