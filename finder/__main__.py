@@ -1,3 +1,3 @@
-from finder.cli import main
+from finder.show.cli import main
 
 main()

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from finder import crawl, heads
-from finder.catalog import FAILED, OK, PENDING, Catalog
+from finder.ingest import crawl
+from finder.learn import heads
+from finder.store.catalog import FAILED, OK, PENDING, Catalog
 from finder.errors import (
     BackboneMismatch,
     DecodeError,
@@ -40,8 +41,8 @@ from finder.errors import (
 )
 
 if TYPE_CHECKING:
-    from finder.backbones import Backbone
-    from finder.vectors import VectorStore
+    from finder.embed.backbones import Backbone
+    from finder.store.vectors import VectorStore
 
 COMMIT_EVERY = 64  # images per catalog commit while embedding (bounds the work a crash loses)
 COMMIT_SECONDS = 5.0  # ... or this many seconds, whichever comes first
@@ -147,7 +148,7 @@ def describe_backbone(info: dict | None) -> str:
 
 
 class Library:
-    """A photo library on disk. Usable from Python; ``finder.cli`` is a thin layer over it."""
+    """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it."""
 
     def __init__(
         self,
@@ -162,7 +163,7 @@ class Library:
         self.dir = self.dir.absolute()
         self.choice = backbone or BackboneChoice()
         if self.choice.views is not None:
-            from finder.decode import check_views
+            from finder.ingest.decode import check_views
 
             check_views(self.choice.views, "--views")
         self.batch_size = batch_size
@@ -229,7 +230,7 @@ class Library:
                 read_only = False
             except LibraryLocked:
                 read_only = True
-            from finder.vectors import VectorStore
+            from finder.store.vectors import VectorStore
 
             self._store = VectorStore(
                 self.dir / "vectors",
@@ -309,7 +310,7 @@ class Library:
         """The backbone that made (or will make) this library's vectors. Imports TensorFlow."""
         if self._backbone is not None:
             return self._backbone
-        from finder import backbones
+        from finder.embed import backbones
 
         recorded = self.backbone_info
         c = self.choice
@@ -347,7 +348,7 @@ class Library:
         return bb
 
     def _embed(self, items: Iterable[tuple[Any, str]]):
-        from finder.pipeline import embed_paths
+        from finder.embed.pipeline import embed_paths
 
         return embed_paths(items, self.backbone(), batch_size=self.batch_size, workers=self.workers)
 

@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finder import backbones  # noqa: E402
-from finder.pipeline import embed_paths  # noqa: E402
+from finder.embed import backbones  # noqa: E402
+from finder.embed.pipeline import embed_paths  # noqa: E402
 
 DEFAULT_ROOT = "/work/shared/photos"
 SHARED_TFLITE = "/work/shared/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
@@ -59,7 +59,7 @@ EXTS = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff", ".b
 def walk_paths(root: str, limit: int | None) -> Iterator[str]:
     """Photo paths under root in walk order (finder.crawl.walk when present)."""
     try:
-        from finder.crawl import walk
+        from finder.ingest.crawl import walk
 
         paths = (f.path for f in walk(root) if not f.is_dir)
     except ImportError:

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(REPO))
 
-from finder import crawl  # noqa: E402
+from finder.ingest import crawl  # noqa: E402
 from finder.library import Library  # noqa: E402
 
 RUN = textwrap.dedent(
@@ -49,7 +49,7 @@ RUN = textwrap.dedent(
 
     sys.addaudithook(hook)
     t0 = time.perf_counter()
-    from finder.cli import app
+    from finder.show.cli import app
     try:
         app(["index", sys.argv[1], "--library", sys.argv[2], "--json", "--quiet"],
             standalone_mode=False)
@@ -77,7 +77,7 @@ def make_tree(root: Path, n: int) -> None:
 def tiny_backbone_info(work: Path) -> dict:
     import keras
 
-    from finder.backbones import build
+    from finder.embed.backbones import build
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))

@@ -56,8 +56,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from finder import heads  # noqa: E402
-from finder.vectors import CHUNK, VectorStore, exact_scores  # noqa: E402
+from finder.learn import heads  # noqa: E402
+from finder.store.vectors import CHUNK, VectorStore, exact_scores  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "photos"
 MODEL = REPO.parent / "shared" / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"

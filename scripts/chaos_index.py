@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-from finder.catalog import OK  # noqa: E402
+from finder.store.catalog import OK  # noqa: E402
 from finder.library import Library  # noqa: E402
 
 

@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from finder.evaluate import few_shot, groups_from_paths, labels_from_paths  # noqa: E402
-from finder.heads import DEFAULT_CONFIG, PLAIN_CONFIG, HeadConfig, train_head  # noqa: E402
+from finder.learn.evaluate import few_shot, groups_from_paths, labels_from_paths  # noqa: E402
+from finder.learn.heads import DEFAULT_CONFIG, PLAIN_CONFIG, HeadConfig, train_head  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PHOTOS = SHARED / "photos"
@@ -196,7 +196,7 @@ def _trial_logits(X: np.ndarray, labels: list[str], seed: int, trials: int, k: i
     """The default head of every class and trial (``few_shot``'s draws), with its logits over
     the library minus the examples and each example's leave-one-out logit (the head's last fit
     redone without that example, warm started)."""
-    import finder.heads as heads
+    import finder.learn.heads as heads
 
     fit, last = heads._fit_weighted, {}
 
@@ -315,8 +315,8 @@ def rankers(X: np.ndarray, labels: list[str], flowers: list[str], k: int, seed: 
     of ``few_shot``'s draws: how good a ranking the pseudo-positives could come from. AP and
     R-precision (precision at the true class size). The library is the whole k-NN graph (on
     540 images it is exactly the examples + the background of ``train_head``)."""
-    from finder.evaluate import average_precision
-    from finder.heads import augment, knn_diffusion
+    from finder.learn.evaluate import average_precision
+    from finder.learn.heads import augment, knn_diffusion
 
     y, n = np.asarray(labels), len(X)
     variants = [

@@ -102,7 +102,7 @@ class CLI:
     def __call__(self, *args: str, ok: bool = True):
         from typer.testing import CliRunner
 
-        from finder.cli import app
+        from finder.show.cli import app
 
         result = CliRunner().invoke(app, [*args, "--library", str(self.library)])
         if ok and result.exit_code != 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder.catalog import OK, PENDING
+from finder.store.catalog import OK, PENDING
 from finder.errors import LibraryLocked, UnknownClass, UsageError
 from finder.library import BackboneChoice, Library
 from tests.conftest import make_photo

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder.backbones import build
-from finder.decode import load_rgb
-from finder.pipeline import embed_paths
+from finder.embed.backbones import build
+from finder.ingest.decode import load_rgb
+from finder.embed.pipeline import embed_paths
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 PHOTOS = SHARED / "photos"
 
@@ -158,15 +158,15 @@ def test_ctrl_c_does_not_hang(photos):
 
     code = f"""
 import sys
-from finder.backbones import build
-from finder.pipeline import embed_paths
+from finder.embed.backbones import build
+from finder.embed.pipeline import embed_paths
 paths = {photos[:10]!r}
 b = build(model={str(TFLITE)!r})
 for i, (k, v, e) in enumerate(embed_paths(((i, paths[i % 10]) for i in range(10**7)), b)):
     if i == 0:
         print("running", flush=True)
 """
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     p = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=repo,
@@ -191,7 +191,7 @@ for i, (k, v, e) in enumerate(embed_paths(((i, paths[i % 10]) for i in range(10*
 def test_views_sum_the_unit_vectors_of_each_view(tmp_path, tiny_keras_model) -> None:
     """With 2 or 4 views an image's vector is the sum of its views' unit vectors, whatever the
     batch boundaries (3 images with batch size 4 and 2 views: two model batches)."""
-    from finder.decode import load_views
+    from finder.ingest.decode import load_views
     from tests.conftest import make_photo
 
     paths = [str(make_photo(tmp_path / f"{i}.jpg", "blue", seed=i)) for i in range(3)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from finder.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
+from finder.store.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
 from finder.errors import LibraryError
 
 

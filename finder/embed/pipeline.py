@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from finder.decode import load_views
+from finder.ingest.decode import load_views
 from finder.errors import DecodeError
 
 if TYPE_CHECKING:
-    from finder.backbones import Backbone
+    from finder.embed.backbones import Backbone
 
 K = TypeVar("K")
 

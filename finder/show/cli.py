@@ -433,7 +433,7 @@ def status(
 @handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
-    from finder.backbones import BACKBONES, DEFAULT_BACKBONE
+    from finder.embed.backbones import BACKBONES, DEFAULT_BACKBONE
 
     rows = [
         {
@@ -476,7 +476,7 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure few-shot classes on a labelled dataset (indexed into the library first)."""
-    from finder import evaluate as ev
+    from finder.learn import evaluate as ev
     from finder.errors import UsageError
     from finder.library import BackboneChoice
 

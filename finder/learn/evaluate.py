@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.heads import BACKGROUND_SIZE, Head, background_indices, train_head
+from finder.learn.heads import BACKGROUND_SIZE, Head, background_indices, train_head
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 5, 10)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from finder.errors import UsageError
-from finder.evaluate import (
+from finder.learn.evaluate import (
     average_precision,
     classic,
     few_shot,

@@ -50,7 +50,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from finder.crawl import open_regular, os_error_reason
+from finder.ingest.crawl import open_regular, os_error_reason
 from finder.errors import DecodeError, UsageError
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP

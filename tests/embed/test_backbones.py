@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder import backbones
-from finder.backbones import BACKBONES, BackboneInfo, build, from_info
+from finder.embed import backbones
+from finder.embed.backbones import BACKBONES, BackboneInfo, build, from_info
 from finder.errors import BackboneError, WeightsUnavailable
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 PHOTOS = SHARED / "photos"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _need_shared() -> None:
@@ -60,7 +60,7 @@ def tflite():
 
 def test_import_does_not_load_tensorflow():
     code = (
-        "import finder.backbones, finder.pipeline, sys; "
+        "import finder.embed.backbones, finder.embed.pipeline, sys; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
         "assert 'keras' not in sys.modules, 'keras imported'"
     )
@@ -303,7 +303,7 @@ def test_random_init_is_deterministic_and_from_info_reproduces(effnet):
 def test_random_init_same_in_another_process(effnet):
     code = (
         "import numpy as np, sys\n"
-        "from finder.backbones import build\n"
+        "from finder.embed.backbones import build\n"
         "x = np.random.default_rng(7).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)\n"
         "y = build('efficientnetv2-b0', weights=None).embed(x)\n"
         "sys.stdout.write(' '.join(repr(float(v)) for v in y[0, :16]))\n"
@@ -379,7 +379,7 @@ def test_replicated_model_splits_batches_and_matches_single_device():
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from finder import backbones
+from finder.embed import backbones
 single = backbones.build("efficientnetv2-b0", weights=None)
 backbones._replica_devices = lambda: ["/cpu:0", "/cpu:1"]
 multi = backbones.build("efficientnetv2-b0", weights=None)

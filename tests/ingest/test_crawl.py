@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from finder import crawl
-from finder.crawl import FileFact, fingerprint, walk
+from finder.ingest import crawl
+from finder.ingest.crawl import FileFact, fingerprint, walk
 from finder.errors import DecodeError, UsageError
 
 
@@ -188,7 +188,7 @@ def test_non_utf8_name_survives(tmp_path: Path) -> None:
 def test_non_utf8_name_decodes(tmp_path: Path) -> None:
     from PIL import Image
 
-    from finder.decode import load_rgb
+    from finder.ingest.decode import load_rgb
 
     raw = os.path.join(os.fsencode(tmp_path), b"\xff\xfe album", b"caf\xe9.jpg")
     try:

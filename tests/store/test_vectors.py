@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from finder.errors import LibraryError
-from finder.vectors import UnknownVectors, VectorStore, optimal_nlist
+from finder.store.vectors import UnknownVectors, VectorStore, optimal_nlist
 
 DIM = 32
 
@@ -297,7 +297,7 @@ def test_memory_budget_shrinks_the_projection(tmp_path: Path) -> None:
 
 CHILD = r"""
 import sys, numpy as np
-from finder.vectors import VectorStore
+from finder.store.vectors import VectorStore
 d, seed = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(seed)
 store = VectorStore(d, 32, flat_max=150, pca_dim=8, compact_min=20)
@@ -317,7 +317,7 @@ while True:
 
 def test_sigkill_at_random_instants_leaves_a_recoverable_store(tmp_path: Path) -> None:
     d = tmp_path / "v"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     rng = np.random.default_rng(11)
     for round_ in range(6):
         child = subprocess.Popen(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from finder.errors import LibraryError, UsageError
-from finder.heads import (
+from finder.learn.heads import (
     BACKGROUND_SIZE,
     DEFAULT_CONFIG,
     PLAIN_CONFIG,
@@ -181,7 +181,7 @@ def test_knn_diffusion_stays_within_a_cluster():
 def test_size_logit_cut_is_higher_for_a_small_class_than_for_a_large_one():
     """The "size-logit" rule moves the cut against the estimated class size: a class that takes
     a tenth of the library is cut lower than the plain 0.5 rule would, one of 1 % higher."""
-    from finder.heads import HeadConfig
+    from finder.learn.heads import HeadConfig
 
     rng = np.random.default_rng(3)
     y = np.repeat([0, 1, 2, 3], [60, 60, 60, 6])
@@ -201,7 +201,7 @@ def test_size_logit_cut_is_higher_for_a_small_class_than_for_a_large_one():
 
 
 def test_database_side_augmentation_keeps_unit_rows_and_one_neighbour_is_identity():
-    from finder.heads import augment
+    from finder.learn.heads import augment
 
     X, _ = library(n_classes=3, per_class=10, seed=5)
     assert np.allclose(augment(X, 1), X, atol=1e-6)
@@ -223,7 +223,7 @@ def test_database_side_augmentation_keeps_unit_rows_and_one_neighbour_is_identit
 def test_experimental_ranking_options_still_separate_clusters(options):
     """Training-time options of issue 6's second round (not the default) keep a linear head
     that ranks a well-separated class first."""
-    from finder.heads import HeadConfig
+    from finder.learn.heads import HeadConfig
 
     X, y = library()
     ex, bg = split(X, y)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from finder.decode import check_views
+from finder.ingest.decode import check_views
 from finder.errors import BackboneError, WeightsUnavailable
 
 DEFAULT_BACKBONE = "vgg16"

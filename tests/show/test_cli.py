@@ -244,7 +244,7 @@ def test_learn_refines_and_lists_examples(cli, photo_tree: Path, model_args) -> 
 NO_TF = textwrap.dedent(
     """
     import sys
-    from finder.cli import app
+    from finder.show.cli import app
     try:
         app(sys.argv[1:], standalone_mode=False)
     finally:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finder import decode
-from finder.decode import load_rgb
+from finder.ingest import decode
+from finder.ingest.decode import load_rgb
 from finder.errors import DecodeError, UsageError
 
 RED = (255, 0, 0)
@@ -100,7 +100,7 @@ def test_heic(tmp_path: Path) -> None:
 
 def test_heic_thumbnail_is_used_when_large_enough(tmp_path: Path) -> None:
     pytest.importorskip("pillow_heif")
-    from finder.decode import _register_heif
+    from finder.ingest.decode import _register_heif
 
     _register_heif()
     # One-pixel stripes: a filtered downscale of the full image is flat grey, while libheif's
@@ -352,9 +352,9 @@ def test_corrupt_exif_decodes_silently(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     # In a fresh interpreter (pytest replaces warning filters): decodes, prints nothing.
     code = (
-        "import sys; from finder.decode import load_rgb; print(load_rgb(sys.argv[1], (8, 6)).shape)"
+        "import sys; from finder.ingest.decode import load_rgb; print(load_rgb(sys.argv[1], (8, 6)).shape)"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], cwd=repo, capture_output=True, text=True
     )
@@ -517,7 +517,7 @@ def test_bad_size_is_a_usage_error(tmp_path: Path, size) -> None:
 
 # --- real photos -----------------------------------------------------------------------------
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 def test_real_photos_decode() -> None:

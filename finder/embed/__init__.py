@@ -1,0 +1,1 @@
+"""Embed: backbones (the registry, their runtimes) and the batched decode → embed pipeline."""

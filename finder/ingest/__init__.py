@@ -1,0 +1,1 @@
+"""Ingest: walk the roots (crawl) and turn files into pixels (decode)."""

@@ -1,0 +1,1 @@
+"""Learn: few-shot class heads, their cut-offs, and the evaluation of both."""

@@ -1,0 +1,1 @@
+"""Show: what a person sees, the terminal (cli, text) and, later, the web page."""
