@@ -40,3 +40,7 @@ class LibraryLocked(LibraryError):
 
 class UnknownClass(FinderError):
     """No class of that name has been learned."""
+
+
+class UnknownImage(FinderError):
+    """No indexed image has that id (the web page asks for images by id only)."""

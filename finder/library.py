@@ -37,11 +37,14 @@ from finder.errors import (
     LibraryError,
     LibraryLocked,
     UnknownClass,
+    UnknownImage,
     UsageError,
 )
 
 if TYPE_CHECKING:
     from finder.embed.backbones import Backbone
+    from finder.store.catalog import ImageRow
+    from finder.store.thumbs import ThumbCache
     from finder.store.vectors import VectorStore
 
 COMMIT_EVERY = 64  # images per catalog commit while embedding (bounds the work a crash loses)
@@ -80,6 +83,15 @@ class Match:
     path: str
     score: float  # probability for find, cosine similarity for similar
     id: int
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A photo a person marked for a class: label 1 it is of the class, 0 it is not."""
+
+    id: int | None  # None: the photo is not an indexed image of this library
+    path: str
+    label: int
 
 
 @dataclass
@@ -204,6 +216,10 @@ class Library:
         return info
 
     def _acquire(self) -> None:
+        if self.shared:
+            raise LibraryLocked(
+                f"the library {self.dir} is open shared (finder serve): not for writing"
+            )
         if self._lock is None:
             self.catalog  # noqa: B018 - creates the directory
             lock = FileLock(str(self.dir / "lock"), timeout=0)
@@ -360,10 +376,12 @@ class Library:
         hidden: bool = False,
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
+        thumbnails: bool = False,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
-        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``)."""
+        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
+        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``)."""
         if not roots:
             raise UsageError("name at least one folder to index")
         resolved = []
@@ -383,6 +401,7 @@ class Library:
             self.catalog.set_meta("backbone", info)
         store = self.store
         self.catalog.set_meta("dirty", True)
+        progress = self._publishing(progress)
         try:
             for root in resolved:
                 self._index_root(root, store, summary, hidden, exclude, progress)
@@ -390,6 +409,7 @@ class Library:
             summary.interrupted = True
         finally:
             self._settle(store)
+        summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
         summary.seconds = time.monotonic() - started
         summary.messages = list(self.messages)
         if progress:
@@ -671,13 +691,7 @@ class Library:
             min_prob = head.threshold
         min_score = None if min_prob is None or min_prob <= 0 else heads.logit(min_prob)
         ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        probs = heads.sigmoid(scores)
-        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
-        return [
-            Match(paths[int(i)], float(p), int(i))
-            for i, p in zip(ids, probs, strict=True)
-            if int(i) in paths
-        ]
+        return self._as_matches(ids, heads.sigmoid(scores))
 
     def similar(self, path: str, *, top: int = 20) -> list[Match]:
         """The ``top`` library images nearest to ``path`` (cosine similarity), best first."""
@@ -689,12 +703,7 @@ class Library:
         vectors, ids = self.vectors_for([full])
         exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
         found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
-        paths = self.catalog.paths_for(found.tolist(), ok_only=True)
-        return [
-            Match(paths[int(i)], float(s), int(i))
-            for i, s in zip(found, sims, strict=True)
-            if int(i) in paths
-        ]
+        return self._as_matches(found, sims)
 
     def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
         """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
@@ -739,6 +748,195 @@ class Library:
 
     def failures(self) -> list[tuple[str, str]]:
         return self.catalog.failed() if self.exists else []
+
+    # ======================================================================================
+    # By id: what `finder serve` (and any caller that names images by their catalog id) needs.
+    # Images are named by id, never by a path taken from the caller.
+    # ======================================================================================
+    #: Open shared (`Library.open_shared`): never take the library's lock, so that `finder
+    #: index` can run beside; the vectors are read-only (refreshed by `refresh`), the catalog
+    #: is written (classes and their examples) as `learn` from another process would.
+    shared: bool = False
+    _vectors_seen: tuple | None = None
+
+    @classmethod
+    def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
+        lib = cls(directory)
+        lib.shared = True
+        return lib
+
+    def refresh(self) -> bool:
+        """Let the next search see what another process indexed since the vectors were opened
+        (a shared library only): they are opened again when their files changed. Returns
+        whether they will be."""
+        folder = self.dir / "vectors"
+        try:
+            seen = tuple(
+                sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder))
+            )
+        except OSError:
+            seen = ()
+        if not self.shared or seen == self._vectors_seen:
+            return False
+        self._vectors_seen = seen
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            return True
+        return False
+
+    def image(self, image_id: int) -> ImageRow:
+        """The catalog row of an indexed (status ok) image; ``UnknownImage`` otherwise."""
+        row = self.catalog.image(image_id) if self.exists else None
+        if row is None or row.status != OK:
+            raise UnknownImage(f"no indexed image has the id {image_id}")
+        return row
+
+    def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
+        """(number of indexed images, ``limit`` of them from ``offset``, by id; score 0)."""
+        if not self.exists:
+            return 0, []
+        total, rows = self.catalog.ok_page(max(0, offset), max(0, limit))
+        return total, [Match(path, 0.0, i) for i, path in rows]
+
+    def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
+        """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""
+        if top < 1:
+            raise UsageError("--top must be at least 1")
+        self.image(image_id)
+        ids = np.asarray([image_id], dtype=np.int64)
+        if not self.store.has(ids)[0]:
+            raise UnknownImage(f"no indexed image has the id {image_id}")
+        found, sims = self.store.search_similar(self.store.get(ids)[0], top, exclude_ids=ids)
+        return self._as_matches(found, sims)
+
+    def _as_matches(self, ids: np.ndarray, scores: np.ndarray) -> list[Match]:
+        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
+        return [
+            Match(paths[int(i)], float(s), int(i))
+            for i, s in zip(ids, scores, strict=True)
+            if int(i) in paths
+        ]
+
+    def class_record(self, name: str) -> dict:
+        """The record of class ``name`` (as ``learn`` returns it); ``UnknownClass`` if none."""
+        return self._class(name)
+
+    def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
+        """For each class learned with this library's backbone: (name, probability of indexed
+        image ``image_id``, its mark: 1 an example, 0 a counter-example, None unmarked)."""
+        row = self.image(image_id)
+        records = self.classes()
+        if not records:
+            return []
+        key = _backbone_key(self._require_indexed())
+        x = self.store.get(np.asarray([image_id], dtype=np.int64))
+        out = []
+        for record in records:
+            if record["backbone"] != key:
+                continue
+            prob = float(heads.Head.from_dict(record["head"]).proba(x)[0])
+            mark = self.catalog.example_label(record["name"], row.path)
+            out.append((record["name"], prob, mark))
+        return out
+
+    def marks(self, name: str) -> list[Mark]:
+        """The examples (label 1) and counter-examples (label 0) of class ``name``, with the id
+        of each that is an indexed image (None for a photo outside the library)."""
+        out = []
+        for path, label in self.examples(name):
+            row = self.catalog.image_by_path(path)
+            out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
+        return out
+
+    def learn_ids(
+        self,
+        name: str,
+        add: Sequence[int] = (),
+        not_: Sequence[int] = (),
+        undo: Sequence[int] = (),
+        *,
+        seed: int = 0,
+    ) -> dict:
+        """``learn`` by image id: ``add`` are of the class (✓), ``not_`` are not (✗), and the
+        marks of ``undo`` are taken back; the class is trained again once. All or nothing: a
+        bad id or an impossible request raises before anything changes."""
+        name = name.strip()
+
+        def paths(ids: Sequence[int]) -> list[str]:
+            return [self.image(i).path for i in dict.fromkeys(int(i) for i in ids)]
+
+        add_paths, not_paths, undo_paths = paths(add), paths(not_), paths(undo)
+        if set(add_paths) & set(not_paths):
+            raise UsageError("a photo cannot be both of the class and not of it")
+        if set(undo_paths) & set(add_paths + not_paths):
+            raise UsageError("a photo cannot be marked and unmarked at once")
+        if undo_paths:
+            marked = {p for p, _ in self.examples(name)}
+            unmarked = [i for i, p in zip(undo, undo_paths, strict=True) if p not in marked]
+            if unmarked:
+                raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
+        with self.catalog.transaction():  # one commit: marks removed and the class retrained
+            if undo_paths:
+                self.catalog.remove_examples(name, undo_paths)
+            return self.learn(name, add_paths, negatives=not_paths, seed=seed)
+
+    @property
+    def thumbs(self) -> ThumbCache:
+        from finder.store.thumbs import ThumbCache
+
+        return ThumbCache(self.dir / "thumbs")
+
+    def thumbnail(self, image_id: int) -> Path:
+        """The thumbnail file (JPEG, short side about 256 px, EXIF-oriented) of an indexed
+        image, made now when missing. ``DecodeError`` when the photo cannot be read."""
+        return self.thumbs.get(self.image(image_id))
+
+    def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
+        """Make the missing thumbnails of every indexed image: (made, failed)."""
+        ok = self.catalog.counts()[OK]
+        rows = (
+            r
+            for lo in range(0, self._max_id() + 1, 1000)
+            for r in self.catalog.ok_rows(lo, lo + 1000)
+        )
+        report = (lambda done: progress(Progress("thumbnails", done, ok))) if progress else None
+        return self.thumbs.make_many(rows, workers=self.workers, progress=report)
+
+    def _max_id(self) -> int:
+        ids = self.catalog.ok_ids()
+        return max(ids) if ids else -1
+
+    def _thumbnails_after_run(self, make: bool, progress: ProgressFn | None) -> bool:
+        """End of an index run: drop the thumbnails of images that changed or left, make the
+        missing ones when asked. Returns True when Ctrl-C stopped it."""
+        try:
+            self.thumbs.sweep(self.catalog.ok_rows)
+            if make:
+                self.make_thumbnails(progress)
+        except KeyboardInterrupt:
+            return True
+        return False
+
+    def _publishing(self, progress: ProgressFn | None) -> ProgressFn:
+        """``progress``, also published in the library folder for other processes."""
+        from finder.store.progress import ProgressFile
+
+        published = ProgressFile(self.dir)
+
+        def report(event: Progress) -> None:
+            published.publish(event.phase, event.done, event.total, event.root)
+            if progress:
+                progress(event)
+
+        return report
+
+    def index_progress(self) -> dict[str, Any] | None:
+        """The last progress published by an index run (``running`` tells whether it still
+        runs), or None."""
+        from finder.store.progress import read
+
+        return read(self.dir)
 
 
 __all__ = [

@@ -119,6 +119,11 @@ class _ProgressView:
                 rate = event.done / max(time.monotonic() - self.started, 1e-9)
                 left = (event.total - event.done) / rate if rate > 0 else 0
                 _err(f"embedded {event.done}/{event.total} ({rate:.1f} images/s, {left:.0f}s left)")
+        if event.phase == "thumbnails":
+            self.stop()
+            if time.monotonic() - self.last_line >= 10 or event.done == event.total:
+                self.last_line = time.monotonic()
+                _err(f"thumbnails {event.done}/{event.total}")
         if event.phase == "done":
             self.stop()
 
@@ -206,6 +211,12 @@ def index(
         typer.Option("--memory-budget", help="Memory for the search index, e.g. 2GB (remembered)."),
     ] = None,
     views: ViewsOpt = None,
+    thumbnails: Annotated[
+        bool,
+        typer.Option(
+            "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
@@ -229,7 +240,11 @@ def index(
     ) as lib:
         try:
             summary = lib.index(
-                [str(r) for r in roots], hidden=hidden, exclude=exclude or [], progress=view
+                [str(r) for r in roots],
+                hidden=hidden,
+                exclude=exclude or [],
+                progress=view,
+                thumbnails=thumbnails,
             )
         finally:
             view.stop()
@@ -455,6 +470,28 @@ def backbones(as_json: JsonOpt = False) -> None:
         typer.echo(
             f"{r['name']:<18} {str(r['dim'] or '-'):>5}-d  cost {cost:>6}  {r['description']}"
         )
+
+
+# ------------------------------------------------------------------------------- serve
+@app.command()
+@handle_errors
+def serve(
+    library: LibraryOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback unless you mean it).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to listen on (0: any free one).", min=0, max=65535)
+    ] = 8765,
+    no_open: Annotated[
+        bool, typer.Option("--no-open", help="Do not open a browser; just print the URL.")
+    ] = False,
+) -> None:
+    """Serve the library as a local web page: classes as grids of thumbnails, a click to
+    teach them, photos like a photo. Prints the URL (with its access token) first."""
+    from finder.show.web.server import serve as run
+
+    run(library, host=host, port=port, open_browser=not no_open)
 
 
 # ------------------------------------------------------------------------------- eval

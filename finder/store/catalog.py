@@ -422,6 +422,50 @@ class Catalog:
             self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
             self.db.execute("DELETE FROM classes WHERE name = ?", [name])
 
+    # -- by id (finder serve: the page names images by id, never by path) -----------------
+    def image(self, image_id: int) -> ImageRow | None:
+        row = self.db.execute(
+            "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images WHERE id = ?",
+            [int(image_id)],
+        ).fetchone()
+        return None if row is None else _image_row(row)
+
+    def ok_rows(self, lo: int, hi: int) -> list[ImageRow]:
+        """Rows of the images with status ok and ``lo <= id < hi``, by id."""
+        return [
+            _image_row(row)
+            for row in self.db.execute(
+                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                "WHERE id >= ? AND id < ? AND status = 'ok' ORDER BY id",
+                [int(lo), int(hi)],
+            )
+        ]
+
+    def ok_page(self, offset: int, limit: int) -> tuple[int, list[tuple[int, str]]]:
+        """(number of ok images, ``limit`` of their (id, path) from ``offset``, by id)."""
+        total = self.db.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+        rows = self.db.execute(
+            "SELECT id, path FROM images WHERE status = 'ok' ORDER BY id LIMIT ? OFFSET ?",
+            [int(limit), int(offset)],
+        )
+        return total, [(i, decode_path(p)) for i, p in rows]
+
+    def example_label(self, name: str, path: str) -> int | None:
+        """The label of ``path`` among the examples of class ``name`` (None: not one)."""
+        row = self.db.execute(
+            "SELECT label FROM examples WHERE class_name = ? AND path = ?",
+            [name, encode_path(path)],
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def remove_examples(self, name: str, paths: Iterable[str]) -> None:
+        """Drop examples of class ``name`` (a ✓ or ✗ taken back); commits with the caller's
+        transaction when there is one."""
+        self.db.conn.executemany(
+            "DELETE FROM examples WHERE class_name = ? AND path = ?",
+            [(name, encode_path(p)) for p in paths],
+        )
+
 
 class _Transaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
