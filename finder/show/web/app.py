@@ -158,9 +158,9 @@ def create_app(
     env.filters["name"] = lambda path: shown(os.path.basename(path))
     env.globals["has_review"] = hasattr(backend.lib, "review")
 
-    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(template: str, code: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(template).render(library=shown(str(backend.lib.dir)), **context)
-        return HTMLResponse(html, status, headers={"content-security-policy": CSP})
+        return HTMLResponse(html, code, headers={"content-security-policy": CSP})
 
     run = backend.run
 
@@ -290,7 +290,10 @@ def create_app(
         path = request.url.path
         if path.startswith(("/api/", "/thumb/", "/photo/", "/static/")):
             return JSON({"error": message}, status)
-        return page("error.html", status, status=status, message=message)
+        try:
+            return page("error.html", status, status=status, message=message)
+        except Exception:  # an error page must never fail: the one line as JSON, then
+            return JSON({"error": message}, status)
 
     def answer(fn: Callable[[Request], Awaitable[Response]]) -> Callable:
         """``fn``, its failures turned into one-line errors (never a traceback)."""
