@@ -167,50 +167,18 @@ def create_app(
     # -- pages -------------------------------------------------------------------------
     async def home(request: Request) -> Response:
         offset, limit = paging(request)
-        status = await run(backend.lib.status)
-        classes = await run(backend.lib.classes)
-        total, photos = await run(backend.lib.browse, offset, limit)
-        progress = await run(backend.lib.index_progress)
-        return page(
-            "home.html",
-            status=status,
-            classes=classes,
-            photos=photos,
-            total=total,
-            offset=offset,
-            limit=limit,
-            progress=progress,
-        )
+        view = await run(backend.home, offset, limit)
+        return page("home.html", offset=offset, limit=limit, **view)
 
     async def class_page(request: Request) -> Response:
-        name = request.path_params["name"]
         offset, limit = paging(request)
-        record, marks, ranked = await run(backend.ranked, name, offset, limit)
-        review = await run(backend.review, name, REVIEW) if offset == 0 else []
-        return page(
-            "class.html",
-            record=record,
-            marks=marks,
-            ranked=ranked,
-            limit=limit,
-            review=review,
-            classes=await run(backend.lib.classes),
-        )
+        view = await run(backend.class_view, request.path_params["name"], offset, limit, REVIEW)
+        return page("class.html", limit=limit, **view)
 
     async def photo_page(request: Request) -> Response:
-        i = image_id(request)
         offset, limit = paging(request)
-        row, scores, similar = await run(backend.photo, i, offset, limit)
-        return page(
-            "photo.html",
-            row=row,
-            scores=scores,
-            similar=similar[:limit],
-            more=len(similar) > limit,
-            offset=offset,
-            limit=limit,
-            classes=await run(backend.lib.classes),
-        )
+        view = await run(backend.photo_view, image_id(request), offset, limit)
+        return page("photo.html", offset=offset, limit=limit, **view)
 
     async def static(request: Request) -> Response:
         name = request.path_params["file"]
@@ -267,7 +235,7 @@ def create_app(
 
     # -- images ------------------------------------------------------------------------
     async def thumb(request: Request) -> Response:
-        row = await run(backend.lib.image, image_id(request))
+        row = backend.image(image_id(request))
         etag = f'"{backend.thumbs.stamp(row)}"'
         headers = {"etag": etag, "cache-control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:
@@ -276,7 +244,7 @@ def create_app(
         return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
 
     async def photo(request: Request) -> Response:
-        row = await run(backend.lib.image, image_id(request))
+        row = backend.image(image_id(request))
         kind = await anyio.to_thread.run_sync(_photo_format, row.path)
         headers = {"cache-control": "private, no-cache", "content-disposition": "inline"}
         if kind in BROWSER_FORMATS:

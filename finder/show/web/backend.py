@@ -46,6 +46,15 @@ class Backend:
         self.thumbs = ThumbCache(self.lib.dir / "thumbs")
         self._decoders = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self._refreshed = 0.0
+        self._reader: Library | None = None
+
+    def image(self, image_id: int) -> ImageRow:
+        """``Library.image`` answered on the event loop's own thread, from a catalog connection
+        of its own: a thumbnail's lookup (a few microseconds) never waits for the library's
+        thread, nor for the hand-over between threads (milliseconds on a busy machine)."""
+        if self._reader is None:
+            self._reader = Library.open_shared(self.lib.dir)
+        return self._reader.image(image_id)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the library's thread."""
@@ -66,12 +75,27 @@ class Backend:
         return path
 
     def close(self) -> None:
+        """Close the library; call from the event loop's thread (the reader's)."""
+        if self._reader is not None:
+            self._reader.close()
         self._pool.submit(self.lib.close).result()
         self._pool.shutdown()
 
-    # -- answers made of several library calls (run on the library thread) -----------------
-    def ranked(self, name: str, offset: int, limit: int) -> tuple[dict, list, Ranked]:
-        """(class record, marks, one page of the ranking without the marked photos)."""
+    # -- what each page shows, in one call on the library thread ------------------------------
+    def home(self, offset: int, limit: int) -> dict[str, Any]:
+        lib = self.lib
+        total, photos = lib.browse(offset, limit)
+        return {
+            "status": lib.status(),
+            "classes": lib.classes(),
+            "photos": photos,
+            "total": total,
+            "progress": lib.index_progress(),
+        }
+
+    def class_view(self, name: str, offset: int, limit: int, review: int) -> dict[str, Any]:
+        """The class record, its marks, one page of its ranking without the marked photos,
+        and (on the first page) the photos to review."""
         lib = self.lib
         record = lib.class_record(name)
         marks = lib.marks(name)
@@ -80,16 +104,28 @@ class Backend:
         ranked = [m for m in lib.find(name, top=top) if m.id not in marked]
         before = ranked[offset - 1].score if 0 < offset <= len(ranked) else None
         page = Ranked(ranked[offset : offset + limit], offset, before, len(ranked) > offset + limit)
-        return record, marks, page
+        return {
+            "record": record,
+            "marks": marks,
+            "ranked": page,
+            "review": self.review(name, review) if offset == 0 else [],
+            "classes": lib.classes(),
+        }
 
     def review(self, name: str, n: int) -> list[Match]:
         """The photos finder most wants a verdict on, when the library offers them."""
         review = getattr(self.lib, "review", None)
         return list(review(name, n)) if review is not None else []
 
-    def photo(self, image_id: int, offset: int, limit: int) -> tuple[ImageRow, list, list]:
-        """(row, [(class, probability, mark label or None)], one page of similar photos)."""
+    def photo_view(self, image_id: int, offset: int, limit: int) -> dict[str, Any]:
+        """The photo's row, its probability in each class and one page of similar photos."""
         lib = self.lib
         row = lib.image(image_id)
-        similar = lib.similar_to_id(image_id, top=offset + limit + 1)
-        return row, lib.class_scores(image_id), similar[offset:]
+        similar = lib.similar_to_id(image_id, top=offset + limit + 1)[offset:]
+        return {
+            "row": row,
+            "scores": lib.class_scores(image_id) if offset == 0 else [],
+            "similar": similar[:limit],
+            "more": len(similar) > limit,
+            "classes": lib.classes(),
+        }
