@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from finder.store.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
 from finder.errors import LibraryError
+from finder.store.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
 
 
 def test_schema_version_recorded_and_reopen_is_idempotent(tmp_path: Path) -> None:
