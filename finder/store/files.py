@@ -7,6 +7,8 @@ import os
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 
 def fsync_dir(path: Path) -> None:
     """Make a folder's entries (new, renamed, removed files) durable; best effort."""
@@ -57,6 +59,16 @@ def size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def read_int64(path: Path, records: int = 1) -> np.ndarray:
+    """The whole int64 records of ``records`` values in a file (a torn last one left out);
+    empty when the file is missing."""
+    count = size(path) // (8 * records) * records
+    try:
+        return np.fromfile(path, dtype=np.int64, count=count)
+    except FileNotFoundError:
+        return np.zeros(0, dtype=np.int64)
 
 
 def fsync_file(path: Path) -> None:

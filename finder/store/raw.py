@@ -6,17 +6,30 @@ Files in the store's directory (``g`` is the generation, bumped by compaction)::
     vectors-g.f16     one float16 row of D values per added vector (append-only)
     ids-g.i64         the image id of each row (int64, append-only)
     dead-g.i64        row numbers that were removed or replaced (int64, append-only)
+    sums-g.i64        one record per append: first row, row count, CRC-32 of its vectors and
+                      of its ids (4 int64, append-only)
 
-Every write is ordered so that a process killed at any instant leaves files the next open
-repairs: a partial last row is cut off, an id present twice keeps its last row (the older row is
-written to the dead log on the next write). Compaction writes the live rows into the next
-generation's files; rewriting the manifest is the switch, after which the old files are removed.
+Every write is ordered (vectors, ids, sums, dead) so that a process killed at any instant leaves
+files the next open repairs: a partial last row is cut off, an id present twice keeps its last
+row (the older row is written to the dead log on the next write), rows without a sums record
+get one. Compaction writes the live rows into the next generation's files; rewriting the
+manifest is the switch, after which the old files are removed (by the next writable open, if a
+kill came first).
+
+Damage that no kill can cause is found at open: an ids file longer than the vectors file,
+fewer rows than the sums records cover (a truncated or deleted file), ids that fail their
+record's checksum (garbage). The rows affected are dropped, the log is rewritten into a fresh
+generation (when writable) and :attr:`RawLog.damage` says what was found, so that the library
+puts the images that lost their vector back to pending at once. The vectors' own checksums are
+read by :meth:`RawLog.check` only (reading every vector at each open would cost seconds).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +41,8 @@ from finder.store import files
 FORMAT = 1
 MANIFEST = "manifest.json"
 CHUNK = 16384  # rows read from the raw file at a time when scanning or rebuilding
-KEYS = ("vec", "ids", "dead")
+KEYS = ("vec", "ids", "dead", "sums")
+_FILE = re.compile(r"(vectors|ids|dead|sums)-(\d+)\.(f16|i64)")
 
 
 class RawLog:
@@ -43,12 +57,17 @@ class RawLog:
         self.closed = False
         self.pending_dups = 0  # duplicate rows found at open, not yet reported
         self._pending_dead: list[int] = []
+        self.damage: str | None = None  # what was found damaged at open
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LibraryError(f"cannot create the vector store {self.dir}: {e.strerror}") from None
         self._open_manifest()
         self._load()
+        if not self.read_only:
+            self._remove_other_generations()
+            if self.damage:
+                self.compact()  # a fresh generation without the damaged rows
 
     # -- opening ---------------------------------------------------------------------------------
     def _open_manifest(self) -> None:
@@ -82,7 +101,12 @@ class RawLog:
 
     def names(self, generation: int | None = None) -> dict[str, str]:
         g = self.generation if generation is None else generation
-        return {"vec": f"vectors-{g}.f16", "ids": f"ids-{g}.i64", "dead": f"dead-{g}.i64"}
+        return {
+            "vec": f"vectors-{g}.f16",
+            "ids": f"ids-{g}.i64",
+            "dead": f"dead-{g}.i64",
+            "sums": f"sums-{g}.i64",
+        }
 
     def path(self, key: str) -> Path:
         return self.dir / self.names()[key]
@@ -91,16 +115,25 @@ class RawLog:
         data = {"format": FORMAT, "dim": self.dim, "generation": self.generation}
         files.atomic_write(self.dir / MANIFEST, json.dumps(data).encode())
 
+    def _remove_other_generations(self) -> None:
+        """Files of older generations (a kill after the compaction switch) or of a newer one (a
+        kill before it)."""
+        for path in self.dir.iterdir():
+            m = _FILE.fullmatch(path.name)
+            if m and int(m.group(2)) != self.generation:
+                path.unlink(missing_ok=True)
+
     def _load(self) -> None:
-        n = min(files.size(self.path("vec")) // self.row_bytes, files.size(self.path("ids")) // 8)
+        vec_rows = files.size(self.path("vec")) // self.row_bytes
+        ids = files.read_int64(self.path("ids"))
+        n = min(vec_rows, len(ids))
         self.n = int(n)
-        ids = np.fromfile(self.path("ids"), dtype=np.int64, count=n) if n else np.zeros(0, np.int64)
         self._ids = np.zeros(max(1024, n), dtype=np.int64)
-        self._ids[:n] = ids
+        self._ids[:n] = ids[:n]
         self._alive = np.zeros(len(self._ids), dtype=bool)
         self._alive[:n] = True
-        dead_path = self.path("dead")
-        dead = np.fromfile(dead_path, dtype=np.int64, count=files.size(dead_path) // 8)
+        self._check_sums(ids, vec_rows)
+        dead = files.read_int64(self.path("dead"))
         dead = dead[(dead >= 0) & (dead < n)]
         self._alive[dead] = False
         # An id written twice without the older row marked dead (killed in between): last wins.
@@ -116,6 +149,50 @@ class RawLog:
             self.pending_dups += len(dups)
         self.dead_count = int(n - self._alive[:n].sum())
         self._rebuild_map()
+
+    def _read_sums(self) -> np.ndarray:
+        """The sums records (k, 4), up to the first that does not follow on from the last."""
+        rec = files.read_int64(self.path("sums"), 4).reshape(-1, 4)
+        ends = np.cumsum(rec[:, 1])
+        starts = np.concatenate([[0], ends[:-1]])
+        bad = np.flatnonzero((rec[:, 0] != starts) | (rec[:, 1] <= 0))
+        return rec[: bad[0]] if len(bad) else rec
+
+    def _check_sums(self, ids: np.ndarray, vec_rows: int) -> None:
+        """Find damage (see the module docstring) and drop the rows it touches."""
+        self._sums = self._read_sums()
+        covered = int(self._sums[-1, :2].sum()) if len(self._sums) else 0
+        self.covered = min(covered, self.n)
+        problems = []
+        if len(ids) > vec_rows:
+            problems.append(f"{self.names()['vec']} holds {vec_rows} rows, its ids {len(ids)}")
+        elif covered > self.n:
+            problems.append(f"{covered} rows were written, {self.n} remain")
+        bad_rows = 0
+        for start, count, _, crc in self._sums.tolist():
+            end = start + count
+            if end > len(ids):
+                break
+            if zlib.crc32(ids[start:end].tobytes()) != crc:
+                self._alive[start : min(end, self.n)] = False
+                bad_rows += count
+        if bad_rows:
+            problems.append(f"{bad_rows} ids fail their checksum")
+        if problems:
+            self.damage = "; ".join(problems)
+
+    def check(self) -> list[str]:
+        """Every problem found by reading the whole log: what open finds, and vectors that fail
+        their checksum. Empty when all is well."""
+        problems = [self.damage] if self.damage else []
+        bad = 0
+        for start, count, crc, _ in self._sums.tolist():
+            rows = np.arange(start, min(start + count, self.n))
+            if zlib.crc32(self.read_rows(rows).tobytes()) != crc or len(rows) < count:
+                bad += count
+        if bad:
+            problems.append(f"{bad} vectors fail their checksum")
+        return problems
 
     def _rebuild_map(self) -> None:
         live = np.flatnonzero(self._alive[: self.n])
@@ -149,12 +226,26 @@ class RawLog:
             dead_size = os.fstat(fds["dead"]).st_size
             if dead_size % 8:
                 os.ftruncate(fds["dead"], dead_size - dead_size % 8)
+            os.ftruncate(fds["sums"], len(self._sums) * 32)
             self._fds = fds
+            if self.covered < self.n:  # rows a kill (or an older finder) left without a record
+                for start in range(self.covered, self.n, CHUNK):
+                    rows = np.arange(start, min(start + CHUNK, self.n))
+                    self._write_sums(self.read_rows(rows), self._ids[rows])
         if self._pending_dead:
             rows = np.asarray(self._pending_dead, dtype=np.int64)
             files.write_all(self._fds["dead"], rows.tobytes())
             self._pending_dead = []
         return self._fds
+
+    def _write_sums(self, v16: np.ndarray, ids: np.ndarray) -> None:
+        """Record the rows just written (they end at ``self.n``)."""
+        assert self._fds is not None
+        crcs = (zlib.crc32(v16.tobytes()), zlib.crc32(ids.tobytes()))
+        record = np.array([[self.n - len(ids), len(ids), *crcs]], dtype=np.int64)
+        files.write_all(self._fds["sums"], record.tobytes())
+        self._sums = np.concatenate([self._sums, record])
+        self.covered = self.n
 
     @property
     def has_pending(self) -> bool:
@@ -202,6 +293,7 @@ class RawLog:
         self._ids[start : start + len(ids)] = ids
         self._alive[start : start + len(ids)] = True
         self.n += len(ids)
+        self._write_sums(v16, ids)
         replaced = old_rows[old_rows >= 0]
         if len(replaced):
             self._alive[replaced] = False
@@ -294,29 +386,36 @@ class RawLog:
         """Rewrite the live rows into the next generation's files; the manifest is the switch."""
         self.commit()
         rows = self.live_rows()
-        new_gen = self.generation + 1
-        names = self.names(new_gen)
-        with open(self.dir / names["vec"], "wb") as fv:
-            for _, x in self.scan(rows):
-                fv.write(x.tobytes())
-            fv.flush()
-            os.fsync(fv.fileno())
         new_ids = self._ids[rows].copy()
-        with open(self.dir / names["ids"], "wb") as fi:
-            fi.write(new_ids.tobytes())
-            fi.flush()
-            os.fsync(fi.fileno())
-        with open(self.dir / names["dead"], "wb") as fd:
-            os.fsync(fd.fileno())
+        names = self.names(self.generation + 1)
+        sums = []
+        with open(self.dir / names["vec"], "wb") as fv:
+            for k, (_, x) in enumerate(self.scan(rows)):
+                fv.write(x.tobytes())
+                part = new_ids[k * CHUNK : k * CHUNK + len(x)]
+                sums.append(
+                    (k * CHUNK, len(x), zlib.crc32(x.tobytes()), zlib.crc32(part.tobytes()))
+                )
+        for key, data in (
+            ("ids", new_ids),
+            ("sums", np.array(sums, dtype=np.int64)),
+            ("dead", b""),
+        ):
+            with open(self.dir / names[key], "wb") as f:
+                f.write(data if isinstance(data, bytes) else data.tobytes())
+        for key in ("vec", "ids", "sums", "dead"):
+            files.fsync_file(self.dir / names[key])
         files.fsync_dir(self.dir)
         old = self.names()
         self._close_fds()
-        self.generation = new_gen
+        self.generation += 1
         self._write_manifest()  # the commit point
         for name in old.values():
             (self.dir / name).unlink(missing_ok=True)
         n = len(rows)
-        self.n = n
+        self.n = self.covered = n
+        self._sums = np.array(sums, dtype=np.int64).reshape(-1, 4)
+        self._pending_dead = []  # rows of the old generation: not copied
         self._ids = np.zeros(max(1024, n), dtype=np.int64)
         self._ids[:n] = new_ids
         self._alive = np.zeros(len(self._ids), dtype=bool)

@@ -60,9 +60,10 @@ class StoreStats:
 class VectorStore:
     """Raw float16 vectors on disk, keyed by int64 image id, with a FAISS index for search.
 
-    ``memory_budget`` (bytes) bounds the in-memory index; the tier thresholds are settable for
-    tests (see :class:`~finder.store.tiers.TierOptions`): ``flat_max``, ``retrain_factor``,
-    ``pca_dim``, ``nlist``, ``nprobe``, ``rescore``, ``kmeans_iter``. ``scan_threads``:
+    ``memory_budget`` (bytes; 0 or None: none) bounds the in-memory index; the tier thresholds
+    are settable for tests (see :class:`~finder.store.tiers.TierOptions`): ``flat_max``,
+    ``retrain_factor``, ``pca_dim``, ``nlist``, ``nprobe``, ``rescore``, ``kmeans_iter``.
+    ``scan_threads``:
     threshold scans use every core; ``compact_fraction`` and ``compact_min``: dead rows that
     trigger a rewrite of the raw files.
     """
@@ -115,6 +116,28 @@ class VectorStore:
     @property
     def memory_budget(self) -> int | None:
         return self.options.memory_budget
+
+    @property
+    def damage(self) -> str | None:
+        """What was found damaged in the raw files at open (those vectors are dropped; the
+        images that lost theirs are the valid ids :meth:`reconcile` reports missing)."""
+        return self.raw.damage
+
+    def check(self) -> list[str]:
+        """Every problem a full read of the raw files finds (the vectors' checksums too), one
+        line each; empty when all is well. Reads every vector: for ``finder check``."""
+        return self.raw.check()
+
+    @staticmethod
+    def inspect(directory: Path | str, dim: int) -> str | None:
+        """The damage :attr:`damage` would report, read without writing or loading an index
+        (cheap: the ids and checksums only). None when the store is sound or absent."""
+        try:
+            raw = RawLog(Path(directory), int(dim), read_only=True)
+        except LibraryError:
+            return None
+        raw.close()
+        return raw.damage
 
     # -- the saved index -------------------------------------------------------------------------
     def _load_index(self) -> None:
