@@ -168,6 +168,8 @@ class Library:
             check_views(self.choice.views, "--views")
         self.batch_size = batch_size
         self.workers = workers
+        if memory_budget is not None and memory_budget <= 0:
+            raise UsageError(f"the memory budget must be more than 0 bytes, not {memory_budget}")
         self._memory_budget = memory_budget
         self._catalog: Catalog | None = None
         self._store: VectorStore | None = None

@@ -92,6 +92,11 @@ class VectorStore:
         self.dim = int(dim)
         if self.dim <= 0:
             raise LibraryError(f"vector dimension must be positive, not {dim}")
+        if memory_budget is not None and int(memory_budget) < 0:
+            raise LibraryError(
+                f"the memory budget cannot be negative ({memory_budget} bytes); "
+                "set another with `finder index --memory-budget 2GB`"
+            )
         self.options = TierOptions(
             memory_budget=int(memory_budget) if memory_budget else None,
             flat_max=int(flat_max),

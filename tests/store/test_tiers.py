@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from store_data import DIM, SMALL, as_stored, clustered, exact_top, unit
 
+from finder.errors import LibraryError
 from finder.store.tiers.ivf import optimal_nlist
 from finder.store.vectors import VectorStore
 
@@ -129,6 +130,27 @@ def test_memory_budget_shrinks_the_projection(tmp_path: Path) -> None:
         store.add(np.arange(400), x)
     assert roomy.index_name().startswith("pca64,")
     assert tight.index_name().startswith("pca22,")  # 40 bytes a vector: 40/1.25 - 8 - 2 = 22
-    small_flat = VectorStore(tmp_path / "c", 64, memory_budget=10_000)
-    small_flat.add(np.arange(400), x)
-    assert small_flat.index_name().startswith("pca")  # flat would not fit the budget
+    over = VectorStore(tmp_path / "c", 64, memory_budget=10_000)
+    over.add(np.arange(2500), clustered(2500, dim=64))
+    assert over.index_name().startswith("pca")  # flat would not fit the budget
+    small = VectorStore(tmp_path / "d", 64, memory_budget=10_000)
+    small.add(np.arange(400), x)
+    assert small.index_name() == "flat (exact)"  # too small to search approximately
+
+
+def test_a_tiny_library_stays_exact_whatever_the_budget(tmp_path: Path) -> None:
+    # Issue 15: on 40 photos `--memory-budget 20KB` picked an IVF index that returned 3 of 10
+    # neighbours and missed the nearest.
+    x = clustered(40, dim=1024, seed=9)
+    ids = np.arange(40, dtype=np.int64)
+    store = VectorStore(tmp_path / "v", 1024, memory_budget=20 * 1024)
+    store.add(ids, x)
+    assert store.index_name() == "flat (exact)"
+    for q in range(0, 40, 7):
+        got, _ = store.search_similar(x[q], 10, exclude_ids=ids[[q]])
+        keep = ids != q
+        expect = exact_top(x[keep], ids[keep], x[q], 10)
+        assert got[0] == expect[0] and set(got.tolist()) == set(expect.tolist())
+    store.close()
+    with pytest.raises(LibraryError, match="negative"):
+        VectorStore(tmp_path / "v", 1024, memory_budget=-5 * 2**30)

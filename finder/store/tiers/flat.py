@@ -14,6 +14,10 @@ import numpy as np
 from finder.store.tiers import Plan, Scan, TierOptions
 
 NAME = "flat (exact)"
+# A library this small is searched exactly whatever the memory budget: its flat index takes at
+# most EXACT_BELOW * (2 D + 8) bytes (16 MB at D = 4096), and an IVF index over so few vectors
+# (a handful per list) would miss true neighbours.
+EXACT_BELOW = 2048
 
 
 class FlatTier:
@@ -33,7 +37,8 @@ class FlatTier:
     @classmethod
     def plan(cls, n: int, dim: int, options: TierOptions) -> FlatPlan | None:
         budget = options.memory_budget
-        if n <= options.flat_max and (budget is None or n * (2 * dim + 8) <= budget):
+        fits = budget is None or n * (2 * dim + 8) <= budget or n < EXACT_BELOW
+        if n <= options.flat_max and fits:
             return FlatPlan(dim)
         return None
 
