@@ -87,7 +87,9 @@ def test_remove_drops_from_every_tier_and_survives_reopen(tmp_path: Path) -> Non
         reopened.close()
 
 
-@pytest.mark.parametrize("damage", ["missing", "corrupt", "truncated"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "corrupt", "truncated", "no index.json", "garbage index.json", "no npz"]
+)
 def test_damaged_index_file_is_rebuilt_with_a_message(tmp_path: Path, damage: str) -> None:
     x = clustered(400, seed=8)
     ids = np.arange(400, dtype=np.int64)
@@ -98,6 +100,12 @@ def test_damaged_index_file_is_rebuilt_with_a_message(tmp_path: Path, damage: st
     (faiss_file,) = d.glob("index-*.faiss")
     if damage == "missing":
         faiss_file.unlink()
+    elif damage == "no index.json":
+        (d / "index.json").unlink()
+    elif damage == "garbage index.json":
+        (d / "index.json").write_bytes(b'{"tier": "hnsw", "x": [')
+    elif damage == "no npz":
+        faiss_file.with_suffix(".npz").unlink()
     elif damage == "corrupt":
         data = bytearray(faiss_file.read_bytes())
         data[len(data) // 2] ^= 0xFF
