@@ -122,6 +122,8 @@ class Library:
             check_views(self.choice.views, "--views")
         self.batch_size = batch_size
         self.workers = workers
+        if memory_budget is not None and memory_budget <= 0:
+            raise UsageError(f"the memory budget must be more than 0 bytes, not {memory_budget}")
         self._memory_budget = memory_budget
         self._catalog: Catalog | None = None
         self._store: VectorStore | None = None
@@ -193,7 +195,7 @@ class Library:
                 on_message=self.messages.append,
                 read_only=read_only,
             )
-            if not read_only and self.catalog.get_meta("dirty", False):
+            if not read_only and (self.catalog.get_meta("dirty", False) or self._store.damage):
                 self._repair()
         return self._store
 
@@ -215,7 +217,12 @@ class Library:
         """After an interrupted run: settle, and say what was repaired."""
         assert self._store is not None
         dropped, missing = self._settle(self._store)
-        if dropped or missing:
+        if self._store.damage:
+            self.messages.append(
+                f"the stored vectors were damaged ({self._store.damage}); "
+                f"{missing} images lost theirs and will be embedded again by `finder index`"
+            )
+        elif dropped or missing:
             self.messages.append(
                 f"repaired an interrupted run: dropped {dropped} stray vectors, "
                 f"{missing} images will be embedded again"
@@ -574,8 +581,13 @@ class Library:
                 "index": None,
             }
         cat = self.catalog
-        counts = cat.counts()
         info = cat.get_meta("backbone")
+        if info and self._store is None:
+            from finder.store.vectors import VectorStore
+
+            if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
+                self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
+        counts = cat.counts()
         names = cat.class_names()
         return {
             "library": str(self.dir),

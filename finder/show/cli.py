@@ -236,9 +236,12 @@ def _parse_bytes(text: str) -> int:
     t = text.strip().upper().replace("IB", "B")
     num = t.rstrip("KMGTB")
     try:
-        return int(float(num) * units[t[len(num) :]])
-    except (ValueError, KeyError):
+        value = int(float(num) * units[t[len(num) :]])
+    except (ValueError, KeyError, OverflowError):
         raise UsageError(f"--memory-budget: cannot read {text!r} (try 2GB or 500MB)") from None
+    if value <= 0:
+        raise UsageError(f"--memory-budget must be more than 0 bytes, not {text!r} (try 2GB)")
+    return value
 
 
 # ------------------------------------------------------------------------------- learn
