@@ -433,7 +433,7 @@ def status(
 @handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
-    from finder.embed.backbones import BACKBONES, DEFAULT_BACKBONE
+    from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE
 
     rows = [
         {
