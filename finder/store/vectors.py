@@ -58,9 +58,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from finder.embed.runtime import cpu_count
 from finder.errors import LibraryError
-
-faiss.omp_set_num_threads(os.cpu_count() or 1)
 
 try:  # optional: lets one query run on one thread (threads fight on a busy 2-core machine)
     from threadpoolctl import ThreadpoolController
@@ -1124,7 +1123,7 @@ class VectorStore:
             scores[start : start + len(part)] = exact_scores(self._read_rows(part), w)
 
         starts = range(0, len(rows), step)
-        workers = os.cpu_count() or 1
+        workers = cpu_count()
         if len(rows) > 2 * step and workers > 1 and self.scan_threads:
             with ThreadPoolExecutor(workers) as pool:  # reads and faiss release the GIL
                 list(pool.map(score, starts))
