@@ -400,7 +400,7 @@ def status(
 @handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
-    from finder.embed.backbones import BACKBONES, DEFAULT_BACKBONE
+    from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE
 
     rows = text.backbone_rows(BACKBONES.values(), DEFAULT_BACKBONE)
     if as_json:
