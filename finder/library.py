@@ -27,9 +27,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from finder.ingest import crawl
-from finder.learn import heads
-from finder.store.catalog import FAILED, OK, PENDING, Catalog
 from finder.errors import (
     BackboneMismatch,
     DecodeError,
@@ -39,6 +36,10 @@ from finder.errors import (
     UnknownClass,
     UsageError,
 )
+from finder.ingest import crawl
+from finder.learn.head import Head, logit, sigmoid
+from finder.learn.train import background_indices, train_head
+from finder.store.catalog import FAILED, OK, PENDING, Catalog
 
 if TYPE_CHECKING:
     from finder.embed.backbones import Backbone
@@ -604,12 +605,10 @@ class Library:
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
         background = self._background(list(merged), seed)
-        head = heads.train_head(pos, neg, background, seed=seed)
+        head = train_head(pos, neg, background, seed=seed)
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
-            self.catalog.save_class(
-                name, head.to_dict(), _backbone_key(info), head.threshold, len(pos), len(neg)
-            )
+            self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
         record = self.catalog.get_class(name)
         assert record is not None
         return record
@@ -622,7 +621,7 @@ class Library:
         ]
         exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
         rng = np.random.default_rng(seed)
-        picked = heads.background_indices(len(all_ids), exclude, rng)
+        picked = background_indices(len(all_ids), exclude, rng)
         if len(picked) == 0:
             return np.zeros((0, store.dim), dtype=np.float32)
         return store.get(all_ids[np.sort(picked)])
@@ -666,12 +665,12 @@ class Library:
             raise UsageError("--top must be at least 1")
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
             raise UsageError("--min-prob must be between 0 and 1")
-        head = heads.Head.from_dict(record["head"])
+        head = Head.from_dict(record["head"])
         if top is None and min_prob is None:
             min_prob = head.threshold
-        min_score = None if min_prob is None or min_prob <= 0 else heads.logit(min_prob)
+        min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
         ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        probs = heads.sigmoid(scores)
+        probs = sigmoid(scores)
         paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
         return [
             Match(paths[int(i)], float(p), int(i))
