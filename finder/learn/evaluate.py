@@ -89,7 +89,7 @@ def _precision_recall(y: np.ndarray, returned: np.ndarray) -> tuple[float, float
 # ----------------------------------------------------------------------------- few-shot
 
 
-def _check_dataset(X: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def check_dataset(X: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] == 0:
         raise UsageError(f"need a non-empty 2-d array of vectors, got shape {X.shape}")
@@ -123,7 +123,7 @@ def few_shot(
     defaults are what ``finder learn`` uses. Returns a JSON-able dict: ``rows`` per class and
     k (means over trials), ``means`` over classes (``group`` "all" and each group of ``groups``).
     """
-    X, y = _check_dataset(X, labels)
+    X, y = check_dataset(X, labels)
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise UsageError("k must be positive integers")
@@ -251,7 +251,7 @@ def classic(
     Each class puts ``round(test_fraction·n)`` of its images (at least one, and at least one left
     for training) in the test set.
     """
-    X, y = _check_dataset(X, labels)
+    X, y = check_dataset(X, labels)
     if not 0 < test_fraction < 1:
         raise UsageError("test fraction must be between 0 and 1")
     if splits < 1:
@@ -307,10 +307,14 @@ def render(result: Mapping[str, Any]) -> list[Any]:
 
     if "protocol" not in result:
         tables: list[Any] = []
-        for key in ("few_shot", "classic"):
+        for key in ("few_shot", "classic", "feedback"):
             if key in result:
                 tables += render(result[key])
         return tables
+    if result["protocol"] == "feedback":
+        from finder.learn.feedback import render_feedback
+
+        return render_feedback(result)
     if result["protocol"] == "classic":
         t = Table(title=f"classic protocol ({result['note']})")
         for col in ("images", "classes", "test/split", "top-1", "top-5"):
@@ -339,8 +343,8 @@ def render(result: Mapping[str, Any]) -> list[Any]:
         for r in result["means"]
     ]
     return [
-        _table(title, ["class", "k", "AP", "precision", "recall", "returned"], per_class),
-        _table(
+        table(title, ["class", "k", "AP", "precision", "recall", "returned"], per_class),
+        table(
             "few-shot: means over classes",
             ["classes", "k", "n", "mean AP", "precision", "recall"],
             means,
@@ -348,7 +352,7 @@ def render(result: Mapping[str, Any]) -> list[Any]:
     ]
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
     """A rich table: the first column left-aligned, the others right-aligned."""
     from rich.table import Table
 
