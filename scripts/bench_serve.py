@@ -49,9 +49,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from finder.ingest.crawl import FileFact  # noqa: E402
 from finder.ingest.decode import load_rgb  # noqa: E402
 from finder.library import Library  # noqa: E402
-from finder.store.catalog import Catalog, WalkFact  # noqa: E402
+from finder.store.catalog import Catalog  # noqa: E402
 from finder.store.thumbs import SIZE  # noqa: E402
 from finder.store.vectors import VectorStore  # noqa: E402
 
@@ -109,7 +110,7 @@ def build(directory: Path, n: int, dim: int, sources: list[Path], camera: list[P
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, link)
         st = link.stat()
-        facts.append(WalkFact(str(link), st.st_size, st.st_mtime_ns))
+        facts.append(FileFact(str(link), st.st_size, st.st_mtime_ns))
     catalog = Catalog(directory / "catalog.db")
     ids = catalog.insert_pending(facts)
     info = {"name": "synthetic", "layer": None, "dim": dim, "weights": None}

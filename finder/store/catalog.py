@@ -21,8 +21,9 @@ from typing import Any
 import sqlite_utils
 
 from finder.errors import LibraryError
+from finder.ingest.crawl import FileFact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -54,21 +55,13 @@ class ImageRow:
     error: str | None
 
 
-@dataclass(frozen=True)
-class WalkFact:
-    path: str
-    size: int
-    mtime_ns: int
-    is_dir: bool = False
-
-
 @dataclass
 class Scan:
     """One root's walk against the catalog."""
 
     unchanged: int
-    redo: list[tuple[int, WalkFact, str]]  # (id, fact, old status): changed or still pending
-    new: list[WalkFact]
+    redo: list[tuple[int, FileFact, str]]  # (id, fact, old status): changed or still pending
+    new: list[FileFact]
     gone: list[ImageRow]
 
 
@@ -128,8 +121,20 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
 
 
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The class cut-off is stored once, in the head's JSON: the ``threshold`` column goes
+    (a head that lacks one takes the column's value first)."""
+    for name, head, threshold in db.execute("SELECT name, head, threshold FROM classes").fetchall():
+        data = json.loads(head)
+        if "threshold" not in data and threshold is not None:
+            data["threshold"] = threshold
+            db.execute("UPDATE classes SET head = ? WHERE name = ?", [json.dumps(data), name])
+    if "threshold" in db["classes"].columns_dict:
+        db.execute("ALTER TABLE classes DROP COLUMN threshold")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2]
 
 
 class Catalog:
@@ -256,7 +261,7 @@ class Catalog:
             )
 
     # -- incremental scans (mark and sweep, set-based) -----------------------------------
-    def load_walk(self, facts: Iterable[Any]) -> int:
+    def load_walk(self, facts: Iterable[FileFact]) -> int:
         """Fill the temporary table ``walk`` with the facts of one root's walk."""
         self.db.execute("DROP TABLE IF EXISTS temp.walk")
         self.db.execute(
@@ -304,7 +309,7 @@ class Catalog:
         ]
         return Scan(unchanged=unchanged, redo=redo, new=new, gone=gone)
 
-    def move(self, image_id: int, fact: Any) -> None:
+    def move(self, image_id: int, fact: FileFact) -> None:
         self.db.execute(
             "UPDATE images SET path = ?, size = ?, mtime_ns = ?, updated = ? WHERE id = ?",
             [encode_path(fact.path), fact.size, fact.mtime_ns, time.time(), image_id],
@@ -314,7 +319,7 @@ class Catalog:
         with self.transaction() as conn:
             conn.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
 
-    def insert_pending(self, facts: Sequence[Any]) -> list[int]:
+    def insert_pending(self, facts: Sequence[FileFact]) -> list[int]:
         """Insert new files as pending; returns their ids in order."""
         ids = []
         now = time.time()
@@ -328,7 +333,7 @@ class Catalog:
                 ids.append(cur.lastrowid)
         return ids
 
-    def mark_redo(self, rows: Sequence[tuple[int, Any]]) -> None:
+    def mark_redo(self, rows: Sequence[tuple[int, FileFact]]) -> None:
         """Changed files: new size and mtime, back to pending until re-embedded."""
         now = time.time()
         with self.transaction() as conn:
@@ -370,31 +375,33 @@ class Catalog:
         return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY name")]
 
     def get_class(self, name: str) -> dict | None:
+        """The class record; ``threshold`` (the cut-off) is read from the head's JSON, where
+        it is stored."""
         row = self.db.execute(
-            "SELECT name, head, backbone, threshold, n_pos, n_neg, created, updated "
+            "SELECT name, head, backbone, n_pos, n_neg, created, updated "
             "FROM classes WHERE name = ?",
             [name],
         ).fetchone()
         if row is None:
             return None
-        keys = ["name", "head", "backbone", "threshold", "n_pos", "n_neg", "created", "updated"]
+        keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
         out = dict(zip(keys, row, strict=True))
         out["head"] = json.loads(out["head"])
+        out["threshold"] = float(out["head"].get("threshold", 0.5))
         return out
 
     def classes(self) -> list[dict]:
         return [c for name in self.class_names() if (c := self.get_class(name)) is not None]
 
-    def save_class(
-        self, name: str, head: dict, backbone: str, threshold: float, n_pos: int, n_neg: int
-    ) -> None:
+    def save_class(self, name: str, head: dict, backbone: str, n_pos: int, n_neg: int) -> None:
+        """Insert or replace class ``name``; ``head`` (JSON-able) carries its cut-off."""
         now = time.time()
         self.db.execute(
-            "INSERT INTO classes(name, head, backbone, threshold, n_pos, n_neg, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
-            " backbone = excluded.backbone, threshold = excluded.threshold, n_pos = excluded.n_pos,"
+            "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
+            " backbone = excluded.backbone, n_pos = excluded.n_pos,"
             " n_neg = excluded.n_neg, updated = excluded.updated",
-            [name, json.dumps(head), backbone, threshold, n_pos, n_neg, now, now],
+            [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
         )
 
     def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
@@ -487,8 +494,8 @@ class _Transaction:
             self.conn.execute("ROLLBACK")
 
 
-def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> WalkFact:
-    return WalkFact(decode_path(p), size, mtime_ns, bool(is_dir))
+def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> FileFact:
+    return FileFact(decode_path(p), size, mtime_ns, bool(is_dir))
 
 
 def _image_row(row: Sequence[Any]) -> ImageRow:

@@ -44,7 +44,7 @@ from finder.errors import (
     UnknownImage,
     UsageError,
 )
-from finder.show.cli import _class_json as class_json
+from finder.show.text import class_json, path_bytes
 from finder.show.web.backend import Backend
 from finder.show.web.guard import Guard
 
@@ -63,7 +63,6 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _ID = re.compile(r"^[0-9]{1,18}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BadRequest(Exception):
@@ -71,9 +70,9 @@ class BadRequest(Exception):
 
 
 def shown(path: str) -> str:
-    """A path as a person should see it: undecodable bytes and control characters escaped."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """A path as a person should see it: control characters escaped as the terminal shows
+    them (``show.text``), undecodable bytes as ``\\xff``."""
+    return path_bytes(path).decode("utf-8", "backslashreplace")
 
 
 class JSON(JSONResponse):
