@@ -16,13 +16,17 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from finder.errors import LibraryError
+from finder.store import facts as stored_facts
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from finder.ingest.facts import PhotoFacts
+
+SCHEMA_VERSION = 2
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -128,8 +132,13 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
 
 
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
+    stored_facts.migrate(db)
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2]
 
 
 class Catalog:
@@ -339,11 +348,16 @@ class Catalog:
             )
 
     def record_results(
-        self, ok: Sequence[tuple[int, str | None]], failed: Sequence[tuple[int, str]]
+        self,
+        ok: Sequence[tuple[int, str | None]],
+        failed: Sequence[tuple[int, str]],
+        facts: Sequence[tuple[int, PhotoFacts]] = (),
     ) -> None:
-        """Mark images embedded (id, fingerprint) and failed (id, reason), in one commit."""
+        """Mark images embedded (id, fingerprint) and failed (id, reason), and store the facts
+        of the embedded ones (id, facts), in one commit."""
         now = time.time()
         with self.transaction() as conn:
+            stored_facts.write(conn, facts)
             conn.executemany(
                 "UPDATE images SET status = 'ok', error = NULL, fingerprint = ?, updated = ? "
                 "WHERE id = ?",
@@ -364,6 +378,27 @@ class Catalog:
                 [lo, hi, encode_path(root)],
             )
         ]
+
+    # -- photo facts ----------------------------------------------------------------------
+    def record_facts(self, rows: Sequence[tuple[int, PhotoFacts]]) -> None:
+        with self.transaction() as conn:
+            stored_facts.write(conn, rows)
+
+    def missing_facts_under(self, root: str) -> list[tuple[int, str]]:
+        """Ok images under ``root`` whose facts were never read (indexed before finder kept
+        them)."""
+        lo, hi = path_range(root)
+        return [
+            (i, decode_path(p))
+            for i, p in self.db.execute(
+                "SELECT id, path FROM images WHERE status = 'ok' AND date_source IS NULL "
+                "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
+                [lo, hi, encode_path(root)],
+            )
+        ]
+
+    def fact_counts(self) -> dict[str, int]:
+        return stored_facts.counts(self.db.conn)
 
     # -- classes --------------------------------------------------------------------------
     def class_names(self) -> list[str]:
