@@ -301,10 +301,12 @@ class Library:
         self._backbone = bb
         return bb
 
-    def _embed(self, items: Iterable[tuple[Any, str]]):
+    def _embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
         from finder.embed.pipeline import embed_paths
 
-        return embed_paths(items, self.backbone(), batch_size=self.batch_size, workers=self.workers)
+        return embed_paths(
+            items, self.backbone(), batch_size=self.batch_size, workers=self.workers, facts=facts
+        )
 
     # -- index --------------------------------------------------------------------------
     def index(
@@ -370,7 +372,9 @@ class Library:
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
         if items:
-            sync.store_results(cat, store, items, self._embed(items), summary, progress, root)
+            results = self._embed(items, facts=True)
+            sync.store_results(cat, store, items, results, summary, progress, root)
+        sync.fill_facts(cat, root, summary, self.workers)
 
     # -- learn --------------------------------------------------------------------------
     def _example_paths(self, examples: Sequence[str]) -> list[str]:
@@ -572,6 +576,9 @@ class Library:
                 "classes": 0,
                 "class_names": [],
                 "index": None,
+                "with_date": 0,
+                "with_file_date": 0,
+                "with_position": 0,
             }
         cat = self.catalog
         counts = cat.counts()
@@ -587,6 +594,7 @@ class Library:
             "classes": len(names),
             "class_names": names,
             "index": cat.get_meta("index_name"),
+            **cat.fact_counts(),  # with_date (EXIF), with_file_date, with_position
         }
 
     def failures(self) -> list[tuple[str, str]]:
