@@ -40,3 +40,7 @@ class LibraryLocked(LibraryError):
 
 class UnknownClass(FinderError):
     """No class of that name has been learned."""
+
+
+class ExportError(FinderError):
+    """A file could not be exported or a sidecar written (disk full, permissions, bad XMP)."""
