@@ -38,7 +38,10 @@ from finder.errors import (
 )
 from finder.ingest import crawl
 from finder.learn import heads
+from finder.store import facts as stored_facts
+from finder.store import filtered
 from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
@@ -78,6 +81,15 @@ class Match:
     path: str
     score: float  # probability for find, cosine similarity for similar
     id: int
+    taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
+
+
+SORTS = ("score", "date")
+
+
+def _check_sort(sort: str) -> None:
+    if sort not in SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
 
 
 def _backbone_key(info: dict) -> str:
@@ -507,10 +519,17 @@ class Library:
 
     # -- search -------------------------------------------------------------------------
     def find(
-        self, name: str, *, top: int | None = None, min_prob: float | None = None
+        self,
+        name: str,
+        *,
+        top: int | None = None,
+        min_prob: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> list[Match]:
         """Library images of class ``name``, best first. With neither ``top`` nor
-        ``min_prob``: those at or above the class's learned cut-off."""
+        ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
+        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
         record = self._class(name)
         info = self._require_indexed()
         if record["backbone"] != _backbone_key(info):
@@ -522,33 +541,56 @@ class Library:
             raise UsageError("--top must be at least 1")
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
             raise UsageError("--min-prob must be between 0 and 1")
+        _check_sort(sort)
         head = heads.Head.from_dict(record["head"])
         if top is None and min_prob is None:
             min_prob = head.threshold
         min_score = None if min_prob is None or min_prob <= 0 else heads.logit(min_prob)
-        ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        probs = heads.sigmoid(scores)
-        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
-        return [
-            Match(paths[int(i)], float(p), int(i))
-            for i, p in zip(ids, probs, strict=True)
-            if int(i) in paths
-        ]
+        if filters is not None and filters.active:
+            ids, scores = filtered.search(
+                self.catalog, self.store, filters, head.w, head.b, k=top, min_score=min_score
+            )
+        else:
+            ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
+        return self._matches(ids, heads.sigmoid(scores), sort)
 
-    def similar(self, path: str, *, top: int = 20) -> list[Match]:
-        """The ``top`` library images nearest to ``path`` (cosine similarity), best first."""
+    def similar(
+        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+    ) -> list[Match]:
+        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
+        ``filters`` and ``sort`` as for ``find``."""
         if top < 1:
             raise UsageError("--top must be at least 1")
+        _check_sort(sort)
         full = os.path.abspath(os.path.expanduser(os.fspath(path)))
         if not os.path.isfile(full):
             raise UsageError(f"no such file: {path}")
         vectors, ids = self.vectors_for([full])
         exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
-        found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
-        paths = self.catalog.paths_for(found.tolist(), ok_only=True)
+        if filters is not None and filters.active:
+            found, sims = filtered.search(
+                self.catalog,
+                self.store,
+                filters,
+                vectors[0],
+                k=top,
+                head=False,
+                exclude_ids=exclude,
+            )
+        else:
+            found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
+        return self._matches(found, sims, sort)
+
+    def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str) -> list[Match]:
+        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
+        if sort == "date":
+            order = filtered.by_date(self.catalog, ids)
+            ids, scores = ids[order], scores[order]
+        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
+        taken = stored_facts.dates(self.catalog, ids.tolist())
         return [
-            Match(paths[int(i)], float(s), int(i))
-            for i, s in zip(found, sims, strict=True)
+            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
+            for i, s in zip(ids, scores, strict=True)
             if int(i) in paths
         ]
 
@@ -603,6 +645,7 @@ class Library:
 
 __all__ = [
     "BackboneChoice",
+    "Filters",
     "FinderError",
     "IndexSummary",
     "Library",

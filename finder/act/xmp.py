@@ -172,3 +172,21 @@ def _write(path: str, text: str, mode: int | None) -> None:
         except OSError:
             pass
         raise ExportError(f"cannot write the sidecar {path}: {e.strerror}") from None
+
+
+def tag_many(
+    photos: list[str], keyword: str, *, dry_run: bool = False
+) -> tuple[list[Tagged], list[str]]:
+    """``tag`` each photo; a sidecar that cannot be read or written is reported (second list,
+    one line each) and left as it was, and the others are still tagged."""
+    keyword = keyword.strip()
+    if not keyword:
+        raise ExportError("a keyword needs some text")
+    done: list[Tagged] = []
+    errors: list[str] = []
+    for photo in photos:
+        try:
+            done.append(tag(photo, keyword, dry_run=dry_run))
+        except ExportError as e:
+            errors.append(str(e))
+    return done, errors

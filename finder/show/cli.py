@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from finder.errors import FinderError
+from finder.show import results as out
 
 app = typer.Typer(
     name="finder",
@@ -244,6 +245,7 @@ def index(
             f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
             f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
             f"({summary.embedded} embedded in {summary.seconds:.1f}s, {rate:.1f} images/s)"
+            + (f"; dates and places read for {summary.facts_read}" if summary.facts_read else "")
         )
     if summary.interrupted:
         raise typer.Exit(130)
@@ -354,14 +356,6 @@ def forget(
 
 
 # ------------------------------------------------------------------------------- search
-def _print_matches(matches: list, key: str, as_json: bool) -> None:
-    if as_json:
-        _echo_json([{"path": m.path, key: m.score} for m in matches])
-        return
-    for m in matches:
-        _echo_path_line(f"{m.score:.3f}  ", m.path)
-
-
 @app.command()
 @handle_errors
 def find(
@@ -373,14 +367,30 @@ def find(
         float | None,
         typer.Option("--min-prob", help="Every image at or above this probability.", min=0, max=1),
     ] = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    sort: out.SortOpt = "score",
+    copy: out.CopyOpt = None,
+    link: out.LinkOpt = None,
+    hardlink: out.HardlinkOpt = None,
+    print0: out.Print0Opt = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the photos of class NAME, best first, with their probability."""
+    """Print the photos of class NAME, best first, with their probability; the filters narrow
+    the answer (exactly: every photo that passes and matches), --copy/--link export it."""
+    out.check_output(as_json, print0)
+    filters = out.filters_from(after, before, camera, under, near, within)
+    export_to = out.export_choice(copy, link, hardlink)
     with _library(library) as lib:
-        matches = lib.find(name, top=top, min_prob=min_prob)
+        matches = lib.find(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
         _messages(lib)
-    _print_matches(matches, "probability", as_json)
+    out.export_matches(matches, export_to)
+    out.print_matches(matches, "probability", as_json=as_json, print0=print0, dates=sort == "date")
 
 
 @app.command()
@@ -388,14 +398,63 @@ def find(
 def similar(
     image: Annotated[Path, typer.Argument(help="A photo, indexed or not.")],
     top: Annotated[int, typer.Option("--top", help="How many to show.", min=1)] = 20,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    sort: out.SortOpt = "score",
+    print0: out.Print0Opt = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the indexed photos most like IMAGE, with their cosine similarity."""
+    """Print the indexed photos most like IMAGE, with their cosine similarity; the filters
+    narrow the answer (the TOP most alike among the photos that pass)."""
+    out.check_output(as_json, print0)
+    filters = out.filters_from(after, before, camera, under, near, within)
     with _library(library) as lib:
-        matches = lib.similar(str(image), top=top)
+        matches = lib.similar(str(image), top=top, filters=filters, sort=sort)
         _messages(lib)
-    _print_matches(matches, "similarity", as_json)
+    out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")
+
+
+@app.command()
+@handle_errors
+def tag(
+    name: Annotated[str, typer.Argument(help="A learned class.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the sidecars that would be written.")
+    ] = False,
+    top: Annotated[
+        int | None, typer.Option("--top", help="Only the K best photos of the class.", min=1)
+    ] = None,
+    min_prob: Annotated[
+        float | None,
+        typer.Option("--min-prob", help="Photos at or above this probability.", min=0, max=1),
+    ] = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write NAME as a keyword into the XMP sidecars of the photos `finder find NAME` gives
+    (photo.jpg.xmp, or an existing photo.xmp; merged with what a sidecar holds), for digiKam,
+    darktable and Lightroom. The photos themselves are never touched."""
+    from finder.act.xmp import tag_many
+
+    filters = out.filters_from(after, before, camera, under, near, within)
+    with _library(library) as lib:
+        matches = lib.find(name, top=top, min_prob=min_prob, filters=filters)
+        _messages(lib)
+    done, errors = tag_many([m.path for m in matches], name, dry_run=dry_run)
+    out.tag_report(done, errors, dry_run=dry_run, as_json=as_json)
+    if errors:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------- status

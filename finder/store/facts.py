@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import UsageError
+from finder.ingest.facts import format_taken
 
 if TYPE_CHECKING:
     import sqlite3
@@ -325,10 +326,10 @@ def _finish(filters: Filters, rows: list[tuple]) -> np.ndarray:
 
 
 def dates(cat: Catalog, ids: Sequence[int]) -> dict[int, str]:
-    """``taken`` of these images (those that have one)."""
+    """Date taken of these images (those that have one), with its UTC offset when known."""
     rows = cat.db.conn.execute(
-        "SELECT i.id, i.taken FROM json_each(?) j CROSS JOIN images i ON i.id = j.value "
-        "WHERE i.taken IS NOT NULL",
+        "SELECT i.id, i.taken, i.taken_offset FROM json_each(?) j "
+        "CROSS JOIN images i ON i.id = j.value WHERE i.taken IS NOT NULL",
         [json.dumps([int(i) for i in ids])],
     )
-    return {int(i): t for i, t in rows}
+    return {int(i): format_taken(t, off) or t for i, t, off in rows}
