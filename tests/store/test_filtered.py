@@ -13,7 +13,7 @@ from finder.store import facts, filtered
 from finder.store.catalog import Catalog
 from finder.store.facts import Filters
 from finder.store.vectors import VectorStore, exact_scores
-from tests.store.test_facts import brute, random_facts
+from tests.store.test_stored_facts import brute, random_facts
 from tests.store.test_vectors import DIM, clustered
 
 N = 1500
