@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from finder.errors import UsageError
+from finder.show import text
+from finder.show.progress import say
 
 if TYPE_CHECKING:
     from finder.library import Match
@@ -175,9 +177,15 @@ def print_matches(
             out.write(os.fsencode(m.path) + b"\0")
         out.flush()
         return
-    for m in matches:
-        when = f"{m.taken or '-':<25}  " if dates else ""
-        typer.echo(f"{m.score:.3f}  {when}".encode() + os.fsencode(m.path))
+    if not dates:
+        lines = text.match_lines(matches)
+    else:
+        lines = [
+            f"{m.score:.3f}  {m.taken or '-':<25}  ".encode() + text.path_bytes(m.path)
+            for m in matches
+        ]
+    for line in lines:
+        typer.echo(line)
 
 
 def export_matches(matches: list[Match], choice: tuple[str, Path] | None) -> None:
@@ -212,6 +220,6 @@ def tag_report(done: list[Any], errors: list[str], *, dry_run: bool, as_json: bo
         else:
             words = {CREATE: "created", ADD: "added", HAS: "has it"}
         for t in done:
-            typer.echo(f"{words[t.action]:<12} ".encode() + os.fsencode(t.sidecar))
+            typer.echo(f"{words[t.action]:<12} ".encode() + text.path_bytes(t.sidecar))
     for line in errors:
-        typer.echo(f"finder: error: {line}", err=True)
+        say(f"error: {text.escape(line)}")
