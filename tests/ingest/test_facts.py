@@ -23,8 +23,7 @@ def _dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     return IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(s * 10000), 10000)
 
 
-def exif_photo(
-    path: Path,
+def make_exif(
     *,
     taken: str | None = None,
     offset: str | None = None,
@@ -34,14 +33,9 @@ def exif_photo(
     model: str | None = None,
     lens: str | None = None,
     orientation: int | None = None,
-    size: tuple[int, int] = (96, 64),
-    seed: int = 0,
-    fmt: str | None = None,
-) -> Path:
-    """A small photo with the given EXIF: ``taken`` as "YYYY:MM:DD HH:MM:SS", ``gps`` as signed
+) -> Image.Exif:
+    """EXIF with the given fields: ``taken`` as "YYYY:MM:DD HH:MM:SS", ``gps`` as signed
     decimal degrees (written as DMS with N/S and E/W references)."""
-    rng = np.random.default_rng(seed)
-    im = Image.fromarray(rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8))
     exif = Image.Exif()
     if make:
         exif[ExifTags.Base.Make] = make
@@ -64,8 +58,22 @@ def exif_photo(
         g[ExifTags.GPS.GPSLatitude] = _dms(gps[0])
         g[ExifTags.GPS.GPSLongitudeRef] = "E" if gps[1] >= 0 else "W"
         g[ExifTags.GPS.GPSLongitude] = _dms(gps[1])
+    return exif
+
+
+def exif_photo(
+    path: Path,
+    *,
+    size: tuple[int, int] = (96, 64),
+    seed: int = 0,
+    fmt: str | None = None,
+    **fields: object,
+) -> Path:
+    """A small noise photo with the EXIF ``make_exif(**fields)`` gives."""
+    rng = np.random.default_rng(seed)
+    im = Image.fromarray(rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8))
     path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path, format=fmt, exif=exif)
+    im.save(path, format=fmt, exif=make_exif(**fields))  # type: ignore[arg-type]
     return path
 
 
