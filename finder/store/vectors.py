@@ -1154,13 +1154,21 @@ class VectorStore:
         if index.tier == "flat":
             return index.knn(q, k)
         if not head:
-            return index.knn(q, max(self.rescore, 10 * k))
+            return index.knn(q, self._pool(k, head))
         saved = index.nprobe
         index.nprobe = min(index.nlist, 4 * saved)
         try:
-            return index.knn(q, max(self.rescore, 30 * k))
+            return index.knn(q, self._pool(k, head))
         finally:
             index.nprobe = saved
+
+    def _pool(self, k: int, head: bool) -> int:
+        return max(self.rescore, (30 if head else 10) * k)
+
+    def pool_size(self, k: int, *, head: bool = False) -> int:
+        """How many vectors a top-k query scores exactly: every one in the flat tier, else the
+        candidates it rescores."""
+        return len(self) if self._ensure_index().tier == "flat" else self._pool(k, head)
 
     def search_similar(
         self, q: np.ndarray, k: int, *, exclude_ids: np.ndarray | None = None

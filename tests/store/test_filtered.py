@@ -3,8 +3,6 @@ full scan: every path of finder.store.filtered gives exactly the brute-force ans
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -41,7 +39,8 @@ def library(request, tmp_path_factory):
         int(i): (p, random_facts(rng, k)) for k, (i, p) in enumerate(zip(ids, paths, strict=True))
     }
     cat.record_results([(int(i), None) for i in ids], [], [(i, r[1]) for i, r in rows.items()])
-    kwargs = {"flat_max": 10_000} if request.param == "flat" else {"flat_max": 100, "pca_dim": 8}
+    # the IVF tier keeps every direction, so that its candidate ranking is nearly exact
+    kwargs = {"flat_max": 10_000} if request.param == "flat" else {"flat_max": 100, "pca_dim": DIM}
     store = VectorStore(tmp / "v", DIM, nprobe=10_000, rescore=10_000, **kwargs)
     store.add(ids, clustered(N, seed=3))
     store.save_index()
@@ -64,11 +63,13 @@ def head(seed: int) -> tuple[np.ndarray, float]:
     return (rng.normal(size=DIM) * 3).astype(np.float32), -1.0
 
 
-@pytest.mark.parametrize("few", [filtered.FEW, 10], ids=["few-path", "pool-path"])
+@pytest.mark.parametrize("few", [True, False], ids=["few-path", "pool-path"])
 @pytest.mark.parametrize("kwargs", FILTERS)
 def test_threshold_and_top_k_equal_a_brute_force_filter(library, kwargs, few, monkeypatch):
     cat, store, rows, _ = library
-    monkeypatch.setattr(filtered, "FEW", few)
+    if not few:  # small pools: more photos pass than the query would score
+        monkeypatch.setattr(filtered, "FEW_THRESHOLD", 10)
+        monkeypatch.setattr(store, "rescore", 20)
     f = Filters(**kwargs)
     w, b = head(7)
     want_ids, want_scores = truth(store, rows, f, w, b)
@@ -91,27 +92,27 @@ def test_threshold_and_top_k_equal_a_brute_force_filter(library, kwargs, few, mo
     np.testing.assert_array_equal(got, want[:10])
 
 
-def test_a_filter_the_pool_cannot_fill_falls_back_to_every_passing_photo(
-    library, monkeypatch, tmp_path: Path
+@pytest.mark.parametrize("k", [14, 40])
+@pytest.mark.parametrize("as_head", [True, False])
+def test_a_filter_the_pool_cannot_fill_gets_a_larger_pool_or_every_passing_photo(
+    library, monkeypatch, k: int, as_head: bool
 ) -> None:
-    cat, store, rows, root = library
-    monkeypatch.setattr(filtered, "FEW", 10)
-    # a small candidate pool (few lists probed): fewer candidates pass than asked for
+    cat, store, rows, _ = library
+    # tiny pools (one list probed, one candidate asked): fewer pass than asked for
     monkeypatch.setattr(store, "rescore", 1)
     index = store._ensure_index()
     if index.tier == "ivf":
         monkeypatch.setattr(index, "nprobe", 1)
-    full_lists = []
+    asked = []
     allowed = facts.allowed
-    monkeypatch.setattr(
-        facts, "allowed", lambda *a, **kw: full_lists.append(kw) or allowed(*a, **kw)
-    )
+    monkeypatch.setattr(facts, "allowed", lambda *a, **kw: asked.append(kw) or allowed(*a, **kw))
     f = Filters(after="2022-06")
     want_ids, _ = truth(store, rows, f, *head(3))
-    assert 10 < len(want_ids) < 200
-    got, _ = filtered.search(cat, store, f, *head(3), k=len(want_ids))
-    np.testing.assert_array_equal(got, want_ids)
-    assert full_lists == [{"limit": 10}, {}]  # asked if few pass, then for every one
+    assert 40 < len(want_ids) < 300
+    got, _ = filtered.search(cat, store, f, *head(3), k=k, head=as_head)
+    np.testing.assert_array_equal(got, want_ids[:k])
+    if store.pool_size(k, head=as_head) < len(want_ids):
+        assert len(asked) >= 2  # not few, and the first pool did not do
 
 
 def test_under_a_folder_leaves_out_the_sibling_prefix_folder(library) -> None:
