@@ -28,6 +28,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from finder import sync
+from finder.embed.registry import BackboneChoice, check_choice, same_as
+from finder.embed.registry import describe as describe_backbone
+from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
     BackboneMismatch,
     FinderError,
@@ -37,7 +40,9 @@ from finder.errors import (
     UsageError,
 )
 from finder.ingest import crawl
-from finder.learn import heads
+from finder.learn.feedback import near_cut, spread
+from finder.learn.head import Head, logit, sigmoid
+from finder.learn.train import background_indices, train_head
 from finder.store import facts as stored_facts
 from finder.store import filtered
 from finder.store.catalog import FAILED, OK, PENDING, Catalog
@@ -45,7 +50,7 @@ from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
-    from finder.embed.backbones import Backbone
+    from finder.embed.base import Backbone
     from finder.store.vectors import VectorStore
 
 
@@ -57,23 +62,6 @@ def default_library_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("finder", appauthor=False))
-
-
-@dataclass(frozen=True)
-class BackboneChoice:
-    """What a person asked for; ``None`` everywhere means "the library's, else the default"."""
-
-    name: str | None = None
-    weights: str | None = None  # "imagenet", "none" or a file
-    model: str | None = None  # a .tflite / .keras / .h5 file
-    layer: str | None = None
-    views: int | None = None  # test-time views an image (1, 2 or 4); see finder.decode
-
-    @property
-    def given(self) -> bool:
-        return any(
-            v is not None for v in (self.name, self.weights, self.model, self.layer, self.views)
-        )
 
 
 @dataclass(frozen=True)
@@ -90,27 +78,6 @@ SORTS = ("score", "date")
 def _check_sort(sort: str) -> None:
     if sort not in SORTS:
         raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
-
-
-def _backbone_key(info: dict) -> str:
-    views = int(info.get("views", 1))
-    extra = f":views{views}" if views != 1 else ""
-    return f"{info['name']}:{info.get('layer')}:{info['dim']}:{info['fingerprint']}{extra}"
-
-
-def describe_backbone(info: dict | None) -> str:
-    if not info:
-        return "none yet"
-    parts = [info["name"]]
-    if info.get("layer"):
-        parts.append(info["layer"])
-    parts.append(f"{info['dim']}-d")
-    if int(info.get("views", 1)) != 1:
-        parts.append(f"{info['views']} views")
-    weights = info.get("weights")
-    if weights and weights not in ("imagenet",):
-        parts.append(f"weights {weights}")
-    return " ".join(parts)
 
 
 class Library:
@@ -134,6 +101,8 @@ class Library:
             check_views(self.choice.views, "--views")
         self.batch_size = batch_size
         self.workers = workers
+        if memory_budget is not None and memory_budget <= 0:
+            raise UsageError(f"the memory budget must be more than 0 bytes, not {memory_budget}")
         self._memory_budget = memory_budget
         self._catalog: Catalog | None = None
         self._store: VectorStore | None = None
@@ -205,7 +174,7 @@ class Library:
                 on_message=self.messages.append,
                 read_only=read_only,
             )
-            if not read_only and self.catalog.get_meta("dirty", False):
+            if not read_only and (self.catalog.get_meta("dirty", False) or self._store.damage):
                 self._repair()
         return self._store
 
@@ -227,7 +196,12 @@ class Library:
         """After an interrupted run: settle, and say what was repaired."""
         assert self._store is not None
         dropped, missing = self._settle(self._store)
-        if dropped or missing:
+        if self._store.damage:
+            self.messages.append(
+                f"the stored vectors were damaged ({self._store.damage}); "
+                f"{missing} images lost theirs and will be embedded again by `finder index`"
+            )
+        elif dropped or missing:
             self.messages.append(
                 f"repaired an interrupted run: dropped {dropped} stray vectors, "
                 f"{missing} images will be embedded again"
@@ -253,30 +227,13 @@ class Library:
     # -- backbone -----------------------------------------------------------------------
     def _check_choice(self, recorded: dict) -> None:
         """Refuse a backbone other than the recorded one, without building anything."""
-        c = self.choice
-        if not c.given:
-            return
-        want = "tflite" if c.model and c.model.endswith(".tflite") else c.name
-        if c.model and not c.model.endswith(".tflite"):
-            want = "keras-file"
-        mismatch = (
-            (want is not None and want != recorded["name"])
-            or (c.layer is not None and c.layer != recorded.get("layer"))
-            or (c.views is not None and c.views != int(recorded.get("views", 1)))
-        )
-        if c.model and not mismatch:  # a model file is recorded as the backbone's weights
-            mismatch = os.path.abspath(c.model) != recorded.get("weights")
-        if mismatch:
-            raise BackboneMismatch(
-                f"the library {self.dir} was indexed with {describe_backbone(recorded)}; "
-                "it cannot mix in vectors of another backbone (use another --library)"
-            )
+        check_choice(self.choice, recorded, str(self.dir))
 
     def backbone(self) -> Backbone:
         """The backbone that made (or will make) this library's vectors. Imports TensorFlow."""
         if self._backbone is not None:
             return self._backbone
-        from finder.embed import backbones
+        from finder.embed import registry
 
         recorded = self.backbone_info
         c = self.choice
@@ -285,8 +242,8 @@ class Library:
             local = c.weights if c.weights not in (None, "imagenet", "none") else None
             if local is not None and not os.path.isfile(local):
                 raise UsageError(f"no such weights file: {local}")
-            bb = backbones.from_info(
-                backbones.BackboneInfo.from_dict(recorded),
+            bb = registry.from_info(
+                registry.BackboneInfo.from_dict(recorded),
                 weights=os.path.abspath(local) if local else None,
             )
         else:
@@ -302,13 +259,13 @@ class Library:
                 if not os.path.isfile(model):
                     raise UsageError(f"no such model file: {model}")
                 model = os.path.abspath(model)
-            bb = backbones.build(
+            bb = registry.build(
                 c.name or "vgg16", weights=weights, model=model, layer=c.layer, views=c.views or 1
             )
-        if recorded and not _backbone_key(bb.info.to_dict()) == _backbone_key(recorded):
+        if recorded and not same_as(bb.info, recorded):
             raise BackboneMismatch(
                 f"the library {self.dir} was indexed with {describe_backbone(recorded)}, "
-                f"but that backbone now gives {describe_backbone(bb.info.to_dict())}"
+                f"but that backbone now gives {describe_backbone(bb.info)}"
             )
         self._backbone = bb
         return bb
@@ -472,12 +429,10 @@ class Library:
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
         background = self._background(list(merged), seed)
-        head = heads.train_head(pos, neg, background, seed=seed)
+        head = train_head(pos, neg, background, seed=seed)
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
-            self.catalog.save_class(
-                name, head.to_dict(), _backbone_key(info), head.threshold, len(pos), len(neg)
-            )
+            self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
         record = self.catalog.get_class(name)
         assert record is not None
         return record
@@ -490,7 +445,7 @@ class Library:
         ]
         exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
         rng = np.random.default_rng(seed)
-        picked = heads.background_indices(len(all_ids), exclude, rng)
+        picked = background_indices(len(all_ids), exclude, rng)
         if len(picked) == 0:
             return np.zeros((0, store.dim), dtype=np.float32)
         return store.get(all_ids[np.sort(picked)])
@@ -530,6 +485,24 @@ class Library:
         """Library images of class ``name``, best first. With neither ``top`` nor
         ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
         answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
+        if top is not None and top < 1:
+            raise UsageError("--top must be at least 1")
+        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
+            raise UsageError("--min-prob must be between 0 and 1")
+        _check_sort(sort)
+        head = self._head(name)
+        if top is None and min_prob is None:
+            min_prob = head.threshold
+        min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
+        if filters is not None and filters.active:
+            ids, scores = filtered.search(
+                self.catalog, self.store, filters, head.w, head.b, k=top, min_score=min_score
+            )
+        else:
+            ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
+        return self._matches(ids, sigmoid(scores), sort)
+
+    def _head(self, name: str) -> Head:
         record = self._class(name)
         info = self._require_indexed()
         if record["backbone"] != _backbone_key(info):
@@ -537,22 +510,33 @@ class Library:
                 f"class {name!r} was learned with another backbone than this library's; "
                 f"learn it again"
             )
-        if top is not None and top < 1:
-            raise UsageError("--top must be at least 1")
-        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
-            raise UsageError("--min-prob must be between 0 and 1")
-        _check_sort(sort)
-        head = heads.Head.from_dict(record["head"])
-        if top is None and min_prob is None:
-            min_prob = head.threshold
-        min_score = None if min_prob is None or min_prob <= 0 else heads.logit(min_prob)
-        if filters is not None and filters.active:
-            ids, scores = filtered.search(
-                self.catalog, self.store, filters, head.w, head.b, k=top, min_score=min_score
-            )
-        else:
-            ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        return self._matches(ids, heads.sigmoid(scores), sort)
+        return Head.from_dict(record["head"])
+
+    def review(self, name: str, n: int = 10) -> list[Match]:
+        """The ``n`` photos whose verdict (✓ or ✗, then ``learn NAME --add / --not``) would
+        teach class ``name`` most: near its cut-off and unlike each other, none already marked.
+        Ordered as picked (the nearest the cut first); ``score`` is the probability."""
+        if n < 1:
+            raise UsageError("--review must be at least 1")
+        head = self._head(name)
+        marked = {
+            row.id
+            for e in self.catalog.examples(name)
+            if (row := self.catalog.image_by_path(e.path)) is not None
+        }
+        cut = head.logit_threshold
+        above, _ = self.store.search_linear(head.w, head.b, min_score=cut)
+        ids, z = self.store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
+        free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
+        pool = near_cut(z, cut, free, 4 * n)
+        picked = pool[spread(self.store.get(ids[pool]), np.abs(z[pool] - cut), n)]
+        paths = self.catalog.paths_for(ids[picked].tolist(), ok_only=True)
+        probs = sigmoid(z[picked])
+        return [
+            Match(paths[int(i)], float(p), int(i))
+            for i, p in zip(ids[picked], probs, strict=True)
+            if int(i) in paths
+        ]
 
     def similar(
         self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
@@ -623,8 +607,13 @@ class Library:
                 "with_position": 0,
             }
         cat = self.catalog
-        counts = cat.counts()
         info = cat.get_meta("backbone")
+        if info and self._store is None:
+            from finder.store.vectors import VectorStore
+
+            if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
+                self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
+        counts = cat.counts()
         names = cat.class_names()
         return {
             "library": str(self.dir),

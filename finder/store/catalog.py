@@ -27,7 +27,7 @@ from finder.store import facts as stored_facts
 if TYPE_CHECKING:
     from finder.ingest.facts import PhotoFacts
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -126,12 +126,24 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The class cut-off is stored once, in the head's JSON: the ``threshold`` column goes
+    (a head that lacks one takes the column's value first)."""
+    for name, head, threshold in db.execute("SELECT name, head, threshold FROM classes").fetchall():
+        data = json.loads(head)
+        if "threshold" not in data and threshold is not None:
+            data["threshold"] = threshold
+            db.execute("UPDATE classes SET head = ? WHERE name = ?", [json.dumps(data), name])
+    if "threshold" in db["classes"].columns_dict:
+        db.execute("ALTER TABLE classes DROP COLUMN threshold")
+
+
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
     """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
     stored_facts.migrate(db)
 
 
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 
 
 class Catalog:
@@ -398,31 +410,33 @@ class Catalog:
         return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY name")]
 
     def get_class(self, name: str) -> dict | None:
+        """The class record; ``threshold`` (the cut-off) is read from the head's JSON, where
+        it is stored."""
         row = self.db.execute(
-            "SELECT name, head, backbone, threshold, n_pos, n_neg, created, updated "
+            "SELECT name, head, backbone, n_pos, n_neg, created, updated "
             "FROM classes WHERE name = ?",
             [name],
         ).fetchone()
         if row is None:
             return None
-        keys = ["name", "head", "backbone", "threshold", "n_pos", "n_neg", "created", "updated"]
+        keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
         out = dict(zip(keys, row, strict=True))
         out["head"] = json.loads(out["head"])
+        out["threshold"] = float(out["head"].get("threshold", 0.5))
         return out
 
     def classes(self) -> list[dict]:
         return [c for name in self.class_names() if (c := self.get_class(name)) is not None]
 
-    def save_class(
-        self, name: str, head: dict, backbone: str, threshold: float, n_pos: int, n_neg: int
-    ) -> None:
+    def save_class(self, name: str, head: dict, backbone: str, n_pos: int, n_neg: int) -> None:
+        """Insert or replace class ``name``; ``head`` (JSON-able) carries its cut-off."""
         now = time.time()
         self.db.execute(
-            "INSERT INTO classes(name, head, backbone, threshold, n_pos, n_neg, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
-            " backbone = excluded.backbone, threshold = excluded.threshold, n_pos = excluded.n_pos,"
+            "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
+            " backbone = excluded.backbone, n_pos = excluded.n_pos,"
             " n_neg = excluded.n_neg, updated = excluded.updated",
-            [name, json.dumps(head), backbone, threshold, n_pos, n_neg, now, now],
+            [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
         )
 
     def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
