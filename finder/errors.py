@@ -44,3 +44,7 @@ class UnknownClass(FinderError):
 
 class UnknownImage(FinderError):
     """No indexed image has that id (the web page asks for images by id only)."""
+
+
+class ExportError(FinderError):
+    """A file could not be exported or a sidecar written (disk full, permissions, bad XMP)."""

@@ -44,7 +44,10 @@ from finder.ingest import crawl
 from finder.learn.feedback import near_cut, spread
 from finder.learn.head import Head, logit, sigmoid
 from finder.learn.train import background_indices, train_head
+from finder.store import facts as stored_facts
+from finder.store import filtered
 from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
@@ -69,6 +72,15 @@ class Match:
     path: str
     score: float  # probability for find, cosine similarity for similar
     id: int
+    taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
+
+
+SORTS = ("score", "date")
+
+
+def _check_sort(sort: str) -> None:
+    if sort not in SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
 
 
 @dataclass(frozen=True)
@@ -274,10 +286,12 @@ class Library:
         self._backbone = bb
         return bb
 
-    def _embed(self, items: Iterable[tuple[Any, str]]):
+    def _embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
         from finder.embed.pipeline import embed_paths
 
-        return embed_paths(items, self.backbone(), batch_size=self.batch_size, workers=self.workers)
+        return embed_paths(
+            items, self.backbone(), batch_size=self.batch_size, workers=self.workers, facts=facts
+        )
 
     # -- index --------------------------------------------------------------------------
     def index(
@@ -347,7 +361,9 @@ class Library:
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
         if items:
-            sync.store_results(cat, store, items, self._embed(items), summary, progress, root)
+            results = self._embed(items, facts=True)
+            sync.store_results(cat, store, items, results, summary, progress, root)
+        sync.fill_facts(cat, root, summary, self.workers)
 
     # -- learn --------------------------------------------------------------------------
     def _example_paths(self, examples: Sequence[str]) -> list[str]:
@@ -478,20 +494,33 @@ class Library:
 
     # -- search -------------------------------------------------------------------------
     def find(
-        self, name: str, *, top: int | None = None, min_prob: float | None = None
+        self,
+        name: str,
+        *,
+        top: int | None = None,
+        min_prob: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> list[Match]:
         """Library images of class ``name``, best first. With neither ``top`` nor
-        ``min_prob``: those at or above the class's learned cut-off."""
+        ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
+        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
         if top is not None and top < 1:
             raise UsageError("--top must be at least 1")
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
             raise UsageError("--min-prob must be between 0 and 1")
+        _check_sort(sort)
         head = self._head(name)
         if top is None and min_prob is None:
             min_prob = head.threshold
         min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
-        ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        return self._as_matches(ids, sigmoid(scores))
+        if filters is not None and filters.active:
+            ids, scores = filtered.search(
+                self.catalog, self.store, filters, head.w, head.b, k=top, min_score=min_score
+            )
+        else:
+            ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
+        return self._matches(ids, sigmoid(scores), sort)
 
     def _head(self, name: str) -> Head:
         record = self._class(name)
@@ -521,19 +550,47 @@ class Library:
         free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
         pool = near_cut(z, cut, free, 4 * n)
         picked = pool[spread(self.store.get(ids[pool]), np.abs(z[pool] - cut), n)]
-        return self._as_matches(ids[picked], sigmoid(z[picked]))
+        return self._matches(ids[picked], sigmoid(z[picked]))
 
-    def similar(self, path: str, *, top: int = 20) -> list[Match]:
-        """The ``top`` library images nearest to ``path`` (cosine similarity), best first."""
+    def similar(
+        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+    ) -> list[Match]:
+        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
+        ``filters`` and ``sort`` as for ``find``."""
         if top < 1:
             raise UsageError("--top must be at least 1")
+        _check_sort(sort)
         full = os.path.abspath(os.path.expanduser(os.fspath(path)))
         if not os.path.isfile(full):
             raise UsageError(f"no such file: {path}")
         vectors, ids = self.vectors_for([full])
         exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
-        found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
-        return self._as_matches(found, sims)
+        if filters is not None and filters.active:
+            found, sims = filtered.search(
+                self.catalog,
+                self.store,
+                filters,
+                vectors[0],
+                k=top,
+                head=False,
+                exclude_ids=exclude,
+            )
+        else:
+            found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
+        return self._matches(found, sims, sort)
+
+    def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str = "score") -> list[Match]:
+        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
+        if sort == "date":
+            order = filtered.by_date(self.catalog, ids)
+            ids, scores = ids[order], scores[order]
+        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
+        taken = stored_facts.dates(self.catalog, ids.tolist())
+        return [
+            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
+            for i, s in zip(ids, scores, strict=True)
+            if int(i) in paths
+        ]
 
     def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
         """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
@@ -559,6 +616,9 @@ class Library:
                 "classes": 0,
                 "class_names": [],
                 "index": None,
+                "with_date": 0,
+                "with_file_date": 0,
+                "with_position": 0,
             }
         cat = self.catalog
         info = cat.get_meta("backbone")
@@ -579,6 +639,7 @@ class Library:
             "classes": len(names),
             "class_names": names,
             "index": cat.get_meta("index_name"),
+            **cat.fact_counts(),  # with_date (EXIF), with_file_date, with_position
         }
 
     def failures(self) -> list[tuple[str, str]]:
@@ -643,15 +704,7 @@ class Library:
         if not self.store.has(ids)[0]:
             raise UnknownImage(f"no indexed image has the id {image_id}")
         found, sims = self.store.search_similar(self.store.get(ids)[0], top, exclude_ids=ids)
-        return self._as_matches(found, sims)
-
-    def _as_matches(self, ids: np.ndarray, scores: np.ndarray) -> list[Match]:
-        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
-        return [
-            Match(paths[int(i)], float(s), int(i))
-            for i, s in zip(ids, scores, strict=True)
-            if int(i) in paths
-        ]
+        return self._matches(found, sims)
 
     def class_record(self, name: str) -> dict:
         """The record of class ``name`` (as ``learn`` returns it); ``UnknownClass`` if none."""
@@ -776,6 +829,7 @@ class Library:
 
 __all__ = [
     "BackboneChoice",
+    "Filters",
     "FinderError",
     "IndexSummary",
     "Library",

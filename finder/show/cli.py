@@ -18,7 +18,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from finder.errors import FinderError
+from finder.errors import FinderError, UsageError
+from finder.show import results as out
 from finder.show import text
 from finder.show.progress import ProgressView, say
 
@@ -336,13 +337,6 @@ def forget(
 
 
 # ------------------------------------------------------------------------------- search
-def _print_matches(matches: list, key: str, as_json: bool) -> None:
-    if as_json:
-        _echo_json([{"path": m.path, key: m.score} for m in matches])
-        return
-    _echo_lines(text.match_lines(matches))
-
-
 @command()
 @handle_errors
 def find(
@@ -361,6 +355,17 @@ def find(
             max=1,
         ),
     ] = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    sort: out.SortOpt = "score",
+    copy: out.CopyOpt = None,
+    link: out.LinkOpt = None,
+    hardlink: out.HardlinkOpt = None,
+    print0: out.Print0Opt = False,
     review: Annotated[
         int | None,
         typer.Option(
@@ -374,14 +379,21 @@ def find(
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the photos of class NAME, best first, with their probability."""
+    """Print the photos of class NAME, best first, with their probability; the filters narrow
+    the answer (exactly: every photo that passes and matches), --copy/--link export it."""
+    out.check_output(as_json, print0)
+    filters = out.filters_from(after, before, camera, under, near, within)
+    export_to = out.export_choice(copy, link, hardlink)
     with _library(library) as lib:
         if review is not None:
+            if filters is not None:
+                raise UsageError("--review picks photos to mark: it takes no filters")
             matches = lib.review(name, review)
         else:
-            matches = lib.find(name, top=top, min_prob=min_prob)
+            matches = lib.find(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
         _messages(lib)
-    _print_matches(matches, "probability", as_json)
+    out.export_matches(matches, export_to)
+    out.print_matches(matches, "probability", as_json=as_json, print0=print0, dates=sort == "date")
 
 
 @command()
@@ -389,14 +401,66 @@ def find(
 def similar(
     image: Annotated[Path, typer.Argument(help="A photo, indexed or not.", metavar="IMAGE")],
     top: Annotated[int, typer.Option("--top", metavar="K", help="How many to show.", min=1)] = 20,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    sort: out.SortOpt = "score",
+    print0: out.Print0Opt = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the indexed photos most like IMAGE, with their cosine similarity."""
+    """Print the indexed photos most like IMAGE, with their cosine similarity; the filters
+    narrow the answer (the TOP most alike among the photos that pass)."""
+    out.check_output(as_json, print0)
+    filters = out.filters_from(after, before, camera, under, near, within)
     with _library(library) as lib:
-        matches = lib.similar(str(image), top=top)
+        matches = lib.similar(str(image), top=top, filters=filters, sort=sort)
         _messages(lib)
-    _print_matches(matches, "similarity", as_json)
+    out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")
+
+
+@command()
+@handle_errors
+def tag(
+    name: Annotated[str, typer.Argument(help="A learned class.", metavar="NAME")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the sidecars that would be written.")
+    ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", metavar="K", help="Only the K best photos of the class.", min=1),
+    ] = None,
+    min_prob: Annotated[
+        float | None,
+        typer.Option(
+            "--min-prob", metavar="P", help="Photos at or above this probability.", min=0, max=1
+        ),
+    ] = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write NAME as a keyword into the XMP sidecars of the photos `finder find NAME` gives
+    (photo.jpg.xmp, or an existing photo.xmp; merged with what a sidecar holds), for digiKam,
+    darktable and Lightroom. The photos themselves are never touched."""
+    from finder.act.xmp import tag_many
+
+    filters = out.filters_from(after, before, camera, under, near, within)
+    with _library(library) as lib:
+        matches = lib.find(name, top=top, min_prob=min_prob, filters=filters)
+        _messages(lib)
+    done, errors = tag_many([m.path for m in matches], name, dry_run=dry_run)
+    out.tag_report(done, errors, dry_run=dry_run, as_json=as_json)
+    if errors:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------- status

@@ -48,6 +48,7 @@ def index_summary_line(summary: Any) -> str:
         f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
         f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
         f"({summary.embedded} embedded in {summary.seconds:.1f}s, {rate:.1f} images/s)"
+        + (f"; dates and places read for {n}" if (n := getattr(summary, "facts_read", 0)) else "")
     )
 
 

@@ -16,14 +16,18 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from finder.errors import LibraryError
 from finder.ingest.crawl import FileFact
+from finder.store import facts as stored_facts
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:
+    from finder.ingest.facts import PhotoFacts
+
+SCHEMA_VERSION = 3
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -133,8 +137,13 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE classes DROP COLUMN threshold")
 
 
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
+    stored_facts.migrate(db)
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 
 
 class Catalog:
@@ -344,11 +353,16 @@ class Catalog:
             )
 
     def record_results(
-        self, ok: Sequence[tuple[int, str | None]], failed: Sequence[tuple[int, str]]
+        self,
+        ok: Sequence[tuple[int, str | None]],
+        failed: Sequence[tuple[int, str]],
+        facts: Sequence[tuple[int, PhotoFacts]] = (),
     ) -> None:
-        """Mark images embedded (id, fingerprint) and failed (id, reason), in one commit."""
+        """Mark images embedded (id, fingerprint) and failed (id, reason), and store the facts
+        of the embedded ones (id, facts), in one commit."""
         now = time.time()
         with self.transaction() as conn:
+            stored_facts.write(conn, facts)
             conn.executemany(
                 "UPDATE images SET status = 'ok', error = NULL, fingerprint = ?, updated = ? "
                 "WHERE id = ?",
@@ -369,6 +383,27 @@ class Catalog:
                 [lo, hi, encode_path(root)],
             )
         ]
+
+    # -- photo facts ----------------------------------------------------------------------
+    def record_facts(self, rows: Sequence[tuple[int, PhotoFacts]]) -> None:
+        with self.transaction() as conn:
+            stored_facts.write(conn, rows)
+
+    def missing_facts_under(self, root: str) -> list[tuple[int, str]]:
+        """Ok images under ``root`` whose facts were never read (indexed before finder kept
+        them)."""
+        lo, hi = path_range(root)
+        return [
+            (i, decode_path(p))
+            for i, p in self.db.execute(
+                "SELECT id, path FROM images WHERE status = 'ok' AND date_source IS NULL "
+                "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
+                [lo, hi, encode_path(root)],
+            )
+        ]
+
+    def fact_counts(self) -> dict[str, int]:
+        return stored_facts.counts(self.db.conn)
 
     # -- classes --------------------------------------------------------------------------
     def class_names(self) -> list[str]:
