@@ -140,6 +140,26 @@ def os_error_reason(e: OSError) -> str:
     return e.strerror or str(e) or type(e).__name__
 
 
+def file_kind(path: str | os.PathLike[str]) -> str:
+    """What ``path`` is, in words: "file" (a regular one), "missing", "a folder", "a FIFO
+    (named pipe)", "a socket", "a character device", "a block device" or "unreadable (...)"."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({os_error_reason(e)})"
+    kinds = [
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a regular file for reading, or raise ``DecodeError`` with the reason it cannot be.
 
