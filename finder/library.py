@@ -680,7 +680,8 @@ class Library:
             problems = checks.catalog_problems(cat)
             info = cat.get_meta("backbone")
         except LibraryDamaged as e:
-            return [checks.Problem("catalog", str(e))]
+            found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
+            return [checks.Problem("catalog", str(line)) for line in found]
         if problems or not info:
             return problems
         try:

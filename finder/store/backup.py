@@ -188,28 +188,55 @@ def salvage(path: Path) -> Salvage:
 def _salvage_table(
     conn: sqlite3.Connection, table: str, cols: tuple[str, ...]
 ) -> tuple[dict[int, tuple], bool]:
-    select = f"SELECT rowid, {', '.join(cols[1:])} FROM {table}"  # noqa: S608 - fixed names
-    try:
-        return {r[0]: r for r in conn.execute(select).fetchall()}, True
-    except sqlite3.Error:
-        pass
-    try:
-        top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0  # noqa: S608
-    except sqlite3.Error:
-        top = 1 << 22  # unknown: search the usual range of ids
+    """Rows in rowid order; at a damaged page, skip ahead to the first rowid from which reading
+    works again (doubling steps, then bisection: a few dozen queries a damaged region)."""
+    select = (
+        f"SELECT rowid, {', '.join(cols[1:])} FROM {table} "  # noqa: S608 - fixed names
+        "WHERE rowid > ? ORDER BY rowid"
+    )
     rows: dict[int, tuple] = {}
-    stack = [(0, int(top) + 1)]
-    while stack:
-        lo, hi = stack.pop()
+    last = -(1 << 63)
+    complete = True
+    while True:
         try:
-            found = conn.execute(f"{select} WHERE rowid >= ? AND rowid < ?", [lo, hi]).fetchall()
+            for r in conn.execute(select, [last]):
+                rows[r[0]] = r
+                last = r[0]
+            return rows, complete
         except sqlite3.Error:
-            if hi - lo > 1:
-                mid = (lo + hi) // 2
-                stack += [(mid, hi), (lo, mid)]
-            continue
-        rows.update((r[0], r) for r in found)
-    return rows, False
+            complete = False
+        resume = _past_damage(conn, select, last)
+        if resume is None:
+            return rows, complete
+        last = resume
+
+
+def _past_damage(conn: sqlite3.Connection, select: str, bad: int) -> int | None:
+    """The smallest ``start`` after ``bad`` from which ``select`` (rows after ``start``) can be
+    read, or None when nothing after ``bad`` can."""
+
+    def readable(start: int) -> bool:
+        try:
+            conn.execute(select + " LIMIT 1", [start]).fetchall()
+            return True
+        except sqlite3.Error:
+            return False
+
+    step, good = 1, None
+    while bad + step < (1 << 63) - 1:
+        if readable(bad + step):
+            good = bad + step
+            break
+        bad, step = bad + step, step * 2
+    if good is None:
+        return None
+    while good - bad > 1:
+        mid = (good + bad) // 2
+        if readable(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 # ------------------------------------------------------------------------------------ repair
@@ -250,7 +277,7 @@ def repair_catalog(path: Path, folder: Path) -> RepairReport:
         raise LibraryDamaged(f"the repaired catalog {new} fails its check too ({left[0]})")
     _fsync(new)
     kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-    for src_path, suffix in zip(_with_journals(path), ("", "-wal", "-shm"), strict=True):
+    for src_path, suffix in zip(_with_journals(path)[:2], ("", "-wal"), strict=True):
         if src_path.exists():  # the damaged file and its journal, kept for a post-mortem
             shutil.copyfile(src_path, f"{kept}{suffix}")
     for journal in _with_journals(path)[1:]:

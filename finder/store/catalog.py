@@ -48,8 +48,11 @@ BACKBONE_KEYS: dict[str, tuple[type, ...]] = {
 
 
 def damaged(path: os.PathLike | str, what: str) -> LibraryDamaged:
-    """The one-line error for damage found in the catalog at ``path``."""
-    return LibraryDamaged(f"the catalog {path} is damaged ({what}); run `finder repair`")
+    """The one-line error for damage found in the catalog at ``path`` (``what``: its
+    ``detail``)."""
+    error = LibraryDamaged(f"the catalog {path} is damaged ({what}); run `finder repair`")
+    error.detail = what  # type: ignore[attr-defined]
+    return error
 
 
 def meta_problem(key: str, value: Any) -> str | None:

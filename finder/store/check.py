@@ -47,7 +47,7 @@ def sqlite_problems(conn: sqlite3.Connection, *, quick: bool = False) -> list[st
     try:
         rows = conn.execute(f"PRAGMA {pragma}({MAX_SQLITE_LINES})").fetchall()
     except (sqlite3.Error, FinderError) as e:
-        return [str(e)]
+        return [getattr(e, "detail", str(e))]
     lines = [str(r[0]) for r in rows]
     return [] if lines == ["ok"] else lines
 
@@ -58,7 +58,7 @@ def meta_problems(conn: sqlite3.Connection) -> list[str]:
     try:
         rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except (sqlite3.Error, FinderError) as e:
-        return [f"meta unreadable: {e}"]
+        return [f"meta unreadable: {getattr(e, 'detail', e)}"]
     for key in META_TYPES:
         if key not in rows:
             if key in ("schema_version",):
@@ -85,7 +85,7 @@ def catalog_problems(catalog: Catalog, *, quick: bool = False) -> list[Problem]:
         if bad:
             lines.append(f"{bad} images with an unknown status")
     except (sqlite3.Error, FinderError) as e:
-        lines.append(f"images unreadable: {e}")
+        lines.append(f"images unreadable: {getattr(e, 'detail', e)}")
     return [Problem("catalog", line) for line in dict.fromkeys(lines)]
 
 
