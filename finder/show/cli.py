@@ -236,9 +236,12 @@ def _parse_bytes(text: str) -> int:
     t = text.strip().upper().replace("IB", "B")
     num = t.rstrip("KMGTB")
     try:
-        return int(float(num) * units[t[len(num) :]])
-    except (ValueError, KeyError):
+        value = int(float(num) * units[t[len(num) :]])
+    except (ValueError, KeyError, OverflowError):
         raise UsageError(f"--memory-budget: cannot read {text!r} (try 2GB or 500MB)") from None
+    if value <= 0:
+        raise UsageError(f"--memory-budget must be more than 0 bytes, not {text!r} (try 2GB)")
+    return value
 
 
 # ------------------------------------------------------------------------------- learn
@@ -444,7 +447,7 @@ def repair(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
 @handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
-    from finder.embed.backbones import BACKBONES, DEFAULT_BACKBONE
+    from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE
 
     rows = text.backbone_rows(BACKBONES.values(), DEFAULT_BACKBONE)
     if as_json:
