@@ -51,11 +51,13 @@ from finder.errors import (
     UsageError,
 )
 from finder.ingest import crawl
-from finder.learn import heads
+from finder.learn.feedback import near_cut, spread
+from finder.learn.head import Head, logit, sigmoid
 from finder.learn.names import class_name
+from finder.learn.train import background_indices, train_head
 from finder.store import backup as backups
 from finder.store import check as checks
-from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder.store.catalog import FAILED, OK, PENDING, Catalog, CatalogTooOld
 from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
@@ -142,7 +144,11 @@ class Library:
                 raise LibraryError(
                     f"there is no library at {self.dir} yet; run `finder index FOLDER` first"
                 )
-            self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
+            try:
+                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
+            except CatalogTooOld:  # an older finder's library: migrate it once, if writable
+                Catalog(self.dir / "catalog.db").close()
+                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
         return self._catalog
 
     @property
@@ -473,12 +479,10 @@ class Library:
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
         background = self._background(list(merged), seed)
-        head = heads.train_head(pos, neg, background, seed=seed)
+        head = train_head(pos, neg, background, seed=seed)
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
-            self.catalog.save_class(
-                name, head.to_dict(), _backbone_key(info), head.threshold, len(pos), len(neg)
-            )
+            self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
         record = self.catalog.get_class(name)
         assert record is not None
         return record
@@ -491,7 +495,7 @@ class Library:
         ]
         exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
         rng = np.random.default_rng(seed)
-        picked = heads.background_indices(len(all_ids), exclude, rng)
+        picked = background_indices(len(all_ids), exclude, rng)
         if len(picked) == 0:
             return np.zeros((0, store.dim), dtype=np.float32)
         return store.get(all_ids[np.sort(picked)])
@@ -534,6 +538,24 @@ class Library:
     ) -> list[Match]:
         """Library images of class ``name``, best first. With neither ``top`` nor
         ``min_prob``: those at or above the class's learned cut-off."""
+        if top is not None and top < 1:
+            raise UsageError("--top must be at least 1")
+        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
+            raise UsageError("--min-prob must be between 0 and 1")
+        head = self._head(name)
+        if top is None and min_prob is None:
+            min_prob = head.threshold
+        min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
+        ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
+        probs = sigmoid(scores)
+        paths = self.reader.paths_for(ids.tolist(), searchable=True)
+        return [
+            Match(paths[int(i)], float(p), int(i))
+            for i, p in zip(ids, probs, strict=True)
+            if int(i) in paths
+        ]
+
+    def _head(self, name: str) -> Head:
         record = self._class(name)
         info = self._require_indexed()
         if record["backbone"] != _backbone_key(info):
@@ -541,20 +563,31 @@ class Library:
                 f"class {name!r} was learned with another backbone than this library's; "
                 f"learn it again"
             )
-        if top is not None and top < 1:
-            raise UsageError("--top must be at least 1")
-        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
-            raise UsageError("--min-prob must be between 0 and 1")
-        head = heads.Head.from_dict(record["head"])
-        if top is None and min_prob is None:
-            min_prob = head.threshold
-        min_score = None if min_prob is None or min_prob <= 0 else heads.logit(min_prob)
-        ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        probs = heads.sigmoid(scores)
-        paths = self.reader.paths_for(ids.tolist(), searchable=True)
+        return Head.from_dict(record["head"])
+
+    def review(self, name: str, n: int = 10) -> list[Match]:
+        """The ``n`` photos whose verdict (✓ or ✗, then ``learn NAME --add / --not``) would
+        teach class ``name`` most: near its cut-off and unlike each other, none already marked.
+        Ordered as picked (the nearest the cut first); ``score`` is the probability."""
+        if n < 1:
+            raise UsageError("--review must be at least 1")
+        head = self._head(name)
+        marked = {
+            row.id
+            for e in self.reader.examples(self._class(name)["name"])
+            if (row := self.reader.image_by_path(e.path)) is not None
+        }
+        cut = head.logit_threshold
+        above, _ = self.read_store.search_linear(head.w, head.b, min_score=cut)
+        ids, z = self.read_store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
+        free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
+        pool = near_cut(z, cut, free, 4 * n)
+        picked = pool[spread(self.read_store.get(ids[pool]), np.abs(z[pool] - cut), n)]
+        paths = self.reader.paths_for(ids[picked].tolist(), searchable=True)
+        probs = sigmoid(z[picked])
         return [
             Match(paths[int(i)], float(p), int(i))
-            for i, p in zip(ids, probs, strict=True)
+            for i, p in zip(ids[picked], probs, strict=True)
             if int(i) in paths
         ]
 
@@ -651,7 +684,7 @@ class Library:
         except LibraryError as e:
             problems.append(checks.Problem("vectors", str(e)))
         key, dim = _backbone_key(info), int(info["dim"])
-        problems += checks.class_problems(cat, key, dim, lambda d: heads.Head.from_dict(d).w)
+        problems += checks.class_problems(cat, key, dim, lambda d: Head.from_dict(d).w)
         return problems
 
     def repair(self) -> backups.RepairReport:

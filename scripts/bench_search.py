@@ -22,8 +22,8 @@ What it does, in one run:
 3. Build: the vectors are generated in chunks of 16384 and appended straight into a
    VectorStore (float16 raw file; never all in RAM), then ``save_index()`` trains and saves the
    index the store picks for that size. Build time = appends + index training/filling.
-4. Queries. ``find``: heads trained with finder.heads.train_head (whatever ``finder learn``
-   currently does) on 5 examples of a synthetic cluster plus ``heads.BACKGROUND_SIZE`` random
+4. Queries. ``find``: heads trained with finder.learn.train.train_head (whatever ``finder learn``
+   currently does) on 5 examples of a synthetic cluster plus ``BACKGROUND_SIZE`` random
    background vectors, top 100. ``similar``: stored vectors as queries (themselves excluded),
    top 20 for latency, top 100 for recall. ``--min-prob``: two thresholds per head, the logit
    keeping ``--min-frac`` (0.5 %) of the library (``min_prob_*``) and probability 0.5, i.e.
@@ -56,7 +56,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from finder.learn import heads  # noqa: E402
+from finder.learn.train import BACKGROUND_SIZE, train_head  # noqa: E402
 from finder.store.vectors import CHUNK, VectorStore, exact_scores  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "photos"
@@ -342,8 +342,8 @@ def main() -> None:
     for c in qrng.choice(big, size=args.heads, replace=len(big) < args.heads):
         members = np.flatnonzero(cluster == c)
         pos = store.get(np.sort(qrng.choice(members, size=5, replace=False)))
-        bg = store.get(np.sort(qrng.choice(n, size=heads.BACKGROUND_SIZE, replace=False)))
-        head = heads.train_head(pos, np.zeros((0, dim), np.float32), bg)
+        bg = store.get(np.sort(qrng.choice(n, size=BACKGROUND_SIZE, replace=False)))
+        head = train_head(pos, np.zeros((0, dim), np.float32), bg)
         head_w.append(head.w)
         head_b.append(head.b)
     head_w_arr = np.stack(head_w).astype(np.float32)

@@ -43,23 +43,8 @@ KEEP = 3
 BACKUP_DIR = "backups"
 _PREFIX, _SUFFIX = "catalog-", ".db"
 
-# The columns read back from a damaged catalog, by table (the rowid first).
-_TABLES: dict[str, tuple[str, ...]] = {
-    "images": ("id", "path", "size", "mtime_ns", "fingerprint", "status", "error", "updated"),
-    "classes": (
-        "rowid",
-        "name",
-        "head",
-        "backbone",
-        "threshold",
-        "n_pos",
-        "n_neg",
-        "created",
-        "updated",
-    ),
-    "examples": ("id", "class_name", "path", "label", "vector", "added"),
-    "meta": ("rowid", "key", "value"),
-}
+# The tables read back from a damaged catalog (with the columns the repaired catalog has).
+_TABLES = ("images", "classes", "examples", "meta")
 
 
 @dataclass
@@ -67,15 +52,16 @@ class Salvage:
     """What could be read from a damaged catalog: rows by table (keyed by rowid), and whether
     each table was read whole."""
 
-    rows: dict[str, dict[int, tuple]] = field(default_factory=dict)
+    rows: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     complete: dict[str, bool] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         """The meta values that are valid JSON of their type."""
         out = {}
-        for _, key, value in self.rows.get("meta", {}).values():
+        for row in self.rows.get("meta", {}).values():
+            key = row.get("key")
             try:
-                decoded = json.loads(value)
+                decoded = json.loads(row.get("value"))
             except (TypeError, ValueError):
                 continue
             if meta_problem(key, decoded) is None:
@@ -168,16 +154,22 @@ def newest_good_backup(folder: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------ salvage
-def salvage(path: Path) -> Salvage:
-    """Every row of ``path``'s tables that can still be read, reading around damaged pages."""
+def salvage(path: Path, columns: dict[str, list[str]]) -> Salvage:
+    """Every row of ``path``'s tables that can still be read, reading around damaged pages:
+    of each table, the ``columns`` it has (rows as dicts, keyed by rowid)."""
     out = Salvage()
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error:
         return out
     try:
-        for table, cols in _TABLES.items():
-            rows, complete = _salvage_table(conn, table, cols)
+        for table in _TABLES:
+            try:
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            except sqlite3.Error:
+                have = set(columns[table])
+            cols = [c for c in columns[table] if c in have]
+            rows, complete = _salvage_table(conn, table, cols) if cols else ({}, False)
             out.rows[table] = rows
             out.complete[table] = complete
     finally:
@@ -186,21 +178,21 @@ def salvage(path: Path) -> Salvage:
 
 
 def _salvage_table(
-    conn: sqlite3.Connection, table: str, cols: tuple[str, ...]
-) -> tuple[dict[int, tuple], bool]:
+    conn: sqlite3.Connection, table: str, cols: list[str]
+) -> tuple[dict[int, dict[str, Any]], bool]:
     """Rows in rowid order; at a damaged page, skip ahead to the first rowid from which reading
     works again (doubling steps, then bisection: a few dozen queries a damaged region)."""
     select = (
-        f"SELECT rowid, {', '.join(cols[1:])} FROM {table} "  # noqa: S608 - fixed names
+        f"SELECT rowid, {', '.join(cols)} FROM {table} "  # noqa: S608 - names from the schema
         "WHERE rowid > ? ORDER BY rowid"
     )
-    rows: dict[int, tuple] = {}
+    rows: dict[int, dict[str, Any]] = {}
     last = -(1 << 63)
     complete = True
     while True:
         try:
             for r in conn.execute(select, [last]):
-                rows[r[0]] = r
+                rows[r[0]] = dict(zip(cols, r[1:], strict=True))
                 last = r[0]
             return rows, complete
         except sqlite3.Error:
@@ -248,13 +240,7 @@ def repair_catalog(path: Path, folder: Path) -> RepairReport:
     problems = file_problems(path)
     if not problems:
         return RepairReport()
-    saved = salvage(path)
     source = newest_good_backup(folder)
-    if source is None and "backbone" not in saved.meta():
-        raise LibraryDamaged(
-            f"the catalog {path} is damaged ({problems[0]}) and no good backup says which "
-            "backbone made its vectors; index into a new library"
-        )
     new = path.with_name(path.name + ".repair")
     for p in _with_journals(new):
         p.unlink(missing_ok=True)
@@ -266,8 +252,15 @@ def repair_catalog(path: Path, folder: Path) -> RepairReport:
         finally:
             src.close()
             dst.close()
-    cat = Catalog(new)  # a fresh file is created with the current schema
+    cat = Catalog(new)  # a fresh file is created with the current schema (a backup migrated)
     try:
+        columns = {t: list(cat.db[t].columns_dict) for t in _TABLES}
+        saved = salvage(path, columns)
+        if source is None and "backbone" not in saved.meta():
+            raise LibraryDamaged(
+                f"the catalog {path} is damaged ({problems[0]}) and no good backup says which "
+                "backbone made its vectors; index into a new library"
+            )
         counts = _merge(cat, saved, restored=source is not None)
         cat.db.execute("PRAGMA journal_mode=DELETE")
         left = sqlite_problems(cat.db.conn)
@@ -330,48 +323,39 @@ def _merge(cat: Catalog, saved: Salvage, restored: bool) -> dict[str, int]:
     removes the backup's rows it no longer has. Meta: the backup's, except the memory budget
     and the id high-water mark; marked dirty."""
     db = cat.db.conn
-    counts = {}
+    good = {"images": _good_image, "classes": _good_class, "examples": _good_example}
+    rows = {t: [r for r in saved.rows.get(t, {}).values() if ok(r)] for t, ok in good.items()}
     with cat.transaction():
-        images = [r for r in saved.rows.get("images", {}).values() if _good_image(r)]
-        for r in images:
-            db.execute("DELETE FROM images WHERE path = ? AND id != ?", [r[1], r[0]])
-            db.execute(f"INSERT OR REPLACE INTO images VALUES ({','.join('?' * 8)})", list(r))
-        classes = [r for r in saved.rows.get("classes", {}).values() if _good_class(r)]
-        for r in classes:
-            db.execute(
-                "INSERT OR REPLACE INTO classes(name, head, backbone, threshold, n_pos, n_neg, "
-                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                list(r[1:]),
-            )
-        examples = [r for r in saved.rows.get("examples", {}).values() if _good_example(r)]
-        for r in examples:
+        for r in rows["images"]:
+            db.execute("DELETE FROM images WHERE path = ? AND id != ?", [r["path"], r["id"]])
+            _upsert(db, "images", r)
+        for r in rows["classes"]:
+            _upsert(db, "classes", r)
+        for r in rows["examples"]:
             db.execute(
                 "DELETE FROM examples WHERE class_name = ? AND path = ? AND id != ?",
-                [r[1], r[2], r[0]],
+                [r["class_name"], r["path"], r["id"]],
             )
-            db.execute("INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?)", list(r))
-        if saved.complete.get("images"):
-            _keep_only(db, "images", "id", [r[0] for r in images])
-        if saved.complete.get("classes"):
-            _keep_only(db, "classes", "name", [r[1] for r in classes])
-        if saved.complete.get("examples"):
-            _keep_only(db, "examples", "id", [r[0] for r in examples])
-        db.execute(
-            "DELETE FROM examples WHERE class_name NOT IN (SELECT name FROM classes)"
-        )  # examples of a class whose record is lost teach nothing on their own
+            _upsert(db, "examples", r)
+        for table, key in (("images", "id"), ("classes", "name"), ("examples", "id")):
+            if saved.complete.get(table):
+                _keep_only(db, table, key, [r[key] for r in rows[table]])
+        # examples of a class whose record is lost teach nothing on their own
+        db.execute("DELETE FROM examples WHERE class_name NOT IN (SELECT name FROM classes)")
         meta = saved.meta()
-        keys = ["memory_budget"] if restored else list(meta)
+        keys = ["memory_budget"] if restored else [k for k in meta if k != "schema_version"]
         for key in keys:
-            if key in meta and key != "schema_version":
+            if key in meta:
                 cat.set_meta(key, meta[key])
         cat.set_meta("next_id", max(cat.next_id(), int(meta.get("next_id", 1))))
         cat.set_meta("dirty", True)
-    counts["images"], counts["classes"], counts["examples"] = (
-        len(images),
-        len(classes),
-        len(examples),
-    )
-    return counts
+    return {table: len(found) for table, found in rows.items()}
+
+
+def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+    names = ", ".join(row)
+    marks = ", ".join("?" * len(row))
+    db.execute(f"INSERT OR REPLACE INTO {table}({names}) VALUES ({marks})", list(row.values()))  # noqa: S608
 
 
 def _keep_only(db: sqlite3.Connection, table: str, key: str, keep: list[Any]) -> None:
@@ -381,33 +365,32 @@ def _keep_only(db: sqlite3.Connection, table: str, key: str, keep: list[Any]) ->
     db.execute(f"DELETE FROM {table} WHERE {key} NOT IN (SELECT k FROM temp.keep_keys)")  # noqa: S608
 
 
-def _good_image(r: tuple) -> bool:
-    i, path, size, mtime, fp, status, error, updated = r
+def _good_image(r: dict[str, Any]) -> bool:
     return (
-        isinstance(i, int)
-        and isinstance(path, bytes)
-        and bool(path)
-        and isinstance(size, int)
-        and isinstance(mtime, int)
-        and status in ("pending", "ok", "failed")
-        and (fp is None or isinstance(fp, str))
+        isinstance(r.get("id"), int)
+        and isinstance(r.get("path"), bytes)
+        and bool(r["path"])
+        and isinstance(r.get("size"), int)
+        and isinstance(r.get("mtime_ns"), int)
+        and r.get("status") in ("pending", "ok", "failed")
+        and (r.get("fingerprint") is None or isinstance(r["fingerprint"], str))
     )
 
 
-def _good_class(r: tuple) -> bool:
+def _good_class(r: dict[str, Any]) -> bool:
     try:
-        return isinstance(r[1], str) and isinstance(json.loads(r[2]), dict)
-    except (TypeError, ValueError):
+        return isinstance(r.get("name"), str) and isinstance(json.loads(r["head"]), dict)
+    except (KeyError, TypeError, ValueError):
         return False
 
 
-def _good_example(r: tuple) -> bool:
-    i, name, path, label, vector, _ = r
+def _good_example(r: dict[str, Any]) -> bool:
+    vector = r.get("vector")
     return (
-        isinstance(i, int)
-        and isinstance(name, str)
-        and isinstance(path, bytes)
-        and label in (0, 1)
+        isinstance(r.get("id"), int)
+        and isinstance(r.get("class_name"), str)
+        and isinstance(r.get("path"), bytes)
+        and r.get("label") in (0, 1)
         and isinstance(vector, bytes)
         and len(vector) % 4 == 0
     )

@@ -24,7 +24,7 @@ import sqlite_utils
 from finder.errors import FinderError, LibraryDamaged, LibraryError, LibraryLocked
 from finder.ingest.crawl import FileFact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -45,6 +45,10 @@ BACKBONE_KEYS: dict[str, tuple[type, ...]] = {
     "weights": (str,),
     "input_size": (list,),
 }
+
+
+class CatalogTooOld(LibraryError):
+    """A catalog of an older schema, opened read-only: it cannot be migrated there."""
 
 
 def damaged(path: os.PathLike | str, what: str) -> LibraryDamaged:
@@ -264,8 +268,20 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
 
 
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The class cut-off is stored once, in the head's JSON: the ``threshold`` column goes
+    (a head that lacks one takes the column's value first)."""
+    for name, head, threshold in db.execute("SELECT name, head, threshold FROM classes").fetchall():
+        data = json.loads(head)
+        if "threshold" not in data and threshold is not None:
+            data["threshold"] = threshold
+            db.execute("UPDATE classes SET head = ? WHERE name = ?", [json.dumps(data), name])
+    if "threshold" in db["classes"].columns_dict:
+        db.execute("ALTER TABLE classes DROP COLUMN threshold")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2]
 
 
 class Catalog:
@@ -307,9 +323,9 @@ class Catalog:
         if version == SCHEMA_VERSION:
             return
         if self.read_only:
-            raise LibraryError(
-                f"the catalog {self.path} needs an upgrade that a read-only open cannot make; "
-                "run `finder index` once"
+            raise CatalogTooOld(
+                f"the catalog {self.path} needs an upgrade (schema {version} to "
+                f"{SCHEMA_VERSION}) that a read-only library cannot take"
             )
         with self.transaction():
             self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
@@ -573,34 +589,36 @@ class Catalog:
         return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY name")]
 
     def get_class(self, name: str) -> dict | None:
+        """The class record; ``threshold`` (the cut-off) is read from the head's JSON, where
+        it is stored."""
         row = self.db.execute(
-            "SELECT name, head, backbone, threshold, n_pos, n_neg, created, updated "
+            "SELECT name, head, backbone, n_pos, n_neg, created, updated "
             "FROM classes WHERE name = ?",
             [name],
         ).fetchone()
         if row is None:
             return None
-        keys = ["name", "head", "backbone", "threshold", "n_pos", "n_neg", "created", "updated"]
+        keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
         out = dict(zip(keys, row, strict=True))
         try:
             out["head"] = json.loads(out["head"])
-        except (TypeError, ValueError):
-            raise damaged(self.path, f"the head of class {name!r} is not JSON") from None
+            out["threshold"] = float(out["head"].get("threshold", 0.5))
+        except (TypeError, ValueError, AttributeError):
+            raise damaged(self.path, f"the head of class {name!r} is unreadable") from None
         return out
 
     def classes(self) -> list[dict]:
         return [c for name in self.class_names() if (c := self.get_class(name)) is not None]
 
-    def save_class(
-        self, name: str, head: dict, backbone: str, threshold: float, n_pos: int, n_neg: int
-    ) -> None:
+    def save_class(self, name: str, head: dict, backbone: str, n_pos: int, n_neg: int) -> None:
+        """Insert or replace class ``name``; ``head`` (JSON-able) carries its cut-off."""
         now = time.time()
         self.db.execute(
-            "INSERT INTO classes(name, head, backbone, threshold, n_pos, n_neg, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
-            " backbone = excluded.backbone, threshold = excluded.threshold, n_pos = excluded.n_pos,"
+            "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
+            " backbone = excluded.backbone, n_pos = excluded.n_pos,"
             " n_neg = excluded.n_neg, updated = excluded.updated",
-            [name, json.dumps(head), backbone, threshold, n_pos, n_neg, now, now],
+            [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
         )
 
     def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
