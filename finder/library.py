@@ -344,6 +344,9 @@ class Library:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
             if not os.path.exists(path):
                 raise UsageError(f"no such folder: {root}")
+            reason = crawl.pseudo_reason(path)
+            if reason:
+                raise UsageError(reason)
             resolved.append(path)
         started = time.monotonic()
         summary = IndexSummary()
