@@ -38,6 +38,13 @@ class LibraryLocked(LibraryError):
     """Another finder process is writing to this library."""
 
 
+class LibraryDamaged(LibraryError):
+    """The library's files hold damage that a crash cannot explain (a bad disk, a hand edit):
+    the message says what, and names ``finder repair``."""
+
+    exit_code = 3
+
+
 class UnknownClass(FinderError):
     """No class of that name has been learned."""
 

@@ -11,8 +11,18 @@ Layout of the directory: ``catalog.db`` (images, classes, examples, meta), ``vec
 
 Crash safety: an index run sets ``meta.dirty`` first and clears it last. Vectors are made
 durable before the catalog marks their images ``ok``. Opening a dirty library for writing
-reconciles the two: vectors without an ``ok`` image are dropped, ``ok`` images without a vector
-go back to ``pending`` and are embedded by the next index run.
+reconciles the two: vectors without an ``ok`` (or ``pending``: a changed photo keeps its old
+vector until the new one replaces it) image are dropped, ``ok`` images without a vector go back
+to ``pending`` and are embedded by the next index run.
+
+Damage a crash cannot explain (a bad disk, a hand edit) is met as
+:class:`~finder.errors.LibraryDamaged`, one line naming ``finder repair``. Each successful index
+run backs the catalog up (``backups/``); :meth:`Library.check` lists problems and
+:meth:`Library.repair` restores the newest good backup (see :mod:`finder.store.backup`).
+
+Readers (``find``, ``similar``, ``status``, ``classes``, ``learn``'s vectors) open the catalog
+and the vectors read-only and never take the writer's lock: a read never makes an index run fail,
+and a read-only library answers them.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
     BackboneMismatch,
     FinderError,
+    LibraryDamaged,
     LibraryError,
     LibraryLocked,
     UnknownClass,
@@ -43,10 +54,13 @@ from finder.errors import (
 from finder.ingest import crawl
 from finder.learn.feedback import near_cut, spread
 from finder.learn.head import Head, logit, sigmoid
+from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
+from finder.store import backup as backups
+from finder.store import check as checks
 from finder.store import facts as stored_facts
 from finder.store import filtered
-from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder.store.catalog import FAILED, OK, PENDING, Catalog, CatalogTooOld
 from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
 
@@ -127,24 +141,49 @@ class Library:
     def exists(self) -> bool:
         return (self.dir / "catalog.db").exists()
 
+    def _make_dir(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UsageError(f"the library path {self.dir} is not a folder")
+        self.dir.mkdir(parents=True, exist_ok=True)
+
     @property
     def catalog(self) -> Catalog:
+        """The catalog, open for writing (created with the library folder when new)."""
+        if self._catalog is not None and self._catalog.read_only:
+            self._catalog.close()
+            self._catalog = None
         if self._catalog is None:
-            if self.dir.exists() and not self.dir.is_dir():
-                raise UsageError(f"the library path {self.dir} is not a folder")
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self._make_dir()
             self._catalog = Catalog(self.dir / "catalog.db")
             if self._memory_budget is not None:
                 self._catalog.set_meta("memory_budget", int(self._memory_budget))
         return self._catalog
 
     @property
+    def reader(self) -> Catalog:
+        """The catalog for reading: the open one, else opened read-only (nothing is written,
+        no lock is taken). Raises LibraryError when there is no library yet."""
+        if self._catalog is None:
+            if not self.exists:
+                raise LibraryError(
+                    f"there is no library at {self.dir} yet; run `finder index FOLDER` first"
+                )
+            try:
+                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
+            except CatalogTooOld:  # an older finder's library: migrate it once, if writable
+                Catalog(self.dir / "catalog.db").close()
+                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
+        return self._catalog
+
+    @property
     def backbone_info(self) -> dict | None:
-        return self.catalog.get_meta("backbone")
+        return self.reader.get_meta("backbone") if self.exists else None
 
     def _require_indexed(self) -> dict:
         info = self.backbone_info if self.exists else None
-        if not info or not self.catalog.counts()[OK]:
+        counts = self.reader.counts() if info else {}
+        # pending images may hold their old vector (changed photos, or an interrupted run)
+        if not info or not (counts[OK] or (counts[PENDING] and len(self.read_store))):
             raise LibraryError(
                 f"the library {self.dir} has no indexed images yet; run `finder index FOLDER` first"
             )
@@ -156,7 +195,7 @@ class Library:
                 f"the library {self.dir} is open shared (finder serve): not for writing"
             )
         if self._lock is None:
-            self.catalog  # noqa: B018 - creates the directory
+            self._make_dir()
             lock = FileLock(str(self.dir / "lock"), timeout=0)
             try:
                 lock.acquire()
@@ -172,6 +211,13 @@ class Library:
         """The vector store, opened on first use. With the library's lock (the usual case) a
         dirty library is repaired first; while another process indexes it, the store is opened
         read-only and shows what that run has committed so far."""
+        if self._store is not None and self._store.read_only and self._lock is None:
+            try:  # a reader's store: reopen it for writing once the lock is free
+                self._acquire()
+            except LibraryLocked:
+                return self._store
+            self._store.close()
+            self._store = None
         if self._store is None:
             info = self.backbone_info
             if not info:
@@ -179,27 +225,43 @@ class Library:
             try:
                 self._acquire()
                 read_only = False
-            except LibraryLocked:
+            except (LibraryLocked, PermissionError):  # another writer, or a read-only library
                 read_only = True
-            from finder.store.vectors import VectorStore
-
-            self._store = VectorStore(
-                self.dir / "vectors",
-                int(info["dim"]),
-                memory_budget=self.catalog.get_meta("memory_budget"),
-                on_message=self.messages.append,
-                read_only=read_only,
-            )
+            self._store = self._open_store(info, read_only)
             if not read_only and (self.catalog.get_meta("dirty", False) or self._store.damage):
                 self._repair()
         return self._store
+
+    @property
+    def read_store(self) -> VectorStore:
+        """The vector store for reading: the open one, else opened read-only without the lock
+        (what the last index run committed; a dirty library is not repaired here)."""
+        if self._store is None:
+            info = self.backbone_info
+            if not info:
+                raise LibraryError(f"the library {self.dir} has no vectors yet")
+            self._store = self._open_store(info, True)
+        return self._store
+
+    def _open_store(self, info: dict, read_only: bool) -> VectorStore:
+        from finder.store.vectors import VectorStore
+
+        return VectorStore(
+            self.dir / "vectors",
+            int(info["dim"]),
+            memory_budget=self.reader.get_meta("memory_budget"),
+            on_message=self.messages.append,
+            read_only=read_only,
+        )
 
     def _settle(self, store: VectorStore) -> tuple[int, int]:
         """Make catalog and vectors agree (vectors of images not ok are dropped, ok images
         without a vector go back to pending), save the index and clear ``meta.dirty``.
         Returns (vectors dropped, images to embed again)."""
-        valid = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
-        dropped, missing = store.reconcile(valid)
+        ok = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
+        pending = np.asarray(self.catalog.ids_with_status(PENDING), dtype=np.int64)
+        dropped, missing = store.reconcile(np.union1d(ok, pending))
+        missing = np.intersect1d(missing, ok)  # a pending image need not hold a vector
         if len(missing):
             self.catalog.set_pending(missing.tolist())
         store.commit()
@@ -251,7 +313,7 @@ class Library:
             return self._backbone
         from finder.embed import registry
 
-        recorded = self.backbone_info
+        recorded = self.backbone_info if self.exists else None
         c = self.choice
         if recorded:
             self._check_choice(recorded)
@@ -314,16 +376,21 @@ class Library:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
             if not os.path.exists(path):
                 raise UsageError(f"no such folder: {root}")
+            reason = crawl.pseudo_reason(path)
+            if reason:
+                raise UsageError(reason)
             resolved.append(path)
         started = time.monotonic()
         summary = IndexSummary()
         recorded = self.backbone_info if self.exists else None
         if recorded:
             self._check_choice(recorded)
+        else:  # build the backbone before anything is written: a failure leaves no library
+            self.backbone()
         self._acquire()
+        recorded = self.backbone_info
         if recorded is None:
-            info = self.backbone().info.to_dict()
-            self.catalog.set_meta("backbone", info)
+            self.catalog.set_meta("backbone", self.backbone().info.to_dict())
         store = self.store
         self.catalog.set_meta("dirty", True)
         progress = self._publishing(progress)
@@ -335,6 +402,8 @@ class Library:
         finally:
             self._settle(store)
         summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
+        if not summary.interrupted:
+            backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
         summary.seconds = time.monotonic() - started
         summary.messages = list(self.messages)
         if progress:
@@ -389,15 +458,17 @@ class Library:
         out = np.zeros((len(paths), dim), dtype=np.float32)
         ids: list[int | None] = [None] * len(paths)
         todo = []
+        known = []
         for k, path in enumerate(paths):
-            row = self.catalog.image_by_path(path)
+            row = self.reader.image_by_path(path)
+            if row is not None and row.status != FAILED:
+                ids[k] = row.id  # a pending photo's stored vector is stale: embed it anew
             if row is not None and row.status == OK:
-                ids[k] = row.id
+                known.append(k)
             else:
                 todo.append((k, path))
-        known = [k for k, i in enumerate(ids) if i is not None]
         if known:
-            out[known] = self.store.get(np.asarray([ids[k] for k in known], dtype=np.int64))
+            out[known] = self.read_store.get(np.asarray([ids[k] for k in known], dtype=np.int64))
         if todo:
             for k, vector, error in self._embed(todo):
                 if vector is None:
@@ -418,9 +489,7 @@ class Library:
         Examples accumulate: learning a class again adds to what it was taught before.
         ``negatives`` are photos that are *not* of the class. Returns the class record.
         """
-        name = name.strip()
-        if not name:
-            raise UsageError("a class needs a name")
+        name = class_name(name)
         info = self._require_indexed()
         pos_paths = self._example_paths(examples)
         neg_paths = self._example_paths(negatives)
@@ -458,10 +527,10 @@ class Library:
         return record
 
     def _background(self, example_paths: Sequence[str], seed: int) -> np.ndarray:
-        store = self.store
+        store = self.read_store
         all_ids = np.sort(store.ids())
         example_ids = [
-            row.id for p in example_paths if (row := self.catalog.image_by_path(p)) is not None
+            row.id for p in example_paths if (row := self.reader.image_by_path(p)) is not None
         ]
         exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
         rng = np.random.default_rng(seed)
@@ -472,9 +541,17 @@ class Library:
 
     # -- classes ------------------------------------------------------------------------
     def _class(self, name: str) -> dict:
-        record = self.catalog.get_class(name) if self.exists else None
+        try:
+            key: str | None = class_name(name)
+        except UsageError:
+            key = None  # refused for a new class, but one stored by an older finder is found
+        record = None
+        if self.exists:
+            record = (key and self.reader.get_class(key)) or self.reader.get_class(name)
         if record is None:
-            known = ", ".join(self.catalog.class_names()) if self.exists else ""
+            if key is None:
+                class_name(name)  # raises the reason
+            known = ", ".join(self.reader.class_names()) if self.exists else ""
             hint = f" (known: {known})" if known else " (none learned yet: see `finder learn`)"
             raise UnknownClass(f"no class named {name!r}{hint}")
         return record
@@ -482,15 +559,17 @@ class Library:
     def classes(self) -> list[dict]:
         if not self.exists:
             return []
-        return self.catalog.classes()
+        return self.reader.classes()
 
     def examples(self, name: str) -> list[tuple[str, int]]:
-        self._class(name)
-        return [(e.path, e.label) for e in self.catalog.examples(name)]
+        record = self._class(name)
+        return [(e.path, e.label) for e in self.reader.examples(record["name"])]
 
-    def forget(self, name: str) -> None:
-        self._class(name)
-        self.catalog.forget_class(name)
+    def forget(self, name: str) -> str:
+        """Remove class ``name``; returns its name as stored."""
+        record = self._class(name)
+        self.catalog.forget_class(record["name"])
+        return record["name"]
 
     # -- search -------------------------------------------------------------------------
     def find(
@@ -516,10 +595,10 @@ class Library:
         min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
         if filters is not None and filters.active:
             ids, scores = filtered.search(
-                self.catalog, self.store, filters, head.w, head.b, k=top, min_score=min_score
+                self.reader, self.read_store, filters, head.w, head.b, k=top, min_score=min_score
             )
         else:
-            ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
+            ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
         return self._matches(ids, sigmoid(scores), sort)
 
     def _head(self, name: str) -> Head:
@@ -541,15 +620,15 @@ class Library:
         head = self._head(name)
         marked = {
             row.id
-            for e in self.catalog.examples(name)
-            if (row := self.catalog.image_by_path(e.path)) is not None
+            for e in self.reader.examples(self._class(name)["name"])
+            if (row := self.reader.image_by_path(e.path)) is not None
         }
         cut = head.logit_threshold
-        above, _ = self.store.search_linear(head.w, head.b, min_score=cut)
-        ids, z = self.store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
+        above, _ = self.read_store.search_linear(head.w, head.b, min_score=cut)
+        ids, z = self.read_store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
         free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
         pool = near_cut(z, cut, free, 4 * n)
-        picked = pool[spread(self.store.get(ids[pool]), np.abs(z[pool] - cut), n)]
+        picked = pool[spread(self.read_store.get(ids[pool]), np.abs(z[pool] - cut), n)]
         return self._matches(ids[picked], sigmoid(z[picked]))
 
     def similar(
@@ -561,14 +640,13 @@ class Library:
             raise UsageError("--top must be at least 1")
         _check_sort(sort)
         full = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if not os.path.isfile(full):
-            raise UsageError(f"no such file: {path}")
+        _need_regular_file(full, path)
         vectors, ids = self.vectors_for([full])
         exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
         if filters is not None and filters.active:
             found, sims = filtered.search(
-                self.catalog,
-                self.store,
+                self.reader,
+                self.read_store,
                 filters,
                 vectors[0],
                 k=top,
@@ -576,16 +654,16 @@ class Library:
                 exclude_ids=exclude,
             )
         else:
-            found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
+            found, sims = self.read_store.search_similar(vectors[0], top, exclude_ids=exclude)
         return self._matches(found, sims, sort)
 
     def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str = "score") -> list[Match]:
         """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
         if sort == "date":
-            order = filtered.by_date(self.catalog, ids)
+            order = filtered.by_date(self.reader, ids)
             ids, scores = ids[order], scores[order]
-        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
-        taken = stored_facts.dates(self.catalog, ids.tolist())
+        paths = self.reader.paths_for(ids.tolist(), searchable=True)
+        taken = stored_facts.dates(self.reader, ids.tolist())
         return [
             Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
             for i, s in zip(ids, scores, strict=True)
@@ -596,10 +674,10 @@ class Library:
         """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
         self._require_indexed()
         full = os.path.abspath(os.path.expanduser(os.fspath(root)))
-        ids = self.catalog.ids_under(full, OK)
-        paths = self.catalog.paths_for(ids)
+        ids = self.reader.ids_under(full, OK)
+        paths = self.reader.paths_for(ids)
         order = sorted(ids, key=lambda i: paths[i])
-        vectors = self.store.get(np.asarray(order, dtype=np.int64))
+        vectors = self.read_store.get(np.asarray(order, dtype=np.int64))
         return [paths[i] for i in order], vectors
 
     # -- status -------------------------------------------------------------------------
@@ -620,13 +698,19 @@ class Library:
                 "with_file_date": 0,
                 "with_position": 0,
             }
-        cat = self.catalog
+        cat = self.reader
+        problems = checks.catalog_problems(cat, quick=True)
+        if problems:
+            raise LibraryDamaged(
+                f"the catalog {cat.path} is damaged ({problems[0].what}); run `finder repair`"
+            )
         info = cat.get_meta("backbone")
         if info and self._store is None:
             from finder.store.vectors import VectorStore
 
             if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
                 self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
+                cat = self.reader
         counts = cat.counts()
         names = cat.class_names()
         return {
@@ -643,7 +727,62 @@ class Library:
         }
 
     def failures(self) -> list[tuple[str, str]]:
-        return self.catalog.failed() if self.exists else []
+        return self.reader.failed() if self.exists else []
+
+    # -- check and repair -----------------------------------------------------------------
+    def check(self) -> list[checks.Problem]:
+        """Every problem found in the library's files, one line each (none: all is well):
+        SQLite's integrity check and the meta, vectors against ids against the catalog, and
+        learned heads against the backbone. Reads only; takes no lock."""
+        if not self.exists:
+            raise LibraryError(f"there is no library at {self.dir}")
+        try:
+            cat = self.reader
+            problems = checks.catalog_problems(cat)
+            info = cat.get_meta("backbone")
+        except LibraryDamaged as e:
+            found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
+            return [checks.Problem("catalog", str(line)) for line in found]
+        if problems or not info:
+            return problems
+        try:
+            store = self.read_store
+            problems += checks.vector_problems(cat, store, settled=not cat.get_meta("dirty"))
+        except LibraryError as e:
+            problems.append(checks.Problem("vectors", str(e)))
+        key, dim = _backbone_key(info), int(info["dim"])
+        problems += checks.class_problems(cat, key, dim, lambda d: Head.from_dict(d).w)
+        return problems
+
+    def repair(self) -> backups.RepairReport:
+        """Bring a damaged library back: the catalog from its newest good backup plus what can
+        still be read from it, then reconciled with the vectors (garbage vectors dropped, ok
+        images without a vector back to pending), so that the next index run re-embeds only
+        what was really lost. Takes the writer's lock."""
+        if not self.exists:
+            raise LibraryError(f"there is no library at {self.dir}")
+        self.close()
+        self._acquire()
+        report = backups.repair_catalog(self.dir / "catalog.db", self.dir / backups.BACKUP_DIR)
+        info = self.backbone_info
+        if not info:
+            raise LibraryDamaged(f"the library {self.dir} has no backbone record")
+        opener = lambda: self._open_store(info, False)  # noqa: E731
+        self._store = store = backups.open_store(opener, self.dir / "vectors", report)
+        top = backups.drop_bad_vectors(self.catalog, store, report)
+        dropped, _ = self._settle(store)
+        self.catalog.set_meta("next_id", max(self.catalog.next_id(), top + 1))
+        backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
+        return backups.finish_report(self.catalog, report, dropped)
+
+
+def _need_regular_file(full: str, given: str) -> None:
+    """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
+    what = crawl.file_kind(full)
+    if what == "missing":
+        raise UsageError(f"no such file: {given}")
+    if what != "file":
+        raise UsageError(f"{given} is {what}, not a photo")
 
     # ======================================================================================
     # By id: what `finder serve` (and any caller that names images by their catalog id) needs.

@@ -332,8 +332,8 @@ def forget(
 ) -> None:
     """Remove a learned class and its examples."""
     with _library(library) as lib:
-        lib.forget(name)
-    typer.echo(f"forgot {text.escape(name)!r}")
+        forgotten = lib.forget(name)
+    typer.echo(f"forgot {text.escape(forgotten)!r}")
 
 
 # ------------------------------------------------------------------------------- search
@@ -484,6 +484,53 @@ def status(
 
 
 @command()
+@handle_errors
+def check(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the library's files: the catalog (SQLite's integrity check and its records),
+    vectors against the catalog, learned classes against the backbone. One line per problem;
+    exit code 3 when there is any (then run `finder repair`)."""
+    with _library(library) as lib:
+        problems = lib.check()
+    if as_json:
+        _echo_json({"ok": not problems, "problems": [vars(p) for p in problems]})
+    elif problems:
+        for p in problems:
+            typer.echo(text.escape(str(p)))
+    else:
+        typer.echo("no problems found")
+    if problems:
+        raise typer.Exit(3)
+
+
+@command()
+@handle_errors
+def repair(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Repair a damaged library: restore the catalog from its newest good backup plus what can
+    still be read, and reconcile it with the vectors; the next `finder index` re-embeds only
+    what was lost."""
+    with _library(library) as lib:
+        report = lib.repair()
+        _messages(lib)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    if report.problems:
+        typer.echo(f"catalog damaged: {report.problems[0]}")
+        source = report.restored or "no backup (none was good)"
+        salvaged = ", ".join(f"{n} {table}" for table, n in report.salvaged.items())
+        typer.echo(f"restored from {source}; read back from the damaged catalog: {salvaged}")
+        typer.echo(f"the damaged catalog is kept as {report.damaged_copy}")
+    else:
+        typer.echo("catalog: no damage")
+    if report.vectors_reset:
+        typer.echo(f"vector store unreadable: kept as {report.vectors_reset}, started anew")
+    typer.echo(
+        f"vectors: {report.vectors_dropped} dropped; {report.to_embed} images to embed "
+        "(run `finder index` on your folders)"
+    )
+
+
+@app.command()
 @handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
