@@ -775,15 +775,6 @@ class Library:
         backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
         return backups.finish_report(self.catalog, report, dropped)
 
-
-def _need_regular_file(full: str, given: str) -> None:
-    """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
-    what = crawl.file_kind(full)
-    if what == "missing":
-        raise UsageError(f"no such file: {given}")
-    if what != "file":
-        raise UsageError(f"{given} is {what}, not a photo")
-
     # ======================================================================================
     # By id: what `finder serve` (and any caller that names images by their catalog id) needs.
     # Images are named by id, never by a path taken from the caller.
@@ -964,6 +955,15 @@ def _need_regular_file(full: str, given: str) -> None:
         from finder.store.progress import read
 
         return read(self.dir)
+
+
+def _need_regular_file(full: str, given: str) -> None:
+    """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
+    what = crawl.file_kind(full)
+    if what == "missing":
+        raise UsageError(f"no such file: {given}")
+    if what != "file":
+        raise UsageError(f"{given} is {what}, not a photo")
 
 
 __all__ = [
