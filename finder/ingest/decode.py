@@ -50,8 +50,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from finder.ingest.crawl import open_regular, os_error_reason
 from finder.errors import DecodeError, UsageError
+from finder.ingest.crawl import open_regular, os_error_reason
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
 #: panorama decodes, and a non-JPEG image this large still takes at most 1 GB as RGBA.

@@ -7,7 +7,6 @@ one thread (:func:`one_thread`), large rescoring and threshold scans on every co
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,11 +40,6 @@ def exact_scores(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         scores, order = index.search(query, len(part))
         out[start + order[0]] = scores[0]
     return out
-
-
-def cores() -> int:
-    """How many threads a scan over every core uses."""
-    return os.cpu_count() or 1
 
 
 def _pools() -> Any:

@@ -28,9 +28,10 @@ from typing import Any
 import faiss
 import numpy as np
 
+from finder.embed.runtime import cpu_count
 from finder.errors import LibraryError
 from finder.store import files, tiers
-from finder.store.exact import cores, exact_scores, one_thread
+from finder.store.exact import exact_scores, one_thread
 from finder.store.raw import CHUNK, FORMAT, RawLog
 from finder.store.tiers import Tier, TierOptions
 
@@ -409,7 +410,7 @@ class VectorStore:
             scores[start : start + len(part)] = exact_scores(self.raw.read_rows(part), w)
 
         starts = range(0, len(rows), step)
-        workers = cores()
+        workers = cpu_count()
         if len(rows) > 2 * step and workers > 1 and self.scan_threads:
             with ThreadPoolExecutor(workers) as pool:  # reads and faiss release the GIL
                 list(pool.map(score, starts))
