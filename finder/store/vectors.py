@@ -20,18 +20,15 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
-from finder.embed.runtime import cpu_count
 from finder.errors import LibraryError
 from finder.store import files, tiers
-from finder.store.exact import exact_scores, one_thread
+from finder.store.exact import exact_scores, one_thread, rescore
 from finder.store.raw import CHUNK, FORMAT, RawLog
 from finder.store.tiers import Tier, TierOptions
 
@@ -384,46 +381,6 @@ class VectorStore:
         self.close()
 
     # -- search ----------------------------------------------------------------------------------
-    def _rescore(
-        self,
-        cand: np.ndarray,
-        w: np.ndarray,
-        b: float,
-        exclude_ids: np.ndarray | None = None,
-        min_score: float | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of the candidates (read from the raw file), best first."""
-        cand = np.unique(np.asarray(cand, dtype=np.int64))
-        if exclude_ids is not None and len(exclude_ids):
-            cand = cand[~np.isin(cand, np.asarray(exclude_ids, dtype=np.int64))]
-        rows = self.raw.lookup(cand)
-        ok = rows >= 0
-        cand, rows = cand[ok], rows[ok]
-        order = np.argsort(rows)
-        cand, rows = cand[order], rows[order]
-        scores = np.empty(len(rows), dtype=np.float32)
-        step = 4096  # bounded memory for large candidate sets
-
-        def score(start: int) -> None:
-            faiss.omp_set_num_threads(1)  # this worker thread only
-            part = rows[start : start + step]
-            scores[start : start + len(part)] = exact_scores(self.raw.read_rows(part), w)
-
-        starts = range(0, len(rows), step)
-        workers = cpu_count()
-        if len(rows) > 2 * step and workers > 1 and self.scan_threads:
-            with ThreadPoolExecutor(workers) as pool:  # reads and faiss release the GIL
-                list(pool.map(score, starts))
-        else:
-            for start in starts:
-                score(start)
-        scores += np.float32(b)
-        if min_score is not None:
-            keep = scores >= np.float32(min_score)
-            cand, scores = cand[keep], scores[keep]
-        best = np.lexsort((cand, -scores))
-        return cand[best], scores[best].astype(np.float32)
-
     def _check_query(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=np.float32).reshape(-1)
         if q.shape != (self.dim,):
@@ -445,7 +402,9 @@ class VectorStore:
         index = self._ensure_index()
         with one_thread():
             cand = index.knn(q, k + n_ex)
-            ids, scores = self._rescore(cand, q, 0.0, exclude_ids)
+            ids, scores = rescore(
+                self.raw, cand, q, 0.0, exclude_ids=exclude_ids, threads=self.scan_threads
+            )
         return ids[:k], scores[:k]
 
     def search_linear(
@@ -472,10 +431,14 @@ class VectorStore:
                 with one_thread():
                     cand = index.above(w, float(min_score) - b)
             with one_thread():
-                ids, scores = self._rescore(cand, w, b, min_score=float(min_score))
+                ids, scores = rescore(
+                    self.raw, cand, w, b, min_score=float(min_score), threads=self.scan_threads
+                )
         elif k is not None:
             with one_thread():
-                ids, scores = self._rescore(index.knn(w, k, head=True), w, b)
+                ids, scores = rescore(
+                    self.raw, index.knn(w, k, head=True), w, b, threads=self.scan_threads
+                )
         else:
             parts_ids, parts_scores = [], []
             for rows, x in self.raw.scan(self.raw.live_rows()):
