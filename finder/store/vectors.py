@@ -17,8 +17,6 @@ returned are always exact, and threshold queries (``min_score``) are complete.
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +27,10 @@ import numpy as np
 from finder.errors import LibraryError
 from finder.store import files, tiers
 from finder.store.exact import exact_scores, one_thread, rescore
-from finder.store.raw import CHUNK, FORMAT, RawLog
-from finder.store.tiers import Tier, TierOptions
+from finder.store.raw import CHUNK, RawLog
+from finder.store.tiers import Tier, TierOptions, saved
 
 __all__ = ["CHUNK", "StoreStats", "UnknownVectors", "VectorStore", "exact_scores"]
-
-INDEX_META = "index.json"
 
 
 class UnknownVectors(LibraryError, KeyError):
@@ -121,6 +117,15 @@ class VectorStore:
         return self.options.memory_budget
 
     @property
+    def rescore(self) -> int:
+        """At least this many candidates (and 10 per result) are rescored exactly per query."""
+        return self.options.rescore
+
+    @rescore.setter
+    def rescore(self, value: int) -> None:
+        self.options.rescore = int(value)  # shared with the index tiers
+
+    @property
     def damage(self) -> str | None:
         """What was found damaged in the raw files at open (those vectors are dropped; the
         images that lost theirs are the valid ids :meth:`reconcile` reports missing)."""
@@ -144,20 +149,17 @@ class VectorStore:
 
     # -- the saved index -------------------------------------------------------------------------
     def _load_index(self) -> None:
-        meta_path = self.dir / INDEX_META
-        if not meta_path.exists():
+        if not saved.exists(self.dir):
             if len(self) and self._plan().tier.persistent:
                 self._rebuild_reason = "missing or damaged"
             return
         try:
-            meta = json.loads(meta_path.read_text())
-            index = tiers.by_kind(meta["tier"]).load(self.dir, meta, self.dim, self.options)
-            if index is None:
-                return  # nothing saved for this tier: built from the raw vectors on first use
-            generation, rows = int(meta["generation"]), int(meta["rows"])
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError):
+            index, generation, rows = saved.load(self.dir, self.dim, self.options)
+        except saved.DAMAGE:
             self._rebuild_reason = "missing or damaged"
             return
+        if index is None:
+            return  # nothing saved for this tier: built from the raw vectors on first use
         self._index = index
         if generation != self.raw.generation or rows > self.raw.n:
             # Rows were renumbered (compaction) after the index was saved: re-add everything
@@ -344,23 +346,11 @@ class VectorStore:
             self.raw.compact()
             self._index_dirty = True
         index = self._ensure_index() if len(self) else None
-        meta_path = self.dir / INDEX_META
-        if not self._index_dirty and meta_path.exists():
+        if not self._index_dirty and saved.exists(self.dir):
             return  # the saved index is current
-        stem = f"index-{secrets.token_hex(6)}"
-        meta: dict[str, Any] = {
-            "format": FORMAT,
-            "tier": index.kind if index is not None else self._plan().tier.kind,
-            "generation": self.raw.generation,
-            "rows": self.raw.n,
-        }
-        if index is not None:
-            meta.update(index.save(self.dir, stem))
-        files.atomic_write(meta_path, json.dumps(meta).encode())
+        kind = index.kind if index is not None else self._plan().tier.kind
+        saved.save(self.dir, index, kind, self.raw.generation, self.raw.n)
         self._index_dirty = False
-        for path in list(self.dir.glob("index-*")):
-            if not path.name.startswith(stem + "."):
-                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Persist the index if it changed, make the raw files durable and release them."""
