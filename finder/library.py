@@ -7,7 +7,7 @@
         print(m.probability, m.path)
 
 Layout of the directory: ``catalog.db`` (images, classes, examples, meta), ``vectors/`` (the
-:class:`~finder.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
+:class:`~finder.store.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
 
 Crash safety: an index run sets ``meta.dirty`` first and clears it last. Vectors are made
 durable before the catalog marks their images ``ok``. Opening a dirty library for writing

@@ -101,7 +101,7 @@ def test_a_filter_the_pool_cannot_fill_gets_a_larger_pool_or_every_passing_photo
     # tiny pools (one list probed, one candidate asked): fewer pass than asked for
     monkeypatch.setattr(store, "rescore", 1)
     index = store._ensure_index()
-    if index.tier == "ivf":
+    if index.kind == "ivf":
         monkeypatch.setattr(index, "nprobe", 1)
     asked = []
     allowed = facts.allowed
