@@ -11,8 +11,18 @@ Layout of the directory: ``catalog.db`` (images, classes, examples, meta), ``vec
 
 Crash safety: an index run sets ``meta.dirty`` first and clears it last. Vectors are made
 durable before the catalog marks their images ``ok``. Opening a dirty library for writing
-reconciles the two: vectors without an ``ok`` image are dropped, ``ok`` images without a vector
-go back to ``pending`` and are embedded by the next index run.
+reconciles the two: vectors without an ``ok`` (or ``pending``: a changed photo keeps its old
+vector until the new one replaces it) image are dropped, ``ok`` images without a vector go back
+to ``pending`` and are embedded by the next index run.
+
+Damage a crash cannot explain (a bad disk, a hand edit) is met as
+:class:`~finder.errors.LibraryDamaged`, one line naming ``finder repair``. Each successful index
+run backs the catalog up (``backups/``); :meth:`Library.check` lists problems and
+:meth:`Library.repair` restores the newest good backup (see :mod:`finder.store.backup`).
+
+Readers (``find``, ``similar``, ``status``, ``classes``, ``learn``'s vectors) open the catalog
+and the vectors read-only and never take the writer's lock: a read never makes an index run fail,
+and a read-only library answers them.
 """
 
 from __future__ import annotations
@@ -20,7 +30,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,26 +37,27 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from finder import sync
+from finder.answers import Answers, Match
+from finder.by_id import ById
 from finder.embed.registry import BackboneChoice, check_choice, same_as
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
     BackboneMismatch,
     FinderError,
+    LibraryDamaged,
     LibraryError,
     LibraryLocked,
-    UnknownClass,
     UsageError,
 )
 from finder.ingest import crawl
-from finder.learn.feedback import near_cut, spread
-from finder.learn.head import Head, logit, sigmoid
-from finder.learn.train import background_indices, train_head
-from finder.store import facts as stored_facts
-from finder.store import filtered
-from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder.learn.head import Head
+from finder.store import backup as backups
+from finder.store import check as checks
+from finder.store.catalog import FAILED, OK, PENDING, Catalog, CatalogTooOld
 from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
+from finder.teach import Teaching
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
@@ -64,23 +74,7 @@ def default_library_dir() -> Path:
     return Path(user_data_dir("finder", appauthor=False))
 
 
-@dataclass(frozen=True)
-class Match:
-    path: str
-    score: float  # probability for find, cosine similarity for similar
-    id: int
-    taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
-
-
-SORTS = ("score", "date")
-
-
-def _check_sort(sort: str) -> None:
-    if sort not in SORTS:
-        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
-
-
-class Library:
+class Library(Teaching, Answers, ById):
     """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it."""
 
     def __init__(
@@ -115,32 +109,61 @@ class Library:
     def exists(self) -> bool:
         return (self.dir / "catalog.db").exists()
 
+    def _make_dir(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UsageError(f"the library path {self.dir} is not a folder")
+        self.dir.mkdir(parents=True, exist_ok=True)
+
     @property
     def catalog(self) -> Catalog:
+        """The catalog, open for writing (created with the library folder when new)."""
+        if self._catalog is not None and self._catalog.read_only:
+            self._catalog.close()
+            self._catalog = None
         if self._catalog is None:
-            if self.dir.exists() and not self.dir.is_dir():
-                raise UsageError(f"the library path {self.dir} is not a folder")
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self._make_dir()
             self._catalog = Catalog(self.dir / "catalog.db")
             if self._memory_budget is not None:
                 self._catalog.set_meta("memory_budget", int(self._memory_budget))
         return self._catalog
 
     @property
+    def reader(self) -> Catalog:
+        """The catalog for reading: the open one, else opened read-only (nothing is written,
+        no lock is taken). Raises LibraryError when there is no library yet."""
+        if self._catalog is None:
+            if not self.exists:
+                raise LibraryError(
+                    f"there is no library at {self.dir} yet; run `finder index FOLDER` first"
+                )
+            try:
+                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
+            except CatalogTooOld:  # an older finder's library: migrate it once, if writable
+                Catalog(self.dir / "catalog.db").close()
+                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
+        return self._catalog
+
+    @property
     def backbone_info(self) -> dict | None:
-        return self.catalog.get_meta("backbone")
+        return self.reader.get_meta("backbone") if self.exists else None
 
     def _require_indexed(self) -> dict:
         info = self.backbone_info if self.exists else None
-        if not info or not self.catalog.counts()[OK]:
+        counts = self.reader.counts() if info else {}
+        # pending images may hold their old vector (changed photos, or an interrupted run)
+        if not info or not (counts[OK] or (counts[PENDING] and len(self.read_store))):
             raise LibraryError(
                 f"the library {self.dir} has no indexed images yet; run `finder index FOLDER` first"
             )
         return info
 
     def _acquire(self) -> None:
+        if self.shared:
+            raise LibraryLocked(
+                f"the library {self.dir} is open shared (finder serve): not for writing"
+            )
         if self._lock is None:
-            self.catalog  # noqa: B018 - creates the directory
+            self._make_dir()
             lock = FileLock(str(self.dir / "lock"), timeout=0)
             try:
                 lock.acquire()
@@ -156,6 +179,13 @@ class Library:
         """The vector store, opened on first use. With the library's lock (the usual case) a
         dirty library is repaired first; while another process indexes it, the store is opened
         read-only and shows what that run has committed so far."""
+        if self._store is not None and self._store.read_only and self._lock is None:
+            try:  # a reader's store: reopen it for writing once the lock is free
+                self._acquire()
+            except LibraryLocked:
+                return self._store
+            self._store.close()
+            self._store = None
         if self._store is None:
             info = self.backbone_info
             if not info:
@@ -163,27 +193,43 @@ class Library:
             try:
                 self._acquire()
                 read_only = False
-            except LibraryLocked:
+            except (LibraryLocked, PermissionError):  # another writer, or a read-only library
                 read_only = True
-            from finder.store.vectors import VectorStore
-
-            self._store = VectorStore(
-                self.dir / "vectors",
-                int(info["dim"]),
-                memory_budget=self.catalog.get_meta("memory_budget"),
-                on_message=self.messages.append,
-                read_only=read_only,
-            )
+            self._store = self._open_store(info, read_only)
             if not read_only and (self.catalog.get_meta("dirty", False) or self._store.damage):
                 self._repair()
         return self._store
+
+    @property
+    def read_store(self) -> VectorStore:
+        """The vector store for reading: the open one, else opened read-only without the lock
+        (what the last index run committed; a dirty library is not repaired here)."""
+        if self._store is None:
+            info = self.backbone_info
+            if not info:
+                raise LibraryError(f"the library {self.dir} has no vectors yet")
+            self._store = self._open_store(info, True)
+        return self._store
+
+    def _open_store(self, info: dict, read_only: bool) -> VectorStore:
+        from finder.store.vectors import VectorStore
+
+        return VectorStore(
+            self.dir / "vectors",
+            int(info["dim"]),
+            memory_budget=self.reader.get_meta("memory_budget"),
+            on_message=self.messages.append,
+            read_only=read_only,
+        )
 
     def _settle(self, store: VectorStore) -> tuple[int, int]:
         """Make catalog and vectors agree (vectors of images not ok are dropped, ok images
         without a vector go back to pending), save the index and clear ``meta.dirty``.
         Returns (vectors dropped, images to embed again)."""
-        valid = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
-        dropped, missing = store.reconcile(valid)
+        ok = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
+        pending = np.asarray(self.catalog.ids_with_status(PENDING), dtype=np.int64)
+        dropped, missing = store.reconcile(np.union1d(ok, pending))
+        missing = np.intersect1d(missing, ok)  # a pending image need not hold a vector
         if len(missing):
             self.catalog.set_pending(missing.tolist())
         store.commit()
@@ -235,7 +281,7 @@ class Library:
             return self._backbone
         from finder.embed import registry
 
-        recorded = self.backbone_info
+        recorded = self.backbone_info if self.exists else None
         c = self.choice
         if recorded:
             self._check_choice(recorded)
@@ -285,10 +331,12 @@ class Library:
         hidden: bool = False,
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
+        thumbnails: bool = False,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
-        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``)."""
+        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
+        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``)."""
         if not roots:
             raise UsageError("name at least one folder to index")
         resolved = []
@@ -296,18 +344,24 @@ class Library:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
             if not os.path.exists(path):
                 raise UsageError(f"no such folder: {root}")
+            reason = crawl.pseudo_reason(path)
+            if reason:
+                raise UsageError(reason)
             resolved.append(path)
         started = time.monotonic()
         summary = IndexSummary()
         recorded = self.backbone_info if self.exists else None
         if recorded:
             self._check_choice(recorded)
+        else:  # build the backbone before anything is written: a failure leaves no library
+            self.backbone()
         self._acquire()
+        recorded = self.backbone_info
         if recorded is None:
-            info = self.backbone().info.to_dict()
-            self.catalog.set_meta("backbone", info)
+            self.catalog.set_meta("backbone", self.backbone().info.to_dict())
         store = self.store
         self.catalog.set_meta("dirty", True)
+        progress = self._publishing(progress)
         try:
             for root in resolved:
                 self._index_root(root, store, summary, hidden, exclude, progress)
@@ -315,6 +369,9 @@ class Library:
             summary.interrupted = True
         finally:
             self._settle(store)
+        summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
+        if not summary.interrupted:
+            backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
         summary.seconds = time.monotonic() - started
         summary.messages = list(self.messages)
         if progress:
@@ -345,249 +402,6 @@ class Library:
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.workers)
 
-    # -- learn --------------------------------------------------------------------------
-    def _example_paths(self, examples: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        for ex in examples:
-            path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
-            if os.path.isdir(path):
-                found = [f.path for f in crawl.walk([path]) if not f.is_dir]
-                if not found:
-                    raise UsageError(f"no photos in the folder {ex}")
-                out.extend(found)
-            elif os.path.exists(path):
-                out.append(path)
-            else:
-                raise UsageError(f"no such file: {ex}")
-        return list(dict.fromkeys(out))
-
-    def vectors_for(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int | None]]:
-        """Unit vectors of ``paths``: from the store when indexed, else embedded on the fly
-        (which imports TensorFlow). Raises UsageError naming a file that is not an image."""
-        info = self._require_indexed()
-        dim = int(info["dim"])
-        out = np.zeros((len(paths), dim), dtype=np.float32)
-        ids: list[int | None] = [None] * len(paths)
-        todo = []
-        for k, path in enumerate(paths):
-            row = self.catalog.image_by_path(path)
-            if row is not None and row.status == OK:
-                ids[k] = row.id
-            else:
-                todo.append((k, path))
-        known = [k for k, i in enumerate(ids) if i is not None]
-        if known:
-            out[known] = self.store.get(np.asarray([ids[k] for k in known], dtype=np.int64))
-        if todo:
-            for k, vector, error in self._embed(todo):
-                if vector is None:
-                    raise UsageError(f"not an image: {paths[k]} ({error})")
-                out[k] = sync.unit(vector[None, :])[0]
-        return out, ids
-
-    def learn(
-        self,
-        name: str,
-        examples: Sequence[str] = (),
-        *,
-        negatives: Sequence[str] = (),
-        seed: int = 0,
-    ) -> dict:
-        """Learn (or refine) class ``name`` from example photos or folders of them.
-
-        Examples accumulate: learning a class again adds to what it was taught before.
-        ``negatives`` are photos that are *not* of the class. Returns the class record.
-        """
-        name = name.strip()
-        if not name:
-            raise UsageError("a class needs a name")
-        info = self._require_indexed()
-        pos_paths = self._example_paths(examples)
-        neg_paths = self._example_paths(negatives)
-        if set(pos_paths) & set(neg_paths):
-            both = sorted(set(pos_paths) & set(neg_paths))[0]
-            raise UsageError(f"{both} is given both as an example and with --not")
-        existing = self.catalog.examples(name)
-        if not pos_paths and not any(e.label == 1 for e in existing):
-            raise UsageError(f"learning {name!r} needs at least one example photo")
-        new_paths = pos_paths + neg_paths
-        vectors, _ = self.vectors_for(new_paths)
-        labels = [1] * len(pos_paths) + [0] * len(neg_paths)
-        rows = [
-            (p, label, vectors[k].astype(np.float32).tobytes())
-            for k, (p, label) in enumerate(zip(new_paths, labels, strict=True))
-        ]
-        merged = {e.path: (e.label, e.vector) for e in existing}
-        for p, label, vec in rows:
-            merged[p] = (label, vec)
-        pos = np.array(
-            [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
-            dtype=np.float32,
-        )
-        neg = np.array(
-            [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
-            dtype=np.float32,
-        ).reshape(-1, pos.shape[1])
-        background = self._background(list(merged), seed)
-        head = train_head(pos, neg, background, seed=seed)
-        with self.catalog.transaction():
-            self.catalog.add_examples(name, rows)
-            self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
-        record = self.catalog.get_class(name)
-        assert record is not None
-        return record
-
-    def _background(self, example_paths: Sequence[str], seed: int) -> np.ndarray:
-        store = self.store
-        all_ids = np.sort(store.ids())
-        example_ids = [
-            row.id for p in example_paths if (row := self.catalog.image_by_path(p)) is not None
-        ]
-        exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
-        rng = np.random.default_rng(seed)
-        picked = background_indices(len(all_ids), exclude, rng)
-        if len(picked) == 0:
-            return np.zeros((0, store.dim), dtype=np.float32)
-        return store.get(all_ids[np.sort(picked)])
-
-    # -- classes ------------------------------------------------------------------------
-    def _class(self, name: str) -> dict:
-        record = self.catalog.get_class(name) if self.exists else None
-        if record is None:
-            known = ", ".join(self.catalog.class_names()) if self.exists else ""
-            hint = f" (known: {known})" if known else " (none learned yet: see `finder learn`)"
-            raise UnknownClass(f"no class named {name!r}{hint}")
-        return record
-
-    def classes(self) -> list[dict]:
-        if not self.exists:
-            return []
-        return self.catalog.classes()
-
-    def examples(self, name: str) -> list[tuple[str, int]]:
-        self._class(name)
-        return [(e.path, e.label) for e in self.catalog.examples(name)]
-
-    def forget(self, name: str) -> None:
-        self._class(name)
-        self.catalog.forget_class(name)
-
-    # -- search -------------------------------------------------------------------------
-    def find(
-        self,
-        name: str,
-        *,
-        top: int | None = None,
-        min_prob: float | None = None,
-        filters: Filters | None = None,
-        sort: str = "score",
-    ) -> list[Match]:
-        """Library images of class ``name``, best first. With neither ``top`` nor
-        ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
-        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
-        if top is not None and top < 1:
-            raise UsageError("--top must be at least 1")
-        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
-            raise UsageError("--min-prob must be between 0 and 1")
-        _check_sort(sort)
-        head = self._head(name)
-        if top is None and min_prob is None:
-            min_prob = head.threshold
-        min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
-        if filters is not None and filters.active:
-            ids, scores = filtered.search(
-                self.catalog, self.store, filters, head.w, head.b, k=top, min_score=min_score
-            )
-        else:
-            ids, scores = self.store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        return self._matches(ids, sigmoid(scores), sort)
-
-    def _head(self, name: str) -> Head:
-        record = self._class(name)
-        info = self._require_indexed()
-        if record["backbone"] != _backbone_key(info):
-            raise BackboneMismatch(
-                f"class {name!r} was learned with another backbone than this library's; "
-                f"learn it again"
-            )
-        return Head.from_dict(record["head"])
-
-    def review(self, name: str, n: int = 10) -> list[Match]:
-        """The ``n`` photos whose verdict (✓ or ✗, then ``learn NAME --add / --not``) would
-        teach class ``name`` most: near its cut-off and unlike each other, none already marked.
-        Ordered as picked (the nearest the cut first); ``score`` is the probability."""
-        if n < 1:
-            raise UsageError("--review must be at least 1")
-        head = self._head(name)
-        marked = {
-            row.id
-            for e in self.catalog.examples(name)
-            if (row := self.catalog.image_by_path(e.path)) is not None
-        }
-        cut = head.logit_threshold
-        above, _ = self.store.search_linear(head.w, head.b, min_score=cut)
-        ids, z = self.store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
-        free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
-        pool = near_cut(z, cut, free, 4 * n)
-        picked = pool[spread(self.store.get(ids[pool]), np.abs(z[pool] - cut), n)]
-        paths = self.catalog.paths_for(ids[picked].tolist(), ok_only=True)
-        probs = sigmoid(z[picked])
-        return [
-            Match(paths[int(i)], float(p), int(i))
-            for i, p in zip(ids[picked], probs, strict=True)
-            if int(i) in paths
-        ]
-
-    def similar(
-        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
-    ) -> list[Match]:
-        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
-        ``filters`` and ``sort`` as for ``find``."""
-        if top < 1:
-            raise UsageError("--top must be at least 1")
-        _check_sort(sort)
-        full = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if not os.path.isfile(full):
-            raise UsageError(f"no such file: {path}")
-        vectors, ids = self.vectors_for([full])
-        exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
-        if filters is not None and filters.active:
-            found, sims = filtered.search(
-                self.catalog,
-                self.store,
-                filters,
-                vectors[0],
-                k=top,
-                head=False,
-                exclude_ids=exclude,
-            )
-        else:
-            found, sims = self.store.search_similar(vectors[0], top, exclude_ids=exclude)
-        return self._matches(found, sims, sort)
-
-    def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str) -> list[Match]:
-        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
-        if sort == "date":
-            order = filtered.by_date(self.catalog, ids)
-            ids, scores = ids[order], scores[order]
-        paths = self.catalog.paths_for(ids.tolist(), ok_only=True)
-        taken = stored_facts.dates(self.catalog, ids.tolist())
-        return [
-            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
-            for i, s in zip(ids, scores, strict=True)
-            if int(i) in paths
-        ]
-
-    def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
-        """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
-        self._require_indexed()
-        full = os.path.abspath(os.path.expanduser(os.fspath(root)))
-        ids = self.catalog.ids_under(full, OK)
-        paths = self.catalog.paths_for(ids)
-        order = sorted(ids, key=lambda i: paths[i])
-        vectors = self.store.get(np.asarray(order, dtype=np.int64))
-        return [paths[i] for i in order], vectors
-
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index, without opening the vectors."""
@@ -606,13 +420,19 @@ class Library:
                 "with_file_date": 0,
                 "with_position": 0,
             }
-        cat = self.catalog
+        cat = self.reader
+        problems = checks.catalog_problems(cat, quick=True)
+        if problems:
+            raise LibraryDamaged(
+                f"the catalog {cat.path} is damaged ({problems[0].what}); run `finder repair`"
+            )
         info = cat.get_meta("backbone")
         if info and self._store is None:
             from finder.store.vectors import VectorStore
 
             if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
                 self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
+                cat = self.reader
         counts = cat.counts()
         names = cat.class_names()
         return {
@@ -629,7 +449,53 @@ class Library:
         }
 
     def failures(self) -> list[tuple[str, str]]:
-        return self.catalog.failed() if self.exists else []
+        return self.reader.failed() if self.exists else []
+
+    # -- check and repair -----------------------------------------------------------------
+    def check(self) -> list[checks.Problem]:
+        """Every problem found in the library's files, one line each (none: all is well):
+        SQLite's integrity check and the meta, vectors against ids against the catalog, and
+        learned heads against the backbone. Reads only; takes no lock."""
+        if not self.exists:
+            raise LibraryError(f"there is no library at {self.dir}")
+        try:
+            cat = self.reader
+            problems = checks.catalog_problems(cat)
+            info = cat.get_meta("backbone")
+        except LibraryDamaged as e:
+            found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
+            return [checks.Problem("catalog", str(line)) for line in found]
+        if problems or not info:
+            return problems
+        try:
+            store = self.read_store
+            problems += checks.vector_problems(cat, store, settled=not cat.get_meta("dirty"))
+        except LibraryError as e:
+            problems.append(checks.Problem("vectors", str(e)))
+        key, dim = _backbone_key(info), int(info["dim"])
+        problems += checks.class_problems(cat, key, dim, lambda d: Head.from_dict(d).w)
+        return problems
+
+    def repair(self) -> backups.RepairReport:
+        """Bring a damaged library back: the catalog from its newest good backup plus what can
+        still be read from it, then reconciled with the vectors (garbage vectors dropped, ok
+        images without a vector back to pending), so that the next index run re-embeds only
+        what was really lost. Takes the writer's lock."""
+        if not self.exists:
+            raise LibraryError(f"there is no library at {self.dir}")
+        self.close()
+        self._acquire()
+        report = backups.repair_catalog(self.dir / "catalog.db", self.dir / backups.BACKUP_DIR)
+        info = self.backbone_info
+        if not info:
+            raise LibraryDamaged(f"the library {self.dir} has no backbone record")
+        opener = lambda: self._open_store(info, False)  # noqa: E731
+        self._store = store = backups.open_store(opener, self.dir / "vectors", report)
+        top = backups.drop_bad_vectors(self.catalog, store, report)
+        dropped, _ = self._settle(store)
+        self.catalog.set_meta("next_id", max(self.catalog.next_id(), top + 1))
+        backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
+        return backups.finish_report(self.catalog, report, dropped)
 
 
 __all__ = [

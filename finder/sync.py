@@ -8,8 +8,11 @@
 
 The plan is set-based: the walk goes into a temporary table and four queries compare it with
 the catalog rows under the root (see :meth:`finder.store.catalog.Catalog.scan`). Unchanged
-files (same size and mtime) are never read. A new file whose size matches a vanished ``ok``
-image is fingerprinted; on a match it is a move: the row keeps its id, so its vector is reused.
+files (same size and mtime) are never read; a file with a new mtime but the same size is
+fingerprinted, and when its content fingerprint is the recorded one it only gets its new mtime.
+A changed file keeps its vector, and so its place in answers, until its new vector replaces it.
+A new file whose size matches a vanished ``ok`` image is fingerprinted; on a match it is a
+move: the row keeps its id, so its vector is reused.
 
 Crash safety of :func:`store_results`: vectors are appended and fsynced before the catalog
 marks their images ``ok``, in commits of ``COMMIT_EVERY`` images or ``COMMIT_SECONDS``.
@@ -51,6 +54,7 @@ class IndexSummary:
     deleted: int = 0
     unchanged: int = 0
     failed: int = 0
+    resumed: int = 0  # left pending by an interrupted run (or a repair), embedded now
     embedded: int = 0
     facts_read: int = 0  # photos indexed earlier whose facts (date, camera, ...) were read now
     seconds: float = 0.0
@@ -84,6 +88,7 @@ class Plan:
     redo: list[tuple[int, FileFact, str]]  # (id, fact, old status): changed or still pending
     moved: list[tuple[ImageRow, FileFact]]  # (the vanished row, where it is now)
     gone: list[ImageRow]  # vanished for good: rows and vectors to delete
+    touched: list[tuple[int, FileFact]] = field(default_factory=list)  # new mtime, same content
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -128,13 +133,37 @@ def plan_root(
         new.append(fact)
     moved_ids = {row.id for row, _ in moved}
     gone = [r for r in scan.gone if r.id not in moved_ids]
-    return Plan(root, scan.unchanged, new, scan.redo, moved, gone)
+    redo, touched = _split_touched(catalog, scan.redo)
+    return Plan(root, scan.unchanged + len(touched), new, redo, moved, gone, touched)
+
+
+def _split_touched(
+    catalog: Catalog, redo: list[tuple[int, FileFact, str]]
+) -> tuple[list[tuple[int, FileFact, str]], list[tuple[int, FileFact]]]:
+    """Changed files of the same size whose content fingerprint is the one recorded were only
+    touched (copied back, restored, ``touch``-ed): they keep their vector, nothing is re-read."""
+    candidates = [(i, f) for i, f, status in redo if status == OK and not f.is_dir]
+    rows = catalog.rows_by_id([i for i, _ in candidates]) if candidates else {}
+    touched: list[tuple[int, FileFact]] = []
+    for i, fact in candidates:
+        row = rows.get(i)
+        if row is None or row.fingerprint is None or row.size != fact.size:
+            continue
+        try:
+            if crawl.fingerprint(fact.path, fact.size) == row.fingerprint:
+                touched.append((i, fact))
+        except DecodeError:
+            continue
+    same = {i for i, _ in touched}
+    return [r for r in redo if r[0] not in same], touched
 
 
 def apply_plan(catalog: Catalog, store: VectorStore, plan: Plan, summary: IndexSummary) -> None:
     """Moves keep their ids, gone rows and their vectors are deleted, changed files go back
     to pending, new files are inserted as pending."""
     summary.unchanged += plan.unchanged
+    if plan.touched:
+        catalog.touch(plan.touched)
     with catalog.transaction():
         for row, fact in plan.moved:
             catalog.move(row.id, fact)
@@ -144,8 +173,10 @@ def apply_plan(catalog: Catalog, store: VectorStore, plan: Plan, summary: IndexS
         catalog.delete_images(deleted)
         remove_present(store, deleted)
         summary.deleted += len(deleted)
-    # changed files, and files still pending from an interrupted run, are embedded anew
+    # changed files, and files still pending from an interrupted run, are embedded anew; a
+    # changed file keeps its old vector (and its place in answers) until the new one replaces it
     summary.changed += sum(1 for _, _, status in plan.redo if status != PENDING)
+    summary.resumed += sum(1 for _, _, status in plan.redo if status == PENDING)
     if plan.redo:
         catalog.mark_redo([(i, f) for i, f, _ in plan.redo])
     summary.new += len(plan.new)

@@ -52,6 +52,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from finder.errors import DecodeError, UsageError
+from finder.ingest import truncation
 from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.facts import PhotoFacts, photo_facts
 
@@ -240,6 +241,13 @@ def _decode(
     w, h = im.size
     if w * h > MAX_PIXELS:
         raise DecodeError("decompression bomb")
+    truncation.check_declared(im, os.fstat(f.fileno()).st_size)
+    if im.format == "PNG":
+        truncation.check_png(f)
+    elif im.format in ("JPEG", "MPO") and im.info.get("progressive"):
+        f.seek(0)
+        if truncation.progressive_incomplete(f.read()):
+            raise DecodeError("truncated")
     orientation = _orientation(im)
     facts = photo_facts(im, orientation, _mtime_ns(f))
     if cover is not None:  # keep the aspect ratio: cover (width, height) * cover
@@ -259,17 +267,45 @@ def _decode(
                 pass
         f.seek(0)
         im = Image.open(f, formats=_formats())
-    return _render(im, pre, orientation), facts
+    return _render(im, pre, orientation, f), facts
 
 
-def _render(im: Image.Image, pre: tuple[int, int], orientation: int) -> np.ndarray:
-    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
+def _load_pixels(im: Image.Image, pre: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Decode the pixels (at reduced scale where the format allows); the box of the result
+    that ``pre`` covers, when drafted."""
     box = None
     if im.format in _DRAFT_FORMATS:
         drafted = im.draft("RGB", pre)
         if drafted is not None:
             box = drafted[1]
     im.load()
+    return box
+
+
+def _cut_short(im: Image.Image, pre: tuple[int, int], f: BinaryIO) -> bool:
+    """A baseline JPEG whose scan ended early: libjpeg leaves the blocks it never reached
+    mid-grey; decoded again with filler bytes before its end marker, it changes."""
+    if im.format not in ("JPEG", "MPO") or not truncation.jpeg_grey_tail(im):
+        return False
+    f.seek(0)
+    padded = truncation.jpeg_padded(f.read())
+    if padded is None:
+        return False
+    again = Image.open(io.BytesIO(padded), formats=("JPEG",))
+    try:
+        _load_pixels(again, pre)
+    except Exception:  # the filler broke the stream: no verdict
+        return False
+    return again.size != im.size or not np.array_equal(np.asarray(again), np.asarray(im))
+
+
+def _render(
+    im: Image.Image, pre: tuple[int, int], orientation: int, f: BinaryIO | None = None
+) -> np.ndarray:
+    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
+    box = _load_pixels(im, pre)
+    if f is not None and _cut_short(im, pre, f):
+        raise DecodeError("truncated")
     im, has_alpha = _normalise_mode(im)
     if im.size != pre or box is not None:
         im = im.resize(pre, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)

@@ -10,155 +10,83 @@ Image status: ``pending`` (known, no vector yet), ``ok`` (exactly one vector in 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from finder.errors import LibraryError
+from finder.errors import FinderError, LibraryError
 from finder.ingest.crawl import FileFact
 from finder.store import facts as stored_facts
+from finder.store.classes import ClassTables
+from finder.store.rows import ExampleRow, ImageRow, Scan, decode_path, encode_path, path_range
+from finder.store.schema import (
+    FAILED,
+    META_TYPES,
+    MIGRATIONS,
+    OK,
+    PENDING,
+    SCHEMA_VERSION,
+)
+from finder.store.sqlite import (
+    CatalogTooOld,
+    _Transaction,
+    connect,
+    damaged,
+    meta_problem,
+)
 
 if TYPE_CHECKING:
     from finder.ingest.facts import PhotoFacts
 
-SCHEMA_VERSION = 3
 
-PENDING, OK, FAILED = "pending", "ok", "failed"
-
-
-def encode_path(path: str) -> bytes:
-    return os.fsencode(path)
-
-
-def decode_path(blob: bytes) -> str:
-    return os.fsdecode(bytes(blob))
-
-
-def path_range(root: str) -> tuple[bytes, bytes]:
-    """The half-open BLOB range [lo, hi) of every path strictly below directory ``root``."""
-    prefix = encode_path(root.rstrip(os.sep) or os.sep)
-    if not prefix.endswith(os.fsencode(os.sep)):
-        prefix += os.fsencode(os.sep)
-    return prefix, prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    fingerprint: str | None
-    status: str
-    error: str | None
+# What the rest of finder takes from the catalog (its parts live in rows, schema, sqlite).
+__all__ = [
+    "FAILED",
+    "META_TYPES",
+    "MIGRATIONS",
+    "OK",
+    "PENDING",
+    "SCHEMA_VERSION",
+    "Catalog",
+    "CatalogTooOld",
+    "ExampleRow",
+    "ImageRow",
+    "Scan",
+    "connect",
+    "decode_path",
+    "encode_path",
+    "meta_problem",
+    "path_range",
+]
 
 
-@dataclass
-class Scan:
-    """One root's walk against the catalog."""
+class Catalog(ClassTables):
+    """The library's SQLite file. Every public method commits before it returns.
 
-    unchanged: int
-    redo: list[tuple[int, FileFact, str]]  # (id, fact, old status): changed or still pending
-    new: list[FileFact]
-    gone: list[ImageRow]
+    SQLite errors that mean damage (a malformed page, not a database) become
+    :class:`~finder.errors.LibraryDamaged`, whichever statement meets them; so does a meta value
+    of the wrong type. ``read_only`` opens the file without writing anything (readers)."""
 
-
-@dataclass(frozen=True)
-class ExampleRow:
-    class_name: str
-    path: str
-    label: int  # 1 positive, 0 negative
-    vector: bytes  # float32 unit vector
-
-
-def _migrate_to_1(db: sqlite_utils.Database) -> None:
-    db["images"].create(
-        {
-            "id": int,
-            "path": bytes,
-            "size": int,
-            "mtime_ns": int,
-            "fingerprint": str,
-            "status": str,
-            "error": str,
-            "updated": float,
-        },
-        pk="id",
-        not_null={"path", "size", "mtime_ns", "status"},
-        if_not_exists=True,
-    )
-    db["images"].create_index(["path"], unique=True, if_not_exists=True)
-    db["images"].create_index(["status"], if_not_exists=True)
-    db["classes"].create(
-        {
-            "name": str,
-            "head": str,
-            "backbone": str,
-            "threshold": float,
-            "n_pos": int,
-            "n_neg": int,
-            "created": float,
-            "updated": float,
-        },
-        pk="name",
-        if_not_exists=True,
-    )
-    db["examples"].create(
-        {
-            "id": int,
-            "class_name": str,
-            "path": bytes,
-            "label": int,
-            "vector": bytes,
-            "added": float,
-        },
-        pk="id",
-        not_null={"class_name", "path", "label", "vector"},
-        if_not_exists=True,
-    )
-    db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
-
-
-def _migrate_to_2(db: sqlite_utils.Database) -> None:
-    """The class cut-off is stored once, in the head's JSON: the ``threshold`` column goes
-    (a head that lacks one takes the column's value first)."""
-    for name, head, threshold in db.execute("SELECT name, head, threshold FROM classes").fetchall():
-        data = json.loads(head)
-        if "threshold" not in data and threshold is not None:
-            data["threshold"] = threshold
-            db.execute("UPDATE classes SET head = ? WHERE name = ?", [json.dumps(data), name])
-    if "threshold" in db["classes"].columns_dict:
-        db.execute("ALTER TABLE classes DROP COLUMN threshold")
-
-
-def _migrate_to_3(db: sqlite_utils.Database) -> None:
-    """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
-    stored_facts.migrate(db)
-
-
-# Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
-
-
-class Catalog:
-    """The library's SQLite file. Every public method commits before it returns."""
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        conn = connect(self.path, read_only=read_only)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+        except FinderError:
+            conn.close()
+            raise
         except sqlite3.DatabaseError as e:
-            raise LibraryError(f"the catalog {self.path} is not readable: {e}") from None
+            conn.close()
+            raise damaged(self.path, str(e)) from None
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -174,6 +102,11 @@ class Catalog:
             )
         if version == SCHEMA_VERSION:
             return
+        if self.read_only:
+            raise CatalogTooOld(
+                f"the catalog {self.path} needs an upgrade (schema {version} to "
+                f"{SCHEMA_VERSION}) that a read-only library cannot take"
+            )
         with self.transaction():
             self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
             version = self.get_meta("schema_version", 0)  # another process may have migrated
@@ -197,8 +130,19 @@ class Catalog:
 
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
+        """The meta value of ``key`` (``default`` when absent); a value that is not JSON, or
+        not of the type ``META_TYPES`` says, is damage."""
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return default if row is None else json.loads(row[0])
+        if row is None:
+            return default
+        try:
+            value = json.loads(row[0])
+        except (TypeError, ValueError):
+            raise damaged(self.path, f"meta {key!r} is not JSON") from None
+        problem = meta_problem(key, value)
+        if problem:
+            raise damaged(self.path, problem)
+        return value
 
     def _set_meta(self, key: str, value: Any) -> None:
         self.db.execute(
@@ -219,7 +163,10 @@ class Catalog:
         return out
 
     def ok_ids(self) -> list[int]:
-        return [r[0] for r in self.db.execute("SELECT id FROM images WHERE status = 'ok'")]
+        return self.ids_with_status(OK)
+
+    def ids_with_status(self, status: str) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM images WHERE status = ?", [status])]
 
     def image_by_path(self, path: str) -> ImageRow | None:
         row = self.db.execute(
@@ -229,17 +176,35 @@ class Catalog:
         ).fetchone()
         return None if row is None else _image_row(row)
 
-    def paths_for(self, ids: Sequence[int], ok_only: bool = False) -> dict[int, str]:
-        """Paths of these image ids (only those with status ok, with ``ok_only``)."""
+    def paths_for(
+        self, ids: Sequence[int], ok_only: bool = False, searchable: bool = False
+    ) -> dict[int, str]:
+        """Paths of these image ids (only those with status ok, with ``ok_only``; those that
+        may hold a vector, ok or pending, with ``searchable``)."""
         out: dict[int, str] = {}
         ids = [int(i) for i in ids]
         where = " AND status = 'ok'" if ok_only else ""
+        if searchable:
+            where = " AND status IN ('ok', 'pending')"
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT id, path FROM images WHERE id IN ({marks}){where}"
             for i, p in self.db.execute(sql, chunk):
                 out[i] = decode_path(p)
+        return out
+
+    def rows_by_id(self, ids: Sequence[int]) -> dict[int, ImageRow]:
+        out: dict[int, ImageRow] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in self.db.execute(
+                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out[row[0]] = _image_row(row)
         return out
 
     def failed(self) -> list[tuple[str, str]]:
@@ -339,17 +304,37 @@ class Catalog:
         ids = []
         now = time.time()
         with self.transaction() as conn:
+            next_id = self.next_id()
             for f in facts:
-                cur = conn.execute(
-                    "INSERT INTO images(path, size, mtime_ns, status, updated) "
-                    "VALUES (?, ?, ?, 'pending', ?)",
-                    [encode_path(f.path), f.size, f.mtime_ns, now],
+                conn.execute(
+                    "INSERT INTO images(id, path, size, mtime_ns, status, updated) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?)",
+                    [next_id, encode_path(f.path), f.size, f.mtime_ns, now],
                 )
-                ids.append(cur.lastrowid)
+                ids.append(next_id)
+                next_id += 1
+            if ids:
+                self._set_meta("next_id", next_id)
         return ids
 
+    def next_id(self) -> int:
+        """The id the next new image gets. Ids are never given twice (``meta.next_id`` only
+        grows, where SQLite would reuse the largest id once its row is deleted): so an id in
+        a backup names the same photo as in any later catalog, and its vector stays its own."""
+        top = self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0]
+        return max(int(self.get_meta("next_id", 1)), int(top) + 1)
+
+    def touch(self, rows: Sequence[tuple[int, FileFact]]) -> None:
+        """Files whose modification time changed but not their content: the new time only."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE images SET mtime_ns = ? WHERE id = ?",
+                [(f.mtime_ns, int(i)) for i, f in rows],
+            )
+
     def mark_redo(self, rows: Sequence[tuple[int, FileFact]]) -> None:
-        """Changed files: new size and mtime, back to pending until re-embedded."""
+        """Changed files: new size and mtime, back to pending until re-embedded (a vector the
+        store holds for them stays, and keeps them in answers, until the new one replaces it)."""
         now = time.time()
         with self.transaction() as conn:
             conn.executemany(
@@ -412,84 +397,33 @@ class Catalog:
     def fact_counts(self) -> dict[str, int]:
         return stored_facts.counts(self.db.conn)
 
-    # -- classes --------------------------------------------------------------------------
-    def class_names(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY name")]
-
-    def get_class(self, name: str) -> dict | None:
-        """The class record; ``threshold`` (the cut-off) is read from the head's JSON, where
-        it is stored."""
+    # -- by id (finder serve: the page names images by id, never by path) -----------------
+    def image(self, image_id: int) -> ImageRow | None:
         row = self.db.execute(
-            "SELECT name, head, backbone, n_pos, n_neg, created, updated "
-            "FROM classes WHERE name = ?",
-            [name],
+            "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images WHERE id = ?",
+            [int(image_id)],
         ).fetchone()
-        if row is None:
-            return None
-        keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
-        out = dict(zip(keys, row, strict=True))
-        out["head"] = json.loads(out["head"])
-        out["threshold"] = float(out["head"].get("threshold", 0.5))
-        return out
+        return None if row is None else _image_row(row)
 
-    def classes(self) -> list[dict]:
-        return [c for name in self.class_names() if (c := self.get_class(name)) is not None]
-
-    def save_class(self, name: str, head: dict, backbone: str, n_pos: int, n_neg: int) -> None:
-        """Insert or replace class ``name``; ``head`` (JSON-able) carries its cut-off."""
-        now = time.time()
-        self.db.execute(
-            "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
-            " backbone = excluded.backbone, n_pos = excluded.n_pos,"
-            " n_neg = excluded.n_neg, updated = excluded.updated",
-            [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
-        )
-
-    def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
-        """Add or relabel examples (path, label, vector bytes) of class ``name``."""
-        now = time.time()
-        self.db.conn.executemany(
-            "INSERT INTO examples(class_name, path, label, vector, added) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(class_name, path) DO UPDATE SET label = excluded.label, "
-            "vector = excluded.vector, added = excluded.added",
-            [(name, encode_path(p), int(label), vec, now) for p, label, vec in rows],
-        )
-
-    def examples(self, name: str) -> list[ExampleRow]:
+    def ok_rows(self, lo: int, hi: int) -> list[ImageRow]:
+        """Rows of the images with status ok and ``lo <= id < hi``, by id."""
         return [
-            ExampleRow(name, decode_path(p), label, vec)
-            for p, label, vec in self.db.execute(
-                "SELECT path, label, vector FROM examples WHERE class_name = ? "
-                "ORDER BY label DESC, path",
-                [name],
+            _image_row(row)
+            for row in self.db.execute(
+                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                "WHERE id >= ? AND id < ? AND status = 'ok' ORDER BY id",
+                [int(lo), int(hi)],
             )
         ]
 
-    def forget_class(self, name: str) -> None:
-        with self.transaction():
-            self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
-            self.db.execute("DELETE FROM classes WHERE name = ?", [name])
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.outer = not self.conn.in_transaction
-        if self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.outer:
-            return
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+    def ok_page(self, offset: int, limit: int) -> tuple[int, list[tuple[int, str]]]:
+        """(number of ok images, ``limit`` of their (id, path) from ``offset``, by id)."""
+        total = self.db.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+        rows = self.db.execute(
+            "SELECT id, path FROM images WHERE status = 'ok' ORDER BY id LIMIT ? OFFSET ?",
+            [int(limit), int(offset)],
+        )
+        return total, [(i, decode_path(p)) for i, p in rows]
 
 
 def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> FileFact:

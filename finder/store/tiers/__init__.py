@@ -14,7 +14,7 @@ sized to the budget):
   index; retrained when the library has grown ``retrain_factor`` times since training.
 
 To add a tier: write one module with a class following :class:`Tier` (with ``plan`` and
-``load`` class methods) and put it in :data:`TIERS`, in the order :func:`plan` should try it.
+``load`` class methods) and name it in :func:`_tiers`, in the order :func:`plan` tries it.
 """
 
 from __future__ import annotations
