@@ -64,10 +64,6 @@ def migrate(db: Any) -> None:
             db.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
     for name in ("taken", "camera_id", "lat"):
         db.execute(f"CREATE INDEX IF NOT EXISTS idx_images_{name} ON images({name})")
-    # the few rows without facts (pending, or indexed before facts were kept), for fill_facts
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS idx_images_no_facts ON images(path) WHERE date_source IS NULL"
-    )
 
 
 def write(conn: sqlite3.Connection, rows: Sequence[tuple[int, PhotoFacts]]) -> None:
