@@ -120,6 +120,12 @@ class Catalog(ClassTables):
         return _Transaction(self.db.conn)
 
     def close(self) -> None:
+        try:  # keeps the planner's statistics fresh (filters pick their index by them)
+            self.db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to close
+            self.db.execute("PRAGMA analysis_limit = 1000")
+            self.db.execute("PRAGMA optimize")
+        except sqlite3.Error:  # a busy or read-only database: statistics can wait
+            pass
         self.db.conn.close()
 
     # -- meta -----------------------------------------------------------------------------
@@ -381,7 +387,8 @@ class Catalog(ClassTables):
         return [
             (i, decode_path(p))
             for i, p in self.db.execute(
-                "SELECT id, path FROM images WHERE status = 'ok' AND date_source IS NULL "
+                "SELECT id, path FROM images INDEXED BY idx_images_no_facts "
+                "WHERE status = 'ok' AND date_source IS NULL "
                 "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
                 [lo, hi, encode_path(root)],
             )

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     pass
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -102,5 +102,13 @@ def _migrate_to_3(db: sqlite_utils.Database) -> None:
     stored_facts.migrate(db)
 
 
+def _migrate_to_4(db: sqlite_utils.Database) -> None:
+    """A partial index of the rows without facts (pending, or indexed before facts were kept):
+    an index run finds those it must read facts for without a scan of the library."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_images_no_facts ON images(path) WHERE date_source IS NULL"
+    )
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
