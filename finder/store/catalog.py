@@ -301,6 +301,8 @@ class Catalog:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            for (key,) in self.db.execute("SELECT key FROM meta").fetchall():
+                self.get_meta(key)  # a value that is not JSON, or not of its type: damage
         except FinderError:
             conn.close()
             raise
