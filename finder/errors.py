@@ -47,3 +47,11 @@ class LibraryDamaged(LibraryError):
 
 class UnknownClass(FinderError):
     """No class of that name has been learned."""
+
+
+class UnknownImage(FinderError):
+    """No indexed image has that id (the web page asks for images by id only)."""
+
+
+class ExportError(FinderError):
+    """A file could not be exported or a sidecar written (disk full, permissions, bad XMP)."""

@@ -48,6 +48,7 @@ from finder.errors import (
     LibraryError,
     LibraryLocked,
     UnknownClass,
+    UnknownImage,
     UsageError,
 )
 from finder.ingest import crawl
@@ -57,11 +58,16 @@ from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
 from finder.store import backup as backups
 from finder.store import check as checks
+from finder.store import facts as stored_facts
+from finder.store import filtered
 from finder.store.catalog import FAILED, OK, PENDING, Catalog, CatalogTooOld
+from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
+    from finder.store.catalog import ImageRow
+    from finder.store.thumbs import ThumbCache
     from finder.store.vectors import VectorStore
 
 
@@ -80,6 +86,24 @@ class Match:
     path: str
     score: float  # probability for find, cosine similarity for similar
     id: int
+    taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
+
+
+SORTS = ("score", "date")
+
+
+def _check_sort(sort: str) -> None:
+    if sort not in SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A photo a person marked for a class: label 1 it is of the class, 0 it is not."""
+
+    id: int | None  # None: the photo is not an indexed image of this library
+    path: str
+    label: int
 
 
 class Library:
@@ -166,6 +190,10 @@ class Library:
         return info
 
     def _acquire(self) -> None:
+        if self.shared:
+            raise LibraryLocked(
+                f"the library {self.dir} is open shared (finder serve): not for writing"
+            )
         if self._lock is None:
             self._make_dir()
             lock = FileLock(str(self.dir / "lock"), timeout=0)
@@ -320,10 +348,12 @@ class Library:
         self._backbone = bb
         return bb
 
-    def _embed(self, items: Iterable[tuple[Any, str]]):
+    def _embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
         from finder.embed.pipeline import embed_paths
 
-        return embed_paths(items, self.backbone(), batch_size=self.batch_size, workers=self.workers)
+        return embed_paths(
+            items, self.backbone(), batch_size=self.batch_size, workers=self.workers, facts=facts
+        )
 
     # -- index --------------------------------------------------------------------------
     def index(
@@ -333,10 +363,12 @@ class Library:
         hidden: bool = False,
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
+        thumbnails: bool = False,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
-        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``)."""
+        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
+        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``)."""
         if not roots:
             raise UsageError("name at least one folder to index")
         resolved = []
@@ -361,6 +393,7 @@ class Library:
             self.catalog.set_meta("backbone", self.backbone().info.to_dict())
         store = self.store
         self.catalog.set_meta("dirty", True)
+        progress = self._publishing(progress)
         try:
             for root in resolved:
                 self._index_root(root, store, summary, hidden, exclude, progress)
@@ -368,6 +401,7 @@ class Library:
             summary.interrupted = True
         finally:
             self._settle(store)
+        summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
         if not summary.interrupted:
             backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
         summary.seconds = time.monotonic() - started
@@ -396,7 +430,9 @@ class Library:
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
         if items:
-            sync.store_results(cat, store, items, self._embed(items), summary, progress, root)
+            results = self._embed(items, facts=True)
+            sync.store_results(cat, store, items, results, summary, progress, root)
+        sync.fill_facts(cat, root, summary, self.workers)
 
     # -- learn --------------------------------------------------------------------------
     def _example_paths(self, examples: Sequence[str]) -> list[str]:
@@ -537,26 +573,33 @@ class Library:
 
     # -- search -------------------------------------------------------------------------
     def find(
-        self, name: str, *, top: int | None = None, min_prob: float | None = None
+        self,
+        name: str,
+        *,
+        top: int | None = None,
+        min_prob: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
     ) -> list[Match]:
         """Library images of class ``name``, best first. With neither ``top`` nor
-        ``min_prob``: those at or above the class's learned cut-off."""
+        ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
+        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
         if top is not None and top < 1:
             raise UsageError("--top must be at least 1")
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
             raise UsageError("--min-prob must be between 0 and 1")
+        _check_sort(sort)
         head = self._head(name)
         if top is None and min_prob is None:
             min_prob = head.threshold
         min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
-        ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        probs = sigmoid(scores)
-        paths = self.reader.paths_for(ids.tolist(), searchable=True)
-        return [
-            Match(paths[int(i)], float(p), int(i))
-            for i, p in zip(ids, probs, strict=True)
-            if int(i) in paths
-        ]
+        if filters is not None and filters.active:
+            ids, scores = filtered.search(
+                self.reader, self.read_store, filters, head.w, head.b, k=top, min_score=min_score
+            )
+        else:
+            ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
+        return self._matches(ids, sigmoid(scores), sort)
 
     def _head(self, name: str) -> Head:
         record = self._class(name)
@@ -586,27 +629,44 @@ class Library:
         free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
         pool = near_cut(z, cut, free, 4 * n)
         picked = pool[spread(self.read_store.get(ids[pool]), np.abs(z[pool] - cut), n)]
-        paths = self.reader.paths_for(ids[picked].tolist(), searchable=True)
-        probs = sigmoid(z[picked])
-        return [
-            Match(paths[int(i)], float(p), int(i))
-            for i, p in zip(ids[picked], probs, strict=True)
-            if int(i) in paths
-        ]
+        return self._matches(ids[picked], sigmoid(z[picked]))
 
-    def similar(self, path: str, *, top: int = 20) -> list[Match]:
-        """The ``top`` library images nearest to ``path`` (cosine similarity), best first."""
+    def similar(
+        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+    ) -> list[Match]:
+        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
+        ``filters`` and ``sort`` as for ``find``."""
         if top < 1:
             raise UsageError("--top must be at least 1")
+        _check_sort(sort)
         full = os.path.abspath(os.path.expanduser(os.fspath(path)))
         _need_regular_file(full, path)
         vectors, ids = self.vectors_for([full])
         exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
-        found, sims = self.read_store.search_similar(vectors[0], top, exclude_ids=exclude)
-        paths = self.reader.paths_for(found.tolist(), searchable=True)
+        if filters is not None and filters.active:
+            found, sims = filtered.search(
+                self.reader,
+                self.read_store,
+                filters,
+                vectors[0],
+                k=top,
+                head=False,
+                exclude_ids=exclude,
+            )
+        else:
+            found, sims = self.read_store.search_similar(vectors[0], top, exclude_ids=exclude)
+        return self._matches(found, sims, sort)
+
+    def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str = "score") -> list[Match]:
+        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
+        if sort == "date":
+            order = filtered.by_date(self.reader, ids)
+            ids, scores = ids[order], scores[order]
+        paths = self.reader.paths_for(ids.tolist(), searchable=True)
+        taken = stored_facts.dates(self.reader, ids.tolist())
         return [
-            Match(paths[int(i)], float(s), int(i))
-            for i, s in zip(found, sims, strict=True)
+            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
+            for i, s in zip(ids, scores, strict=True)
             if int(i) in paths
         ]
 
@@ -634,6 +694,9 @@ class Library:
                 "classes": 0,
                 "class_names": [],
                 "index": None,
+                "with_date": 0,
+                "with_file_date": 0,
+                "with_position": 0,
             }
         cat = self.reader
         problems = checks.catalog_problems(cat, quick=True)
@@ -660,6 +723,7 @@ class Library:
             "classes": len(names),
             "class_names": names,
             "index": cat.get_meta("index_name"),
+            **cat.fact_counts(),  # with_date (EXIF), with_file_date, with_position
         }
 
     def failures(self) -> list[tuple[str, str]]:
@@ -711,6 +775,187 @@ class Library:
         backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
         return backups.finish_report(self.catalog, report, dropped)
 
+    # ======================================================================================
+    # By id: what `finder serve` (and any caller that names images by their catalog id) needs.
+    # Images are named by id, never by a path taken from the caller.
+    # ======================================================================================
+    #: Open shared (`Library.open_shared`): never take the library's lock, so that `finder
+    #: index` can run beside; the vectors are read-only (refreshed by `refresh`), the catalog
+    #: is written (classes and their examples) as `learn` from another process would.
+    shared: bool = False
+    _vectors_seen: tuple | None = None
+
+    @classmethod
+    def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
+        lib = cls(directory)
+        lib.shared = True
+        return lib
+
+    def refresh(self) -> bool:
+        """Let the next search see what another process indexed since the vectors were opened
+        (a shared library only): they are opened again when their files changed. Returns
+        whether they will be."""
+        folder = self.dir / "vectors"
+        try:
+            seen = tuple(
+                sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder))
+            )
+        except OSError:
+            seen = ()
+        if not self.shared or seen == self._vectors_seen:
+            return False
+        self._vectors_seen = seen
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+            return True
+        return False
+
+    def image(self, image_id: int) -> ImageRow:
+        """The catalog row of an indexed (status ok) image; ``UnknownImage`` otherwise."""
+        row = self.catalog.image(image_id) if self.exists else None
+        if row is None or row.status != OK:
+            raise UnknownImage(f"no indexed image has the id {image_id}")
+        return row
+
+    def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
+        """(number of indexed images, ``limit`` of them from ``offset``, by id; score 0)."""
+        if not self.exists:
+            return 0, []
+        total, rows = self.catalog.ok_page(max(0, offset), max(0, limit))
+        return total, [Match(path, 0.0, i) for i, path in rows]
+
+    def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
+        """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""
+        if top < 1:
+            raise UsageError("--top must be at least 1")
+        self.image(image_id)
+        ids = np.asarray([image_id], dtype=np.int64)
+        if not self.store.has(ids)[0]:
+            raise UnknownImage(f"no indexed image has the id {image_id}")
+        found, sims = self.store.search_similar(self.store.get(ids)[0], top, exclude_ids=ids)
+        return self._matches(found, sims)
+
+    def class_record(self, name: str) -> dict:
+        """The record of class ``name`` (as ``learn`` returns it); ``UnknownClass`` if none."""
+        return self._class(name)
+
+    def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
+        """For each class learned with this library's backbone: (name, probability of indexed
+        image ``image_id``, its mark: 1 an example, 0 a counter-example, None unmarked)."""
+        row = self.image(image_id)
+        records = self.classes()
+        if not records:
+            return []
+        key = _backbone_key(self._require_indexed())
+        x = self.store.get(np.asarray([image_id], dtype=np.int64))
+        out = []
+        for record in records:
+            if record["backbone"] != key:
+                continue
+            prob = float(Head.from_dict(record["head"]).proba(x)[0])
+            mark = self.catalog.example_label(record["name"], row.path)
+            out.append((record["name"], prob, mark))
+        return out
+
+    def marks(self, name: str) -> list[Mark]:
+        """The examples (label 1) and counter-examples (label 0) of class ``name``, with the id
+        of each that is an indexed image (None for a photo outside the library)."""
+        out = []
+        for path, label in self.examples(name):
+            row = self.catalog.image_by_path(path)
+            out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
+        return out
+
+    def learn_ids(
+        self,
+        name: str,
+        add: Sequence[int] = (),
+        not_: Sequence[int] = (),
+        undo: Sequence[int] = (),
+        *,
+        seed: int = 0,
+    ) -> dict:
+        """``learn`` by image id: ``add`` are of the class (✓), ``not_`` are not (✗), and the
+        marks of ``undo`` are taken back; the class is trained again once. All or nothing: a
+        bad id or an impossible request raises before anything changes."""
+        name = name.strip()
+
+        def paths(ids: Sequence[int]) -> list[str]:
+            return [self.image(i).path for i in dict.fromkeys(int(i) for i in ids)]
+
+        add_paths, not_paths, undo_paths = paths(add), paths(not_), paths(undo)
+        if set(add_paths) & set(not_paths):
+            raise UsageError("a photo cannot be both of the class and not of it")
+        if set(undo_paths) & set(add_paths + not_paths):
+            raise UsageError("a photo cannot be marked and unmarked at once")
+        if undo_paths:
+            marked = {p for p, _ in self.examples(name)}
+            unmarked = [i for i, p in zip(undo, undo_paths, strict=True) if p not in marked]
+            if unmarked:
+                raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
+        with self.catalog.transaction():  # one commit: marks removed and the class retrained
+            if undo_paths:
+                self.catalog.remove_examples(name, undo_paths)
+            return self.learn(name, add_paths, negatives=not_paths, seed=seed)
+
+    @property
+    def thumbs(self) -> ThumbCache:
+        from finder.store.thumbs import ThumbCache
+
+        return ThumbCache(self.dir / "thumbs")
+
+    def thumbnail(self, image_id: int) -> Path:
+        """The thumbnail file (JPEG, short side about 256 px, EXIF-oriented) of an indexed
+        image, made now when missing. ``DecodeError`` when the photo cannot be read."""
+        return self.thumbs.get(self.image(image_id))
+
+    def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
+        """Make the missing thumbnails of every indexed image: (made, failed)."""
+        ok = self.catalog.counts()[OK]
+        rows = (
+            r
+            for lo in range(0, self._max_id() + 1, 1000)
+            for r in self.catalog.ok_rows(lo, lo + 1000)
+        )
+        report = (lambda done: progress(Progress("thumbnails", done, ok))) if progress else None
+        return self.thumbs.make_many(rows, workers=self.workers, progress=report)
+
+    def _max_id(self) -> int:
+        ids = self.catalog.ok_ids()
+        return max(ids) if ids else -1
+
+    def _thumbnails_after_run(self, make: bool, progress: ProgressFn | None) -> bool:
+        """End of an index run: drop the thumbnails of images that changed or left, make the
+        missing ones when asked. Returns True when Ctrl-C stopped it."""
+        try:
+            self.thumbs.sweep(self.catalog.ok_rows)
+            if make:
+                self.make_thumbnails(progress)
+        except KeyboardInterrupt:
+            return True
+        return False
+
+    def _publishing(self, progress: ProgressFn | None) -> ProgressFn:
+        """``progress``, also published in the library folder for other processes."""
+        from finder.store.progress import ProgressFile
+
+        published = ProgressFile(self.dir)
+
+        def report(event: Progress) -> None:
+            published.publish(event.phase, event.done, event.total, event.root)
+            if progress:
+                progress(event)
+
+        return report
+
+    def index_progress(self) -> dict[str, Any] | None:
+        """The last progress published by an index run (``running`` tells whether it still
+        runs), or None."""
+        from finder.store.progress import read
+
+        return read(self.dir)
+
 
 def _need_regular_file(full: str, given: str) -> None:
     """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
@@ -723,6 +968,7 @@ def _need_regular_file(full: str, given: str) -> None:
 
 __all__ = [
     "BackboneChoice",
+    "Filters",
     "FinderError",
     "IndexSummary",
     "Library",

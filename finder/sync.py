@@ -4,6 +4,7 @@
     apply_plan(catalog, store, plan, summary)     # catalog and vectors follow the disk
     items, dirs = pending_items(catalog, root)    # what is left to embed
     store_results(catalog, store, items, results, summary)   # vectors, then "ok"
+    fill_facts(catalog, root, summary)           # facts of photos indexed before finder kept them
 
 The plan is set-based: the walk goes into a temporary table and four queries compare it with
 the catalog rows under the root (see :meth:`finder.store.catalog.Catalog.scan`). Unchanged
@@ -33,13 +34,16 @@ from finder.ingest.crawl import FileFact
 from finder.store.catalog import OK, PENDING, Catalog, ImageRow
 
 if TYPE_CHECKING:
+    from finder.ingest.facts import PhotoFacts
     from finder.store.vectors import VectorStore
 
 COMMIT_EVERY = 64  # images per catalog commit while embedding (bounds the work a crash loses)
 COMMIT_SECONDS = 5.0  # ... or this many seconds, whichever comes first
 
-# (key, vector or None, reason when None): what an embedding source yields, in any order
+# (key, vector or None, reason when None): what an embedding source yields, in any order;
+# a fourth element, when present, is the photo's PhotoFacts (finder.ingest.facts) or None
 Result = tuple[int, "np.ndarray | None", "str | None"]
+FACTS_BATCH = 256  # photos whose facts are read between two catalog commits (fill_facts)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class IndexSummary:
     failed: int = 0
     resumed: int = 0  # left pending by an interrupted run (or a repair), embedded now
     embedded: int = 0
+    facts_read: int = 0  # photos indexed earlier whose facts (date, camera, ...) were read now
     seconds: float = 0.0
     interrupted: bool = False
     messages: list[str] = field(default_factory=list)
@@ -204,11 +209,12 @@ def store_results(
     ok_ids: list[int] = []
     ok_vecs: list[np.ndarray] = []
     failed: list[tuple[int, str]] = []
+    facts: list[tuple[int, PhotoFacts]] = []
     last = time.monotonic()
     done = 0
 
     def flush() -> None:
-        nonlocal ok_ids, ok_vecs, failed, last
+        nonlocal ok_ids, ok_vecs, failed, facts, last
         if ok_ids:
             store.add(np.asarray(ok_ids, dtype=np.int64), unit(np.stack(ok_vecs)))
             store.commit()  # vectors are durable before the catalog says "ok"
@@ -220,19 +226,21 @@ def store_results(
                 fingerprints.append((i, None))
         if failed:
             remove_present(store, [i for i, _ in failed])
-        catalog.record_results(fingerprints, failed)
+        catalog.record_results(fingerprints, failed, facts)
         summary.embedded += len(ok_ids)
         summary.failed += len(failed)
-        ok_ids, ok_vecs, failed = [], [], []
+        ok_ids, ok_vecs, failed, facts = [], [], [], []
         last = time.monotonic()
 
     try:
-        for image_id, vector, error in results:
+        for image_id, vector, error, *rest in results:
             if vector is None:
                 failed.append((image_id, error or "could not decode"))
             else:
                 ok_ids.append(image_id)
                 ok_vecs.append(vector)
+                if rest and rest[0] is not None:
+                    facts.append((image_id, rest[0]))
             done += 1
             if progress:
                 progress(Progress("embed", done, len(items), root))
@@ -245,3 +253,29 @@ def store_results(
         if close:
             close()
         flush()
+
+
+def fill_facts(
+    catalog: Catalog, root: str, summary: IndexSummary, workers: int | None = None
+) -> None:
+    """Read the facts of the ok images under ``root`` that have none (indexed before finder
+    kept them): headers and EXIF only, no pixels decoded, nothing re-embedded. A file that
+    cannot be read now keeps no facts and is tried again next run."""
+    todo = catalog.missing_facts_under(root)
+    if not todo:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finder.ingest.decode import read_facts
+
+    def read(item: tuple[int, str]) -> tuple[int, PhotoFacts | None]:
+        try:
+            return item[0], read_facts(item[1])
+        except DecodeError:
+            return item[0], None
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for start in range(0, len(todo), FACTS_BATCH):
+            got = [r for r in pool.map(read, todo[start : start + FACTS_BATCH]) if r[1] is not None]
+            catalog.record_facts(got)  # type: ignore[arg-type]
+            summary.facts_read += len(got)

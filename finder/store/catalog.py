@@ -17,14 +17,18 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from finder.errors import FinderError, LibraryDamaged, LibraryError, LibraryLocked
 from finder.ingest.crawl import FileFact
+from finder.store import facts as stored_facts
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:
+    from finder.ingest.facts import PhotoFacts
+
+SCHEMA_VERSION = 3
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -280,8 +284,13 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE classes DROP COLUMN threshold")
 
 
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
+    stored_facts.migrate(db)
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 
 
 class Catalog:
@@ -560,11 +569,16 @@ class Catalog:
             )
 
     def record_results(
-        self, ok: Sequence[tuple[int, str | None]], failed: Sequence[tuple[int, str]]
+        self,
+        ok: Sequence[tuple[int, str | None]],
+        failed: Sequence[tuple[int, str]],
+        facts: Sequence[tuple[int, PhotoFacts]] = (),
     ) -> None:
-        """Mark images embedded (id, fingerprint) and failed (id, reason), in one commit."""
+        """Mark images embedded (id, fingerprint) and failed (id, reason), and store the facts
+        of the embedded ones (id, facts), in one commit."""
         now = time.time()
         with self.transaction() as conn:
+            stored_facts.write(conn, facts)
             conn.executemany(
                 "UPDATE images SET status = 'ok', error = NULL, fingerprint = ?, updated = ? "
                 "WHERE id = ?",
@@ -585,6 +599,27 @@ class Catalog:
                 [lo, hi, encode_path(root)],
             )
         ]
+
+    # -- photo facts ----------------------------------------------------------------------
+    def record_facts(self, rows: Sequence[tuple[int, PhotoFacts]]) -> None:
+        with self.transaction() as conn:
+            stored_facts.write(conn, rows)
+
+    def missing_facts_under(self, root: str) -> list[tuple[int, str]]:
+        """Ok images under ``root`` whose facts were never read (indexed before finder kept
+        them)."""
+        lo, hi = path_range(root)
+        return [
+            (i, decode_path(p))
+            for i, p in self.db.execute(
+                "SELECT id, path FROM images WHERE status = 'ok' AND date_source IS NULL "
+                "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
+                [lo, hi, encode_path(root)],
+            )
+        ]
+
+    def fact_counts(self) -> dict[str, int]:
+        return stored_facts.counts(self.db.conn)
 
     # -- classes --------------------------------------------------------------------------
     def class_names(self) -> list[str]:
@@ -647,6 +682,50 @@ class Catalog:
         with self.transaction():
             self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
             self.db.execute("DELETE FROM classes WHERE name = ?", [name])
+
+    # -- by id (finder serve: the page names images by id, never by path) -----------------
+    def image(self, image_id: int) -> ImageRow | None:
+        row = self.db.execute(
+            "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images WHERE id = ?",
+            [int(image_id)],
+        ).fetchone()
+        return None if row is None else _image_row(row)
+
+    def ok_rows(self, lo: int, hi: int) -> list[ImageRow]:
+        """Rows of the images with status ok and ``lo <= id < hi``, by id."""
+        return [
+            _image_row(row)
+            for row in self.db.execute(
+                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                "WHERE id >= ? AND id < ? AND status = 'ok' ORDER BY id",
+                [int(lo), int(hi)],
+            )
+        ]
+
+    def ok_page(self, offset: int, limit: int) -> tuple[int, list[tuple[int, str]]]:
+        """(number of ok images, ``limit`` of their (id, path) from ``offset``, by id)."""
+        total = self.db.execute("SELECT count(*) FROM images WHERE status = 'ok'").fetchone()[0]
+        rows = self.db.execute(
+            "SELECT id, path FROM images WHERE status = 'ok' ORDER BY id LIMIT ? OFFSET ?",
+            [int(limit), int(offset)],
+        )
+        return total, [(i, decode_path(p)) for i, p in rows]
+
+    def example_label(self, name: str, path: str) -> int | None:
+        """The label of ``path`` among the examples of class ``name`` (None: not one)."""
+        row = self.db.execute(
+            "SELECT label FROM examples WHERE class_name = ? AND path = ?",
+            [name, encode_path(path)],
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def remove_examples(self, name: str, paths: Iterable[str]) -> None:
+        """Drop examples of class ``name`` (a ✓ or ✗ taken back); commits with the caller's
+        transaction when there is one."""
+        self.db.conn.executemany(
+            "DELETE FROM examples WHERE class_name = ? AND path = ?",
+            [(name, encode_path(p)) for p in paths],
+        )
 
 
 class _Transaction:
