@@ -109,6 +109,7 @@ def vector_problems(catalog: Catalog, store: VectorStore, *, settled: bool = Tru
     stray = np.setdiff1d(unique, holders)
     if len(stray) and settled:
         out.append(f"{len(stray)} vectors belong to no indexed image (e.g. id {int(stray[0])})")
+    out += getattr(store, "check", lambda: [])()  # the raw files' own checksums
     bad = bad_vectors(store, np.intersect1d(unique, holders))
     if len(bad):
         out.append(f"{len(bad)} stored vectors are not finite unit vectors (e.g. id {int(bad[0])})")
