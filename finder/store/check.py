@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import FinderError
-from finder.store.catalog import META_TYPES, PENDING, Catalog, meta_problem
+from finder.store.catalog import PENDING, Catalog
+from finder.store.db import META_TYPES, meta_problem
 
 if TYPE_CHECKING:
     from finder.store.vectors import VectorStore
