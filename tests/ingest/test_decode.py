@@ -204,7 +204,7 @@ def test_cmyk_jpeg(tmp_path: Path) -> None:
     assert mad(load_rgb(str(tmp_path / "c.jpg"), SIZE), reference(src)) < 4.0
 
 
-@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".pgm"])
 def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path: Path, suffix: str) -> None:
     # A ramp over the full 16-bit range: clipping would make most of it white.
     ramp = np.linspace(0, 65535, 256, dtype=np.float64).round().astype(np.uint16)
