@@ -19,33 +19,31 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from finder.ingest import crawl
-from finder.learn import heads
-from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder import sync
 from finder.errors import (
     BackboneMismatch,
-    DecodeError,
     FinderError,
     LibraryError,
     LibraryLocked,
     UnknownClass,
     UsageError,
 )
+from finder.ingest import crawl
+from finder.learn import heads
+from finder.store.catalog import FAILED, OK, PENDING, Catalog
+from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
     from finder.embed.backbones import Backbone
     from finder.store.vectors import VectorStore
-
-COMMIT_EVERY = 64  # images per catalog commit while embedding (bounds the work a crash loses)
-COMMIT_SECONDS = 5.0  # ... or this many seconds, whichever comes first
 
 
 def default_library_dir() -> Path:
@@ -80,50 +78,6 @@ class Match:
     path: str
     score: float  # probability for find, cosine similarity for similar
     id: int
-
-
-@dataclass
-class IndexSummary:
-    new: int = 0
-    changed: int = 0
-    moved: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    embedded: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-    messages: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Progress:
-    """What an index run reports as it goes: ``phase`` is "walk", "embed" or "done"."""
-
-    phase: str
-    done: int = 0
-    total: int = 0
-    root: str = ""
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
-def _remove_present(store: VectorStore, ids: Sequence[int]) -> None:
-    """Drop the vectors of ``ids`` that the store holds."""
-    arr = np.asarray(ids, dtype=np.int64)
-    present = arr[store.has(arr)]
-    if len(present):
-        store.remove(present)
 
 
 def _backbone_key(info: dict) -> str:
@@ -408,117 +362,15 @@ class Library:
         cat = self.catalog
         if progress:
             progress(Progress("walk", root=root))
-        cat.load_walk(crawl.walk([root], hidden=hidden, exclude=exclude))
-        scan = cat.scan(root)
-        summary.unchanged += scan.unchanged
-
-        # Moves: a new path whose content fingerprint matches a vanished indexed image.
-        gone_by_size: dict[int, list] = {}
-        for row in scan.gone:
-            if row.status == OK and row.fingerprint:
-                gone_by_size.setdefault(row.size, []).append(row)
-        new = []
-        moved_ids = set()
-        with cat.transaction():
-            for fact in scan.new:
-                candidates = gone_by_size.get(fact.size)
-                if candidates and not fact.is_dir:
-                    try:
-                        fp = crawl.fingerprint(fact.path, fact.size)
-                    except DecodeError:
-                        fp = None
-                    match = next((r for r in candidates if r.fingerprint == fp), None)
-                    if match is not None:
-                        candidates.remove(match)
-                        cat.move(match.id, fact)
-                        moved_ids.add(match.id)
-                        summary.moved += 1
-                        continue
-                new.append(fact)
-        deleted = [r.id for r in scan.gone if r.id not in moved_ids]
-        if deleted:
-            cat.delete_images(deleted)
-            _remove_present(store, deleted)
-            summary.deleted += len(deleted)
-
-        # changed files, and files still pending from an interrupted run, are embedded anew
-        summary.changed += sum(1 for _, _, status in scan.redo if status != PENDING)
-        if scan.redo:
-            cat.mark_redo([(i, f) for i, f, _ in scan.redo])
-        summary.new += len(new)
-        cat.insert_pending(new)
-
-        # Directories named like photos fail at once; everything else pending is embedded.
-        todo = cat.pending_under(root)
-        items = []
-        dir_failures = []
-        for image_id, path in todo:
-            if os.path.isdir(path):
-                dir_failures.append((image_id, "is a directory"))
-            else:
-                items.append((image_id, path))
-        if dir_failures:
-            cat.record_results([], dir_failures)
-            summary.failed += len(dir_failures)
+        sync.apply_plan(
+            cat, store, sync.plan_root(cat, root, hidden=hidden, exclude=exclude), summary
+        )
+        items, dirs = sync.pending_items(cat, root)
+        if dirs:
+            cat.record_results([], [(i, "is a directory") for i in dirs])
+            summary.failed += len(dirs)
         if items:
-            self._embed_and_store(items, store, summary, progress, root)
-
-    def _embed_and_store(
-        self,
-        items: list[tuple[int, str]],
-        store: VectorStore,
-        summary: IndexSummary,
-        progress: ProgressFn | None,
-        root: str,
-    ) -> None:
-        cat = self.catalog
-        paths = dict(items)
-        ok_ids: list[int] = []
-        ok_vecs: list[np.ndarray] = []
-        failed: list[tuple[int, str]] = []
-        last = time.monotonic()
-        done = 0
-
-        def flush() -> None:
-            nonlocal ok_ids, ok_vecs, failed, last
-            if ok_ids:
-                ids = np.asarray(ok_ids, dtype=np.int64)
-                store.add(ids, _unit(np.stack(ok_vecs)))
-                store.commit()  # vectors are durable before the catalog says "ok"
-            fingerprints = []
-            for i in ok_ids:
-                try:
-                    fingerprints.append((i, crawl.fingerprint(paths[i], os.path.getsize(paths[i]))))
-                except (OSError, DecodeError):
-                    fingerprints.append((i, None))
-            if failed:
-                _remove_present(store, [i for i, _ in failed])
-            cat.record_results(fingerprints, failed)
-            summary.embedded += len(ok_ids)
-            summary.failed += len(failed)
-            ok_ids, ok_vecs, failed = [], [], []
-            last = time.monotonic()
-
-        results = self._embed(items)
-        try:
-            for image_id, vector, error in results:
-                if vector is None:
-                    failed.append((image_id, error or "could not decode"))
-                else:
-                    ok_ids.append(image_id)
-                    ok_vecs.append(vector)
-                done += 1
-                if progress:
-                    progress(Progress("embed", done, len(items), root))
-                if len(ok_ids) + len(failed) >= COMMIT_EVERY or (
-                    time.monotonic() - last > COMMIT_SECONDS
-                ):
-                    flush()
-        finally:
-            close = getattr(results, "close", None)
-            if close:
-                close()
-            flush()
+            sync.store_results(cat, store, items, self._embed(items), summary, progress, root)
 
     # -- learn --------------------------------------------------------------------------
     def _example_paths(self, examples: Sequence[str]) -> list[str]:
@@ -557,7 +409,7 @@ class Library:
             for k, vector, error in self._embed(todo):
                 if vector is None:
                     raise UsageError(f"not an image: {paths[k]} ({error})")
-                out[k] = _unit(vector[None, :])[0]
+                out[k] = sync.unit(vector[None, :])[0]
         return out, ids
 
     def learn(

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from finder.ingest.decode import check_views
 from finder.errors import BackboneError, WeightsUnavailable
+from finder.ingest.decode import check_views
 
 DEFAULT_BACKBONE = "vgg16"
 RANDOM_SEED = 0

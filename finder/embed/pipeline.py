@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from finder.ingest.decode import load_views
 from finder.errors import DecodeError
+from finder.ingest.decode import load_views
 
 if TYPE_CHECKING:
     from finder.embed.backbones import Backbone

@@ -476,8 +476,8 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure few-shot classes on a labelled dataset (indexed into the library first)."""
-    from finder.learn import evaluate as ev
     from finder.errors import UsageError
+    from finder.learn import evaluate as ev
     from finder.library import BackboneChoice
 
     try:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from finder.errors import LibraryError
+from finder.ingest.crawl import FileFact
 
 SCHEMA_VERSION = 1
 
@@ -54,21 +55,13 @@ class ImageRow:
     error: str | None
 
 
-@dataclass(frozen=True)
-class WalkFact:
-    path: str
-    size: int
-    mtime_ns: int
-    is_dir: bool = False
-
-
 @dataclass
 class Scan:
     """One root's walk against the catalog."""
 
     unchanged: int
-    redo: list[tuple[int, WalkFact, str]]  # (id, fact, old status): changed or still pending
-    new: list[WalkFact]
+    redo: list[tuple[int, FileFact, str]]  # (id, fact, old status): changed or still pending
+    new: list[FileFact]
     gone: list[ImageRow]
 
 
@@ -256,7 +249,7 @@ class Catalog:
             )
 
     # -- incremental scans (mark and sweep, set-based) -----------------------------------
-    def load_walk(self, facts: Iterable[Any]) -> int:
+    def load_walk(self, facts: Iterable[FileFact]) -> int:
         """Fill the temporary table ``walk`` with the facts of one root's walk."""
         self.db.execute("DROP TABLE IF EXISTS temp.walk")
         self.db.execute(
@@ -304,7 +297,7 @@ class Catalog:
         ]
         return Scan(unchanged=unchanged, redo=redo, new=new, gone=gone)
 
-    def move(self, image_id: int, fact: Any) -> None:
+    def move(self, image_id: int, fact: FileFact) -> None:
         self.db.execute(
             "UPDATE images SET path = ?, size = ?, mtime_ns = ?, updated = ? WHERE id = ?",
             [encode_path(fact.path), fact.size, fact.mtime_ns, time.time(), image_id],
@@ -314,7 +307,7 @@ class Catalog:
         with self.transaction() as conn:
             conn.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
 
-    def insert_pending(self, facts: Sequence[Any]) -> list[int]:
+    def insert_pending(self, facts: Sequence[FileFact]) -> list[int]:
         """Insert new files as pending; returns their ids in order."""
         ids = []
         now = time.time()
@@ -328,7 +321,7 @@ class Catalog:
                 ids.append(cur.lastrowid)
         return ids
 
-    def mark_redo(self, rows: Sequence[tuple[int, Any]]) -> None:
+    def mark_redo(self, rows: Sequence[tuple[int, FileFact]]) -> None:
         """Changed files: new size and mtime, back to pending until re-embedded."""
         now = time.time()
         with self.transaction() as conn:
@@ -443,8 +436,8 @@ class _Transaction:
             self.conn.execute("ROLLBACK")
 
 
-def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> WalkFact:
-    return WalkFact(decode_path(p), size, mtime_ns, bool(is_dir))
+def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> FileFact:
+    return FileFact(decode_path(p), size, mtime_ns, bool(is_dir))
 
 
 def _image_row(row: Sequence[Any]) -> ImageRow:

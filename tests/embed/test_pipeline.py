@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from finder.embed.backbones import build
-from finder.ingest.decode import load_rgb
 from finder.embed.pipeline import embed_paths
+from finder.ingest.decode import load_rgb
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
