@@ -42,6 +42,7 @@ from finder.store.catalog import FAILED, OK, PENDING, Catalog
 from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
+    from finder.dupes import DupeGroup
     from finder.embed.backbones import Backbone
     from finder.store.vectors import VectorStore
 
@@ -557,6 +558,21 @@ class Library:
         order = sorted(ids, key=lambda i: paths[i])
         vectors = self.store.get(np.asarray(order, dtype=np.int64))
         return [paths[i] for i in order], vectors
+
+    def dupes(self, under: str | None = None) -> list[DupeGroup]:
+        """Groups of byte-identical files and of near-duplicates (the same shot resized,
+        re-encoded, lightly cropped or edited) among the indexed images, under the folder
+        ``under`` when given; each group's first file is the one suggested to keep. Never
+        deletes anything. See :mod:`finder.dupes`."""
+        from finder.dupes import find_dupes
+
+        self._require_indexed()
+        folder = None
+        if under is not None:
+            folder = os.path.abspath(os.path.expanduser(os.fspath(under)))
+            if not os.path.isdir(folder):
+                raise UsageError(f"no such folder: {under}")
+        return find_dupes(self.catalog, self.store, folder)
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -169,6 +169,32 @@ def load_rgb(
             raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """The (width, height) of an image as shown (EXIF orientation applied), from its header
+    only. Raises ``DecodeError`` like ``load_rgb``."""
+    if is_raw_name(path):
+        from finder.ingest.raw import raw_size
+
+        return raw_size(path)
+    with open_regular(path) as f:
+        try:
+            if f.read(12)[4:8] == b"ftyp":
+                try:
+                    _register_heif()
+                except ImportError:
+                    pass
+            f.seek(0)
+            im = Image.open(f, formats=_formats())
+            w, h = im.size
+            return (h, w) if _orientation(im) in _SWAPS_AXES else (w, h)
+        except UnidentifiedImageError:
+            raise DecodeError("not an image") from None
+        except OSError as e:
+            raise DecodeError(_pillow_reason(e)) from None
+        except Exception as e:  # Pillow plugins raise many types on corrupt data
+            raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
+
+
 VIEWS = (1, 2, 4)
 CROP_COVER = 256 / 224  # the centre crop of ImageNet evaluation: short side 256, crop 224
 
