@@ -28,6 +28,9 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from finder import sync
+from finder.embed.registry import BackboneChoice, check_choice, same_as
+from finder.embed.registry import describe as describe_backbone
+from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
     BackboneMismatch,
     FinderError,
@@ -43,7 +46,7 @@ from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
     from finder.dupes import DupeGroup
-    from finder.embed.backbones import Backbone
+    from finder.embed.base import Backbone
     from finder.store.vectors import VectorStore
 
 
@@ -58,48 +61,12 @@ def default_library_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class BackboneChoice:
-    """What a person asked for; ``None`` everywhere means "the library's, else the default"."""
-
-    name: str | None = None
-    weights: str | None = None  # "imagenet", "none" or a file
-    model: str | None = None  # a .tflite / .keras / .h5 file
-    layer: str | None = None
-    views: int | None = None  # test-time views an image (1, 2 or 4); see finder.decode
-
-    @property
-    def given(self) -> bool:
-        return any(
-            v is not None for v in (self.name, self.weights, self.model, self.layer, self.views)
-        )
-
-
-@dataclass(frozen=True)
 class Match:
     path: str
     score: float  # probability for find, cosine similarity for similar
     id: int
 
 
-def _backbone_key(info: dict) -> str:
-    views = int(info.get("views", 1))
-    extra = f":views{views}" if views != 1 else ""
-    return f"{info['name']}:{info.get('layer')}:{info['dim']}:{info['fingerprint']}{extra}"
-
-
-def describe_backbone(info: dict | None) -> str:
-    if not info:
-        return "none yet"
-    parts = [info["name"]]
-    if info.get("layer"):
-        parts.append(info["layer"])
-    parts.append(f"{info['dim']}-d")
-    if int(info.get("views", 1)) != 1:
-        parts.append(f"{info['views']} views")
-    weights = info.get("weights")
-    if weights and weights not in ("imagenet",):
-        parts.append(f"weights {weights}")
-    return " ".join(parts)
 
 
 class Library:
@@ -123,6 +90,8 @@ class Library:
             check_views(self.choice.views, "--views")
         self.batch_size = batch_size
         self.workers = workers
+        if memory_budget is not None and memory_budget <= 0:
+            raise UsageError(f"the memory budget must be more than 0 bytes, not {memory_budget}")
         self._memory_budget = memory_budget
         self._catalog: Catalog | None = None
         self._store: VectorStore | None = None
@@ -194,7 +163,7 @@ class Library:
                 on_message=self.messages.append,
                 read_only=read_only,
             )
-            if not read_only and self.catalog.get_meta("dirty", False):
+            if not read_only and (self.catalog.get_meta("dirty", False) or self._store.damage):
                 self._repair()
         return self._store
 
@@ -216,7 +185,12 @@ class Library:
         """After an interrupted run: settle, and say what was repaired."""
         assert self._store is not None
         dropped, missing = self._settle(self._store)
-        if dropped or missing:
+        if self._store.damage:
+            self.messages.append(
+                f"the stored vectors were damaged ({self._store.damage}); "
+                f"{missing} images lost theirs and will be embedded again by `finder index`"
+            )
+        elif dropped or missing:
             self.messages.append(
                 f"repaired an interrupted run: dropped {dropped} stray vectors, "
                 f"{missing} images will be embedded again"
@@ -242,30 +216,13 @@ class Library:
     # -- backbone -----------------------------------------------------------------------
     def _check_choice(self, recorded: dict) -> None:
         """Refuse a backbone other than the recorded one, without building anything."""
-        c = self.choice
-        if not c.given:
-            return
-        want = "tflite" if c.model and c.model.endswith(".tflite") else c.name
-        if c.model and not c.model.endswith(".tflite"):
-            want = "keras-file"
-        mismatch = (
-            (want is not None and want != recorded["name"])
-            or (c.layer is not None and c.layer != recorded.get("layer"))
-            or (c.views is not None and c.views != int(recorded.get("views", 1)))
-        )
-        if c.model and not mismatch:  # a model file is recorded as the backbone's weights
-            mismatch = os.path.abspath(c.model) != recorded.get("weights")
-        if mismatch:
-            raise BackboneMismatch(
-                f"the library {self.dir} was indexed with {describe_backbone(recorded)}; "
-                "it cannot mix in vectors of another backbone (use another --library)"
-            )
+        check_choice(self.choice, recorded, str(self.dir))
 
     def backbone(self) -> Backbone:
         """The backbone that made (or will make) this library's vectors. Imports TensorFlow."""
         if self._backbone is not None:
             return self._backbone
-        from finder.embed import backbones
+        from finder.embed import registry
 
         recorded = self.backbone_info
         c = self.choice
@@ -274,8 +231,8 @@ class Library:
             local = c.weights if c.weights not in (None, "imagenet", "none") else None
             if local is not None and not os.path.isfile(local):
                 raise UsageError(f"no such weights file: {local}")
-            bb = backbones.from_info(
-                backbones.BackboneInfo.from_dict(recorded),
+            bb = registry.from_info(
+                registry.BackboneInfo.from_dict(recorded),
                 weights=os.path.abspath(local) if local else None,
             )
         else:
@@ -291,13 +248,13 @@ class Library:
                 if not os.path.isfile(model):
                     raise UsageError(f"no such model file: {model}")
                 model = os.path.abspath(model)
-            bb = backbones.build(
+            bb = registry.build(
                 c.name or "vgg16", weights=weights, model=model, layer=c.layer, views=c.views or 1
             )
-        if recorded and not _backbone_key(bb.info.to_dict()) == _backbone_key(recorded):
+        if recorded and not same_as(bb.info, recorded):
             raise BackboneMismatch(
                 f"the library {self.dir} was indexed with {describe_backbone(recorded)}, "
-                f"but that backbone now gives {describe_backbone(bb.info.to_dict())}"
+                f"but that backbone now gives {describe_backbone(bb.info)}"
             )
         self._backbone = bb
         return bb
@@ -590,8 +547,13 @@ class Library:
                 "index": None,
             }
         cat = self.catalog
-        counts = cat.counts()
         info = cat.get_meta("backbone")
+        if info and self._store is None:
+            from finder.store.vectors import VectorStore
+
+            if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
+                self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
+        counts = cat.counts()
         names = cat.class_names()
         return {
             "library": str(self.dir),

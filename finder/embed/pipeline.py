@@ -8,7 +8,6 @@ whatever the number of items: ``items`` is pulled lazily, and at most ``2 * batc
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,21 +15,19 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from finder.embed.runtime import cpu_count
 from finder.errors import DecodeError
 from finder.ingest.decode import load_views
 
 if TYPE_CHECKING:
-    from finder.embed.backbones import Backbone
+    from finder.embed.base import Backbone
 
 K = TypeVar("K")
 
 
 def default_workers() -> int:
     """Decode threads: one per core."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return cpu_count()
 
 
 def _decode(path: str, size: tuple[int, int], views: int) -> np.ndarray | str:
