@@ -376,6 +376,33 @@ def similar(
     _print_matches(matches, "similarity", as_json)
 
 
+@command()
+@handle_errors
+def dupes(
+    under: Annotated[
+        Path | None,
+        typer.Option("--under", metavar="PATH", help="Only the photos in this folder."),
+    ] = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print groups of duplicate photos: identical files, and near-duplicates (the same shot
+    resized, re-encoded, lightly cropped or edited), the one to keep first. Deletes nothing."""
+    with _library(library) as lib:
+        groups = lib.dupes(str(under) if under is not None else None)
+        _messages(lib)
+    if as_json:
+        _echo_json(
+            {
+                "groups": [g.to_dict() for g in groups],
+                "spare_files": sum(len(g.files) - 1 for g in groups),
+                "spare_bytes": sum(f.bytes for g in groups for f in g.files[1:]),
+            }
+        )
+        return
+    _echo_lines(text.dupe_lines(groups))
+
+
 # ------------------------------------------------------------------------------- status
 @command()
 @handle_errors
