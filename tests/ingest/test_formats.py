@@ -143,3 +143,33 @@ def test_raw_with_non_utf8_name(tmp_path: Path, scene: np.ndarray) -> None:
 def test_raw_size_is_oriented(tmp_path: Path, scene: np.ndarray) -> None:
     assert raw.raw_size(write_dng(tmp_path / "a.dng", scene)) == (160, 120)
     assert raw.raw_size(write_dng(tmp_path / "b.dng", scene, orientation=8)) == (120, 160)
+
+
+# --- in a library -----------------------------------------------------------------------------
+
+
+def test_every_format_is_indexed_and_a_broken_raw_recorded_as_failed(
+    tmp_path: Path, scene: np.ndarray, cli, model_args
+) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    write_dng(root / "plain.dng", scene)
+    write_dng(root / "preview.dng", scene, preview=scene)
+    good = (root / "plain.dng").read_bytes()
+    (root / "broken.nef").write_bytes(good[: len(good) // 3])
+    src = Image.fromarray(scene)
+    names = ["a.ppm", "a.pnm", "a.pgm", "a.pbm"]
+    src.save(root / "a.ppm")
+    src.save(root / "a.pnm", format="PPM")
+    src.convert("L").save(root / "a.pgm")
+    src.convert("1").save(root / "a.pbm")
+    if features.check("jpg_2000"):
+        src.save(root / "a.jp2")
+        src.save(root / "a.j2k")
+        names += ["a.jp2", "a.j2k"]
+    summary = cli.json("index", str(root), "--quiet", *model_args)
+    assert summary["failed"] == 1
+    assert summary["embedded"] == 2 + len(names)
+    status = cli.json("status", "--failed")
+    assert [f["path"] for f in status["failures"]] == [str(root / "broken.nef")]
+    assert "RAW" in status["failures"][0]["reason"]
