@@ -136,6 +136,29 @@ def pairs_of(groups: list) -> set[tuple[str, str]]:
     }
 
 
+def candidate_margins(lib: Library, truth: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """The pixel correlation of every candidate pair (vectors at least ``MIN_COSINE`` alike):
+    the lowest of the true pairs and the highest of the false ones, beside the threshold."""
+    from finder import dupes
+
+    rows = {r.id: r.path for r in lib.catalog.rows_under(os.sep)}
+    pairs = dupes.candidate_pairs(lib.store, sorted(rows))
+    sigs = {i: dupes.signature(rows[i]) for i in sorted({i for p in pairs for i in p})}
+    true_low, false_high = 1.0, -1.0
+    for a, b in pairs:
+        c = dupes.correlation(sigs[a], sigs[b])
+        if truth[rows[a]][0] == truth[rows[b]][0]:
+            true_low = min(true_low, c)
+        else:
+            false_high = max(false_high, c)
+    return {
+        "candidates": len(pairs),
+        "lowest_true_correlation": round(true_low, 4),
+        "highest_false_correlation": round(false_high, 4),
+        "min_correlation": dupes.MIN_CORRELATION,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--photos", type=Path, default=SHARED / "photos")
@@ -145,6 +168,11 @@ def main() -> None:
         default=SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
     )
     ap.add_argument("--keep", type=Path, help="build (or reuse) the corpus and library here")
+    ap.add_argument(
+        "--margins",
+        action="store_true",
+        help="also print the pixel correlation of the weakest true and strongest false candidate",
+    )
     args = ap.parse_args()
     for need in (args.photos, args.model):
         if not need.exists():
@@ -168,6 +196,7 @@ def main() -> None:
             t0 = time.perf_counter()
             groups = lib.dupes()
             seconds = time.perf_counter() - t0
+            margins = candidate_margins(lib, truth) if args.margins else {}
         found = pairs_of(groups)
         true = {
             tuple(sorted(p))
@@ -198,6 +227,7 @@ def main() -> None:
             "false_pairs": len(false),
             "same_class_false": len(same_class),
             "missed_by_edit": missed_by_edit,
+            **margins,
             "seconds": round(seconds, 2),
             "index_seconds": round(index_seconds, 1),
         }
