@@ -1,6 +1,7 @@
 """Any photo file → RGB uint8 pixels at a requested size.
 
-``load_rgb(path, size)`` is the only entry point. What it does, in order:
+``load_rgb(path, size)`` is the entry point (``load_views`` builds on it; ``image_size`` reads
+only a header). What it does, in order:
 
 1. Opens the file itself (``crawl.open_regular``: non-blocking, regular files only), so that
    operating-system failures get their own reasons ("empty file", "file vanished",
