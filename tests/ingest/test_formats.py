@@ -173,3 +173,18 @@ def test_every_format_is_indexed_and_a_broken_raw_recorded_as_failed(
     status = cli.json("status", "--failed")
     assert [f["path"] for f in status["failures"]] == [str(root / "broken.nef")]
     assert "RAW" in status["failures"][0]["reason"]
+
+
+def test_image_size_reads_headers_oriented(tmp_path: Path, scene: np.ndarray) -> None:
+    from finder.ingest.decode import image_size
+    from tests.ingest.test_decode import save_with_orientation
+
+    save_with_orientation(photo(320, 240), tmp_path / "turned.jpg", 6)  # stored 240 x 320
+    assert Image.open(tmp_path / "turned.jpg").size == (240, 320)
+    assert image_size(tmp_path / "turned.jpg") == (320, 240)  # as shown
+    photo(320, 240).save(tmp_path / "a.ppm")
+    assert image_size(tmp_path / "a.ppm") == (320, 240)
+    assert image_size(write_dng(tmp_path / "r.dng", scene, orientation=6)) == (120, 160)
+    (tmp_path / "bad.jpg").write_text("no")
+    with pytest.raises(DecodeError, match="not an image"):
+        image_size(tmp_path / "bad.jpg")
