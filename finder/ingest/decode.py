@@ -136,38 +136,15 @@ def load_rgb(
     ``UsageError`` if ``size`` is not two positive integers.
     """
     width, height = _check_size(size)
-    f = open_regular(path)
-    with f:
-        heif_missing = False
-        try:
-            head = f.read(16)
-            if not head:
-                raise DecodeError("empty file")
-            f.seek(0)
-            if is_raw_name(path):
-                return _decode_raw(path, width, height, cover)
-            if head[4:8] == b"ftyp":
-                if head[8:12] in _AVIF_BRANDS and "AVIF" not in _formats():
-                    raise DecodeError("AVIF support missing (needs Pillow >= 11.3 with AVIF)")
-                try:
-                    _register_heif()
-                except ImportError:
-                    heif_missing = True
-            return _decode(f, width, height, cover)
-        except DecodeError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise DecodeError("decompression bomb") from None
-        except UnidentifiedImageError:
-            if heif_missing:
-                raise DecodeError("HEIF support missing (pip install pillow-heif)") from None
-            raise DecodeError("not an image") from None
-        except MemoryError:
-            raise DecodeError("out of memory") from None
-        except OSError as e:
-            raise DecodeError(_pillow_reason(e)) from None
-        except Exception as e:  # Pillow plugins raise many types on corrupt data
-            raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
+    with open_regular(path) as f, _Reasons() as reasons:
+        head = f.read(16)
+        if not head:
+            raise DecodeError("empty file")
+        f.seek(0)
+        if is_raw_name(path):
+            return _decode_raw(path, width, height, cover)
+        reasons.heif_missing = _prepare_ftyp(head)
+        return _decode(f, width, height, cover)
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -177,23 +154,51 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         from finder.ingest.raw import raw_size
 
         return raw_size(path)
-    with open_regular(path) as f:
-        try:
-            if f.read(12)[4:8] == b"ftyp":
-                try:
-                    _register_heif()
-                except ImportError:
-                    pass
-            f.seek(0)
-            im = Image.open(f, formats=_formats())
-            w, h = im.size
-            return (h, w) if _orientation(im) in _SWAPS_AXES else (w, h)
-        except UnidentifiedImageError:
+    with open_regular(path) as f, _Reasons() as reasons:
+        reasons.heif_missing = _prepare_ftyp(f.read(16))
+        f.seek(0)
+        im = Image.open(f, formats=_formats())
+        w, h = im.size
+        return (h, w) if _orientation(im) in _SWAPS_AXES else (w, h)
+
+
+def _prepare_ftyp(head: bytes) -> bool:
+    """For an ISO media file (``ftyp`` box: HEIF, AVIF): refuse AVIF that this Pillow cannot
+    read, register pillow-heif; True when HEIF support is missing."""
+    if head[4:8] != b"ftyp":
+        return False
+    if head[8:12] in _AVIF_BRANDS and "AVIF" not in _formats():
+        raise DecodeError("AVIF support missing (needs Pillow >= 11.3 with AVIF)")
+    try:
+        _register_heif()
+    except ImportError:
+        return True
+    return False
+
+
+class _Reasons:
+    """Turns whatever reading an image raised into one ``DecodeError`` with a short reason."""
+
+    heif_missing = False
+
+    def __enter__(self) -> _Reasons:
+        return self
+
+    def __exit__(self, kind: type | None, e: BaseException | None, tb: object) -> None:
+        if e is None or isinstance(e, DecodeError) or not isinstance(e, Exception):
+            return
+        if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            raise DecodeError("decompression bomb") from None
+        if isinstance(e, UnidentifiedImageError):
+            if self.heif_missing:
+                raise DecodeError("HEIF support missing (pip install pillow-heif)") from None
             raise DecodeError("not an image") from None
-        except OSError as e:
+        if isinstance(e, MemoryError):
+            raise DecodeError("out of memory") from None
+        if isinstance(e, OSError):
             raise DecodeError(_pillow_reason(e)) from None
-        except Exception as e:  # Pillow plugins raise many types on corrupt data
-            raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
+        # Pillow plugins raise many types on corrupt data
+        raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
 
 
 VIEWS = (1, 2, 4)
