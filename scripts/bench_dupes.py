@@ -139,7 +139,7 @@ def pairs_of(groups: list) -> set[tuple[str, str]]:
 def candidate_margins(lib: Library, truth: dict[str, tuple[str, str]]) -> dict[str, float]:
     """The pixel correlation of every candidate pair (vectors at least ``MIN_COSINE`` alike):
     the lowest of the true pairs and the highest of the false ones, beside the threshold."""
-    from finder import dupes
+    from finder.act import dupes
 
     rows = {r.id: r.path for r in lib.catalog.rows_under(os.sep)}
     pairs = dupes.candidate_pairs(lib.store, sorted(rows))

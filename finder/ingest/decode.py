@@ -1,6 +1,6 @@
 """Any photo file → RGB uint8 pixels at a requested size.
 
-``load_rgb(path, size)`` is the entry point (``load_views`` builds on it; ``image_size`` reads
+``load_rgb(path, size)`` is the entry point (``load_views`` builds on it; ``read_facts`` reads
 only a header). What it does, in order:
 
 1. Opens the file itself (``crawl.open_regular``: non-blocking, regular files only), so that
@@ -11,7 +11,7 @@ only a header). What it does, in order:
    JPEG 2000, Netpbm; no PDF, EPS or PSD, whatever the file is called). HEIC/HEIF is
    recognised by its ``ftyp`` box; pillow-heif's opener is registered the first time one is
    seen (once per process). Camera RAW files are the exception, known by their name
-   (``raw.RAW_EXTENSIONS``: most are TIFF inside) and read through LibRaw (``finder.ingest.raw``:
+   (``crawl.RAW_EXTENSIONS``: most are TIFF inside) and read through LibRaw (``finder.ingest.raw``:
    the embedded preview when large enough, else a half-size demosaic).
 3. Refuses images over ``MAX_PIXELS`` (read from the header, before any pixel is decoded) as
    "decompression bomb". The limit is above Pillow's default (89 MP) because 100+ MP panoramas
@@ -51,13 +51,16 @@ import os
 import re
 import threading
 import warnings
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from finder.errors import DecodeError, UsageError
+from finder.ingest import truncation
 from finder.ingest.crawl import open_regular, os_error_reason
+from finder.ingest.facts import PhotoFacts, photo_facts
 from finder.ingest.raw import is_raw_name
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
@@ -98,6 +101,8 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
+T = TypeVar("T")
+
 _heif_lock = threading.Lock()
 _heif_registered = False
 
@@ -135,70 +140,66 @@ def load_rgb(
     Raises ``DecodeError`` with a short reason for every way the file can be bad, and
     ``UsageError`` if ``size`` is not two positive integers.
     """
+    return _load(path, size, cover)[0]
+
+
+def read_facts(path: str | os.PathLike[str]) -> PhotoFacts:
+    """The facts of ``path`` (``finder.ingest.facts``) from its header and EXIF alone, no pixels
+    decoded: for photos indexed before finder kept them. Raises ``DecodeError`` like
+    ``load_rgb``."""
+    return _opened(path, _header_facts, lambda f: _raw_header_facts(f, path))
+
+
+def _load(
+    path: str | os.PathLike[str], size: tuple[int, int], cover: float | None
+) -> tuple[np.ndarray, PhotoFacts]:
     width, height = _check_size(size)
-    with open_regular(path) as f, _Reasons() as reasons:
-        head = f.read(16)
-        if not head:
-            raise DecodeError("empty file")
-        f.seek(0)
-        if is_raw_name(path):
-            return _decode_raw(path, width, height, cover)
-        reasons.heif_missing = _prepare_ftyp(head)
-        return _decode(f, width, height, cover)
+    return _opened(
+        path,
+        lambda f: _decode(f, width, height, cover),
+        lambda f: _decode_raw(f, path, width, height, cover),
+    )
 
 
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """The (width, height) of an image as shown (EXIF orientation applied), from its header
-    only. Raises ``DecodeError`` like ``load_rgb``."""
-    if is_raw_name(path):
-        from finder.ingest.raw import raw_size
-
-        return raw_size(path)
-    with open_regular(path) as f, _Reasons() as reasons:
-        reasons.heif_missing = _prepare_ftyp(f.read(16))
-        f.seek(0)
-        im = Image.open(f, formats=_formats())
-        w, h = im.size
-        return (h, w) if _orientation(im) in _SWAPS_AXES else (w, h)
-
-
-def _prepare_ftyp(head: bytes) -> bool:
-    """For an ISO media file (``ftyp`` box: HEIF, AVIF): refuse AVIF that this Pillow cannot
-    read, register pillow-heif; True when HEIF support is missing."""
-    if head[4:8] != b"ftyp":
-        return False
-    if head[8:12] in _AVIF_BRANDS and "AVIF" not in _formats():
-        raise DecodeError("AVIF support missing (needs Pillow >= 11.3 with AVIF)")
-    try:
-        _register_heif()
-    except ImportError:
-        return True
-    return False
-
-
-class _Reasons:
-    """Turns whatever reading an image raised into one ``DecodeError`` with a short reason."""
-
-    heif_missing = False
-
-    def __enter__(self) -> _Reasons:
-        return self
-
-    def __exit__(self, kind: type | None, e: BaseException | None, tb: object) -> None:
-        if e is None or isinstance(e, DecodeError) or not isinstance(e, Exception):
-            return
-        if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+def _opened(
+    path: str | os.PathLike[str],
+    action: Callable[[BinaryIO], T],
+    raw_action: Callable[[BinaryIO], T],
+) -> T:
+    """Open ``path`` once and run ``action`` on it (``raw_action`` for a camera RAW file); every
+    failure becomes a ``DecodeError``."""
+    f = open_regular(path)
+    with f:
+        heif_missing = False
+        try:
+            head = f.read(16)
+            if not head:
+                raise DecodeError("empty file")
+            f.seek(0)
+            if is_raw_name(path):
+                return raw_action(f)
+            if head[4:8] == b"ftyp":
+                if head[8:12] in _AVIF_BRANDS and "AVIF" not in _formats():
+                    raise DecodeError("AVIF support missing (needs Pillow >= 11.3 with AVIF)")
+                try:
+                    _register_heif()
+                except ImportError:
+                    heif_missing = True
+            return action(f)
+        except DecodeError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise DecodeError("decompression bomb") from None
-        if isinstance(e, UnidentifiedImageError):
-            if self.heif_missing:
+        except UnidentifiedImageError:
+            if heif_missing:
                 raise DecodeError("HEIF support missing (pip install pillow-heif)") from None
             raise DecodeError("not an image") from None
-        if isinstance(e, MemoryError):
+        except MemoryError:
             raise DecodeError("out of memory") from None
-        if isinstance(e, OSError):
+        except OSError as e:
             raise DecodeError(_pillow_reason(e)) from None
-        # Pillow plugins raise many types on corrupt data
-        raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
+        except Exception as e:  # Pillow plugins raise many types on corrupt data
+            raise DecodeError(_short(f"corrupt image: {str(e) or type(e).__name__}")) from None
 
 
 VIEWS = (1, 2, 4)
@@ -217,23 +218,42 @@ def load_views(path: str | os.PathLike[str], size: tuple[int, int], views: int =
     whole image squashed to ``size`` (what ``load_rgb`` gives); 2 = that and its mirror; 4 = those
     and the centre crop of the image scaled, aspect kept, to cover ``size`` x 256/224, and its
     mirror. One decode serves every view."""
+    return load_views_facts(path, size, views)[0]
+
+
+def load_views_facts(
+    path: str | os.PathLike[str], size: tuple[int, int], views: int = 1
+) -> tuple[np.ndarray, PhotoFacts]:
+    """``load_views`` and the photo's facts (date, camera, position, size), from one read."""
     check_views(views)
     width, height = _check_size(size)
     if views < 4:
-        a = load_rgb(path, size)
-        return np.stack([a, a[:, ::-1]]) if views == 2 else a[None]
-    big = load_rgb(path, size, cover=CROP_COVER)
+        a, facts = _load(path, size, None)
+        return (np.stack([a, a[:, ::-1]]) if views == 2 else a[None]), facts
+    big, facts = _load(path, size, CROP_COVER)
     bh, bw = big.shape[:2]
     whole = np.asarray(Image.fromarray(big).resize((width, height), _RESAMPLE, reducing_gap=None))
     top, left = (bh - height) // 2, (bw - width) // 2
     crop = big[top : top + height, left : left + width]
-    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]])
+    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]]), facts
 
 
 def _formats() -> tuple[str, ...]:
     """The photo formats this Pillow can open now (HEIF only once pillow-heif is registered)."""
     Image.init()
     return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
+
+
+def _mtime_ns(f: BinaryIO) -> int | None:
+    try:
+        return os.fstat(f.fileno()).st_mtime_ns
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _header_facts(f: BinaryIO) -> PhotoFacts:
+    im = Image.open(f, formats=_formats())
+    return photo_facts(im, _orientation(im), _mtime_ns(f))
 
 
 def _target(
@@ -250,50 +270,97 @@ def _target(
 
 
 def _decode_raw(
-    path: str | os.PathLike[str], width: int, height: int, cover: float | None
-) -> np.ndarray:
+    f: BinaryIO, path: str | os.PathLike[str], width: int, height: int, cover: float | None
+) -> tuple[np.ndarray, PhotoFacts]:
     """A camera RAW file: its embedded preview when large enough, else a half-size demosaic."""
-    from finder.ingest.raw import open_raw
+    from finder.ingest.raw import open_raw, raw_facts
 
     scale = max(cover or 1.0, 1.0)
-    im, orientation = open_raw(path, (round(width * scale), round(height * scale)), MAX_PIXELS)
-    return _render(im, _target(im, orientation, width, height, cover), orientation)
+    pic = open_raw(path, (round(width * scale), round(height * scale)), MAX_PIXELS)
+    pre = _target(pic.image, pic.orientation, width, height, cover)
+    facts = raw_facts(f, pic.size, pic.preview, _mtime_ns(f))
+    return _render(pic.image, pre, pic.orientation), facts
 
 
-def _decode(f: BinaryIO, width: int, height: int, cover: float | None = None) -> np.ndarray:
+def _raw_header_facts(f: BinaryIO, path: str | os.PathLike[str]) -> PhotoFacts:
+    from finder.ingest.raw import raw_facts, raw_size
+
+    return raw_facts(f, raw_size(path), None, _mtime_ns(f))
+
+
+def _decode(
+    f: BinaryIO, width: int, height: int, cover: float | None = None
+) -> tuple[np.ndarray, PhotoFacts]:
     im = Image.open(f, formats=_formats())
     w, h = im.size
     if w * h > MAX_PIXELS:
         raise DecodeError("decompression bomb")
+    truncation.check_declared(im, os.fstat(f.fileno()).st_size)
+    if im.format == "PNG":
+        truncation.check_png(f)
+    elif im.format in ("JPEG", "MPO") and im.info.get("progressive"):
+        f.seek(0)
+        if truncation.progressive_incomplete(f.read()):
+            raise DecodeError("truncated")
     orientation = _orientation(im)
+    facts = photo_facts(im, orientation, _mtime_ns(f))
     pre = _target(im, orientation, width, height, cover)
     if im.format == "JPEG" and im.info.get("progressive") and min(w // pre[0], h // pre[1]) >= 8:
         f.seek(0)
         dc = _dc_scans_only(f.read())
         if dc is not None:
             try:
-                return _render(Image.open(io.BytesIO(dc), formats=("JPEG",)), pre, orientation)
+                dc_im = Image.open(io.BytesIO(dc), formats=("JPEG",))
+                return _render(dc_im, pre, orientation), facts
             except Exception:  # whatever went wrong, the whole stream decides
                 pass
         f.seek(0)
         im = Image.open(f, formats=_formats())
     if im.format == "JPEG2000" and _reduce_jpeg2000(im, pre):
         try:
-            return _render(im, pre, orientation)
+            return _render(im, pre, orientation, f), facts
         except Exception:  # fewer wavelet levels than the reduction: decode in full
             f.seek(0)
             im = Image.open(f, formats=("JPEG2000",))
-    return _render(im, pre, orientation)
+    return _render(im, pre, orientation, f), facts
 
 
-def _render(im: Image.Image, pre: tuple[int, int], orientation: int) -> np.ndarray:
-    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
+def _load_pixels(im: Image.Image, pre: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Decode the pixels (at reduced scale where the format allows); the box of the result
+    that ``pre`` covers, when drafted."""
     box = None
     if im.format in _DRAFT_FORMATS:
         drafted = im.draft("RGB", pre)
         if drafted is not None:
             box = drafted[1]
     im.load()
+    return box
+
+
+def _cut_short(im: Image.Image, pre: tuple[int, int], f: BinaryIO) -> bool:
+    """A baseline JPEG whose scan ended early: libjpeg leaves the blocks it never reached
+    mid-grey; decoded again with filler bytes before its end marker, it changes."""
+    if im.format not in ("JPEG", "MPO") or not truncation.jpeg_grey_tail(im):
+        return False
+    f.seek(0)
+    padded = truncation.jpeg_padded(f.read())
+    if padded is None:
+        return False
+    again = Image.open(io.BytesIO(padded), formats=("JPEG",))
+    try:
+        _load_pixels(again, pre)
+    except Exception:  # the filler broke the stream: no verdict
+        return False
+    return again.size != im.size or not np.array_equal(np.asarray(again), np.asarray(im))
+
+
+def _render(
+    im: Image.Image, pre: tuple[int, int], orientation: int, f: BinaryIO | None = None
+) -> np.ndarray:
+    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
+    box = _load_pixels(im, pre)
+    if f is not None and _cut_short(im, pre, f):
+        raise DecodeError("truncated")
     im, has_alpha = _normalise_mode(im)
     if im.size != pre or box is not None:
         im = im.resize(pre, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)

@@ -175,16 +175,14 @@ def test_every_format_is_indexed_and_a_broken_raw_recorded_as_failed(
     assert "RAW" in status["failures"][0]["reason"]
 
 
-def test_image_size_reads_headers_oriented(tmp_path: Path, scene: np.ndarray) -> None:
-    from finder.ingest.decode import image_size
-    from tests.ingest.test_decode import save_with_orientation
+def test_raw_facts_come_from_its_header(tmp_path: Path, scene: np.ndarray) -> None:
+    from finder.ingest.decode import load_views_facts, read_facts
 
-    save_with_orientation(photo(320, 240), tmp_path / "turned.jpg", 6)  # stored 240 x 320
-    assert Image.open(tmp_path / "turned.jpg").size == (240, 320)
-    assert image_size(tmp_path / "turned.jpg") == (320, 240)  # as shown
-    photo(320, 240).save(tmp_path / "a.ppm")
-    assert image_size(tmp_path / "a.ppm") == (320, 240)
-    assert image_size(write_dng(tmp_path / "r.dng", scene, orientation=6)) == (120, 160)
-    (tmp_path / "bad.jpg").write_text("no")
-    with pytest.raises(DecodeError, match="not an image"):
-        image_size(tmp_path / "bad.jpg")
+    path = write_dng(tmp_path / "r.dng", scene, preview=scene, orientation=6)
+    facts = read_facts(path)
+    assert (facts.width, facts.height) == (120, 160)  # the developed picture, as shown
+    assert (facts.make, facts.model) == ("Finder", "Test DNG")  # from the TIFF header
+    assert facts.date_source == "file"  # no EXIF date: the file's
+    assert load_views_facts(path, (32, 32))[1] == facts
+    plain = read_facts(write_dng(tmp_path / "p.dng", scene))
+    assert (plain.width, plain.height) == (160, 120)

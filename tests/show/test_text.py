@@ -53,7 +53,7 @@ def test_cli_escapes_text_and_keeps_json_exact(cli, tmp_path: Path, model_args) 
 
 
 def test_dupe_lines_mark_the_keeper_and_count_what_could_go() -> None:
-    from finder.dupes import DupeFile, DupeGroup
+    from finder.act.dupes import DupeFile, DupeGroup
 
     keep = DupeFile("/p/a.jpg", 1, 2_000_000, 1, 4000, 3000)
     forged = DupeFile("/p/x\n0.999  /etc/passwd.jpg", 2, 500_000, 2, 2000, 1500)

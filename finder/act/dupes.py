@@ -15,9 +15,9 @@ re-encoded, lightly cropped or edited). Finds and suggests; never deletes anythi
    identical group take part through one of them (the one it suggests keeping), so a near group
    lists distinct pictures.
 
-Each group suggests one file to keep: the most pixels, then the oldest (modification time),
-then the shortest path. Files that vanished or cannot be read since they were indexed are left
-out of the groups.
+Each group suggests one file to keep: the most pixels, then the oldest (date taken, from the
+catalog's photo facts, else the modification time), then the shortest path. Files that vanished
+or cannot be read since they were indexed are left out of the groups.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ class DupeFile:
     id: int
     bytes: int
     mtime_ns: int
-    width: int | None = None  # pixels, when readable
+    width: int | None = None  # pixels, as shown, when known
     height: int | None = None
+    taken: str | None = None  # date taken (local time, "YYYY-MM-DDTHH:MM:SS"), else file date
 
     @property
     def pixels(self) -> int:
@@ -322,25 +323,34 @@ def confirm_pairs(
 # --- groups ---------------------------------------------------------------------------------
 
 
-def pixel_size(path: str) -> tuple[int, int] | None:
-    """(width, height) of an image from its header, oriented; None when unreadable."""
-    from finder.ingest.decode import image_size
+def _files(catalog: Catalog, rows: Sequence[ImageRow]) -> list[DupeFile]:
+    """The files of ``rows`` with their size in pixels and date taken: from the catalog, else
+    (facts never read) from the file's header."""
+    from finder.ingest.decode import read_facts
+    from finder.ingest.facts import file_date
+    from finder.store.facts import sizes_and_dates
 
-    try:
-        return image_size(path)
-    except DecodeError:
-        return None
-
-
-def _file(row: ImageRow) -> DupeFile:
-    size = pixel_size(row.path)
-    w, h = size if size else (None, None)
-    return DupeFile(row.path, row.id, row.size, row.mtime_ns, w, h)
+    known = sizes_and_dates(catalog, [r.id for r in rows])
+    out = []
+    for r in rows:
+        width, height, taken = known.get(r.id, (None, None, None))
+        if r.id not in known:
+            try:
+                facts = read_facts(r.path)
+                width, height, taken = facts.width, facts.height, facts.taken
+            except DecodeError:
+                pass
+        taken = taken or file_date(r.mtime_ns)[0]
+        out.append(DupeFile(r.path, r.id, r.size, r.mtime_ns, width, height, taken))
+    return out
 
 
 def _keep_first(files: Iterable[DupeFile]) -> tuple[DupeFile, ...]:
-    """Most pixels first, then oldest, then shortest path (then path, for a stable order)."""
-    return tuple(sorted(files, key=lambda f: (-f.pixels, f.mtime_ns, len(f.path), f.path)))
+    """Most pixels first, then the oldest (date taken, else modification time), then the
+    shortest path (then the path, for a stable order)."""
+    return tuple(
+        sorted(files, key=lambda f: (-f.pixels, f.taken or "~", f.mtime_ns, len(f.path), f.path))
+    )
 
 
 def find_dupes(
@@ -358,7 +368,7 @@ def find_dupes(
     identical: list[DupeGroup] = []
     stands_for: dict[int, int] = {}  # an identical copy -> the one that represents its set
     for same in identical_sets(rows.values()):
-        files = _keep_first(_file(r) for r in same)
+        files = _keep_first(_files(catalog, same))
         identical.append(DupeGroup("identical", files, 1.0))
         for f in files[1:]:
             stands_for[f.id] = files[0].id
@@ -378,7 +388,9 @@ def find_dupes(
         lowest[root] = min(lowest.get(root, 1.0), cos)
     near = [
         DupeGroup(
-            "near", _keep_first(_file(rows[i]) for i in members), lowest[sets.find(members[0])]
+            "near",
+            _keep_first(_files(catalog, [rows[i] for i in members])),
+            lowest[sets.find(members[0])],
         )
         for members in sets.groups()
     ]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from finder import dupes
+from finder.act import dupes
 from finder.errors import UsageError
 from finder.library import Library
 from finder.store.catalog import ImageRow
@@ -87,6 +87,23 @@ def test_signature_views_are_unit_vectors(shots: dict[str, Path]) -> None:
     assert s.shape == (len(dupes.VIEWS), dupes.THUMB**2)
     assert np.allclose(np.linalg.norm(s, axis=1), 1.0, atol=1e-4)
     assert np.allclose(s.mean(axis=1), 0.0, atol=1e-4)
+
+
+def test_the_file_to_keep_has_most_pixels_then_is_oldest() -> None:
+    def f(name: str, w: int, taken: str | None, mtime: int = 0) -> dupes.DupeFile:
+        return dupes.DupeFile(f"/p/{name}", 0, 1, mtime, w, w, taken)
+
+    big_new = f("big-new.jpg", 100, "2020-01-01T00:00:00")
+    big_old = f("big-old.jpg", 100, "2019-01-01T00:00:00")
+    small_oldest = f("small.jpg", 50, "2001-01-01T00:00:00")
+    undated = f("undated-but-old-file.jpg", 100, None, mtime=1)
+    order = dupes._keep_first([small_oldest, big_new, undated, big_old])
+    assert [x.path for x in order] == [
+        "/p/big-old.jpg",
+        "/p/big-new.jpg",
+        "/p/undated-but-old-file.jpg",
+        "/p/small.jpg",
+    ]
 
 
 # --- identical files ----------------------------------------------------------------------------
@@ -183,7 +200,8 @@ def test_cli_dupes_text_and_json(tmp_path: Path, album: Path, cli, model_args) -
     assert [g["kind"] for g in data["groups"]] == ["identical", "near"]
     first = data["groups"][0]
     assert first["keep"] == first["files"][0]["path"] == str(album / "backup" / "shot-copy.jpg")
-    assert set(first["files"][0]) == {"path", "id", "bytes", "mtime_ns", "width", "height"}
+    fields = {"path", "id", "bytes", "mtime_ns", "width", "height", "taken"}
+    assert set(first["files"][0]) == fields
     assert data["spare_files"] == 2
     assert data["spare_bytes"] == sum(f["bytes"] for g in data["groups"] for f in g["files"][1:])
     out = cli("dupes").stdout
