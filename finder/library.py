@@ -694,7 +694,7 @@ class Library:
             folder = os.path.abspath(os.path.expanduser(os.fspath(under)))
             if not os.path.isdir(folder):
                 raise UsageError(f"no such folder: {under}")
-        return find_dupes(self.catalog, self.store, folder)
+        return find_dupes(self.reader, self.read_store, folder)
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
