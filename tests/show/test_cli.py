@@ -268,6 +268,7 @@ def test_commands_that_embed_nothing_never_import_tensorflow(
         ["find", "red", "--library", lib],
         ["find", "red", "--top", "3", "--library", lib],
         ["similar", red, "--library", lib],
+        ["dupes", "--library", lib],
         ["backbones"],
     ):
         result = run_code(NO_TF, *args)
