@@ -265,6 +265,8 @@ def test_pages_render(server: Server, library: Path) -> None:
     assert home.status_code == 200 and "text/html" in home.headers["content-type"]
     assert "default-src 'none'" in home.headers["content-security-policy"]
     assert 'href="/class/red"' in home.text
+    size = len(cli_json(library, "find", "red"))  # the class's size: its default answer
+    assert f'<a href="/class/red">red</a></td><td>{size}</td>' in home.text
     assert len(re.findall(r'class="card', home.text)) == cli_json(library, "status")["images"]
 
     page = server.client.get("/class/red").text
