@@ -547,9 +547,10 @@ def test_review_strip(server: Server) -> None:
     marked = {m["id"] for m in server.client.get("/api/examples/red").json()}
     assert not marked & {g["id"] for g in got}
     page = server.client.get("/class/red").text
-    assert 'id="review"' in page
+    assert 'id="review" class="strip review" data-src="/review/red"' in page
+    strip = server.client.get("/review/red").text  # what the class page fetches into it
     for g in got:
-        assert f'data-id="{g["id"]}"' in page.split('id="review"')[1].split('id="grid"')[0]
+        assert f'data-id="{g["id"]}"' in strip.split('id="review"')[1]
 
 
 def test_similar_vectors_unchanged_by_serving(library: Path, server: Server) -> None:

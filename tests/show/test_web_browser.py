@@ -186,6 +186,7 @@ def test_class_page_shows_decoded_thumbnails_best_first(page, served: str) -> No
     wait_decoded(page, "#examples .card img", 5)
     if hasattr(Library, "review"):  # "is this right?": unmarked photos near the cut-off
         review = page.locator("#review .card")
+        review.first.wait_for()  # fetched once the page shows
         assert 1 <= review.count() <= 8
         wait_decoded(page, "#review .card img", review.count())
         marked = set(page.locator("#examples .card").evaluate_all("e => e.map(c => c.dataset.id)"))
