@@ -332,6 +332,9 @@ REFUSED = [
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"delete": [1]}', 400),
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b"[1, 2]", 400),
     ("POST", "/api/learn/new", {"Content-Type": "application/json"}, b'{"not": [1]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"undo": [3, 3]}', 400),
+    ("POST", "/api/learn/nope", {"Content-Type": "application/json"}, b'{"undo": [3]}', 404),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": [true]}', 400),
     ("POST", "/api/learn/red", {"Content-Type": "text/plain"}, b'{"add": [1]}', 415),
     ("POST", "/api/learn/red", {}, b'{"add": [1]}', 415),
     (
