@@ -437,6 +437,21 @@ class VectorStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k stored vectors with the highest cosine similarity to the unit vector q (exact
         scores from the raw vectors), best first."""
+        ids, scores = self.candidates(q, k, exclude_ids=exclude_ids)
+        return ids[:k], scores[:k]
+
+    def candidates(
+        self,
+        q: np.ndarray,
+        k: int,
+        *,
+        b: float = 0.0,
+        head: bool = False,
+        exclude_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The whole candidate pool of a top-k query (``q`` a photo's vector, or a head's
+        weights with ``head``), rescored exactly (``q.x + b``), best first: a top-k search keeps
+        its first k; a filtered one walks further down it."""
         q = self._check_query(q)
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         if k <= 0 or not len(self):
@@ -444,9 +459,30 @@ class VectorStore:
         n_ex = 0 if exclude_ids is None else len(exclude_ids)
         index = self._ensure_index()
         with one_thread():
-            cand = index.knn(q, k + n_ex)
-            ids, scores = self._rescore(cand, q, 0.0, exclude_ids)
-        return ids[:k], scores[:k]
+            cand = index.knn(q, k + n_ex, head=head)
+            return self._rescore(cand, q, float(b), exclude_ids)
+
+    def pool_size(self, k: int, *, head: bool = False) -> int:
+        """How many vectors a top-k query scores exactly (``Tier.pool``)."""
+        return self._ensure_index().pool(k, head=head)
+
+    def score_ids(
+        self,
+        ids: np.ndarray,
+        w: np.ndarray,
+        b: float = 0.0,
+        *,
+        min_score: float | None = None,
+        exclude_ids: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores ``w.x + b`` of the stored vectors among ``ids`` (others are skipped),
+        best first; with ``min_score``, only those at or above it. For searches restricted to
+        a few ids (a filter)."""
+        w = self._check_query(w)
+        with one_thread():
+            return self._rescore(
+                np.asarray(ids, dtype=np.int64), w, float(b), exclude_ids, min_score
+            )
 
     def search_linear(
         self,

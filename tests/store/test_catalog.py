@@ -61,7 +61,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "c.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LibraryError, match="not readable"):
+    with pytest.raises(LibraryError, match="damaged.*finder repair"):
         Catalog(bad)
 
 

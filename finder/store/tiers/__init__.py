@@ -102,6 +102,12 @@ class Tier(Protocol):
         ``head``: q is a classifier's weight vector rather than a photo's vector."""
         ...
 
+    def pool(self, k: int, *, head: bool = False) -> int:
+        """How many vectors a top-k query scores: the candidates :meth:`knn` offers (every
+        vector for an exact tier). A filtered search scores the photos that pass one by one
+        when they are no more than this."""
+        ...
+
     def above(self, w: np.ndarray, threshold: float) -> np.ndarray:
         """Every id whose exact ``w.x`` can reach ``threshold`` (a superset, never missing one)."""
         ...

@@ -69,6 +69,9 @@ class FlatTier:
     def reset(self) -> None:
         self.index.reset()
 
+    def pool(self, k: int, *, head: bool = False) -> int:
+        return self.ntotal  # every vector is scored
+
     def knn(self, q: np.ndarray, k: int, *, head: bool = False) -> np.ndarray:
         k = min(k, self.ntotal)
         if k <= 0:

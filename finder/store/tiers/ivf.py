@@ -247,10 +247,10 @@ class IvfTier:
         """Candidates for the top k: 10 per result (at least ``rescore``) from ``nprobe`` lists.
         A head's weight vector points between clusters rather than at one, so its best matches
         spread over more lists: it probes 4x the lists and takes 30 candidates per result."""
-        rescore = self.options.rescore
-        if not head:
-            return self._probe(q, max(rescore, 10 * k), self.nprobe)
-        return self._probe(q, max(rescore, 30 * k), 4 * self.nprobe)
+        return self._probe(q, self.pool(k, head=head), 4 * self.nprobe if head else self.nprobe)
+
+    def pool(self, k: int, *, head: bool = False) -> int:
+        return max(self.options.rescore, (30 if head else 10) * k)
 
     def _probe(self, q: np.ndarray, n: int, nprobe: int) -> np.ndarray:
         """Ids of about the n best inner products with q, from ``nprobe`` lists."""
