@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from finder.embed.registry import BackboneChoice, check_choice, same_as
+from finder.embed.registry import BackboneChoice, check_choice, check_precision, same_as
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
@@ -131,6 +131,7 @@ class Library:
             from finder.ingest.decode import check_views
 
             check_views(self.choice.views, "--views")
+        check_precision(self.choice.precision, "--precision")
         self.batch_size = batch_size
         self.workers = workers
         self._memory_budget = memory_budget
@@ -285,7 +286,12 @@ class Library:
                     raise UsageError(f"no such model file: {model}")
                 model = os.path.abspath(model)
             bb = registry.build(
-                c.name or "vgg16", weights=weights, model=model, layer=c.layer, views=c.views or 1
+                c.name or "vgg16",
+                weights=weights,
+                model=model,
+                layer=c.layer,
+                views=c.views or 1,
+                precision=check_precision(c.precision),
             )
         if recorded and not same_as(bb.info, recorded):
             raise BackboneMismatch(
@@ -327,7 +333,10 @@ class Library:
             self._check_choice(recorded)
         self._acquire()
         if recorded is None:
-            info = self.backbone().info.to_dict()
+            bb = self.backbone()
+            info = bb.info.to_dict()
+            if bb.precision_reason:
+                self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
             self.catalog.set_meta("backbone", info)
         store = self.store
         self.catalog.set_meta("dirty", True)
@@ -672,6 +681,8 @@ class Library:
         cat = self.catalog
         counts = cat.counts()
         info = cat.get_meta("backbone")
+        if info:  # a record from before precisions were recorded means float32
+            info = {**info, "precision": info.get("precision") or "float32"}
         names = cat.class_names()
         return {
             "library": str(self.dir),

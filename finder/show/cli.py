@@ -206,6 +206,15 @@ def index(
         typer.Option("--memory-budget", help="Memory for the search index, e.g. 2GB (remembered)."),
     ] = None,
     views: ViewsOpt = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
+            "does it natively and the backbone is faster in it, else float32), float32 or "
+            "bfloat16. Kept by the library.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
@@ -218,6 +227,7 @@ def index(
         model=str(model) if model is not None else None,
         layer=layer,
         views=views,
+        precision=precision,
     )
     view = _ProgressView(quiet or as_json)
     with _library(
@@ -424,6 +434,8 @@ def status(
         f"images    {info['images']} indexed, {info['failed']} failed, {info['pending']} pending"
     )
     typer.echo(f"backbone  {info['backbone'] or 'none yet (run finder index)'}")
+    if info["backbone_info"]:
+        typer.echo(f"precision {info['backbone_info']['precision']}")
     typer.echo(f"index     {info['index'] or '-'}")
     names = ", ".join(info["class_names"]) or "none"
     typer.echo(f"classes   {info['classes']}: {names}")

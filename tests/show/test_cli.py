@@ -347,3 +347,21 @@ def test_views_are_recorded_and_kept(cli, photo_tree: Path, model_args) -> None:
     cli("learn", "red", str(photo_tree / "red" / "0.jpg"), str(photo_tree / "red" / "1.jpg"))
     found = [m["path"] for m in cli.json("find", "red", "--top", "3")]
     assert len(found) == 3 and all(os.path.isfile(p) for p in found)
+
+
+def test_precision_is_recorded_and_kept(cli, photo_tree: Path) -> None:
+    light = ["--backbone", "mobilenetv3-large", "--weights", "none"]
+    bad = cli("index", str(photo_tree), *light, "--precision", "half", ok=False)
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "--precision must be one of auto, float32, bfloat16" in bad.stderr
+    first = cli("index", str(photo_tree), *light, "--precision", "bfloat16", "--quiet")
+    assert "computing in bfloat16" in first.stderr
+    status = cli.json("status")
+    assert status["images"] == 13 and status["backbone_info"]["precision"] == "bfloat16"
+    assert "precision bfloat16" in cli("status").stdout
+    other = cli("index", str(photo_tree), "--precision", "float32", ok=False)
+    assert other.exit_code != 0 and "cannot mix" in other.stderr and "float32" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1 and "Traceback" not in other.output
+    same = cli.json("index", str(photo_tree), "--precision", "bfloat16")
+    assert same["unchanged"] == 13 and same["embedded"] == 0
+    assert cli.json("status")["images"] == 13  # nothing indexed was lost
