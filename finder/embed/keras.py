@@ -11,11 +11,12 @@ model files, behind compiled fixed-shape calls; and their weights (ImageNet down
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -109,8 +110,10 @@ def _imagenet_weights(name: str, ref: tuple[str, str, str]) -> str:
 
     file_name, subdir, md5 = ref
     try:
-        # Keras reports the download on stdout: keep stdout for our own output (e.g. JSON)
-        with contextlib.redirect_stdout(sys.stderr):
+        # Keras reports the download on stdout: keep stdout for our own output (e.g. JSON), and
+        # leave out its "Downloading data from ..." line, said before it knows there is a network
+        # (offline, finder's own message is the only line); the progress bar still shows.
+        with contextlib.redirect_stdout(_DropLines(sys.stderr, "Downloading data from")):
             return keras.utils.get_file(
                 file_name,
                 _WEIGHTS_BASE + subdir + "/" + file_name,
@@ -123,6 +126,35 @@ def _imagenet_weights(name: str, ref: tuple[str, str, str]) -> str:
             f"could not download the ImageNet weights for {name} (no network?); "
             f"pass --weights FILE with a local copy of {file_name}"
         ) from None
+
+
+class _DropLines(io.TextIOBase):
+    """A text stream that forwards to ``out`` every line except those starting with ``prefix``."""
+
+    def __init__(self, out: TextIO, prefix: str) -> None:
+        self.out, self.prefix, self.line = out, prefix, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.line += text
+        while True:
+            cut = min(
+                (i for i in (self.line.find("\n"), self.line.find("\r")) if i >= 0), default=-1
+            )
+            if cut < 0:
+                break
+            head, self.line = self.line[: cut + 1], self.line[cut + 1 :]
+            if not head.startswith(self.prefix):
+                self.out.write(head)
+        if self.line and not self.prefix.startswith(self.line[: len(self.prefix)]):
+            self.out.write(self.line)
+            self.line = ""
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def _resolve_weights(

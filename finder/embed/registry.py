@@ -315,7 +315,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "4d473c1dd8becc155b73f8504c6f6626",
             preprocess="resnet50",
         ),
-        bfloat16=False,
+        bfloat16=True,
     ),
     "efficientnetv2-b0": BackboneSpec(
         "efficientnetv2-b0",
@@ -330,7 +330,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "efficientnet_v2",
             "893217f2bb855e2983157299931e43ff",
         ),
-        bfloat16=False,
+        bfloat16=True,
     ),
     "mobilenetv3-large": BackboneSpec(
         "mobilenetv3-large",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from finder.store.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
 from finder.errors import LibraryError
+from finder.ingest.crawl import FileFact
+from finder.store.catalog import SCHEMA_VERSION, Catalog, path_range
 
 
 def test_schema_version_recorded_and_reopen_is_idempotent(tmp_path: Path) -> None:
@@ -20,6 +21,33 @@ def test_schema_version_recorded_and_reopen_is_idempotent(tmp_path: Path) -> Non
     again = Catalog(tmp_path / "c.db")
     assert again.get_meta("schema_version") == SCHEMA_VERSION
     again.close()
+
+
+def test_a_version_1_catalog_keeps_its_cut_offs_stored_once(tmp_path: Path) -> None:
+    """Schema 1 kept the cut-off twice (a classes column and the head's JSON); migrating to 2
+    keeps the head's, takes the column's where the head has none, and drops the column."""
+    import json
+
+    import sqlite_utils
+
+    from finder.store.catalog import MIGRATIONS
+
+    db = sqlite_utils.Database(tmp_path / "c.db")
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    MIGRATIONS[0](db)
+    db["meta"].insert({"key": "schema_version", "value": "1"})
+    row = {"backbone": "bb", "n_pos": 2, "n_neg": 0, "created": 1.0, "updated": 1.0}
+    db["classes"].insert(
+        {"name": "a", "head": json.dumps({"threshold": 0.3}), "threshold": 0.3, **row}
+    )
+    db["classes"].insert({"name": "b", "head": json.dumps({"w": "x"}), "threshold": 0.7, **row})
+    db.conn.close()
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.get_meta("schema_version") == SCHEMA_VERSION >= 2
+    assert "threshold" not in cat.db["classes"].columns_dict
+    assert cat.get_class("a")["threshold"] == 0.3
+    assert cat.get_class("b")["threshold"] == 0.7 and cat.get_class("b")["head"]["threshold"] == 0.7
+    cat.close()
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -33,7 +61,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "c.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LibraryError, match="not readable"):
+    with pytest.raises(LibraryError, match="damaged.*finder repair"):
         Catalog(bad)
 
 
@@ -45,7 +73,7 @@ def test_paths_round_trip_exactly(tmp_path: Path) -> None:
         "/p/with space/and'quote\".jpg",
         os.fsdecode(b"/p/\xff\xfe.png"),
     ]
-    ids = cat.insert_pending([WalkFact(n, 1, 2) for n in names])
+    ids = cat.insert_pending([FileFact(n, 1, 2) for n in names])
     back = cat.paths_for(ids)
     assert [back[i] for i in ids] == names
     assert [os.fsencode(back[i]) for i in ids] == [os.fsencode(n) for n in names]
@@ -67,20 +95,20 @@ def test_scan_sorts_unchanged_changed_new_gone(tmp_path: Path) -> None:
     cat = Catalog(tmp_path / "c.db")
     ids = cat.insert_pending(
         [
-            WalkFact("/r/same.jpg", 10, 100),
-            WalkFact("/r/edit.jpg", 10, 100),
-            WalkFact("/r/gone.jpg", 10, 100),
-            WalkFact("/other/x.jpg", 10, 100),
-            WalkFact("/r/pend.jpg", 10, 100),
+            FileFact("/r/same.jpg", 10, 100),
+            FileFact("/r/edit.jpg", 10, 100),
+            FileFact("/r/gone.jpg", 10, 100),
+            FileFact("/other/x.jpg", 10, 100),
+            FileFact("/r/pend.jpg", 10, 100),
         ]
     )
     cat.record_results([(i, "fp") for i in ids[:4]], [])
     cat.load_walk(
         [
-            WalkFact("/r/same.jpg", 10, 100),
-            WalkFact("/r/edit.jpg", 11, 100),
-            WalkFact("/r/new.jpg", 5, 5),
-            WalkFact("/r/pend.jpg", 10, 100),
+            FileFact("/r/same.jpg", 10, 100),
+            FileFact("/r/edit.jpg", 11, 100),
+            FileFact("/r/new.jpg", 5, 5),
+            FileFact("/r/pend.jpg", 10, 100),
         ]
     )
     scan = cat.scan("/r")
@@ -102,10 +130,10 @@ def test_examples_and_classes(tmp_path: Path) -> None:
         ("/a.jpg", 1, b"\x00" * 8),
         ("/b.jpg", 1, b"\x02" * 8),
     ]
-    cat.save_class("cat", {"w": "x"}, "bb", 0.4, 2, 0)
-    cat.save_class("cat", {"w": "y"}, "bb", 0.6, 3, 1)
+    cat.save_class("cat", {"w": "x", "threshold": 0.4}, "bb", 2, 0)
+    cat.save_class("cat", {"w": "y", "threshold": 0.6}, "bb", 3, 1)
     c = cat.get_class("cat")
-    assert c["head"] == {"w": "y"} and c["threshold"] == 0.6 and c["n_pos"] == 3
+    assert c["head"] == {"w": "y", "threshold": 0.6} and c["threshold"] == 0.6 and c["n_pos"] == 3
     assert cat.class_names() == ["cat"]
     cat.forget_class("cat")
     assert cat.get_class("cat") is None and cat.examples("cat") == []
