@@ -60,6 +60,7 @@ def status_lines(info: Mapping[str, Any]) -> list[str]:
         f"library   {escape(info['library'])}",
         f"images    {info['images']} indexed, {info['failed']} failed, {info['pending']} pending",
         f"backbone  {info['backbone'] or 'none yet (run finder index)'}",
+        *([f"precision {b['precision']}"] if (b := info.get("backbone_info")) else []),
         f"index     {info['index'] or '-'}",
         f"classes   {info['classes']}: {names}",
         f"photos    {info.get('with_date', 0)} dated by EXIF, {info.get('with_file_date', 0)} by "

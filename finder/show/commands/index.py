@@ -63,6 +63,16 @@ def index(
         ),
     ] = None,
     views: ViewsOpt = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            metavar="auto|float32|bfloat16",
+            help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
+            "does it natively and the backbone is faster in it, else float32), float32 or "
+            "bfloat16. Kept by the library.",
+        ),
+    ] = None,
     thumbnails: Annotated[
         bool,
         typer.Option(
@@ -81,6 +91,7 @@ def index(
         model=str(model) if model is not None else None,
         layer=layer,
         views=views,
+        precision=precision,
     )
     view = ProgressView(quiet or as_json)
     with open_library(
