@@ -594,6 +594,12 @@ class Library:
             (p, label, vectors[k].astype(np.float32).tobytes())
             for k, (p, label) in enumerate(zip(new_paths, labels, strict=True))
         ]
+        record = self.catalog.get_class(name)
+        previous = (
+            Head.from_dict(record["head"])
+            if record is not None and record["backbone"] == _backbone_key(info)
+            else None
+        )
         merged = {e.path: (e.label, e.vector) for e in existing}
         for p, label, vec in rows:
             merged[p] = (label, vec)
@@ -606,7 +612,14 @@ class Library:
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
         background = self._background(list(merged), seed)
-        head = train_head(pos, neg, background, seed=seed)
+        head = train_head(
+            pos,
+            neg,
+            background,
+            seed=seed,
+            previous=previous,
+            marked=(vectors, np.asarray(labels)),
+        )
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
             self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))

@@ -57,7 +57,17 @@ def vectors(cache: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     return out
 
 
-METHODS = {"default": train_head}
+def issue6(positives, negatives, background, *, seed=0, **_):
+    """The method before issue 12: PU + diffusion, no calibration, the size cut of slope 0.4;
+    it does not look at the previous head."""
+    from finder.learn.cutoff import CutConfig
+    from scripts.heads_variants import VariantConfig, train_variant
+
+    cfg = VariantConfig(cut=CutConfig(rule="size-logit", size_slope=0.4))
+    return train_variant(positives, negatives, background, seed=seed, config=cfg)
+
+
+METHODS = {"default": train_head, "issue6": issue6}
 
 
 def summary(result: dict) -> list[dict]:
@@ -86,8 +96,7 @@ def fmt(c: dict | None) -> str:
     if not c:
         return "|||"
     return (
-        f"{c['ap']:.3f} | {c['precision']:.2f} / {c['recall']:.2f} | {c['f1']:.3f} | "
-        f"{c['ece']:.3f}"
+        f"{c['ap']:.3f} | {c['precision']:.2f} / {c['recall']:.2f} | {c['f1']:.3f} | {c['ece']:.3f}"
     )
 
 
@@ -111,8 +120,10 @@ def main() -> None:
         f"method {args.method}, k={args.k}, {args.trials} trials, seed {args.seed}, "
         f"{args.rounds} rounds of {args.clicks} clicks ({args.shown})"
     )
-    print("| library | clicks | flowers AP | P / R | F1 | ECE | cat AP | P / R | F1 | ECE "
-          "| dog AP | P / R | F1 | ECE | s |")
+    print(
+        "| library | clicks | flowers AP | P / R | F1 | ECE | cat AP | P / R | F1 | ECE "
+        "| dog AP | P / R | F1 | ECE | s |"
+    )
     print("|---" * 15 + "|")
     for lib in args.libraries:
         paths = sum((sets[s][0] for s in LIBRARIES[lib]), [])

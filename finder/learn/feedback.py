@@ -43,28 +43,42 @@ class Teacher(Protocol):
 
 @dataclass
 class ArrayTeacher:
-    """Learns like ``Library.learn`` on vectors in memory: examples accumulate, the background is
-    ``background_indices`` drawn with the seed, excluding every marked photo."""
+    """Learns as ``Library.learn`` does, on vectors in memory: marks accumulate (the latest
+    label of a photo wins), the background is ``background_indices`` drawn with the seed,
+    excluding every marked photo, and teaching again passes the previous head and the new
+    marks."""
 
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
     background_size: int | None = None
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
+    _heads: dict[str, Head] = field(default_factory=dict)
 
     def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
+        new = [(int(i), 1) for i in positives] + [(int(i), 0) for i in negatives]
         marks = self._marks.setdefault(name, {})  # position -> 1 (✓) or 0 (✗), latest wins
-        marks.update(dict.fromkeys(np.asarray(positives, dtype=np.int64).tolist(), 1))
-        marks.update(dict.fromkeys(np.asarray(negatives, dtype=np.int64).tolist(), 0))
+        marks.update(new)
         pos = [i for i, label in marks.items() if label == 1]
         neg = [i for i, label in marks.items() if label == 0]
         rng = np.random.default_rng(seed)
         size = self.background_size or BACKGROUND_SIZE
         bg = background_indices(len(self.X), np.asarray(pos + neg, dtype=np.int64), rng, size)
+        marked = (self.X[[i for i, _ in new]], np.asarray([label for _, label in new]))
         train = self.trainer or train_head
-        return train(self.X[pos], self.X[neg].reshape(-1, self.X.shape[1]), self.X[bg], seed=seed)
+        head = train(
+            self.X[pos],
+            self.X[neg].reshape(-1, self.X.shape[1]),
+            self.X[bg],
+            seed=seed,
+            previous=self._heads.get(name),
+            marked=marked,
+        )
+        self._heads[name] = head
+        return head
 
     def forget(self, name: str) -> None:
         self._marks.pop(name, None)
+        self._heads.pop(name, None)
 
 
 @dataclass
