@@ -30,9 +30,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from finder.errors import DecodeError  # noqa: E402
 from finder.ingest.crawl import walk  # noqa: E402
 from finder.ingest.decode import load_rgb  # noqa: E402
-from finder.errors import DecodeError  # noqa: E402
 
 
 def full_decode(path: str, size: tuple[int, int]) -> None:

@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-from finder.store.catalog import OK  # noqa: E402
 from finder.library import Library  # noqa: E402
+from finder.store.catalog import OK  # noqa: E402
 
 
 def check(library: Path, before_ok: set[str]) -> list[str]:

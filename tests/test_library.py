@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder.store.catalog import OK, PENDING
 from finder.errors import LibraryLocked, UnknownClass, UsageError
 from finder.library import BackboneChoice, Library
+from finder.store.catalog import OK, PENDING
 from tests.conftest import make_photo
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from finder.errors import DecodeError, UsageError
 from finder.ingest import crawl
 from finder.ingest.crawl import FileFact, fingerprint, walk
-from finder.errors import DecodeError, UsageError
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from finder.errors import DecodeError, UsageError
 from finder.ingest import decode
 from finder.ingest.decode import load_rgb
-from finder.errors import DecodeError, UsageError
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -352,7 +352,8 @@ def test_corrupt_exif_decodes_silently(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     # In a fresh interpreter (pytest replaces warning filters): decodes, prints nothing.
     code = (
-        "import sys; from finder.ingest.decode import load_rgb; print(load_rgb(sys.argv[1], (8, 6)).shape)"
+        "import sys; from finder.ingest.decode import load_rgb; "
+        "print(load_rgb(sys.argv[1], (8, 6)).shape)"
     )
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(

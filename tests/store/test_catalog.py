@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from finder.errors import LibraryError
-from finder.store.catalog import SCHEMA_VERSION, Catalog, WalkFact, path_range
+from finder.ingest.crawl import FileFact
+from finder.store.catalog import SCHEMA_VERSION, Catalog, path_range
 
 
 def test_schema_version_recorded_and_reopen_is_idempotent(tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "c.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LibraryError, match="not readable"):
+    with pytest.raises(LibraryError, match="damaged.*finder repair"):
         Catalog(bad)
 
 
@@ -72,7 +73,7 @@ def test_paths_round_trip_exactly(tmp_path: Path) -> None:
         "/p/with space/and'quote\".jpg",
         os.fsdecode(b"/p/\xff\xfe.png"),
     ]
-    ids = cat.insert_pending([WalkFact(n, 1, 2) for n in names])
+    ids = cat.insert_pending([FileFact(n, 1, 2) for n in names])
     back = cat.paths_for(ids)
     assert [back[i] for i in ids] == names
     assert [os.fsencode(back[i]) for i in ids] == [os.fsencode(n) for n in names]
@@ -94,20 +95,20 @@ def test_scan_sorts_unchanged_changed_new_gone(tmp_path: Path) -> None:
     cat = Catalog(tmp_path / "c.db")
     ids = cat.insert_pending(
         [
-            WalkFact("/r/same.jpg", 10, 100),
-            WalkFact("/r/edit.jpg", 10, 100),
-            WalkFact("/r/gone.jpg", 10, 100),
-            WalkFact("/other/x.jpg", 10, 100),
-            WalkFact("/r/pend.jpg", 10, 100),
+            FileFact("/r/same.jpg", 10, 100),
+            FileFact("/r/edit.jpg", 10, 100),
+            FileFact("/r/gone.jpg", 10, 100),
+            FileFact("/other/x.jpg", 10, 100),
+            FileFact("/r/pend.jpg", 10, 100),
         ]
     )
     cat.record_results([(i, "fp") for i in ids[:4]], [])
     cat.load_walk(
         [
-            WalkFact("/r/same.jpg", 10, 100),
-            WalkFact("/r/edit.jpg", 11, 100),
-            WalkFact("/r/new.jpg", 5, 5),
-            WalkFact("/r/pend.jpg", 10, 100),
+            FileFact("/r/same.jpg", 10, 100),
+            FileFact("/r/edit.jpg", 11, 100),
+            FileFact("/r/new.jpg", 5, 5),
+            FileFact("/r/pend.jpg", 10, 100),
         ]
     )
     scan = cat.scan("/r")
