@@ -15,6 +15,7 @@ from finder.errors import (
     UsageError,
 )
 from finder.ingest import crawl
+from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
@@ -127,6 +128,13 @@ class Teaching:
             previous=previous,  # teaching again: the new marks move the previous estimate
             marked=(vectors, np.asarray(labels)),
         )
+        if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
+            store = self.read_store
+            kept = len(
+                store.search_linear(previous.w, previous.b, min_score=previous.logit_threshold)[0]
+            )
+            _, top = store.search_linear(head.w, head.b, k=kept) if kept else (None, np.zeros(0))
+            head = keep_answer(head, top, kept)
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
             self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))

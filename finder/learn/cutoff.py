@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finder.errors import UsageError
-from finder.learn.head import sigmoid
+from finder.learn.head import Head, sigmoid
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,6 @@ class CutConfig:
 class CutInput:
     zb: np.ndarray  # logits of the background sample under the head, highest first
     n_class: int | None  # the training's estimate of how many of the background are the class
-    at_least: int = 0  # the answer holds at least this many of the background, whatever the rule
 
 
 def at_count(zb: np.ndarray, count: float) -> float:
@@ -113,6 +112,21 @@ def cut_off(cut: CutInput, cfg: CutConfig) -> float:
     if cfg.rule not in RULES:
         raise UsageError(f"unknown cut-off rule {cfg.rule!r}")
     z = RULES[cfg.rule](cut, cfg)
-    if cut.at_least > 0:  # e.g. confirming photos never shrinks the answer
-        z = min(z, at_count(cut.zb, cut.at_least))
     return float(np.clip(sigmoid(np.array([z]))[0], 1e-4, 1 - 1e-4))
+
+
+def keep_answer(head: Head, scores: np.ndarray, count: int) -> Head:
+    """``head``, its cut lowered if need be so that at least ``count`` of ``scores`` (the
+    library's logits under ``head``) pass it: confirming photos never shrinks the answer."""
+    if count <= 0 or len(scores) == 0:
+        return head
+    kth = float(
+        np.partition(np.asarray(scores, dtype=np.float64), -min(count, len(scores)))[
+            -min(count, len(scores))
+        ]
+    )
+    if kth >= head.logit_threshold:
+        return head
+    floor = kth - 1e-4 * (1.0 + abs(kth))  # below it, whatever float rounding find meets
+    params = dict(head.params, kept_answer=int(count))
+    return Head(w=head.w, b=head.b, threshold=float(sigmoid(np.array([floor]))[0]), params=params)

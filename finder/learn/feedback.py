@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from finder.errors import UsageError
+from finder.learn.cutoff import keep_answer
 from finder.learn.evaluate import average_precision, check_dataset
 from finder.learn.head import Head
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
@@ -45,8 +46,8 @@ class Teacher(Protocol):
 class ArrayTeacher:
     """Learns as ``Library.learn`` does, on vectors in memory: marks accumulate (the latest
     label of a photo wins), the background is ``background_indices`` drawn with the seed,
-    excluding every marked photo, and teaching again passes the previous head and the new
-    marks."""
+    excluding every marked photo, teaching again passes the previous head and the new marks,
+    and a teaching of ✓ only keeps at least the previous answer's size (``keep_answer``)."""
 
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
@@ -73,6 +74,10 @@ class ArrayTeacher:
             previous=self._heads.get(name),
             marked=marked,
         )
+        previous = self._heads.get(name)
+        if previous is not None and new and all(label == 1 for _, label in new):
+            kept = int((previous.logits(self.X) >= previous.logit_threshold).sum())
+            head = keep_answer(head, head.logits(self.X), kept)
         self._heads[name] = head
         return head
 

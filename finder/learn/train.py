@@ -287,7 +287,6 @@ def train_head(
         raise UsageError(f"unknown head method {cfg.method!r}")
 
     order = pb.diffusion_order(cfg)
-    at_least = 0  # the old answer's share of the background, kept when only ✓ are added
     again = (
         previous is not None
         and marked is not None
@@ -299,8 +298,6 @@ def train_head(
         assert previous is not None and marked is not None
         n_class, delta = size_after_marks(previous, pb.B, *marked, prior_sd=cfg.prior_sd)
         n_size: int | None = None
-        if len(marked[1]) and np.all(np.asarray(marked[1]) == 1):  # only confirmations:
-            at_least = int((previous.logits(pb.B) >= previous.logit_threshold).sum())
         w, b = pb.fit_pseudo(order, _pseudo_count(cfg.refine_scale * n_class, m), cfg)
         params.update(marked=int(len(marked[1])), shift=delta)
     else:
@@ -311,7 +308,7 @@ def train_head(
         a, c = calibrate(pb.B @ w + b, n_class)
         w, b = w * np.float32(a), b * a + c
         params.update(calibration=[a, c])
-    threshold = cut_off(CutInput(np.sort(pb.B @ w + b)[::-1], n_size, at_least), cfg.cut)
+    threshold = cut_off(CutInput(np.sort(pb.B @ w + b)[::-1], n_size), cfg.cut)
     params.update(
         method=cfg.method,
         C=cfg.C,
