@@ -40,3 +40,8 @@ class LibraryLocked(LibraryError):
 
 class UnknownClass(FinderError):
     """No class of that name has been learned."""
+
+
+class ClusterError(FinderError):
+    """A cluster run could not start or go on (Ray missing, no cluster, a node that cannot
+    read the photos)."""
