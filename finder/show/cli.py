@@ -11,14 +11,40 @@ import functools
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from finder.errors import FinderError
+from finder.show import text
+from finder.show.progress import ProgressView, say
+
+
+class _Argument(TyperArgument):
+    """An argument as a person writes it in a usage line (``ROOT...``, ``[EXAMPLE]...``),
+    without the Python type typer would show."""
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        return name if self.required else f"[{name}]"
+
+    def _rich_display_name(self) -> str:
+        return self.metavar or self.name.upper()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument
+
 
 app = typer.Typer(
     name="finder",
@@ -38,6 +64,7 @@ LibraryOpt = Annotated[
         "--library",
         "-L",
         envvar="FINDER_LIBRARY",
+        metavar="PATH",
         help="Library folder (default: $FINDER_LIBRARY, else ~/.local/share/finder).",
         show_default=False,
     ),
@@ -45,8 +72,12 @@ LibraryOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-def _err(message: str) -> None:
-    typer.echo(f"finder: {message}", err=True)
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """``app.command`` with finder's help layout (arguments shown as ``ROOT...``)."""
+    return app.command(*args, cls=_Command, **kwargs)
+
+
+_err = say
 
 
 def handle_errors(func: F) -> F:
@@ -80,9 +111,9 @@ def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
-def _echo_path_line(prefix: str, path: str) -> None:
-    """Print a path exactly as the file system has it, undecodable bytes included."""
-    typer.echo(prefix.encode() + os.fsencode(path))
+def _echo_lines(lines: list[str] | list[bytes]) -> None:
+    for line in lines:
+        typer.echo(line)
 
 
 def _messages(lib: Any) -> None:
@@ -91,74 +122,33 @@ def _messages(lib: Any) -> None:
 
 
 # ------------------------------------------------------------------------------- index
-class _ProgressView:
-    """A live bar on a terminal, plain periodic lines otherwise, nothing with --quiet."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.bar = None
-        self.task = None
-        self.last_line = 0.0
-        self.started: float | None = None  # the first embedding result, not the model's build
-
-    def __call__(self, event: Any) -> None:
-        if self.quiet:
-            return
-        if event.phase == "walk":
-            if not self.tty:
-                _err(f"scanning {event.root}")
-            return
-        if event.phase == "embed":
-            if self.started is None:
-                self.started = time.monotonic() - 1e-3
-            if self.tty:
-                self._bar(event)
-            elif time.monotonic() - self.last_line >= 10 or event.done == event.total:
-                self.last_line = time.monotonic()
-                rate = event.done / max(time.monotonic() - self.started, 1e-9)
-                left = (event.total - event.done) / rate if rate > 0 else 0
-                _err(f"embedded {event.done}/{event.total} ({rate:.1f} images/s, {left:.0f}s left)")
-        if event.phase == "done":
-            self.stop()
-
-    def _bar(self, event: Any) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        if self.bar is None:
-            self.bar = Progress(
-                TextColumn("embedding"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("embed", total=event.total, rate="")
-        rate = event.done / max(time.monotonic() - self.started, 1e-9)
-        self.bar.update(
-            self.task, completed=event.done, total=event.total, rate=f"{rate:.1f} img/s"
-        )
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
+BackboneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone", metavar="NAME", help="Backbone for a new library (see `finder backbones`)."
+    ),
+]
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", metavar="PATH", help="A local model file: .tflite, or .keras/.h5 with --layer."
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        metavar="FILE",
+        help="Local weights FILE for the backbone instead of the ImageNet download "
+        "('none': random weights, for testing).",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 ViewsOpt = Annotated[
     int | None,
     typer.Option(
         "--views",
+        metavar="N",
         help="Views of each image averaged into its vector, for a new library: 1 (default), 2 "
         "(and its mirror) or 4 (and a centre crop and its mirror): better classes, 2-4x the "
         "embedding time.",
@@ -166,44 +156,39 @@ ViewsOpt = Annotated[
 ]
 
 
-@app.command()
+@command()
 @handle_errors
 def index(
-    roots: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.")],
+    roots: Annotated[
+        list[Path], typer.Argument(help="Folders (or files) to index.", metavar="ROOT...")
+    ],
     library: LibraryOpt = None,
-    backbone: Annotated[
-        str | None,
-        typer.Option("--backbone", help="Backbone for a new library (see `finder backbones`)."),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="A local model file: .tflite, or .keras/.h5 with --layer."),
-    ] = None,
+    backbone: BackboneOpt = None,
+    model: ModelOpt = None,
     layer: Annotated[
-        str | None, typer.Option("--layer", help="Layer of a .keras/.h5 model to embed with.")
-    ] = None,
-    weights: Annotated[
         str | None,
-        typer.Option(
-            "--weights",
-            help="Local weights FILE for the backbone instead of the ImageNet download "
-            "('none': random weights, for testing).",
-        ),
+        typer.Option("--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."),
     ] = None,
+    weights: WeightsOpt = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files.")] = False,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", help="Skip paths matching GLOB (repeatable).")
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: QuietOpt = False,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Images per model call.", min=1)
+        int | None, typer.Option("--batch-size", metavar="N", help="Images per model call.", min=1)
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Decoding threads.", min=1)
+        int | None, typer.Option("--workers", metavar="N", help="Decoding threads.", min=1)
     ] = None,
     memory_budget: Annotated[
         str | None,
-        typer.Option("--memory-budget", help="Memory for the search index, e.g. 2GB (remembered)."),
+        typer.Option(
+            "--memory-budget",
+            metavar="SIZE",
+            help="Memory for the search index, e.g. 2GB (remembered).",
+        ),
     ] = None,
     views: ViewsOpt = None,
     as_json: JsonOpt = False,
@@ -219,7 +204,7 @@ def index(
         layer=layer,
         views=views,
     )
-    view = _ProgressView(quiet or as_json)
+    view = ProgressView(quiet or as_json)
     with _library(
         library,
         backbone=choice,
@@ -238,13 +223,7 @@ def index(
     if as_json:
         _echo_json(summary.to_dict())
     else:
-        rate = summary.embedded / summary.seconds if summary.seconds > 0 else 0.0
-        typer.echo(
-            f"{'interrupted: ' if summary.interrupted else ''}"
-            f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
-            f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
-            f"({summary.embedded} embedded in {summary.seconds:.1f}s, {rate:.1f} images/s)"
-        )
+        typer.echo(text.index_summary_line(summary))
     if summary.interrupted:
         raise typer.Exit(130)
 
@@ -263,21 +242,31 @@ def _parse_bytes(text: str) -> int:
 
 
 # ------------------------------------------------------------------------------- learn
-@app.command()
+@command()
 @handle_errors
 def learn(
-    name: Annotated[str, typer.Argument(help="Class name, e.g. cat.")],
+    name: Annotated[str, typer.Argument(help="Class name, e.g. cat.", metavar="NAME")],
     examples: Annotated[
         list[Path] | None,
-        typer.Argument(help="Example photos of the class, or folders of them.", show_default=False),
+        typer.Argument(
+            help="Example photos of the class, or folders of them.",
+            metavar="EXAMPLE...",
+            show_default=False,
+        ),
     ] = None,
     add: Annotated[
         list[Path] | None,
-        typer.Option("--add", help="More example photos (repeatable), e.g. from `find` output."),
+        typer.Option(
+            "--add",
+            metavar="PATH",
+            help="More example photos (repeatable), e.g. from `find` output.",
+        ),
     ] = None,
     negatives: Annotated[
         list[Path] | None,
-        typer.Option("--not", help="Photos that are NOT of the class (repeatable)."),
+        typer.Option(
+            "--not", metavar="PATH", help="Photos that are NOT of the class (repeatable)."
+        ),
     ] = None,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
@@ -288,30 +277,18 @@ def learn(
         record = lib.learn(name, positives, negatives=[str(p) for p in (negatives or [])])
         _messages(lib)
     if as_json:
-        _echo_json(_class_json(record))
+        _echo_json(text.class_json(record))
     else:
-        typer.echo(
-            f"learned {record['name']!r} from {record['n_pos']} examples and "
-            f"{record['n_neg']} counter-examples (cut-off {record['threshold']:.2f})"
-        )
+        typer.echo(text.learned_line(record))
 
 
-def _class_json(record: dict) -> dict:
-    return {
-        "name": record["name"],
-        "examples": record["n_pos"],
-        "negatives": record["n_neg"],
-        "threshold": record["threshold"],
-        "updated": record["updated"],
-    }
-
-
-@app.command()
+@command()
 @handle_errors
 def classes(
     library: LibraryOpt = None,
     examples: Annotated[
-        str | None, typer.Option("--examples", help="List the examples of class NAME.")
+        str | None,
+        typer.Option("--examples", metavar="NAME", help="List the examples of class NAME."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -324,33 +301,25 @@ def classes(
                     [{"path": p, "label": "positive" if lab else "negative"} for p, lab in rows]
                 )
             else:
-                for path, label in rows:
-                    _echo_path_line("+ " if label else "- ", path)
+                _echo_lines(text.example_lines(rows))
             return
         records = lib.classes()
     if as_json:
-        _echo_json([_class_json(r) for r in records])
-        return
-    if not records:
-        typer.echo("no classes yet: teach one with `finder learn NAME EXAMPLE...`")
-        return
-    for r in records:
-        typer.echo(
-            f"{r['name']}\t{r['n_pos']} examples\t{r['n_neg']} counter-examples\t"
-            f"cut-off {r['threshold']:.2f}"
-        )
+        _echo_json([text.class_json(r) for r in records])
+    else:
+        _echo_lines(text.class_lines(records))
 
 
-@app.command()
+@command()
 @handle_errors
 def forget(
-    name: Annotated[str, typer.Argument(help="Class to remove.")],
+    name: Annotated[str, typer.Argument(help="Class to remove.", metavar="NAME")],
     library: LibraryOpt = None,
 ) -> None:
     """Remove a learned class and its examples."""
     with _library(library) as lib:
         lib.forget(name)
-    typer.echo(f"forgot {name!r}")
+    typer.echo(f"forgot {text.escape(name)!r}")
 
 
 # ------------------------------------------------------------------------------- search
@@ -358,20 +327,26 @@ def _print_matches(matches: list, key: str, as_json: bool) -> None:
     if as_json:
         _echo_json([{"path": m.path, key: m.score} for m in matches])
         return
-    for m in matches:
-        _echo_path_line(f"{m.score:.3f}  ", m.path)
+    _echo_lines(text.match_lines(matches))
 
 
-@app.command()
+@command()
 @handle_errors
 def find(
-    name: Annotated[str, typer.Argument(help="A learned class.")],
+    name: Annotated[str, typer.Argument(help="A learned class.", metavar="NAME")],
     top: Annotated[
-        int | None, typer.Option("--top", help="The K best, whatever their probability.", min=1)
+        int | None,
+        typer.Option("--top", metavar="K", help="The K best, whatever their probability.", min=1),
     ] = None,
     min_prob: Annotated[
         float | None,
-        typer.Option("--min-prob", help="Every image at or above this probability.", min=0, max=1),
+        typer.Option(
+            "--min-prob",
+            metavar="P",
+            help="Every image at or above this probability.",
+            min=0,
+            max=1,
+        ),
     ] = None,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
@@ -383,11 +358,11 @@ def find(
     _print_matches(matches, "probability", as_json)
 
 
-@app.command()
+@command()
 @handle_errors
 def similar(
-    image: Annotated[Path, typer.Argument(help="A photo, indexed or not.")],
-    top: Annotated[int, typer.Option("--top", help="How many to show.", min=1)] = 20,
+    image: Annotated[Path, typer.Argument(help="A photo, indexed or not.", metavar="IMAGE")],
+    top: Annotated[int, typer.Option("--top", metavar="K", help="How many to show.", min=1)] = 20,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -399,7 +374,7 @@ def similar(
 
 
 # ------------------------------------------------------------------------------- status
-@app.command()
+@command()
 @handle_errors
 def status(
     library: LibraryOpt = None,
@@ -415,64 +390,45 @@ def status(
             info["failures"] = [{"path": p, "reason": r} for p, r in failures]
         _echo_json(info)
         return
-    if failed:
-        for path, reason in failures:
-            _echo_path_line("", path + f"\t{reason}")
-        return
-    typer.echo(f"library   {info['library']}")
-    typer.echo(
-        f"images    {info['images']} indexed, {info['failed']} failed, {info['pending']} pending"
-    )
-    typer.echo(f"backbone  {info['backbone'] or 'none yet (run finder index)'}")
-    typer.echo(f"index     {info['index'] or '-'}")
-    names = ", ".join(info["class_names"]) or "none"
-    typer.echo(f"classes   {info['classes']}: {names}")
+    _echo_lines(text.failure_lines(failures) if failed else text.status_lines(info))
 
 
-@app.command()
+@command()
 @handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
     from finder.embed.backbones import BACKBONES, DEFAULT_BACKBONE
 
-    rows = [
-        {
-            "name": s.name,
-            "dim": s.dim,
-            "input_size": list(s.input_size) if s.input_size else None,
-            "gflops": s.gflops,
-            "default": s.name == DEFAULT_BACKBONE,
-            "description": s.description,
-        }
-        for s in BACKBONES.values()
-    ]
+    rows = text.backbone_rows(BACKBONES.values(), DEFAULT_BACKBONE)
     if as_json:
         _echo_json(rows)
-        return
-    base = BACKBONES[DEFAULT_BACKBONE].gflops or 1.0
-    for r in rows:
-        cost = f"{r['gflops'] / base:.2f}x" if r["gflops"] else "?"
-        typer.echo(
-            f"{r['name']:<18} {str(r['dim'] or '-'):>5}-d  cost {cost:>6}  {r['description']}"
-        )
+    else:
+        _echo_lines(text.backbone_lines(rows))
 
 
 # ------------------------------------------------------------------------------- eval
-@app.command("eval")
+@command("eval")
 @handle_errors
 def evaluate(
-    dataset: Annotated[Path, typer.Argument(help="A folder with one sub-folder per class.")],
+    dataset: Annotated[
+        Path, typer.Argument(help="A folder with one sub-folder per class.", metavar="DATASET")
+    ],
     library: LibraryOpt = None,
-    backbone: Annotated[str | None, typer.Option("--backbone")] = None,
-    model: Annotated[Path | None, typer.Option("--model")] = None,
-    weights: Annotated[str | None, typer.Option("--weights")] = None,
+    backbone: BackboneOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
     ks: Annotated[
-        str, typer.Option("--k", help="Examples per class, comma-separated.")
+        str, typer.Option("--k", metavar="K,...", help="Examples per class, comma-separated.")
     ] = "1,2,5,10",
-    trials: Annotated[int, typer.Option("--trials", min=1)] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    trials: Annotated[
+        int,
+        typer.Option("--trials", metavar="N", min=1, help="Random draws of examples per class."),
+    ] = 10,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Seed of the random draws (repeatable runs).")
+    ] = 0,
     views: ViewsOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure few-shot classes on a labelled dataset (indexed into the library first)."""
@@ -490,7 +446,7 @@ def evaluate(
         model=str(model) if model is not None else None,
         views=views,
     )
-    view = _ProgressView(quiet or as_json)
+    view = ProgressView(quiet or as_json)
     with _library(library, backbone=choice) as lib:
         try:
             lib.index([str(dataset)], progress=view)

@@ -1,0 +1,126 @@
+"""What a person reads in a terminal: plain text made from the library's answers.
+
+Pure functions, no I/O and no typer: the CLI prints what they return, the web page and scripts
+can use them too. Paths are shown as the file system has them (undecodable bytes stay raw, as
+``ls`` prints them in a pipe), except control characters, which are escaped as ``ls -b`` does:
+a file named ``x\\n0.999  /etc/passwd.jpg`` cannot forge a second result line. ``--json``
+output does not come through here: it stays exact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f", "\v": "\\v"}
+_NAMED |= {"\a": "\\a", "\\": "\\\\"}
+_CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\\\]")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters (C0, DEL, C1) and backslashes escaped, ``ls -b``
+    style: ``\\n``, ``\\t``, ..., else ``\\ooo`` octal; everything else unchanged."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\{ord(m.group()):03o}"), text)
+
+
+def path_bytes(path: str) -> bytes:
+    """A path for the terminal: control characters escaped, undecodable bytes kept raw."""
+    return os.fsencode(escape(path))
+
+
+class _Scored(Protocol):
+    path: str
+    score: float
+
+
+def match_lines(matches: Iterable[_Scored]) -> list[bytes]:
+    """One line a match: the score (probability or similarity) then the path."""
+    return [f"{m.score:.3f}  ".encode() + path_bytes(m.path) for m in matches]
+
+
+def index_summary_line(summary: Any) -> str:
+    """The one line ``finder index`` ends with."""
+    rate = summary.embedded / summary.seconds if summary.seconds > 0 else 0.0
+    return (
+        f"{'interrupted: ' if summary.interrupted else ''}"
+        f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
+        f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
+        f"({summary.embedded} embedded in {summary.seconds:.1f}s, {rate:.1f} images/s)"
+    )
+
+
+def status_lines(info: Mapping[str, Any]) -> list[str]:
+    """``finder status`` for a person (``--json`` gives every field)."""
+    names = ", ".join(escape(n) for n in info["class_names"]) or "none"
+    return [
+        f"library   {escape(info['library'])}",
+        f"images    {info['images']} indexed, {info['failed']} failed, {info['pending']} pending",
+        f"backbone  {info['backbone'] or 'none yet (run finder index)'}",
+        f"index     {info['index'] or '-'}",
+        f"classes   {info['classes']}: {names}",
+    ]
+
+
+def failure_lines(failures: Iterable[tuple[str, str]]) -> list[bytes]:
+    return [path_bytes(path) + f"\t{escape(reason)}".encode() for path, reason in failures]
+
+
+def class_json(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A class record as ``classes --json`` and ``learn --json`` print it (a contract)."""
+    return {
+        "name": record["name"],
+        "examples": record["n_pos"],
+        "negatives": record["n_neg"],
+        "threshold": record["threshold"],
+        "updated": record["updated"],
+    }
+
+
+def learned_line(record: Mapping[str, Any]) -> str:
+    return (
+        f"learned {escape(record['name'])!r} from {record['n_pos']} examples and "
+        f"{record['n_neg']} counter-examples (cut-off {record['threshold']:.2f})"
+    )
+
+
+def class_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not records:
+        return ["no classes yet: teach one with `finder learn NAME EXAMPLE...`"]
+    return [
+        f"{escape(r['name'])}\t{r['n_pos']} examples\t{r['n_neg']} counter-examples\t"
+        f"cut-off {r['threshold']:.2f}"
+        for r in records
+    ]
+
+
+def example_lines(rows: Iterable[tuple[str, int]]) -> list[bytes]:
+    return [(b"+ " if label else b"- ") + path_bytes(path) for path, label in rows]
+
+
+def backbone_rows(specs: Iterable[Any], default: str) -> list[dict[str, Any]]:
+    """The registry as ``backbones --json`` prints it."""
+    return [
+        {
+            "name": s.name,
+            "dim": s.dim,
+            "input_size": list(s.input_size) if s.input_size else None,
+            "gflops": s.gflops,
+            "default": s.name == default,
+            "description": s.description,
+        }
+        for s in specs
+    ]
+
+
+def backbone_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line a backbone: name, dimension, cost relative to the default, description."""
+    base = next((r["gflops"] for r in rows if r["default"]), None) or 1.0
+    out = []
+    for r in rows:
+        cost = f"{r['gflops'] / base:.2f}x" if r["gflops"] else "?"
+        out.append(
+            f"{r['name']:<18} {str(r['dim'] or '-'):>5}-d  cost {cost:>6}  {r['description']}"
+        )
+    return out
