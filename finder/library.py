@@ -43,6 +43,7 @@ from finder.sync import IndexSummary, Progress, ProgressFn
 
 if TYPE_CHECKING:
     from finder.embed.backbones import Backbone
+    from finder.embed.cluster import RaySource
     from finder.store.vectors import VectorStore
 
 
@@ -127,6 +128,7 @@ class Library:
         self._store: VectorStore | None = None
         self._backbone: Backbone | None = None
         self._lock: FileLock | None = None
+        self._cluster: RaySource | None = None  # the embedding source of a --ray index run
         self.messages: list[str] = []
 
     # -- opening ------------------------------------------------------------------------
@@ -270,7 +272,7 @@ class Library:
         c = self.choice
         if recorded:
             self._check_choice(recorded)
-            local = c.weights if c.weights not in (None, "imagenet", "none") else None
+            local = self._local_weights()
             if local is not None and not os.path.isfile(local):
                 raise UsageError(f"no such weights file: {local}")
             bb = backbones.from_info(
@@ -301,6 +303,11 @@ class Library:
         self._backbone = bb
         return bb
 
+    def _local_weights(self) -> str | None:
+        """A local weights (or model) file given for a recorded library, else None."""
+        c = self.choice
+        return c.weights if c.weights not in (None, "imagenet", "none") else None
+
     def _embed(self, items: Iterable[tuple[Any, str]]):
         from finder.embed.pipeline import embed_paths
 
@@ -314,12 +321,22 @@ class Library:
         hidden: bool = False,
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
+        ray: str | None = None,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
-        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``)."""
+        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``).
+
+        ``ray``: embed on a Ray cluster instead of here (``"local"`` starts one for the run,
+        ``"auto"`` joins the one ``ray start`` made, or ``HOST:PORT``); the walk, the catalog
+        and the vectors stay here (see :mod:`finder.embed.cluster`)."""
         if not roots:
             raise UsageError("name at least one folder to index")
+        if ray is not None:  # a bad address or a missing Ray: said before any walk
+            from finder.embed import cluster
+
+            cluster.check_address(ray)
+            cluster.require_ray()
         resolved = []
         for root in roots:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -336,6 +353,14 @@ class Library:
             info = self.backbone().info.to_dict()
             self.catalog.set_meta("backbone", info)
         store = self.store
+        if ray is not None:
+            self._cluster = cluster.RaySource(
+                ray,
+                self.backbone_info or {},
+                weights=self._local_weights(),
+                batch_size=self.batch_size,
+                workers=self.workers,
+            )
         self.catalog.set_meta("dirty", True)
         try:
             for root in resolved:
@@ -344,6 +369,9 @@ class Library:
             summary.interrupted = True
         finally:
             self._settle(store)
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
         summary.seconds = time.monotonic() - started
         summary.messages = list(self.messages)
         if progress:
@@ -370,7 +398,8 @@ class Library:
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
         if items:
-            sync.store_results(cat, store, items, self._embed(items), summary, progress, root)
+            embed = self._cluster.embed if self._cluster is not None else self._embed
+            sync.store_results(cat, store, items, embed(items), summary, progress, root)
 
     # -- learn --------------------------------------------------------------------------
     def _example_paths(self, examples: Sequence[str]) -> list[str]:

@@ -19,9 +19,9 @@ model calls as a local run, so a cluster run gives the same vectors. Two calls r
 actor so that one decodes while the other embeds; the model runs one call at a time.
 
 Actors: with GPUs in the cluster, one per GPU (``num_gpus=1``, the backbone picks its batch
-size per device); otherwise one per node (spread), decoding with as many threads as the node
-has CPUs (Ray Data spreads actors over the nodes). The finder package is shipped to the workers of a joined cluster (``py_modules``);
-its dependencies (TensorFlow, Pillow, ...) must be installed on every node.
+size per device); otherwise one per node (Ray Data spreads them), decoding with as many threads
+as the node has CPUs. The finder package is shipped to the workers of a joined cluster
+(``py_modules``); its dependencies (TensorFlow, Pillow, ...) must be installed on every node.
 
 Files are read where they are: every node must see the roots at the same path (a shared mount).
 Before the run a tiny task on every node that will embed reads a sample of the files and the
@@ -350,7 +350,9 @@ class RaySource:
             for node in plan.nodes
         }
         try:
-            answers = dict(zip(refs, ray.get(list(refs.values()), timeout=PROBE_TIMEOUT)))
+            answers = dict(
+                zip(refs, ray.get(list(refs.values()), timeout=PROBE_TIMEOUT), strict=True)
+            )
         except ray.exceptions.GetTimeoutError:
             raise ClusterError(
                 f"the Ray nodes did not answer a file check within {PROBE_TIMEOUT:.0f}s"
