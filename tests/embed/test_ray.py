@@ -33,6 +33,18 @@ def _chaos_check():
     return module.check
 
 
+def _start(cluster_class, head: dict, attempts: int = 3):
+    """A head node. On a machine loaded by other work Ray's agents can miss their start-up
+    deadline (the raylet then exits): try again, a few times."""
+    for attempt in range(attempts):
+        try:
+            return cluster_class(initialize_head=True, head_node_args=head)
+        except Exception:  # noqa: BLE001 - Ray raises a bare Exception on a start-up time-out
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head node and a worker node; yields the address drivers join."""
@@ -45,12 +57,9 @@ def ray_cluster():
     from finder.embed.cluster import wait_for_nodes
 
     node = {"num_cpus": 1, "object_store_memory": 150 * 2**20}
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={**node, "include_dashboard": False, "node_ip_address": "127.0.0.1"},
-    )
+    cluster = _start(Cluster, {**node, "include_dashboard": False})
     try:
-        cluster.add_node(**node, node_ip_address="127.0.0.1")
+        cluster.add_node(**node)
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         wait_for_nodes(ray, 2)
         ray.shutdown()  # finder's runs join it themselves, as a user's would
