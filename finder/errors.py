@@ -38,8 +38,23 @@ class LibraryLocked(LibraryError):
     """Another finder process is writing to this library."""
 
 
+class LibraryDamaged(LibraryError):
+    """The library's files hold damage that a crash cannot explain (a bad disk, a hand edit):
+    the message says what, and names ``finder repair``."""
+
+    exit_code = 3
+
+
 class UnknownClass(FinderError):
     """No class of that name has been learned."""
+
+
+class UnknownImage(FinderError):
+    """No indexed image has that id (the web page asks for images by id only)."""
+
+
+class ExportError(FinderError):
+    """A file could not be exported or a sidecar written (disk full, permissions, bad XMP)."""
 
 
 class ClusterError(FinderError):

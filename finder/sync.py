@@ -4,11 +4,15 @@
     apply_plan(catalog, store, plan, summary)     # catalog and vectors follow the disk
     items, dirs = pending_items(catalog, root)    # what is left to embed
     store_results(catalog, store, items, results, summary)   # vectors, then "ok"
+    fill_facts(catalog, root, summary)           # facts of photos indexed before finder kept them
 
 The plan is set-based: the walk goes into a temporary table and four queries compare it with
 the catalog rows under the root (see :meth:`finder.store.catalog.Catalog.scan`). Unchanged
-files (same size and mtime) are never read. A new file whose size matches a vanished ``ok``
-image is fingerprinted; on a match it is a move: the row keeps its id, so its vector is reused.
+files (same size and mtime) are never read; a file with a new mtime but the same size is
+fingerprinted, and when its content fingerprint is the recorded one it only gets its new mtime.
+A changed file keeps its vector, and so its place in answers, until its new vector replaces it.
+A new file whose size matches a vanished ``ok`` image is fingerprinted; on a match it is a
+move: the row keeps its id, so its vector is reused.
 
 Crash safety of :func:`store_results`: vectors are appended and fsynced before the catalog
 marks their images ``ok``, in commits of ``COMMIT_EVERY`` images or ``COMMIT_SECONDS``.
@@ -30,13 +34,16 @@ from finder.ingest.crawl import FileFact
 from finder.store.catalog import OK, PENDING, Catalog, ImageRow
 
 if TYPE_CHECKING:
+    from finder.ingest.facts import PhotoFacts
     from finder.store.vectors import VectorStore
 
 COMMIT_EVERY = 64  # images per catalog commit while embedding (bounds the work a crash loses)
 COMMIT_SECONDS = 5.0  # ... or this many seconds, whichever comes first
 
-# (key, vector or None, reason when None): what an embedding source yields, in any order
+# (key, vector or None, reason when None): what an embedding source yields, in any order;
+# a fourth element, when present, is the photo's PhotoFacts (finder.ingest.facts) or None
 Result = tuple[int, "np.ndarray | None", "str | None"]
+FACTS_BATCH = 256  # photos whose facts are read between two catalog commits (fill_facts)
 
 
 @dataclass
@@ -47,7 +54,9 @@ class IndexSummary:
     deleted: int = 0
     unchanged: int = 0
     failed: int = 0
+    resumed: int = 0  # left pending by an interrupted run (or a repair), embedded now
     embedded: int = 0
+    facts_read: int = 0  # photos indexed earlier whose facts (date, camera, ...) were read now
     seconds: float = 0.0
     interrupted: bool = False
     messages: list[str] = field(default_factory=list)
@@ -79,6 +88,7 @@ class Plan:
     redo: list[tuple[int, FileFact, str]]  # (id, fact, old status): changed or still pending
     moved: list[tuple[ImageRow, FileFact]]  # (the vanished row, where it is now)
     gone: list[ImageRow]  # vanished for good: rows and vectors to delete
+    touched: list[tuple[int, FileFact]] = field(default_factory=list)  # new mtime, same content
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -123,13 +133,37 @@ def plan_root(
         new.append(fact)
     moved_ids = {row.id for row, _ in moved}
     gone = [r for r in scan.gone if r.id not in moved_ids]
-    return Plan(root, scan.unchanged, new, scan.redo, moved, gone)
+    redo, touched = _split_touched(catalog, scan.redo)
+    return Plan(root, scan.unchanged + len(touched), new, redo, moved, gone, touched)
+
+
+def _split_touched(
+    catalog: Catalog, redo: list[tuple[int, FileFact, str]]
+) -> tuple[list[tuple[int, FileFact, str]], list[tuple[int, FileFact]]]:
+    """Changed files of the same size whose content fingerprint is the one recorded were only
+    touched (copied back, restored, ``touch``-ed): they keep their vector, nothing is re-read."""
+    candidates = [(i, f) for i, f, status in redo if status == OK and not f.is_dir]
+    rows = catalog.rows_by_id([i for i, _ in candidates]) if candidates else {}
+    touched: list[tuple[int, FileFact]] = []
+    for i, fact in candidates:
+        row = rows.get(i)
+        if row is None or row.fingerprint is None or row.size != fact.size:
+            continue
+        try:
+            if crawl.fingerprint(fact.path, fact.size) == row.fingerprint:
+                touched.append((i, fact))
+        except DecodeError:
+            continue
+    same = {i for i, _ in touched}
+    return [r for r in redo if r[0] not in same], touched
 
 
 def apply_plan(catalog: Catalog, store: VectorStore, plan: Plan, summary: IndexSummary) -> None:
     """Moves keep their ids, gone rows and their vectors are deleted, changed files go back
     to pending, new files are inserted as pending."""
     summary.unchanged += plan.unchanged
+    if plan.touched:
+        catalog.touch(plan.touched)
     with catalog.transaction():
         for row, fact in plan.moved:
             catalog.move(row.id, fact)
@@ -139,8 +173,10 @@ def apply_plan(catalog: Catalog, store: VectorStore, plan: Plan, summary: IndexS
         catalog.delete_images(deleted)
         remove_present(store, deleted)
         summary.deleted += len(deleted)
-    # changed files, and files still pending from an interrupted run, are embedded anew
+    # changed files, and files still pending from an interrupted run, are embedded anew; a
+    # changed file keeps its old vector (and its place in answers) until the new one replaces it
     summary.changed += sum(1 for _, _, status in plan.redo if status != PENDING)
+    summary.resumed += sum(1 for _, _, status in plan.redo if status == PENDING)
     if plan.redo:
         catalog.mark_redo([(i, f) for i, f, _ in plan.redo])
     summary.new += len(plan.new)
@@ -173,11 +209,12 @@ def store_results(
     ok_ids: list[int] = []
     ok_vecs: list[np.ndarray] = []
     failed: list[tuple[int, str]] = []
+    facts: list[tuple[int, PhotoFacts]] = []
     last = time.monotonic()
     done = 0
 
     def flush() -> None:
-        nonlocal ok_ids, ok_vecs, failed, last
+        nonlocal ok_ids, ok_vecs, failed, facts, last
         if ok_ids:
             store.add(np.asarray(ok_ids, dtype=np.int64), unit(np.stack(ok_vecs)))
             store.commit()  # vectors are durable before the catalog says "ok"
@@ -189,19 +226,21 @@ def store_results(
                 fingerprints.append((i, None))
         if failed:
             remove_present(store, [i for i, _ in failed])
-        catalog.record_results(fingerprints, failed)
+        catalog.record_results(fingerprints, failed, facts)
         summary.embedded += len(ok_ids)
         summary.failed += len(failed)
-        ok_ids, ok_vecs, failed = [], [], []
+        ok_ids, ok_vecs, failed, facts = [], [], [], []
         last = time.monotonic()
 
     try:
-        for image_id, vector, error in results:
+        for image_id, vector, error, *rest in results:
             if vector is None:
                 failed.append((image_id, error or "could not decode"))
             else:
                 ok_ids.append(image_id)
                 ok_vecs.append(vector)
+                if rest and rest[0] is not None:
+                    facts.append((image_id, rest[0]))
             done += 1
             if progress:
                 progress(Progress("embed", done, len(items), root))
@@ -214,3 +253,29 @@ def store_results(
         if close:
             close()
         flush()
+
+
+def fill_facts(
+    catalog: Catalog, root: str, summary: IndexSummary, workers: int | None = None
+) -> None:
+    """Read the facts of the ok images under ``root`` that have none (indexed before finder
+    kept them): headers and EXIF only, no pixels decoded, nothing re-embedded. A file that
+    cannot be read now keeps no facts and is tried again next run."""
+    todo = catalog.missing_facts_under(root)
+    if not todo:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finder.ingest.decode import read_facts
+
+    def read(item: tuple[int, str]) -> tuple[int, PhotoFacts | None]:
+        try:
+            return item[0], read_facts(item[1])
+        except DecodeError:
+            return item[0], None
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for start in range(0, len(todo), FACTS_BATCH):
+            got = [r for r in pool.map(read, todo[start : start + FACTS_BATCH]) if r[1] is not None]
+            catalog.record_facts(got)  # type: ignore[arg-type]
+            summary.facts_read += len(got)

@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finder.embed import backbones  # noqa: E402
+from finder.embed import registry, runtime  # noqa: E402
 from finder.embed.pipeline import embed_paths  # noqa: E402
 
 DEFAULT_ROOT = "/work/shared/photos"
@@ -172,12 +172,12 @@ def main_speed(args: argparse.Namespace) -> dict:
     if not n:
         sys.exit(f"no photos under {root}")
     print(f"{n} photos under {root}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
-    print(f"BLAS: {blas_description()}; cores: {backbones.cpu_count()}")
+    print(f"BLAS: {blas_description()}; cores: {runtime.cpu_count()}")
     peaks = matmul_peak()
     print(f"matmul peak: median {statistics.median(peaks):.1f} GFLOP/s")
 
-    spec = backbones.BACKBONES[args.backbone]
-    backbone = backbones.build(args.backbone, weights=args.weights)
+    spec = registry.BACKBONES[args.backbone]
+    backbone = registry.build(args.backbone, weights=args.weights)
     bs = args.batch_size or backbone.batch_size
     print(f"backbone {backbone.info.describe()}, batch {bs}, {spec.gflops} GFLOP/image")
 
@@ -248,9 +248,9 @@ def main_speed(args: argparse.Namespace) -> dict:
             if not os.path.isfile(name):
                 print(f"light {name}: not found, skipped")
                 continue
-            lb = backbones.build(model=name)
+            lb = registry.build(model=name)
         else:
-            lb = backbones.build(name, weights=args.weights)
+            lb = registry.build(name, weights=args.weights)
         lbs = lb.batch_size
         warm_up(lb, n_files, lbs)
         runs = [finder_run(root, limit, lb, lbs)[0] for _ in range(3)]
@@ -267,7 +267,7 @@ def main_speed(args: argparse.Namespace) -> dict:
 
 def rss_child(args: argparse.Namespace) -> None:
     files = list(walk_paths(args.root, args.limit))
-    backbone = backbones.build(args.rss_backbone, weights=args.weights)
+    backbone = registry.build(args.rss_backbone, weights=args.weights)
     n = args.rss_child
 
     def items():
@@ -338,7 +338,7 @@ def main() -> None:
     ap.add_argument("root", nargs="?", default=DEFAULT_ROOT)
     ap.add_argument("--limit", type=int, default=48, help="photos to use (default 48)")
     ap.add_argument("--rounds", type=int, default=2, help="naive/finder rounds (default 2)")
-    ap.add_argument("--backbone", default="vgg16", choices=list(backbones.BACKBONES)[:4])
+    ap.add_argument("--backbone", default="vgg16", choices=list(registry.BACKBONES)[:4])
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--weights", default=None, help="default: random init (same FLOPs)")
     ap.add_argument(

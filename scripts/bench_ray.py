@@ -78,8 +78,8 @@ def compare(args: argparse.Namespace) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from finder.embed.backbones import cpu_count
     from finder.embed.cluster import wait_for_nodes
+    from finder.embed.runtime import cpu_count
 
     work = Path(tempfile.mkdtemp(prefix="finder-bench-ray-"))
     cluster = None
@@ -150,10 +150,10 @@ def decode_rate(paths: list[str], size: tuple[int, int]) -> float:
 
 
 def embed_rate(model: Path, paths: list[str]) -> tuple[float, int]:
-    from finder.embed import backbones
+    from finder.embed import registry
     from finder.ingest.decode import load_views
 
-    backbone = backbones.build(model=str(model))
+    backbone = registry.build(model=str(model))
     size = backbone.info.input_size
     images = np.concatenate([load_views(p, size, 1) for p in paths[: backbone.batch_size]])
     backbone.embed(images)  # warm-up: compiled shapes, allocated tensors

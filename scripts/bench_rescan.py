@@ -77,7 +77,7 @@ def make_tree(root: Path, n: int) -> None:
 def tiny_backbone_info(work: Path) -> dict:
     import keras
 
-    from finder.embed.backbones import build
+    from finder.embed.registry import build
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))

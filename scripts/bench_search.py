@@ -22,8 +22,8 @@ What it does, in one run:
 3. Build: the vectors are generated in chunks of 16384 and appended straight into a
    VectorStore (float16 raw file; never all in RAM), then ``save_index()`` trains and saves the
    index the store picks for that size. Build time = appends + index training/filling.
-4. Queries. ``find``: heads trained with finder.heads.train_head (whatever ``finder learn``
-   currently does) on 5 examples of a synthetic cluster plus ``heads.BACKGROUND_SIZE`` random
+4. Queries. ``find``: heads trained with finder.learn.train.train_head (whatever ``finder learn``
+   currently does) on 5 examples of a synthetic cluster plus ``BACKGROUND_SIZE`` random
    background vectors, top 100. ``similar``: stored vectors as queries (themselves excluded),
    top 20 for latency, top 100 for recall. ``--min-prob``: two thresholds per head, the logit
    keeping ``--min-frac`` (0.5 %) of the library (``min_prob_*``) and probability 0.5, i.e.
@@ -32,7 +32,15 @@ What it does, in one run:
    would), so its resident memory is what search needs: we report the peak RSS during the
    queries minus the RSS of the same interpreter before opening the store (numpy + faiss
    imported), per image, and also the whole process RSS per image.
-6. Baseline: a plain numpy exhaustive scan of the raw float16 vectors (chunks converted to
+6. Filtered search (``finder find/similar --after/--camera/--under/--near``): a catalog of the
+   same n images with synthetic photo facts (dates over 20 years, 4 cameras, 256 folders in 16
+   groups, GPS positions on 80 %), and the same queries narrowed by filters that keep from 0.4 %
+   to 50 % of the library, run in the same child right after the unfiltered ones
+   (``finder.store.filtered.search``, what the library calls). Each filtered time is divided by
+   the unfiltered time of the same kind of query (``*_vs_unfiltered``, the goal is under 2);
+   threshold sets are compared with the brute-force filter of the exact scores, top-k results
+   give their recall against the exact filtered top k. ``--no-filters`` skips this.
+7. Baseline: a plain numpy exhaustive scan of the raw float16 vectors (chunks converted to
    float32, matrix-vector product, top-k) for a few queries, timed side by side; the same scan
    gives the exact rankings and threshold sets that recall and min_prob_exact_set are measured
    against.
@@ -56,7 +64,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from finder.learn import heads  # noqa: E402
+from finder.learn.train import BACKGROUND_SIZE, train_head  # noqa: E402
+from finder.store import filtered  # noqa: E402
+from finder.store.catalog import Catalog  # noqa: E402
+from finder.store.facts import Filters, distance_km  # noqa: E402
 from finder.store.vectors import CHUNK, VectorStore, exact_scores  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "photos"
@@ -237,6 +248,8 @@ def search_child(spec_path: str) -> None:
         sim_t=sim_t,
         mp_t=mp_t,
     )
+    if spec.get("catalog"):
+        out["filtered"] = filtered_child(spec, data, store)
     np.savez(
         spec["result"],
         find_ids=np.stack(find_ids),
@@ -246,6 +259,201 @@ def search_child(spec_path: str) -> None:
         mp_all=np.concatenate(mp_sets) if mp_sets else np.zeros(0, np.int64),
     )
     Path(spec["result_json"]).write_text(json.dumps(out))
+
+
+# -- filtered search -----------------------------------------------------------------------------
+
+CAMERAS = [("Canon", "EOS 5D"), ("NIKON CORPORATION", "NIKON D750"), ("Apple", "iPhone 12")]
+CAMERAS.append(("SONY", "ILCE-7M3"))
+
+
+def synthetic_facts(ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Deterministic facts of image ids: year 2005-2024, camera id % 4, folder id % 256 (in 16
+    groups of 16), a GPS position (uniform on the sphere) for 4 ids in 5."""
+    rng = np.random.default_rng(5)
+    year = 2005 + (ids * 7919) % 20
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, len(ids))))
+    lon = rng.uniform(-180, 180, len(ids))
+    has_gps = ids % 5 != 0
+    return {
+        "year": year,
+        "camera": ids % 4,
+        "folder": ids % 256,
+        "lat": np.where(has_gps, lat, np.nan),
+        "lon": np.where(has_gps, lon, np.nan),
+    }
+
+
+def filter_specs(root: Path) -> dict[str, dict]:
+    """Filters (Filters keyword arguments) from broad to narrow."""
+    return {
+        "after_2015": {"after": "2015"},
+        "camera_nikon": {"camera": "nikon"},
+        "after_2015_nikon": {"after": "2015", "camera": "nikon"},
+        "under_group": {"under": str(root / "03")},
+        "near_1500km": {"near": (45.0, 7.0), "within_km": 1500.0},
+        "under_folder": {"under": str(root / "03" / "07")},
+    }
+
+
+def filter_mask(name: str, f: dict[str, np.ndarray]) -> np.ndarray:
+    if name == "after_2015":
+        return f["year"] >= 2015
+    if name == "camera_nikon":
+        return f["camera"] == 1
+    if name == "after_2015_nikon":
+        return (f["year"] >= 2015) & (f["camera"] == 1)
+    if name == "under_group":
+        return f["folder"] // 16 == 3
+    if name == "under_folder":
+        return f["folder"] == 3 * 16 + 7
+    if name == "near_1500km":
+        ok = ~np.isnan(f["lat"])
+        d = np.full(len(ok), np.inf)
+        d[ok] = distance_km((45.0, 7.0), f["lat"][ok], f["lon"][ok])
+        return d <= 1500.0
+    raise KeyError(name)
+
+
+def build_catalog(path: Path, root: Path, n: int) -> dict[str, np.ndarray]:
+    """A finder catalog of n ok images (ids 0..n-1, as in the store) with synthetic facts."""
+    path.unlink(missing_ok=True)
+    for g in range(16):
+        for k in range(16):
+            (root / f"{g:02d}" / f"{k:02d}").mkdir(parents=True, exist_ok=True)
+    ids = np.arange(n, dtype=np.int64)
+    facts = synthetic_facts(ids)
+    cat = Catalog(path)
+    conn = cat.db.conn
+    with cat.transaction():
+        conn.executemany(
+            "INSERT INTO cameras(id, make, model) VALUES (?, ?, ?)",
+            [(i, make, model) for i, (make, model) in enumerate(CAMERAS)],
+        )
+        for start in range(0, n, 100_000):
+            part = range(start, min(n, start + 100_000))
+            conn.executemany(
+                "INSERT INTO images(id, path, size, mtime_ns, status, updated, taken, "
+                "date_source, camera_id, lat, lon, width, height) "
+                "VALUES (?, ?, 1, 1, 'ok', 0, ?, 'exif', ?, ?, ?, 4000, 3000)",
+                (
+                    (
+                        i,
+                        os.fsencode(
+                            f"{root}/{facts['folder'][i] // 16:02d}/{facts['folder'][i] % 16:02d}"
+                            f"/img{i}.jpg"
+                        ),
+                        f"{facts['year'][i]}-{1 + i % 12:02d}-{1 + i % 28:02d}T12:00:00",
+                        int(facts["camera"][i]),
+                        None if np.isnan(facts["lat"][i]) else float(facts["lat"][i]),
+                        None if np.isnan(facts["lon"][i]) else float(facts["lon"][i]),
+                    )
+                    for i in part
+                ),
+            )
+    conn.execute("ANALYZE")
+    cat.close()
+    return facts
+
+
+def filtered_child(spec: dict, data, store: VectorStore) -> dict:
+    """Time the filtered queries; their ids go to ``spec["filtered_result"]``."""
+    cat = Catalog(Path(spec["catalog"]))
+    times: dict[str, dict[str, list[float]]] = {}
+    saved: dict[str, np.ndarray] = {}
+    n_sim = spec["filtered_similar"]
+    for name, kw in spec["filters"].items():
+        f = Filters(**kw)
+        t_top, t_mp, t_sim, tops, mps, sims = [], [], [], [], [], []
+        for w, b in zip(data["head_w"], data["head_b"], strict=True):
+            t = time.perf_counter()
+            ids, _ = filtered.search(cat, store, f, w, float(b), k=100)
+            t_top.append(time.perf_counter() - t)
+            tops.append(np.pad(ids, (0, 100 - len(ids)), constant_values=-1))
+        for h, t_logit in zip(data["mp_head"], data["min_logit"], strict=True):
+            w, b = data["head_w"][h], data["head_b"][h]
+            t = time.perf_counter()
+            ids, _ = filtered.search(cat, store, f, w, float(b), min_score=float(t_logit))
+            t_mp.append(time.perf_counter() - t)
+            mps.append(ids)
+        for q, qid in list(zip(data["sim_q"], data["sim_id"], strict=True))[:n_sim]:
+            t = time.perf_counter()
+            ids, _ = filtered.search(
+                cat, store, f, q, k=20, head=False, exclude_ids=np.array([qid], dtype=np.int64)
+            )
+            t_sim.append(time.perf_counter() - t)
+            sims.append(np.pad(ids, (0, 20 - len(ids)), constant_values=-1))
+        times[name] = {"top": t_top, "mp": t_mp, "sim": t_sim}
+        saved[f"{name}__top"] = np.stack(tops)
+        saved[f"{name}__sim"] = np.stack(sims)
+        saved[f"{name}__mp_lens"] = np.array([len(s) for s in mps])
+        saved[f"{name}__mp_all"] = np.concatenate(mps) if mps else np.zeros(0, np.int64)
+    np.savez(spec["filtered_result"], **saved)
+    cat.close()
+    return times
+
+
+def filtered_figures(
+    spec: dict,
+    res: dict,
+    facts: dict[str, np.ndarray],
+    head_scores: np.ndarray,
+    sim_scores: np.ndarray,
+    min_logit: np.ndarray,
+    mp_head: np.ndarray,
+    heads_n: int,
+) -> dict:
+    """Per filter: share kept, times and their ratio to the unfiltered ones, exactness."""
+    got = np.load(spec["filtered_result"])
+    base_top = percentile_ms(res["find_t"], 50)
+    base_mp = float(np.median(res["mp_t"][:heads_n]))
+    base_p05 = float(np.median(res["mp_t"][heads_n:]))
+    base_sim = percentile_ms(res["sim_t"], 50)
+    out: dict = {}
+    for name, t in res["filtered"].items():
+        mask = filter_mask(name, facts)
+        allowed = np.flatnonzero(mask)
+        recall = []
+        for h in range(heads_n):
+            s = head_scores[h][allowed]
+            exact = allowed[np.argsort(-s, kind="stable")[:100]]
+            found = set(got[f"{name}__top"][h].tolist())
+            recall.append(len(set(exact.tolist()) & found) / max(len(exact), 1))
+        sim_recall = []
+        for j in range(len(t["sim"])):
+            s = sim_scores[j][allowed]
+            exact = allowed[np.argsort(-s, kind="stable")[:20]]
+            exact = exact[np.isfinite(sim_scores[j][exact])]
+            found = set(got[f"{name}__sim"][j].tolist())
+            sim_recall.append(len(set(exact.tolist()) & found) / max(len(exact), 1))
+        lens = got[f"{name}__mp_lens"]
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        same = []
+        for j, h in enumerate(mp_head):
+            returned = set(got[f"{name}__mp_all"][offsets[j] : offsets[j + 1]].tolist())
+            exact = set(
+                np.flatnonzero(mask & (head_scores[h] >= np.float32(min_logit[j]))).tolist()
+            )
+            same.append(returned == exact)
+        top = percentile_ms(t["top"], 50)
+        mp = float(np.median(t["mp"][:heads_n]))
+        p05 = float(np.median(t["mp"][heads_n:]))
+        sim = percentile_ms(t["sim"], 50)
+        out[name] = {
+            "kept": round(float(mask.mean()), 4),
+            "find_top100_p50_ms": round(top, 2),
+            "find_top100_vs_unfiltered": round(top / base_top, 2),
+            "find_recall_at_100": round(float(np.mean(recall)), 4),
+            "min_prob_s": round(mp, 3),
+            "min_prob_vs_unfiltered": round(mp / base_mp, 2),
+            "prob_0_5_s": round(p05, 3),
+            "prob_0_5_vs_unfiltered": round(p05 / base_p05, 2),
+            "threshold_sets_exact": bool(all(same)),
+            "similar_top20_p50_ms": round(sim, 2),
+            "similar_top20_vs_unfiltered": round(sim / base_sim, 2),
+            "similar_recall_at_20": round(float(np.mean(sim_recall)), 4),
+        }
+    return out
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -267,6 +475,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse a store built by an earlier run")
     ap.add_argument("--rebuild", action="store_true", help="with --reuse: rebuild the index")
     ap.add_argument("--keep", action="store_true", help="keep the store (8 GB at 1M) afterwards")
+    ap.add_argument("--no-filters", action="store_true", help="skip the filtered searches")
+    ap.add_argument("--filtered-similar", type=int, default=20, help="filtered similar queries")
     ap.add_argument("--_search-child", dest="child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -342,8 +552,8 @@ def main() -> None:
     for c in qrng.choice(big, size=args.heads, replace=len(big) < args.heads):
         members = np.flatnonzero(cluster == c)
         pos = store.get(np.sort(qrng.choice(members, size=5, replace=False)))
-        bg = store.get(np.sort(qrng.choice(n, size=heads.BACKGROUND_SIZE, replace=False)))
-        head = heads.train_head(pos, np.zeros((0, dim), np.float32), bg)
+        bg = store.get(np.sort(qrng.choice(n, size=BACKGROUND_SIZE, replace=False)))
+        head = train_head(pos, np.zeros((0, dim), np.float32), bg)
         head_w.append(head.w)
         head_b.append(head.b)
     head_w_arr = np.stack(head_w).astype(np.float32)
@@ -409,6 +619,18 @@ def main() -> None:
         "result": str(work / "result.npz"),
         "result_json": str(work / "result.json"),
     }
+    facts = None
+    if not args.no_filters:
+        t = time.perf_counter()
+        catalog_path = work / f"catalog-{n}.db"
+        facts = build_catalog(catalog_path, work / "photos", n)
+        print(f"catalog of {n} images with facts: {time.perf_counter() - t:.1f} s", flush=True)
+        spec.update(
+            catalog=str(catalog_path),
+            filters=filter_specs(work / "photos"),
+            filtered_result=str(work / "filtered.npz"),
+            filtered_similar=args.filtered_similar,
+        )
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec))
     subprocess.run([sys.executable, __file__, "--_search-child", str(spec_path)], check=True)
@@ -469,6 +691,21 @@ def main() -> None:
         ),
         "ground_truth_pass_s": round(truth_s, 1),
     }
+    if facts is not None:
+        per = filtered_figures(
+            spec, res, facts, head_scores, sim_scores, min_logit, mp_head, heads_n
+        )
+        ratios = [
+            v[key]
+            for v in per.values()
+            for key in ("find_top100_vs_unfiltered", "min_prob_vs_unfiltered")
+        ]
+        result["filtered"] = per
+        result["filtered_find_worst_vs_unfiltered"] = round(max(ratios), 2)
+        result["filtered_threshold_sets_exact"] = all(
+            v["threshold_sets_exact"] for v in per.values()
+        )
+        Path(spec["catalog"]).unlink(missing_ok=True)
     print()
     print(f"{'':28}{'finder':>12}{'numpy scan':>14}")
     print(
@@ -484,6 +721,21 @@ def main() -> None:
     print(f"{'prob>=0.5 same set / s':28}{p05:>7} {result['prob_0_5_s']:>4}")
     print(f"{'search RSS bytes/image':28}{result['bytes_per_image']:>12}")
     print(f"{'index':28}{result['index']}")
+    if facts is not None:
+        print()
+        print(
+            f"{'filter (kept)':26}{'top100 ms':>10}{'x':>6}{'min-prob s':>11}{'x':>6}"
+            f"{'p0.5 s':>8}{'x':>6}{'sim ms':>8}{'x':>6}  exact  recall"
+        )
+        for name, v in result["filtered"].items():
+            print(
+                f"{name + ' (' + format(v['kept'], '.1%') + ')':26}"
+                f"{v['find_top100_p50_ms']:>10}{v['find_top100_vs_unfiltered']:>6}"
+                f"{v['min_prob_s']:>11}{v['min_prob_vs_unfiltered']:>6}"
+                f"{v['prob_0_5_s']:>8}{v['prob_0_5_vs_unfiltered']:>6}"
+                f"{v['similar_top20_p50_ms']:>8}{v['similar_top20_vs_unfiltered']:>6}"
+                f"  {str(v['threshold_sets_exact']):5}  {v['find_recall_at_100']}"
+            )
     if not args.keep:
         shutil.rmtree(store_dir, ignore_errors=True)
         labels_path.unlink(missing_ok=True)

@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from finder.learn.evaluate import few_shot, groups_from_paths, labels_from_paths  # noqa: E402
-from finder.learn.heads import DEFAULT_CONFIG, PLAIN_CONFIG, HeadConfig, train_head  # noqa: E402
+from finder.learn.train import DEFAULT_CONFIG, PLAIN_CONFIG, train_head  # noqa: E402
+from scripts.heads_variants import VariantConfig as HeadConfig  # noqa: E402
+from scripts.heads_variants import train_variant  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PHOTOS = SHARED / "photos"
@@ -196,15 +198,15 @@ def _trial_logits(X: np.ndarray, labels: list[str], seed: int, trials: int, k: i
     """The default head of every class and trial (``few_shot``'s draws), with its logits over
     the library minus the examples and each example's leave-one-out logit (the head's last fit
     redone without that example, warm started)."""
-    import finder.learn.heads as heads
+    import finder.learn.train as heads
 
-    fit, last = heads._fit_weighted, {}
+    fit, last = heads.fit_weighted, {}
 
     def spy(*a, **kw):
         last["args"] = a
         return fit(*a, **kw)
 
-    heads._fit_weighted = spy
+    heads.fit_weighted = spy
     y, n, out = np.asarray(labels), len(X), []
     try:
         for ci, name in enumerate(sorted(set(labels))):
@@ -234,7 +236,7 @@ def _trial_logits(X: np.ndarray, labels: list[str], seed: int, trials: int, k: i
                     }
                 )
     finally:
-        heads._fit_weighted = fit
+        heads.fit_weighted = fit
     return out
 
 
@@ -316,7 +318,8 @@ def rankers(X: np.ndarray, labels: list[str], flowers: list[str], k: int, seed: 
     R-precision (precision at the true class size). The library is the whole k-NN graph (on
     540 images it is exactly the examples + the background of ``train_head``)."""
     from finder.learn.evaluate import average_precision
-    from finder.learn.heads import augment, knn_diffusion
+    from finder.learn.train import knn_diffusion
+    from scripts.heads_variants import augment
 
     y, n = np.asarray(labels), len(X)
     variants = [
@@ -398,7 +401,7 @@ def main() -> None:
             trials=args.trials,
             seed=args.seed,
             groups=groups,
-            trainer=functools.partial(train_head, config=cfg),
+            trainer=functools.partial(train_variant, config=cfg),
             background_size=bg,
         )
         rows = {row["class"]: row for row in r["rows"]}

@@ -2,7 +2,7 @@
 on a pool of actors, the results streamed back to the library's single writer.
 
     source = RaySource("auto", info)    # imports Ray (a one-line hint when it is missing)
-    results = source.embed(items)        # (id, vector, error), as finder.sync.store_results takes
+    results = source.embed(items)        # (id, vector, error, facts) for finder.sync.store_results
     ...
     source.close()                       # shuts down a cluster it started; leaves others running
 
@@ -13,10 +13,11 @@ as it is.
 
 The dataset is ``from_arrow`` over (id, path) blocks → ``map_batches(_Embedder)`` on an actor
 pool → ``iter_batches`` in the driver. Each actor rebuilds the library's recorded backbone once
-(``backbones.from_info``: the same model file or weights, checked by fingerprint) and runs
-:func:`finder.embed.pipeline.embed_paths` on each batch it is given: the same decoding, views and
-model calls as a local run, so a cluster run gives the same vectors. Two calls run at once in an
-actor so that one decodes while the other embeds; the model runs one call at a time.
+(``registry.from_info``: the same model file or weights, checked by fingerprint) and runs
+:func:`finder.embed.pipeline.embed_paths` on each batch it is given: the same decoding, views,
+model calls and photo facts as a local run, so a cluster run gives the same vectors. Two calls
+run at once in an actor so that one decodes while the other embeds; the model runs one call at
+a time.
 
 Actors: with GPUs in the cluster, one per GPU (``num_gpus=1``, the backbone picks its batch
 size per device); otherwise one per node (Ray Data spreads them), decoding with as many threads
@@ -36,6 +37,8 @@ cluster; what the writer stored is kept.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -168,11 +171,11 @@ class _Embedder:
     ) -> None:
         import ray
 
-        from finder.embed import backbones
+        from finder.embed import registry
 
         if blob is not None:  # the model file came through the object store
             model = _materialise(ray.get(blob[0]), model or "model")
-        built = backbones.from_info(backbones.BackboneInfo.from_dict(info), weights=model)
+        built = registry.from_info(registry.BackboneInfo.from_dict(info), weights=model)
         self.backbone = _Serial(built)
         self.batch_size = batch_size
         node = ray.get_runtime_context().get_node_id()
@@ -185,15 +188,26 @@ class _Embedder:
         paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
         vectors = np.zeros((len(ids), self.backbone.info.dim), dtype=np.float32)
         errors = [""] * len(ids)
+        facts = [""] * len(ids)
         results = embed_paths(
-            enumerate(paths), self.backbone, batch_size=self.batch_size, workers=self.workers
+            enumerate(paths),
+            self.backbone,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            facts=True,
         )
-        for k, vector, error in results:
+        for k, vector, error, photo in results:
             if vector is None:
                 errors[k] = _printable(error or "could not decode")
             else:
                 vectors[k] = vector
-        return {"id": ids, "vector": vectors, "error": np.asarray(errors, dtype=object)}
+                facts[k] = _facts_json(photo)
+        return {
+            "id": ids,
+            "vector": vectors,
+            "error": np.asarray(errors, dtype=object),
+            "facts": np.asarray(facts, dtype=object),
+        }
 
 
 def _materialise(data: bytes, name: str) -> str:
@@ -214,6 +228,21 @@ def _materialise(data: bytes, name: str) -> str:
 
 def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _facts_json(photo: Any) -> str:
+    """A photo's facts (finder.ingest.facts.PhotoFacts) as one JSON text, "" when none."""
+    if photo is None:
+        return ""
+    return json.dumps({k: v for k, v in dataclasses.asdict(photo).items() if v is not None})
+
+
+def _facts(text: str) -> Any:
+    if not text:
+        return None
+    from finder.ingest.facts import PhotoFacts
+
+    return PhotoFacts(**json.loads(text))
 
 
 def _finder_error(error: BaseException) -> FinderError | None:
@@ -374,8 +403,9 @@ class RaySource:
             self._model_checked = True
 
     # -- embedding ----------------------------------------------------------------------
-    def embed(self, items: Sequence[tuple[int, str]]) -> Iterator[tuple[int, Any, str | None]]:
-        """(id, vector, None) or (id, None, reason) for every item, in any order; each id once."""
+    def embed(self, items: Sequence[tuple[int, str]]) -> Iterator[tuple[int, Any, Any, Any]]:
+        """(id, vector, None, facts) or (id, None, reason, None) for every item, in any order,
+        each id once: what ``embed_paths(..., facts=True)`` yields for a local run."""
         items = list(items)
         if not items:
             return iter(())
@@ -384,11 +414,11 @@ class RaySource:
         return self._stream(self._dataset(items, plan), items)
 
     def _per_call(self) -> int:
-        from finder.embed import backbones
+        from finder.embed import runtime
 
         views = int(self.info.get("views", 1))
         assert self.plan is not None
-        default = backbones.GPU_BATCH_SIZE if self.plan.gpus else backbones.CPU_BATCH_SIZE
+        default = runtime.GPU_BATCH_SIZE if self.plan.gpus else runtime.CPU_BATCH_SIZE
         return CALL_BATCHES * max(1, int(self.batch_size or default) // views)
 
     def _dataset(self, items: list[tuple[int, str]], plan: ClusterPlan) -> Any:
@@ -436,9 +466,7 @@ class RaySource:
             **resources,
         )
 
-    def _stream(
-        self, ds: Any, items: list[tuple[int, str]]
-    ) -> Iterator[tuple[int, Any, str | None]]:
+    def _stream(self, ds: Any, items: list[tuple[int, str]]) -> Iterator[tuple[int, Any, Any, Any]]:
         ray = self.ray
         seen = np.zeros(max(i for i, _ in items) + 1, dtype=bool)
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
@@ -465,9 +493,9 @@ class RaySource:
                     seen[image_id] = True
                     error = batch["error"][k]
                     if error:
-                        yield image_id, None, str(error)
+                        yield image_id, None, str(error), None
                     else:
-                        yield image_id, batch["vector"][k], None
+                        yield image_id, batch["vector"][k], None, _facts(batch["facts"][k])
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
@@ -492,7 +520,7 @@ def _native_quiet() -> Any:
     """Silence Ray's native start-up notices on stderr (file descriptor 2) for a moment."""
     if os.environ.get("FINDER_RAY_LOGS"):
         return contextlib.nullcontext()
-    from finder.embed.backbones import quiet_native_stderr
+    from finder.embed.runtime import quiet_native_stderr
 
     return quiet_native_stderr()
 

@@ -8,7 +8,6 @@ whatever the number of items: ``items`` is pulled lazily, and at most ``2 * batc
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,26 +15,25 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from finder.embed.runtime import cpu_count
 from finder.errors import DecodeError
-from finder.ingest.decode import load_views
+from finder.ingest.decode import load_views_facts
 
 if TYPE_CHECKING:
-    from finder.embed.backbones import Backbone
+    from finder.embed.base import Backbone
+    from finder.ingest.facts import PhotoFacts
 
 K = TypeVar("K")
 
 
 def default_workers() -> int:
     """Decode threads: one per core."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return cpu_count()
 
 
-def _decode(path: str, size: tuple[int, int], views: int) -> np.ndarray | str:
+def _decode(path: str, size: tuple[int, int], views: int) -> tuple[np.ndarray, PhotoFacts] | str:
     try:
-        return load_views(path, size, views)
+        return load_views_facts(path, size, views)
     except DecodeError as e:
         return str(e) or "cannot decode"
     except MemoryError:
@@ -64,9 +62,12 @@ def embed_paths(
     batch_size: int | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[K, np.ndarray | None, str | None]]:
+    facts: bool = False,
+) -> Iterator[tuple]:
     """Embed the image at each ``(key, path)``; yield ``(key, vector, None)`` or
     ``(key, None, reason)`` for a file that cannot be decoded, one per item, in input order.
+    With ``facts``, each item has a fourth element: the photo's ``PhotoFacts`` (date, camera,
+    position, size; ``finder.ingest.facts``) read by the same decode, None for a failure.
 
     Vectors are float32 ``[backbone.info.dim]``, as ``backbone.embed`` returns them (not
     normalised). With ``backbone.info.views`` > 1 an image's vector is the sum of its views'
@@ -106,7 +107,7 @@ def embed_paths(
     try:
         while True:
             # Collect, in order, until a full batch of decoded images (or the end).
-            pending: list[tuple[K, np.ndarray | str]] = []
+            pending: list[tuple[K, tuple[np.ndarray, PhotoFacts] | str]] = []
             images: list[np.ndarray] = []
             fill()
             while inflight and len(images) < per_batch and len(pending) < max_pending:
@@ -115,7 +116,7 @@ def embed_paths(
                 res = fut.result()
                 pending.append((key, res))
                 if not isinstance(res, str):
-                    images.append(res)
+                    images.append(res[0])
             if not pending:
                 return
             vectors = _embed_views(backbone, images, views, batch_size) if images else None
@@ -123,9 +124,10 @@ def embed_paths(
             i = 0
             for key, res in pending:
                 if isinstance(res, str):
-                    yield key, None, res
+                    yield (key, None, res, None) if facts else (key, None, res)
                 else:
-                    yield key, vectors[i].copy(), None
+                    vector = vectors[i].copy()
+                    yield (key, vector, None, res[1]) if facts else (key, vector, None)
                     i += 1
             done += len(pending)
             if progress is not None:

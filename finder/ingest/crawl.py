@@ -18,7 +18,11 @@ Rules of the walk (``walk``):
   most once (also by ``(st_dev, st_ino)``: a symlink to a photo already seen, or a hard link, is
   not yielded again; for folders and files alike the first path in walk order wins).
   ``/proc``, ``/sys``, ``/dev`` and ``/run`` are never entered from above (they are marked
-  visited up front), though a root below them, like ``/run/media/usb``, can be walked.
+  visited up front), though a root below them, like ``/run/media/usb``, can be walked. Pseudo
+  file systems (``PSEUDO_FS``: proc, sysfs, devtmpfs, ..., told by their device number in
+  ``/proc/self/mountinfo``) are never walked at all: a root on one, or reached through one
+  (``/proc/self/root``), yields nothing (``pseudo_reason`` says why); a symbolic link into one
+  is skipped.
 - Only regular files are yielded: a FIFO or device named like a photo is skipped.
 - A folder whose name has a photo extension is yielded with ``is_dir=True`` (so it can be
   recorded as failed) and is also entered.
@@ -100,6 +104,33 @@ JUNK_PREFIXES: tuple[str, ...] = ("._", ".trash-")
 
 #: Pseudo file systems never entered from above.
 PSEUDO_DIRS: tuple[str, ...] = ("/proc", "/sys", "/dev", "/run")
+#: File system types that hold kernel interfaces, not photos: never walked, wherever a path or a
+#: symbolic link leads into them (``/proc/self/root`` leads back to ``/``).
+PSEUDO_FS: frozenset[str] = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "securityfs",
+        "debugfs",
+        "tracefs",
+        "pstore",
+        "bpf",
+        "configfs",
+        "fusectl",
+        "mqueue",
+        "hugetlbfs",
+        "binfmt_misc",
+        "efivarfs",
+        "selinuxfs",
+        "rpc_pipefs",
+        "nsfs",
+    }
+)
+MOUNTINFO = "/proc/self/mountinfo"
 
 _CHUNK = 64 * 1024
 
@@ -140,6 +171,26 @@ def os_error_reason(e: OSError) -> str:
     return e.strerror or str(e) or type(e).__name__
 
 
+def file_kind(path: str | os.PathLike[str]) -> str:
+    """What ``path`` is, in words: "file" (a regular one), "missing", "a folder", "a FIFO
+    (named pipe)", "a socket", "a character device", "a block device" or "unreadable (...)"."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({os_error_reason(e)})"
+    kinds = [
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a regular file for reading, or raise ``DecodeError`` with the reason it cannot be.
 
@@ -166,6 +217,45 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
+def pseudo_devices(mountinfo: str = MOUNTINFO) -> dict[int, str]:
+    """The device number (``st_dev``) of every mounted pseudo file system, with its type, read
+    from ``/proc/self/mountinfo``; empty where that cannot be read."""
+    out: dict[int, str] = {}
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split()
+        try:
+            fstype = fields[fields.index("-", 6) + 1]
+            major, minor = fields[2].split(":")
+        except (ValueError, IndexError):
+            continue
+        if fstype in PSEUDO_FS:
+            out[os.makedev(int(major), int(minor))] = fstype
+    return out
+
+
+def pseudo_reason(path: str, pseudo: dict[int, str] | None = None) -> str | None:
+    """Why ``path`` is not walked, when it or a folder on its way is on a pseudo file system
+    (``pseudo``: from :func:`pseudo_devices`, read when not given)."""
+    pseudo = pseudo_devices() if pseudo is None else pseudo
+    probe = path
+    while True:
+        try:
+            fstype = pseudo.get(os.stat(probe).st_dev)
+        except OSError:
+            fstype = None
+        if fstype is not None:
+            return f"{path} is on {fstype}, a pseudo file system that holds no photos"
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+
+
 def walk(
     roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
@@ -182,6 +272,7 @@ def walk(
     if isinstance(roots, (str, bytes, os.PathLike)):
         roots = [roots]
     checked: list[tuple[str, os.stat_result]] = []
+    pseudo = pseudo_devices()
     for root in roots:
         path = os.path.abspath(os.fsdecode(root))
         try:
@@ -190,9 +281,10 @@ def walk(
             raise UsageError(f"no such folder: {path}") from None
         except OSError as e:
             raise UsageError(f"cannot read {path}: {os_error_reason(e)}") from None
-        checked.append((path, st))
+        if pseudo_reason(path, pseudo) is None:  # else nothing to walk there
+            checked.append((path, st))
     matcher = _exclude_matcher(exclude)
-    return _walk(checked, hidden, matcher, on_error)
+    return _walk(checked, hidden, matcher, on_error, set(pseudo))
 
 
 def _exclude_matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
@@ -212,7 +304,9 @@ def _walk(
     hidden: bool,
     excluded: Callable[[str], bool] | None,
     on_error: Callable[[str, OSError], None] | None,
+    pseudo_devs: set[int] | None = None,
 ) -> Iterator[FileFact]:
+    pseudo_devs = pseudo_devs or set()
     seen_dirs: set[int] = set()
     for pseudo in PSEUDO_DIRS:
         try:
@@ -272,6 +366,8 @@ def _walk(
                     continue
             except OSError as e:
                 report(entry.path, e)
+                continue
+            if est.st_dev in pseudo_devs:  # a symbolic link into /proc, /sys, /dev, ...
                 continue
             key = _key(est)
             if is_dir:

@@ -45,13 +45,16 @@ import os
 import re
 import threading
 import warnings
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from finder.errors import DecodeError, UsageError
+from finder.ingest import truncation
 from finder.ingest.crawl import open_regular, os_error_reason
+from finder.ingest.facts import PhotoFacts, photo_facts
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
 #: panorama decodes, and a non-JPEG image this large still takes at most 1 GB as RGBA.
@@ -88,6 +91,8 @@ _TRANSPOSE = {
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+T = TypeVar("T")
 
 _heif_lock = threading.Lock()
 _heif_registered = False
@@ -126,7 +131,25 @@ def load_rgb(
     Raises ``DecodeError`` with a short reason for every way the file can be bad, and
     ``UsageError`` if ``size`` is not two positive integers.
     """
+    return _load(path, size, cover)[0]
+
+
+def read_facts(path: str | os.PathLike[str]) -> PhotoFacts:
+    """The facts of ``path`` (``finder.ingest.facts``) from its header and EXIF alone, no pixels
+    decoded: for photos indexed before finder kept them. Raises ``DecodeError`` like
+    ``load_rgb``."""
+    return _opened(path, lambda f: _header_facts(f))
+
+
+def _load(
+    path: str | os.PathLike[str], size: tuple[int, int], cover: float | None
+) -> tuple[np.ndarray, PhotoFacts]:
     width, height = _check_size(size)
+    return _opened(path, lambda f: _decode(f, width, height, cover))
+
+
+def _opened(path: str | os.PathLike[str], action: Callable[[BinaryIO], T]) -> T:
+    """Open ``path`` once and run ``action`` on it; every failure becomes a ``DecodeError``."""
     f = open_regular(path)
     with f:
         heif_missing = False
@@ -140,7 +163,7 @@ def load_rgb(
                     _register_heif()
                 except ImportError:
                     heif_missing = True
-            return _decode(f, width, height, cover)
+            return action(f)
         except DecodeError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -173,17 +196,24 @@ def load_views(path: str | os.PathLike[str], size: tuple[int, int], views: int =
     whole image squashed to ``size`` (what ``load_rgb`` gives); 2 = that and its mirror; 4 = those
     and the centre crop of the image scaled, aspect kept, to cover ``size`` x 256/224, and its
     mirror. One decode serves every view."""
+    return load_views_facts(path, size, views)[0]
+
+
+def load_views_facts(
+    path: str | os.PathLike[str], size: tuple[int, int], views: int = 1
+) -> tuple[np.ndarray, PhotoFacts]:
+    """``load_views`` and the photo's facts (date, camera, position, size), from one read."""
     check_views(views)
     width, height = _check_size(size)
     if views < 4:
-        a = load_rgb(path, size)
-        return np.stack([a, a[:, ::-1]]) if views == 2 else a[None]
-    big = load_rgb(path, size, cover=CROP_COVER)
+        a, facts = _load(path, size, None)
+        return (np.stack([a, a[:, ::-1]]) if views == 2 else a[None]), facts
+    big, facts = _load(path, size, CROP_COVER)
     bh, bw = big.shape[:2]
     whole = np.asarray(Image.fromarray(big).resize((width, height), _RESAMPLE, reducing_gap=None))
     top, left = (bh - height) // 2, (bw - width) // 2
     crop = big[top : top + height, left : left + width]
-    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]])
+    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]]), facts
 
 
 def _formats() -> tuple[str, ...]:
@@ -192,12 +222,34 @@ def _formats() -> tuple[str, ...]:
     return tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
 
 
-def _decode(f: BinaryIO, width: int, height: int, cover: float | None = None) -> np.ndarray:
+def _mtime_ns(f: BinaryIO) -> int | None:
+    try:
+        return os.fstat(f.fileno()).st_mtime_ns
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def _header_facts(f: BinaryIO) -> PhotoFacts:
+    im = Image.open(f, formats=_formats())
+    return photo_facts(im, _orientation(im), _mtime_ns(f))
+
+
+def _decode(
+    f: BinaryIO, width: int, height: int, cover: float | None = None
+) -> tuple[np.ndarray, PhotoFacts]:
     im = Image.open(f, formats=_formats())
     w, h = im.size
     if w * h > MAX_PIXELS:
         raise DecodeError("decompression bomb")
+    truncation.check_declared(im, os.fstat(f.fileno()).st_size)
+    if im.format == "PNG":
+        truncation.check_png(f)
+    elif im.format in ("JPEG", "MPO") and im.info.get("progressive"):
+        f.seek(0)
+        if truncation.progressive_incomplete(f.read()):
+            raise DecodeError("truncated")
     orientation = _orientation(im)
+    facts = photo_facts(im, orientation, _mtime_ns(f))
     if cover is not None:  # keep the aspect ratio: cover (width, height) * cover
         ow, oh = (h, w) if orientation in _SWAPS_AXES else (w, h)
         scale = max(width * max(cover, 1.0) / ow, height * max(cover, 1.0) / oh)
@@ -209,22 +261,51 @@ def _decode(f: BinaryIO, width: int, height: int, cover: float | None = None) ->
         dc = _dc_scans_only(f.read())
         if dc is not None:
             try:
-                return _render(Image.open(io.BytesIO(dc), formats=("JPEG",)), pre, orientation)
+                dc_im = Image.open(io.BytesIO(dc), formats=("JPEG",))
+                return _render(dc_im, pre, orientation), facts
             except Exception:  # whatever went wrong, the whole stream decides
                 pass
         f.seek(0)
         im = Image.open(f, formats=_formats())
-    return _render(im, pre, orientation)
+    return _render(im, pre, orientation, f), facts
 
 
-def _render(im: Image.Image, pre: tuple[int, int], orientation: int) -> np.ndarray:
-    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
+def _load(im: Image.Image, pre: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Decode the pixels (at reduced scale where the format allows); the box of the result
+    that ``pre`` covers, when drafted."""
     box = None
     if im.format in _DRAFT_FORMATS:
         drafted = im.draft("RGB", pre)
         if drafted is not None:
             box = drafted[1]
     im.load()
+    return box
+
+
+def _cut_short(im: Image.Image, pre: tuple[int, int], f: BinaryIO) -> bool:
+    """A baseline JPEG whose scan ended early: libjpeg leaves the blocks it never reached
+    mid-grey; decoded again with filler bytes before its end marker, it changes."""
+    if im.format not in ("JPEG", "MPO") or not truncation.jpeg_grey_tail(im):
+        return False
+    f.seek(0)
+    padded = truncation.jpeg_padded(f.read())
+    if padded is None:
+        return False
+    again = Image.open(io.BytesIO(padded), formats=("JPEG",))
+    try:
+        _load(again, pre)
+    except Exception:  # the filler broke the stream: no verdict
+        return False
+    return again.size != im.size or not np.array_equal(np.asarray(again), np.asarray(im))
+
+
+def _render(
+    im: Image.Image, pre: tuple[int, int], orientation: int, f: BinaryIO | None = None
+) -> np.ndarray:
+    """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
+    box = _load(im, pre)
+    if f is not None and _cut_short(im, pre, f):
+        raise DecodeError("truncated")
     im, has_alpha = _normalise_mode(im)
     if im.size != pre or box is not None:
         im = im.resize(pre, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)

@@ -4,8 +4,8 @@ Two protocols, both pure numpy on the library's unit vectors (never TensorFlow):
 
 * **few-shot** (:func:`few_shot`): what ``finder learn`` + ``finder find NAME`` give a person.
   For each class and each k, repeated trials: draw k examples of the class, draw the background
-  sample with :func:`finder.heads.background_indices` and train with
-  :func:`finder.heads.train_head` exactly as ``learn`` does (no explicit negatives), score the
+  sample with :func:`finder.learn.train.background_indices` and train with
+  :func:`finder.learn.train.train_head` exactly as ``learn`` does (no explicit negatives), score the
   whole library minus the examples, and measure average precision and the precision and recall
   of the default output (``proba >= head.threshold``).
 * **classic** (:func:`classic`): the protocol of the method's origin: a multinomial logistic
@@ -28,7 +28,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.heads import BACKGROUND_SIZE, Head, background_indices, train_head
+from finder.learn.head import Head
+from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 5, 10)
 
@@ -88,7 +89,7 @@ def _precision_recall(y: np.ndarray, returned: np.ndarray) -> tuple[float, float
 # ----------------------------------------------------------------------------- few-shot
 
 
-def _check_dataset(X: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def check_dataset(X: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] == 0:
         raise UsageError(f"need a non-empty 2-d array of vectors, got shape {X.shape}")
@@ -116,13 +117,13 @@ def few_shot(
     For each class, each k in ``ks`` and each of ``trials`` trials (random generator seeded by
     ``(seed, class position, k, trial)``, so results do not depend on which other classes or
     ks are run): k examples, a background sample from
-    :func:`~finder.heads.background_indices`, ``trainer(examples, no negatives, background,
+    :func:`~finder.learn.train.background_indices`, ``trainer(examples, no negatives, background,
     seed=...)``; measured over the library minus the examples. A class with ≤ k images is
     skipped for that k. ``trainer`` and ``background_size`` exist for experiments; their
     defaults are what ``finder learn`` uses. Returns a JSON-able dict: ``rows`` per class and
     k (means over trials), ``means`` over classes (``group`` "all" and each group of ``groups``).
     """
-    X, y = _check_dataset(X, labels)
+    X, y = check_dataset(X, labels)
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise UsageError("k must be positive integers")
@@ -250,7 +251,7 @@ def classic(
     Each class puts ``round(test_fraction·n)`` of its images (at least one, and at least one left
     for training) in the test set.
     """
-    X, y = _check_dataset(X, labels)
+    X, y = check_dataset(X, labels)
     if not 0 < test_fraction < 1:
         raise UsageError("test fraction must be between 0 and 1")
     if splits < 1:
@@ -306,10 +307,14 @@ def render(result: Mapping[str, Any]) -> list[Any]:
 
     if "protocol" not in result:
         tables: list[Any] = []
-        for key in ("few_shot", "classic"):
+        for key in ("few_shot", "classic", "feedback"):
             if key in result:
                 tables += render(result[key])
         return tables
+    if result["protocol"] == "feedback":
+        from finder.learn.feedback import render_feedback
+
+        return render_feedback(result)
     if result["protocol"] == "classic":
         t = Table(title=f"classic protocol ({result['note']})")
         for col in ("images", "classes", "test/split", "top-1", "top-5"):
@@ -326,32 +331,34 @@ def render(result: Mapping[str, Any]) -> list[Any]:
         f"few-shot: {result['n_images']} images, {result['trials']} trials, seed {result['seed']}"
         f" — AP, and precision/recall of the default find output"
     )
+    per_class = [
+        [r["class"], str(r["k"])]
+        + [f"{r[key]:.3f}" for key in ("ap", "precision", "recall")]
+        + [f"{r['returned']:.1f}"]
+        for r in result["rows"]
+    ]
+    means = [
+        [r["group"], str(r["k"]), str(r["n_classes"])]
+        + [f"{r[key]:.3f}" for key in ("ap", "precision", "recall")]
+        for r in result["means"]
+    ]
+    return [
+        table(title, ["class", "k", "AP", "precision", "recall", "returned"], per_class),
+        table(
+            "few-shot: means over classes",
+            ["classes", "k", "n", "mean AP", "precision", "recall"],
+            means,
+        ),
+    ]
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+    """A rich table: the first column left-aligned, the others right-aligned."""
+    from rich.table import Table
+
     t = Table(title=title)
-    t.add_column("class")
-    t.add_column("k", justify="right")
-    for col in ("AP", "precision", "recall", "returned"):
-        t.add_column(col, justify="right")
-    for r in result["rows"]:
-        t.add_row(
-            r["class"],
-            str(r["k"]),
-            f"{r['ap']:.3f}",
-            f"{r['precision']:.3f}",
-            f"{r['recall']:.3f}",
-            f"{r['returned']:.1f}",
-        )
-    m = Table(title="few-shot: means over classes")
-    m.add_column("classes")
-    m.add_column("k", justify="right")
-    for col in ("n", "mean AP", "precision", "recall"):
-        m.add_column(col, justify="right")
-    for r in result["means"]:
-        m.add_row(
-            r["group"],
-            str(r["k"]),
-            str(r["n_classes"]),
-            f"{r['ap']:.3f}",
-            f"{r['precision']:.3f}",
-            f"{r['recall']:.3f}",
-        )
-    return [t, m]
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t

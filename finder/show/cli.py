@@ -18,7 +18,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from finder.errors import FinderError
+from finder.errors import FinderError, UsageError
+from finder.show import results as out
 from finder.show import text
 from finder.show.progress import ProgressView, say
 
@@ -223,6 +224,12 @@ def index(
             "node. Needs pip install 'finder[ray]'.",
         ),
     ] = None,
+    thumbnails: Annotated[
+        bool,
+        typer.Option(
+            "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
@@ -251,6 +258,7 @@ def index(
                 exclude=exclude or [],
                 progress=view,
                 ray=ray,
+                thumbnails=thumbnails,
             )
         finally:
             view.stop()
@@ -272,9 +280,12 @@ def _parse_bytes(text: str) -> int:
     t = text.strip().upper().replace("IB", "B")
     num = t.rstrip("KMGTB")
     try:
-        return int(float(num) * units[t[len(num) :]])
-    except (ValueError, KeyError):
+        value = int(float(num) * units[t[len(num) :]])
+    except (ValueError, KeyError, OverflowError):
         raise UsageError(f"--memory-budget: cannot read {text!r} (try 2GB or 500MB)") from None
+    if value <= 0:
+        raise UsageError(f"--memory-budget must be more than 0 bytes, not {text!r} (try 2GB)")
+    return value
 
 
 # ------------------------------------------------------------------------------- learn
@@ -354,18 +365,11 @@ def forget(
 ) -> None:
     """Remove a learned class and its examples."""
     with _library(library) as lib:
-        lib.forget(name)
-    typer.echo(f"forgot {text.escape(name)!r}")
+        forgotten = lib.forget(name)
+    typer.echo(f"forgot {text.escape(forgotten)!r}")
 
 
 # ------------------------------------------------------------------------------- search
-def _print_matches(matches: list, key: str, as_json: bool) -> None:
-    if as_json:
-        _echo_json([{"path": m.path, key: m.score} for m in matches])
-        return
-    _echo_lines(text.match_lines(matches))
-
-
 @command()
 @handle_errors
 def find(
@@ -384,14 +388,45 @@ def find(
             max=1,
         ),
     ] = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    sort: out.SortOpt = "score",
+    copy: out.CopyOpt = None,
+    link: out.LinkOpt = None,
+    hardlink: out.HardlinkOpt = None,
+    print0: out.Print0Opt = False,
+    review: Annotated[
+        int | None,
+        typer.Option(
+            "--review",
+            metavar="N",
+            help="Instead: the N photos whose verdict would teach NAME most (near the cut-off, "
+            "unlike each other); mark them with `learn NAME --add` / `--not`.",
+            min=1,
+        ),
+    ] = None,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the photos of class NAME, best first, with their probability."""
+    """Print the photos of class NAME, best first, with their probability; the filters narrow
+    the answer (exactly: every photo that passes and matches), --copy/--link export it."""
+    out.check_output(as_json, print0)
+    filters = out.filters_from(after, before, camera, under, near, within)
+    export_to = out.export_choice(copy, link, hardlink)
     with _library(library) as lib:
-        matches = lib.find(name, top=top, min_prob=min_prob)
+        if review is not None:
+            if filters is not None:
+                raise UsageError("--review picks photos to mark: it takes no filters")
+            matches = lib.review(name, review)
+        else:
+            matches = lib.find(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
         _messages(lib)
-    _print_matches(matches, "probability", as_json)
+    out.export_matches(matches, export_to)
+    out.print_matches(matches, "probability", as_json=as_json, print0=print0, dates=sort == "date")
 
 
 @command()
@@ -399,14 +434,66 @@ def find(
 def similar(
     image: Annotated[Path, typer.Argument(help="A photo, indexed or not.", metavar="IMAGE")],
     top: Annotated[int, typer.Option("--top", metavar="K", help="How many to show.", min=1)] = 20,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    sort: out.SortOpt = "score",
+    print0: out.Print0Opt = False,
     library: LibraryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the indexed photos most like IMAGE, with their cosine similarity."""
+    """Print the indexed photos most like IMAGE, with their cosine similarity; the filters
+    narrow the answer (the TOP most alike among the photos that pass)."""
+    out.check_output(as_json, print0)
+    filters = out.filters_from(after, before, camera, under, near, within)
     with _library(library) as lib:
-        matches = lib.similar(str(image), top=top)
+        matches = lib.similar(str(image), top=top, filters=filters, sort=sort)
         _messages(lib)
-    _print_matches(matches, "similarity", as_json)
+    out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")
+
+
+@command()
+@handle_errors
+def tag(
+    name: Annotated[str, typer.Argument(help="A learned class.", metavar="NAME")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the sidecars that would be written.")
+    ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option("--top", metavar="K", help="Only the K best photos of the class.", min=1),
+    ] = None,
+    min_prob: Annotated[
+        float | None,
+        typer.Option(
+            "--min-prob", metavar="P", help="Photos at or above this probability.", min=0, max=1
+        ),
+    ] = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
+    library: LibraryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write NAME as a keyword into the XMP sidecars of the photos `finder find NAME` gives
+    (photo.jpg.xmp, or an existing photo.xmp; merged with what a sidecar holds), for digiKam,
+    darktable and Lightroom. The photos themselves are never touched."""
+    from finder.act.xmp import tag_many
+
+    filters = out.filters_from(after, before, camera, under, near, within)
+    with _library(library) as lib:
+        matches = lib.find(name, top=top, min_prob=min_prob, filters=filters)
+        _messages(lib)
+    done, errors = tag_many([m.path for m in matches], name, dry_run=dry_run)
+    out.tag_report(done, errors, dry_run=dry_run, as_json=as_json)
+    if errors:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------------- status
@@ -431,9 +518,56 @@ def status(
 
 @command()
 @handle_errors
+def check(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the library's files: the catalog (SQLite's integrity check and its records),
+    vectors against the catalog, learned classes against the backbone. One line per problem;
+    exit code 3 when there is any (then run `finder repair`)."""
+    with _library(library) as lib:
+        problems = lib.check()
+    if as_json:
+        _echo_json({"ok": not problems, "problems": [vars(p) for p in problems]})
+    elif problems:
+        for p in problems:
+            typer.echo(text.escape(str(p)))
+    else:
+        typer.echo("no problems found")
+    if problems:
+        raise typer.Exit(3)
+
+
+@command()
+@handle_errors
+def repair(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Repair a damaged library: restore the catalog from its newest good backup plus what can
+    still be read, and reconcile it with the vectors; the next `finder index` re-embeds only
+    what was lost."""
+    with _library(library) as lib:
+        report = lib.repair()
+        _messages(lib)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    if report.problems:
+        typer.echo(f"catalog damaged: {report.problems[0]}")
+        source = report.restored or "no backup (none was good)"
+        salvaged = ", ".join(f"{n} {table}" for table, n in report.salvaged.items())
+        typer.echo(f"restored from {source}; read back from the damaged catalog: {salvaged}")
+        typer.echo(f"the damaged catalog is kept as {report.damaged_copy}")
+    else:
+        typer.echo("catalog: no damage")
+    if report.vectors_reset:
+        typer.echo(f"vector store unreadable: kept as {report.vectors_reset}, started anew")
+    typer.echo(
+        f"vectors: {report.vectors_dropped} dropped; {report.to_embed} images to embed "
+        "(run `finder index` on your folders)"
+    )
+
+
+@app.command()
+@handle_errors
 def backbones(as_json: JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
-    from finder.embed.backbones import BACKBONES, DEFAULT_BACKBONE
+    from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE
 
     rows = text.backbone_rows(BACKBONES.values(), DEFAULT_BACKBONE)
     if as_json:
@@ -442,40 +576,105 @@ def backbones(as_json: JsonOpt = False) -> None:
         _echo_lines(text.backbone_lines(rows))
 
 
+# ------------------------------------------------------------------------------- serve
+@command()
+@handle_errors
+def serve(
+    library: LibraryOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", metavar="ADDRESS", help="Address to listen on (loopback unless you mean it)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", metavar="N", help="Port to listen on (0: any free one).", min=0, max=65535
+        ),
+    ] = 8765,
+    no_open: Annotated[
+        bool, typer.Option("--no-open", help="Do not open a browser; just print the URL.")
+    ] = False,
+) -> None:
+    """Serve the library as a local web page: classes as grids of thumbnails, a click to
+    teach them, photos like a photo. Prints the URL (with its access token) first."""
+    from finder.show.web.server import serve as run
+
+    run(library, host=host, port=port, open_browser=not no_open)
+
+
 # ------------------------------------------------------------------------------- eval
 @command("eval")
 @handle_errors
 def evaluate(
-    dataset: Annotated[
-        Path, typer.Argument(help="A folder with one sub-folder per class.", metavar="DATASET")
+    datasets: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders with one sub-folder per class; several make one library.",
+            metavar="DATASET...",
+        ),
     ],
     library: LibraryOpt = None,
     backbone: BackboneOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     ks: Annotated[
-        str, typer.Option("--k", metavar="K,...", help="Examples per class, comma-separated.")
-    ] = "1,2,5,10",
+        str | None,
+        typer.Option(
+            "--k",
+            metavar="K,...",
+            help="Examples per class, comma-separated (1,2,5,10; 5 with --feedback).",
+        ),
+    ] = None,
     trials: Annotated[
-        int,
-        typer.Option("--trials", metavar="N", min=1, help="Random draws of examples per class."),
+        int, typer.Option("--trials", metavar="N", help="Random trials per class.", min=1)
     ] = 10,
     seed: Annotated[
         int, typer.Option("--seed", metavar="N", help="Seed of the random draws (repeatable runs).")
     ] = 0,
+    feedback: Annotated[
+        int | None,
+        typer.Option(
+            "--feedback",
+            metavar="R",
+            help="Rounds of simulated clicks after learning, each taught through `learn --add "
+            "/ --not` (the class is learned in the library, then forgotten).",
+            min=0,
+        ),
+    ] = None,
+    clicks: Annotated[
+        int,
+        typer.Option("--clicks", metavar="N", help="Photos marked per --feedback round.", min=1),
+    ] = 10,
+    shown: Annotated[
+        str,
+        typer.Option(
+            "--shown",
+            metavar="top|review",
+            help="Which photos a round marks: top (the best-ranked unmarked) or review "
+            "(`find NAME --review`).",
+        ),
+    ] = "top",
     views: ViewsOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure few-shot classes on a labelled dataset (indexed into the library first)."""
+    """Measure few-shot classes on labelled datasets (indexed into the library first; with
+    --feedback the background of each class is the whole library, so use one that holds only
+    the datasets)."""
+    import numpy as np
+
     from finder.errors import UsageError
     from finder.learn import evaluate as ev
     from finder.library import BackboneChoice
 
     try:
-        k_list = tuple(int(k) for k in ks.split(",") if k.strip())
+        k_list = tuple(int(k) for k in (ks or "").split(",") if k.strip())
     except ValueError:
         raise UsageError(f"--k takes whole numbers separated by commas, not {ks!r}") from None
+    if feedback is not None and len(k_list) > 1:
+        raise UsageError("--feedback takes one --k")
     choice = BackboneChoice(
         name=backbone,
         weights=weights,
@@ -485,17 +684,42 @@ def evaluate(
     view = ProgressView(quiet or as_json)
     with _library(library, backbone=choice) as lib:
         try:
-            lib.index([str(dataset)], progress=view)
+            lib.index([str(d) for d in datasets], progress=view)
         finally:
             view.stop()
-        paths, X = lib.vectors_under(str(dataset))
-    labels = ev.labels_from_paths(paths)
-    groups = ev.groups_from_paths(paths)
-    result = {
-        "dataset": str(dataset),
-        "few_shot": ev.few_shot(X, labels, ks=k_list, trials=trials, seed=seed, groups=groups),
-        "classic": ev.classic(X, labels, seed=seed),
-    }
+        parts = [lib.vectors_under(str(d)) for d in datasets]
+        paths = [p for part in parts for p in part[0]]
+        X = np.concatenate([part[1] for part in parts])
+        labels = ev.labels_from_paths(paths)
+        groups = ev.groups_from_paths(paths)
+        name = ", ".join(str(d) for d in datasets)
+        if feedback is not None:
+            from finder.learn.feedback import LibraryTeacher
+            from finder.learn.feedback import feedback as run_feedback
+
+            result: dict[str, Any] = {
+                "dataset": name,
+                "feedback": run_feedback(
+                    X,
+                    labels,
+                    LibraryTeacher(lib, paths),
+                    k=k_list[0] if k_list else 5,
+                    rounds=feedback,
+                    clicks=clicks,
+                    shown=shown,
+                    trials=trials,
+                    seed=seed,
+                    groups=groups,
+                ),
+            }
+    if feedback is None:
+        result = {
+            "dataset": name,
+            "few_shot": ev.few_shot(
+                X, labels, ks=k_list or ev.DEFAULT_KS, trials=trials, seed=seed, groups=groups
+            ),
+            "classic": ev.classic(X, labels, seed=seed),
+        }
     if as_json:
         _echo_json(result)
         return

@@ -42,6 +42,11 @@ class ProgressView:
                 rate = event.done / max(time.monotonic() - self.started, 1e-9)
                 left = (event.total - event.done) / rate if rate > 0 else 0
                 say(f"embedded {event.done}/{event.total} ({rate:.1f} images/s, {left:.0f}s left)")
+        if event.phase == "thumbnails":
+            self.stop()
+            if time.monotonic() - self.last_line >= 10 or event.done == event.total:
+                self.last_line = time.monotonic()
+                say(f"thumbnails {event.done}/{event.total}")
         if event.phase == "done":
             self.stop()
 

@@ -46,8 +46,10 @@ def index_summary_line(summary: Any) -> str:
     return (
         f"{'interrupted: ' if summary.interrupted else ''}"
         f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
-        f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed "
+        f"{summary.deleted} deleted, {summary.unchanged} unchanged, {summary.failed} failed"
+        f"{f', {summary.resumed} resumed' if getattr(summary, 'resumed', 0) else ''} "
         f"({summary.embedded} embedded in {summary.seconds:.1f}s, {rate:.1f} images/s)"
+        + (f"; dates and places read for {n}" if (n := getattr(summary, "facts_read", 0)) else "")
     )
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder.embed.backbones import build
 from finder.embed.pipeline import embed_paths
+from finder.embed.registry import build
 from finder.ingest.decode import load_rgb
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -158,7 +158,7 @@ def test_ctrl_c_does_not_hang(photos):
 
     code = f"""
 import sys
-from finder.embed.backbones import build
+from finder.embed.registry import build
 from finder.embed.pipeline import embed_paths
 paths = {photos[:10]!r}
 b = build(model={str(TFLITE)!r})

@@ -140,9 +140,14 @@ def test_cluster_vectors_equal_local_vectors(
     with Library(library, backbone=_choice()) as lib:
         summary = lib.index([str(tree)], ray=ray_cluster)
         assert (summary.new, summary.embedded, summary.failed) == (N_PHOTOS + 1, N_PHOTOS, 1)
+        assert summary.facts_read == 0  # each photo's facts came back with its vector
         failures = [reason for _, reason in lib.failures()]
+        status = lib.status()
     with Library(local_library) as lib:
         assert failures == [reason for _, reason in lib.failures()]
+        want = lib.status()
+    for key in ("images", "failed", "with_date", "with_file_date", "with_position"):
+        assert status[key] == want[key], key
     _assert_same_vectors(library, tree, local_library)
     _assert_consistent(library)
 
@@ -246,15 +251,15 @@ def test_a_killed_driver_leaves_a_library_the_next_run_repairs(
 def test_model_sent_through_the_object_store_gives_the_same_vectors(
     ray_cluster: str, tree: Path
 ) -> None:
-    from finder.embed import backbones
+    from finder.embed import registry
     from finder.embed.cluster import RaySource
     from finder.embed.pipeline import embed_paths
 
     paths = sorted(str(p) for p in tree.rglob("*.jpg"))[:6]
-    backbone = backbones.build(model=str(TFLITE_MODEL))
-    local = {k: v for k, v, _ in embed_paths(enumerate(paths), backbone)}
+    backbone = registry.build(model=str(TFLITE_MODEL))
+    local = {k: v for k, v, *_ in embed_paths(enumerate(paths), backbone)}
     with RaySource(ray_cluster, backbone.info.to_dict(), ship_model=True) as source:
-        got = {k: v for k, v, _ in source.embed(list(enumerate(paths)))}
+        got = {k: v for k, v, *_ in source.embed(list(enumerate(paths)))}
         assert source._blob is not None  # the file went by object store, not by path
     assert sorted(got) == sorted(local)
     for k, vector in local.items():

@@ -347,3 +347,11 @@ def test_views_are_recorded_and_kept(cli, photo_tree: Path, model_args) -> None:
     cli("learn", "red", str(photo_tree / "red" / "0.jpg"), str(photo_tree / "red" / "1.jpg"))
     found = [m["path"] for m in cli.json("find", "red", "--top", "3")]
     assert len(found) == 3 and all(os.path.isfile(p) for p in found)
+
+
+@pytest.mark.parametrize("budget", ["-5GB", "0", "0KB", "inf"])
+def test_memory_budget_must_be_positive(cli, photo_tree: Path, model_args, budget: str) -> None:
+    result = cli("index", str(photo_tree), *model_args, "--memory-budget", budget, ok=False)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--memory-budget" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert cli.json("status")["images"] == 0

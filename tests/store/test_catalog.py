@@ -23,6 +23,33 @@ def test_schema_version_recorded_and_reopen_is_idempotent(tmp_path: Path) -> Non
     again.close()
 
 
+def test_a_version_1_catalog_keeps_its_cut_offs_stored_once(tmp_path: Path) -> None:
+    """Schema 1 kept the cut-off twice (a classes column and the head's JSON); migrating to 2
+    keeps the head's, takes the column's where the head has none, and drops the column."""
+    import json
+
+    import sqlite_utils
+
+    from finder.store.catalog import MIGRATIONS
+
+    db = sqlite_utils.Database(tmp_path / "c.db")
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    MIGRATIONS[0](db)
+    db["meta"].insert({"key": "schema_version", "value": "1"})
+    row = {"backbone": "bb", "n_pos": 2, "n_neg": 0, "created": 1.0, "updated": 1.0}
+    db["classes"].insert(
+        {"name": "a", "head": json.dumps({"threshold": 0.3}), "threshold": 0.3, **row}
+    )
+    db["classes"].insert({"name": "b", "head": json.dumps({"w": "x"}), "threshold": 0.7, **row})
+    db.conn.close()
+    cat = Catalog(tmp_path / "c.db")
+    assert cat.get_meta("schema_version") == SCHEMA_VERSION >= 2
+    assert "threshold" not in cat.db["classes"].columns_dict
+    assert cat.get_class("a")["threshold"] == 0.3
+    assert cat.get_class("b")["threshold"] == 0.7 and cat.get_class("b")["head"]["threshold"] == 0.7
+    cat.close()
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     cat = Catalog(tmp_path / "c.db")
     cat.set_meta("schema_version", SCHEMA_VERSION + 1)
@@ -34,7 +61,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "c.db"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LibraryError, match="not readable"):
+    with pytest.raises(LibraryError, match="damaged.*finder repair"):
         Catalog(bad)
 
 
@@ -103,10 +130,10 @@ def test_examples_and_classes(tmp_path: Path) -> None:
         ("/a.jpg", 1, b"\x00" * 8),
         ("/b.jpg", 1, b"\x02" * 8),
     ]
-    cat.save_class("cat", {"w": "x"}, "bb", 0.4, 2, 0)
-    cat.save_class("cat", {"w": "y"}, "bb", 0.6, 3, 1)
+    cat.save_class("cat", {"w": "x", "threshold": 0.4}, "bb", 2, 0)
+    cat.save_class("cat", {"w": "y", "threshold": 0.6}, "bb", 3, 1)
     c = cat.get_class("cat")
-    assert c["head"] == {"w": "y"} and c["threshold"] == 0.6 and c["n_pos"] == 3
+    assert c["head"] == {"w": "y", "threshold": 0.6} and c["threshold"] == 0.6 and c["n_pos"] == 3
     assert cat.class_names() == ["cat"]
     cat.forget_class("cat")
     assert cat.get_class("cat") is None and cat.examples("cat") == []

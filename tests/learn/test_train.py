@@ -1,43 +1,22 @@
-"""Properties of few-shot heads: linear, separating, serialisable, with a sane cut-off."""
+"""Training few-shot heads: separating, PU on the background, sane with little data."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
-from finder.errors import LibraryError, UsageError
-from finder.learn.heads import (
+from finder.errors import UsageError
+from finder.learn.train import (
     BACKGROUND_SIZE,
     DEFAULT_CONFIG,
     PLAIN_CONFIG,
-    Head,
     background_indices,
     knn_diffusion,
     train_head,
 )
+from tests.learn.synthetic import _unit, library, split
 
 CONFIGS = [pytest.param(DEFAULT_CONFIG, id="default"), pytest.param(PLAIN_CONFIG, id="plain")]
-
-
-def _unit(a: np.ndarray) -> np.ndarray:
-    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
-
-
-def library(n_classes=5, per_class=40, dim=48, spread=0.15, seed=0):
-    """Unit vectors in clusters around orthogonal directions; returns (X, class index)."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(n_classes), per_class)
-    X = np.eye(dim)[y] + spread * rng.standard_normal((len(y), dim))
-    return _unit(X), y
-
-
-def split(X, y, cls=0, k=5, seed=0):
-    rng = np.random.default_rng(seed)
-    ex = rng.choice(np.flatnonzero(y == cls), size=k, replace=False)
-    bg = background_indices(len(X), ex, rng)
-    return ex, bg
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -74,41 +53,6 @@ def test_the_background_is_unlabelled_not_negative():
     assert recall > 0.95 and precision > 0.95
     plain = train_head(X[ex], X[:0], X[bg], config=PLAIN_CONFIG)
     assert np.mean(plain.proba(X[rest][y[rest] == 0]) >= 0.5) < recall
-
-
-@pytest.mark.parametrize("config", CONFIGS)
-def test_logits_are_linear_in_the_vectors(config):
-    X, y = library(seed=3)
-    ex, bg = split(X, y, cls=2)
-    head = train_head(X[ex], X[:0], X[bg], config=config)
-    assert head.w.dtype == np.float32 and head.w.shape == (X.shape[1],)
-    assert np.array_equal(head.logits(X), X @ head.w + np.float32(head.b))
-    assert np.allclose(head.proba(X), 1 / (1 + np.exp(-(X @ head.w + head.b))), atol=1e-6)
-    assert head.logits(X[0]).shape == ()
-
-
-def test_to_dict_from_dict_round_trip_is_exact_and_json_able():
-    X, y = library(seed=4)
-    ex, bg = split(X, y)
-    head = train_head(X[ex], X[:0], X[bg])
-    data = json.loads(json.dumps(head.to_dict()))
-    again = Head.from_dict(data)
-    assert np.array_equal(again.w, head.w)
-    assert (again.b, again.threshold, again.params) == (head.b, head.threshold, head.params)
-    assert np.array_equal(again.logits(X), head.logits(X))
-    assert isinstance(data["w"], str)  # base64 of float32: compact
-    assert len(data["w"]) <= 4 * X.shape[1] * 4 // 3 + 4
-
-
-def test_from_dict_rejects_a_damaged_head():
-    with pytest.raises(LibraryError):
-        Head.from_dict({"w": "not base64!", "b": 0.0})
-    with pytest.raises(LibraryError):
-        Head.from_dict({"b": 0.0})
-    w = Head(np.ones(4, np.float32), 0.0).to_dict()
-    w["dim"] = 5
-    with pytest.raises(LibraryError):
-        Head.from_dict(w)
 
 
 def test_one_example_works():
@@ -176,57 +120,3 @@ def test_knn_diffusion_stays_within_a_cluster():
     X, y = library(n_classes=3, per_class=20, seed=9)
     f = knn_diffusion(X, np.flatnonzero(y == 1)[:2])
     assert f[y == 1].min() > f[y != 1].max()
-
-
-def test_size_logit_cut_is_higher_for_a_small_class_than_for_a_large_one():
-    """The "size-logit" rule moves the cut against the estimated class size: a class that takes
-    a tenth of the library is cut lower than the plain 0.5 rule would, one of 1 % higher."""
-    from finder.learn.heads import HeadConfig
-
-    rng = np.random.default_rng(3)
-    y = np.repeat([0, 1, 2, 3], [60, 60, 60, 6])
-    centres = _unit(rng.standard_normal((4, 64)))
-    X = _unit(centres[y] + 0.12 * rng.standard_normal((len(y), 64)))
-    rule = HeadConfig(threshold="size-logit", size_offset=0.0, size_slope=0.3, size_ref=0.1)
-    cuts = {}
-    for cls in (0, 3):
-        ex, bg = split(X, y, cls=cls, k=3, seed=4)
-        head = train_head(X[ex], X[:0], X[bg], config=rule)
-        zb = np.sort(head.logits(X[bg]))[::-1]
-        n_past = max(1, int((zb >= 0).sum()))
-        expected = -0.3 * np.log(n_past / (0.1 * len(bg)))
-        assert head.logit_threshold == pytest.approx(expected, abs=1e-3)
-        cuts[cls] = head.logit_threshold
-    assert cuts[3] > 0 > cuts[0]
-
-
-def test_database_side_augmentation_keeps_unit_rows_and_one_neighbour_is_identity():
-    from finder.learn.heads import augment
-
-    X, _ = library(n_classes=3, per_class=10, seed=5)
-    assert np.allclose(augment(X, 1), X, atol=1e-6)
-    Z = augment(X, 4)
-    assert Z.shape == X.shape
-    assert np.allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"dba": 5, "knn": 10},
-        {"refine_rediffuse": True},
-        {"refine_mix": 1.0},
-        {"count_quantile": 0.75, "count_factor": 1.0},
-    ],
-    ids=["dba", "rediffuse", "refine-mix", "count-quantile"],
-)
-def test_experimental_ranking_options_still_separate_clusters(options):
-    """Training-time options of issue 6's second round (not the default) keep a linear head
-    that ranks a well-separated class first."""
-    from finder.learn.heads import HeadConfig
-
-    X, y = library()
-    ex, bg = split(X, y)
-    head = train_head(X[ex], X[:0], X[bg], config=HeadConfig(**options))
-    z = head.logits(X)
-    assert z[y == 0].min() > z[y != 0].max()

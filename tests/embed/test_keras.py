@@ -1,71 +1,17 @@
-"""finder.backbones: real Keras/TFLite models (random weights where ImageNet ones would be
-downloaded; the real pretrained TFLite model from ../shared)."""
+"""finder.embed.keras: real Keras applications (random weights where ImageNet ones would be
+downloaded) and .keras/.h5 model files."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from finder.embed import backbones
-from finder.embed.backbones import BACKBONES, BackboneInfo, build, from_info
+from finder.embed.registry import BACKBONES, build, from_info
 from finder.errors import BackboneError, WeightsUnavailable
-
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
-PHOTOS = SHARED / "photos"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _need_shared() -> None:
-    if not TFLITE.is_file() or not (PHOTOS / "pets" / "cat").is_dir():
-        pytest.skip(f"shared models/photos not found under {SHARED}")
-
-
-def _photos(folder: str, n: int, size=(224, 224)) -> np.ndarray:
-    from PIL import Image
-
-    paths = sorted((PHOTOS / folder).glob("*.jpg"))[:n]
-    out = []
-    for p in paths:
-        with Image.open(p) as im:
-            out.append(np.asarray(im.convert("RGB").resize(size, Image.BILINEAR)))
-    return np.stack(out)
-
-
-def _random_pixels(n: int, size=(224, 224), seed: int = 0) -> np.ndarray:
-    w, h = size
-    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-
-
-@pytest.fixture(scope="module")
-def vgg():
-    return build("vgg16", weights=None)
-
-
-@pytest.fixture(scope="module")
-def effnet():
-    return build("efficientnetv2-b0", weights=None)
-
-
-@pytest.fixture(scope="module")
-def tflite():
-    _need_shared()
-    return build(model=str(TFLITE))
-
-
-def test_import_does_not_load_tensorflow():
-    code = (
-        "import finder.embed.backbones, finder.embed.pipeline, sys; "
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
-        "assert 'keras' not in sys.modules, 'keras imported'"
-    )
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+from tests.embed.embed_helpers import REPO, _random_pixels
 
 
 def test_vgg16_fc1_4096_and_caffe_preprocessing(vgg):
@@ -96,94 +42,6 @@ def test_registry_entry_builds_and_embeds_to_declared_dim(name, vgg, effnet):
     y = b.embed(_random_pixels(3, spec.input_size))
     assert y.shape == (3, spec.dim) and y.dtype == np.float32
     assert np.isfinite(y).all()
-
-
-def test_registry_is_plain_data():
-    assert backbones.DEFAULT_BACKBONE == "vgg16"
-    for name, spec in BACKBONES.items():
-        assert spec.name == name and spec.description
-        assert callable(spec.builder)
-    assert BACKBONES["vgg16"].gflops == pytest.approx(30.9)
-    light = min(BACKBONES["mobilenetv3-large"].gflops, BACKBONES["efficientnetv2-b0"].gflops)
-    assert light * 6 < BACKBONES["vgg16"].gflops
-
-
-def test_unknown_name_lists_choices():
-    with pytest.raises(BackboneError) as e:
-        build("alexnet", weights=None)
-    msg = str(e.value)
-    assert "alexnet" in msg and "vgg16" in msg and "tflite" in msg and "\n" not in msg
-
-
-def test_unknown_model_file_type(tmp_path):
-    p = tmp_path / "model.onnx"
-    p.write_bytes(b"x")
-    with pytest.raises(BackboneError, match="model.onnx"):
-        build(model=str(p))
-
-
-def test_tflite_shared_model(tflite):
-    info = tflite.info
-    assert info.name == "tflite" and info.dim == 1024 and info.input_size == (224, 224)
-    assert info.weights == str(TFLITE) and len(info.fingerprint) == 16
-    cats = _photos("pets/cat", 4)
-    flowers = _photos("flowers17/daisy", 4)
-    y = tflite.embed(np.concatenate([cats, flowers]))
-    assert y.shape == (8, 1024) and y.dtype == np.float32
-    assert (y >= 0).all() and y.std() > 0
-    assert not np.allclose(y[0], y[1])
-    # the dequantized values lie on the output's quantization grid
-    scale, zero = tflite._out_quant
-    q = y / scale + zero
-    np.testing.assert_allclose(q, np.rint(q), atol=1e-3)
-    # a real pretrained embedding: cats are nearer cats than daisies
-    u = y / np.linalg.norm(y, axis=1, keepdims=True)
-    sim = u @ u.T
-    within = (sim[:4, :4].sum() - 4) / 12
-    across = sim[:4, 4:].mean()
-    assert within > across
-
-
-def test_tflite_batch_equals_one_at_a_time(tflite):
-    x = _photos("pets/dog", 5)
-    together = tflite.embed(x)
-    alone = np.concatenate([tflite.embed(x[i : i + 1]) for i in range(5)])
-    np.testing.assert_allclose(together, alone, atol=1e-5)
-
-
-def test_tflite_from_info_same_fingerprint_and_vectors(tflite):
-    again = from_info(BackboneInfo.from_dict(json.loads(json.dumps(tflite.info.to_dict()))))
-    assert again.info == tflite.info
-    x = _photos("pets/cat", 2)
-    np.testing.assert_array_equal(again.embed(x), tflite.embed(x))
-
-
-def test_tflite_float_input_model_fed_raw_rgb(tmp_path):
-    """A float-input .tflite is fed float RGB 0..255 unchanged, batched, flattened."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 24, 3), batch_size=1)
-    x = keras.layers.Rescaling(1 / 255.0)(inp)
-    x = keras.layers.Conv2D(6, 3, activation="relu")(x)
-    out = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inp, out)
-    path = tmp_path / "tiny_float.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    b = build(model=str(path))
-    assert b.info.dim == 6 and b.info.input_size == (24, 32)
-    px = _random_pixels(5, (24, 32))
-    expected = model.predict(px.astype(np.float32), verbose=0)
-    np.testing.assert_allclose(b.embed(px), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_bad_tflite_file(tmp_path):
-    p = tmp_path / "broken.tflite"
-    p.write_bytes(b"not a flatbuffer at all" * 10)
-    with pytest.raises(BackboneError) as e:
-        build(model=str(p))
-    assert "broken.tflite" in str(e.value) and "\n" not in str(e.value)
 
 
 def _tiny_keras_model(seed: int = 0):
@@ -303,7 +161,7 @@ def test_random_init_is_deterministic_and_from_info_reproduces(effnet):
 def test_random_init_same_in_another_process(effnet):
     code = (
         "import numpy as np, sys\n"
-        "from finder.embed.backbones import build\n"
+        "from finder.embed.registry import build\n"
         "x = np.random.default_rng(7).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)\n"
         "y = build('efficientnetv2-b0', weights=None).embed(x)\n"
         "sys.stdout.write(' '.join(repr(float(v)) for v in y[0, :16]))\n"
@@ -334,44 +192,6 @@ def test_mixed_precision_on_cpu(effnet):
     assert (cos > 0.999).all()
 
 
-def test_info_roundtrip_and_same_as():
-    info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
-    d = json.loads(json.dumps(info.to_dict()))
-    assert BackboneInfo.from_dict(d) == info
-    assert info.same_as(BackboneInfo("vgg16", "fc1", 4096, "/x/w.h5", "abcd" * 4, (224, 224)))
-    assert not info.same_as(BackboneInfo("vgg16", "fc2", 4096, "imagenet", "abcd" * 4, (224, 224)))
-    assert not info.same_as(BackboneInfo("vgg16", "fc1", 4096, "imagenet", "ffff" * 4, (224, 224)))
-    with pytest.raises(BackboneError):
-        BackboneInfo.from_dict({"name": "vgg16"})
-
-
-def test_embed_rejects_wrong_shape(effnet):
-    with pytest.raises(BackboneError, match="224"):
-        effnet.embed(_random_pixels(1, (100, 100)))
-
-
-def test_padded_batches_match_one_at_a_time(effnet):
-    saved = effnet.batch_size
-    effnet.batch_size = 4
-    try:
-        x = _random_pixels(7, seed=11)
-        alone = np.concatenate([effnet.embed(x[i : i + 1]) for i in range(7)])
-        for n in range(1, 8):  # full batches, padded remainders, several chunks
-            np.testing.assert_allclose(effnet.embed(x[:n]), alone[:n], rtol=1e-4, atol=1e-5)
-        assert set(effnet._fns) <= {1, 2, 4}  # fixed shapes only
-        for n in range(1, 8):  # again: no shape is traced twice
-            effnet.embed(x[:n])
-        for run in effnet._fns.values():
-            (fn,) = [
-                c.cell_contents
-                for c in run.__closure__
-                if hasattr(c.cell_contents, "experimental_get_tracing_count")
-            ]
-            assert fn.experimental_get_tracing_count() == 1
-    finally:
-        effnet.batch_size = saved
-
-
 def test_replicated_model_splits_batches_and_matches_single_device():
     """The several-GPU path (MirroredStrategy, each replica a slice of the batch), run on two
     logical CPU devices in a fresh process: same vectors as one device, in order."""
@@ -379,10 +199,10 @@ def test_replicated_model_splits_batches_and_matches_single_device():
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from finder.embed import backbones
-single = backbones.build("efficientnetv2-b0", weights=None)
-backbones._replica_devices = lambda: ["/cpu:0", "/cpu:1"]
-multi = backbones.build("efficientnetv2-b0", weights=None)
+from finder.embed import registry, runtime
+single = registry.build("efficientnetv2-b0", weights=None)
+runtime.replica_devices = lambda: ["/cpu:0", "/cpu:1"]
+multi = registry.build("efficientnetv2-b0", weights=None)
 assert multi._strategy is not None and multi._unit == 2, multi._unit
 multi.batch_size = 4
 x = np.random.default_rng(0).integers(0, 256, (5, 224, 224, 3), dtype=np.uint8)

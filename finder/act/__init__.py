@@ -1,0 +1,1 @@
+"""Acting on what finder found: export the matches (copy, link), tag them in XMP sidecars."""

@@ -1,0 +1,320 @@
+"""How ``finder learn`` trains a class: the default method of docs/heads.md, and its parts.
+
+The background sample is unlabelled, not negative: held-out ranks of the examples estimate how
+much of it belongs to the class, a diffusion over the k-NN graph of examples + background picks
+those as pseudo-positives, and a weighted logistic regression is trained on examples +
+pseudo-positives against explicit negatives + the rest, refined once. The cut-off is chosen by a
+rule of :mod:`finder.learn.cutoff`.
+
+This module imports numpy and scipy only (never TensorFlow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from finder.errors import UsageError
+from finder.learn.cutoff import CutInput, cut_off, gap_near_size
+from finder.learn.head import Head, sigmoid
+
+BACKGROUND_SIZE: int = 1000
+"""How many random library vectors form the background sample of ``finder learn``."""
+
+EXPLICIT_NEGATIVE_WEIGHT: float = 3.0
+"""An explicit negative (the user said so) weighs this many times a background vector."""
+
+MIN_BACKGROUND: int = 20
+"""Below this many background vectors the head is plain and the cut-off falls back to 0.5."""
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How :func:`train_head` learns; the default is the method of docs/heads.md.
+    ``method="plain"`` is the baseline: balanced logistic regression on the examples against the
+    background, cut-off 0.5."""
+
+    method: str = "pu-diffusion"  # or "plain"
+    C: float = 3.0
+    probe_C: float = 1.0
+    pseudo_weight: float = 0.3
+    count_factor: float = 1.5  # pseudo-positives = count_factor × median held-out rank
+    knn: int = 5
+    alpha: float = 0.8
+    gamma: float = 3.0
+    threshold: str = "size-logit"  # a rule of finder.learn.cutoff.RULES
+    threshold_logit: float = 0.0
+    # "size-logit": cut = size_offset - size_slope·ln(n / (size_ref·m)), n = background past
+    # logit 0 (threshold_logit also steers the refinement, so the rule has its own offset)
+    size_offset: float = 0.3
+    size_slope: float = 0.4
+    size_ref: float = 0.037  # 20 of 540: a flower class of the shared photos
+    gap_window: float = 1.3
+    refine_rounds: int = 1
+    refine_scale: float = 0.7
+    folds: int = 5
+
+
+DEFAULT_CONFIG = HeadConfig()
+PLAIN_CONFIG = HeadConfig(method="plain", C=1.0, threshold="fixed")
+
+
+def background_indices(
+    n: int, exclude: np.ndarray, rng: np.random.Generator, size: int = BACKGROUND_SIZE
+) -> np.ndarray:
+    """Positions (sorted, among ``0..n-1``) of the random background sample of ``finder learn``.
+
+    ``exclude`` holds positions that must not be drawn (the examples). At most ``size``
+    positions; fewer when the library is small.
+    """
+    exclude = np.asarray(exclude, dtype=np.int64).reshape(-1)
+    mask = np.ones(n, dtype=bool)
+    mask[exclude[(exclude >= 0) & (exclude < n)]] = False
+    pool = np.flatnonzero(mask)
+    if len(pool) <= size:
+        return pool
+    return np.sort(rng.choice(pool, size=size, replace=False))
+
+
+def fit_logistic(
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray,
+    C: float = 1.0,
+    *,
+    init: tuple[np.ndarray, float] | None = None,
+) -> tuple[np.ndarray, float]:
+    """Weighted L2 logistic regression (sklearn's convention: ``C·Σ sᵢ·loss + ½‖w‖²``).
+
+    ``y`` in {0, 1} (or soft labels in [0, 1]); the intercept is not penalised; ``init`` warm
+    starts. Returns ``(w float32, b)``.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float64)
+    s = np.asarray(sample_weight, dtype=np.float64) * C
+    d = X.shape[1]
+
+    def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:d], theta[d]
+        z = (X @ w.astype(np.float32)).astype(np.float64) + b
+        loss = np.logaddexp(0.0, z) - y * z
+        r = s * (sigmoid(z) - y)
+        g = np.empty(d + 1)
+        g[:d] = (r.astype(np.float32) @ X).astype(np.float64) + w
+        g[d] = r.sum()
+        return float(s @ loss) + 0.5 * float(w @ w), g
+
+    theta0 = np.zeros(d + 1)
+    if init is not None:
+        theta0[:d], theta0[d] = init
+    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 300, "gtol": 1e-5})
+    return res.x[:d].astype(np.float32), float(res.x[d])
+
+
+def fit_weighted(
+    P: np.ndarray,
+    pos_weight: np.ndarray,
+    Neg: np.ndarray,
+    neg_weight: np.ndarray,
+    C: float,
+    init: tuple[np.ndarray, float] | None = None,
+    balanced: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Balanced fit: positives and negatives each carry half the total weight (else every
+    vector its own weight)."""
+    n = len(P) + len(Neg)
+    if balanced:
+        pos_weight = pos_weight / pos_weight.sum() * 0.5 * n
+        neg_weight = neg_weight / neg_weight.sum() * 0.5 * n
+    sw = np.concatenate([pos_weight, neg_weight])
+    y = np.concatenate([np.ones(len(P)), np.zeros(len(Neg))])
+    return fit_logistic(np.concatenate([P, Neg]), y, sw, C, init=init)
+
+
+def knn_diffusion(
+    V: np.ndarray, seeds: np.ndarray, *, k: int = 5, alpha: float = 0.8, gamma: float = 3.0
+) -> np.ndarray:
+    """Scores of the rows of ``V`` (unit vectors) after diffusing from ``seeds`` over their
+    k-nearest-neighbour graph: ``f = (I - αS)⁻¹ y`` with ``S`` the symmetrically normalised
+    affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import cg
+
+    n = len(V)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.ones(n)
+    A = V @ V.T
+    np.fill_diagonal(A, -np.inf)
+    nbr = np.argpartition(-A, k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    vals = np.maximum(A[rows, nbr.ravel()], 0.0).astype(np.float64) ** gamma
+    W = sp.csr_matrix((vals, (rows, nbr.ravel())), shape=(n, n))
+    W = W + W.T
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    deg[deg == 0] = 1.0
+    Dm = sp.diags(deg**-0.5)
+    y = np.zeros(n)
+    y[seeds] = 1.0
+    f, _ = cg(sp.eye(n) - alpha * (Dm @ W @ Dm), y, rtol=1e-6, maxiter=100)
+    return f
+
+
+def check_vectors(name: str, A: np.ndarray, dim: int | None) -> np.ndarray:
+    """``A`` as a finite float32 ``[n, dim]`` array, or a UsageError naming ``name``."""
+    A = np.asarray(A, dtype=np.float32)
+    if A.size == 0:
+        return np.zeros(
+            (0, dim if dim is not None else (A.shape[-1] if A.ndim == 2 else 0)), dtype=np.float32
+        )
+    if A.ndim == 1 and dim is None:
+        A = A.reshape(1, -1)
+    if A.ndim != 2:
+        raise UsageError(f"{name} must be a 2-d array of vectors, got shape {A.shape}")
+    if dim is not None and A.shape[1] != dim:
+        raise UsageError(f"{name} have dimension {A.shape[1]}, the examples have {dim}")
+    if not np.all(np.isfinite(A)):
+        raise UsageError(f"{name} contain non-finite values")
+    return A
+
+
+@dataclass
+class Problem:
+    """One class to learn: examples ``P``, explicit negatives ``N``, background ``B``."""
+
+    P: np.ndarray
+    N: np.ndarray
+    B: np.ndarray
+
+    @classmethod
+    def checked(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray):
+        P = check_vectors("examples", positives, None)
+        if P.shape[0] == 0:
+            raise UsageError("a class needs at least one example")
+        d = P.shape[1]
+        N = check_vectors("negatives", negatives, d)
+        B = check_vectors("background vectors", background, d)
+        if len(N) + len(B) == 0:
+            raise UsageError("a class needs negatives or a background sample to learn from")
+        return cls(P, N, B)
+
+    def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
+        R = self.B if rest is None else self.B[rest]
+        w = np.concatenate([np.full(len(self.N), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
+        return np.concatenate([self.N, R]), w
+
+    def probe(
+        self, C: float, keep: np.ndarray | None = None, init=None
+    ) -> tuple[np.ndarray, float]:
+        """Examples against explicit negatives + the background rows ``keep``."""
+        Neg, neg_w = self.negatives(keep)
+        return fit_weighted(self.P, np.ones(len(self.P)), Neg, neg_w, C, init)
+
+    def fit_pseudo(
+        self, order: np.ndarray, n_pseudo: int, cfg: HeadConfig, init=None
+    ) -> tuple[np.ndarray, float]:
+        """Examples + the first ``n_pseudo`` of ``order`` (weight ``pseudo_weight``) against
+        explicit negatives + the rest of the background."""
+        Q = order[:n_pseudo]
+        pos = np.concatenate([self.P, self.B[Q]])
+        pos_w = np.concatenate([np.ones(len(self.P)), np.full(len(Q), cfg.pseudo_weight)])
+        neg, neg_w = self.negatives(order[n_pseudo:])
+        return fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
+
+    def held_out_ranks(
+        self, cfg: HeadConfig, rng: np.random.Generator, init: tuple[np.ndarray, float]
+    ) -> np.ndarray:
+        """For each example: how many background vectors outscore it under a head trained
+        without it (at most ``cfg.folds`` folds). Tells how many of the background look like
+        the class."""
+        p = len(self.P)
+        Neg, neg_w = self.negatives()
+        ranks = []
+        for held in np.array_split(rng.permutation(p), min(p, cfg.folds)):
+            keep = np.setdiff1d(np.arange(p), held)
+            w, b = fit_weighted(self.P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
+            zb = self.B @ w + b
+            ranks += [int((zb > self.P[j] @ w + b).sum()) for j in held]
+        return np.asarray(ranks)
+
+
+def train_head(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    background: np.ndarray,
+    *,
+    seed: int = 0,
+    config: HeadConfig = DEFAULT_CONFIG,
+) -> Head:
+    """Learn a class from example vectors.
+
+    ``positives``: the user's examples ``[p, d]`` (p ≥ 1); ``negatives``: explicit
+    counter-examples ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT``
+    background vectors); ``background``: an unlabelled random sample of the library ``[m, d]``
+    (may be empty, may contain members of the class). The method: the module's docstring.
+    """
+    cfg = config
+    pb = Problem.checked(positives, negatives, background)
+    P, B = pb.P, pb.B
+    p, m = len(P), len(B)
+    rng = np.random.default_rng(seed)
+    params: dict[str, Any] = {"n_pos": p, "n_neg": len(pb.N), "n_background": m, "seed": seed}
+    if cfg.method == "plain" or m < MIN_BACKGROUND:
+        C = cfg.C if cfg.method == "plain" else 1.0
+        w, b = pb.probe(C)
+        params.update(method="plain", C=C)
+        if cfg.method != "plain":
+            params["fallback"] = f"background of {m} < {MIN_BACKGROUND}: plain head"
+        return Head(w=w, b=b, threshold=0.5, params=params)
+    if cfg.method != "pu-diffusion":
+        raise UsageError(f"unknown head method {cfg.method!r}")
+
+    # 1. how many of the background look like the class (held-out ranks of the examples)
+    probe = pb.probe(cfg.probe_C)
+    if p >= 2:
+        med: float | None = float(np.median(pb.held_out_ranks(cfg, rng, probe)))
+        n_pseudo = cfg.count_factor * med
+    else:  # one example: no held-out estimate; count what the probe head accepts
+        med = None
+        n_pseudo = float(((B @ probe[0] + probe[1]) >= 0).sum())
+    n_pseudo_i = int(min(max(round(n_pseudo), 1), m // 2))
+
+    # 2. pseudo-positives: the background best connected to the examples in the k-NN graph
+    V = np.concatenate([P, B])
+    f = knn_diffusion(V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)[p:]
+    order = np.argsort(-f, kind="stable")
+
+    # 3. the head: examples + pseudo-positives against explicit negatives + the rest
+    w, b = pb.fit_pseudo(order, n_pseudo_i, cfg)
+
+    # class size once the likely members are out of the negatives: a probe head's count
+    drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo_i
+    w3, b3 = pb.probe(cfg.probe_C, order[min(drop, m - 1) :], probe)
+    n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
+    params["n_class_estimate"] = n_size
+
+    # 3b. refine: re-pick the pseudo-positives from how many the head itself puts past the gap
+    for _ in range(cfg.refine_rounds):
+        zb = np.sort(B @ w + b)[::-1]
+        n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg)).sum())
+        n_pseudo_i = int(min(max(round(cfg.refine_scale * n_past), 1), m // 2))
+        w, b = pb.fit_pseudo(order, n_pseudo_i, cfg, (w, b))
+
+    # 4. the cut-off, from the background's scores under the head
+    threshold = cut_off(cfg.threshold, CutInput(np.sort(B @ w + b)[::-1], n_size), cfg)
+    params.update(
+        method=cfg.method,
+        C=cfg.C,
+        n_pseudo=n_pseudo_i,
+        refine_rounds=cfg.refine_rounds,
+        pseudo_weight=cfg.pseudo_weight,
+        knn=cfg.knn,
+        alpha=cfg.alpha,
+        ranking="diffusion",
+        threshold_rule=cfg.threshold,
+    )
+    return Head(w=w, b=b, threshold=threshold, params=params)

@@ -1,0 +1,225 @@
+"""What ``find``, ``similar`` and ``tag`` share on the command line: the filter, sort and export
+options, and how matches are printed (text, JSON, NUL-separated) or exported."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from finder.errors import UsageError
+from finder.show import text
+from finder.show.progress import say
+
+if TYPE_CHECKING:
+    from finder.library import Match
+    from finder.store.facts import Filters
+
+AfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--after",
+        metavar="DATE",
+        help="Only photos taken on or after DATE: YYYY, YYYY-MM, YYYY-MM-DD or "
+        "YYYY-MM-DDTHH:MM, the photo's local time (EXIF date, else the file's date).",
+        show_default=False,
+    ),
+]
+BeforeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--before",
+        metavar="DATE",
+        help="Only photos taken before DATE (before the start of that year, month or day).",
+        show_default=False,
+    ),
+]
+CameraOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--camera",
+        metavar="TEXT",
+        help="Only photos from a camera whose make or model contains TEXT (any case).",
+        show_default=False,
+    ),
+]
+UnderOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--under",
+        metavar="PATH",
+        help="Only photos in the folder PATH or its sub-folders.",
+        show_default=False,
+    ),
+]
+NearOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--near",
+        metavar="LAT,LON",
+        help="Only photos with a GPS position within --within km of LAT,LON (decimal degrees, "
+        "south and west negative, e.g. --near=-33.86,151.21).",
+        show_default=False,
+    ),
+]
+WithinOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--within",
+        metavar="KM",
+        help="The distance for --near, in km (default 10).",
+        show_default=False,
+    ),
+]
+SortOpt = Annotated[
+    str,
+    typer.Option(
+        "--sort",
+        metavar="score|date",
+        help="Order by score (best first) or by date taken (oldest first, undated last).",
+    ),
+]
+Print0Opt = Annotated[
+    bool,
+    typer.Option(
+        "--print0", help="Print only the paths, each followed by a NUL byte (for xargs -0)."
+    ),
+]
+CopyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--copy",
+        metavar="DIR",
+        help="Also copy the photos into DIR (created if missing), keeping their names; a "
+        "taken name gets -1, -2, ...: nothing is overwritten.",
+        show_default=False,
+    ),
+]
+LinkOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--link",
+        metavar="DIR",
+        help="Like --copy, with symbolic links to the photos instead of copies.",
+        show_default=False,
+    ),
+]
+HardlinkOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--hardlink",
+        metavar="DIR",
+        help="Like --copy, with hard links (DIR on the same file system as the photos).",
+        show_default=False,
+    ),
+]
+
+
+def filters_from(
+    after: str | None,
+    before: str | None,
+    camera: str | None,
+    under: Path | None,
+    near: str | None,
+    within: float | None,
+) -> Filters | None:
+    """The filters given on the command line (checked: a bad value is a one-line error)."""
+    from finder.store.facts import Filters
+
+    filters = Filters(
+        after=after,
+        before=before,
+        camera=camera,
+        under=str(under) if under is not None else None,
+        near=near,
+        within_km=within,
+    )
+    return filters if filters.active else None
+
+
+def check_output(as_json: bool, print0: bool) -> None:
+    if as_json and print0:
+        raise UsageError("--json and --print0 do not go together: choose one")
+
+
+def export_choice(
+    copy: Path | None, link: Path | None, hardlink: Path | None
+) -> tuple[str, Path] | None:
+    """(mode, folder) of the one export option given, if any."""
+    given = [(m, d) for m, d in (("copy", copy), ("link", link), ("hardlink", hardlink)) if d]
+    if len(given) > 1:
+        raise UsageError("choose one of --copy, --link and --hardlink")
+    if given:
+        from finder.act.export import check_folder
+
+        mode, folder = given[0]
+        if os.path.exists(folder) and not os.path.isdir(folder):  # before any search
+            check_folder(folder)
+        return mode, folder
+    return None
+
+
+def print_matches(
+    matches: list[Match], key: str, *, as_json: bool, print0: bool, dates: bool
+) -> None:
+    """Matches as JSON (``path``, ``key``, ``taken``), NUL-ended paths, or lines of score and
+    path (with the date taken when ``dates``)."""
+    if as_json:
+        rows = [{"path": m.path, key: m.score, "taken": m.taken} for m in matches]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if print0:
+        out = typer.get_binary_stream("stdout")
+        for m in matches:
+            out.write(os.fsencode(m.path) + b"\0")
+        out.flush()
+        return
+    if not dates:
+        lines = text.match_lines(matches)
+    else:
+        lines = [
+            f"{m.score:.3f}  {m.taken or '-':<25}  ".encode() + text.path_bytes(m.path)
+            for m in matches
+        ]
+    for line in lines:
+        typer.echo(line)
+
+
+def export_matches(matches: list[Match], choice: tuple[str, Path] | None) -> None:
+    """Export the matches as chosen, then say on stderr what was done."""
+    if choice is None:
+        return
+    from finder.act.export import NEW, RENAMED, SAME, export
+
+    mode, folder = choice
+    done = export([m.path for m in matches], folder, mode)
+    count = {s: sum(1 for d in done if d.status == s) for s in (NEW, RENAMED, SAME)}
+    verb = {"copy": "copied", "link": "linked", "hardlink": "hard-linked"}[mode]
+    extra = []
+    if count[RENAMED]:
+        extra.append(f"{count[RENAMED]} under a new name (the name was taken)")
+    if count[SAME]:
+        extra.append(f"{count[SAME]} already there")
+    more = f" ({', '.join(extra)})" if extra else ""
+    typer.echo(f"finder: {verb} {count[NEW] + count[RENAMED]} photos into {folder}{more}", err=True)
+
+
+def tag_report(done: list[Any], errors: list[str], *, dry_run: bool, as_json: bool) -> None:
+    """What ``finder tag`` did (or would do) to each sidecar."""
+    from finder.act.xmp import ADD, CREATE, HAS
+
+    if as_json:
+        rows = [{"photo": t.photo, "sidecar": t.sidecar, "action": t.action} for t in done]
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        if dry_run:
+            words = {CREATE: "would create", ADD: "would add", HAS: "has it"}
+        else:
+            words = {CREATE: "created", ADD: "added", HAS: "has it"}
+        for t in done:
+            typer.echo(f"{words[t.action]:<12} ".encode() + text.path_bytes(t.sidecar))
+    for line in errors:
+        say(f"error: {text.escape(line)}")

@@ -1,0 +1,1 @@
+"""``finder serve``: a local web page over the library (see ``app.py``)."""

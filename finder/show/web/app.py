@@ -1,0 +1,346 @@
+"""``finder serve``'s web app: server-rendered pages and their JSON twins, over ``Library``.
+
+Pages (HTML, Jinja2 templates, a little plain JavaScript in ``static/``):
+
+* ``/``: the library at a glance, the progress of an index run, the classes, every photo.
+* ``/class/{name}``: the class's ranking as a grid, best first, with the cut-off drawn in it;
+  ✓ / ✗ / undo on each photo retrain the class (``POST /api/learn``) and the grid re-ranks.
+* ``/view/{id}``: one photo, its path, its probability in each class, the photos most like it.
+
+The JSON API (a contract: scripts use it too): ``GET /api/status``, ``/api/classes``,
+``/api/find/{name}?top=K&min_prob=P``, ``/api/similar/{id}?top=K``, ``/api/progress``,
+``/api/examples/{name}``, ``POST /api/learn/{name}`` with ``{"add": [ids], "not": [ids],
+"undo": [ids]}``; images: ``GET /thumb/{id}``, ``GET /photo/{id}``, by catalog id only.
+
+Errors are one line: ``{"error": "..."}`` with a 4xx status (an HTML page for the pages), and
+the library is left as it was. ``guard.py`` checks the Host, the token and the origin first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from finder.errors import (
+    DecodeError,
+    FinderError,
+    LibraryError,
+    UnknownClass,
+    UnknownImage,
+    UsageError,
+)
+from finder.show.text import class_json, path_bytes
+from finder.show.web.backend import Backend
+from finder.show.web.guard import Guard
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PAGE = 100  # photos per page of a grid
+MAX_PAGE = 1000
+MAX_BODY = 1 << 20  # bytes of a POST body
+REVIEW = 8  # photos in the "is this right?" strip
+#: Formats a browser shows as they are; any other photo is sent as a JPEG made from it.
+BROWSER_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+BROWSER_FORMATS |= {"GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
+DISPLAY_SIZE = 1536  # short side of the JPEG sent for a photo a browser cannot show
+CSP = (
+    "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+class BadRequest(Exception):
+    """A request the app cannot take: ``str`` is the one-line reason (status 400)."""
+
+
+def shown(path: str) -> str:
+    """A path as a person should see it: control characters escaped as the terminal shows
+    them (``show.text``), undecodable bytes as ``\\xff``."""
+    return path_bytes(path).decode("utf-8", "backslashreplace")
+
+
+class JSON(JSONResponse):
+    """JSON that survives paths with undecodable bytes (escaped, as ``json.dumps`` does)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
+
+
+def match_json(m: Any, key: str) -> dict:
+    return {"id": m.id, "path": m.path, key: m.score, "thumb": f"/thumb/{m.id}"}
+
+
+# -- reading the request ----------------------------------------------------------------------
+def image_id(request: Request) -> int:
+    text = request.path_params["id"]
+    if not _ID.match(text):
+        raise BadRequest(f"{shown(text)!r} is not an image id: images are named by id only")
+    return int(text)
+
+
+def int_param(request: Request, key: str, default: int | None, lo: int, hi: int) -> int | None:
+    text = request.query_params.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{key} must be a whole number, not {text!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{key} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def paging(request: Request) -> tuple[int, int]:
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    limit = int_param(request, "limit", PAGE, 1, MAX_PAGE)
+    assert offset is not None and limit is not None
+    return offset, limit
+
+
+async def learn_body(request: Request) -> dict[str, list[int]]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise BadRequest("the request is too large")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest('the body must be a JSON object like {"add": [ids], "not": [ids]}')
+    unknown = set(data) - {"add", "not", "undo"}
+    if unknown:
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: use add, not and undo")
+    out: dict[str, list[int]] = {}
+    for key in ("add", "not", "undo"):
+        ids = data.get(key, [])
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
+        ):
+            raise BadRequest(f"{key} must be a list of image ids (whole numbers), not paths")
+        out[key] = ids
+    if not any(out.values()):
+        raise BadRequest("nothing to learn: give add, not or undo image ids")
+    return out
+
+
+# -- the app ----------------------------------------------------------------------------------
+def create_app(
+    library: str | os.PathLike | None, *, token: str, port: int, host: str = "127.0.0.1"
+) -> Guard:
+    """The ASGI app, guarded: serve it with uvicorn (``finder.show.web.server.serve``)."""
+    backend = Backend(library)
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["shown"] = shown
+    env.filters["q"] = lambda text: quote(str(text), safe="")
+    env.filters["name"] = lambda path: shown(os.path.basename(path))
+    env.globals["has_review"] = hasattr(backend.lib, "review")
+
+    def page(template: str, code: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(template).render(library=shown(str(backend.lib.dir)), **context)
+        return HTMLResponse(html, code, headers={"content-security-policy": CSP})
+
+    run = backend.run
+
+    # -- pages -------------------------------------------------------------------------
+    async def home(request: Request) -> Response:
+        offset, limit = paging(request)
+        view = await run(backend.home, offset, limit)
+        return page("home.html", offset=offset, limit=limit, **view)
+
+    async def class_page(request: Request) -> Response:
+        offset, limit = paging(request)
+        view = await run(backend.class_view, request.path_params["name"], offset, limit, REVIEW)
+        return page("class.html", limit=limit, **view)
+
+    async def photo_page(request: Request) -> Response:
+        offset, limit = paging(request)
+        view = await run(backend.photo_view, image_id(request), offset, limit)
+        return page("photo.html", offset=offset, limit=limit, **view)
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["file"]
+        files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+        if name not in files:
+            raise HTTPException(404)
+        return FileResponse(files[name], headers={"cache-control": "private, max-age=300"})
+
+    # -- JSON API ----------------------------------------------------------------------
+    async def api_status(request: Request) -> Response:
+        return JSON(await run(backend.lib.status))
+
+    async def api_classes(request: Request) -> Response:
+        return JSON([class_json(r) for r in await run(backend.lib.classes)])
+
+    async def api_progress(request: Request) -> Response:
+        return JSON(await run(backend.lib.index_progress))
+
+    async def api_find(request: Request) -> Response:
+        top = int_param(request, "top", None, 1, 10**9)
+        text = request.query_params.get("min_prob")
+        try:
+            min_prob = float(text) if text not in (None, "") else None
+        except ValueError:
+            raise BadRequest(f"min_prob must be a number between 0 and 1, not {text!r}") from None
+        name = request.path_params["name"]
+        found = await run(backend.lib.find, name, top=top, min_prob=min_prob)
+        return JSON([match_json(m, "probability") for m in found])
+
+    async def api_similar(request: Request) -> Response:
+        top = int_param(request, "top", 20, 1, 10**6)
+        found = await run(backend.lib.similar_to_id, image_id(request), top=top)
+        return JSON([match_json(m, "similarity") for m in found])
+
+    async def api_examples(request: Request) -> Response:
+        marks = await run(backend.lib.marks, request.path_params["name"])
+        return JSON(
+            [
+                {"id": m.id, "path": m.path, "label": "positive" if m.label else "negative"}
+                for m in marks
+            ]
+        )
+
+    async def api_review(request: Request) -> Response:
+        n = int_param(request, "n", REVIEW, 1, 1000)
+        found = await run(backend.review, request.path_params["name"], n)
+        return JSON([match_json(m, "probability") for m in found])
+
+    async def api_learn(request: Request) -> Response:
+        body = await learn_body(request)
+        name = request.path_params["name"]
+        record = await run(backend.lib.learn_ids, name, body["add"], body["not"], body["undo"])
+        return JSON(class_json(record))
+
+    # -- images ------------------------------------------------------------------------
+    async def thumb(request: Request) -> Response:
+        row = backend.image(image_id(request))
+        etag = f'"{backend.thumbs.stamp(row)}"'
+        headers = {"etag": etag, "cache-control": "private, no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        path = await backend.thumbnail(row)
+        return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
+
+    async def photo(request: Request) -> Response:
+        row = backend.image(image_id(request))
+        kind = await anyio.to_thread.run_sync(_photo_format, row.path)
+        headers = {"cache-control": "private, no-cache", "content-disposition": "inline"}
+        if kind in BROWSER_FORMATS:
+            return FileResponse(row.path, media_type=BROWSER_FORMATS[kind], headers=headers)
+        from finder.store.thumbs import render
+
+        data = await anyio.to_thread.run_sync(render, row.path, DISPLAY_SIZE, 90)
+        return Response(data, media_type="image/jpeg", headers=headers)
+
+    def error(request: Request, status: int, message: str) -> Response:
+        path = request.url.path
+        if path.startswith(("/api/", "/thumb/", "/photo/", "/static/")):
+            return JSON({"error": message}, status)
+        try:
+            return page("error.html", status, status=status, message=message)
+        except Exception:  # an error page must never fail: the one line as JSON, then
+            return JSON({"error": message}, status)
+
+    def answer(fn: Callable[[Request], Awaitable[Response]]) -> Callable:
+        """``fn``, its failures turned into one-line errors (never a traceback)."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except HTTPException:
+                raise
+            except Exception as exc:
+                status, text = _status_of(exc)
+                if status >= 500:
+                    print(f"finder serve: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return error(request, status, text)
+
+        return endpoint
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        text = "not found" if exc.status_code == 404 else str(exc.detail).lower()
+        return error(request, exc.status_code, text)
+
+    routes = [
+        Route("/", answer(home)),
+        Route("/class/{name:path}", answer(class_page)),
+        Route("/view/{id}", answer(photo_page)),
+        Route("/static/{file}", answer(static)),
+        Route("/api/status", answer(api_status)),
+        Route("/api/classes", answer(api_classes)),
+        Route("/api/progress", answer(api_progress)),
+        Route("/api/find/{name:path}", answer(api_find)),
+        Route("/api/similar/{id}", answer(api_similar)),
+        Route("/api/examples/{name:path}", answer(api_examples)),
+        Route("/api/review/{name:path}", answer(api_review)),
+        Route("/api/learn/{name:path}", answer(api_learn), methods=["POST"]),
+        Route("/thumb/{id}", answer(thumb)),
+        Route("/photo/{id}", answer(photo)),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette):
+        yield
+        backend.close()
+
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: on_http_error}, lifespan=lifespan
+    )
+    app.state.backend = backend
+    return Guard(app, token=token, port=port, host=host)
+
+
+def _status_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and one-line message of an exception raised while answering."""
+    if isinstance(exc, BadRequest):
+        return 400, str(exc)
+    if isinstance(exc, (UnknownClass, UnknownImage)):
+        return 404, str(exc)
+    if isinstance(exc, DecodeError):
+        return 422, f"the photo cannot be read: {exc}"
+    if isinstance(exc, UsageError):
+        return 400, str(exc)
+    if isinstance(exc, LibraryError):
+        return 409, str(exc)
+    if isinstance(exc, FinderError):
+        return 400, str(exc)
+    if isinstance(exc, OSError):
+        return 409, f"{exc.strerror or exc}"
+    return 500, f"internal error: {type(exc).__name__}"
+
+
+def _photo_format(path: str) -> str:
+    """The format of the photo file at ``path`` from its content (``DecodeError`` if none)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from finder.ingest.crawl import open_regular
+    from finder.ingest.decode import PHOTO_FORMATS
+
+    with open_regular(path) as f:
+        try:
+            with Image.open(f, formats=PHOTO_FORMATS) as im:
+                return str(im.format)
+        except (UnidentifiedImageError, OSError, ValueError):
+            return "other"

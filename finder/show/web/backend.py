@@ -1,0 +1,131 @@
+"""The one thread that talks to the library, and the answers the pages and the API share.
+
+SQLite connections and the vector store belong to the thread that opened them, and a library
+is not meant to be used by several threads at once: every library call of the app runs on one
+worker thread (``Backend.run``), in order. Decoding thumbnails, the slow part of a page, runs
+in a small pool of its own (``Backend.thumbnail``), at most one decode per core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from finder.library import Library, Match
+from finder.store.catalog import ImageRow
+from finder.store.thumbs import ThumbCache
+
+T = TypeVar("T")
+REFRESH_EVERY = 1.0  # seconds between two looks at whether another process added vectors
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One page of a class's ranking with its marked photos taken out."""
+
+    items: list[Match]
+    offset: int
+    before: float | None  # probability of the photo just before this page (None: first page)
+    more: bool  # whether the ranking goes on after this page
+
+
+class Backend:
+    """A library opened shared (``Library.open_shared``) behind one worker thread."""
+
+    def __init__(self, directory: str | os.PathLike | None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finder-library")
+        self.lib: Library = self._pool.submit(Library.open_shared, directory).result()
+        self.thumbs = ThumbCache(self.lib.dir / "thumbs")
+        self._decoders = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
+        self._refreshed = 0.0
+        self._reader: Library | None = None
+
+    def image(self, image_id: int) -> ImageRow:
+        """``Library.image`` answered on the event loop's own thread, from a catalog connection
+        of its own: a thumbnail's lookup (a few microseconds) never waits for the library's
+        thread, nor for the hand-over between threads (milliseconds on a busy machine)."""
+        if self._reader is None:
+            self._reader = Library.open_shared(self.lib.dir)
+        return self._reader.image(image_id)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the library's thread."""
+        return await asyncio.wrap_future(self._pool.submit(self._call, fn, args, kwargs))
+
+    def _call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        now = time.monotonic()
+        if now - self._refreshed > REFRESH_EVERY:
+            self._refreshed = now
+            self.lib.refresh()
+        return fn(*args, **kwargs)
+
+    async def thumbnail(self, row: ImageRow) -> Path:
+        """The thumbnail file of ``row``, decoded now (off the event loop) when missing."""
+        path = self.thumbs.cached(row)
+        if path is None:
+            path = await anyio.to_thread.run_sync(self.thumbs.make, row, limiter=self._decoders)
+        return path
+
+    def close(self) -> None:
+        """Close the library; call from the event loop's thread (the reader's)."""
+        if self._reader is not None:
+            self._reader.close()
+        self._pool.submit(self.lib.close).result()
+        self._pool.shutdown()
+
+    # -- what each page shows, in one call on the library thread ------------------------------
+    def home(self, offset: int, limit: int) -> dict[str, Any]:
+        lib = self.lib
+        total, photos = lib.browse(offset, limit)
+        return {
+            "status": lib.status(),
+            "classes": lib.classes(),
+            "photos": photos,
+            "total": total,
+            "progress": lib.index_progress(),
+        }
+
+    def class_view(self, name: str, offset: int, limit: int, review: int) -> dict[str, Any]:
+        """The class record, its marks, one page of its ranking without the marked photos,
+        and (on the first page) the photos to review."""
+        lib = self.lib
+        record = lib.class_record(name)
+        marks = lib.marks(name)
+        marked = {m.id for m in marks if m.id is not None}
+        top = offset + limit + 1 + len(marked)
+        ranked = [m for m in lib.find(name, top=top) if m.id not in marked]
+        before = ranked[offset - 1].score if 0 < offset <= len(ranked) else None
+        page = Ranked(ranked[offset : offset + limit], offset, before, len(ranked) > offset + limit)
+        return {
+            "record": record,
+            "marks": marks,
+            "ranked": page,
+            "review": self.review(name, review) if offset == 0 else [],
+            "classes": lib.classes(),
+        }
+
+    def review(self, name: str, n: int) -> list[Match]:
+        """The photos finder most wants a verdict on, when the library offers them."""
+        review = getattr(self.lib, "review", None)
+        return list(review(name, n)) if review is not None else []
+
+    def photo_view(self, image_id: int, offset: int, limit: int) -> dict[str, Any]:
+        """The photo's row, its probability in each class and one page of similar photos."""
+        lib = self.lib
+        row = lib.image(image_id)
+        similar = lib.similar_to_id(image_id, top=offset + limit + 1)[offset:]
+        return {
+            "row": row,
+            "scores": lib.class_scores(image_id) if offset == 0 else [],
+            "similar": similar[:limit],
+            "more": len(similar) > limit,
+            "classes": lib.classes(),
+        }

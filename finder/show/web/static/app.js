@@ -1,0 +1,298 @@
+// finder's page: plain JavaScript, no build step. The server renders every page; this file
+// only posts clicks to the JSON API and swaps in the freshly rendered parts of the page.
+"use strict";
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  const page = document.body.dataset.page;
+  const className = document.body.dataset.class || null;
+
+  // The token leaves the address bar: the cookie set with the first page carries it on.
+  const here = new URL(location.href);
+  if (here.searchParams.has("token")) {
+    here.searchParams.delete("token");
+    history.replaceState(null, "", here.pathname + here.search + here.hash);
+  }
+
+  // -- talking to the server -------------------------------------------------------------
+  async function api(path, body) {
+    const init = { credentials: "same-origin" };
+    if (body !== undefined) {
+      init.method = "POST";
+      init.headers = { "Content-Type": "application/json" };
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(path, init);
+    const data = await r.json().catch(() => ({ error: r.statusText }));
+    if (!r.ok) throw new Error(data && data.error ? data.error : r.statusText);
+    return data;
+  }
+
+  async function fetchPage(href) {
+    const r = await fetch(href, { credentials: "same-origin" });
+    const text = await r.text();
+    const doc = new DOMParser().parseFromString(text, "text/html");
+    if (!r.ok) {
+      const err = doc.getElementById("error");
+      throw new Error(err ? err.textContent : r.statusText);
+    }
+    return doc;
+  }
+
+  // -- a message at the bottom, with an optional undo ------------------------------------
+  let toastTimer = null;
+  function toast(text, undo) {
+    const box = $("#toast");
+    $(".text", box).textContent = text;
+    const button = $(".undo", box);
+    button.hidden = !undo;
+    button.onclick = undo ? () => { box.hidden = true; undo(); } : null;
+    box.hidden = false;
+    box.classList.toggle("bad", !undo && /^(error|refused|no |not )/i.test(text));
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, undo ? 8000 : 5000);
+  }
+
+  // -- moving photos smoothly: remember where each was, animate from there -------------
+  function positions() {
+    const out = new Map();
+    for (const el of $$("main [data-id]")) {
+      if (!out.has(el.dataset.id)) out.set(el.dataset.id, el.getBoundingClientRect());
+    }
+    return out;
+  }
+
+  function glide(before) {
+    const seen = new Set();
+    for (const el of $$("main .card[data-id]")) {
+      const id = el.dataset.id;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const old = before.get(id);
+      const now = el.getBoundingClientRect();
+      if (!old) { el.animate([{ opacity: 0 }, { opacity: 1 }], { duration: 250 }); continue; }
+      const dx = old.left - now.left, dy = old.top - now.top;
+      if (Math.abs(dx) < 1 && Math.abs(dy) < 1) continue;
+      el.animate(
+        [{ transform: `translate(${dx}px, ${dy}px)` }, { transform: "none" }],
+        { duration: 450, easing: "cubic-bezier(.2,.7,.2,1)" },
+      );
+    }
+  }
+
+  // Replace the parts of this page that a click changes with the server's fresh rendering.
+  async function rerender(href, ids) {
+    const doc = await fetchPage(href);
+    const before = positions();
+    for (const id of ids) {
+      const fresh = doc.getElementById(id);
+      const old = document.getElementById(id);
+      if (fresh && old) old.replaceWith(fresh);
+    }
+    const moreNow = $("#more"), moreThen = doc.getElementById("more");
+    if (moreNow && !moreThen) moreNow.closest(".more-row").remove();
+    restoreSelection();
+    glide(before);
+    observeMore();
+  }
+
+  // -- ✓ / ✗ / undo ------------------------------------------------------------------------
+  let busy = false;
+  const verb = { add: "✓", not: "✗", undo: "taken back:" };
+
+  async function teach(name, act, ids, label) {
+    if (busy) return;
+    busy = true;
+    document.body.classList.add("busy");
+    try {
+      await api(`/api/learn/${encodeURIComponent(name)}`, { [act]: ids });
+      if (page === "class") {
+        const shown = Math.max($$("#grid .card").length, 100);
+        await rerender(`/class/${encodeURIComponent(name)}?limit=${shown}`,
+          ["classinfo", "marks", "review", "grid"]);
+      } else if (page === "photo") {
+        await rerender(location.pathname, ["scores"]);
+      }
+      const what = ids.length === 1 ? (label || "1 photo") : `${ids.length} photos`;
+      const text = act === "undo" ? `${verb.undo} ${what} (${name})`
+        : `${verb[act]} ${what}: ${act === "add" ? "" : "not "}${name}; class retrained`;
+      toast(text, act === "undo" ? null : () => teach(name, "undo", ids, label));
+    } catch (e) {
+      toast(`error: ${e.message}`);
+    } finally {
+      busy = false;
+      document.body.classList.remove("busy");
+    }
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-act]");
+    if (!button) return;
+    const holder = button.closest("[data-id]");
+    const name = button.dataset.class || className;
+    if (!holder || !name) return;
+    const img = $("img", holder);
+    teach(name, button.dataset.act, [Number(holder.dataset.id)], img ? img.alt : null);
+  });
+
+  // -- selecting photos on any grid, and naming a class from them ------------------------
+  const KEY = "finder-selection";
+  const selected = new Map(JSON.parse(sessionStorage.getItem(KEY) || "[]"));
+
+  function saveSelection() {
+    sessionStorage.setItem(KEY, JSON.stringify(Array.from(selected.entries())));
+    const bar = $("#selection");
+    bar.hidden = selected.size === 0;
+    $("#sel-count").textContent = `${selected.size} selected`;
+    const strip = $("#sel-thumbs");
+    strip.replaceChildren(...Array.from(selected.keys()).slice(-12).map((id) => {
+      const img = document.createElement("img");
+      img.src = `/thumb/${id}`;
+      img.alt = selected.get(id) || "";
+      return img;
+    }));
+    for (const el of $$("[data-only]", bar)) el.hidden = el.dataset.only !== page;
+  }
+
+  function restoreSelection() {
+    for (const box of $$(".card[data-id] .pick input")) {
+      box.checked = selected.has(box.closest(".card").dataset.id);
+      box.closest(".card").classList.toggle("picked", box.checked);
+    }
+    for (const box of $$(".pick-photo")) box.checked = selected.has(box.dataset.id);
+  }
+
+  document.addEventListener("change", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    const card = box.closest(".card");
+    const id = card ? card.dataset.id : box.dataset.id;
+    if (!id) return;
+    const img = card ? $("img", card) : $("#photo");
+    if (box.checked) selected.set(id, img ? img.alt : "");
+    else selected.delete(id);
+    if (card) card.classList.toggle("picked", box.checked);
+    saveSelection();
+  });
+
+  $("#sel-clear").addEventListener("click", () => {
+    selected.clear();
+    restoreSelection();
+    saveSelection();
+  });
+
+  $("#sel-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = $("#sel-name").value.trim();
+    if (!name) return;
+    const ids = Array.from(selected.keys(), Number);
+    try {
+      await api(`/api/learn/${encodeURIComponent(name)}`, { add: ids });
+      selected.clear();
+      saveSelection();
+      location.href = `/class/${encodeURIComponent(name)}`;
+    } catch (e) {
+      toast(`error: ${e.message}`);
+    }
+  });
+
+  for (const [id, act] of [["sel-yes", "add"], ["sel-no", "not"]]) {
+    $(`#${id}`).addEventListener("click", async () => {
+      const ids = Array.from(selected.keys(), Number);
+      selected.clear();
+      saveSelection();
+      await teach(className, act, ids);
+    });
+  }
+
+  // -- paging: more photos as the grid is scrolled to its end ----------------------------
+  let loading = false;
+  async function loadMore() {
+    const link = $("#more");
+    if (!link || loading) return;
+    loading = true;
+    try {
+      const doc = await fetchPage(link.href);
+      const grid = $("#grid");
+      for (const el of Array.from(doc.getElementById("grid").children)) {
+        if (el.id === "cutoff" && $("#cutoff")) continue;
+        grid.append(el);
+      }
+      const next = doc.getElementById("more");
+      if (next) link.href = next.href;
+      else link.closest(".more-row").remove();
+      restoreSelection();
+    } catch (e) {
+      toast(`error: ${e.message}`);
+    } finally {
+      loading = false;
+    }
+  }
+
+  const watcher = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) loadMore();
+    }, { rootMargin: "600px" })
+    : null;
+
+  function observeMore() {
+    const link = $("#more");
+    if (!link) return;
+    if (watcher) { watcher.disconnect(); watcher.observe(link); }
+  }
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("#more");
+    if (!link) return;
+    event.preventDefault();
+    loadMore();
+  });
+
+  // -- the photo page: copy the path -----------------------------------------------------
+  const copy = $("#copy");
+  if (copy) {
+    copy.addEventListener("click", async () => {
+      const text = $("#path").textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        toast("path copied");
+      } catch {
+        const range = document.createRange();
+        range.selectNodeContents($("#path"));
+        getSelection().removeAllRanges();
+        getSelection().addRange(range);
+        toast("path selected: press Ctrl-C to copy");
+      }
+    });
+  }
+
+  // -- the home page: the progress of an index run in another process ------------------
+  const progress = $("#progress");
+  async function poll() {
+    try {
+      const p = await api("/api/progress");
+      const running = Boolean(p && p.running);
+      if (running) {
+        progress.hidden = false;
+        $(".phase", progress).textContent = p.phase;
+        $("progress", progress).max = Math.max(p.total, 1);
+        $("progress", progress).value = p.done;
+        $(".done", progress).textContent = p.done;
+        $(".total", progress).textContent = p.total;
+        $(".root", progress).textContent = p.root;
+      }
+      if (running || progress.dataset.running === "true") {
+        const status = await api("/api/status");
+        $("#n-images").textContent = status.images;
+      }
+      if (!running && progress.dataset.running === "true") progress.hidden = true;
+      progress.dataset.running = String(running);
+    } catch { /* the server may be gone; try again later */ }
+    setTimeout(poll, progress.dataset.running === "true" ? 1500 : 5000);
+  }
+  if (progress) poll();
+
+  restoreSelection();
+  saveSelection();
+  observeMore();
+})();

@@ -1,0 +1,148 @@
+"""Few-shot heads under feedback on the three shared libraries: the figures of docs/heads.md.
+
+The libraries: ../shared/photos (540), ../shared/tf_flowers (4,064) and both as one library
+(4,604; a species in both sets is one class: its label is its folder's name). Vectors: the shared
+TFLite MobileNet, one view, embedded once by ``Library.index`` into a library under /tmp
+(``--cache``) and kept as .npz. The protocol is ``finder.learn.feedback.feedback`` (what
+``finder eval --feedback`` runs, here with an in-memory teacher that learns as
+``Library.learn`` does): k=5 random examples, then rounds of clicks, marked photos left out.
+
+    OMP_NUM_THREADS=1 python scripts/experiment_feedback.py [--libraries photos tf both]
+        [--method default] [--trials 10] [--rounds 2] [--clicks 10] [--shown top|review]
+
+Prints, per library and round: flowers (every class but cat and dog) mean AP, P / R, F1, ECE;
+cat and dog the same; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from finder.learn.evaluate import groups_from_paths, labels_from_paths  # noqa: E402
+from finder.learn.feedback import ArrayTeacher, feedback  # noqa: E402
+from finder.learn.train import train_head  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+SETS = {"photos": SHARED / "photos", "tf": SHARED / "tf_flowers"}
+LIBRARIES = {"photos": ["photos"], "tf": ["tf"], "both": ["photos", "tf"]}
+PETS = ("cat", "dog")
+
+
+def vectors(cache: Path) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Paths and vectors of each shared set, embedded once into a library under ``cache``."""
+    out = {}
+    missing = [s for s in SETS if not (cache / f"{s}.npz").exists()]
+    if missing:
+        from finder.library import BackboneChoice, Library
+
+        with Library(cache / "lib", backbone=BackboneChoice(model=str(MODEL))) as lib:
+            lib.index([str(SETS[s]) for s in SETS])
+            for s in SETS:
+                paths, X = lib.vectors_under(str(SETS[s]))
+                np.savez(cache / f"{s}.npz", paths=np.array(paths), X=X)
+    for s in SETS:
+        data = np.load(cache / f"{s}.npz")
+        out[s] = ([str(p) for p in data["paths"]], data["X"])
+    return out
+
+
+METHODS = {"default": train_head}
+
+
+def summary(result: dict) -> list[dict]:
+    """Per round: flowers (means over the classes that are not pets) and each pet class."""
+    out = []
+    rows = result["rows"]
+    for r in range(result["rounds"] + 1):
+        at = [row for row in rows if row["round"] == r and row["scored"]]
+        flowers = [row for row in at if row["class"] not in PETS]
+        cell: dict = {"round": r, "clicks": r * result["clicks"]}
+        if flowers:
+            cell["flowers"] = {
+                key: float(np.mean([row[key] for row in flowers]))
+                for key in ("ap", "precision", "recall", "f1", "ece")
+            } | {"n": len(flowers)}
+        for row in at:
+            if row["class"] in PETS:
+                cell[row["class"]] = {
+                    key: row[key] for key in ("ap", "precision", "recall", "f1", "ece")
+                }
+        out.append(cell)
+    return out
+
+
+def fmt(c: dict | None) -> str:
+    if not c:
+        return "|||"
+    return (
+        f"{c['ap']:.3f} | {c['precision']:.2f} / {c['recall']:.2f} | {c['f1']:.3f} | {c['ece']:.3f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--libraries", nargs="*", default=list(LIBRARIES), choices=list(LIBRARIES))
+    ap.add_argument("--method", default="default", choices=sorted(METHODS))
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--clicks", type=int, default=10)
+    ap.add_argument("--shown", default="top", choices=["top", "review"])
+    ap.add_argument("--classes", nargs="*", help="only these classes")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/finder_feedback"))
+    args = ap.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    sets = vectors(args.cache)
+    report = {}
+    print(
+        f"method {args.method}, k={args.k}, {args.trials} trials, seed {args.seed}, "
+        f"{args.rounds} rounds of {args.clicks} clicks ({args.shown})"
+    )
+    print(
+        "| library | clicks | flowers AP | P / R | F1 | ECE | cat AP | P / R | F1 | ECE "
+        "| dog AP | P / R | F1 | ECE | s |"
+    )
+    print("|---" * 15 + "|")
+    for lib in args.libraries:
+        paths = sum((sets[s][0] for s in LIBRARIES[lib]), [])
+        X = np.concatenate([sets[s][1] for s in LIBRARIES[lib]])
+        t0 = time.perf_counter()
+        result = feedback(
+            X,
+            labels_from_paths(paths),
+            ArrayTeacher(X, trainer=METHODS[args.method]),
+            k=args.k,
+            rounds=args.rounds,
+            clicks=args.clicks,
+            shown=args.shown,
+            trials=args.trials,
+            seed=args.seed,
+            groups=groups_from_paths(paths),
+            classes=args.classes,
+        )
+        dt = time.perf_counter() - t0
+        report[lib] = summary(result)
+        for cell in report[lib]:
+            print(
+                f"| {lib} ({len(X)}) | {cell['clicks']} | {fmt(cell.get('flowers'))} | "
+                f"{fmt(cell.get('cat'))} | {fmt(cell.get('dog'))} | {dt:.0f} |",
+                flush=True,
+            )
+    print(json.dumps({"method": args.method, "shown": args.shown, "libraries": report}))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    main()

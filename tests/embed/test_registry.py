@@ -1,0 +1,107 @@
+"""finder.embed.registry: the registry as plain data, build by name or file, identity, and
+the fixed-shape batches of every backbone (run on a real Keras model with random weights)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from finder.embed import registry
+from finder.embed.registry import BACKBONES, BackboneInfo, build
+from finder.errors import BackboneError
+from tests.embed.embed_helpers import REPO
+
+
+def test_import_does_not_load_tensorflow():
+    code = (
+        "import finder.embed.registry, finder.embed.runtime, finder.embed.pipeline, sys; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_registry_is_plain_data():
+    assert registry.DEFAULT_BACKBONE == "vgg16"
+    for name, spec in BACKBONES.items():
+        assert spec.name == name and spec.description
+        assert callable(spec.builder)
+    assert BACKBONES["vgg16"].gflops == pytest.approx(30.9)
+    light = min(BACKBONES["mobilenetv3-large"].gflops, BACKBONES["efficientnetv2-b0"].gflops)
+    assert light * 6 < BACKBONES["vgg16"].gflops
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(BackboneError) as e:
+        build("alexnet", weights=None)
+    msg = str(e.value)
+    assert "alexnet" in msg and "vgg16" in msg and "tflite" in msg and "\n" not in msg
+
+
+def test_unknown_model_file_type(tmp_path):
+    p = tmp_path / "model.onnx"
+    p.write_bytes(b"x")
+    with pytest.raises(BackboneError, match="model.onnx"):
+        build(model=str(p))
+
+
+def test_info_roundtrip_and_same_as():
+    info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
+    d = json.loads(json.dumps(info.to_dict()))
+    assert BackboneInfo.from_dict(d) == info
+    assert info.same_as(BackboneInfo("vgg16", "fc1", 4096, "/x/w.h5", "abcd" * 4, (224, 224)))
+    assert not info.same_as(BackboneInfo("vgg16", "fc2", 4096, "imagenet", "abcd" * 4, (224, 224)))
+    assert not info.same_as(BackboneInfo("vgg16", "fc1", 4096, "imagenet", "ffff" * 4, (224, 224)))
+    with pytest.raises(BackboneError):
+        BackboneInfo.from_dict({"name": "vgg16"})
+
+
+def test_identity_key_is_stable_and_one_for_records_and_infos():
+    """The key is stored with every learned class: its format must not change."""
+    info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
+    assert registry.identity_key(info) == "vgg16:fc1:4096:" + "abcd" * 4
+    d = info.to_dict()
+    assert registry.identity_key(d) == registry.identity_key(info)
+    four = BackboneInfo("tflite", None, 1024, "/m.tflite", "ef01" * 4, (224, 224), views=4)
+    assert registry.identity_key(four.to_dict()) == "tflite:None:1024:" + "ef01" * 4 + ":views4"
+    assert registry.same_as(info, d) and not registry.same_as(info, four)
+
+
+def test_describe_names_what_a_person_needs():
+    assert registry.describe(None) == "none yet"
+    info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
+    assert registry.describe(info) == "vgg16 fc1 4096-d" == info.describe()
+    other = BackboneInfo("resnet50", None, 2048, "/w.h5", "abcd" * 4, (224, 224), views=2)
+    assert registry.describe(other.to_dict()) == "resnet50 2048-d 2 views weights /w.h5"
+
+
+def test_model_kind_by_file_ending():
+    assert registry.model_kind("/a/b/m.TFLITE") == "tflite"
+    for name in ("m.keras", "m.h5", "m.hdf5"):
+        assert registry.model_kind(name) == "keras-file"
+    with pytest.raises(BackboneError, match="m.onnx"):
+        registry.model_kind("m.onnx")
+
+
+def test_check_choice_refuses_another_backbone(tmp_path):
+    from finder.errors import BackboneMismatch
+
+    model = tmp_path / "m.tflite"
+    recorded = BackboneInfo("tflite", None, 1024, str(model), "ab" * 8, (224, 224)).to_dict()
+    C = registry.BackboneChoice
+    for ok in (C(), C(model=str(model)), C(name="tflite"), C(views=1), C(weights="x")):
+        registry.check_choice(ok, recorded, "LIB")
+    for bad in (
+        C(name="vgg16"),
+        C(model=str(tmp_path / "other.tflite")),
+        C(model=str(tmp_path / "m.keras")),
+        C(views=2),
+        C(layer="fc1"),
+    ):
+        with pytest.raises(BackboneMismatch) as e:
+            registry.check_choice(bad, recorded, "LIB")
+        assert "LIB" in str(e.value) and "cannot mix" in str(e.value)

@@ -1,0 +1,559 @@
+"""``finder serve``: the app over a real library, served by a real uvicorn on 127.0.0.1.
+
+The API against the CLI's answers, the pages, thumbnails and photos, and the guards: a path
+instead of an id, ``..``, an unknown id, no token, a wrong Host, a cross-origin or non-JSON POST:
+each refused with a one-line JSON error, and the library unchanged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from finder.library import Library
+from tests.conftest import CLI, make_photo
+
+TOKEN = "test-token-0123456789"
+
+
+# -- a library of small photos, indexed once for the module --------------------------------
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("web") / "photos"
+    for k, kind in enumerate(("red", "blue", "green")):
+        for i in range(6):
+            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i)
+    # a portrait photo stored landscape with EXIF orientation 6 (rotate 90° clockwise to show)
+    im = Image.open(make_photo(root / "turned" / "src.jpg", "red", seed=77, size=(200, 100)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(root / "turned" / "rotated.jpg", exif=exif)
+    (root / "turned" / "src.jpg").unlink()
+    Image.open(root / "red" / "0.jpg").save(root / "green" / "tiff-photo.tif")
+    odd = os.fsencode(str(root / "blue")) + b"/odd\xff name\x07.jpg"
+    with open(odd, "wb") as f:
+        f.write((root / "blue" / "0.jpg").read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def library(photo_dir: Path, model_args: list[str], tmp_path_factory) -> Path:
+    lib = tmp_path_factory.mktemp("weblib") / "library"
+    CLI(lib)("index", str(photo_dir), *model_args, "--quiet")
+    CLI(lib)("learn", "red", *(str(photo_dir / "red" / f"{i}.jpg") for i in range(2)))
+    return lib
+
+
+class Server:
+    """The app under a real uvicorn in a thread of this process, on a free loopback port."""
+
+    def __init__(self, library: Path) -> None:
+        import uvicorn
+
+        from finder.show.web.app import create_app
+        from finder.show.web.server import bind
+
+        self.sock = bind("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(library, token=TOKEN, port=self.port)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        self.client = httpx.Client(base_url=self.base, params={"token": TOKEN}, timeout=60)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+    def raw(self, method: str, target: str, headers: dict | None = None, body: bytes = b""):
+        """One request exactly as written (no URL normalisation): (status, parsed JSON body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for k, v in {"Host": f"127.0.0.1:{self.port}", **(headers or {})}.items():
+                conn.putheader(k, v)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, data, dict(r.getheaders())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def server(library: Path):
+    s = Server(library)
+    yield s
+    s.stop()
+
+
+def snapshot(library: Path) -> tuple:
+    """What a refused request must not change: catalog rows, classes, examples, vector files."""
+    db = sqlite3.connect(library / "catalog.db")
+    try:
+        tables = tuple(
+            tuple(db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall())
+            for t in ("images", "classes", "examples")
+        )
+    finally:
+        db.close()
+    files = tuple(
+        sorted((p.name, p.stat().st_size) for p in (library / "vectors").iterdir() if p.is_file())
+    )
+    return tables, files
+
+
+def catalog_ids(library: Path) -> dict[str, int]:
+    """Image id of every indexed photo, by path relative to the photo folder's parent."""
+    db = sqlite3.connect(library / "catalog.db")
+    try:
+        rows = db.execute("SELECT id, path FROM images WHERE status = 'ok'").fetchall()
+    finally:
+        db.close()
+    return {os.fsdecode(bytes(p)): i for i, p in rows}
+
+
+def id_of(library: Path, suffix: str) -> int:
+    found = [i for p, i in catalog_ids(library).items() if p.endswith(suffix)]
+    assert len(found) == 1, (suffix, found)
+    return found[0]
+
+
+def cli_json(library: Path, *args: str):
+    return CLI(library).json(*args)
+
+
+# -- the JSON API ---------------------------------------------------------------------------
+def test_status_and_classes_are_the_cli_json(server: Server, library: Path) -> None:
+    assert server.client.get("/api/status").json() == cli_json(library, "status")
+    assert server.client.get("/api/classes").json() == cli_json(library, "classes")
+
+
+def test_find_answers_as_the_cli_with_ids_and_thumbnails(server: Server, library: Path) -> None:
+    paths = catalog_ids(library)
+    got = server.client.get("/api/find/red").json()
+    want = cli_json(library, "find", "red")
+    assert [g["path"] for g in got] == [w["path"] for w in want]
+    assert [g["probability"] for g in got] == pytest.approx([w["probability"] for w in want])
+    for g in got:
+        assert set(g) == {"id", "path", "probability", "thumb"}
+        assert paths[g["path"]] == g["id"] and g["thumb"] == f"/thumb/{g['id']}"
+    top = server.client.get("/api/find/red", params={"top": 7}).json()
+    assert len(top) == 7
+    probs = [t["probability"] for t in top]
+    assert probs == sorted(probs, reverse=True)
+    above = server.client.get("/api/find/red", params={"min_prob": 0.5}).json()
+    assert all(a["probability"] >= 0.5 for a in above)
+    assert [a["path"] for a in above] == [
+        w["path"] for w in cli_json(library, "find", "red", "--min-prob", "0.5")
+    ]
+
+
+def test_similar_by_id(server: Server, library: Path) -> None:
+    me = id_of(library, "blue/1.jpg")
+    got = server.client.get(f"/api/similar/{me}", params={"top": 5}).json()
+    assert len(got) == 5 and me not in [g["id"] for g in got]
+    assert set(got[0]) == {"id", "path", "similarity", "thumb"}
+    sims = [g["similarity"] for g in got]
+    assert sims == sorted(sims, reverse=True)
+    by_path = cli_json(library, "similar", str(Path(got[0]["path"]).parent / "1.jpg"), "--top", "5")
+    assert [g["path"] for g in got] == [b["path"] for b in by_path]
+
+
+def test_learn_by_ids_add_not_undo(server: Server, library: Path) -> None:
+    green = [id_of(library, f"green/{i}.jpg") for i in range(3)]
+    red = id_of(library, "red/3.jpg")
+    r = server.client.post("/api/learn/greenish", json={"add": green[:2], "not": [red]})
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["name"] == "greenish" and record["examples"] == 2 and record["negatives"] == 1
+    marks = server.client.get("/api/examples/greenish").json()
+    assert {(m["id"], m["label"]) for m in marks} == {
+        (green[0], "positive"),
+        (green[1], "positive"),
+        (red, "negative"),
+    }
+    assert cli_json(library, "classes", "--examples", "greenish") == [
+        {"path": m["path"], "label": m["label"]} for m in marks
+    ]
+    r = server.client.post("/api/learn/greenish", json={"undo": [red], "add": [green[2]]})
+    assert r.json()["examples"] == 3 and r.json()["negatives"] == 0
+    # the last example cannot be taken back: refused, nothing changed
+    before = snapshot(library)
+    r = server.client.post("/api/learn/greenish", json={"undo": green})
+    assert r.status_code == 400 and "at least one example" in r.json()["error"]
+    assert snapshot(library) == before
+
+
+def test_a_click_reranks(server: Server, library: Path) -> None:
+    blue = [id_of(library, f"blue/{i}.jpg") for i in range(6)]
+    server.client.post("/api/learn/bluish", json={"add": blue[:1]})
+    first = server.client.get("/api/find/bluish", params={"top": 20}).json()
+    target = first[-1]["id"]  # the lowest of the top 20 ...
+    server.client.post("/api/learn/bluish", json={"add": [target]})
+    again = server.client.get("/api/find/bluish", params={"top": 20}).json()
+    ranks = {g["id"]: k for k, g in enumerate(again)}
+    assert ranks[target] < 19  # ... climbs once it is an example
+    assert [g["probability"] for g in again] != [g["probability"] for g in first]
+
+
+# -- thumbnails and photos -------------------------------------------------------------------
+def test_thumbnail_is_cached_sharded_and_oriented(server: Server, library: Path) -> None:
+    turned = id_of(library, "turned/rotated.jpg")
+    r = server.client.get(f"/thumb/{turned}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    im = Image.open(__import__("io").BytesIO(r.content))
+    assert im.size == (256, 512)  # stored 200x100, shown turned: portrait, short side 256
+    cached = list((library / "thumbs").rglob(f"{turned}-*.jpg"))
+    assert len(cached) == 1 and cached[0].parent.name == str(turned // 1000)
+    assert cached[0].read_bytes() == r.content
+    etag = r.headers["etag"]
+    again = server.client.get(f"/thumb/{turned}", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+
+def test_photo_is_the_file_or_a_jpeg_of_it(server: Server, library: Path, photo_dir) -> None:
+    jpeg = id_of(library, "red/2.jpg")
+    r = server.client.get(f"/photo/{jpeg}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.content == (photo_dir / "red" / "2.jpg").read_bytes()
+    tiff = id_of(library, "green/tiff-photo.tif")
+    r = server.client.get(f"/photo/{tiff}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert Image.open(__import__("io").BytesIO(r.content)).format == "JPEG"
+
+
+def test_odd_file_names_survive(server: Server, library: Path) -> None:
+    odd = next(i for p, i in catalog_ids(library).items() if "odd" in p)
+    got = server.client.get(f"/api/similar/{odd}", params={"top": 30}).json()
+    assert got  # the answer is JSON even though a path in the library is not UTF-8
+    paths = [g["path"] for g in server.client.get("/api/find/red", params={"top": 30}).json()]
+    assert any(os.fsencode(p).endswith(b"odd\xff name\x07.jpg") for p in paths)
+    page = server.client.get(f"/view/{odd}").text
+    assert "odd\\xff name\\a.jpg" in page  # escaped for a person to read
+    assert "\x07" not in page
+
+
+# -- pages -------------------------------------------------------------------------------------
+def test_pages_render(server: Server, library: Path) -> None:
+    home = server.client.get("/")
+    assert home.status_code == 200 and "text/html" in home.headers["content-type"]
+    assert "default-src 'none'" in home.headers["content-security-policy"]
+    assert 'href="/class/red"' in home.text
+    assert len(re.findall(r'class="card', home.text)) == cli_json(library, "status")["images"]
+
+    page = server.client.get("/class/red").text
+    examples, rest = page.split('id="grid"', 1)
+    for i in range(2):  # the examples are shown apart, not in the ranking
+        assert f'data-id="{id_of(library, f"red/{i}.jpg")}"' in examples.split('id="examples"')[1]
+        assert f'data-id="{id_of(library, f"red/{i}.jpg")}"' not in rest
+    assert 'id="cutoff"' in rest  # the cut-off is drawn in the grid
+    scores = [float(s) for s in re.findall(r'<span class="score"[^>]*>([0-9.]+)<', rest)]
+    assert scores == sorted(scores, reverse=True)
+
+    photo = server.client.get(f"/view/{id_of(library, 'red/3.jpg')}").text
+    assert "red/3.jpg</code>" in photo and 'id="grid"' in photo
+
+
+def test_paging_reaches_every_match(server: Server, library: Path) -> None:
+    n = cli_json(library, "status")["images"]
+    seen: list[int] = []
+    for offset in range(0, n + 10, 7):
+        page = server.client.get("/class/red", params={"offset": offset, "limit": 7}).text
+        grid = page.split('id="grid"', 1)[1]
+        seen += [int(i) for i in re.findall(r'class="card" data-id="(\d+)"', grid)]
+    marked = {m["id"] for m in server.client.get("/api/examples/red").json()}
+    assert len(seen) == len(set(seen)) == n - len(marked)
+    assert set(seen) | marked == set(catalog_ids(library).values())
+
+
+def test_unknown_class_page_is_a_404_page(server: Server) -> None:
+    r = server.client.get("/class/nope")
+    assert r.status_code == 404 and "no class named" in r.text and "<html" in r.text
+
+
+# -- the guards --------------------------------------------------------------------------------
+REFUSED = [
+    # (method, target without token, extra headers, body, status)
+    ("GET", "/photo/%2Fetc%2Fpasswd", {}, b"", 404),
+    ("GET", "/photo//etc/passwd", {}, b"", 404),
+    ("GET", "/thumb/red%2F0.jpg", {}, b"", 404),
+    ("GET", "/thumb/0.jpg", {}, b"", 400),
+    ("GET", "/photo/../../../../etc/passwd", {}, b"", 404),
+    ("GET", "/photo/..", {}, b"", 400),
+    ("GET", "/photo/%2e%2e%2f%2e%2e%2fetc%2fpasswd", {}, b"", 404),
+    ("GET", "/static/../app.py", {}, b"", 404),
+    ("GET", "/static/..%2fapp.py", {}, b"", 404),
+    ("GET", "/photo/987654", {}, b"", 404),
+    ("GET", "/thumb/987654", {}, b"", 404),
+    ("GET", "/api/similar/987654", {}, b"", 404),
+    ("GET", "/api/similar/-1", {}, b"", 400),
+    ("GET", "/api/find/nope", {}, b"", 404),
+    ("GET", "/api/find/red?top=0", {}, b"", 400),
+    ("GET", "/api/find/red?min_prob=2", {}, b"", 400),
+    ("GET", "/api/find/red?top=x", {}, b"", 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": ["/etc/x"]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": [987654]}', 404),
+    (
+        "POST",
+        "/api/learn/red",
+        {"Content-Type": "application/json"},
+        b'{"add": [1], "not": [1]}',
+        400,
+    ),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b"{not json", 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"delete": [1]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b"[1, 2]", 400),
+    ("POST", "/api/learn/new", {"Content-Type": "application/json"}, b'{"not": [1]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "text/plain"}, b'{"add": [1]}', 415),
+    ("POST", "/api/learn/red", {}, b'{"add": [1]}', 415),
+    (
+        "POST",
+        "/api/learn/red",
+        {"Content-Type": "application/json", "Origin": "http://evil.example"},
+        b'{"add": [1]}',
+        403,
+    ),
+    (
+        "POST",
+        "/api/learn/red",
+        {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"},
+        b'{"add": [1]}',
+        403,
+    ),
+    ("DELETE", "/api/learn/red", {}, b"", 405),
+    ("PUT", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": [1]}', 405),
+    ("GET", "/api/learn/red", {}, b"", 405),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "headers", "body", "status"), REFUSED)
+def test_refused_with_one_line_and_nothing_changed(
+    server: Server, library: Path, method, target, headers, body, status
+) -> None:
+    before = snapshot(library)
+    sep = "&" if "?" in target else "?"
+    code, data, got_headers = server.raw(method, f"{target}{sep}token={TOKEN}", headers, body)
+    assert code == status, data
+    assert got_headers["content-type"] == "application/json"
+    error = json.loads(data)["error"]
+    assert error and "\n" not in error and "Traceback" not in error
+    assert snapshot(library) == before
+
+
+ROUTES = ["/", "/class/red", "/view/1", "/api/status", "/api/classes", "/api/find/red"]
+ROUTES += ["/api/similar/1", "/thumb/1", "/photo/1", "/static/app.js", "/api/progress"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_route_needs_the_token(server: Server, route: str) -> None:
+    code, data, _ = server.raw("GET", route)
+    assert code == 403 and "token" in json.loads(data)["error"]
+    code, data, _ = server.raw("GET", route + "?token=wrong")
+    assert code == 403 and "wrong access token" in json.loads(data)["error"]
+    code, _, _ = server.raw("GET", route, {"Authorization": f"token {TOKEN}"})
+    assert code == 200
+
+
+def test_token_then_cookie(server: Server) -> None:
+    with httpx.Client(base_url=server.base) as browser:
+        first = browser.get("/", params={"token": TOKEN})
+        assert first.status_code == 200
+        cookie = first.headers["set-cookie"]
+        assert f"finder-token-{server.port}={TOKEN}" in cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert browser.get("/api/status").status_code == 200  # the cookie alone
+        browser.cookies.clear()
+        assert browser.get("/api/status").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example", "10.0.0.1", ""]
+)
+def test_wrong_host_is_refused(server: Server, library: Path, host: str) -> None:
+    before = snapshot(library)
+    for method, target, body in [
+        ("GET", "/api/status", b""),
+        ("POST", "/api/learn/red", b'{"add": [1]}'),
+    ]:
+        code, data, _ = server.raw(
+            method,
+            f"{target}?token={TOKEN}",
+            {"Host": host, "Content-Type": "application/json"},
+            body,
+        )
+        assert code == 403 and "Host" in json.loads(data)["error"]
+    assert snapshot(library) == before
+
+
+def test_loopback_names_are_accepted(server: Server) -> None:
+    for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}", f"[::1]:{server.port}"):
+        code, _, _ = server.raw("GET", f"/api/status?token={TOKEN}", {"Host": host})
+        assert code == 200, host
+    same = {"Content-Type": "application/json", "Origin": f"http://localhost:{server.port}"}
+    same["Host"] = f"localhost:{server.port}"
+    code, data, _ = server.raw("POST", f"/api/learn/red?token={TOKEN}", same, b'{"undo": []}')
+    assert code == 400 and "nothing to learn" in json.loads(data)["error"]  # past the guard
+
+
+# -- the library beside the server ----------------------------------------------------------
+def test_serve_does_not_block_an_index_run(server: Server, library: Path, photo_dir) -> None:
+    extra = photo_dir.parent / "later"
+    make_photo(extra / "late.jpg", "blue", seed=123)
+    before = server.client.get("/api/status").json()["images"]
+    server.client.get("/api/find/red")  # the server has its vectors open
+    model = CLI(library)  # the library's own backbone: no flags needed
+    model("index", str(extra), "--quiet")
+    time.sleep(1.1)  # the app looks for new vectors at most once a second
+    assert server.client.get("/api/status").json()["images"] == before + 1
+    late = id_of(library, "later/late.jpg")
+    assert late in [g["id"] for g in server.client.get("/api/find/red", params={"top": 100}).json()]
+    assert server.client.get(f"/api/similar/{late}", params={"top": 3}).status_code == 200
+    progress = server.client.get("/api/progress").json()
+    assert progress["phase"] == "done" and progress["running"] is False
+
+
+def test_index_thumbnails_and_sweep(library: Path, photo_dir: Path) -> None:
+    CLI(library)("index", str(photo_dir), "--thumbnails", "--quiet")
+    ids = catalog_ids(library)
+    thumbs = {p.name.split("-")[0] for p in (library / "thumbs").rglob("*.jpg")}
+    assert {str(i) for i in ids.values()} <= thumbs  # every indexed image has its thumbnail
+    # an image that changes gets a new thumbnail; one that leaves loses its own
+    changed, gone = photo_dir / "blue" / "5.jpg", photo_dir / "green" / "5.jpg"
+    changed_id, gone_id = ids[str(changed)], ids[str(gone)]
+    make_photo(changed, "red", seed=999)
+    gone_bytes = gone.read_bytes()
+    gone.unlink()
+    try:
+        CLI(library)("index", str(photo_dir), "--quiet")
+        assert not list((library / "thumbs").rglob(f"{gone_id}-*.jpg"))
+        assert not list((library / "thumbs").rglob(f"{changed_id}-*.jpg"))
+        with Library(library) as lib:
+            made = lib.thumbnail(changed_id)
+        assert made.is_file() and made.name.startswith(f"{changed_id}-")
+    finally:
+        gone.write_bytes(gone_bytes)
+
+
+def test_progress_file_tells_a_live_run(tmp_path: Path) -> None:
+    from finder.store.progress import ProgressFile, read
+
+    assert read(tmp_path) is None
+    ProgressFile(tmp_path).publish("embed", 3, 10, "/photos")
+    now = read(tmp_path)
+    assert now is not None and now["running"] and (now["done"], now["total"]) == (3, 10)
+    data = json.loads((tmp_path / "progress.json").read_text())
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    data["pid"] = int(dead.stdout)
+    (tmp_path / "progress.json").write_text(json.dumps(data))
+    assert read(tmp_path)["running"] is False  # its process is gone
+
+
+# -- the command -------------------------------------------------------------------------------
+def test_finder_serve_prints_the_url_first_and_stops_on_ctrl_c(library: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "finder",
+            "serve",
+            "--library",
+            str(library),
+            "--no-open",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]{20,})", url)
+        assert m, url
+        r = httpx.get(url.replace("/?", "/api/status?"), timeout=60)
+        assert r.status_code == 200 and r.json()["images"] > 0
+        maps = Path(f"/proc/{proc.pid}/maps")
+        if maps.exists():  # serving embeds nothing: TensorFlow is never loaded
+            assert "tensorflow" not in maps.read_text()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "stopped" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(library: Path, server: Server) -> None:
+    from tests.conftest import run_finder
+
+    r = run_finder("serve", "--library", str(library), "--no-open", "--port", str(server.port))
+    assert r.returncode == 2
+    assert r.stderr.decode().strip().splitlines() == [
+        f"finder: error: port {server.port} is in use; pick another with --port"
+    ]
+
+
+def test_serve_warns_off_loopback(library: Path) -> None:
+    from tests.conftest import run_finder
+
+    # a documentation address (RFC 5737): never this machine's, so nothing is ever served
+    r = run_finder("serve", "--library", str(library), "--no-open", "--host", "192.0.2.1")
+    err = r.stderr.decode()
+    assert "warning: listening on 192.0.2.1, not loopback" in err
+    assert r.returncode == 2 and "cannot listen on 192.0.2.1" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    not hasattr(Library, "review"),
+    reason="Library.review (find NAME --review N, the teaching issue) does not exist yet",
+)
+def test_review_strip(server: Server) -> None:
+    from finder.show.web.app import REVIEW
+
+    got = server.client.get("/api/review/red", params={"n": REVIEW}).json()
+    assert 0 < len(got) <= REVIEW and set(got[0]) == {"id", "path", "probability", "thumb"}
+    marked = {m["id"] for m in server.client.get("/api/examples/red").json()}
+    assert not marked & {g["id"] for g in got}
+    page = server.client.get("/class/red").text
+    assert 'id="review"' in page
+    for g in got:
+        assert f'data-id="{g["id"]}"' in page.split('id="review"')[1].split('id="grid"')[0]
+
+
+def test_similar_vectors_unchanged_by_serving(library: Path, server: Server) -> None:
+    """The app opens the vectors read-only: the store's files are never written by it."""
+    files = snapshot(library)[1]
+    for i in list(catalog_ids(library).values())[:5]:
+        server.client.get(f"/api/similar/{i}")
+    assert snapshot(library)[1] == files
+    assert np.isfinite([g["similarity"] for g in server.client.get("/api/similar/1").json()]).all()

@@ -1,0 +1,258 @@
+"""The page in a real browser: Debian's headless Chromium driven by Playwright.
+
+On ../shared/photos (540 photos) indexed once with the shared TFLite model, served by
+``finder serve`` in its own process: learn cat from 5 photos, open the class page and see its
+thumbnails decode, ✗ a dog and ✓ a cat and see both move, open a photo and its similar photos,
+make a class from a selection. Screenshots go to the test's folder (and to
+``$FINDER_SCREENSHOT`` when set: that is how docs/screenshot.png is made).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finder.library import Library
+from tests.conftest import CLI
+
+CHROMIUM = os.environ.get("FINDER_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+WAIT = 60_000  # ms: generous, the machine is shared
+
+
+def _need_browser() -> None:
+    if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"needs a Chromium at {CHROMIUM} (apt-get install chromium), absent here")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("needs the playwright package (pip install -e '.[test]')")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """The server stops by itself if the test process dies (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def cat_library(photos: Path, tflite_model: Path, tmp_path_factory) -> Path:
+    _need_browser()
+    lib = tmp_path_factory.mktemp("browser") / "library"
+    CLI(lib)("index", str(photos), "--model", str(tflite_model), "--quiet")
+    cats = sorted((photos / "pets" / "cat").iterdir())[:5]
+    with Library(lib) as library:  # learn cat from 5 photos, as `finder learn` does
+        library.learn("cat", [str(p) for p in cats])
+    return lib
+
+
+@pytest.fixture(scope="module")
+def served(cat_library: Path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finder", "serve", "--library", str(cat_library)]
+        + ["--no-open", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.set_default_timeout(WAIT)
+    pg.goto(served)  # the URL with the token: sets the cookie
+    assert "token=" not in pg.url  # ... and the token leaves the address bar
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def base(url: str) -> str:
+    return url.split("/?", 1)[0]
+
+
+def decoded(page, selector: str) -> int:
+    """How many images under ``selector`` have really decoded (naturalWidth > 0)."""
+    return page.evaluate(
+        "(sel) => [...document.querySelectorAll(sel)]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length",
+        selector,
+    )
+
+
+def wait_decoded(page, selector: str, n: int) -> None:
+    page.wait_for_function(
+        "([sel, n]) => [...document.querySelectorAll(sel)].slice(0, n)"
+        ".filter(i => i.complete && i.naturalWidth > 0).length >= n",
+        arg=[selector, n],
+        timeout=WAIT,
+    )
+
+
+def grid(page) -> list[tuple[int, float]]:
+    return page.evaluate(
+        "() => [...document.querySelectorAll('#grid .card')].map(c => "
+        "[Number(c.dataset.id), Number(c.querySelector('.score').textContent)])"
+    )
+
+
+def shoot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    target = os.environ.get("FINDER_SCREENSHOT")
+    if target and name == "class.png":
+        shutil.copy(path, target)
+    return path
+
+
+def open_class(page, served: str, name: str) -> None:
+    page.goto(f"{base(served)}/class/{name}")
+    page.wait_for_selector("#grid .card")
+
+
+def test_class_page_shows_decoded_thumbnails_best_first(page, served: str) -> None:
+    open_class(page, served, "cat")
+    wait_decoded(page, "#grid .card img", 20)
+    assert decoded(page, "#grid .card img") >= 20
+    assert page.locator("#examples .card").count() == 5  # the examples, shown apart
+    wait_decoded(page, "#examples .card img", 5)
+    scores = [s for _, s in grid(page)]
+    assert len(scores) == 100 and scores == sorted(scores, reverse=True)
+    assert page.locator("#grid #cutoff").count() == 1  # the cut-off line, in the grid
+    cut = float(page.locator("#threshold").inner_text())
+    above = page.evaluate(
+        "() => { const out = []; for (const el of document.querySelector('#grid').children) {"
+        " if (el.id === 'cutoff') break; out.push(Number(el.querySelector('.score').textContent)) }"
+        " return out }"
+    )
+    assert above and min(above) >= cut - 0.005
+    # every match is reachable: scrolling to the end pages in the rest of the ranking
+    while page.locator("#more").count():
+        shown = len(grid(page))
+        page.locator("#more").scroll_into_view_if_needed()
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#grid .card').length > n"
+            " || !document.querySelector('#more')",
+            arg=shown,
+        )
+    ids = [i for i, _ in grid(page)]
+    assert len(ids) == len(set(ids)) == 540 - 5
+
+
+def test_a_no_and_a_yes_move_and_rerank(page, served: str, tmp_path: Path) -> None:
+    open_class(page, served, "cat")
+    wait_decoded(page, "#grid .card img", 20)
+    before = grid(page)
+    dog = page.locator('#grid .card:has(img[alt^="dog."])').first
+    cat = page.locator('#grid .card:has(img[alt^="cat."])').nth(30)
+    dog_id, cat_id = dog.get_attribute("data-id"), cat.get_attribute("data-id")
+
+    dog.locator("button[data-act=not]").click()
+    page.wait_for_selector(f'#negatives .card[data-id="{dog_id}"]')
+    assert page.locator(f'#grid .card[data-id="{dog_id}"]').count() == 0
+    assert page.locator("#n-neg").inner_text() == "1"
+
+    page.locator(f'#grid .card[data-id="{cat_id}"] button[data-act=add]').click()
+    page.wait_for_selector(f'#examples .card[data-id="{cat_id}"]')
+    assert page.locator(f'#grid .card[data-id="{cat_id}"]').count() == 0
+    assert page.locator("#n-pos").inner_text() == "6"
+    after = grid(page)
+    assert [s for _, s in after] == sorted((s for _, s in after), reverse=True)
+    then, now = dict(before), dict(after)
+    assert any(abs(then[i] - now[i]) >= 0.01 for i in now if i in then)  # retrained, re-ranked
+    assert "class retrained" in page.locator("#toast").inner_text()
+    wait_decoded(page, "#grid .card img", 20)
+    wait_decoded(page, "#marks .card img", 7)
+    shoot(page, tmp_path, "class.png")
+
+    # undo takes the dog's mark back: it returns to the ranking
+    page.locator(f'#negatives .card[data-id="{dog_id}"] button[data-act=undo]').click()
+    page.wait_for_selector(f'#grid .card[data-id="{dog_id}"]', state="attached")
+    assert page.locator("#n-neg").inner_text() == "0"
+
+
+def test_photo_page_and_its_similar_photos(
+    page, served: str, cat_library: Path, tmp_path: Path
+) -> None:
+    open_class(page, served, "cat")
+    first = page.locator("#grid .card").first
+    image_id = first.get_attribute("data-id")
+    first.locator("a.img").click()
+    page.wait_for_url(re.compile(rf"/view/{image_id}$"))
+    page.wait_for_function("() => document.querySelector('#photo').naturalWidth > 0")
+    with Library(cat_library) as lib:
+        assert page.locator("#path").inner_text() == lib.image(int(image_id)).path
+    wait_decoded(page, "#grid .card img", 12)
+    sims = [float(s) for s in page.locator("#grid .card .score").all_inner_texts()]
+    assert len(sims) >= 12 and sims == sorted(sims, reverse=True)
+    assert page.locator("#scores").inner_text().lower().count("cat") >= 1
+    page.locator("#copy").click()
+    page.wait_for_selector("#toast:not([hidden])")
+    assert "path" in page.locator("#toast").inner_text()
+    shoot(page, tmp_path, "photo.png")
+
+
+def test_a_class_from_a_selection(page, served: str, cat_library: Path, tmp_path: Path) -> None:
+    with Library(cat_library) as lib:  # a dog: the photos most like it are dogs
+        dog = next(m.id for m in lib.find("cat", top=540) if "/dog/" in m.path)
+    page.goto(f"{base(served)}/view/{dog}")
+    page.wait_for_selector("#grid .card")
+    page.locator(".pick-photo").check()
+    for k in range(4):
+        page.locator("#grid .card .pick input").nth(k).check()
+    assert page.locator("#sel-count").inner_text() == "5 selected"
+    page.locator("#sel-name").fill("shepherd")
+    page.locator("#sel-form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/class/shepherd$"))
+    page.wait_for_selector("#examples .card")
+    assert page.locator("#examples .card").count() == 5
+    assert page.locator("#n-pos").inner_text() == "5"
+    assert page.locator("#selection").is_hidden()  # the selection is used up
+    wait_decoded(page, "#grid .card img", 20)
+    assert page.locator(".classes-nav a", has_text="shepherd").count() == 1
+    shoot(page, tmp_path, "new-class.png")

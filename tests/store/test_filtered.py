@@ -1,0 +1,134 @@
+"""Filtered searches (real SQLite catalog, real FAISS store) against a brute-force filter of a
+full scan: every path of finder.store.filtered gives exactly the brute-force answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finder.ingest.crawl import FileFact
+from finder.store import facts, filtered
+from finder.store.catalog import Catalog
+from finder.store.facts import Filters
+from finder.store.vectors import VectorStore, exact_scores
+from tests.store.test_stored_facts import brute, random_facts
+from tests.store.test_vectors import DIM, clustered
+
+N = 1500
+FILTERS = [
+    {"after": "2016"},
+    {"camera": "nikon"},
+    {"after": "2012", "before": "2020", "camera": "canon"},
+    {"near": "20,30", "within_km": 6000},
+]
+
+
+@pytest.fixture(scope="module", params=["flat", "ivf"])
+def library(request, tmp_path_factory):
+    """A catalog of N ok images with random facts and a store of their vectors (flat or IVF;
+    the IVF searches every list, so that its top K is exact too)."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    root = tmp / "photos"
+    for sub in ("a/b", "a/b2"):
+        (root / sub).mkdir(parents=True)
+    cat = Catalog(tmp / "c.db")
+    paths = [str(root / ("a/b", "a/b2")[k % 2] / f"{k}.jpg") for k in range(N)]
+    ids = np.asarray(cat.insert_pending([FileFact(p, 1, 1) for p in paths]), dtype=np.int64)
+    rng = np.random.default_rng(1)
+    rows = {
+        int(i): (p, random_facts(rng, k)) for k, (i, p) in enumerate(zip(ids, paths, strict=True))
+    }
+    cat.record_results([(int(i), None) for i in ids], [], [(i, r[1]) for i, r in rows.items()])
+    # the IVF tier keeps every direction, so that its candidate ranking is nearly exact
+    kwargs = {"flat_max": 10_000} if request.param == "flat" else {"flat_max": 100, "pca_dim": DIM}
+    store = VectorStore(tmp / "v", DIM, nprobe=10_000, rescore=10_000, **kwargs)
+    store.add(ids, clustered(N, seed=3))
+    store.save_index()
+    assert store.index_name().startswith("flat" if request.param == "flat" else "pca")
+    yield cat, store, rows, root
+    store.close()
+    cat.close()
+
+
+def truth(store, rows, f: Filters, w, b=0.0, exclude=()) -> tuple[np.ndarray, np.ndarray]:
+    """Every image scored from the raw vectors, brute-force filtered, best first."""
+    ids = np.asarray([i for i in brute(rows, f) if i not in set(exclude)], dtype=np.int64)
+    scores = exact_scores(store.get(ids).astype(np.float16), w) + np.float32(b)
+    order = np.lexsort((ids, -scores))
+    return ids[order], scores[order]
+
+
+def head(seed: int) -> tuple[np.ndarray, float]:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=DIM) * 3).astype(np.float32), -1.0
+
+
+@pytest.mark.parametrize("few", [True, False], ids=["few-path", "pool-path"])
+@pytest.mark.parametrize("kwargs", FILTERS)
+def test_threshold_and_top_k_equal_a_brute_force_filter(library, kwargs, few, monkeypatch):
+    cat, store, rows, _ = library
+    if not few:  # small pools: more photos pass than the query would score
+        monkeypatch.setattr(filtered, "FEW_THRESHOLD", 10)
+        monkeypatch.setattr(store, "rescore", 20)
+    f = Filters(**kwargs)
+    w, b = head(7)
+    want_ids, want_scores = truth(store, rows, f, w, b)
+    assert len(want_ids) > 20
+    cut = float(np.median(want_scores))  # about half of those that pass
+    ids, scores = filtered.search(cat, store, f, w, b, min_score=cut)
+    np.testing.assert_array_equal(ids, want_ids[want_scores >= cut])
+    np.testing.assert_allclose(scores, want_scores[want_scores >= cut], rtol=1e-6)
+    ids, _ = filtered.search(cat, store, f, w, b, k=15)
+    np.testing.assert_array_equal(ids, want_ids[:15])
+    ids, _ = filtered.search(cat, store, f, w, b, k=5, min_score=cut)
+    np.testing.assert_array_equal(ids, want_ids[:5])
+    # similar: a stored photo's vector, the photo itself left out
+    q_id = int(want_ids[3])
+    q = store.get(np.asarray([q_id]))[0]
+    want, _ = truth(store, rows, f, q, exclude=(q_id,))
+    got, _ = filtered.search(
+        cat, store, f, q, k=10, head=False, exclude_ids=np.asarray([q_id], dtype=np.int64)
+    )
+    np.testing.assert_array_equal(got, want[:10])
+
+
+@pytest.mark.parametrize("k", [14, 40])
+@pytest.mark.parametrize("as_head", [True, False])
+def test_a_filter_the_pool_cannot_fill_gets_a_larger_pool_or_every_passing_photo(
+    library, monkeypatch, k: int, as_head: bool
+) -> None:
+    cat, store, rows, _ = library
+    # tiny pools (one list probed, one candidate asked): fewer pass than asked for
+    monkeypatch.setattr(store, "rescore", 1)
+    index = store._ensure_index()
+    if index.tier == "ivf":
+        monkeypatch.setattr(index, "nprobe", 1)
+    asked = []
+    allowed = facts.allowed
+    monkeypatch.setattr(facts, "allowed", lambda *a, **kw: asked.append(kw) or allowed(*a, **kw))
+    f = Filters(after="2022-06")
+    want_ids, _ = truth(store, rows, f, *head(3))
+    assert 40 < len(want_ids) < 300
+    got, _ = filtered.search(cat, store, f, *head(3), k=k, head=as_head)
+    np.testing.assert_array_equal(got, want_ids[:k])
+    if store.pool_size(k, head=as_head) < len(want_ids):
+        assert len(asked) >= 2  # not few, and the first pool did not do
+
+
+def test_under_a_folder_leaves_out_the_sibling_prefix_folder(library) -> None:
+    cat, store, rows, root = library
+    w, b = head(5)
+    f = Filters(under=root / "a" / "b")
+    ids, _ = filtered.search(cat, store, f, w, b, k=N)
+    paths = cat.paths_for(ids.tolist())
+    assert len(ids) == N // 2
+    assert all("/a/b/" in paths[int(i)] for i in ids)
+
+
+def test_sorting_by_date_keeps_the_answer_and_orders_it(library) -> None:
+    cat, store, rows, _ = library
+    ids, _ = filtered.search(cat, store, Filters(camera="apple"), *head(2), k=40)
+    order = filtered.by_date(cat, ids)
+    dated = [facts.dates(cat, [int(i)])[int(i)][:19] for i in ids[order]]
+    assert sorted(ids[order].tolist()) == sorted(ids.tolist())
+    assert dated == sorted(dated)
