@@ -14,7 +14,8 @@ ray_img_s, ratio (median rates over the rounds). The bar: ratio >= 0.85 with a l
 (the shared TFLite MobileNet by default).
 
 --stages measures, one stage at a time: decoding (finder.ingest.decode.load_views, one
-thread: photos/s per core), embedding (backbone.embed on decoded batches: photos/s on this
+thread: photos/s per core, for the photos given and for 12-megapixel JPEGs made like a
+camera's), embedding (backbone.embed on decoded batches: photos/s on this
 device) and the single writer (finder.sync.store_results, the library's own store path:
 fsynced vectors, catalog commits and the fingerprint each stored photo is read for, fed with
 random vectors of 1024 and 4096 dimensions). The last line is JSON.
@@ -149,6 +150,23 @@ def decode_rate(paths: list[str], size: tuple[int, int]) -> float:
     return done / (time.perf_counter() - started)
 
 
+def camera_jpegs(paths: list[str], work: Path, n: int = 8) -> list[str]:
+    """``n`` 12-megapixel baseline JPEGs like a camera's (4000x3000, quality 92, 4:2:0), made
+    from photos upscaled with sensor-like noise so that they weigh what camera files weigh."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for k, path in enumerate(paths[:n]):
+        with Image.open(path) as im:
+            big = np.asarray(im.convert("RGB").resize((4000, 3000), Image.BICUBIC), np.int16)
+        big = np.clip(big + rng.normal(0, 4, big.shape), 0, 255).astype(np.uint8)
+        dest = work / f"camera-{k}.jpg"
+        Image.fromarray(big).save(dest, "JPEG", quality=92, subsampling=2)
+        out.append(str(dest))
+    return out
+
+
 def embed_rate(model: Path, paths: list[str]) -> tuple[float, int]:
     from finder.embed import registry
     from finder.ingest.decode import load_views
@@ -207,6 +225,10 @@ def stages(args: argparse.Namespace) -> None:
         mean_bytes = statistics.mean(os.path.getsize(p) for p in paths)
         decode = decode_rate(paths[:400], (224, 224))
         print(f"decode: {decode:.1f} photos/s on one core (224x224, {len(paths[:400])} photos)")
+        camera = camera_jpegs(paths, work)
+        camera_mb = statistics.mean(os.path.getsize(p) for p in camera) / 1e6
+        decode_12mp = decode_rate(camera * 3, (224, 224))
+        print(f"decode: {decode_12mp:.1f} photos/s on one core (12 MP JPEG, {camera_mb:.1f} MB)")
         embed, dim = embed_rate(args.model, paths)
         print(f"embed:  {embed:.1f} photos/s, {args.model.name} ({dim}-d) on this CPU")
         writer = {d: writer_rate(tree, d, work) for d in (1024, 4096)}
@@ -219,6 +241,8 @@ def stages(args: argparse.Namespace) -> None:
                     "photos": n,
                     "mean_kb": round(mean_bytes / 1e3, 1),
                     "decode_img_s_per_core": round(decode, 1),
+                    "decode_12mp_img_s_per_core": round(decode_12mp, 1),
+                    "camera_mb": round(camera_mb, 2),
                     "embed_img_s": round(embed, 1),
                     "embed_backbone": args.model.name,
                     "writer_img_s_1024d": round(writer[1024], 1),

@@ -307,7 +307,7 @@ def test_ray_missing_says_how_to_install_it(tmp_path: Path, photo_tree: Path) ->
     ],
 )
 def test_ray_option_takes_an_optional_address(args: list[str], address: str) -> None:
-    from finder.show.cli import _bare_ray
+    from finder.show.app import _bare_ray
 
     parsed = _bare_ray(args)
     assert parsed[parsed.index("--ray") + 1] == address

@@ -1,0 +1,168 @@
+"""The ``finder`` command's frame: the typer app, how commands show their help, the options
+several commands share, and how our errors become one line on stderr and an exit code.
+Commands live beside it (``finder.show.commands``); ``finder.show.cli`` is the entry point."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from typer.core import TyperArgument, TyperCommand
+
+from finder.errors import FinderError
+from finder.show.progress import say
+
+
+class _Argument(TyperArgument):
+    """An argument as a person writes it in a usage line (``ROOT...``, ``[EXAMPLE]...``),
+    without the Python type typer would show."""
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        return name if self.required else f"[{name}]"
+
+    def _rich_display_name(self) -> str:
+        return self.metavar or self.name.upper()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _bare_ray(args))
+
+
+def _bare_ray(args: list[str]) -> list[str]:
+    """``--ray`` takes an optional ADDRESS: alone (last, or before an option or a folder) it
+    means a local cluster."""
+    if "--ray" not in args:
+        return args
+    from finder.embed.cluster import LOCAL, looks_like_address
+
+    out: list[str] = []
+    for k, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            return out + args[k + 1 :]
+        if arg == "--ray":
+            nxt = args[k + 1] if k + 1 < len(args) else None
+            if nxt is None or nxt.startswith("-") or not looks_like_address(nxt):
+                out.append(LOCAL)
+    return out
+
+
+app = typer.Typer(
+    name="finder",
+    help="Find photos on your disks: index once, then find classes learned from a few "
+    "examples, or photos like a given one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LibraryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--library",
+        "-L",
+        envvar="FINDER_LIBRARY",
+        metavar="PATH",
+        help="Library folder (default: $FINDER_LIBRARY, else ~/.local/share/finder).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """``app.command`` with finder's help layout (arguments shown as ``ROOT...``)."""
+    return app.command(*args, cls=_Command, **kwargs)
+
+
+def handle_errors(func: F) -> F:
+    """Turn our exceptions (and Ctrl-C) into one line on stderr and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FinderError as e:
+            say(f"error: {e}")
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            say("interrupted")
+            raise typer.Exit(130) from None
+        except OSError as e:
+            where = f": {e.filename}" if e.filename else ""
+            say(f"error: {e.strerror or e}{where}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_library(library: Path | None, **kwargs: Any):
+    from finder.library import Library
+
+    return Library(library, **kwargs)
+
+
+def echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def echo_lines(lines: list[str] | list[bytes]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def print_messages(lib: Any) -> None:
+    for m in lib.messages:
+        say(m)
+
+
+BackboneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone", metavar="NAME", help="Backbone for a new library (see `finder backbones`)."
+    ),
+]
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", metavar="PATH", help="A local model file: .tflite, or .keras/.h5 with --layer."
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        metavar="FILE",
+        help="Local weights FILE for the backbone instead of the ImageNet download "
+        "('none': random weights, for testing).",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+ViewsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--views",
+        metavar="N",
+        help="Views of each image averaged into its vector, for a new library: 1 (default), 2 "
+        "(and its mirror) or 4 (and a centre crop and its mirror): better classes, 2-4x the "
+        "embedding time.",
+    ),
+]

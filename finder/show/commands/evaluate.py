@@ -1,0 +1,148 @@
+"""``finder eval``: few-shot classes measured on labelled folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from finder.errors import UsageError
+from finder.show.app import (
+    BackboneOpt,
+    JsonOpt,
+    LibraryOpt,
+    ModelOpt,
+    QuietOpt,
+    ViewsOpt,
+    WeightsOpt,
+    command,
+    echo_json,
+    handle_errors,
+    open_library,
+)
+from finder.show.progress import ProgressView
+
+
+@command("eval")
+@handle_errors
+def evaluate(
+    datasets: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Folders with one sub-folder per class; several make one library.",
+            metavar="DATASET...",
+        ),
+    ],
+    library: LibraryOpt = None,
+    backbone: BackboneOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    ks: Annotated[
+        str | None,
+        typer.Option(
+            "--k",
+            metavar="K,...",
+            help="Examples per class, comma-separated (1,2,5,10; 5 with --feedback).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option("--trials", metavar="N", help="Random trials per class.", min=1)
+    ] = 10,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Seed of the random draws (repeatable runs).")
+    ] = 0,
+    feedback: Annotated[
+        int | None,
+        typer.Option(
+            "--feedback",
+            metavar="R",
+            help="Rounds of simulated clicks after learning, each taught through `learn --add "
+            "/ --not` (the class is learned in the library, then forgotten).",
+            min=0,
+        ),
+    ] = None,
+    clicks: Annotated[
+        int,
+        typer.Option("--clicks", metavar="N", help="Photos marked per --feedback round.", min=1),
+    ] = 10,
+    shown: Annotated[
+        str,
+        typer.Option(
+            "--shown",
+            metavar="top|review",
+            help="Which photos a round marks: top (the best-ranked unmarked) or review "
+            "(`find NAME --review`).",
+        ),
+    ] = "top",
+    views: ViewsOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure few-shot classes on labelled datasets (indexed into the library first; with
+    --feedback the background of each class is the whole library, so use one that holds only
+    the datasets)."""
+    import numpy as np
+
+    from finder.learn import evaluate as ev
+    from finder.library import BackboneChoice
+
+    try:
+        k_list = tuple(int(k) for k in (ks or "").split(",") if k.strip())
+    except ValueError:
+        raise UsageError(f"--k takes whole numbers separated by commas, not {ks!r}") from None
+    if feedback is not None and len(k_list) > 1:
+        raise UsageError("--feedback takes one --k")
+    choice = BackboneChoice(
+        name=backbone,
+        weights=weights,
+        model=str(model) if model is not None else None,
+        views=views,
+    )
+    view = ProgressView(quiet or as_json)
+    with open_library(library, backbone=choice) as lib:
+        try:
+            lib.index([str(d) for d in datasets], progress=view)
+        finally:
+            view.stop()
+        parts = [lib.vectors_under(str(d)) for d in datasets]
+        paths = [p for part in parts for p in part[0]]
+        X = np.concatenate([part[1] for part in parts])
+        labels = ev.labels_from_paths(paths)
+        groups = ev.groups_from_paths(paths)
+        name = ", ".join(str(d) for d in datasets)
+        if feedback is not None:
+            from finder.learn.feedback import LibraryTeacher
+            from finder.learn.feedback import feedback as run_feedback
+
+            result: dict[str, Any] = {
+                "dataset": name,
+                "feedback": run_feedback(
+                    X,
+                    labels,
+                    LibraryTeacher(lib, paths),
+                    k=k_list[0] if k_list else 5,
+                    rounds=feedback,
+                    clicks=clicks,
+                    shown=shown,
+                    trials=trials,
+                    seed=seed,
+                    groups=groups,
+                ),
+            }
+    if feedback is None:
+        result = {
+            "dataset": name,
+            "few_shot": ev.few_shot(
+                X, labels, ks=k_list or ev.DEFAULT_KS, trials=trials, seed=seed, groups=groups
+            ),
+            "classic": ev.classic(X, labels, seed=seed),
+        }
+    if as_json:
+        echo_json(result)
+        return
+    from rich.console import Console
+
+    console = Console()
+    for table in ev.render(result):
+        console.print(table)

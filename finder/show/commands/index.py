@@ -1,0 +1,215 @@
+"""``finder index``, ``status``, ``check``, ``repair``, ``backbones``: the library itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from finder.errors import UsageError
+from finder.show import text
+from finder.show.app import (
+    BackboneOpt,
+    JsonOpt,
+    LibraryOpt,
+    ModelOpt,
+    QuietOpt,
+    ViewsOpt,
+    WeightsOpt,
+    command,
+    echo_json,
+    echo_lines,
+    handle_errors,
+    open_library,
+    print_messages,
+    say,
+)
+from finder.show.progress import ProgressView
+
+
+@command()
+@handle_errors
+def index(
+    roots: Annotated[
+        list[Path], typer.Argument(help="Folders (or files) to index.", metavar="ROOT...")
+    ],
+    library: LibraryOpt = None,
+    backbone: BackboneOpt = None,
+    model: ModelOpt = None,
+    layer: Annotated[
+        str | None,
+        typer.Option("--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."),
+    ] = None,
+    weights: WeightsOpt = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files.")] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."),
+    ] = None,
+    quiet: QuietOpt = False,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", metavar="N", help="Images per model call.", min=1)
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", metavar="N", help="Decoding threads.", min=1)
+    ] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            metavar="SIZE",
+            help="Memory for the search index, e.g. 2GB (remembered).",
+        ),
+    ] = None,
+    views: ViewsOpt = None,
+    thumbnails: Annotated[
+        bool,
+        typer.Option(
+            "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
+        ),
+    ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Embed on a Ray cluster: alone, one started here for the run; 'auto', the "
+            "one `ray start` made; or HOST:PORT. The folders must be at the same path on every "
+            "node. Needs pip install 'finder[ray]'.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
+    ones dropped, moved ones keep their vectors."""
+    from finder.library import BackboneChoice
+
+    choice = BackboneChoice(
+        name=backbone,
+        weights=weights,
+        model=str(model) if model is not None else None,
+        layer=layer,
+        views=views,
+    )
+    view = ProgressView(quiet or as_json)
+    with open_library(
+        library,
+        backbone=choice,
+        batch_size=batch_size,
+        workers=workers,
+        memory_budget=_parse_bytes(memory_budget) if memory_budget else None,
+    ) as lib:
+        try:
+            summary = lib.index(
+                [str(r) for r in roots],
+                hidden=hidden,
+                exclude=exclude or [],
+                progress=view,
+                thumbnails=thumbnails,
+                ray=ray,
+            )
+        finally:
+            view.stop()
+    for m in summary.messages:
+        say(m)
+    if as_json:
+        echo_json(summary.to_dict())
+    else:
+        typer.echo(text.index_summary_line(summary))
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def _parse_bytes(text: str) -> int:
+
+    units = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30}
+    units |= {"GB": 2**30, "T": 2**40, "TB": 2**40}
+    t = text.strip().upper().replace("IB", "B")
+    num = t.rstrip("KMGTB")
+    try:
+        value = int(float(num) * units[t[len(num) :]])
+    except (ValueError, KeyError, OverflowError):
+        raise UsageError(f"--memory-budget: cannot read {text!r} (try 2GB or 500MB)") from None
+    if value <= 0:
+        raise UsageError(f"--memory-budget must be more than 0 bytes, not {text!r} (try 2GB)")
+    return value
+
+
+@command()
+@handle_errors
+def status(
+    library: LibraryOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="List the files that failed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what the library holds: counts, backbone, classes, search index, failures."""
+    with open_library(library) as lib:
+        info = lib.status()
+        failures = lib.failures() if failed else []
+    if as_json:
+        if failed:
+            info["failures"] = [{"path": p, "reason": r} for p, r in failures]
+        echo_json(info)
+        return
+    echo_lines(text.failure_lines(failures) if failed else text.status_lines(info))
+
+
+@command()
+@handle_errors
+def check(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the library's files: the catalog (SQLite's integrity check and its records),
+    vectors against the catalog, learned classes against the backbone. One line per problem;
+    exit code 3 when there is any (then run `finder repair`)."""
+    with open_library(library) as lib:
+        problems = lib.check()
+    if as_json:
+        echo_json({"ok": not problems, "problems": [vars(p) for p in problems]})
+    elif problems:
+        for p in problems:
+            typer.echo(text.escape(str(p)))
+    else:
+        typer.echo("no problems found")
+    if problems:
+        raise typer.Exit(3)
+
+
+@command()
+@handle_errors
+def repair(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+    """Repair a damaged library: restore the catalog from its newest good backup plus what can
+    still be read, and reconcile it with the vectors; the next `finder index` re-embeds only
+    what was lost."""
+    with open_library(library) as lib:
+        report = lib.repair()
+        print_messages(lib)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    if report.problems:
+        typer.echo(f"catalog damaged: {report.problems[0]}")
+        source = report.restored or "no backup (none was good)"
+        salvaged = ", ".join(f"{n} {table}" for table, n in report.salvaged.items())
+        typer.echo(f"restored from {source}; read back from the damaged catalog: {salvaged}")
+        typer.echo(f"the damaged catalog is kept as {report.damaged_copy}")
+    else:
+        typer.echo("catalog: no damage")
+    if report.vectors_reset:
+        typer.echo(f"vector store unreadable: kept as {report.vectors_reset}, started anew")
+    typer.echo(
+        f"vectors: {report.vectors_dropped} dropped; {report.to_embed} images to embed "
+        "(run `finder index` on your folders)"
+    )
+
+
+@command()
+@handle_errors
+def backbones(as_json: JsonOpt = False) -> None:
+    """List the backbones a new library can be indexed with."""
+    from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE
+
+    rows = text.backbone_rows(BACKBONES.values(), DEFAULT_BACKBONE)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_lines(text.backbone_lines(rows))
