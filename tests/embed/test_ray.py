@@ -23,6 +23,7 @@ from finder.library import BackboneChoice, Library
 from tests.conftest import PHOTOS, REPO, TFLITE_MODEL, need_shared, run_finder
 
 N_PHOTOS = 36  # a few dozen: 12 of each of three flower species
+COPIES = 4  # copies of them for the killed driver (a run long enough to be killed in)
 
 
 def _chaos_check():
@@ -48,7 +49,9 @@ def _start(cluster_class, head: dict, attempts: int = 3):
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head node and a worker node; yields the address drivers join."""
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'finder[ray]')")
+    pytest.importorskip(
+        "ray", reason="Ray is not installed (pip install 'finder[ray]')", exc_type=ImportError
+    )
     need_shared(TFLITE_MODEL)
     need_shared(PHOTOS)
     import ray
@@ -106,8 +109,10 @@ def _vectors(library: Path, root: Path) -> dict[str, np.ndarray]:
     return {os.path.relpath(p, root): v for p, v in zip(paths, vectors, strict=True)}
 
 
-def _assert_same_vectors(library: Path, root: Path, reference: Path) -> None:
-    got, want = _vectors(library, root), _vectors(reference, root)
+def _assert_same_vectors(
+    library: Path, root: Path, reference: Path, reference_root: Path | None = None
+) -> None:
+    got, want = _vectors(library, root), _vectors(reference, reference_root or root)
     assert sorted(got) == sorted(want)
     for name, vector in want.items():
         np.testing.assert_allclose(got[name], vector, atol=2e-3, err_msg=name)
@@ -214,8 +219,14 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost(
 def test_a_killed_driver_leaves_a_library_the_next_run_repairs(
     ray_cluster: str, tree: Path, local_library: Path, tmp_path: Path
 ) -> None:
+    # four copies of the photos: several commits (every 64 photos), so that a kill after the
+    # first one lands mid-run
+    big = tmp_path / "big"
+    for k in range(COPIES):
+        shutil.copytree(tree, big / f"copy{k}")
+    total = COPIES * N_PHOTOS
     library = tmp_path / "lib"
-    cmd = [sys.executable, "-m", "finder", "index", str(tree), "--library", str(library)]
+    cmd = [sys.executable, "-m", "finder", "index", str(big), "--library", str(library)]
     cmd += ["--model", str(TFLITE_MODEL), "--ray", ray_cluster, "--batch-size", "2", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -229,7 +240,7 @@ def test_a_killed_driver_leaves_a_library_the_next_run_repairs(
             if stored:
                 break
         assert proc.poll() is None, f"the run ended first: {proc.stderr.read().decode()[-500:]}"
-        assert 0 < stored < N_PHOTOS
+        assert 0 < stored < total
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -241,10 +252,11 @@ def test_a_killed_driver_leaves_a_library_the_next_run_repairs(
     with Library(library) as lib:
         kept = lib.status()["images"]
         assert kept >= stored  # what the killed run had committed is still there
-        summary = lib.index([str(tree)], ray=ray_cluster)
-        assert summary.embedded == N_PHOTOS - kept  # the next run embeds the rest, only the rest
-        assert lib.status()["images"] == N_PHOTOS and lib.status()["pending"] == 0
-    _assert_same_vectors(library, tree, local_library)
+        summary = lib.index([str(big)], ray=ray_cluster)
+        assert summary.embedded == total - kept  # the next run embeds the rest, only the rest
+        assert lib.status()["images"] == total and lib.status()["pending"] == 0
+    for k in range(COPIES):
+        _assert_same_vectors(library, big / f"copy{k}", local_library, tree)
     _assert_consistent(library)
 
 
@@ -315,7 +327,6 @@ def test_ray_option_takes_an_optional_address(args: list[str], address: str) -> 
 
 
 def test_a_bad_address_is_a_usage_error(tmp_path: Path, photo_tree: Path) -> None:
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'finder[ray]')")
     with pytest.raises(UsageError, match="not a Ray address"):
         Library(tmp_path / "lib").index([str(photo_tree)], ray="no address")
 
