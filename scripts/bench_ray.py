@@ -13,10 +13,11 @@ load, actor start-up, embedding and writing). The last line is JSON: images, loc
 ray_img_s, ratio (median rates over the rounds). The bar: ratio >= 0.85 with a light backbone
 (the shared TFLite MobileNet by default).
 
---stages measures, one stage at a time: decoding (finder.ingest.decode.load_views, one
-thread: photos/s per core, for the photos given and for 12-megapixel JPEGs made like a
-camera's), embedding (backbone.embed on decoded batches: photos/s on this
-device) and the single writer (finder.sync.store_results, the library's own store path:
+--stages measures, one stage at a time, in CPU time where a stage is compute (so that the
+figures per core hold on a loaded machine): decoding (finder.ingest.decode.load_views, one
+thread: photos per core-second, for the photos given and for 12-megapixel JPEGs made like a
+camera's), embedding (backbone.embed on decoded batches: photos per core-second) and the
+single writer (finder.sync.store_results, the library's own store path:
 fsynced vectors, catalog commits and the fingerprint each stored photo is read for, fed with
 random vectors of 1024 and 4096 dimensions). The last line is JSON.
 """
@@ -137,9 +138,10 @@ def compare(args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------------------- stages
 def decode_rate(paths: list[str], size: tuple[int, int]) -> float:
+    """Photos decoded per CPU-second of one thread (= per core, whatever the machine's load)."""
     from finder.ingest.decode import load_views
 
-    started = time.perf_counter()
+    started = time.thread_time()
     done = 0
     for path in paths:
         try:
@@ -147,7 +149,7 @@ def decode_rate(paths: list[str], size: tuple[int, int]) -> float:
             done += 1
         except Exception:  # noqa: BLE001 - a bad file does not stop a measurement
             pass
-    return done / (time.perf_counter() - started)
+    return done / (time.thread_time() - started)
 
 
 def camera_jpegs(paths: list[str], work: Path, n: int = 8) -> list[str]:
@@ -168,6 +170,7 @@ def camera_jpegs(paths: list[str], work: Path, n: int = 8) -> list[str]:
 
 
 def embed_rate(model: Path, paths: list[str]) -> tuple[float, int]:
+    """Photos embedded per CPU-second (all the model's threads): per core."""
     from finder.embed import registry
     from finder.ingest.decode import load_views
 
@@ -175,15 +178,16 @@ def embed_rate(model: Path, paths: list[str]) -> tuple[float, int]:
     size = backbone.info.input_size
     images = np.concatenate([load_views(p, size, 1) for p in paths[: backbone.batch_size]])
     backbone.embed(images)  # warm-up: compiled shapes, allocated tensors
-    started, n = time.perf_counter(), 0
+    started, cpu, n = time.perf_counter(), time.process_time(), 0
     while time.perf_counter() - started < 10:
         backbone.embed(images)
         n += len(images)
-    return n / (time.perf_counter() - started), backbone.info.dim
+    return n / (time.process_time() - cpu), backbone.info.dim
 
 
-def writer_rate(tree: Path, dim: int, work: Path) -> float:
-    """The single writer alone: finder.sync.store_results fed with random unit vectors."""
+def writer_rate(tree: Path, dim: int, work: Path) -> tuple[float, float]:
+    """The single writer alone: finder.sync.store_results fed with random vectors. Photos per
+    second of wall time (fsyncs included) and per CPU-second (what the load here takes away)."""
     from finder import sync
     from finder.library import Library
 
@@ -209,12 +213,12 @@ def writer_rate(tree: Path, dim: int, work: Path) -> float:
         items, _ = sync.pending_items(cat, str(tree))
         vectors = rng.standard_normal((len(items), dim)).astype(np.float32)
         results = ((i, vectors[k], None) for k, (i, _) in enumerate(items))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         sync.store_results(cat, store, items, results, summary)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         assert summary.embedded == len(items)
     shutil.rmtree(library, ignore_errors=True)
-    return len(items) / seconds
+    return len(items) / seconds, len(items) / cpu
 
 
 def stages(args: argparse.Namespace) -> None:
@@ -224,17 +228,22 @@ def stages(args: argparse.Namespace) -> None:
         paths = sorted(f.path for f in crawl.walk([str(tree)]) if not f.is_dir)
         mean_bytes = statistics.mean(os.path.getsize(p) for p in paths)
         decode = decode_rate(paths[:400], (224, 224))
-        print(f"decode: {decode:.1f} photos/s on one core (224x224, {len(paths[:400])} photos)")
+        print(f"decode: {decode:.1f} photos per core-second (224x224, {len(paths[:400])} photos)")
         camera = camera_jpegs(paths, work)
         camera_mb = statistics.mean(os.path.getsize(p) for p in camera) / 1e6
         decode_12mp = decode_rate(camera * 3, (224, 224))
-        print(f"decode: {decode_12mp:.1f} photos/s on one core (12 MP JPEG, {camera_mb:.1f} MB)")
+        print(f"decode: {decode_12mp:.1f} photos per core-second (12 MP JPEG, {camera_mb:.1f} MB)")
         embed, dim = embed_rate(args.model, paths)
-        print(f"embed:  {embed:.1f} photos/s, {args.model.name} ({dim}-d) on this CPU")
+        print(f"embed:  {embed:.1f} photos per core-second, {args.model.name} ({dim}-d)")
         writer = {d: writer_rate(tree, d, work) for d in (1024, 4096)}
-        for d, rate in writer.items():
-            print(f"writer: {rate:.0f} photos/s storing {d}-d vectors ({n} photos)")
+        for d, (rate, cpu_rate) in writer.items():
+            print(
+                f"writer: {rate:.0f} photos/s storing {d}-d vectors "
+                f"({cpu_rate:.0f} per CPU-second; {n} photos)"
+            )
         print(f"photos: {n}, {mean_bytes / 1e3:.0f} kB on average")
+        load = os.getloadavg()[0]
+        print(f"load average {load:.1f} on {os.cpu_count()} cores (rates per core are CPU time)")
         print(
             json.dumps(
                 {
@@ -245,8 +254,10 @@ def stages(args: argparse.Namespace) -> None:
                     "camera_mb": round(camera_mb, 2),
                     "embed_img_s": round(embed, 1),
                     "embed_backbone": args.model.name,
-                    "writer_img_s_1024d": round(writer[1024], 1),
-                    "writer_img_s_4096d": round(writer[4096], 1),
+                    "writer_img_s_1024d": round(writer[1024][0], 1),
+                    "writer_img_s_4096d": round(writer[4096][0], 1),
+                    "writer_img_cpu_s_4096d": round(writer[4096][1], 1),
+                    "load": round(load, 1),
                 }
             )
         )
