@@ -16,10 +16,10 @@ ray_img_s, ratio (median rates over the rounds). The bar: ratio >= 0.85 with a l
 --stages measures, one stage at a time, in CPU time where a stage is compute (so that the
 figures per core hold on a loaded machine): decoding (finder.ingest.decode.load_views, one
 thread: photos per core-second, for the photos given and for 12-megapixel JPEGs made like a
-camera's), embedding (backbone.embed on decoded batches: photos per core-second) and the
-single writer (finder.sync.store_results, the library's own store path:
-fsynced vectors, catalog commits and the fingerprint each stored photo is read for, fed with
-random vectors of 1024 and 4096 dimensions). The last line is JSON.
+camera's), embedding (backbone.embed on decoded batches: photos per core-second, for the
+light model and for VGG16 fc1) and the single writer (finder.sync.store_results, the library's
+own store path: fsynced vectors, catalog commits and the fingerprint each stored photo is read
+for, fed with random vectors of 1024 and 4096 dimensions). The last line is JSON.
 """
 
 from __future__ import annotations
@@ -169,12 +169,17 @@ def camera_jpegs(paths: list[str], work: Path, n: int = 8) -> list[str]:
     return out
 
 
-def embed_rate(model: Path, paths: list[str]) -> tuple[float, int]:
-    """Photos embedded per CPU-second (all the model's threads): per core."""
+def embed_rate(model: Path | str, paths: list[str]) -> tuple[float, int, float | None]:
+    """Photos embedded per CPU-second (all the model's threads): per core; the dimension and
+    GFLOPs an image. ``model`` is a model file or a registry name (random weights: the same
+    FLOPs as trained ones)."""
     from finder.embed import registry
     from finder.ingest.decode import load_views
 
-    backbone = registry.build(model=str(model))
+    if isinstance(model, Path):
+        backbone = registry.build(model=str(model))
+    else:
+        backbone = registry.build(model, weights=None)
     size = backbone.info.input_size
     images = np.concatenate([load_views(p, size, 1) for p in paths[: backbone.batch_size]])
     backbone.embed(images)  # warm-up: compiled shapes, allocated tensors
@@ -182,7 +187,7 @@ def embed_rate(model: Path, paths: list[str]) -> tuple[float, int]:
     while time.perf_counter() - started < 10:
         backbone.embed(images)
         n += len(images)
-    return n / (time.process_time() - cpu), backbone.info.dim
+    return n / (time.process_time() - cpu), backbone.info.dim, backbone.gflops
 
 
 def writer_rate(tree: Path, dim: int, work: Path) -> tuple[float, float]:
@@ -233,8 +238,10 @@ def stages(args: argparse.Namespace) -> None:
         camera_mb = statistics.mean(os.path.getsize(p) for p in camera) / 1e6
         decode_12mp = decode_rate(camera * 3, (224, 224))
         print(f"decode: {decode_12mp:.1f} photos per core-second (12 MP JPEG, {camera_mb:.1f} MB)")
-        embed, dim = embed_rate(args.model, paths)
+        embed, dim, _ = embed_rate(args.model, paths)
         print(f"embed:  {embed:.1f} photos per core-second, {args.model.name} ({dim}-d)")
+        vgg, _, vgg_gflops = embed_rate("vgg16", paths)
+        print(f"embed:  {vgg:.1f} photos per core-second, vgg16 fc1 ({vgg_gflops} GFLOP a photo)")
         writer = {d: writer_rate(tree, d, work) for d in (1024, 4096)}
         for d, (rate, cpu_rate) in writer.items():
             print(
@@ -254,6 +261,7 @@ def stages(args: argparse.Namespace) -> None:
                     "camera_mb": round(camera_mb, 2),
                     "embed_img_s": round(embed, 1),
                     "embed_backbone": args.model.name,
+                    "embed_vgg16_img_s_per_core": round(vgg, 2),
                     "writer_img_s_1024d": round(writer[1024][0], 1),
                     "writer_img_s_4096d": round(writer[4096][0], 1),
                     "writer_img_cpu_s_4096d": round(writer[4096][1], 1),
