@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -93,7 +94,7 @@ def compare(args: argparse.Namespace) -> None:
             initialize_head=True,
             head_node_args={"num_cpus": cpu_count(), "include_dashboard": False},
         )
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR)
         wait_for_nodes(ray, 1)
         ray.shutdown()
         cluster_s = time.monotonic() - started
@@ -112,6 +113,8 @@ def compare(args: argparse.Namespace) -> None:
                     f"round {r + 1} {kind:5s}: {s['embedded']} embedded in {s['seconds']:.1f}s "
                     f"= {rate:.1f} photos/s (process {s['wall']:.1f}s)"
                 )
+        load = os.getloadavg()[0]
+        print(f"load average {load:.1f} on {cpu_count()} cores at the end (the machine is shared)")
         local, clustered = statistics.median(rates["local"]), statistics.median(rates["ray"])
         print(
             f"local {local:.1f} photos/s, ray {clustered:.1f} photos/s: "
@@ -126,6 +129,7 @@ def compare(args: argparse.Namespace) -> None:
                     "ratio": round(clustered / local, 3),
                     "rounds": args.rounds,
                     "cluster_start_s": round(cluster_s, 1),
+                    "load": round(load, 1),
                     "backbone": args.model.name,
                 }
             )
