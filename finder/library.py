@@ -7,7 +7,7 @@
         print(m.probability, m.path)
 
 Layout of the directory: ``catalog.db`` (images, classes, examples, meta), ``vectors/`` (the
-:class:`~finder.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
+:class:`~finder.store.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
 
 Crash safety: an index run sets ``meta.dirty`` first and clears it last. Vectors are made
 durable before the catalog marks their images ``ok``. Opening a dirty library for writing
@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from finder import sync
+from finder.answers import Answers, Match
+from finder.by_id import ById
 from finder.embed.registry import BackboneChoice, check_choice, same_as
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
@@ -47,28 +48,20 @@ from finder.errors import (
     LibraryDamaged,
     LibraryError,
     LibraryLocked,
-    UnknownClass,
-    UnknownImage,
     UsageError,
 )
 from finder.ingest import crawl
-from finder.learn.feedback import near_cut, spread
-from finder.learn.head import Head, logit, sigmoid
-from finder.learn.names import class_name
-from finder.learn.train import background_indices, train_head
+from finder.learn.head import Head
 from finder.store import backup as backups
 from finder.store import check as checks
-from finder.store import facts as stored_facts
-from finder.store import filtered
 from finder.store.catalog import FAILED, OK, PENDING, Catalog, CatalogTooOld
 from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
+from finder.teach import Teaching
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
     from finder.embed.cluster import RaySource
-    from finder.store.catalog import ImageRow
-    from finder.store.thumbs import ThumbCache
     from finder.store.vectors import VectorStore
 
 
@@ -82,32 +75,7 @@ def default_library_dir() -> Path:
     return Path(user_data_dir("finder", appauthor=False))
 
 
-@dataclass(frozen=True)
-class Match:
-    path: str
-    score: float  # probability for find, cosine similarity for similar
-    id: int
-    taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
-
-
-SORTS = ("score", "date")
-
-
-def _check_sort(sort: str) -> None:
-    if sort not in SORTS:
-        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A photo a person marked for a class: label 1 it is of the class, 0 it is not."""
-
-    id: int | None  # None: the photo is not an indexed image of this library
-    path: str
-    label: int
-
-
-class Library:
+class Library(Teaching, Answers, ById):
     """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it."""
 
     def __init__(
@@ -465,252 +433,6 @@ class Library:
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.workers)
 
-    # -- learn --------------------------------------------------------------------------
-    def _example_paths(self, examples: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        for ex in examples:
-            path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
-            if os.path.isdir(path):
-                found = [f.path for f in crawl.walk([path]) if not f.is_dir]
-                if not found:
-                    raise UsageError(f"no photos in the folder {ex}")
-                out.extend(found)
-            elif os.path.exists(path):
-                out.append(path)
-            else:
-                raise UsageError(f"no such file: {ex}")
-        return list(dict.fromkeys(out))
-
-    def vectors_for(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int | None]]:
-        """Unit vectors of ``paths``: from the store when indexed, else embedded on the fly
-        (which imports TensorFlow). Raises UsageError naming a file that is not an image."""
-        info = self._require_indexed()
-        dim = int(info["dim"])
-        out = np.zeros((len(paths), dim), dtype=np.float32)
-        ids: list[int | None] = [None] * len(paths)
-        todo = []
-        known = []
-        for k, path in enumerate(paths):
-            row = self.reader.image_by_path(path)
-            if row is not None and row.status != FAILED:
-                ids[k] = row.id  # a pending photo's stored vector is stale: embed it anew
-            if row is not None and row.status == OK:
-                known.append(k)
-            else:
-                todo.append((k, path))
-        if known:
-            out[known] = self.read_store.get(np.asarray([ids[k] for k in known], dtype=np.int64))
-        if todo:
-            for k, vector, error in self._embed(todo):
-                if vector is None:
-                    raise UsageError(f"not an image: {paths[k]} ({error})")
-                out[k] = sync.unit(vector[None, :])[0]
-        return out, ids
-
-    def learn(
-        self,
-        name: str,
-        examples: Sequence[str] = (),
-        *,
-        negatives: Sequence[str] = (),
-        seed: int = 0,
-    ) -> dict:
-        """Learn (or refine) class ``name`` from example photos or folders of them.
-
-        Examples accumulate: learning a class again adds to what it was taught before.
-        ``negatives`` are photos that are *not* of the class. Returns the class record.
-        """
-        name = class_name(name)
-        info = self._require_indexed()
-        pos_paths = self._example_paths(examples)
-        neg_paths = self._example_paths(negatives)
-        if set(pos_paths) & set(neg_paths):
-            both = sorted(set(pos_paths) & set(neg_paths))[0]
-            raise UsageError(f"{both} is given both as an example and with --not")
-        existing = self.catalog.examples(name)
-        if not pos_paths and not any(e.label == 1 for e in existing):
-            raise UsageError(f"learning {name!r} needs at least one example photo")
-        new_paths = pos_paths + neg_paths
-        vectors, _ = self.vectors_for(new_paths)
-        labels = [1] * len(pos_paths) + [0] * len(neg_paths)
-        rows = [
-            (p, label, vectors[k].astype(np.float32).tobytes())
-            for k, (p, label) in enumerate(zip(new_paths, labels, strict=True))
-        ]
-        merged = {e.path: (e.label, e.vector) for e in existing}
-        for p, label, vec in rows:
-            merged[p] = (label, vec)
-        pos = np.array(
-            [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
-            dtype=np.float32,
-        )
-        neg = np.array(
-            [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
-            dtype=np.float32,
-        ).reshape(-1, pos.shape[1])
-        background = self._background(list(merged), seed)
-        head = train_head(pos, neg, background, seed=seed)
-        with self.catalog.transaction():
-            self.catalog.add_examples(name, rows)
-            self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
-        record = self.catalog.get_class(name)
-        assert record is not None
-        return record
-
-    def _background(self, example_paths: Sequence[str], seed: int) -> np.ndarray:
-        store = self.read_store
-        all_ids = np.sort(store.ids())
-        example_ids = [
-            row.id for p in example_paths if (row := self.reader.image_by_path(p)) is not None
-        ]
-        exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
-        rng = np.random.default_rng(seed)
-        picked = background_indices(len(all_ids), exclude, rng)
-        if len(picked) == 0:
-            return np.zeros((0, store.dim), dtype=np.float32)
-        return store.get(all_ids[np.sort(picked)])
-
-    # -- classes ------------------------------------------------------------------------
-    def _class(self, name: str) -> dict:
-        try:
-            key: str | None = class_name(name)
-        except UsageError:
-            key = None  # refused for a new class, but one stored by an older finder is found
-        record = None
-        if self.exists:
-            record = (key and self.reader.get_class(key)) or self.reader.get_class(name)
-        if record is None:
-            if key is None:
-                class_name(name)  # raises the reason
-            known = ", ".join(self.reader.class_names()) if self.exists else ""
-            hint = f" (known: {known})" if known else " (none learned yet: see `finder learn`)"
-            raise UnknownClass(f"no class named {name!r}{hint}")
-        return record
-
-    def classes(self) -> list[dict]:
-        if not self.exists:
-            return []
-        return self.reader.classes()
-
-    def examples(self, name: str) -> list[tuple[str, int]]:
-        record = self._class(name)
-        return [(e.path, e.label) for e in self.reader.examples(record["name"])]
-
-    def forget(self, name: str) -> str:
-        """Remove class ``name``; returns its name as stored."""
-        record = self._class(name)
-        self.catalog.forget_class(record["name"])
-        return record["name"]
-
-    # -- search -------------------------------------------------------------------------
-    def find(
-        self,
-        name: str,
-        *,
-        top: int | None = None,
-        min_prob: float | None = None,
-        filters: Filters | None = None,
-        sort: str = "score",
-    ) -> list[Match]:
-        """Library images of class ``name``, best first. With neither ``top`` nor
-        ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
-        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
-        if top is not None and top < 1:
-            raise UsageError("--top must be at least 1")
-        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
-            raise UsageError("--min-prob must be between 0 and 1")
-        _check_sort(sort)
-        head = self._head(name)
-        if top is None and min_prob is None:
-            min_prob = head.threshold
-        min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
-        if filters is not None and filters.active:
-            ids, scores = filtered.search(
-                self.reader, self.read_store, filters, head.w, head.b, k=top, min_score=min_score
-            )
-        else:
-            ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        return self._matches(ids, sigmoid(scores), sort)
-
-    def _head(self, name: str) -> Head:
-        record = self._class(name)
-        info = self._require_indexed()
-        if record["backbone"] != _backbone_key(info):
-            raise BackboneMismatch(
-                f"class {name!r} was learned with another backbone than this library's; "
-                f"learn it again"
-            )
-        return Head.from_dict(record["head"])
-
-    def review(self, name: str, n: int = 10) -> list[Match]:
-        """The ``n`` photos whose verdict (✓ or ✗, then ``learn NAME --add / --not``) would
-        teach class ``name`` most: near its cut-off and unlike each other, none already marked.
-        Ordered as picked (the nearest the cut first); ``score`` is the probability."""
-        if n < 1:
-            raise UsageError("--review must be at least 1")
-        head = self._head(name)
-        marked = {
-            row.id
-            for e in self.reader.examples(self._class(name)["name"])
-            if (row := self.reader.image_by_path(e.path)) is not None
-        }
-        cut = head.logit_threshold
-        above, _ = self.read_store.search_linear(head.w, head.b, min_score=cut)
-        ids, z = self.read_store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
-        free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
-        pool = near_cut(z, cut, free, 4 * n)
-        picked = pool[spread(self.read_store.get(ids[pool]), np.abs(z[pool] - cut), n)]
-        return self._matches(ids[picked], sigmoid(z[picked]))
-
-    def similar(
-        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
-    ) -> list[Match]:
-        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
-        ``filters`` and ``sort`` as for ``find``."""
-        if top < 1:
-            raise UsageError("--top must be at least 1")
-        _check_sort(sort)
-        full = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        _need_regular_file(full, path)
-        vectors, ids = self.vectors_for([full])
-        exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
-        if filters is not None and filters.active:
-            found, sims = filtered.search(
-                self.reader,
-                self.read_store,
-                filters,
-                vectors[0],
-                k=top,
-                head=False,
-                exclude_ids=exclude,
-            )
-        else:
-            found, sims = self.read_store.search_similar(vectors[0], top, exclude_ids=exclude)
-        return self._matches(found, sims, sort)
-
-    def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str = "score") -> list[Match]:
-        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
-        if sort == "date":
-            order = filtered.by_date(self.reader, ids)
-            ids, scores = ids[order], scores[order]
-        paths = self.reader.paths_for(ids.tolist(), searchable=True)
-        taken = stored_facts.dates(self.reader, ids.tolist())
-        return [
-            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
-            for i, s in zip(ids, scores, strict=True)
-            if int(i) in paths
-        ]
-
-    def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
-        """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
-        self._require_indexed()
-        full = os.path.abspath(os.path.expanduser(os.fspath(root)))
-        ids = self.reader.ids_under(full, OK)
-        paths = self.reader.paths_for(ids)
-        order = sorted(ids, key=lambda i: paths[i])
-        vectors = self.read_store.get(np.asarray(order, dtype=np.int64))
-        return [paths[i] for i in order], vectors
-
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index, without opening the vectors."""
@@ -805,196 +527,6 @@ class Library:
         self.catalog.set_meta("next_id", max(self.catalog.next_id(), top + 1))
         backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
         return backups.finish_report(self.catalog, report, dropped)
-
-    # ======================================================================================
-    # By id: what `finder serve` (and any caller that names images by their catalog id) needs.
-    # Images are named by id, never by a path taken from the caller.
-    # ======================================================================================
-    #: Open shared (`Library.open_shared`): never take the library's lock, so that `finder
-    #: index` can run beside; the vectors are read-only (refreshed by `refresh`), the catalog
-    #: is written (classes and their examples) as `learn` from another process would.
-    shared: bool = False
-    _vectors_seen: tuple | None = None
-
-    @classmethod
-    def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
-        lib = cls(directory)
-        lib.shared = True
-        return lib
-
-    def refresh(self) -> bool:
-        """Let the next search see what another process indexed since the vectors were opened
-        (a shared library only): they are opened again when their files changed. Returns
-        whether they will be."""
-        folder = self.dir / "vectors"
-        try:
-            seen = tuple(
-                sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder))
-            )
-        except OSError:
-            seen = ()
-        if not self.shared or seen == self._vectors_seen:
-            return False
-        self._vectors_seen = seen
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-            return True
-        return False
-
-    def image(self, image_id: int) -> ImageRow:
-        """The catalog row of an indexed (status ok) image; ``UnknownImage`` otherwise."""
-        row = self.catalog.image(image_id) if self.exists else None
-        if row is None or row.status != OK:
-            raise UnknownImage(f"no indexed image has the id {image_id}")
-        return row
-
-    def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
-        """(number of indexed images, ``limit`` of them from ``offset``, by id; score 0)."""
-        if not self.exists:
-            return 0, []
-        total, rows = self.catalog.ok_page(max(0, offset), max(0, limit))
-        return total, [Match(path, 0.0, i) for i, path in rows]
-
-    def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
-        """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""
-        if top < 1:
-            raise UsageError("--top must be at least 1")
-        self.image(image_id)
-        ids = np.asarray([image_id], dtype=np.int64)
-        if not self.store.has(ids)[0]:
-            raise UnknownImage(f"no indexed image has the id {image_id}")
-        found, sims = self.store.search_similar(self.store.get(ids)[0], top, exclude_ids=ids)
-        return self._matches(found, sims)
-
-    def class_record(self, name: str) -> dict:
-        """The record of class ``name`` (as ``learn`` returns it); ``UnknownClass`` if none."""
-        return self._class(name)
-
-    def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
-        """For each class learned with this library's backbone: (name, probability of indexed
-        image ``image_id``, its mark: 1 an example, 0 a counter-example, None unmarked)."""
-        row = self.image(image_id)
-        records = self.classes()
-        if not records:
-            return []
-        key = _backbone_key(self._require_indexed())
-        x = self.store.get(np.asarray([image_id], dtype=np.int64))
-        out = []
-        for record in records:
-            if record["backbone"] != key:
-                continue
-            prob = float(Head.from_dict(record["head"]).proba(x)[0])
-            mark = self.catalog.example_label(record["name"], row.path)
-            out.append((record["name"], prob, mark))
-        return out
-
-    def marks(self, name: str) -> list[Mark]:
-        """The examples (label 1) and counter-examples (label 0) of class ``name``, with the id
-        of each that is an indexed image (None for a photo outside the library)."""
-        out = []
-        for path, label in self.examples(name):
-            row = self.catalog.image_by_path(path)
-            out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
-        return out
-
-    def learn_ids(
-        self,
-        name: str,
-        add: Sequence[int] = (),
-        not_: Sequence[int] = (),
-        undo: Sequence[int] = (),
-        *,
-        seed: int = 0,
-    ) -> dict:
-        """``learn`` by image id: ``add`` are of the class (✓), ``not_`` are not (✗), and the
-        marks of ``undo`` are taken back; the class is trained again once. All or nothing: a
-        bad id or an impossible request raises before anything changes."""
-        name = name.strip()
-
-        def paths(ids: Sequence[int]) -> list[str]:
-            return [self.image(i).path for i in dict.fromkeys(int(i) for i in ids)]
-
-        add_paths, not_paths, undo_paths = paths(add), paths(not_), paths(undo)
-        if set(add_paths) & set(not_paths):
-            raise UsageError("a photo cannot be both of the class and not of it")
-        if set(undo_paths) & set(add_paths + not_paths):
-            raise UsageError("a photo cannot be marked and unmarked at once")
-        if undo_paths:
-            marked = {p for p, _ in self.examples(name)}
-            unmarked = [i for i, p in zip(undo, undo_paths, strict=True) if p not in marked]
-            if unmarked:
-                raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
-        with self.catalog.transaction():  # one commit: marks removed and the class retrained
-            if undo_paths:
-                self.catalog.remove_examples(name, undo_paths)
-            return self.learn(name, add_paths, negatives=not_paths, seed=seed)
-
-    @property
-    def thumbs(self) -> ThumbCache:
-        from finder.store.thumbs import ThumbCache
-
-        return ThumbCache(self.dir / "thumbs")
-
-    def thumbnail(self, image_id: int) -> Path:
-        """The thumbnail file (JPEG, short side about 256 px, EXIF-oriented) of an indexed
-        image, made now when missing. ``DecodeError`` when the photo cannot be read."""
-        return self.thumbs.get(self.image(image_id))
-
-    def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
-        """Make the missing thumbnails of every indexed image: (made, failed)."""
-        ok = self.catalog.counts()[OK]
-        rows = (
-            r
-            for lo in range(0, self._max_id() + 1, 1000)
-            for r in self.catalog.ok_rows(lo, lo + 1000)
-        )
-        report = (lambda done: progress(Progress("thumbnails", done, ok))) if progress else None
-        return self.thumbs.make_many(rows, workers=self.workers, progress=report)
-
-    def _max_id(self) -> int:
-        ids = self.catalog.ok_ids()
-        return max(ids) if ids else -1
-
-    def _thumbnails_after_run(self, make: bool, progress: ProgressFn | None) -> bool:
-        """End of an index run: drop the thumbnails of images that changed or left, make the
-        missing ones when asked. Returns True when Ctrl-C stopped it."""
-        try:
-            self.thumbs.sweep(self.catalog.ok_rows)
-            if make:
-                self.make_thumbnails(progress)
-        except KeyboardInterrupt:
-            return True
-        return False
-
-    def _publishing(self, progress: ProgressFn | None) -> ProgressFn:
-        """``progress``, also published in the library folder for other processes."""
-        from finder.store.progress import ProgressFile
-
-        published = ProgressFile(self.dir)
-
-        def report(event: Progress) -> None:
-            published.publish(event.phase, event.done, event.total, event.root)
-            if progress:
-                progress(event)
-
-        return report
-
-    def index_progress(self) -> dict[str, Any] | None:
-        """The last progress published by an index run (``running`` tells whether it still
-        runs), or None."""
-        from finder.store.progress import read
-
-        return read(self.dir)
-
-
-def _need_regular_file(full: str, given: str) -> None:
-    """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
-    what = crawl.file_kind(full)
-    if what == "missing":
-        raise UsageError(f"no such file: {given}")
-    if what != "file":
-        raise UsageError(f"{given} is {what}, not a photo")
 
 
 __all__ = [

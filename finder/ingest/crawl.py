@@ -256,6 +256,22 @@ def pseudo_reason(path: str, pseudo: dict[int, str] | None = None) -> str | None
         probe = parent
 
 
+def _links_through_pseudo(path: str) -> bool:
+    """True when the symbolic link ``path`` (or a link it leads to) names a path through a
+    pseudo file system, like ``/proc/self/root``, a way back to ``/``."""
+    for _ in range(40):
+        try:
+            target = os.path.join(os.path.dirname(path), os.readlink(path))
+        except OSError:
+            return False
+        path = os.path.normpath(target)
+        if pseudo_reason(path) is not None:
+            return True
+        if not os.path.islink(path):
+            return False
+    return True  # a loop of links: nothing to walk either
+
+
 def walk(
     roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
@@ -367,7 +383,9 @@ def _walk(
             except OSError as e:
                 report(entry.path, e)
                 continue
-            if est.st_dev in pseudo_devs:  # a symbolic link into /proc, /sys, /dev, ...
+            if est.st_dev in pseudo_devs or (  # a symbolic link into /proc, /sys, /dev, ...
+                pseudo_devs and entry.is_symlink() and _links_through_pseudo(entry.path)
+            ):
                 continue
             key = _key(est)
             if is_dir:

@@ -270,7 +270,7 @@ def _decode(
     return _render(im, pre, orientation, f), facts
 
 
-def _load(im: Image.Image, pre: tuple[int, int]) -> tuple[int, int, int, int] | None:
+def _load_pixels(im: Image.Image, pre: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """Decode the pixels (at reduced scale where the format allows); the box of the result
     that ``pre`` covers, when drafted."""
     box = None
@@ -293,7 +293,7 @@ def _cut_short(im: Image.Image, pre: tuple[int, int], f: BinaryIO) -> bool:
         return False
     again = Image.open(io.BytesIO(padded), formats=("JPEG",))
     try:
-        _load(again, pre)
+        _load_pixels(again, pre)
     except Exception:  # the filler broke the stream: no verdict
         return False
     return again.size != im.size or not np.array_equal(np.asarray(again), np.asarray(im))
@@ -303,7 +303,7 @@ def _render(
     im: Image.Image, pre: tuple[int, int], orientation: int, f: BinaryIO | None = None
 ) -> np.ndarray:
     """Decode (at reduced scale for JPEG), convert, resize to ``pre``, then orient."""
-    box = _load(im, pre)
+    box = _load_pixels(im, pre)
     if f is not None and _cut_short(im, pre, f):
         raise DecodeError("truncated")
     im, has_alpha = _normalise_mode(im)

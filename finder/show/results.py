@@ -61,7 +61,7 @@ NearOpt = Annotated[
         "--near",
         metavar="LAT,LON",
         help="Only photos with a GPS position within --within km of LAT,LON (decimal degrees, "
-        "south and west negative, e.g. --near=-33.86,151.21).",
+        "south and west negative, e.g. -33.86,151.21).",
         show_default=False,
     ),
 ]

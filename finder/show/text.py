@@ -62,6 +62,8 @@ def status_lines(info: Mapping[str, Any]) -> list[str]:
         f"backbone  {info['backbone'] or 'none yet (run finder index)'}",
         f"index     {info['index'] or '-'}",
         f"classes   {info['classes']}: {names}",
+        f"photos    {info.get('with_date', 0)} dated by EXIF, {info.get('with_file_date', 0)} by "
+        f"their file, {info.get('with_position', 0)} with a GPS position",
     ]
 
 

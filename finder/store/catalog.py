@@ -10,290 +10,61 @@ Image status: ``pending`` (known, no vector yet), ``ok`` (exactly one vector in 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from finder.errors import FinderError, LibraryDamaged, LibraryError, LibraryLocked
+from finder.errors import FinderError, LibraryError
 from finder.ingest.crawl import FileFact
 from finder.store import facts as stored_facts
+from finder.store.classes import ClassTables
+from finder.store.rows import ExampleRow, ImageRow, Scan, decode_path, encode_path, path_range
+from finder.store.schema import (
+    FAILED,
+    META_TYPES,
+    MIGRATIONS,
+    OK,
+    PENDING,
+    SCHEMA_VERSION,
+)
+from finder.store.sqlite import (
+    CatalogTooOld,
+    _Transaction,
+    connect,
+    damaged,
+    meta_problem,
+)
 
 if TYPE_CHECKING:
     from finder.ingest.facts import PhotoFacts
 
-SCHEMA_VERSION = 3
 
-PENDING, OK, FAILED = "pending", "ok", "failed"
-
-#: What each meta value must be; a value of another type is damage (a hand edit, a bad disk).
-META_TYPES: dict[str, tuple[type, ...]] = {
-    "schema_version": (int,),
-    "dirty": (bool,),
-    "backbone": (dict,),
-    "index_name": (str, type(None)),
-    "memory_budget": (int, type(None)),
-    "next_id": (int,),
-}
-#: Keys a backbone record must hold, with their types.
-BACKBONE_KEYS: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "dim": (int,),
-    "fingerprint": (str,),
-    "weights": (str,),
-    "input_size": (list,),
-}
-
-
-class CatalogTooOld(LibraryError):
-    """A catalog of an older schema, opened read-only: it cannot be migrated there."""
+# What the rest of finder takes from the catalog (its parts live in rows, schema, sqlite).
+__all__ = [
+    "FAILED",
+    "META_TYPES",
+    "MIGRATIONS",
+    "OK",
+    "PENDING",
+    "SCHEMA_VERSION",
+    "Catalog",
+    "CatalogTooOld",
+    "ExampleRow",
+    "ImageRow",
+    "Scan",
+    "connect",
+    "decode_path",
+    "encode_path",
+    "meta_problem",
+    "path_range",
+]
 
 
-def damaged(path: os.PathLike | str, what: str) -> LibraryDamaged:
-    """The one-line error for damage found in the catalog at ``path`` (``what``: its
-    ``detail``)."""
-    error = LibraryDamaged(f"the catalog {path} is damaged ({what}); run `finder repair`")
-    error.detail = what  # type: ignore[attr-defined]
-    return error
-
-
-def meta_problem(key: str, value: Any) -> str | None:
-    """Why a decoded meta value cannot be right, or None."""
-    types = META_TYPES.get(key)
-    if types is None:
-        return None
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        return f"meta {key!r} holds {_short_repr(value)}"
-    if key == "backbone":
-        for name, kinds in BACKBONE_KEYS.items():
-            v = value.get(name)
-            if not isinstance(v, kinds) or isinstance(v, bool):
-                return f"meta 'backbone' lacks a valid {name!r}"
-        if value["dim"] <= 0 or int(value.get("views", 1) or 0) not in (1, 2, 4):
-            return "meta 'backbone' holds impossible values"
-    return None
-
-
-def _short_repr(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sqlite_error(e: sqlite3.Error, path: os.PathLike | str) -> FinderError | None:
-    """Our one-line error for an SQLite error that is not a bug of ours, or None."""
-    name = getattr(e, "sqlite_errorname", "") or ""
-    text = str(e)
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
-        return damaged(path, text)
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return LibraryLocked(f"the catalog {path} is busy ({text}); try again")
-    if name.startswith("SQLITE_READONLY"):
-        return LibraryError(f"the catalog {path} is read-only ({text})")
-    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PERM")):
-        return LibraryError(f"cannot use the catalog {path}: {text}")
-    return None
-
-
-class _Cursor(sqlite3.Cursor):
-    """A cursor whose SQLite errors (at execute or while rows are read) become ours."""
-
-    def _fail(self, e: sqlite3.Error) -> FinderError | sqlite3.Error:
-        return sqlite_error(e, self.connection.catalog_path) or e  # type: ignore[attr-defined]
-
-    def execute(self, *args: Any) -> _Cursor:  # type: ignore[override]
-        try:
-            return super().execute(*args)
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def executemany(self, *args: Any) -> _Cursor:  # type: ignore[override]
-        try:
-            return super().executemany(*args)
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return super().fetchall()
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def fetchmany(self, *args: Any) -> list[Any]:
-        try:
-            return super().fetchmany(*args)
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-
-class _Connection(sqlite3.Connection):
-    """A connection whose statements run on :class:`_Cursor`."""
-
-    catalog_path: str = ""
-
-    def execute(self, *args: Any) -> _Cursor:  # type: ignore[override]
-        return self.cursor(_Cursor).execute(*args)
-
-    def executemany(self, *args: Any) -> _Cursor:  # type: ignore[override]
-        return self.cursor(_Cursor).executemany(*args)
-
-
-def connect(path: os.PathLike | str, *, read_only: bool = False) -> sqlite3.Connection:
-    """A connection to the catalog file at ``path`` whose errors are ours. ``read_only`` opens
-    it without ever writing (falling back to ``immutable`` when its folder cannot be written,
-    where SQLite could not create the WAL's shared-memory file)."""
-    path = str(path)
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
-    attempts = [(uri + "?mode=ro", True)] if read_only else [(path, False)]
-    if read_only:
-        attempts.append((uri + "?mode=ro&immutable=1", True))
-    error: Exception | None = None
-    for target, is_uri in attempts:
-        conn = None
-        try:
-            conn = sqlite3.connect(
-                target, timeout=30, isolation_level=None, uri=is_uri, factory=_Connection
-            )
-            conn.catalog_path = path  # type: ignore[attr-defined]
-            if read_only:  # the WAL's shared memory must be reachable, else try immutable
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return conn
-        except (FinderError, sqlite3.Error) as e:
-            if conn is not None:
-                conn.close()
-            error = e
-    if isinstance(error, FinderError):
-        raise error
-    assert isinstance(error, sqlite3.Error)
-    raise sqlite_error(error, path) or LibraryError(f"cannot open the catalog {path}: {error}")
-
-
-def encode_path(path: str) -> bytes:
-    return os.fsencode(path)
-
-
-def decode_path(blob: bytes) -> str:
-    return os.fsdecode(bytes(blob))
-
-
-def path_range(root: str) -> tuple[bytes, bytes]:
-    """The half-open BLOB range [lo, hi) of every path strictly below directory ``root``."""
-    prefix = encode_path(root.rstrip(os.sep) or os.sep)
-    if not prefix.endswith(os.fsencode(os.sep)):
-        prefix += os.fsencode(os.sep)
-    return prefix, prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    fingerprint: str | None
-    status: str
-    error: str | None
-
-
-@dataclass
-class Scan:
-    """One root's walk against the catalog."""
-
-    unchanged: int
-    redo: list[tuple[int, FileFact, str]]  # (id, fact, old status): changed or still pending
-    new: list[FileFact]
-    gone: list[ImageRow]
-
-
-@dataclass(frozen=True)
-class ExampleRow:
-    class_name: str
-    path: str
-    label: int  # 1 positive, 0 negative
-    vector: bytes  # float32 unit vector
-
-
-def _migrate_to_1(db: sqlite_utils.Database) -> None:
-    db["images"].create(
-        {
-            "id": int,
-            "path": bytes,
-            "size": int,
-            "mtime_ns": int,
-            "fingerprint": str,
-            "status": str,
-            "error": str,
-            "updated": float,
-        },
-        pk="id",
-        not_null={"path", "size", "mtime_ns", "status"},
-        if_not_exists=True,
-    )
-    db["images"].create_index(["path"], unique=True, if_not_exists=True)
-    db["images"].create_index(["status"], if_not_exists=True)
-    db["classes"].create(
-        {
-            "name": str,
-            "head": str,
-            "backbone": str,
-            "threshold": float,
-            "n_pos": int,
-            "n_neg": int,
-            "created": float,
-            "updated": float,
-        },
-        pk="name",
-        if_not_exists=True,
-    )
-    db["examples"].create(
-        {
-            "id": int,
-            "class_name": str,
-            "path": bytes,
-            "label": int,
-            "vector": bytes,
-            "added": float,
-        },
-        pk="id",
-        not_null={"class_name", "path", "label", "vector"},
-        if_not_exists=True,
-    )
-    db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
-
-
-def _migrate_to_2(db: sqlite_utils.Database) -> None:
-    """The class cut-off is stored once, in the head's JSON: the ``threshold`` column goes
-    (a head that lacks one takes the column's value first)."""
-    for name, head, threshold in db.execute("SELECT name, head, threshold FROM classes").fetchall():
-        data = json.loads(head)
-        if "threshold" not in data and threshold is not None:
-            data["threshold"] = threshold
-            db.execute("UPDATE classes SET head = ? WHERE name = ?", [json.dumps(data), name])
-    if "threshold" in db["classes"].columns_dict:
-        db.execute("ALTER TABLE classes DROP COLUMN threshold")
-
-
-def _migrate_to_3(db: sqlite_utils.Database) -> None:
-    """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
-    stored_facts.migrate(db)
-
-
-# Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
-
-
-class Catalog:
+class Catalog(ClassTables):
     """The library's SQLite file. Every public method commits before it returns.
 
     SQLite errors that mean damage (a malformed page, not a database) become
@@ -349,6 +120,12 @@ class Catalog:
         return _Transaction(self.db.conn)
 
     def close(self) -> None:
+        try:  # keeps the planner's statistics fresh (filters pick their index by them)
+            self.db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to close
+            self.db.execute("PRAGMA analysis_limit = 1000")
+            self.db.execute("PRAGMA optimize")
+        except sqlite3.Error:  # a busy or read-only database: statistics can wait
+            pass
         self.db.conn.close()
 
     # -- meta -----------------------------------------------------------------------------
@@ -610,7 +387,8 @@ class Catalog:
         return [
             (i, decode_path(p))
             for i, p in self.db.execute(
-                "SELECT id, path FROM images WHERE status = 'ok' AND date_source IS NULL "
+                "SELECT id, path FROM images INDEXED BY idx_images_no_facts "
+                "WHERE status = 'ok' AND date_source IS NULL "
                 "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
                 [lo, hi, encode_path(root)],
             )
@@ -618,68 +396,6 @@ class Catalog:
 
     def fact_counts(self) -> dict[str, int]:
         return stored_facts.counts(self.db.conn)
-
-    # -- classes --------------------------------------------------------------------------
-    def class_names(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY name")]
-
-    def get_class(self, name: str) -> dict | None:
-        """The class record; ``threshold`` (the cut-off) is read from the head's JSON, where
-        it is stored."""
-        row = self.db.execute(
-            "SELECT name, head, backbone, n_pos, n_neg, created, updated "
-            "FROM classes WHERE name = ?",
-            [name],
-        ).fetchone()
-        if row is None:
-            return None
-        keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
-        out = dict(zip(keys, row, strict=True))
-        try:
-            out["head"] = json.loads(out["head"])
-            out["threshold"] = float(out["head"].get("threshold", 0.5))
-        except (TypeError, ValueError, AttributeError):
-            raise damaged(self.path, f"the head of class {name!r} is unreadable") from None
-        return out
-
-    def classes(self) -> list[dict]:
-        return [c for name in self.class_names() if (c := self.get_class(name)) is not None]
-
-    def save_class(self, name: str, head: dict, backbone: str, n_pos: int, n_neg: int) -> None:
-        """Insert or replace class ``name``; ``head`` (JSON-able) carries its cut-off."""
-        now = time.time()
-        self.db.execute(
-            "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
-            " backbone = excluded.backbone, n_pos = excluded.n_pos,"
-            " n_neg = excluded.n_neg, updated = excluded.updated",
-            [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
-        )
-
-    def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
-        """Add or relabel examples (path, label, vector bytes) of class ``name``."""
-        now = time.time()
-        self.db.conn.executemany(
-            "INSERT INTO examples(class_name, path, label, vector, added) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(class_name, path) DO UPDATE SET label = excluded.label, "
-            "vector = excluded.vector, added = excluded.added",
-            [(name, encode_path(p), int(label), vec, now) for p, label, vec in rows],
-        )
-
-    def examples(self, name: str) -> list[ExampleRow]:
-        return [
-            ExampleRow(name, decode_path(p), label, vec)
-            for p, label, vec in self.db.execute(
-                "SELECT path, label, vector FROM examples WHERE class_name = ? "
-                "ORDER BY label DESC, path",
-                [name],
-            )
-        ]
-
-    def forget_class(self, name: str) -> None:
-        with self.transaction():
-            self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
-            self.db.execute("DELETE FROM classes WHERE name = ?", [name])
 
     # -- by id (finder serve: the page names images by id, never by path) -----------------
     def image(self, image_id: int) -> ImageRow | None:
@@ -708,42 +424,6 @@ class Catalog:
             [int(limit), int(offset)],
         )
         return total, [(i, decode_path(p)) for i, p in rows]
-
-    def example_label(self, name: str, path: str) -> int | None:
-        """The label of ``path`` among the examples of class ``name`` (None: not one)."""
-        row = self.db.execute(
-            "SELECT label FROM examples WHERE class_name = ? AND path = ?",
-            [name, encode_path(path)],
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def remove_examples(self, name: str, paths: Iterable[str]) -> None:
-        """Drop examples of class ``name`` (a ✓ or ✗ taken back); commits with the caller's
-        transaction when there is one."""
-        self.db.conn.executemany(
-            "DELETE FROM examples WHERE class_name = ? AND path = ?",
-            [(name, encode_path(p)) for p in paths],
-        )
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.outer = not self.conn.in_transaction
-        if self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.outer:
-            return
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
 
 
 def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> FileFact:

@@ -3,6 +3,8 @@ full scan: every path of finder.store.filtered gives exactly the brute-force ans
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,17 @@ def truth(store, rows, f: Filters, w, b=0.0, exclude=()) -> tuple[np.ndarray, np
     return ids[order], scores[order]
 
 
+def small_pools(monkeypatch, store: VectorStore, rescore: int, nprobe: int | None = None) -> None:
+    """The store's candidate pools made small (fewer rescored, fewer lists probed)."""
+    options = dataclasses.replace(store.options, rescore=rescore)
+    monkeypatch.setattr(store, "options", options)
+    index = store._ensure_index()
+    if hasattr(index, "options"):
+        monkeypatch.setattr(index, "options", options)
+    if nprobe is not None and index.kind == "ivf":
+        monkeypatch.setattr(index, "nprobe", nprobe)
+
+
 def head(seed: int) -> tuple[np.ndarray, float]:
     rng = np.random.default_rng(seed)
     return (rng.normal(size=DIM) * 3).astype(np.float32), -1.0
@@ -69,7 +82,7 @@ def test_threshold_and_top_k_equal_a_brute_force_filter(library, kwargs, few, mo
     cat, store, rows, _ = library
     if not few:  # small pools: more photos pass than the query would score
         monkeypatch.setattr(filtered, "FEW_THRESHOLD", 10)
-        monkeypatch.setattr(store, "rescore", 20)
+        small_pools(monkeypatch, store, 20)
     f = Filters(**kwargs)
     w, b = head(7)
     want_ids, want_scores = truth(store, rows, f, w, b)
@@ -99,10 +112,7 @@ def test_a_filter_the_pool_cannot_fill_gets_a_larger_pool_or_every_passing_photo
 ) -> None:
     cat, store, rows, _ = library
     # tiny pools (one list probed, one candidate asked): fewer pass than asked for
-    monkeypatch.setattr(store, "rescore", 1)
-    index = store._ensure_index()
-    if index.tier == "ivf":
-        monkeypatch.setattr(index, "nprobe", 1)
+    small_pools(monkeypatch, store, 1, nprobe=1)
     asked = []
     allowed = facts.allowed
     monkeypatch.setattr(facts, "allowed", lambda *a, **kw: asked.append(kw) or allowed(*a, **kw))

@@ -1,0 +1,174 @@
+"""Answers from a library: the photos of a class (``find``), the ones it most wants a verdict
+on (``review``), the ones most like a photo (``similar``), as :class:`Match` records."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from finder.embed.registry import identity_key as _backbone_key
+from finder.errors import (
+    BackboneMismatch,
+    UsageError,
+)
+from finder.ingest import crawl
+from finder.learn.feedback import near_cut, spread
+from finder.learn.head import Head, logit, sigmoid
+from finder.store import facts as stored_facts
+from finder.store import filtered
+from finder.store.catalog import OK
+from finder.store.facts import Filters
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(frozen=True)
+class Match:
+    path: str
+    score: float  # probability for find, cosine similarity for similar
+    id: int
+    taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
+
+
+SORTS = ("score", "date")
+
+
+def _check_sort(sort: str) -> None:
+    if sort not in SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A photo a person marked for a class: label 1 it is of the class, 0 it is not."""
+
+    id: int | None  # None: the photo is not an indexed image of this library
+    path: str
+    label: int
+
+
+class Answers:
+    """The answers of a :class:`~finder.library.Library` (a part of it: uses its reader,
+    read-only store and classes): ``find``, ``review``, ``similar``."""
+
+    # -- search -------------------------------------------------------------------------
+    def find(
+        self,
+        name: str,
+        *,
+        top: int | None = None,
+        min_prob: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
+    ) -> list[Match]:
+        """Library images of class ``name``, best first. With neither ``top`` nor
+        ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
+        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
+        if top is not None and top < 1:
+            raise UsageError("--top must be at least 1")
+        if min_prob is not None and not 0.0 <= min_prob <= 1.0:
+            raise UsageError("--min-prob must be between 0 and 1")
+        _check_sort(sort)
+        head = self._head(name)
+        if top is None and min_prob is None:
+            min_prob = head.threshold
+        min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
+        if filters is not None and filters.active:
+            ids, scores = filtered.search(
+                self.reader, self.read_store, filters, head.w, head.b, k=top, min_score=min_score
+            )
+        else:
+            ids, scores = self.read_store.search_linear(head.w, head.b, k=top, min_score=min_score)
+        return self._matches(ids, sigmoid(scores), sort)
+
+    def _head(self, name: str) -> Head:
+        record = self._class(name)
+        info = self._require_indexed()
+        if record["backbone"] != _backbone_key(info):
+            raise BackboneMismatch(
+                f"class {name!r} was learned with another backbone than this library's; "
+                f"learn it again"
+            )
+        return Head.from_dict(record["head"])
+
+    def review(self, name: str, n: int = 10) -> list[Match]:
+        """The ``n`` photos whose verdict (✓ or ✗, then ``learn NAME --add / --not``) would
+        teach class ``name`` most: near its cut-off and unlike each other, none already marked.
+        Ordered as picked (the nearest the cut first); ``score`` is the probability."""
+        if n < 1:
+            raise UsageError("--review must be at least 1")
+        head = self._head(name)
+        marked = {
+            row.id
+            for e in self.reader.examples(self._class(name)["name"])
+            if (row := self.reader.image_by_path(e.path)) is not None
+        }
+        cut = head.logit_threshold
+        above, _ = self.read_store.search_linear(head.w, head.b, min_score=cut)
+        ids, z = self.read_store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
+        free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
+        pool = near_cut(z, cut, free, 4 * n)
+        picked = pool[spread(self.read_store.get(ids[pool]), np.abs(z[pool] - cut), n)]
+        return self._matches(ids[picked], sigmoid(z[picked]))
+
+    def similar(
+        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+    ) -> list[Match]:
+        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
+        ``filters`` and ``sort`` as for ``find``."""
+        if top < 1:
+            raise UsageError("--top must be at least 1")
+        _check_sort(sort)
+        full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        need_regular_file(full, path)
+        vectors, ids = self.vectors_for([full])
+        exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
+        if filters is not None and filters.active:
+            found, sims = filtered.search(
+                self.reader,
+                self.read_store,
+                filters,
+                vectors[0],
+                k=top,
+                head=False,
+                exclude_ids=exclude,
+            )
+        else:
+            found, sims = self.read_store.search_similar(vectors[0], top, exclude_ids=exclude)
+        return self._matches(found, sims, sort)
+
+    def _matches(self, ids: np.ndarray, scores: np.ndarray, sort: str = "score") -> list[Match]:
+        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
+        if sort == "date":
+            order = filtered.by_date(self.reader, ids)
+            ids, scores = ids[order], scores[order]
+        paths = self.reader.paths_for(ids.tolist(), searchable=True)
+        taken = stored_facts.dates(self.reader, ids.tolist())
+        return [
+            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
+            for i, s in zip(ids, scores, strict=True)
+            if int(i) in paths
+        ]
+
+    def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
+        """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
+        self._require_indexed()
+        full = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        ids = self.reader.ids_under(full, OK)
+        paths = self.reader.paths_for(ids)
+        order = sorted(ids, key=lambda i: paths[i])
+        vectors = self.read_store.get(np.asarray(order, dtype=np.int64))
+        return [paths[i] for i in order], vectors
+
+
+def need_regular_file(full: str, given: str) -> None:
+    """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
+    what = crawl.file_kind(full)
+    if what == "missing":
+        raise UsageError(f"no such file: {given}")
+    if what != "file":
+        raise UsageError(f"{given} is {what}, not a photo")

@@ -1,0 +1,97 @@
+"""The catalog's classes and their examples (a part of :class:`~finder.store.catalog.Catalog`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from finder.store.rows import ExampleRow, decode_path, encode_path
+from finder.store.sqlite import damaged
+
+if TYPE_CHECKING:
+    pass
+
+
+class ClassTables:
+    """Learned classes (the head JSON, the backbone it was learned with) and the photos
+    marked for them (label 1 ✓, 0 ✗, with their vectors, so refining never re-embeds)."""
+
+    # -- classes --------------------------------------------------------------------------
+    def class_names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY name")]
+
+    def get_class(self, name: str) -> dict | None:
+        """The class record; ``threshold`` (the cut-off) is read from the head's JSON, where
+        it is stored."""
+        row = self.db.execute(
+            "SELECT name, head, backbone, n_pos, n_neg, created, updated "
+            "FROM classes WHERE name = ?",
+            [name],
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
+        out = dict(zip(keys, row, strict=True))
+        try:
+            out["head"] = json.loads(out["head"])
+            out["threshold"] = float(out["head"].get("threshold", 0.5))
+        except (TypeError, ValueError, AttributeError):
+            raise damaged(self.path, f"the head of class {name!r} is unreadable") from None
+        return out
+
+    def classes(self) -> list[dict]:
+        return [c for name in self.class_names() if (c := self.get_class(name)) is not None]
+
+    def save_class(self, name: str, head: dict, backbone: str, n_pos: int, n_neg: int) -> None:
+        """Insert or replace class ``name``; ``head`` (JSON-able) carries its cut-off."""
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET head = excluded.head,"
+            " backbone = excluded.backbone, n_pos = excluded.n_pos,"
+            " n_neg = excluded.n_neg, updated = excluded.updated",
+            [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
+        )
+
+    def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
+        """Add or relabel examples (path, label, vector bytes) of class ``name``."""
+        now = time.time()
+        self.db.conn.executemany(
+            "INSERT INTO examples(class_name, path, label, vector, added) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(class_name, path) DO UPDATE SET label = excluded.label, "
+            "vector = excluded.vector, added = excluded.added",
+            [(name, encode_path(p), int(label), vec, now) for p, label, vec in rows],
+        )
+
+    def examples(self, name: str) -> list[ExampleRow]:
+        return [
+            ExampleRow(name, decode_path(p), label, vec)
+            for p, label, vec in self.db.execute(
+                "SELECT path, label, vector FROM examples WHERE class_name = ? "
+                "ORDER BY label DESC, path",
+                [name],
+            )
+        ]
+
+    def forget_class(self, name: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
+            self.db.execute("DELETE FROM classes WHERE name = ?", [name])
+
+    def example_label(self, name: str, path: str) -> int | None:
+        """The label of ``path`` among the examples of class ``name`` (None: not one)."""
+        row = self.db.execute(
+            "SELECT label FROM examples WHERE class_name = ? AND path = ?",
+            [name, encode_path(path)],
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def remove_examples(self, name: str, paths: Iterable[str]) -> None:
+        """Drop examples of class ``name`` (a ✓ or ✗ taken back); commits with the caller's
+        transaction when there is one."""
+        self.db.conn.executemany(
+            "DELETE FROM examples WHERE class_name = ? AND path = ?",
+            [(name, encode_path(p)) for p in paths],
+        )

@@ -1,0 +1,114 @@
+"""The catalog's schema: its version and the step-by-step migrations (``MIGRATIONS[v]``
+brings a catalog from version v to v + 1), and what each meta value must be."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+from finder.store import facts as stored_facts
+
+if TYPE_CHECKING:
+    pass
+
+
+SCHEMA_VERSION = 4
+
+PENDING, OK, FAILED = "pending", "ok", "failed"
+
+#: What each meta value must be; a value of another type is damage (a hand edit, a bad disk).
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,),
+    "dirty": (bool,),
+    "backbone": (dict,),
+    "index_name": (str, type(None)),
+    "memory_budget": (int, type(None)),
+    "next_id": (int,),
+}
+#: Keys a backbone record must hold, with their types.
+BACKBONE_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "dim": (int,),
+    "fingerprint": (str,),
+    "weights": (str,),
+    "input_size": (list,),
+}
+
+
+def _migrate_to_1(db: sqlite_utils.Database) -> None:
+    db["images"].create(
+        {
+            "id": int,
+            "path": bytes,
+            "size": int,
+            "mtime_ns": int,
+            "fingerprint": str,
+            "status": str,
+            "error": str,
+            "updated": float,
+        },
+        pk="id",
+        not_null={"path", "size", "mtime_ns", "status"},
+        if_not_exists=True,
+    )
+    db["images"].create_index(["path"], unique=True, if_not_exists=True)
+    db["images"].create_index(["status"], if_not_exists=True)
+    db["classes"].create(
+        {
+            "name": str,
+            "head": str,
+            "backbone": str,
+            "threshold": float,
+            "n_pos": int,
+            "n_neg": int,
+            "created": float,
+            "updated": float,
+        },
+        pk="name",
+        if_not_exists=True,
+    )
+    db["examples"].create(
+        {
+            "id": int,
+            "class_name": str,
+            "path": bytes,
+            "label": int,
+            "vector": bytes,
+            "added": float,
+        },
+        pk="id",
+        not_null={"class_name", "path", "label", "vector"},
+        if_not_exists=True,
+    )
+    db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
+
+
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    """The class cut-off is stored once, in the head's JSON: the ``threshold`` column goes
+    (a head that lacks one takes the column's value first)."""
+    for name, head, threshold in db.execute("SELECT name, head, threshold FROM classes").fetchall():
+        data = json.loads(head)
+        if "threshold" not in data and threshold is not None:
+            data["threshold"] = threshold
+            db.execute("UPDATE classes SET head = ? WHERE name = ?", [json.dumps(data), name])
+    if "threshold" in db["classes"].columns_dict:
+        db.execute("ALTER TABLE classes DROP COLUMN threshold")
+
+
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    """Photo facts: date taken, camera, lens, position, size (see ``finder.store.facts``)."""
+    stored_facts.migrate(db)
+
+
+def _migrate_to_4(db: sqlite_utils.Database) -> None:
+    """A partial index of the rows without facts (pending, or indexed before facts were kept):
+    an index run finds those it must read facts for without a scan of the library."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_images_no_facts ON images(path) WHERE date_source IS NULL"
+    )
+
+
+# Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
