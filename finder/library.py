@@ -61,6 +61,7 @@ from finder.teach import Teaching
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
+    from finder.embed.cluster import RaySource
     from finder.store.vectors import VectorStore
 
 
@@ -103,6 +104,7 @@ class Library(Teaching, Answers, ById):
         self._store: VectorStore | None = None
         self._backbone: Backbone | None = None
         self._lock: FileLock | None = None
+        self._cluster: RaySource | None = None  # the embedding source of a --ray index run
         self.messages: list[str] = []
 
     # -- opening ------------------------------------------------------------------------
@@ -286,7 +288,7 @@ class Library(Teaching, Answers, ById):
         c = self.choice
         if recorded:
             self._check_choice(recorded)
-            local = c.weights if c.weights not in (None, "imagenet", "none") else None
+            local = self._local_weights()
             if local is not None and not os.path.isfile(local):
                 raise UsageError(f"no such weights file: {local}")
             bb = registry.from_info(
@@ -322,6 +324,11 @@ class Library(Teaching, Answers, ById):
         self._backbone = bb
         return bb
 
+    def _local_weights(self) -> str | None:
+        """A local weights (or model) file given for a recorded library, else None."""
+        c = self.choice
+        return c.weights if c.weights not in (None, "imagenet", "none") else None
+
     def _embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
         from finder.embed.pipeline import embed_paths
 
@@ -338,13 +345,23 @@ class Library(Teaching, Answers, ById):
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
         thumbnails: bool = False,
+        ray: str | None = None,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
         crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
-        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``)."""
+        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``).
+
+        ``ray``: embed on a Ray cluster instead of here (``"local"`` starts one for the run,
+        ``"auto"`` joins the one ``ray start`` made, or ``HOST:PORT``); the walk, the catalog
+        and the vectors stay here (see :mod:`finder.embed.cluster`)."""
         if not roots:
             raise UsageError("name at least one folder to index")
+        if ray is not None:  # a bad address or a missing Ray: said before any walk
+            from finder.embed import cluster
+
+            cluster.check_address(ray)
+            cluster.require_ray()
         resolved = []
         for root in roots:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -369,6 +386,14 @@ class Library(Teaching, Answers, ById):
                 self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
             self.catalog.set_meta("backbone", bb.info.to_dict())
         store = self.store
+        if ray is not None:
+            self._cluster = cluster.RaySource(
+                ray,
+                self.backbone_info or {},
+                weights=self._local_weights(),
+                batch_size=self.batch_size,
+                workers=self.workers,
+            )
         self.catalog.set_meta("dirty", True)
         progress = self._publishing(progress)
         try:
@@ -378,6 +403,9 @@ class Library(Teaching, Answers, ById):
             summary.interrupted = True
         finally:
             self._settle(store)
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
         summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
         if not summary.interrupted:
             backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
@@ -407,7 +435,10 @@ class Library(Teaching, Answers, ById):
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
         if items:
-            results = self._embed(items, facts=True)
+            if self._cluster is not None:
+                results = self._cluster.embed(items)
+            else:
+                results = self._embed(items, facts=True)
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.workers)
 

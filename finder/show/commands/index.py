@@ -79,6 +79,16 @@ def index(
             "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
         ),
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Embed on a Ray cluster: alone, one started here for the run; 'auto', the "
+            "one `ray start` made; or HOST:PORT. The folders must be at the same path on every "
+            "node. Needs pip install 'finder[ray]'.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
@@ -108,6 +118,7 @@ def index(
                 exclude=exclude or [],
                 progress=view,
                 thumbnails=thumbnails,
+                ray=ray,
             )
         finally:
             view.stop()
