@@ -563,3 +563,20 @@ def test_similar_vectors_unchanged_by_serving(library: Path, server: Server) -> 
         server.client.get(f"/api/similar/{i}")
     assert snapshot(library)[1] == files
     assert np.isfinite([g["similarity"] for g in server.client.get("/api/similar/1").json()]).all()
+
+
+def test_an_empty_library_is_served_and_left_alone(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    s = Server(empty)
+    try:
+        home = s.client.get("/")
+        assert home.status_code == 200 and "All photos <small>0</small>" in home.text
+        assert s.client.get("/api/status").json()["images"] == 0
+        assert s.client.get("/api/classes").json() == []
+        assert s.client.get("/api/find/cat").status_code == 404
+        assert s.client.get("/thumb/1").status_code == 404
+        r = s.client.post("/api/learn/cat", json={"add": [1]})
+        assert r.status_code == 404 and "no indexed image" in r.json()["error"]
+    finally:
+        s.stop()
+    assert not empty.exists()  # looking created nothing
