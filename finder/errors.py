@@ -55,3 +55,8 @@ class UnknownImage(FinderError):
 
 class ExportError(FinderError):
     """A file could not be exported or a sidecar written (disk full, permissions, bad XMP)."""
+
+
+class ClusterError(FinderError):
+    """A cluster run could not start or go on (Ray missing, no cluster, a node that cannot
+    read the photos)."""

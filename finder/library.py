@@ -7,7 +7,7 @@
         print(m.probability, m.path)
 
 Layout of the directory: ``catalog.db`` (images, classes, examples, meta), ``vectors/`` (the
-:class:`~finder.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
+:class:`~finder.store.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
 
 Crash safety: an index run sets ``meta.dirty`` first and clears it last. Vectors are made
 durable before the catalog marks their images ``ok``. Opening a dirty library for writing
@@ -39,7 +39,7 @@ from filelock import FileLock, Timeout
 from finder import sync
 from finder.answers import Answers, Match
 from finder.by_id import ById
-from finder.embed.registry import BackboneChoice, check_choice, same_as
+from finder.embed.registry import BackboneChoice, check_choice, check_precision, same_as
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
@@ -61,6 +61,7 @@ from finder.teach import Teaching
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
+    from finder.embed.cluster import RaySource
     from finder.store.vectors import VectorStore
 
 
@@ -93,6 +94,7 @@ class Library(Teaching, Answers, ById):
             from finder.ingest.decode import check_views
 
             check_views(self.choice.views, "--views")
+        check_precision(self.choice.precision, "--precision")
         self.batch_size = batch_size
         self.workers = workers
         if memory_budget is not None and memory_budget <= 0:
@@ -102,6 +104,7 @@ class Library(Teaching, Answers, ById):
         self._store: VectorStore | None = None
         self._backbone: Backbone | None = None
         self._lock: FileLock | None = None
+        self._cluster: RaySource | None = None  # the embedding source of a --ray index run
         self.messages: list[str] = []
 
     # -- opening ------------------------------------------------------------------------
@@ -285,7 +288,7 @@ class Library(Teaching, Answers, ById):
         c = self.choice
         if recorded:
             self._check_choice(recorded)
-            local = c.weights if c.weights not in (None, "imagenet", "none") else None
+            local = self._local_weights()
             if local is not None and not os.path.isfile(local):
                 raise UsageError(f"no such weights file: {local}")
             bb = registry.from_info(
@@ -306,7 +309,12 @@ class Library(Teaching, Answers, ById):
                     raise UsageError(f"no such model file: {model}")
                 model = os.path.abspath(model)
             bb = registry.build(
-                c.name or "vgg16", weights=weights, model=model, layer=c.layer, views=c.views or 1
+                c.name or "vgg16",
+                weights=weights,
+                model=model,
+                layer=c.layer,
+                views=c.views or 1,
+                precision=check_precision(c.precision),
             )
         if recorded and not same_as(bb.info, recorded):
             raise BackboneMismatch(
@@ -315,6 +323,11 @@ class Library(Teaching, Answers, ById):
             )
         self._backbone = bb
         return bb
+
+    def _local_weights(self) -> str | None:
+        """A local weights (or model) file given for a recorded library, else None."""
+        c = self.choice
+        return c.weights if c.weights not in (None, "imagenet", "none") else None
 
     def _embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
         from finder.embed.pipeline import embed_paths
@@ -332,13 +345,23 @@ class Library(Teaching, Answers, ById):
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
         thumbnails: bool = False,
+        ray: str | None = None,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
         crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
-        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``)."""
+        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``).
+
+        ``ray``: embed on a Ray cluster instead of here (``"local"`` starts one for the run,
+        ``"auto"`` joins the one ``ray start`` made, or ``HOST:PORT``); the walk, the catalog
+        and the vectors stay here (see :mod:`finder.embed.cluster`)."""
         if not roots:
             raise UsageError("name at least one folder to index")
+        if ray is not None:  # a bad address or a missing Ray: said before any walk
+            from finder.embed import cluster
+
+            cluster.check_address(ray)
+            cluster.require_ray()
         resolved = []
         for root in roots:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -358,8 +381,19 @@ class Library(Teaching, Answers, ById):
         self._acquire()
         recorded = self.backbone_info
         if recorded is None:
-            self.catalog.set_meta("backbone", self.backbone().info.to_dict())
+            bb = self.backbone()
+            if bb.precision_reason:
+                self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
+            self.catalog.set_meta("backbone", bb.info.to_dict())
         store = self.store
+        if ray is not None:
+            self._cluster = cluster.RaySource(
+                ray,
+                self.backbone_info or {},
+                weights=self._local_weights(),
+                batch_size=self.batch_size,
+                workers=self.workers,
+            )
         self.catalog.set_meta("dirty", True)
         progress = self._publishing(progress)
         try:
@@ -369,6 +403,9 @@ class Library(Teaching, Answers, ById):
             summary.interrupted = True
         finally:
             self._settle(store)
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
         summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
         if not summary.interrupted:
             backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
@@ -398,7 +435,10 @@ class Library(Teaching, Answers, ById):
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
         if items:
-            results = self._embed(items, facts=True)
+            if self._cluster is not None:
+                results = self._cluster.embed(items)
+            else:
+                results = self._embed(items, facts=True)
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.workers)
 
@@ -434,6 +474,8 @@ class Library(Teaching, Answers, ById):
                 self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
                 cat = self.reader
         counts = cat.counts()
+        if info:  # a record from before precisions were recorded means float32
+            info = {**info, "precision": info.get("precision") or "float32"}
         names = cat.class_names()
         return {
             "library": str(self.dir),

@@ -1,6 +1,7 @@
-"""Kill `finder index` with SIGKILL at random moments and check that every recovery is whole.
+"""Kill `finder index` with SIGKILL at random moments, damage the library now and then, and
+check that every recovery is whole.
 
-    python scripts/chaos_index.py --kills 50
+    python scripts/chaos_index.py --kills 50 --corrupt 0.4
 
 Works on a scratch copy of real photos (../shared/photos by default, copied to a temporary
 folder so that the tree can change between runs: files are deleted, moved and added). Each
@@ -11,8 +12,14 @@ way the next run would (which repairs it) and checks the invariant:
 * every catalog image with status ok has exactly one vector, and every vector belongs to one;
 * no image that was indexed and unchanged when the run started was lost.
 
+With ``--corrupt P`` a round is, with probability P, followed by damage that no kill can cause
+(``CORRUPTIONS``: garbage catalog pages, truncated or garbage vectors and ids, a deleted search
+index, hand-edited meta, a kill around compaction). Then commands meet the damage (each must
+answer in one line, never a traceback), one `finder repair` and one `finder index` run, and
+every photo indexed and unchanged before must be back in answers (else it counts as lost).
+
 At the end one uninterrupted run must complete the library. The last line reads like
-`50 kills, 0 inconsistencies`.
+`50 kills, 20 corruptions, 0 tracebacks, 0 inconsistencies, 0 photos lost`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,7 +43,20 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 from finder.library import Library  # noqa: E402
-from finder.store.catalog import OK  # noqa: E402
+from finder.store.catalog import OK, PENDING  # noqa: E402
+
+CORRUPTIONS = (
+    "catalog-page",
+    "meta-schema",
+    "meta-backbone",
+    "meta-dirty",
+    "vectors-truncated",
+    "vectors-garbage",
+    "ids-truncated",
+    "ids-garbage",
+    "index-deleted",
+    "kill-compaction",
+)
 
 
 def check(library: Path, before_ok: set[str]) -> list[str]:
@@ -48,12 +69,14 @@ def check(library: Path, before_ok: set[str]) -> list[str]:
         if os.environ.get("CHAOS_VERBOSE"):
             print("   ", lib.messages)
         ok_ids = np.asarray(sorted(lib.catalog.ok_ids()), dtype=np.int64)
+        # a pending image may keep its old vector until the new one replaces it
+        holders = np.union1d(ok_ids, lib.catalog.ids_with_status(PENDING))
         vec_ids = np.asarray(store.ids(), dtype=np.int64)
         if len(np.unique(vec_ids)) != len(vec_ids):
             problems.append(f"{len(vec_ids) - len(np.unique(vec_ids))} ids with two vectors")
-        if not np.array_equal(np.sort(np.unique(vec_ids)), ok_ids):
-            extra = np.setdiff1d(vec_ids, ok_ids)
-            missing = np.setdiff1d(ok_ids, vec_ids)
+        extra = np.setdiff1d(vec_ids, holders)
+        missing = np.setdiff1d(ok_ids, vec_ids)
+        if len(extra) or len(missing):
             problems.append(f"{len(extra)} stray vectors, {len(missing)} ok images without one")
         if len(ok_ids):
             got = store.get(ok_ids[: min(len(ok_ids), 50)])
@@ -103,11 +126,24 @@ def ok_paths(library: Path, up_to_date: bool = False) -> set[str]:
         return fresh
 
 
+def searchable_paths(library: Path) -> set[str]:
+    """Paths that answers can return: images ok or pending that hold a vector."""
+    with Library(library) as lib:
+        if not lib.exists or not lib.backbone_info:
+            return set()
+        held = lib.read_store.ids()
+        return set(lib.reader.paths_for(held.tolist(), searchable=True).values())
+
+
 def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> None:
-    """Touch ``n_touch`` photos (so they are embedded again), delete one, move one, add one."""
+    """Change ``n_touch`` photos (half in content, so they are embedded again; half their mtime
+    only, which must not be), delete one, move one, add one."""
     files = sorted(p for p in tree.rglob("*.jpg"))
     touched: set[str] = set()
-    for p in rng.sample(files, min(n_touch, len(files))):
+    for k, p in enumerate(rng.sample(files, min(n_touch, len(files)))):
+        if k % 2:
+            with open(p, "ab") as f:  # bytes after the JPEG's end: new content, same picture
+                f.write(rng.randbytes(rng.randrange(1, 64)))
         st = p.stat()
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + rng.randrange(1, 10**9)))
         touched.add(str(p))
@@ -125,6 +161,71 @@ def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> N
         shutil.copy2(src, tree / "added" / f"new-{rng.randrange(10**9)}.jpg")
 
 
+def corrupt(library: Path, mode: str, rng: random.Random, cmd_env: dict) -> None:
+    """Damage the library as a bad disk or a hand edit would (``mode`` from CORRUPTIONS)."""
+    vectors = library / "vectors"
+    if mode == "catalog-page":
+        catalog = library / "catalog.db"
+        pages = max(1, catalog.stat().st_size // 4096)
+        with open(catalog, "r+b") as f:
+            f.seek(rng.randrange(pages) * 4096)
+            f.write(rng.randbytes(4096))
+    elif mode.startswith("meta-"):
+        key, value = {
+            "meta-schema": ("schema_version", '"abc"'),
+            "meta-backbone": ("backbone", '{"x":1}'),
+            "meta-dirty": ("dirty", "not json"),
+        }[mode]
+        with sqlite3.connect(library / "catalog.db") as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?", [value, key])
+        conn.close()
+    elif mode.startswith(("vectors-", "ids-")):
+        prefix = "vectors" if mode.startswith("vectors") else "ids"
+        for path in vectors.glob(f"{prefix}-*.*"):
+            size = path.stat().st_size
+            if mode.endswith("truncated"):
+                os.truncate(path, rng.randrange(size // 4, size // 2 + 1) if size else 0)
+            elif size:
+                with open(path, "r+b") as f:
+                    start = rng.randrange(size)
+                    f.seek(start)
+                    f.write(rng.randbytes(min(size - start, rng.randrange(64, 8192))))
+    elif mode == "index-deleted":
+        for path in vectors.glob("index*"):
+            path.unlink()
+    elif mode == "kill-compaction":  # compaction forced on the current store, killed around it
+        code = (
+            "import sys; from finder.library import Library\n"
+            f"lib = Library({str(library)!r}); store = lib.store\n"
+            "store.compact_min, store.compact_fraction = 1, 0.0\n"
+            "store.save_index(); lib.close()\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], env=cmd_env)
+        try:
+            proc.wait(timeout=rng.uniform(0.5, 4.0))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+
+def finder(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "finder", *args], env=env, capture_output=True, timeout=3600
+    )
+
+
+def tracebacks(*runs: subprocess.CompletedProcess) -> int:
+    """Runs that ended in a traceback, or said more than one line on an error."""
+    bad = 0
+    for run in runs:
+        err = run.stderr.decode(errors="replace")
+        several = run.returncode > 0 and run.returncode != 130 and len(err.splitlines()) > 1
+        if "Traceback" in err or several:  # a killed run (returncode < 0) may say anything
+            print(f"    not one line (exit {run.returncode}): {err[-400:]}")
+            bad += 1
+    return bad
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=50)
@@ -137,6 +238,8 @@ def main() -> None:
     ap.add_argument("--max-delay", type=float, default=16.0, help="seconds before a kill, at most")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--touch", type=int, default=80, help="photos changed before each run")
+    ap.add_argument("--corrupt", type=float, default=0.3, help="rounds followed by damage")
+    ap.add_argument("--limit", type=int, default=0, help="photos copied (0: all)")
     args = ap.parse_args()
     if not args.photos.is_dir() or not args.model.is_file():
         sys.exit(f"chaos_index: needs {args.photos} and {args.model}")
@@ -144,6 +247,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="finder-chaos-"))
     tree, library = work / "tree", work / "library"
     shutil.copytree(args.photos, tree)
+    if args.limit:
+        for extra in sorted(tree.rglob("*.jpg"))[args.limit :]:
+            extra.unlink()
     (tree / "added").mkdir()
     spare = sorted(args.photos.rglob("*.jpg"))
     rng.shuffle(spare)
@@ -152,6 +258,9 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     inconsistencies = 0
     completed_runs = 0
+    corruptions = traced = lost = 0
+    modes: dict[str, int] = {}
+    order = rng.sample(CORRUPTIONS, len(CORRUPTIONS))  # every mode in turn, in a random order
     try:
         for k in range(1, args.kills + 1):
             mutate(tree, rng, spare, args.touch)
@@ -164,10 +273,35 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-            problems = check(library, before)
+            killed = subprocess.CompletedProcess(cmd, proc.returncode, b"", proc.stderr.read())
+            traced += tracebacks(killed)
+            mode = order[corruptions % len(order)] if rng.random() < args.corrupt else None
+            if not (library / "vectors" / "manifest.json").exists():
+                mode = None  # no library yet to damage
+            if mode is not None:
+                corruptions += 1
+                modes[mode] = modes.get(mode, 0) + 1
+                corrupt(library, mode, rng, env)
+                probe = str(rng.choice(sorted(before))) if before else str(tree)
+                met = [finder(["status", "--library", str(library)], env)]
+                met.append(finder(["similar", probe, "--library", str(library)], env))
+                repaired = finder(["repair", "--library", str(library)], env)
+                indexed = finder(cmd[3:], env)
+                traced += tracebacks(*met, repaired, indexed)
+                if repaired.returncode or indexed.returncode:
+                    inconsistencies += 1
+                    print(f"    repair exit {repaired.returncode}, index exit {indexed.returncode}")
+                missing = before - searchable_paths(library)
+                lost += len(missing)
+                if missing:
+                    print(f"    {len(missing)} lost, e.g. {sorted(missing)[0]}")
+            problems = check(library, before if mode is None else set())
             status = "ok" if not problems else "; ".join(problems)
             inconsistencies += bool(problems)
-            print(f"kill {k:3d} after {delay:5.2f}s: {len(ok_paths(library))} indexed, {status}")
+            what = f", then {mode}, repair, index" if mode else ""
+            print(
+                f"kill {k:3d} after {delay:5.2f}s{what}: {len(ok_paths(library))} indexed, {status}"
+            )
             sys.stdout.flush()
         final = subprocess.run(cmd, env=env, capture_output=True, timeout=3600)
         problems = check(library, set())
@@ -183,9 +317,14 @@ def main() -> None:
             print(f"final run completed the library: {indexed} of {n_files} photos indexed")
         if completed_runs:
             print(f"({completed_runs} runs finished before their kill was due)")
+        if modes:
+            print("corruptions: " + ", ".join(f"{m} {n}" for m, n in sorted(modes.items())))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.kills} kills, {inconsistencies} inconsistencies")
+    print(
+        f"{args.kills} kills, {corruptions} corruptions, {traced} tracebacks, "
+        f"{inconsistencies} inconsistencies, {lost} photos lost"
+    )
 
 
 if __name__ == "__main__":

@@ -54,23 +54,63 @@ from typing import BinaryIO
 
 from finder.errors import DecodeError, UsageError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+#: RAW extensions decoded through LibRaw (``finder.ingest.raw``) (lowercase, with the dot).
+RAW_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".webp",
-        ".gif",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-        ".mpo",
-        ".avif",  # Pillow >= 11.3 reads AVIF itself
+        ".dng",  # Adobe, and many phones
+        ".cr2",
+        ".cr3",
+        ".crw",  # Canon
+        ".nef",
+        ".nrw",  # Nikon
+        ".arw",
+        ".srf",
+        ".sr2",  # Sony
+        ".raf",  # Fujifilm
+        ".orf",  # Olympus / OM System
+        ".rw2",  # Panasonic
+        ".pef",  # Pentax
+        ".srw",  # Samsung
+        ".rwl",  # Leica
+        ".3fr",  # Hasselblad
+        ".iiq",  # Phase One
+        ".erf",  # Epson
+        ".mrw",  # Minolta
+        ".kdc",
+        ".dcr",  # Kodak
+        ".x3f",  # Sigma
     }
+)
+
+IMAGE_EXTENSIONS: frozenset[str] = (
+    frozenset(
+        {
+            ".jpg",
+            ".jpeg",
+            ".jpe",
+            ".jfif",
+            ".png",
+            ".webp",
+            ".gif",
+            ".bmp",
+            ".tif",
+            ".tiff",
+            ".heic",
+            ".heif",
+            ".mpo",
+            ".avif",  # Pillow >= 11.3 reads AVIF itself
+            ".jp2",  # JPEG 2000
+            ".j2k",
+            ".j2c",
+            ".jpf",
+            ".jpx",
+            ".pbm",  # Netpbm
+            ".pgm",
+            ".ppm",
+            ".pnm",
+        }
+    )
+    | RAW_EXTENSIONS
 )
 
 #: Names skipped everywhere, even with ``hidden=True`` (compared in lowercase).
@@ -256,6 +296,22 @@ def pseudo_reason(path: str, pseudo: dict[int, str] | None = None) -> str | None
         probe = parent
 
 
+def _links_through_pseudo(path: str) -> bool:
+    """True when the symbolic link ``path`` (or a link it leads to) names a path through a
+    pseudo file system, like ``/proc/self/root``, a way back to ``/``."""
+    for _ in range(40):
+        try:
+            target = os.path.join(os.path.dirname(path), os.readlink(path))
+        except OSError:
+            return False
+        path = os.path.normpath(target)
+        if pseudo_reason(path) is not None:
+            return True
+        if not os.path.islink(path):
+            return False
+    return True  # a loop of links: nothing to walk either
+
+
 def walk(
     roots: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
@@ -367,7 +423,9 @@ def _walk(
             except OSError as e:
                 report(entry.path, e)
                 continue
-            if est.st_dev in pseudo_devs:  # a symbolic link into /proc, /sys, /dev, ...
+            if est.st_dev in pseudo_devs or (  # a symbolic link into /proc, /sys, /dev, ...
+                pseudo_devs and entry.is_symlink() and _links_through_pseudo(entry.path)
+            ):
                 continue
             key = _key(est)
             if is_dir:

@@ -39,6 +39,28 @@ class _Command(TyperCommand):
             if type(param) is TyperArgument:
                 param.__class__ = _Argument
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _bare_ray(args))
+
+
+def _bare_ray(args: list[str]) -> list[str]:
+    """``--ray`` takes an optional ADDRESS: alone (last, or before an option or a folder) it
+    means a local cluster."""
+    if "--ray" not in args:
+        return args
+    from finder.embed.cluster import LOCAL, looks_like_address
+
+    out: list[str] = []
+    for k, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            return out + args[k + 1 :]
+        if arg == "--ray":
+            nxt = args[k + 1] if k + 1 < len(args) else None
+            if nxt is None or nxt.startswith("-") or not looks_like_address(nxt):
+                out.append(LOCAL)
+    return out
+
 
 app = typer.Typer(
     name="finder",

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import FinderError, LibraryDamaged, LibraryError
-from finder.store.catalog import PENDING, SCHEMA_VERSION, Catalog, connect, meta_problem
+from finder.store.catalog import PENDING, SCHEMA_VERSION, Catalog
 from finder.store.check import bad_vectors, meta_problems, sqlite_problems
+from finder.store.sqlite import connect, meta_problem
 
 if TYPE_CHECKING:
     from finder.store.vectors import VectorStore

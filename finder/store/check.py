@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import FinderError
-from finder.store.catalog import META_TYPES, PENDING, Catalog, meta_problem
+from finder.store.catalog import PENDING, Catalog
+from finder.store.schema import META_TYPES
+from finder.store.sqlite import meta_problem
 
 if TYPE_CHECKING:
     from finder.store.vectors import VectorStore
@@ -109,6 +111,7 @@ def vector_problems(catalog: Catalog, store: VectorStore, *, settled: bool = Tru
     stray = np.setdiff1d(unique, holders)
     if len(stray) and settled:
         out.append(f"{len(stray)} vectors belong to no indexed image (e.g. id {int(stray[0])})")
+    out += getattr(store, "check", lambda: [])()  # the raw files' own checksums
     bad = bad_vectors(store, np.intersect1d(unique, holders))
     if len(bad):
         out.append(f"{len(bad)} stored vectors are not finite unit vectors (e.g. id {int(bad[0])})")

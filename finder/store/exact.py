@@ -1,18 +1,24 @@
 """Exact scores and the threads they run on.
 
 Exact scores are FAISS's fp16 inner product (:func:`exact_scores`); a query's small scans run on
-one thread (:func:`one_thread`), large rescoring and threshold scans on every core
-(:func:`cores`). Importing this module changes no thread setting.
+one thread (:func:`one_thread`), large rescoring (:func:`rescore`) and threshold scans on every
+core. Importing this module changes no thread setting.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
+
+from finder.embed.runtime import cpu_count
+
+if TYPE_CHECKING:
+    from finder.store.raw import RawLog
 
 _POOLS: Any = None  # threadpoolctl's controller, made on first use (it scans loaded libraries)
 
@@ -40,6 +46,51 @@ def exact_scores(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
         scores, order = index.search(query, len(part))
         out[start + order[0]] = scores[0]
     return out
+
+
+def rescore(
+    raw: RawLog,
+    cand: np.ndarray,
+    w: np.ndarray,
+    b: float,
+    *,
+    exclude_ids: np.ndarray | None = None,
+    min_score: float | None = None,
+    threads: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate ids (without ``exclude_ids``) and their exact scores ``w.x + b`` read from the
+    raw log, best first (ties by id); only those >= ``min_score`` when given. Large candidate
+    sets are scored on every core when ``threads``."""
+    cand = np.unique(np.asarray(cand, dtype=np.int64))
+    if exclude_ids is not None and len(exclude_ids):
+        cand = cand[~np.isin(cand, np.asarray(exclude_ids, dtype=np.int64))]
+    rows = raw.lookup(cand)
+    ok = rows >= 0
+    cand, rows = cand[ok], rows[ok]
+    order = np.argsort(rows)
+    cand, rows = cand[order], rows[order]
+    scores = np.empty(len(rows), dtype=np.float32)
+    step = 4096  # bounded memory for large candidate sets
+
+    def score(start: int) -> None:
+        faiss.omp_set_num_threads(1)  # this worker thread only
+        part = rows[start : start + step]
+        scores[start : start + len(part)] = exact_scores(raw.read_rows(part), w)
+
+    starts = range(0, len(rows), step)
+    workers = cpu_count()
+    if len(rows) > 2 * step and workers > 1 and threads:
+        with ThreadPoolExecutor(workers) as pool:  # reads and faiss release the GIL
+            list(pool.map(score, starts))
+    else:
+        for start in starts:
+            score(start)
+    scores += np.float32(b)
+    if min_score is not None:
+        keep = scores >= np.float32(min_score)
+        cand, scores = cand[keep], scores[keep]
+    best = np.lexsort((cand, -scores))
+    return cand[best], scores[best].astype(np.float32)
 
 
 def _pools() -> Any:

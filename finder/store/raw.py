@@ -124,15 +124,18 @@ class RawLog:
                 path.unlink(missing_ok=True)
 
     def _load(self) -> None:
-        vec_rows = files.size(self.path("vec")) // self.row_bytes
+        # Read in the reverse order of writing, so that rows a running writer appends meanwhile
+        # never look like damage: every record read has its ids, every id read its vector.
+        sums = self._read_sums()
         ids = files.read_int64(self.path("ids"))
+        vec_rows = files.size(self.path("vec")) // self.row_bytes
         n = min(vec_rows, len(ids))
         self.n = int(n)
         self._ids = np.zeros(max(1024, n), dtype=np.int64)
         self._ids[:n] = ids[:n]
         self._alive = np.zeros(len(self._ids), dtype=bool)
         self._alive[:n] = True
-        self._check_sums(ids, vec_rows)
+        self._check_sums(sums, ids, vec_rows)
         dead = files.read_int64(self.path("dead"))
         dead = dead[(dead >= 0) & (dead < n)]
         self._alive[dead] = False
@@ -158,10 +161,10 @@ class RawLog:
         bad = np.flatnonzero((rec[:, 0] != starts) | (rec[:, 1] <= 0))
         return rec[: bad[0]] if len(bad) else rec
 
-    def _check_sums(self, ids: np.ndarray, vec_rows: int) -> None:
+    def _check_sums(self, sums: np.ndarray, ids: np.ndarray, vec_rows: int) -> None:
         """Find damage (see the module docstring) and drop the rows it touches."""
-        self._sums = self._read_sums()
-        covered = int(self._sums[-1, :2].sum()) if len(self._sums) else 0
+        self._records = len(sums)  # whole records that follow on from each other
+        covered = int(sums[-1, :2].sum()) if len(sums) else 0
         self.covered = min(covered, self.n)
         problems = []
         if len(ids) > vec_rows:
@@ -169,7 +172,7 @@ class RawLog:
         elif covered > self.n:
             problems.append(f"{covered} rows were written, {self.n} remain")
         bad_rows = 0
-        for start, count, _, crc in self._sums.tolist():
+        for start, count, _, crc in sums.tolist():
             end = start + count
             if end > len(ids):
                 break
@@ -186,7 +189,7 @@ class RawLog:
         their checksum. Empty when all is well."""
         problems = [self.damage] if self.damage else []
         bad = 0
-        for start, count, crc, _ in self._sums.tolist():
+        for start, count, crc, _ in self._read_sums().tolist():
             rows = np.arange(start, min(start + count, self.n))
             if zlib.crc32(self.read_rows(rows).tobytes()) != crc or len(rows) < count:
                 bad += count
@@ -226,7 +229,7 @@ class RawLog:
             dead_size = os.fstat(fds["dead"]).st_size
             if dead_size % 8:
                 os.ftruncate(fds["dead"], dead_size - dead_size % 8)
-            os.ftruncate(fds["sums"], len(self._sums) * 32)
+            os.ftruncate(fds["sums"], self._records * 32)
             self._fds = fds
             if self.covered < self.n:  # rows a kill (or an older finder) left without a record
                 for start in range(self.covered, self.n, CHUNK):
@@ -244,7 +247,7 @@ class RawLog:
         crcs = (zlib.crc32(v16.tobytes()), zlib.crc32(ids.tobytes()))
         record = np.array([[self.n - len(ids), len(ids), *crcs]], dtype=np.int64)
         files.write_all(self._fds["sums"], record.tobytes())
-        self._sums = np.concatenate([self._sums, record])
+        self._records += 1
         self.covered = self.n
 
     @property
@@ -414,7 +417,7 @@ class RawLog:
             (self.dir / name).unlink(missing_ok=True)
         n = len(rows)
         self.n = self.covered = n
-        self._sums = np.array(sums, dtype=np.int64).reshape(-1, 4)
+        self._records = len(sums)
         self._pending_dead = []  # rows of the old generation: not copied
         self._ids = np.zeros(max(1024, n), dtype=np.int64)
         self._ids[:n] = new_ids

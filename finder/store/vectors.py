@@ -17,27 +17,20 @@ returned are always exact, and threshold queries (``min_score``) are complete.
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
-from finder.embed.runtime import cpu_count
 from finder.errors import LibraryError
 from finder.store import files, tiers
-from finder.store.exact import exact_scores, one_thread
-from finder.store.raw import CHUNK, FORMAT, RawLog
-from finder.store.tiers import Tier, TierOptions
+from finder.store.exact import exact_scores, one_thread, rescore
+from finder.store.raw import CHUNK, RawLog
+from finder.store.tiers import Tier, TierOptions, saved
 
 __all__ = ["CHUNK", "StoreStats", "UnknownVectors", "VectorStore", "exact_scores"]
-
-INDEX_META = "index.json"
 
 
 class UnknownVectors(LibraryError, KeyError):
@@ -124,6 +117,15 @@ class VectorStore:
         return self.options.memory_budget
 
     @property
+    def rescore(self) -> int:
+        """At least this many candidates (and 10 per result) are rescored exactly per query."""
+        return self.options.rescore
+
+    @rescore.setter
+    def rescore(self, value: int) -> None:
+        self.options.rescore = int(value)  # shared with the index tiers
+
+    @property
     def damage(self) -> str | None:
         """What was found damaged in the raw files at open (those vectors are dropped; the
         images that lost theirs are the valid ids :meth:`reconcile` reports missing)."""
@@ -147,20 +149,17 @@ class VectorStore:
 
     # -- the saved index -------------------------------------------------------------------------
     def _load_index(self) -> None:
-        meta_path = self.dir / INDEX_META
-        if not meta_path.exists():
+        if not saved.exists(self.dir):
             if len(self) and self._plan().tier.persistent:
                 self._rebuild_reason = "missing or damaged"
             return
         try:
-            meta = json.loads(meta_path.read_text())
-            index = tiers.by_kind(meta["tier"]).load(self.dir, meta, self.dim, self.options)
-            if index is None:
-                return  # nothing saved for this tier: built from the raw vectors on first use
-            generation, rows = int(meta["generation"]), int(meta["rows"])
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError):
+            index, generation, rows = saved.load(self.dir, self.dim, self.options)
+        except saved.DAMAGE:
             self._rebuild_reason = "missing or damaged"
             return
+        if index is None:
+            return  # nothing saved for this tier: built from the raw vectors on first use
         self._index = index
         if generation != self.raw.generation or rows > self.raw.n:
             # Rows were renumbered (compaction) after the index was saved: re-add everything
@@ -347,23 +346,11 @@ class VectorStore:
             self.raw.compact()
             self._index_dirty = True
         index = self._ensure_index() if len(self) else None
-        meta_path = self.dir / INDEX_META
-        if not self._index_dirty and meta_path.exists():
+        if not self._index_dirty and saved.exists(self.dir):
             return  # the saved index is current
-        stem = f"index-{secrets.token_hex(6)}"
-        meta: dict[str, Any] = {
-            "format": FORMAT,
-            "tier": index.kind if index is not None else self._plan().tier.kind,
-            "generation": self.raw.generation,
-            "rows": self.raw.n,
-        }
-        if index is not None:
-            meta.update(index.save(self.dir, stem))
-        files.atomic_write(meta_path, json.dumps(meta).encode())
+        kind = index.kind if index is not None else self._plan().tier.kind
+        saved.save(self.dir, index, kind, self.raw.generation, self.raw.n)
         self._index_dirty = False
-        for path in list(self.dir.glob("index-*")):
-            if not path.name.startswith(stem + "."):
-                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Persist the index if it changed, make the raw files durable and release them."""
@@ -384,46 +371,6 @@ class VectorStore:
         self.close()
 
     # -- search ----------------------------------------------------------------------------------
-    def _rescore(
-        self,
-        cand: np.ndarray,
-        w: np.ndarray,
-        b: float,
-        exclude_ids: np.ndarray | None = None,
-        min_score: float | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of the candidates (read from the raw file), best first."""
-        cand = np.unique(np.asarray(cand, dtype=np.int64))
-        if exclude_ids is not None and len(exclude_ids):
-            cand = cand[~np.isin(cand, np.asarray(exclude_ids, dtype=np.int64))]
-        rows = self.raw.lookup(cand)
-        ok = rows >= 0
-        cand, rows = cand[ok], rows[ok]
-        order = np.argsort(rows)
-        cand, rows = cand[order], rows[order]
-        scores = np.empty(len(rows), dtype=np.float32)
-        step = 4096  # bounded memory for large candidate sets
-
-        def score(start: int) -> None:
-            faiss.omp_set_num_threads(1)  # this worker thread only
-            part = rows[start : start + step]
-            scores[start : start + len(part)] = exact_scores(self.raw.read_rows(part), w)
-
-        starts = range(0, len(rows), step)
-        workers = cpu_count()
-        if len(rows) > 2 * step and workers > 1 and self.scan_threads:
-            with ThreadPoolExecutor(workers) as pool:  # reads and faiss release the GIL
-                list(pool.map(score, starts))
-        else:
-            for start in starts:
-                score(start)
-        scores += np.float32(b)
-        if min_score is not None:
-            keep = scores >= np.float32(min_score)
-            cand, scores = cand[keep], scores[keep]
-        best = np.lexsort((cand, -scores))
-        return cand[best], scores[best].astype(np.float32)
-
     def _check_query(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=np.float32).reshape(-1)
         if q.shape != (self.dim,):
@@ -462,7 +409,9 @@ class VectorStore:
         index = self._ensure_index()
         with one_thread():
             cand = index.knn(q, k + n_ex, head=head, within=within)
-            return self._rescore(cand, q, float(b), exclude_ids)
+            return rescore(
+                self.raw, cand, q, float(b), exclude_ids=exclude_ids, threads=self.scan_threads
+            )
 
     def pool_size(self, k: int, *, head: bool = False) -> int:
         """How many vectors a top-k query scores exactly (``Tier.pool``)."""
@@ -482,8 +431,14 @@ class VectorStore:
         a few ids (a filter)."""
         w = self._check_query(w)
         with one_thread():
-            return self._rescore(
-                np.asarray(ids, dtype=np.int64), w, float(b), exclude_ids, min_score
+            return rescore(
+                self.raw,
+                np.asarray(ids, dtype=np.int64),
+                w,
+                float(b),
+                exclude_ids=exclude_ids,
+                min_score=min_score,
+                threads=self.scan_threads,
             )
 
     def search_linear(
@@ -510,10 +465,14 @@ class VectorStore:
                 with one_thread():
                     cand = index.above(w, float(min_score) - b)
             with one_thread():
-                ids, scores = self._rescore(cand, w, b, min_score=float(min_score))
+                ids, scores = rescore(
+                    self.raw, cand, w, b, min_score=float(min_score), threads=self.scan_threads
+                )
         elif k is not None:
             with one_thread():
-                ids, scores = self._rescore(index.knn(w, k, head=True), w, b)
+                ids, scores = rescore(
+                    self.raw, index.knn(w, k, head=True), w, b, threads=self.scan_threads
+                )
         else:
             parts_ids, parts_scores = [], []
             for rows, x in self.raw.scan(self.raw.live_rows()):

@@ -63,12 +63,32 @@ def index(
         ),
     ] = None,
     views: ViewsOpt = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            metavar="auto|float32|bfloat16",
+            help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
+            "does it natively and the backbone is faster in it, else float32), float32 or "
+            "bfloat16. Kept by the library.",
+        ),
+    ] = None,
     thumbnails: Annotated[
         bool,
         typer.Option(
             "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
         ),
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Embed on a Ray cluster: alone, one started here for the run; 'auto', the "
+            "one `ray start` made; or HOST:PORT. The folders must be at the same path on every "
+            "node. Needs pip install 'finder[ray]'.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
@@ -81,6 +101,7 @@ def index(
         model=str(model) if model is not None else None,
         layer=layer,
         views=views,
+        precision=precision,
     )
     view = ProgressView(quiet or as_json)
     with open_library(
@@ -97,6 +118,7 @@ def index(
                 exclude=exclude or [],
                 progress=view,
                 thumbnails=thumbnails,
+                ray=ray,
             )
         finally:
             view.stop()

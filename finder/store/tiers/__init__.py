@@ -34,13 +34,14 @@ class TierDamaged(ValueError):
     """A saved index is missing, damaged or of another shape: rebuild it from the raw vectors."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class TierOptions:
     """What the store lets a tier choose: ``memory_budget`` (bytes) bounds the in-memory index;
     ``flat_max`` is the largest library kept flat; ``retrain_factor``: retrain an IVF index when
     the library outgrows its training size by this factor; ``pca_dim``, ``nlist``, ``nprobe``
     override the IVF sizes; ``rescore``: at least this many candidates (and 10 per result) are
-    rescored exactly per query; ``kmeans_iter``: k-means iterations when training lists."""
+    rescored exactly per query; ``kmeans_iter``: k-means iterations when training lists.
+    The store and its tiers share one instance: ``rescore`` may be changed at any time."""
 
     memory_budget: int | None = None
     flat_max: int = 10_000
