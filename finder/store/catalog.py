@@ -121,10 +121,11 @@ class Catalog(ClassTables):
 
     def close(self) -> None:
         try:  # keeps the planner's statistics fresh (filters pick their index by them)
-            self.db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to close
-            self.db.execute("PRAGMA analysis_limit = 1000")
-            self.db.execute("PRAGMA optimize")
-        except sqlite3.Error:  # a busy or read-only database: statistics can wait
+            if not self.read_only:  # a reader writes nothing, statistics neither
+                self.db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to close
+                self.db.execute("PRAGMA analysis_limit = 1000")
+                self.db.execute("PRAGMA optimize")
+        except (sqlite3.Error, LibraryError):  # busy or read-only (our cursors say so in ours)
             pass
         self.db.conn.close()
 
