@@ -41,20 +41,17 @@ from finder.answers import Answers, Match
 from finder.by_id import ById
 from finder.embed.registry import BackboneChoice, check_choice, check_precision, same_as
 from finder.embed.registry import describe as describe_backbone
-from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
     BackboneMismatch,
     FinderError,
-    LibraryDamaged,
     LibraryError,
     LibraryLocked,
     UsageError,
 )
+from finder.health import Health
 from finder.ingest import crawl
-from finder.learn.head import Head
 from finder.store import backup as backups
-from finder.store import check as checks
-from finder.store.catalog import FAILED, OK, PENDING, Catalog, CatalogTooOld
+from finder.store.catalog import OK, PENDING, Catalog, CatalogTooOld
 from finder.store.facts import Filters
 from finder.sync import IndexSummary, Progress, ProgressFn
 from finder.teach import Teaching
@@ -75,7 +72,7 @@ def default_library_dir() -> Path:
     return Path(user_data_dir("finder", appauthor=False))
 
 
-class Library(Teaching, Answers, ById):
+class Library(Teaching, Answers, ById, Health):
     """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it."""
 
     def __init__(
@@ -441,103 +438,6 @@ class Library(Teaching, Answers, ById):
                 results = self._embed(items, facts=True)
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.workers)
-
-    # -- status -------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Counts, backbone, failures and the search index, without opening the vectors."""
-        if not self.exists:
-            return {
-                "library": str(self.dir),
-                "images": 0,
-                "failed": 0,
-                "pending": 0,
-                "backbone": None,
-                "backbone_info": None,
-                "classes": 0,
-                "class_names": [],
-                "index": None,
-                "with_date": 0,
-                "with_file_date": 0,
-                "with_position": 0,
-            }
-        cat = self.reader
-        problems = checks.catalog_problems(cat, quick=True)
-        if problems:
-            raise LibraryDamaged(
-                f"the catalog {cat.path} is damaged ({problems[0].what}); run `finder repair`"
-            )
-        info = cat.get_meta("backbone")
-        if info and self._store is None:
-            from finder.store.vectors import VectorStore
-
-            if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
-                self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
-                cat = self.reader
-        counts = cat.counts()
-        if info:  # a record from before precisions were recorded means float32
-            info = {**info, "precision": info.get("precision") or "float32"}
-        names = cat.class_names()
-        return {
-            "library": str(self.dir),
-            "images": counts[OK],
-            "failed": counts[FAILED],
-            "pending": counts[PENDING],
-            "backbone": describe_backbone(info) if info else None,
-            "backbone_info": info,
-            "classes": len(names),
-            "class_names": names,
-            "index": cat.get_meta("index_name"),
-            **cat.fact_counts(),  # with_date (EXIF), with_file_date, with_position
-        }
-
-    def failures(self) -> list[tuple[str, str]]:
-        return self.reader.failed() if self.exists else []
-
-    # -- check and repair -----------------------------------------------------------------
-    def check(self) -> list[checks.Problem]:
-        """Every problem found in the library's files, one line each (none: all is well):
-        SQLite's integrity check and the meta, vectors against ids against the catalog, and
-        learned heads against the backbone. Reads only; takes no lock."""
-        if not self.exists:
-            raise LibraryError(f"there is no library at {self.dir}")
-        try:
-            cat = self.reader
-            problems = checks.catalog_problems(cat)
-            info = cat.get_meta("backbone")
-        except LibraryDamaged as e:
-            found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
-            return [checks.Problem("catalog", str(line)) for line in found]
-        if problems or not info:
-            return problems
-        try:
-            store = self.read_store
-            problems += checks.vector_problems(cat, store, settled=not cat.get_meta("dirty"))
-        except LibraryError as e:
-            problems.append(checks.Problem("vectors", str(e)))
-        key, dim = _backbone_key(info), int(info["dim"])
-        problems += checks.class_problems(cat, key, dim, lambda d: Head.from_dict(d).w)
-        return problems
-
-    def repair(self) -> backups.RepairReport:
-        """Bring a damaged library back: the catalog from its newest good backup plus what can
-        still be read from it, then reconciled with the vectors (garbage vectors dropped, ok
-        images without a vector back to pending), so that the next index run re-embeds only
-        what was really lost. Takes the writer's lock."""
-        if not self.exists:
-            raise LibraryError(f"there is no library at {self.dir}")
-        self.close()
-        self._acquire()
-        report = backups.repair_catalog(self.dir / "catalog.db", self.dir / backups.BACKUP_DIR)
-        info = self.backbone_info
-        if not info:
-            raise LibraryDamaged(f"the library {self.dir} has no backbone record")
-        opener = lambda: self._open_store(info, False)  # noqa: E731
-        self._store = store = backups.open_store(opener, self.dir / "vectors", report)
-        top = backups.drop_bad_vectors(self.catalog, store, report)
-        dropped, _ = self._settle(store)
-        self.catalog.set_meta("next_id", max(self.catalog.next_id(), top + 1))
-        backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
-        return backups.finish_report(self.catalog, report, dropped)
 
 
 __all__ = [
