@@ -23,6 +23,7 @@ from finder.store.catalog import OK
 from finder.store.facts import Filters
 
 if TYPE_CHECKING:
+    from finder.act.dupes import DupeGroup
     pass
 
 
@@ -53,7 +54,7 @@ class Mark:
 
 class Answers:
     """The answers of a :class:`~finder.library.Library` (a part of it: uses its reader,
-    read-only store and classes): ``find``, ``review``, ``similar``."""
+    read-only store and classes): ``find``, ``review``, ``similar``, ``dupes``."""
 
     # -- search -------------------------------------------------------------------------
     def find(
@@ -163,6 +164,21 @@ class Answers:
         order = sorted(ids, key=lambda i: paths[i])
         vectors = self.read_store.get(np.asarray(order, dtype=np.int64))
         return [paths[i] for i in order], vectors
+
+    def dupes(self, under: str | None = None) -> list[DupeGroup]:
+        """Groups of byte-identical files and of near-duplicates (the same shot resized,
+        re-encoded, lightly cropped or edited) among the indexed images, under the folder
+        ``under`` when given; each group's first file is the one suggested to keep. Never
+        deletes anything. See :mod:`finder.act.dupes`."""
+        from finder.act.dupes import find_dupes
+
+        self._require_indexed()
+        folder = None
+        if under is not None:
+            folder = os.path.abspath(os.path.expanduser(os.fspath(under)))
+            if not os.path.isdir(folder):
+                raise UsageError(f"no such folder: {under}")
+        return find_dupes(self.reader, self.read_store, folder)
 
 
 def need_regular_file(full: str, given: str) -> None:

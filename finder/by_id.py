@@ -134,18 +134,17 @@ class ById:
         marks of ``undo`` are taken back; the class is trained again once. All or nothing: a
         bad id or an impossible request raises before anything changes."""
         name = name.strip()
-
-        def paths(ids: Sequence[int]) -> list[str]:
-            return [self.image(i).path for i in dict.fromkeys(int(i) for i in ids)]
-
-        add_paths, not_paths, undo_paths = paths(add), paths(not_), paths(undo)
-        if set(add_paths) & set(not_paths):
+        add_ids, not_ids, undo_ids = (list(dict.fromkeys(map(int, i))) for i in (add, not_, undo))
+        if set(add_ids) & set(not_ids):
             raise UsageError("a photo cannot be both of the class and not of it")
-        if set(undo_paths) & set(add_paths + not_paths):
+        if set(undo_ids) & set(add_ids + not_ids):
             raise UsageError("a photo cannot be marked and unmarked at once")
+        add_paths, not_paths, undo_paths = (
+            [self.image(i).path for i in ids] for ids in (add_ids, not_ids, undo_ids)
+        )
         if undo_paths:
             marked = {p for p, _ in self.examples(name)}
-            unmarked = [i for i, p in zip(undo, undo_paths, strict=True) if p not in marked]
+            unmarked = [i for i, p in zip(undo_ids, undo_paths, strict=True) if p not in marked]
             if unmarked:
                 raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
         with self.catalog.transaction():  # one commit: marks removed and the class retrained
@@ -166,18 +165,13 @@ class ById:
 
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
         """Make the missing thumbnails of every indexed image: (made, failed)."""
-        ok = self.catalog.counts()[OK]
-        rows = (
-            r
-            for lo in range(0, self._max_id() + 1, 1000)
-            for r in self.catalog.ok_rows(lo, lo + 1000)
-        )
-        report = (lambda done: progress(Progress("thumbnails", done, ok))) if progress else None
-        return self.thumbs.make_many(rows, workers=self.workers, progress=report)
-
-    def _max_id(self) -> int:
         ids = self.catalog.ok_ids()
-        return max(ids) if ids else -1
+        last = max(ids, default=-1)
+        rows = (r for lo in range(0, last + 1, 1000) for r in self.catalog.ok_rows(lo, lo + 1000))
+        report = (
+            (lambda done: progress(Progress("thumbnails", done, len(ids)))) if progress else None
+        )
+        return self.thumbs.make_many(rows, workers=self.workers, progress=report)
 
     def _thumbnails_after_run(self, make: bool, progress: ProgressFn | None) -> bool:
         """End of an index run: drop the thumbnails of images that changed or left, make the

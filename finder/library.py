@@ -39,7 +39,7 @@ from filelock import FileLock, Timeout
 from finder import sync
 from finder.answers import Answers, Match
 from finder.by_id import ById
-from finder.embed.registry import BackboneChoice, check_choice, same_as
+from finder.embed.registry import BackboneChoice, check_choice, check_precision, same_as
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import (
@@ -94,6 +94,7 @@ class Library(Teaching, Answers, ById):
             from finder.ingest.decode import check_views
 
             check_views(self.choice.views, "--views")
+        check_precision(self.choice.precision, "--precision")
         self.batch_size = batch_size
         self.workers = workers
         if memory_budget is not None and memory_budget <= 0:
@@ -308,7 +309,12 @@ class Library(Teaching, Answers, ById):
                     raise UsageError(f"no such model file: {model}")
                 model = os.path.abspath(model)
             bb = registry.build(
-                c.name or "vgg16", weights=weights, model=model, layer=c.layer, views=c.views or 1
+                c.name or "vgg16",
+                weights=weights,
+                model=model,
+                layer=c.layer,
+                views=c.views or 1,
+                precision=check_precision(c.precision),
             )
         if recorded and not same_as(bb.info, recorded):
             raise BackboneMismatch(
@@ -375,7 +381,10 @@ class Library(Teaching, Answers, ById):
         self._acquire()
         recorded = self.backbone_info
         if recorded is None:
-            self.catalog.set_meta("backbone", self.backbone().info.to_dict())
+            bb = self.backbone()
+            if bb.precision_reason:
+                self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
+            self.catalog.set_meta("backbone", bb.info.to_dict())
         store = self.store
         if ray is not None:
             self._cluster = cluster.RaySource(
@@ -465,6 +474,8 @@ class Library(Teaching, Answers, ById):
                 self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
                 cat = self.reader
         counts = cat.counts()
+        if info:  # a record from before precisions were recorded means float32
+            info = {**info, "precision": info.get("precision") or "float32"}
         names = cat.class_names()
         return {
             "library": str(self.dir),

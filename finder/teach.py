@@ -15,6 +15,8 @@ from finder.errors import (
     UsageError,
 )
 from finder.ingest import crawl
+from finder.learn.cutoff import keep_answer
+from finder.learn.head import Head
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
 from finder.store.catalog import FAILED, OK
@@ -100,6 +102,12 @@ class Teaching:
             (p, label, vectors[k].astype(np.float32).tobytes())
             for k, (p, label) in enumerate(zip(new_paths, labels, strict=True))
         ]
+        record = self.catalog.get_class(name)
+        previous = (
+            Head.from_dict(record["head"])
+            if record is not None and record["backbone"] == _backbone_key(info)
+            else None
+        )
         merged = {e.path: (e.label, e.vector) for e in existing}
         for p, label, vec in rows:
             merged[p] = (label, vec)
@@ -112,7 +120,21 @@ class Teaching:
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
         background = self._background(list(merged), seed)
-        head = train_head(pos, neg, background, seed=seed)
+        head = train_head(
+            pos,
+            neg,
+            background,
+            seed=seed,
+            previous=previous,  # teaching again: the new marks move the previous estimate
+            marked=(vectors, np.asarray(labels)),
+        )
+        if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
+            store = self.read_store
+            kept = len(
+                store.search_linear(previous.w, previous.b, min_score=previous.logit_threshold)[0]
+            )
+            _, top = store.search_linear(head.w, head.b, k=kept) if kept else (None, np.zeros(0))
+            head = keep_answer(head, top, kept)
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
             self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))

@@ -260,6 +260,7 @@ def main() -> None:
     completed_runs = 0
     corruptions = traced = lost = 0
     modes: dict[str, int] = {}
+    order = rng.sample(CORRUPTIONS, len(CORRUPTIONS))  # every mode in turn, in a random order
     try:
         for k in range(1, args.kills + 1):
             mutate(tree, rng, spare, args.touch)
@@ -274,7 +275,7 @@ def main() -> None:
                 proc.wait()
             killed = subprocess.CompletedProcess(cmd, proc.returncode, b"", proc.stderr.read())
             traced += tracebacks(killed)
-            mode = rng.choice(CORRUPTIONS) if rng.random() < args.corrupt else None
+            mode = order[corruptions % len(order)] if rng.random() < args.corrupt else None
             if not (library / "vectors" / "manifest.json").exists():
                 mode = None  # no library yet to damage
             if mode is not None:

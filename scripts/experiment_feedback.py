@@ -57,7 +57,17 @@ def vectors(cache: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     return out
 
 
-METHODS = {"default": train_head}
+def issue6(positives, negatives, background, *, seed=0, **_):
+    """The method before issue 12: PU + diffusion, no calibration, the size cut of slope 0.4;
+    it does not look at the previous head."""
+    from finder.learn.cutoff import CutConfig
+    from scripts.heads_variants import VariantConfig, train_variant
+
+    cfg = VariantConfig(cut=CutConfig(rule="size-logit", size_slope=0.4))
+    return train_variant(positives, negatives, background, seed=seed, config=cfg)
+
+
+METHODS = {"default": train_head, "issue6": issue6}
 
 
 def summary(result: dict) -> list[dict]:

@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from finder.learn.cutoff import CutConfig  # noqa: E402
 from finder.learn.evaluate import few_shot, groups_from_paths, labels_from_paths  # noqa: E402
-from finder.learn.train import DEFAULT_CONFIG, PLAIN_CONFIG, train_head  # noqa: E402
 from scripts.heads_variants import VariantConfig as HeadConfig  # noqa: E402
 from scripts.heads_variants import train_variant  # noqa: E402
 
@@ -112,58 +112,64 @@ def features(kind: str = "squash") -> tuple[list[str], np.ndarray]:
     return paths, X
 
 
+PLAIN = HeadConfig(method="plain", C=1.0, cut=CutConfig(rule="fixed"))
+
 METHODS: list[tuple[str, HeadConfig, int]] = [
-    ("plain C=1, 300 background, cut 0.5 (the issue's baseline)", PLAIN_CONFIG, 300),
-    ("plain C=1, 1000 background, cut 0.5", PLAIN_CONFIG, 1000),
-    ("plain C=0.3", HeadConfig(method="plain", C=0.3, threshold="fixed"), 1000),
-    ("plain C=3", HeadConfig(method="plain", C=3.0, threshold="fixed"), 1000),
+    ("plain C=1, 300 background, cut 0.5 (the issue's baseline)", PLAIN, 300),
+    ("plain C=1, 1000 background, cut 0.5", PLAIN, 1000),
+    ("plain C=0.3", HeadConfig(method="plain", C=0.3, cut=CutConfig(rule="fixed")), 1000),
+    ("plain C=3", HeadConfig(method="plain", C=3.0, cut=CutConfig(rule="fixed")), 1000),
     ("plain C=1, unbalanced weights", HeadConfig(method="plain", C=1.0, balanced=False), 1000),
     ("plain C=1, standardised features", HeadConfig(method="plain", C=1.0, standardize=True), 1000),
     (
         "PU self-training (head ranks pseudo-positives), cut 0.5",
-        HeadConfig(ranking="head", threshold="fixed", refine_rounds=0),
+        HeadConfig(ranking="head", cut=CutConfig(rule="fixed"), refine_rounds=0),
         1000,
     ),
     (
         "PU + k-NN diffusion, C=1, cut 0.5",
-        HeadConfig(C=1.0, threshold="fixed", refine_rounds=0),
+        HeadConfig(C=1.0, cut=CutConfig(rule="fixed"), refine_rounds=0),
         1000,
     ),
-    ("PU + k-NN diffusion, C=3, cut 0.5", HeadConfig(threshold="fixed", refine_rounds=0), 1000),
+    (
+        "PU + k-NN diffusion, C=3, cut 0.5",
+        HeadConfig(cut=CutConfig(rule="fixed"), refine_rounds=0),
+        1000,
+    ),
     (
         "PU + k-NN diffusion, pseudo weight 1",
-        HeadConfig(pseudo_weight=1.0, refine_rounds=0, threshold="gap", threshold_logit=0.25),
+        HeadConfig(pseudo_weight=1.0, refine_rounds=0, cut=CutConfig(rule="gap", logit=0.25)),
         1000,
     ),
     (
         "PU + k-NN diffusion, cut at logit 0.25",
-        HeadConfig(threshold="logit", threshold_logit=0.25, refine_rounds=0),
+        HeadConfig(cut=CutConfig(rule="logit", logit=0.25), refine_rounds=0),
         1000,
     ),
     (
         "PU + k-NN diffusion, cut at estimated class size",
-        HeadConfig(threshold="count", refine_rounds=0),
+        HeadConfig(cut=CutConfig(rule="count"), refine_rounds=0),
         1000,
     ),
     (
         "PU + k-NN diffusion, cut at gap near class size",
-        HeadConfig(threshold="gap", threshold_logit=0.25, refine_rounds=0),
+        HeadConfig(cut=CutConfig(rule="gap", logit=0.25), refine_rounds=0),
         1000,
     ),
     (
         "PU + k-NN diffusion, pseudo-positives refined once, cut at gap",
-        HeadConfig(refine_rounds=1, threshold="gap", threshold_logit=0.25),
+        HeadConfig(refine_rounds=1, cut=CutConfig(rule="gap", logit=0.25)),
         1000,
     ),
     (
         "PU + k-NN diffusion, pseudo-positives refined once, cut at logit 0.25",
-        HeadConfig(refine_rounds=1, threshold="logit", threshold_logit=0.25),
+        HeadConfig(refine_rounds=1, cut=CutConfig(rule="logit", logit=0.25)),
         1000,
     ),
-    ("PU + k-NN diffusion, pseudo-positives refined once, cut 0.5 (default)", DEFAULT_CONFIG, 1000),
+    ("PU + k-NN diffusion, pseudo-positives refined once, cut 0.5 (default)", HeadConfig(), 1000),
     (
         "refined once, size-dependent cut: logit 0.3 - 0.3 ln(n past 0 / 0.037 m)",
-        HeadConfig(threshold="size-logit"),
+        HeadConfig(cut=CutConfig(rule="size-logit", size_slope=0.3)),
         1000,
     ),
     # issue 6, second round: ranking changes (all refined once, cut 0.5 unless named)
@@ -183,12 +189,12 @@ METHODS: list[tuple[str, HeadConfig, int]] = [
     ("DBA(5) vectors for the k-NN graph, k-NN 10", HeadConfig(dba=5, knn=10), 1000),
     (
         "DBA(5), k-NN 10, cut at logit 0.2",
-        HeadConfig(dba=5, knn=10, threshold="logit", threshold_logit=0.2),
+        HeadConfig(dba=5, knn=10, cut=CutConfig(rule="logit", logit=0.2)),
         1000,
     ),
     (
         "size-dependent cut, slope 0.4: logit 0.3 - 0.4 ln(n past 0 / 0.037 m)",
-        HeadConfig(threshold="size-logit", size_slope=0.4),
+        HeadConfig(cut=CutConfig(rule="size-logit", size_slope=0.4)),
         1000,
     ),
 ]
@@ -215,7 +221,7 @@ def _trial_logits(X: np.ndarray, labels: list[str], seed: int, trials: int, k: i
                 rng = np.random.default_rng([seed, ci, k, t])
                 ex = np.sort(rng.choice(members, size=k, replace=False))
                 bg = heads.background_indices(n, ex, rng, heads.BACKGROUND_SIZE)
-                head = train_head(X[ex], X[:0], X[bg], seed=seed + t)
+                head = train_variant(X[ex], X[:0], X[bg], seed=seed + t)
                 pos, pos_w, neg, neg_w, C = last["args"][:5]  # the final fit: examples first
                 loo = []
                 for j in range(k):

@@ -13,15 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from finder.learn.cutoff import CutInput, cut_off, gap_near_size
+from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head
 from finder.learn.train import MIN_BACKGROUND, HeadConfig, Problem, fit_weighted, knn_diffusion
 
 
 @dataclass(frozen=True)
 class VariantConfig(HeadConfig):
-    """The product's settings plus the options only the experiments use."""
+    """The settings of the rounds of docs/heads.md's comparison (the method of issue 6: no
+    calibration, cut 0.5 unless named) plus the options only the experiments use."""
 
+    method: str = "pu-diffusion"
+    calibrate: bool = False
+    cut: CutConfig = CutConfig(rule="fixed")
     count_quantile: float = 0.5  # which quantile of the held-out ranks estimates the class size
     ranking: str = "diffusion"  # how pseudo-positives are picked: "diffusion" | "head"
     balanced: bool = True  # class weighting: examples and negatives carry equal total weight
@@ -58,7 +62,14 @@ def train_variant(
 ) -> Head:
     """``train_head`` with the options of :class:`VariantConfig` (a plain ``HeadConfig`` gives
     the product's head)."""
-    cfg = config if isinstance(config, VariantConfig) else VariantConfig(**config.__dict__)
+    cfg = (
+        config
+        if isinstance(config, VariantConfig)
+        else VariantConfig(
+            **{k: v for k, v in config.__dict__.items() if k not in ("method", "calibrate")},
+            method="plain" if config.method == "plain" else "pu-diffusion",
+        )
+    )
     pb = Problem.checked(positives, negatives, background)
     p, m = len(pb.P), len(pb.B)
     Pu, Bu = pb.P, pb.B  # unit vectors, for the k-NN graph
@@ -109,7 +120,7 @@ def train_variant(
     params["n_class_estimate"] = n_size
     for _ in range(cfg.refine_rounds):
         zb = np.sort(pb.B @ w + b)[::-1]
-        n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg)).sum())
+        n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg.cut)).sum())
         n_pseudo_i = int(min(max(round(cfg.refine_scale * n_past), 1), m // 2))
         if cfg.refine_rediffuse and cfg.ranking == "diffusion":
             top = np.argsort(-(pb.B @ w + b), kind="stable")[:n_pseudo_i]
@@ -119,6 +130,6 @@ def train_variant(
             key = pb.B @ w + b + cfg.refine_mix * np.log(np.maximum(f, 1e-12))
             order = np.argsort(-key, kind="stable")
         w, b = pb.fit_pseudo(order, n_pseudo_i, cfg, (w, b))
-    threshold = cut_off(cfg.threshold, CutInput(np.sort(pb.B @ w + b)[::-1], n_size), cfg)
+    threshold = cut_off(CutInput(np.sort(pb.B @ w + b)[::-1], n_size), cfg.cut)
     params.update(method=cfg.method, C=cfg.C, n_pseudo=n_pseudo_i, ranking=cfg.ranking)
     return result(w, b, threshold)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder.errors import LibraryLocked, UnknownClass, UsageError
+from finder.errors import BackboneMismatch, LibraryLocked, UnknownClass, UsageError
 from finder.library import BackboneChoice, Library
 from finder.store.catalog import OK, PENDING
 from tests.conftest import make_photo
@@ -163,3 +163,21 @@ def test_bad_roots_and_examples(tmp_path: Path, indexed: Path) -> None:
             lib.index([])
         with pytest.raises(UsageError, match="at least one example"):
             lib.learn("x", [])
+
+
+def test_precision_recorded_and_old_libraries_mean_float32(indexed: Path, photo_tree: Path) -> None:
+    with Library(indexed) as lib:
+        assert lib.status()["backbone_info"]["precision"] == "float32"  # a model file: as saved
+        old = dict(lib.catalog.get_meta("backbone"))
+        del old["precision"]  # as recorded before precisions were
+        lib.catalog.set_meta("backbone", old)
+        assert lib.status()["backbone_info"]["precision"] == "float32"
+    with pytest.raises(UsageError, match="--precision must be one of"):
+        Library(indexed, backbone=BackboneChoice(precision="half"))
+    with Library(indexed, backbone=BackboneChoice(precision="bfloat16")) as lib:
+        with pytest.raises(BackboneMismatch, match="cannot mix in bfloat16 vectors"):
+            lib.index([str(photo_tree)])
+    for ok in ("float32", "auto"):
+        with Library(indexed, backbone=BackboneChoice(precision=ok)) as lib:
+            assert lib.index([str(photo_tree)]).unchanged == 13
+            assert "precision" not in lib.catalog.get_meta("backbone")  # the record is kept

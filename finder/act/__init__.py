@@ -1,1 +1,2 @@
-"""Acting on what finder found: export the matches (copy, link), tag them in XMP sidecars."""
+"""Acting on what finder found: export the matches (copy, link), tag them in XMP sidecars, find
+the duplicates to clean out."""

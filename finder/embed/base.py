@@ -35,6 +35,7 @@ class Backbone:
     info: BackboneInfo
     batch_size: int
     gflops: float | None = None
+    precision_reason: str | None = None  # why it computes in info.precision (e.g. "auto")
     _unit: int = 1  # batch shapes are multiples of this (the number of replicas)
 
     def preprocess(self, batch: np.ndarray) -> np.ndarray:

@@ -218,6 +218,7 @@ def build_application(
     layer: str | None,
     mixed_precision: bool | None,
     application: str,
+    precision: str = runtime.FLOAT32,
     imagenet: tuple[str, str, str],
     include_top: bool = False,
     preprocess: str | None = None,
@@ -231,7 +232,8 @@ def build_application(
     path, recorded, fingerprint = _resolve_weights(name, weights, imagenet)
     mixed = bool(runtime.gpus()) if mixed_precision is None else bool(mixed_precision)
     strategy, scope = runtime.strategy_scope()
-    with runtime.keras_policy("mixed_float16" if mixed else None), scope:
+    policy = runtime.policy_name(precision, mixed_float16=mixed)
+    with runtime.keras_policy(policy), scope:
         keras.utils.set_random_seed(RANDOM_SEED)  # weights=None: the same in every process
         try:
             model = _application(keras, application, include_top)
@@ -252,7 +254,9 @@ def build_application(
         chosen = default_layer
     h, w = model.input_shape[1:3]
     dim = int(np.prod(model.output_shape[1:]))
-    info = BackboneInfo(name, chosen, dim, recorded, fingerprint, (int(w), int(h)))
+    info = BackboneInfo(
+        name, chosen, dim, recorded, fingerprint, (int(w), int(h)), precision=precision
+    )
     return KerasBackbone(info, model, _preprocess_fn(preprocess), strategy=strategy)
 
 

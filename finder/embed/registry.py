@@ -36,8 +36,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from finder.embed import runtime
 from finder.embed.base import Backbone
-from finder.errors import BackboneError, BackboneMismatch, WeightsUnavailable
+from finder.embed.runtime import AUTO, BFLOAT16, FLOAT32, PRECISIONS, PrecisionChoice
+from finder.errors import BackboneError, BackboneMismatch, UsageError, WeightsUnavailable
 from finder.ingest.decode import check_views
 
 DEFAULT_BACKBONE = "vgg16"
@@ -62,6 +64,7 @@ class BackboneInfo:
     fingerprint: str
     input_size: tuple[int, int]  # (width, height)
     views: int = 1  # test-time views averaged into one vector (finder.decode.load_views)
+    precision: str = FLOAT32  # compute precision: "float32" or "bfloat16" (finder.embed.runtime)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -80,6 +83,7 @@ class BackboneInfo:
                 fingerprint=str(d["fingerprint"]),
                 input_size=(int(w), int(h)),
                 views=int(d.get("views", 1)),
+                precision=_recorded_precision(d),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BackboneError(f"bad backbone record {d!r}: {e}") from None
@@ -102,11 +106,22 @@ def _fields(info: Record) -> Mapping[str, Any]:
     return info.to_dict() if isinstance(info, BackboneInfo) else info
 
 
+def _recorded_precision(d: Mapping[str, Any]) -> str:
+    """A record's precision; records made before precisions were recorded mean float32."""
+    precision = str(d.get("precision") or FLOAT32)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
+    return precision
+
+
 def identity_key(info: Record) -> str:
     """The string that says which vectors may be mixed (stored with each learned class)."""
     d = _fields(info)
     views = int(d.get("views", 1))
     extra = f":views{views}" if views != 1 else ""
+    precision = _recorded_precision(d)
+    if precision != FLOAT32:
+        extra += f":{precision}"
     return f"{d['name']}:{d.get('layer')}:{d['dim']}:{d['fingerprint']}{extra}"
 
 
@@ -152,12 +167,23 @@ class BackboneChoice:
     model: str | None = None  # a .tflite / .keras / .h5 file
     layer: str | None = None
     views: int | None = None  # test-time views an image (1, 2 or 4); see finder.decode
+    precision: str | None = None  # "auto", "float32" or "bfloat16"; see finder.embed.runtime
 
     @property
     def given(self) -> bool:
-        return any(
-            v is not None for v in (self.name, self.weights, self.model, self.layer, self.views)
+        fields = (self.name, self.weights, self.model, self.layer, self.views, self.precision)
+        return any(v is not None for v in fields)
+
+
+def check_precision(precision: str | None, flag: str = "precision") -> str:
+    """A precision a person may ask for (``None`` is ``auto``); a one-line error otherwise."""
+    if precision is None:
+        return AUTO
+    if precision not in (AUTO, *PRECISIONS):
+        raise UsageError(
+            f"{flag} must be one of {AUTO}, {', '.join(PRECISIONS)}; not {precision!r}"
         )
+    return precision
 
 
 def check_choice(choice: BackboneChoice, recorded: Record, library: str) -> None:
@@ -177,6 +203,12 @@ def check_choice(choice: BackboneChoice, recorded: Record, library: str) -> None
         raise BackboneMismatch(
             f"the library {library} was indexed with {describe(d)}; "
             "it cannot mix in vectors of another backbone (use another --library)"
+        )
+    want = check_precision(choice.precision, "--precision")
+    if want != AUTO and want != _recorded_precision(d):
+        raise BackboneMismatch(
+            f"the library {library} was indexed in {_recorded_precision(d)}; it cannot mix in "
+            f"{want} vectors (leave out --precision, or use another --library)"
         )
 
 
@@ -239,6 +271,10 @@ class BackboneSpec:
     description: str
     builder: Callable[..., Backbone] = field(repr=False, compare=False)
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # None: runs as its model file says (float32); False: can compute in bfloat16, but it was not
+    # measured faster; True: measured faster in bfloat16, with vectors that agree with float32
+    # (scripts/bench_embed.py --precision bfloat16): `auto` picks it on a CPU that has bfloat16.
+    bfloat16: bool | None = None
 
 
 def _app(application: str, weights_file: str, subdir: str, md5: str, **more: Any) -> dict:
@@ -263,6 +299,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             preprocess="vgg16",
             default_layer="fc1",
         ),
+        bfloat16=True,
     ),
     "resnet50": BackboneSpec(
         "resnet50",
@@ -278,6 +315,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "4d473c1dd8becc155b73f8504c6f6626",
             preprocess="resnet50",
         ),
+        bfloat16=True,
     ),
     "efficientnetv2-b0": BackboneSpec(
         "efficientnetv2-b0",
@@ -292,6 +330,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "efficientnet_v2",
             "893217f2bb855e2983157299931e43ff",
         ),
+        bfloat16=True,
     ),
     "mobilenetv3-large": BackboneSpec(
         "mobilenetv3-large",
@@ -306,6 +345,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "mobilenet_v3",
             "07fb09a5933dd0c8eaafa16978110389",
         ),
+        bfloat16=False,
     ),
     "tflite": BackboneSpec(
         "tflite",
@@ -334,6 +374,7 @@ def build(
     layer: str | None = None,
     mixed_precision: bool | None = None,
     views: int = 1,
+    precision: str = FLOAT32,
 ) -> Backbone:
     """Build a backbone by registry name, or from a model file.
 
@@ -345,6 +386,8 @@ def build(
     GPU is present; True/False force it. Compute is then float16, the vectors float32.
     ``views`` (1, 2 or 4): test-time views of each image averaged into its vector (see
     ``finder.decode.load_views``; recorded in ``info``, applied by ``finder.pipeline``).
+    ``precision``: ``"float32"``, ``"bfloat16"`` (Keras applications: compute in bfloat16, the
+    vectors float32) or ``"auto"`` (:func:`pick_precision`); recorded in ``info``.
     """
     check_views(views)
     if model is not None:
@@ -359,19 +402,39 @@ def build(
         raise BackboneError(f"unknown backbone {name!r}; choices: {', '.join(BACKBONES)}")
     if isinstance(weights, os.PathLike):
         weights = os.fsdecode(weights)
+    chosen = pick_precision(spec, precision)
     backbone = spec.builder(
         name=name,
         weights=weights,
         model=model,
         layer=layer,
         mixed_precision=mixed_precision,
+        precision=chosen.precision,
         **spec.options,
     )
+    backbone.precision_reason = chosen.reason if spec.bfloat16 is not None else None
     if backbone.gflops is None:
         backbone.gflops = spec.gflops
-    if views != 1:
-        backbone.info = replace(backbone.info, views=views)
+    if views != 1 or chosen.precision != FLOAT32:
+        backbone.info = replace(backbone.info, views=views, precision=chosen.precision)
     return backbone
+
+
+def pick_precision(spec: BackboneSpec, precision: str | None) -> PrecisionChoice:
+    """The compute precision of a backbone: the one asked for, or for ``"auto"`` bfloat16 where
+    the CPU has it and the backbone was measured faster in it (``spec.bfloat16``), else float32.
+    Model files (``spec.bfloat16 is None``) run as saved: float32."""
+    precision = check_precision(precision)
+    if spec.bfloat16 is None:
+        if precision == BFLOAT16:
+            raise BackboneError(
+                f"the {spec.name} backbone runs as its model file says; --precision bfloat16 "
+                "applies to the Keras backbones of `finder backbones`"
+            )
+        return PrecisionChoice(FLOAT32, f"a {spec.name} model runs as saved")
+    if precision == AUTO:
+        return runtime.auto_precision(bfloat16_pays=spec.bfloat16)
+    return PrecisionChoice(precision, "asked for")
 
 
 def from_info(
@@ -395,6 +458,7 @@ def from_info(
             layer=info.layer,
             mixed_precision=mixed_precision,
             views=info.views,
+            precision=info.precision,
         )
     if not backbone.info.same_as(info):
         raise BackboneError(

@@ -1,5 +1,6 @@
 """Where the backbones run: cores, TensorFlow (imported lazily, configured once), GPUs, the
-Keras precision policy, the several-GPU strategy and the batch-size defaults.
+compute precision (bfloat16 where the CPU multiplies in it natively), the Keras precision policy,
+the several-GPU strategy and the batch-size defaults.
 
 Importing this module changes nothing: TensorFlow is imported, and its thread pools and GPU
 memory growth are set, only by the first call of :func:`tf`.
@@ -10,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 CPU_BATCH_SIZE = 32
@@ -108,6 +111,103 @@ def default_batch_size() -> int:
     """Recommended images per compiled call on this device."""
     n = len(gpus())
     return GPU_BATCH_SIZE * n if n else CPU_BATCH_SIZE
+
+
+# ----------------------------------------------------------------------------------------------
+# Compute precision
+
+AUTO = "auto"
+FLOAT32 = "float32"
+BFLOAT16 = "bfloat16"
+PRECISIONS = (FLOAT32, BFLOAT16)
+
+# CPU flags (Linux /proc/cpuinfo) that mean native bfloat16 arithmetic: x86 AVX512_BF16 (AMD Zen 4
+# and later, Intel Cooper Lake) and AMX (Intel Sapphire Rapids and later); ARM's BF16 extension
+# ("bf16" in the Features line, HWCAP2_BF16 in the auxiliary vector).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+_AT_HWCAP2 = 26
+_HWCAP2_BF16 = 1 << 14  # arm64
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags: the ``flags`` (x86) or ``Features`` (ARM) line of
+    ``/proc/cpuinfo`` (or of ``cpuinfo`` when given), plus ``bf16`` when the ARM auxiliary vector
+    says so. Empty where neither can be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.lower().split())
+            break  # every core lists the same
+    if _arm_hwcap_bf16():
+        flags.add("bf16")
+    return flags
+
+
+def _arm_hwcap_bf16() -> bool:
+    if platform.machine().lower() not in ("aarch64", "arm64"):
+        return False
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        return bool(getauxval(_AT_HWCAP2) & _HWCAP2_BF16)
+    except (OSError, AttributeError):
+        return False
+
+
+def bf16_flags(flags: Iterable[str] | None = None) -> list[str]:
+    """The flags among ``flags`` (default: this CPU's) that mean native bfloat16 arithmetic."""
+    have = cpu_flags() if flags is None else {f.lower() for f in flags}
+    return [f for f in BF16_FLAGS if f in have]
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What ``auto`` picks, and why, in a sentence a person can read."""
+
+    precision: str
+    reason: str
+
+
+def auto_precision(
+    *,
+    bfloat16_pays: bool = True,
+    flags: Iterable[str] | None = None,
+    gpu: bool | None = None,
+) -> PrecisionChoice:
+    """bfloat16 on a CPU with native bfloat16 arithmetic, for a backbone where it was measured
+    faster and agreeing with float32 (``bfloat16_pays``); else float32. On a GPU float32 (which
+    runs as mixed float16 there, as before)."""
+    if gpu is None:
+        gpu = bool(gpus())
+    if gpu:
+        return PrecisionChoice(FLOAT32, "a GPU: float32 weights, mixed float16 compute")
+    have = bf16_flags(flags)
+    if not have:
+        return PrecisionChoice(
+            FLOAT32, "this CPU has no native bfloat16 (none of " + ", ".join(BF16_FLAGS) + ")"
+        )
+    if not bfloat16_pays:
+        return PrecisionChoice(
+            FLOAT32, f"the CPU has {', '.join(have)}, but this backbone is not faster in bfloat16"
+        )
+    return PrecisionChoice(BFLOAT16, f"the CPU has {', '.join(have)}")
+
+
+def policy_name(precision: str, *, mixed_float16: bool) -> str | None:
+    """The Keras dtype policy that computes in ``precision`` (None: Keras's default, float32).
+    A float32 model on a GPU computes in mixed float16 when ``mixed_float16``."""
+    if precision == BFLOAT16:
+        return "mixed_bfloat16"
+    return "mixed_float16" if mixed_float16 else None
 
 
 class keras_policy:

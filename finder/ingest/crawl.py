@@ -54,23 +54,63 @@ from typing import BinaryIO
 
 from finder.errors import DecodeError, UsageError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+#: RAW extensions decoded through LibRaw (``finder.ingest.raw``) (lowercase, with the dot).
+RAW_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".webp",
-        ".gif",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-        ".mpo",
-        ".avif",  # Pillow >= 11.3 reads AVIF itself
+        ".dng",  # Adobe, and many phones
+        ".cr2",
+        ".cr3",
+        ".crw",  # Canon
+        ".nef",
+        ".nrw",  # Nikon
+        ".arw",
+        ".srf",
+        ".sr2",  # Sony
+        ".raf",  # Fujifilm
+        ".orf",  # Olympus / OM System
+        ".rw2",  # Panasonic
+        ".pef",  # Pentax
+        ".srw",  # Samsung
+        ".rwl",  # Leica
+        ".3fr",  # Hasselblad
+        ".iiq",  # Phase One
+        ".erf",  # Epson
+        ".mrw",  # Minolta
+        ".kdc",
+        ".dcr",  # Kodak
+        ".x3f",  # Sigma
     }
+)
+
+IMAGE_EXTENSIONS: frozenset[str] = (
+    frozenset(
+        {
+            ".jpg",
+            ".jpeg",
+            ".jpe",
+            ".jfif",
+            ".png",
+            ".webp",
+            ".gif",
+            ".bmp",
+            ".tif",
+            ".tiff",
+            ".heic",
+            ".heif",
+            ".mpo",
+            ".avif",  # Pillow >= 11.3 reads AVIF itself
+            ".jp2",  # JPEG 2000
+            ".j2k",
+            ".j2c",
+            ".jpf",
+            ".jpx",
+            ".pbm",  # Netpbm
+            ".pgm",
+            ".ppm",
+            ".pnm",
+        }
+    )
+    | RAW_EXTENSIONS
 )
 
 #: Names skipped everywhere, even with ``hidden=True`` (compared in lowercase).

@@ -1,14 +1,18 @@
 """Any photo file → RGB uint8 pixels at a requested size.
 
-``load_rgb(path, size)`` is the only entry point. What it does, in order:
+``load_rgb(path, size)`` is the entry point (``load_views`` builds on it; ``read_facts`` reads
+only a header). What it does, in order:
 
 1. Opens the file itself (``crawl.open_regular``: non-blocking, regular files only), so that
    operating-system failures get their own reasons ("empty file", "file vanished",
    "permission denied", "is a directory", "not a regular file").
 2. Identifies the image from its content, not its name, among the photo formats only
-   (``PHOTO_FORMATS``: no PDF, EPS or PSD, whatever the file is called). HEIC/HEIF is
+   (``PHOTO_FORMATS``: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF, AVIF where Pillow has it,
+   JPEG 2000, Netpbm; no PDF, EPS or PSD, whatever the file is called). HEIC/HEIF is
    recognised by its ``ftyp`` box; pillow-heif's opener is registered the first time one is
-   seen (once per process).
+   seen (once per process). Camera RAW files are the exception, known by their name
+   (``crawl.RAW_EXTENSIONS``: most are TIFF inside) and read through LibRaw (``finder.ingest.raw``:
+   the embedded preview when large enough, else a half-size demosaic).
 3. Refuses images over ``MAX_PIXELS`` (read from the header, before any pixel is decoded) as
    "decompression bomb". The limit is above Pillow's default (89 MP) because 100+ MP panoramas
    are real photos. Importing this module sets Pillow's own ``MAX_IMAGE_PIXELS`` to the same limit
@@ -24,7 +28,9 @@
    A HEIC/HEIF file with an embedded thumbnail at least as large as the output (iPhones store
    one) is decoded from that thumbnail (pillow-heif's ``draft``): decoding a 12 MP HEIC takes
    about 2 s here, its thumbnail a few milliseconds. The thumbnail is the camera's own downscale,
-   so fine detail may differ from a filtered downscale of the full image.
+   so fine detail may differ from a filtered downscale of the full image. A JPEG 2000 image is
+   decoded at the smallest power-of-two reduction of its wavelet levels at least twice the
+   output size.
 5. Converts the first frame to RGB: palette, grayscale, bilevel and CMYK through Pillow; 16-bit
    and 32-bit integer (``I;16*``, ``I``) and float (``F``) images are scaled to 8 bits, never
    clipped. Transparent images are composited on white, after resizing (cheaper, and Pillow
@@ -55,6 +61,7 @@ from finder.errors import DecodeError, UsageError
 from finder.ingest import truncation
 from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.facts import PhotoFacts, photo_facts
+from finder.ingest.raw import is_raw_name
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP
 #: panorama decodes, and a non-JPEG image this large still takes at most 1 GB as RGBA.
@@ -77,7 +84,9 @@ _DRAFT_FORMATS = frozenset({"JPEG", "MPO", "HEIF"})
 #: Pillow plugins allowed to open a file: the photo formats of crawl.IMAGE_EXTENSIONS (MPO is
 #: opened by the JPEG plugin). Anything else (PDF, EPS, which would run Ghostscript, PSD, ...)
 #: is "not an image", whatever its name.
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "JPEG2000", "PPM")
+#: ``ftyp`` brands of AVIF files (still pictures and sequences).
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -138,18 +147,27 @@ def read_facts(path: str | os.PathLike[str]) -> PhotoFacts:
     """The facts of ``path`` (``finder.ingest.facts``) from its header and EXIF alone, no pixels
     decoded: for photos indexed before finder kept them. Raises ``DecodeError`` like
     ``load_rgb``."""
-    return _opened(path, lambda f: _header_facts(f))
+    return _opened(path, _header_facts, lambda f: _raw_header_facts(f, path))
 
 
 def _load(
     path: str | os.PathLike[str], size: tuple[int, int], cover: float | None
 ) -> tuple[np.ndarray, PhotoFacts]:
     width, height = _check_size(size)
-    return _opened(path, lambda f: _decode(f, width, height, cover))
+    return _opened(
+        path,
+        lambda f: _decode(f, width, height, cover),
+        lambda f: _decode_raw(f, path, width, height, cover),
+    )
 
 
-def _opened(path: str | os.PathLike[str], action: Callable[[BinaryIO], T]) -> T:
-    """Open ``path`` once and run ``action`` on it; every failure becomes a ``DecodeError``."""
+def _opened(
+    path: str | os.PathLike[str],
+    action: Callable[[BinaryIO], T],
+    raw_action: Callable[[BinaryIO], T],
+) -> T:
+    """Open ``path`` once and run ``action`` on it (``raw_action`` for a camera RAW file); every
+    failure becomes a ``DecodeError``."""
     f = open_regular(path)
     with f:
         heif_missing = False
@@ -158,7 +176,11 @@ def _opened(path: str | os.PathLike[str], action: Callable[[BinaryIO], T]) -> T:
             if not head:
                 raise DecodeError("empty file")
             f.seek(0)
+            if is_raw_name(path):
+                return raw_action(f)
             if head[4:8] == b"ftyp":
+                if head[8:12] in _AVIF_BRANDS and "AVIF" not in _formats():
+                    raise DecodeError("AVIF support missing (needs Pillow >= 11.3 with AVIF)")
                 try:
                     _register_heif()
                 except ImportError:
@@ -234,6 +256,38 @@ def _header_facts(f: BinaryIO) -> PhotoFacts:
     return photo_facts(im, _orientation(im), _mtime_ns(f))
 
 
+def _target(
+    im: Image.Image, orientation: int, width: int, height: int, cover: float | None
+) -> tuple[int, int]:
+    """The size asked of the decoder and the resizer: before rotation, so swapped for 90° turns.
+    With ``cover``, the aspect ratio is kept: the smallest that covers (width, height) * cover."""
+    w, h = im.size
+    if cover is not None:
+        ow, oh = (h, w) if orientation in _SWAPS_AXES else (w, h)
+        scale = max(width * max(cover, 1.0) / ow, height * max(cover, 1.0) / oh)
+        width, height = max(width, round(ow * scale)), max(height, round(oh * scale))
+    return (height, width) if orientation in _SWAPS_AXES else (width, height)
+
+
+def _decode_raw(
+    f: BinaryIO, path: str | os.PathLike[str], width: int, height: int, cover: float | None
+) -> tuple[np.ndarray, PhotoFacts]:
+    """A camera RAW file: its embedded preview when large enough, else a half-size demosaic."""
+    from finder.ingest.raw import open_raw, raw_facts
+
+    scale = max(cover or 1.0, 1.0)
+    pic = open_raw(path, (round(width * scale), round(height * scale)), MAX_PIXELS)
+    pre = _target(pic.image, pic.orientation, width, height, cover)
+    facts = raw_facts(f, pic.size, pic.preview, _mtime_ns(f))
+    return _render(pic.image, pre, pic.orientation), facts
+
+
+def _raw_header_facts(f: BinaryIO, path: str | os.PathLike[str]) -> PhotoFacts:
+    from finder.ingest.raw import raw_facts, raw_size
+
+    return raw_facts(f, raw_size(path), None, _mtime_ns(f))
+
+
 def _decode(
     f: BinaryIO, width: int, height: int, cover: float | None = None
 ) -> tuple[np.ndarray, PhotoFacts]:
@@ -250,12 +304,7 @@ def _decode(
             raise DecodeError("truncated")
     orientation = _orientation(im)
     facts = photo_facts(im, orientation, _mtime_ns(f))
-    if cover is not None:  # keep the aspect ratio: cover (width, height) * cover
-        ow, oh = (h, w) if orientation in _SWAPS_AXES else (w, h)
-        scale = max(width * max(cover, 1.0) / ow, height * max(cover, 1.0) / oh)
-        width, height = max(width, round(ow * scale)), max(height, round(oh * scale))
-    # Size asked of the decoder and the resizer: before rotation, so swapped for 90° turns.
-    pre = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    pre = _target(im, orientation, width, height, cover)
     if im.format == "JPEG" and im.info.get("progressive") and min(w // pre[0], h // pre[1]) >= 8:
         f.seek(0)
         dc = _dc_scans_only(f.read())
@@ -267,6 +316,12 @@ def _decode(
                 pass
         f.seek(0)
         im = Image.open(f, formats=_formats())
+    if im.format == "JPEG2000" and _reduce_jpeg2000(im, pre):
+        try:
+            return _render(im, pre, orientation, f), facts
+        except Exception:  # fewer wavelet levels than the reduction: decode in full
+            f.seek(0)
+            im = Image.open(f, formats=("JPEG2000",))
     return _render(im, pre, orientation, f), facts
 
 
@@ -383,6 +438,21 @@ def _dc_scans_only(data: bytes) -> bytes | None:
 _SOF_MARKERS = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
+
+
+def _reduce_jpeg2000(im: Image.Image, pre: tuple[int, int]) -> int:
+    """Have a JPEG 2000 image decode at the smallest power-of-two reduction still at least
+    ``_REDUCING_GAP`` times ``pre`` (its wavelet levels make that a fraction of a full decode);
+    returns the level. Capped at 5, OpenJPEG's default number of levels (a file with fewer fails,
+    and is then decoded in full)."""
+    w, h = im.size
+    gw, gh = pre[0] * _REDUCING_GAP, pre[1] * _REDUCING_GAP
+    level = 0
+    while level < 5 and (w >> (level + 1)) >= gw and (h >> (level + 1)) >= gh:
+        level += 1
+    if level:
+        im.reduce = level  # type: ignore[method-assign, assignment]
+    return level
 
 
 def _orientation(im: Image.Image) -> int:

@@ -1,32 +1,40 @@
 """Where a head's default answer ends: the cut-off rules, all of them here.
 
-A rule sees the background sample's logits under the trained head (sorted, highest first) and
-what the training estimated of the class, and returns the cut as a logit; :func:`cut_off`
-turns it into the probability stored as ``Head.threshold``. To add a rule, write a function
-``rule(cut: CutInput, cfg: CutConfig) -> float`` below and name it in :data:`RULES`; a
-:class:`~finder.learn.train.HeadConfig` picks it by that name (``HeadConfig(threshold=...)``).
+A rule sees the background sample's logits under the trained (calibrated) head, sorted highest
+first, and what the training estimated of the class, and returns the cut as a logit;
+:func:`cut_off` turns it into the probability stored as ``Head.threshold``. To add a rule, write a
+function ``rule(cut: CutInput, cfg: CutConfig) -> float`` below, name it in :data:`RULES`, and
+give its settings a field of :class:`CutConfig`; a head picks it with
+``HeadConfig(cut=CutConfig(rule=...))``.
+
+The default, ``expected-f1``, needs calibrated probabilities (finder.learn.calibrate): the
+background is a random sample of the library, so ``sum(p)`` over it estimates how many of it are
+of the class, and the cut that maximises the expected F1 of the answer over the sample is the
+one for the library. The others are the rules of docs/heads.md's earlier rounds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from finder.errors import UsageError
-from finder.learn.head import sigmoid
+from finder.learn.head import Head, sigmoid
 
 
-class CutConfig(Protocol):
-    """The settings a rule may read (``HeadConfig`` has them all)."""
+@dataclass(frozen=True)
+class CutConfig:
+    """Which rule cuts, and the settings of the rules."""
 
-    threshold_logit: float
-    size_offset: float
-    size_slope: float
-    size_ref: float
-    gap_window: float
+    rule: str = "expected-f1"
+    logit: float = 0.0  # "logit": the cut; "gap": the count it starts from
+    gap_window: float = 1.3  # "gap": how far from the size estimate the gap may be (×)
+    # "size-logit": cut = size_offset - size_slope·ln(n / (size_ref·m)), n = past logit 0
+    size_offset: float = 0.3
+    size_slope: float = 0.4
+    size_ref: float = 0.037
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ def at_gap(zb: np.ndarray, count: float, window: float) -> float:
 def gap_near_size(cut: CutInput, cfg: CutConfig) -> float:
     """The widest gap near the geometric mean of the class-size estimate and the head's own
     count past ``threshold_logit`` (the refinement of the default method uses it too)."""
-    n_logit = max(1, int((cut.zb >= cfg.threshold_logit).sum()))
+    n_logit = max(1, int((cut.zb >= cfg.logit).sum()))
     return at_gap(cut.zb, float(np.sqrt((cut.n_class or n_logit) * n_logit)), cfg.gap_window)
 
 
@@ -66,7 +74,7 @@ def _fixed(cut: CutInput, cfg: CutConfig) -> float:
 
 
 def _logit(cut: CutInput, cfg: CutConfig) -> float:
-    return cfg.threshold_logit
+    return cfg.logit
 
 
 def _count(cut: CutInput, cfg: CutConfig) -> float:
@@ -80,7 +88,17 @@ def _size_logit(cut: CutInput, cfg: CutConfig) -> float:
     return cfg.size_offset - cfg.size_slope * float(np.log(n_past / (cfg.size_ref * len(cut.zb))))
 
 
+def _expected_f1(cut: CutInput, cfg: CutConfig) -> float:
+    """The cut maximising ``2·Σ_{answer} p / (|answer| + Σ p)`` over the background, ``p`` the
+    calibrated probabilities: the expected F1 of the answer, for a library the sample is like."""
+    p = sigmoid(cut.zb)
+    f1 = 2 * np.cumsum(p) / (np.arange(1, len(p) + 1) + p.sum())
+    j = int(np.argmax(f1))
+    return float(cut.zb[j] if j + 1 >= len(p) else (cut.zb[j] + cut.zb[j + 1]) / 2)
+
+
 RULES: dict[str, Callable[[CutInput, CutConfig], float]] = {
+    "expected-f1": _expected_f1,
     "fixed": _fixed,  # probability 0.5
     "logit": _logit,  # a fixed logit, threshold_logit
     "count": _count,  # at the estimated class size
@@ -89,9 +107,26 @@ RULES: dict[str, Callable[[CutInput, CutConfig], float]] = {
 }
 
 
-def cut_off(rule: str, cut: CutInput, cfg: CutConfig) -> float:
-    """The probability cut-off of ``rule`` (clipped into [1e-4, 1 − 1e-4])."""
-    if rule not in RULES:
-        raise UsageError(f"unknown threshold rule {rule!r}")
-    z = RULES[rule](cut, cfg)
+def cut_off(cut: CutInput, cfg: CutConfig) -> float:
+    """The probability cut-off of the rule ``cfg.rule`` (clipped into [1e-4, 1 − 1e-4])."""
+    if cfg.rule not in RULES:
+        raise UsageError(f"unknown cut-off rule {cfg.rule!r}")
+    z = RULES[cfg.rule](cut, cfg)
     return float(np.clip(sigmoid(np.array([z]))[0], 1e-4, 1 - 1e-4))
+
+
+def keep_answer(head: Head, scores: np.ndarray, count: int) -> Head:
+    """``head``, its cut lowered if need be so that at least ``count`` of ``scores`` (the
+    library's logits under ``head``) pass it: confirming photos never shrinks the answer."""
+    if count <= 0 or len(scores) == 0:
+        return head
+    kth = float(
+        np.partition(np.asarray(scores, dtype=np.float64), -min(count, len(scores)))[
+            -min(count, len(scores))
+        ]
+    )
+    if kth >= head.logit_threshold:
+        return head
+    floor = kth - 1e-4 * (1.0 + abs(kth))  # below it, whatever float rounding find meets
+    params = dict(head.params, kept_answer=int(count))
+    return Head(w=head.w, b=head.b, threshold=float(sigmoid(np.array([floor]))[0]), params=params)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from finder.errors import UsageError
+from finder.learn.cutoff import keep_answer
 from finder.learn.evaluate import average_precision, check_dataset
 from finder.learn.head import Head
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
@@ -43,28 +44,46 @@ class Teacher(Protocol):
 
 @dataclass
 class ArrayTeacher:
-    """Learns like ``Library.learn`` on vectors in memory: examples accumulate, the background is
-    ``background_indices`` drawn with the seed, excluding every marked photo."""
+    """Learns as ``Library.learn`` does, on vectors in memory: marks accumulate (the latest
+    label of a photo wins), the background is ``background_indices`` drawn with the seed,
+    excluding every marked photo, teaching again passes the previous head and the new marks,
+    and a teaching of ✓ only keeps at least the previous answer's size (``keep_answer``)."""
 
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
     background_size: int | None = None
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
+    _heads: dict[str, Head] = field(default_factory=dict)
 
     def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
+        new = [(int(i), 1) for i in positives] + [(int(i), 0) for i in negatives]
         marks = self._marks.setdefault(name, {})  # position -> 1 (✓) or 0 (✗), latest wins
-        marks.update(dict.fromkeys(np.asarray(positives, dtype=np.int64).tolist(), 1))
-        marks.update(dict.fromkeys(np.asarray(negatives, dtype=np.int64).tolist(), 0))
+        marks.update(new)
         pos = [i for i, label in marks.items() if label == 1]
         neg = [i for i, label in marks.items() if label == 0]
         rng = np.random.default_rng(seed)
         size = self.background_size or BACKGROUND_SIZE
         bg = background_indices(len(self.X), np.asarray(pos + neg, dtype=np.int64), rng, size)
+        marked = (self.X[[i for i, _ in new]], np.asarray([label for _, label in new]))
         train = self.trainer or train_head
-        return train(self.X[pos], self.X[neg].reshape(-1, self.X.shape[1]), self.X[bg], seed=seed)
+        head = train(
+            self.X[pos],
+            self.X[neg].reshape(-1, self.X.shape[1]),
+            self.X[bg],
+            seed=seed,
+            previous=self._heads.get(name),
+            marked=marked,
+        )
+        previous = self._heads.get(name)
+        if previous is not None and new and all(label == 1 for _, label in new):
+            kept = int((previous.logits(self.X) >= previous.logit_threshold).sum())
+            head = keep_answer(head, head.logits(self.X), kept)
+        self._heads[name] = head
+        return head
 
     def forget(self, name: str) -> None:
         self._marks.pop(name, None)
+        self._heads.pop(name, None)
 
 
 @dataclass

@@ -1,10 +1,14 @@
 """How ``finder learn`` trains a class: the default method of docs/heads.md, and its parts.
 
-The background sample is unlabelled, not negative: held-out ranks of the examples estimate how
-much of it belongs to the class, a diffusion over the k-NN graph of examples + background picks
-those as pseudo-positives, and a weighted logistic regression is trained on examples +
-pseudo-positives against explicit negatives + the rest, refined once. The cut-off is chosen by a
-rule of :mod:`finder.learn.cutoff`.
+The background sample is unlabelled, not negative. On a class's first learning, held-out ranks of
+the examples estimate how much of the background belongs to the class, a diffusion over the k-NN
+graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
+is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
+the number of background photos past its logit 0 is the class-size estimate. When a class is
+taught again (more examples, ✓ / ✗ marks), the estimate comes from the previous head and the new
+marks instead (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of
+the class), and the head is retrained from all the marks. Then the head is calibrated to that
+estimate (:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
 
 This module imports numpy and scipy only (never TensorFlow).
 """
@@ -18,7 +22,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.cutoff import CutInput, cut_off, gap_near_size
+from finder.learn.calibrate import calibrate, size_after_marks
+from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
 
 BACKGROUND_SIZE: int = 1000
@@ -37,7 +42,7 @@ class HeadConfig:
     ``method="plain"`` is the baseline: balanced logistic regression on the examples against the
     background, cut-off 0.5."""
 
-    method: str = "pu-diffusion"  # or "plain"
+    method: str = "pu-calibrated"  # or "plain"
     C: float = 3.0
     probe_C: float = 1.0
     pseudo_weight: float = 0.3
@@ -45,21 +50,16 @@ class HeadConfig:
     knn: int = 5
     alpha: float = 0.8
     gamma: float = 3.0
-    threshold: str = "size-logit"  # a rule of finder.learn.cutoff.RULES
-    threshold_logit: float = 0.0
-    # "size-logit": cut = size_offset - size_slope·ln(n / (size_ref·m)), n = background past
-    # logit 0 (threshold_logit also steers the refinement, so the rule has its own offset)
-    size_offset: float = 0.3
-    size_slope: float = 0.4
-    size_ref: float = 0.037  # 20 of 540: a flower class of the shared photos
-    gap_window: float = 1.3
     refine_rounds: int = 1
-    refine_scale: float = 0.7
+    refine_scale: float = 0.7  # pseudo-positives = refine_scale × the class-size estimate
     folds: int = 5
+    calibrate: bool = True  # probabilities calibrated to the class-size estimate
+    prior_sd: float = 1.0  # how far (logit) marks may move the previous head's estimate
+    cut: CutConfig = CutConfig()
 
 
 DEFAULT_CONFIG = HeadConfig()
-PLAIN_CONFIG = HeadConfig(method="plain", C=1.0, threshold="fixed")
+PLAIN_CONFIG = HeadConfig(method="plain", C=1.0, calibrate=False, cut=CutConfig(rule="fixed"))
 
 
 def background_indices(
@@ -225,6 +225,16 @@ class Problem:
         neg, neg_w = self.negatives(order[n_pseudo:])
         return fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
 
+    def diffusion_order(self, cfg: HeadConfig) -> np.ndarray:
+        """The background, best connected first to the examples (and last to the explicit
+        negatives) in the k-NN graph of all the vectors."""
+        p, q = len(self.P), len(self.N)
+        V = np.concatenate([self.P, self.N, self.B])
+        f = knn_diffusion(V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)
+        if q:
+            f = f - knn_diffusion(V, p + np.arange(q), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)
+        return np.argsort(-f[p + q :], kind="stable")
+
     def held_out_ranks(
         self, cfg: HeadConfig, rng: np.random.Generator, init: tuple[np.ndarray, float]
     ) -> np.ndarray:
@@ -249,18 +259,21 @@ def train_head(
     *,
     seed: int = 0,
     config: HeadConfig = DEFAULT_CONFIG,
+    previous: Head | None = None,
+    marked: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
-    ``positives``: the user's examples ``[p, d]`` (p ≥ 1); ``negatives``: explicit
-    counter-examples ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT``
-    background vectors); ``background``: an unlabelled random sample of the library ``[m, d]``
-    (may be empty, may contain members of the class). The method: the module's docstring.
+    ``positives``: every example ``[p, d]`` (p ≥ 1); ``negatives``: explicit counter-examples
+    ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT`` background vectors);
+    ``background``: an unlabelled random sample of the library ``[m, d]`` (may be empty, may
+    contain members of the class). When the class is taught again, ``previous`` is its head
+    and ``marked`` the vectors and labels (1 / 0) of what this teaching adds. The method: the
+    module's docstring.
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
-    P, B = pb.P, pb.B
-    p, m = len(P), len(B)
+    p, m = len(pb.P), len(pb.B)
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {"n_pos": p, "n_neg": len(pb.N), "n_background": m, "seed": seed}
     if cfg.method == "plain" or m < MIN_BACKGROUND:
@@ -270,51 +283,78 @@ def train_head(
         if cfg.method != "plain":
             params["fallback"] = f"background of {m} < {MIN_BACKGROUND}: plain head"
         return Head(w=w, b=b, threshold=0.5, params=params)
-    if cfg.method != "pu-diffusion":
+    if cfg.method != "pu-calibrated":
         raise UsageError(f"unknown head method {cfg.method!r}")
 
-    # 1. how many of the background look like the class (held-out ranks of the examples)
-    probe = pb.probe(cfg.probe_C)
-    if p >= 2:
-        med: float | None = float(np.median(pb.held_out_ranks(cfg, rng, probe)))
-        n_pseudo = cfg.count_factor * med
-    else:  # one example: no held-out estimate; count what the probe head accepts
-        med = None
-        n_pseudo = float(((B @ probe[0] + probe[1]) >= 0).sum())
-    n_pseudo_i = int(min(max(round(n_pseudo), 1), m // 2))
-
-    # 2. pseudo-positives: the background best connected to the examples in the k-NN graph
-    V = np.concatenate([P, B])
-    f = knn_diffusion(V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)[p:]
-    order = np.argsort(-f, kind="stable")
-
-    # 3. the head: examples + pseudo-positives against explicit negatives + the rest
-    w, b = pb.fit_pseudo(order, n_pseudo_i, cfg)
-
-    # class size once the likely members are out of the negatives: a probe head's count
-    drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo_i
-    w3, b3 = pb.probe(cfg.probe_C, order[min(drop, m - 1) :], probe)
-    n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
-    params["n_class_estimate"] = n_size
-
-    # 3b. refine: re-pick the pseudo-positives from how many the head itself puts past the gap
-    for _ in range(cfg.refine_rounds):
-        zb = np.sort(B @ w + b)[::-1]
-        n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg)).sum())
-        n_pseudo_i = int(min(max(round(cfg.refine_scale * n_past), 1), m // 2))
-        w, b = pb.fit_pseudo(order, n_pseudo_i, cfg, (w, b))
-
-    # 4. the cut-off, from the background's scores under the head
-    threshold = cut_off(cfg.threshold, CutInput(np.sort(B @ w + b)[::-1], n_size), cfg)
+    order = pb.diffusion_order(cfg)
+    again = (
+        previous is not None
+        and marked is not None
+        and previous.dim == pb.P.shape[1]
+        and previous.params.get("method") == cfg.method
+        and cfg.calibrate
+    )
+    if again:
+        assert previous is not None and marked is not None
+        n_class, delta = size_after_marks(previous, pb.B, *marked, prior_sd=cfg.prior_sd)
+        n_size: int | None = None
+        w, b = pb.fit_pseudo(order, _pseudo_count(cfg.refine_scale * n_class, m), cfg)
+        params.update(marked=int(len(marked[1])), shift=delta)
+    else:
+        w, b, n_size = _first_head(pb, order, cfg, rng, params)
+        n_class = float(((pb.B @ w + b) >= 0).sum())
+    n_class = float(np.clip(n_class, 1.0, m / 2))
+    if cfg.calibrate:
+        a, c = calibrate(pb.B @ w + b, n_class)
+        w, b = w * np.float32(a), b * a + c
+        params.update(calibration=[a, c])
+    threshold = cut_off(CutInput(np.sort(pb.B @ w + b)[::-1], n_size), cfg.cut)
     params.update(
         method=cfg.method,
         C=cfg.C,
-        n_pseudo=n_pseudo_i,
-        refine_rounds=cfg.refine_rounds,
+        n_class_estimate=n_class,
         pseudo_weight=cfg.pseudo_weight,
         knn=cfg.knn,
         alpha=cfg.alpha,
-        ranking="diffusion",
-        threshold_rule=cfg.threshold,
+        cut=cfg.cut.rule,
     )
     return Head(w=w, b=b, threshold=threshold, params=params)
+
+
+def _pseudo_count(n: float, m: int) -> int:
+    return int(min(max(round(n), 1), m // 2))
+
+
+def _first_head(
+    pb: Problem,
+    order: np.ndarray,
+    cfg: HeadConfig,
+    rng: np.random.Generator,
+    params: dict[str, Any],
+) -> tuple[np.ndarray, float, int]:
+    """A class's first head: pseudo-positives counted from the examples' held-out ranks, then
+    refined once from the head's own scores. Returns ``(w, b, n_size)``, ``n_size`` the class
+    size a probe head estimates once the likely members are out of its negatives."""
+    B, m = pb.B, len(pb.B)
+    # 1. how many of the background look like the class (held-out ranks of the examples)
+    probe = pb.probe(cfg.probe_C)
+    if len(pb.P) >= 2:
+        med: float | None = float(np.median(pb.held_out_ranks(cfg, rng, probe)))
+        n_pseudo = _pseudo_count(cfg.count_factor * med, m)
+    else:  # one example: no held-out estimate; count what the probe head accepts
+        med = None
+        n_pseudo = _pseudo_count(float(((B @ probe[0] + probe[1]) >= 0).sum()), m)
+    # 2. the head: examples + the best-connected pseudo-positives against the rest
+    w, b = pb.fit_pseudo(order, n_pseudo, cfg)
+    # class size once the likely members are out of the negatives: a probe head's count
+    drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo
+    w3, b3 = pb.probe(cfg.probe_C, order[min(drop, m - 1) :], probe)
+    n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
+    # 3. refine: re-pick the pseudo-positives from how many the head puts past the gap
+    for _ in range(cfg.refine_rounds):
+        zb = np.sort(B @ w + b)[::-1]
+        n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg.cut)).sum())
+        n_pseudo = _pseudo_count(cfg.refine_scale * n_past, m)
+        w, b = pb.fit_pseudo(order, n_pseudo, cfg, (w, b))
+    params.update(n_pseudo=n_pseudo, n_size_probe=n_size)
+    return w, b, n_size

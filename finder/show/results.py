@@ -3,8 +3,11 @@ options, and how matches are printed (text, JSON, NUL-separated) or exported."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,62 +21,44 @@ if TYPE_CHECKING:
     from finder.library import Match
     from finder.store.facts import Filters
 
-AfterOpt = Annotated[
+
+def _option(kind: Any, flag: str, metavar: str, help: str) -> Any:
+    """An option taking a value, shown as ``FLAG METAVAR`` without a default."""
+    return Annotated[kind, typer.Option(flag, metavar=metavar, help=help, show_default=False)]
+
+
+AfterOpt: Any = _option(
     str | None,
-    typer.Option(
-        "--after",
-        metavar="DATE",
-        help="Only photos taken on or after DATE: YYYY, YYYY-MM, YYYY-MM-DD or "
-        "YYYY-MM-DDTHH:MM, the photo's local time (EXIF date, else the file's date).",
-        show_default=False,
-    ),
-]
-BeforeOpt = Annotated[
+    "--after",
+    "DATE",
+    "Only photos taken on or after DATE: YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM, the "
+    "photo's local time (EXIF date, else the file's date).",
+)
+BeforeOpt: Any = _option(
     str | None,
-    typer.Option(
-        "--before",
-        metavar="DATE",
-        help="Only photos taken before DATE (before the start of that year, month or day).",
-        show_default=False,
-    ),
-]
-CameraOpt = Annotated[
+    "--before",
+    "DATE",
+    "Only photos taken before DATE (before the start of that year, month or day).",
+)
+CameraOpt: Any = _option(
     str | None,
-    typer.Option(
-        "--camera",
-        metavar="TEXT",
-        help="Only photos from a camera whose make or model contains TEXT (any case).",
-        show_default=False,
-    ),
-]
-UnderOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--under",
-        metavar="PATH",
-        help="Only photos in the folder PATH or its sub-folders.",
-        show_default=False,
-    ),
-]
-NearOpt = Annotated[
+    "--camera",
+    "TEXT",
+    "Only photos from a camera whose make or model contains TEXT (any case).",
+)
+UnderOpt: Any = _option(
+    Path | None, "--under", "PATH", "Only photos in the folder PATH or its sub-folders."
+)
+NearOpt: Any = _option(
     str | None,
-    typer.Option(
-        "--near",
-        metavar="LAT,LON",
-        help="Only photos with a GPS position within --within km of LAT,LON (decimal degrees, "
-        "south and west negative, e.g. -33.86,151.21).",
-        show_default=False,
-    ),
-]
-WithinOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--within",
-        metavar="KM",
-        help="The distance for --near, in km (default 10).",
-        show_default=False,
-    ),
-]
+    "--near",
+    "LAT,LON",
+    "Only photos with a GPS position within --within km of LAT,LON (decimal degrees, south "
+    "and west negative, e.g. -33.86,151.21).",
+)
+WithinOpt: Any = _option(
+    float | None, "--within", "KM", "The distance for --near, in km (default 10)."
+)
 SortOpt = Annotated[
     str,
     typer.Option(
@@ -88,43 +73,44 @@ Print0Opt = Annotated[
         "--print0", help="Print only the paths, each followed by a NUL byte (for xargs -0)."
     ),
 ]
-CopyOpt = Annotated[
+CopyOpt: Any = _option(
     Path | None,
-    typer.Option(
-        "--copy",
-        metavar="DIR",
-        help="Also copy the photos into DIR (created if missing), keeping their names; a "
-        "taken name gets -1, -2, ...: nothing is overwritten.",
-        show_default=False,
-    ),
-]
-LinkOpt = Annotated[
+    "--copy",
+    "DIR",
+    "Also copy the photos into DIR (created if missing), keeping their names; a taken name "
+    "gets -1, -2, ...: nothing is overwritten.",
+)
+LinkOpt: Any = _option(
     Path | None,
-    typer.Option(
-        "--link",
-        metavar="DIR",
-        help="Like --copy, with symbolic links to the photos instead of copies.",
-        show_default=False,
-    ),
-]
-HardlinkOpt = Annotated[
+    "--link",
+    "DIR",
+    "Like --copy, with symbolic links to the photos instead of copies.",
+)
+HardlinkOpt: Any = _option(
     Path | None,
-    typer.Option(
-        "--hardlink",
-        metavar="DIR",
-        help="Like --copy, with hard links (DIR on the same file system as the photos).",
-        show_default=False,
-    ),
-]
+    "--hardlink",
+    "DIR",
+    "Like --copy, with hard links (DIR on the same file system as the photos).",
+)
+
+
+FILTER_OPTIONS: dict[str, Any] = {
+    "after": AfterOpt,
+    "before": BeforeOpt,
+    "camera": CameraOpt,
+    "under": UnderOpt,
+    "near": NearOpt,
+    "within": WithinOpt,
+}
 
 
 def filters_from(
-    after: str | None,
-    before: str | None,
-    camera: str | None,
-    under: Path | None,
-    near: str | None,
-    within: float | None,
+    after: str | None = None,
+    before: str | None = None,
+    camera: str | None = None,
+    under: Path | None = None,
+    near: str | None = None,
+    within: float | None = None,
 ) -> Filters | None:
     """The filters given on the command line (checked: a bad value is a one-line error)."""
     from finder.store.facts import Filters
@@ -138,6 +124,28 @@ def filters_from(
         within_km=within,
     )
     return filters if filters.active else None
+
+
+def with_filters(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the filter options (``--after`` ... ``--within``, before its
+    ``--library``) and hand it ``filters=`` (a :class:`~finder.store.facts.Filters` or None)."""
+    sig = inspect.signature(func, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.name != "filters"]
+    at = next((i for i, p in enumerate(params) if p.name == "library"), len(params))
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in FILTER_OPTIONS.items()
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = params[:at] + added + [p.replace(kind=keyword) for p in params[at:]]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name in FILTER_OPTIONS}
+        return func(*args, filters=filters_from(**given), **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def check_output(as_json: bool, print0: bool) -> None:

@@ -60,6 +60,7 @@ def status_lines(info: Mapping[str, Any]) -> list[str]:
         f"library   {escape(info['library'])}",
         f"images    {info['images']} indexed, {info['failed']} failed, {info['pending']} pending",
         f"backbone  {info['backbone'] or 'none yet (run finder index)'}",
+        *([f"precision {b['precision']}"] if (b := info.get("backbone_info")) else []),
         f"index     {info['index'] or '-'}",
         f"classes   {info['classes']}: {names}",
         f"photos    {info.get('with_date', 0)} dated by EXIF, {info.get('with_file_date', 0)} by "
@@ -127,4 +128,42 @@ def backbone_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         out.append(
             f"{r['name']:<18} {str(r['dim'] or '-'):>5}-d  cost {cost:>6}  {r['description']}"
         )
+    return out
+
+
+def file_size(n: int) -> str:
+    """A byte count for a person: ``812 B``, ``14.2 KB``, ``3.1 MB``, ``1.2 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def dupe_lines(groups: Sequence[Any]) -> list[bytes]:
+    """``finder dupes``: each group (identical files, or near-duplicates with their lowest
+    similarity), the file to keep first and marked, then a total of what could go."""
+    if not groups:
+        return [b"no duplicates found"]
+    out: list[bytes] = []
+    spare_files = spare_bytes = 0
+    for g in groups:
+        head = "identical" if g.kind == "identical" else f"near-duplicates ({g.similarity:.2f})"
+        out.append(f"{head}, {len(g.files)} files:".encode())
+        for k, f in enumerate(g.files):
+            size = f"{f.width}x{f.height}" if f.width else "?"
+            mark = "keep" if k == 0 else "    "
+            out.append(
+                f"  {mark}  {size:>11}  {file_size(f.bytes):>9}  ".encode() + path_bytes(f.path)
+            )
+        spare_files += len(g.files) - 1
+        spare_bytes += sum(f.bytes for f in g.files[1:])
+        out.append(b"")
+    out.append(
+        f"{_plural(len(groups), 'group')}: {_plural(spare_files, 'file')} could go "
+        f"({file_size(spare_bytes)}); nothing was deleted".encode()
+    )
     return out

@@ -120,12 +120,13 @@ class Catalog(ClassTables):
         return _Transaction(self.db.conn)
 
     def close(self) -> None:
-        try:  # keeps the planner's statistics fresh (filters pick their index by them)
-            self.db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to close
-            self.db.execute("PRAGMA analysis_limit = 1000")
-            self.db.execute("PRAGMA optimize")
-        except sqlite3.Error:  # a busy or read-only database: statistics can wait
-            pass
+        if not self.read_only:
+            try:  # keeps the planner's statistics fresh (filters pick their index by them)
+                self.db.execute("PRAGMA busy_timeout = 0")  # never wait for a writer to close
+                self.db.execute("PRAGMA analysis_limit = 1000")
+                self.db.execute("PRAGMA optimize")
+            except (sqlite3.Error, FinderError):  # busy, read-only, damaged: statistics can wait
+                pass
         self.db.conn.close()
 
     # -- meta -----------------------------------------------------------------------------

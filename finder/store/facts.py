@@ -333,3 +333,16 @@ def dates(cat: Catalog, ids: Sequence[int]) -> dict[int, str]:
         [json.dumps([int(i) for i in ids])],
     )
     return {int(i): format_taken(t, off) or t for i, t, off in rows}
+
+
+def sizes_and_dates(
+    cat: Catalog, ids: Sequence[int]
+) -> dict[int, tuple[int | None, int | None, str | None]]:
+    """Width and height (as shown) and date taken (local wall-clock text) of these images, for
+    those whose facts were read."""
+    rows = cat.db.conn.execute(
+        "SELECT i.id, i.width, i.height, i.taken FROM json_each(?) j "
+        "CROSS JOIN images i ON i.id = j.value WHERE i.date_source IS NOT NULL",
+        [json.dumps([int(i) for i in ids])],
+    )
+    return {int(i): (w, h, t) for i, w, h, t in rows}

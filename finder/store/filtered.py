@@ -14,14 +14,15 @@ computed depends on how many photos pass, found out cheaply (a query that stops 
   so keeping those that pass gives exactly the filtered set.
 * **Many pass, the top K** (``find --top``, ``similar``): the store's candidate pool for the
   query (the pool an unfiltered search ranks, rescored exactly) is walked best first and
-  checked against the filter in growing chunks until K pass. When fewer pass, the share that
-  did estimates a pool large enough, asked for once (or, if that many photos pass in all, they
-  are scored exactly); after that every photo that passes is scored exactly: slower, exact.
+  checked against the filter in growing chunks until K pass: a broad filter costs little more
+  than no filter. When fewer pass (a narrow filter, or one that leaves out the best matches),
+  the search tier is asked again for candidates among the ids that pass only (a FAISS
+  ``IDSelector``, as many codes compared as without a filter), and those are rescored; should
+  that still give fewer than K while more pass, every photo that passes is scored exactly.
 """
 
 from __future__ import annotations
 
-from math import ceil
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,27 +76,21 @@ def search(
             keep &= ~np.isin(ids, exclude_ids)
         return _cut(ids[keep], scores[keep], k)
     assert k is not None
-    ask = k
-    for attempt in range(2):
-        ids, scores = store.candidates(w, ask, b=b, head=head, exclude_ids=exclude_ids)
-        rows, checked = _walk(cat, filters, ids, k)
-        if len(rows) >= k or attempt or not len(ids):
-            break
-        ask = ceil(2 * k * checked / max(len(rows), 1))  # a pool where about 2k would pass
-        pool = store.pool_size(ask + n_ex, head=head)
-        if pool <= len(ids):
-            break
-        few = facts.allowed(cat, filters, limit=pool)
-        if few is not None:
-            return exact(few)
+    ids, scores = store.candidates(w, k, b=b, head=head, exclude_ids=exclude_ids)
+    rows = _walk(cat, filters, ids, k)
     if len(rows) >= k:
         return ids[rows[:k]], scores[rows[:k]]
-    return exact(facts.allowed(cat, filters))  # the pool runs dry: every photo that passes
+    every = facts.allowed(cat, filters)  # the pool ran dry: only the ids that pass
+    ids, scores = store.candidates(w, k, b=b, head=head, exclude_ids=exclude_ids, within=every)
+    left = len(every) - (int(np.isin(exclude_ids, every).sum()) if n_ex else 0)
+    if len(ids) >= min(k, left):
+        return ids[:k], scores[:k]
+    return exact(every)
 
 
-def _walk(cat: Catalog, filters: Filters, ids: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+def _walk(cat: Catalog, filters: Filters, ids: np.ndarray, k: int) -> np.ndarray:
     """Positions in ``ids`` (best first) of the first ``k`` or more that pass, checked in
-    growing chunks, and how many were checked."""
+    growing chunks."""
     found: list[np.ndarray] = []
     have = start = 0
     step = FIRST_CHUNK
@@ -106,8 +101,7 @@ def _walk(cat: Catalog, filters: Filters, ids: np.ndarray, k: int) -> tuple[np.n
         have += len(keep)
         start += len(chunk)
         step *= 4
-    rows = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-    return rows, start
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _cut(ids: np.ndarray, scores: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -395,10 +395,12 @@ class VectorStore:
         b: float = 0.0,
         head: bool = False,
         exclude_ids: np.ndarray | None = None,
+        within: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The whole candidate pool of a top-k query (``q`` a photo's vector, or a head's
         weights with ``head``), rescored exactly (``q.x + b``), best first: a top-k search keeps
-        its first k; a filtered one walks further down it."""
+        its first k; a filtered one walks further down it, or asks only for the ids ``within``
+        (sorted)."""
         q = self._check_query(q)
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         if k <= 0 or not len(self):
@@ -406,7 +408,7 @@ class VectorStore:
         n_ex = 0 if exclude_ids is None else len(exclude_ids)
         index = self._ensure_index()
         with one_thread():
-            cand = index.knn(q, k + n_ex, head=head)
+            cand = index.knn(q, k + n_ex, head=head, within=within)
             return rescore(
                 self.raw, cand, q, float(b), exclude_ids=exclude_ids, threads=self.scan_threads
             )

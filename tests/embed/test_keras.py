@@ -217,3 +217,32 @@ print("ok")
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+def test_bfloat16_vgg16_agrees_with_float32_and_is_recorded(vgg):
+    """The same random VGG16 computed in bfloat16: recorded as such, another identity, and
+    vectors that agree with float32 to a cosine of 0.999 (the issue's bar)."""
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    bf16 = build("vgg16", weights=None, precision="bfloat16")
+    assert keras.mixed_precision.global_policy().name == before  # restored
+    assert bf16.info.precision == "bfloat16" and vgg.info.precision == "float32"
+    assert not bf16.info.same_as(vgg.info)
+    assert bf16.model.dtype_policy.name == "mixed_bfloat16"
+    assert bf16.info.to_dict()["precision"] == "bfloat16"
+    assert from_info(bf16.info).info == bf16.info
+    x = _random_pixels(4, seed=21)
+    y16, y32 = bf16.embed(x), vgg.embed(x)
+    assert y16.dtype == np.float32 and y16.shape == (4, 4096)
+    assert not np.array_equal(y16, y32)  # really computed in bfloat16
+    cos = (y16 * y32).sum(1) / np.linalg.norm(y16, axis=1) / np.linalg.norm(y32, axis=1)
+    assert (cos >= 0.999).all(), cos
+
+
+def test_keras_file_and_tflite_run_as_saved(tmp_path):
+    path = tmp_path / "tiny.keras"
+    _tiny_keras_model().save(path)
+    assert build(model=str(path), precision="auto").info.precision == "float32"
+    with pytest.raises(BackboneError, match="runs as its model file says"):
+        build(model=str(path), precision="bfloat16")

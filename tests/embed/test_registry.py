@@ -105,3 +105,58 @@ def test_check_choice_refuses_another_backbone(tmp_path):
         with pytest.raises(BackboneMismatch) as e:
             registry.check_choice(bad, recorded, "LIB")
         assert "LIB" in str(e.value) and "cannot mix" in str(e.value)
+
+
+def test_precision_is_part_of_the_identity_and_old_records_mean_float32():
+    info = BackboneInfo("vgg16", "fc1", 4096, "none", "random-seed0", (224, 224))
+    old = info.to_dict()
+    del old["precision"]  # recorded before precisions were
+    assert BackboneInfo.from_dict(old).precision == "float32"
+    assert registry.same_as(info, old)
+    bf16 = BackboneInfo(
+        "vgg16", "fc1", 4096, "none", "random-seed0", (224, 224), precision="bfloat16"
+    )
+    assert not bf16.same_as(info) and registry.identity_key(bf16).endswith(":bfloat16")
+    assert registry.identity_key(info) == "vgg16:fc1:4096:random-seed0"  # unchanged for float32
+    assert BackboneInfo.from_dict(json.loads(json.dumps(bf16.to_dict()))) == bf16
+    with pytest.raises(BackboneError, match="float8"):
+        BackboneInfo.from_dict({**old, "precision": "float8"})
+
+
+def test_check_choice_refuses_another_precision():
+    from finder.errors import BackboneMismatch, UsageError
+
+    old = BackboneInfo("vgg16", "fc1", 4096, "none", "random-seed0", (224, 224)).to_dict()
+    del old["precision"]
+    C = registry.BackboneChoice
+    for ok in (C(precision="float32"), C(precision="auto"), C(name="vgg16", precision="float32")):
+        registry.check_choice(ok, old, "LIB")
+    with pytest.raises(BackboneMismatch) as e:
+        registry.check_choice(C(precision="bfloat16"), old, "LIB")
+    msg = str(e.value)
+    assert "LIB" in msg and "float32" in msg and "bfloat16" in msg and "\n" not in msg
+    bf16 = {**old, "precision": "bfloat16"}
+    registry.check_choice(C(precision="bfloat16"), bf16, "LIB")
+    with pytest.raises(BackboneMismatch, match="cannot mix"):
+        registry.check_choice(C(precision="float32"), bf16, "LIB")
+    with pytest.raises(UsageError, match="--precision must be one of auto, float32, bfloat16"):
+        registry.check_choice(C(precision="half"), bf16, "LIB")
+
+
+def test_pick_precision_by_backbone_and_cpu(monkeypatch):
+    monkeypatch.setattr(registry.runtime, "gpus", lambda: [])
+    monkeypatch.setattr(registry.runtime, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert registry.pick_precision(BACKBONES["vgg16"], "auto").precision == "bfloat16"
+    assert registry.pick_precision(BACKBONES["vgg16"], "float32").precision == "float32"
+    for spec in BACKBONES.values():  # auto picks bfloat16 only where it was measured faster
+        want = "bfloat16" if spec.bfloat16 else "float32"
+        assert registry.pick_precision(spec, "auto").precision == want
+    monkeypatch.setattr(registry.runtime, "cpu_flags", lambda: {"avx2", "fma"})
+    chosen = registry.pick_precision(BACKBONES["vgg16"], "auto")
+    assert chosen.precision == "float32" and "no native bfloat16" in chosen.reason
+    # asked for, it is honoured even where it is slow
+    assert registry.pick_precision(BACKBONES["vgg16"], "bfloat16").precision == "bfloat16"
+    # model files run as saved
+    assert registry.pick_precision(BACKBONES["tflite"], "auto").precision == "float32"
+    with pytest.raises(BackboneError, match="runs as its model file says"):
+        registry.pick_precision(BACKBONES["tflite"], "bfloat16")

@@ -25,10 +25,11 @@ def rel(facts, root: Path) -> list[str]:
 def test_yields_image_files_with_facts(tmp_path: Path) -> None:
     a = touch(tmp_path / "a.jpg", b"12345")
     touch(tmp_path / "notes.txt")
+    touch(tmp_path / "clip.mp4")
     touch(tmp_path / "raw.cr2")
     touch(tmp_path / "sub" / "B.JPEG")
     facts = list(walk(tmp_path))
-    assert rel(facts, tmp_path) == ["a.jpg", "sub/B.JPEG"]
+    assert rel(facts, tmp_path) == ["a.jpg", "raw.cr2", "sub/B.JPEG"]
     first = facts[0]
     assert first == FileFact(str(a), 5, a.stat().st_mtime_ns, False)
     assert all(os.path.isabs(f.path) and isinstance(f.path, str) for f in facts)
@@ -50,6 +51,21 @@ def test_every_listed_extension_is_found_case_insensitively(tmp_path: Path) -> N
         ".tif",
         ".tiff",
         ".mpo",
+        ".avif",
+        ".jp2",
+        ".j2k",
+        ".pbm",
+        ".pgm",
+        ".ppm",
+        ".pnm",
+        ".dng",
+        ".cr2",
+        ".cr3",
+        ".nef",
+        ".arw",
+        ".raf",
+        ".orf",
+        ".rw2",
     } <= (crawl.IMAGE_EXTENSIONS)
 
 

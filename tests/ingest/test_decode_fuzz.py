@@ -103,7 +103,9 @@ CHILD = textwrap.dedent(
             out = {"result": "error", "reason": "".join(traceback.format_exception(e))[-600:]}
         out.update(k=k, fmt=fmt, kind=kind, seconds=round(time.monotonic() - started, 3))
         print(json.dumps(out), flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    # VmHWM: this process's own peak (ru_maxrss would keep pytest's, carried across exec)
+    status = open("/proc/self/status").read()
+    peak = int(status.split("VmHWM:")[1].split()[0]) // 1024
     print(json.dumps({"peak_mb": peak}), flush=True)
     """
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from finder.learn.cutoff import CutConfig
 from finder.learn.train import HeadConfig, train_head
 from tests.learn.synthetic import _unit, split
 
@@ -16,7 +17,10 @@ def test_size_logit_cut_is_higher_for_a_small_class_than_for_a_large_one():
     y = np.repeat([0, 1, 2, 3], [60, 60, 60, 6])
     centres = _unit(rng.standard_normal((4, 64)))
     X = _unit(centres[y] + 0.12 * rng.standard_normal((len(y), 64)))
-    rule = HeadConfig(threshold="size-logit", size_offset=0.0, size_slope=0.3, size_ref=0.1)
+    rule = HeadConfig(
+        calibrate=False,
+        cut=CutConfig(rule="size-logit", size_offset=0.0, size_slope=0.3, size_ref=0.1),
+    )
     cuts = {}
     for cls in (0, 3):
         ex, bg = split(X, y, cls=cls, k=3, seed=4)

@@ -268,6 +268,7 @@ def test_commands_that_embed_nothing_never_import_tensorflow(
         ["find", "red", "--library", lib],
         ["find", "red", "--top", "3", "--library", lib],
         ["similar", red, "--library", lib],
+        ["dupes", "--library", lib],
         ["backbones"],
     ):
         result = run_code(NO_TF, *args)
@@ -355,3 +356,21 @@ def test_memory_budget_must_be_positive(cli, photo_tree: Path, model_args, budge
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--memory-budget" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert cli.json("status")["images"] == 0
+
+
+def test_precision_is_recorded_and_kept(cli, photo_tree: Path) -> None:
+    light = ["--backbone", "mobilenetv3-large", "--weights", "none"]
+    bad = cli("index", str(photo_tree), *light, "--precision", "half", ok=False)
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "--precision must be one of auto, float32, bfloat16" in bad.stderr
+    first = cli("index", str(photo_tree), *light, "--precision", "bfloat16", "--quiet")
+    assert "computing in bfloat16" in first.stderr
+    status = cli.json("status")
+    assert status["images"] == 13 and status["backbone_info"]["precision"] == "bfloat16"
+    assert "precision bfloat16" in cli("status").stdout
+    other = cli("index", str(photo_tree), "--precision", "float32", ok=False)
+    assert other.exit_code != 0 and "cannot mix" in other.stderr and "float32" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1 and "Traceback" not in other.output
+    same = cli.json("index", str(photo_tree), "--precision", "bfloat16")
+    assert same["unchanged"] == 13 and same["embedded"] == 0
+    assert cli.json("status")["images"] == 13  # nothing indexed was lost

@@ -50,3 +50,21 @@ def test_cli_escapes_text_and_keeps_json_exact(cli, tmp_path: Path, model_args) 
     assert any(line.endswith(b"x\\n0.999  etc-passwd.jpg") for line in lines), out
     rows = json.loads(cli("similar", str(root / "0.jpg"), "--top", "10", "--json").stdout)
     assert str(forged) in {r["path"] for r in rows}
+
+
+def test_dupe_lines_mark_the_keeper_and_count_what_could_go() -> None:
+    from finder.act.dupes import DupeFile, DupeGroup
+
+    keep = DupeFile("/p/a.jpg", 1, 2_000_000, 1, 4000, 3000)
+    forged = DupeFile("/p/x\n0.999  /etc/passwd.jpg", 2, 500_000, 2, 2000, 1500)
+    unknown = DupeFile("/p/c.jpg", 3, 812, 3)
+    groups = [DupeGroup("identical", (keep, unknown), 1.0), DupeGroup("near", (keep, forged), 0.91)]
+    lines = text.dupe_lines(groups)
+    assert lines[0] == b"identical, 2 files:"
+    assert lines[1].startswith(b"  keep    4000x3000     2.0 MB  /p/a.jpg")
+    assert lines[2].split() == [b"?", b"812", b"B", b"/p/c.jpg"]
+    assert lines[4] == b"near-duplicates (0.91), 2 files:"
+    assert b"/p/x\\n0.999  /etc/passwd.jpg" in lines[6] and len(lines) == 9
+    assert lines[-1] == b"2 groups: 2 files could go (500.8 KB); nothing was deleted"
+    assert text.dupe_lines([]) == [b"no duplicates found"]
+    assert text.file_size(1_500_000_000) == "1.5 GB"

@@ -265,6 +265,8 @@ def test_pages_render(server: Server, library: Path) -> None:
     assert home.status_code == 200 and "text/html" in home.headers["content-type"]
     assert "default-src 'none'" in home.headers["content-security-policy"]
     assert 'href="/class/red"' in home.text
+    size = len(cli_json(library, "find", "red"))  # the class's size: its default answer
+    assert f'<a href="/class/red">red</a></td><td>{size}</td>' in home.text
     assert len(re.findall(r'class="card', home.text)) == cli_json(library, "status")["images"]
 
     page = server.client.get("/class/red").text
@@ -330,6 +332,9 @@ REFUSED = [
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"delete": [1]}', 400),
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b"[1, 2]", 400),
     ("POST", "/api/learn/new", {"Content-Type": "application/json"}, b'{"not": [1]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"undo": [3, 3]}', 400),
+    ("POST", "/api/learn/nope", {"Content-Type": "application/json"}, b'{"undo": [3]}', 404),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": [true]}', 400),
     ("POST", "/api/learn/red", {"Content-Type": "text/plain"}, b'{"add": [1]}', 415),
     ("POST", "/api/learn/red", {}, b'{"add": [1]}', 415),
     (
@@ -545,9 +550,10 @@ def test_review_strip(server: Server) -> None:
     marked = {m["id"] for m in server.client.get("/api/examples/red").json()}
     assert not marked & {g["id"] for g in got}
     page = server.client.get("/class/red").text
-    assert 'id="review"' in page
+    assert 'id="review" class="strip review" data-src="/review/red"' in page
+    strip = server.client.get("/review/red").text  # what the class page fetches into it
     for g in got:
-        assert f'data-id="{g["id"]}"' in page.split('id="review"')[1].split('id="grid"')[0]
+        assert f'data-id="{g["id"]}"' in strip.split('id="review"')[1]
 
 
 def test_similar_vectors_unchanged_by_serving(library: Path, server: Server) -> None:

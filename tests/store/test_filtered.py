@@ -4,6 +4,7 @@ full scan: every path of finder.store.filtered gives exactly the brute-force ans
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,24 +106,52 @@ def test_threshold_and_top_k_equal_a_brute_force_filter(library, kwargs, few, mo
     np.testing.assert_array_equal(got, want[:10])
 
 
-@pytest.mark.parametrize("k", [14, 40])
+@pytest.mark.parametrize("tier", ["flat", "ivf"])
+@pytest.mark.parametrize("nprobe", [10_000, 1])
 @pytest.mark.parametrize("as_head", [True, False])
-def test_a_filter_the_pool_cannot_fill_gets_a_larger_pool_or_every_passing_photo(
-    library, monkeypatch, k: int, as_head: bool
+def test_a_filter_that_leaves_out_the_best_matches_searches_only_the_passing_ids(
+    tmp_path: Path, monkeypatch, tier: str, nprobe: int, as_head: bool
 ) -> None:
-    cat, store, rows, _ = library
-    # tiny pools (one list probed, one candidate asked): fewer pass than asked for
-    small_pools(monkeypatch, store, 1, nprobe=1)
-    asked = []
-    allowed = facts.allowed
-    monkeypatch.setattr(facts, "allowed", lambda *a, **kw: asked.append(kw) or allowed(*a, **kw))
-    f = Filters(after="2022-06")
-    want_ids, _ = truth(store, rows, f, *head(3))
-    assert 40 < len(want_ids) < 300
-    got, _ = filtered.search(cat, store, f, *head(3), k=k, head=as_head)
-    np.testing.assert_array_equal(got, want_ids[:k])
-    if store.pool_size(k, head=as_head) < len(want_ids):
-        assert len(asked) >= 2  # not few, and the first pool did not do
+    """500 photos near the query, 100 (in far/) opposite it: the query's candidate pool holds
+    none of far/, so the search asks the tier for far/ ids only (every list, or one list then
+    every far/ photo scored): the exact answer either way."""
+    root = tmp_path / "photos"
+    (root / "far").mkdir(parents=True)
+    (root / "near").mkdir()
+    cat = Catalog(tmp_path / "c.db")
+    paths = [str(root / ("far" if k < 100 else "near") / f"{k}.jpg") for k in range(600)]
+    ids = np.asarray(cat.insert_pending([FileFact(p, 1, 1) for p in paths]), dtype=np.int64)
+    facts_of = [(int(i), random_facts(np.random.default_rng(int(i)), 1)) for i in ids]
+    cat.record_results([(int(i), None) for i in ids], [], facts_of)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(600, DIM)) * 0.3
+    x[:100, 0] -= 3.0
+    x[100:, 0] += 3.0
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    kwargs = {"flat_max": 10_000} if tier == "flat" else {"flat_max": 100, "pca_dim": DIM}
+    store = VectorStore(tmp_path / "v", DIM, nprobe=nprobe, rescore=1, **kwargs)
+    store.add(ids, x)
+    store.save_index()
+    monkeypatch.setattr(filtered, "FIRST_CHUNK", 4)
+    calls = []
+    candidates = store.candidates
+    monkeypatch.setattr(
+        store, "candidates", lambda *a, **kw: calls.append(kw) or candidates(*a, **kw)
+    )
+    f = Filters(under=root / "far")
+    w = np.zeros(DIM, dtype=np.float32)
+    w[0] = 5.0
+    k = 8
+    got, _ = filtered.search(cat, store, f, w, 0.0, k=k, head=as_head)
+    far = ids[:100]
+    scores = exact_scores(store.get(far).astype(np.float16), w)
+    want = far[np.lexsort((far, -scores))][:k]
+    np.testing.assert_array_equal(got, want)
+    if store.pool_size(k, head=as_head) < 100:  # not few: the pool, then only far/ ids
+        assert [("within" in kw) for kw in calls] == [False, True]
+        assert np.array_equal(calls[1]["within"], far)
+    store.close()
+    cat.close()
 
 
 def test_under_a_folder_leaves_out_the_sibling_prefix_folder(library) -> None:

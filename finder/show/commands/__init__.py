@@ -3,7 +3,7 @@ the app, in the order ``finder --help`` lists them."""
 
 from importlib import import_module
 
-ORDER = ("index", "classes", "serve", "evaluate")
+ORDER = ("index", "classes", "dupes", "serve", "evaluate")
 
 for _module in ORDER:
     import_module(f"{__name__}.{_module}")

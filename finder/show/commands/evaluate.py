@@ -8,24 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from finder.errors import UsageError
-from finder.show.app import (
-    BackboneOpt,
-    JsonOpt,
-    LibraryOpt,
-    ModelOpt,
-    QuietOpt,
-    ViewsOpt,
-    WeightsOpt,
-    command,
-    echo_json,
-    handle_errors,
-    open_library,
-)
+from finder.show import app as ui
 from finder.show.progress import ProgressView
 
 
-@command("eval")
-@handle_errors
+@ui.command("eval")
+@ui.handle_errors
 def evaluate(
     datasets: Annotated[
         list[Path],
@@ -34,10 +22,10 @@ def evaluate(
             metavar="DATASET...",
         ),
     ],
-    library: LibraryOpt = None,
-    backbone: BackboneOpt = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
+    library: ui.LibraryOpt = None,
+    backbone: ui.BackboneOpt = None,
+    model: ui.ModelOpt = None,
+    weights: ui.WeightsOpt = None,
     ks: Annotated[
         str | None,
         typer.Option(
@@ -75,9 +63,9 @@ def evaluate(
             "(`find NAME --review`).",
         ),
     ] = "top",
-    views: ViewsOpt = None,
-    quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
+    views: ui.ViewsOpt = None,
+    quiet: ui.QuietOpt = False,
+    as_json: ui.JsonOpt = False,
 ) -> None:
     """Measure few-shot classes on labelled datasets (indexed into the library first; with
     --feedback the background of each class is the whole library, so use one that holds only
@@ -100,7 +88,7 @@ def evaluate(
         views=views,
     )
     view = ProgressView(quiet or as_json)
-    with open_library(library, backbone=choice) as lib:
+    with ui.open_library(library, backbone=choice) as lib:
         try:
             lib.index([str(d) for d in datasets], progress=view)
         finally:
@@ -139,7 +127,7 @@ def evaluate(
             "classic": ev.classic(X, labels, seed=seed),
         }
     if as_json:
-        echo_json(result)
+        ui.echo_json(result)
         return
     from rich.console import Console
 

@@ -8,46 +8,31 @@ from typing import Annotated
 import typer
 
 from finder.errors import UsageError
+from finder.show import app as ui
 from finder.show import text
-from finder.show.app import (
-    BackboneOpt,
-    JsonOpt,
-    LibraryOpt,
-    ModelOpt,
-    QuietOpt,
-    ViewsOpt,
-    WeightsOpt,
-    command,
-    echo_json,
-    echo_lines,
-    handle_errors,
-    open_library,
-    print_messages,
-    say,
-)
 from finder.show.progress import ProgressView
 
 
-@command()
-@handle_errors
+@ui.command()
+@ui.handle_errors
 def index(
     roots: Annotated[
         list[Path], typer.Argument(help="Folders (or files) to index.", metavar="ROOT...")
     ],
-    library: LibraryOpt = None,
-    backbone: BackboneOpt = None,
-    model: ModelOpt = None,
+    library: ui.LibraryOpt = None,
+    backbone: ui.BackboneOpt = None,
+    model: ui.ModelOpt = None,
     layer: Annotated[
         str | None,
         typer.Option("--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."),
     ] = None,
-    weights: WeightsOpt = None,
+    weights: ui.WeightsOpt = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files.")] = False,
     exclude: Annotated[
         list[str] | None,
         typer.Option("--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."),
     ] = None,
-    quiet: QuietOpt = False,
+    quiet: ui.QuietOpt = False,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", metavar="N", help="Images per model call.", min=1)
     ] = None,
@@ -62,7 +47,17 @@ def index(
             help="Memory for the search index, e.g. 2GB (remembered).",
         ),
     ] = None,
-    views: ViewsOpt = None,
+    views: ui.ViewsOpt = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            metavar="auto|float32|bfloat16",
+            help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
+            "does it natively and the backbone is faster in it, else float32), float32 or "
+            "bfloat16. Kept by the library.",
+        ),
+    ] = None,
     thumbnails: Annotated[
         bool,
         typer.Option(
@@ -79,7 +74,7 @@ def index(
             "node. Needs pip install 'finder[ray]'.",
         ),
     ] = None,
-    as_json: JsonOpt = False,
+    as_json: ui.JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
     ones dropped, moved ones keep their vectors."""
@@ -91,9 +86,10 @@ def index(
         model=str(model) if model is not None else None,
         layer=layer,
         views=views,
+        precision=precision,
     )
     view = ProgressView(quiet or as_json)
-    with open_library(
+    with ui.open_library(
         library,
         backbone=choice,
         batch_size=batch_size,
@@ -112,9 +108,9 @@ def index(
         finally:
             view.stop()
     for m in summary.messages:
-        say(m)
+        ui.say(m)
     if as_json:
-        echo_json(summary.to_dict())
+        ui.echo_json(summary.to_dict())
     else:
         typer.echo(text.index_summary_line(summary))
     if summary.interrupted:
@@ -136,35 +132,35 @@ def _parse_bytes(text: str) -> int:
     return value
 
 
-@command()
-@handle_errors
+@ui.command()
+@ui.handle_errors
 def status(
-    library: LibraryOpt = None,
+    library: ui.LibraryOpt = None,
     failed: Annotated[bool, typer.Option("--failed", help="List the files that failed.")] = False,
-    as_json: JsonOpt = False,
+    as_json: ui.JsonOpt = False,
 ) -> None:
     """Show what the library holds: counts, backbone, classes, search index, failures."""
-    with open_library(library) as lib:
+    with ui.open_library(library) as lib:
         info = lib.status()
         failures = lib.failures() if failed else []
     if as_json:
         if failed:
             info["failures"] = [{"path": p, "reason": r} for p, r in failures]
-        echo_json(info)
+        ui.echo_json(info)
         return
-    echo_lines(text.failure_lines(failures) if failed else text.status_lines(info))
+    ui.echo_lines(text.failure_lines(failures) if failed else text.status_lines(info))
 
 
-@command()
-@handle_errors
-def check(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+@ui.command()
+@ui.handle_errors
+def check(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Check the library's files: the catalog (SQLite's integrity check and its records),
     vectors against the catalog, learned classes against the backbone. One line per problem;
     exit code 3 when there is any (then run `finder repair`)."""
-    with open_library(library) as lib:
+    with ui.open_library(library) as lib:
         problems = lib.check()
     if as_json:
-        echo_json({"ok": not problems, "problems": [vars(p) for p in problems]})
+        ui.echo_json({"ok": not problems, "problems": [vars(p) for p in problems]})
     elif problems:
         for p in problems:
             typer.echo(text.escape(str(p)))
@@ -174,17 +170,17 @@ def check(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
         raise typer.Exit(3)
 
 
-@command()
-@handle_errors
-def repair(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
+@ui.command()
+@ui.handle_errors
+def repair(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Repair a damaged library: restore the catalog from its newest good backup plus what can
     still be read, and reconcile it with the vectors; the next `finder index` re-embeds only
     what was lost."""
-    with open_library(library) as lib:
+    with ui.open_library(library) as lib:
         report = lib.repair()
-        print_messages(lib)
+        ui.print_messages(lib)
     if as_json:
-        echo_json(report.to_dict())
+        ui.echo_json(report.to_dict())
         return
     if report.problems:
         typer.echo(f"catalog damaged: {report.problems[0]}")
@@ -202,14 +198,14 @@ def repair(library: LibraryOpt = None, as_json: JsonOpt = False) -> None:
     )
 
 
-@command()
-@handle_errors
-def backbones(as_json: JsonOpt = False) -> None:
+@ui.command()
+@ui.handle_errors
+def backbones(as_json: ui.JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
     from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE
 
     rows = text.backbone_rows(BACKBONES.values(), DEFAULT_BACKBONE)
     if as_json:
-        echo_json(rows)
+        ui.echo_json(rows)
     else:
-        echo_lines(text.backbone_lines(rows))
+        ui.echo_lines(text.backbone_lines(rows))

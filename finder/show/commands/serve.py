@@ -6,17 +6,13 @@ from typing import Annotated
 
 import typer
 
-from finder.show.app import (
-    LibraryOpt,
-    command,
-    handle_errors,
-)
+from finder.show import app as ui
 
 
-@command()
-@handle_errors
+@ui.command()
+@ui.handle_errors
 def serve(
-    library: LibraryOpt = None,
+    library: ui.LibraryOpt = None,
     host: Annotated[
         str,
         typer.Option(

@@ -6,6 +6,8 @@ Pages (HTML, Jinja2 templates, a little plain JavaScript in ``static/``):
 * ``/class/{name}``: the class's ranking as a grid, best first, with the cut-off drawn in it;
   ✓ / ✗ / undo on each photo retrain the class (``POST /api/learn``) and the grid re-ranks.
 * ``/view/{id}``: one photo, its path, its probability in each class, the photos most like it.
+* ``/review/{name}``: the photos finder most wants a verdict on (``Library.review``); the class
+  page fetches it after it is shown.
 
 The JSON API (a contract: scripts use it too): ``GET /api/status``, ``/api/classes``,
 ``/api/find/{name}?top=K&min_prob=P``, ``/api/similar/{id}?top=K``, ``/api/progress``,
@@ -171,8 +173,13 @@ def create_app(
 
     async def class_page(request: Request) -> Response:
         offset, limit = paging(request)
-        view = await run(backend.class_view, request.path_params["name"], offset, limit, REVIEW)
+        view = await run(backend.class_view, request.path_params["name"], offset, limit)
         return page("class.html", limit=limit, **view)
+
+    async def review_page(request: Request) -> Response:
+        n = int_param(request, "n", REVIEW, 1, MAX_PAGE)
+        view = await run(backend.review_view, request.path_params["name"], n)
+        return page("review.html", **view)
 
     async def photo_page(request: Request) -> Response:
         offset, limit = paging(request)
@@ -287,6 +294,7 @@ def create_app(
         Route("/", answer(home)),
         Route("/class/{name:path}", answer(class_page)),
         Route("/view/{id}", answer(photo_page)),
+        Route("/review/{name:path}", answer(review_page)),
         Route("/static/{file}", answer(static)),
         Route("/api/status", answer(api_status)),
         Route("/api/classes", answer(api_classes)),

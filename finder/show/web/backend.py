@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from finder.errors import FinderError
 from finder.library import Library, Match
 from finder.store.catalog import ImageRow
 from finder.store.thumbs import ThumbCache
@@ -46,6 +47,7 @@ class Backend:
         self.thumbs = ThumbCache(self.lib.dir / "thumbs")
         self._decoders = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self._refreshed = 0.0
+        self._refresh_every = REFRESH_EVERY
         self._reader: Library | None = None
 
     def image(self, image_id: int) -> ImageRow:
@@ -62,9 +64,14 @@ class Backend:
 
     def _call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
         now = time.monotonic()
-        if now - self._refreshed > REFRESH_EVERY:
+        if now - self._refreshed > self._refresh_every:
             self._refreshed = now
-            self.lib.refresh()
+            if self.lib.refresh():  # another process changed the vectors: they open again
+                result = fn(*args, **kwargs)
+                # A large library takes long to open: while an index run keeps changing it,
+                # look again only after ten times what opening (and answering) took.
+                self._refresh_every = max(REFRESH_EVERY, 10 * (time.monotonic() - now))
+                return result
         return fn(*args, **kwargs)
 
     async def thumbnail(self, row: ImageRow) -> Path:
@@ -85,17 +92,28 @@ class Backend:
     def home(self, offset: int, limit: int) -> dict[str, Any]:
         lib = self.lib
         total, photos = lib.browse(offset, limit)
+        classes = lib.classes()
         return {
             "status": lib.status(),
-            "classes": lib.classes(),
+            "classes": classes,
+            "sizes": {c["name"]: self._size(c["name"]) for c in classes},
             "photos": photos,
             "total": total,
             "progress": lib.index_progress(),
         }
 
-    def class_view(self, name: str, offset: int, limit: int, review: int) -> dict[str, Any]:
-        """The class record, its marks, one page of its ranking without the marked photos,
-        and (on the first page) the photos to review."""
+    def _size(self, name: str) -> int | None:
+        """How many photos class ``name`` holds (at or above its cut-off); None when it
+        cannot say (learned with another backbone, no vectors yet)."""
+        try:
+            return len(self.lib.find(name))
+        except FinderError:
+            return None
+
+    def class_view(self, name: str, offset: int, limit: int) -> dict[str, Any]:
+        """The class record, its marks and one page of its ranking without the marked photos.
+        (The photos to review come apart, ``review_view``: at 100,000 images they take a
+        second, the rest a few milliseconds.)"""
         lib = self.lib
         record = lib.class_record(name)
         marks = lib.marks(name)
@@ -108,8 +126,14 @@ class Backend:
             "record": record,
             "marks": marks,
             "ranked": page,
-            "review": self.review(name, review) if offset == 0 else [],
             "classes": lib.classes(),
+        }
+
+    def review_view(self, name: str, n: int) -> dict[str, Any]:
+        return {
+            "record": self.lib.class_record(name),
+            "review": self.review(name, n),
+            "classes": self.lib.classes(),
         }
 
     def review(self, name: str, n: int) -> list[Match]:

@@ -42,6 +42,8 @@ def one_blas_thread() -> None:
     (a 1000 x D background); with a BLAS thread per core they fight every other busy thread:
     on a loaded 2-core machine a click took 30 s to retrain instead of 1 s. Search is
     unaffected (FAISS has its own threads)."""
+    import numpy  # noqa: F401 - the BLAS libraries must be loaded to be limited
+    import scipy.optimize  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")

@@ -98,9 +98,13 @@ class Tier(Protocol):
         """Drop every vector, keep what was trained."""
         ...
 
-    def knn(self, q: np.ndarray, k: int, *, head: bool = False) -> np.ndarray:
+    def knn(
+        self, q: np.ndarray, k: int, *, head: bool = False, within: np.ndarray | None = None
+    ) -> np.ndarray:
         """Candidate ids for the k best inner products with q (the store rescores them).
-        ``head``: q is a classifier's weight vector rather than a photo's vector."""
+        ``head``: q is a classifier's weight vector rather than a photo's vector. ``within``:
+        only these ids may be offered (a filtered search), searched as thoroughly as the
+        whole library would be."""
         ...
 
     def pool(self, k: int, *, head: bool = False) -> int:

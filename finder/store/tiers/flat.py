@@ -72,11 +72,17 @@ class FlatTier:
     def pool(self, k: int, *, head: bool = False) -> int:
         return self.ntotal  # every vector is scored
 
-    def knn(self, q: np.ndarray, k: int, *, head: bool = False) -> np.ndarray:
+    def knn(
+        self, q: np.ndarray, k: int, *, head: bool = False, within: np.ndarray | None = None
+    ) -> np.ndarray:
         k = min(k, self.ntotal)
         if k <= 0:
             return np.zeros(0, dtype=np.int64)
-        _, labels = self.index.search(q.reshape(1, -1).astype(np.float32), k)
+        params = None
+        if within is not None:
+            selector = faiss.IDSelectorBatch(np.asarray(within, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)
+        _, labels = self.index.search(q.reshape(1, -1).astype(np.float32), k, params=params)
         return labels[0][labels[0] >= 0]
 
     def above(self, w: np.ndarray, threshold: float) -> np.ndarray:

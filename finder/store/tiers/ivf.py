@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from math import log2, sqrt
+from math import ceil, log2, sqrt
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -243,17 +243,27 @@ class IvfTier:
         self.index.reset()
         self.overflow = np.zeros(0, dtype=np.int64)
 
-    def knn(self, q: np.ndarray, k: int, *, head: bool = False) -> np.ndarray:
+    def knn(
+        self, q: np.ndarray, k: int, *, head: bool = False, within: np.ndarray | None = None
+    ) -> np.ndarray:
         """Candidates for the top k: 10 per result (at least ``rescore``) from ``nprobe`` lists.
         A head's weight vector points between clusters rather than at one, so its best matches
-        spread over more lists: it probes 4x the lists and takes 30 candidates per result."""
-        return self._probe(q, self.pool(k, head=head), 4 * self.nprobe if head else self.nprobe)
+        spread over more lists: it probes 4x the lists and takes 30 candidates per result.
+        ``within`` (a share s of the library): only those ids, from nprobe / s lists, so that
+        about as many codes are compared as without it."""
+        nprobe = 4 * self.nprobe if head else self.nprobe
+        if within is None:
+            return self._probe(q, self.pool(k, head=head), nprobe)
+        share = max(len(within), 1) / max(self.ntotal, 1)
+        selector = faiss.IDSelectorBatch(np.asarray(within, dtype=np.int64))
+        return self._probe(q, self.pool(k, head=head), ceil(nprobe / share), selector)
 
     def pool(self, k: int, *, head: bool = False) -> int:
         return max(self.options.rescore, (30 if head else 10) * k)
 
-    def _probe(self, q: np.ndarray, n: int, nprobe: int) -> np.ndarray:
-        """Ids of about the n best inner products with q, from ``nprobe`` lists."""
+    def _probe(self, q: np.ndarray, n: int, nprobe: int, selector: Any | None = None) -> np.ndarray:
+        """Ids of about the n best inner products with q, from ``nprobe`` lists (only the ids
+        a FAISS ``selector`` accepts, when given)."""
         n = min(n, self.ntotal)
         if n <= 0:
             return np.zeros(0, dtype=np.int64)
@@ -272,7 +282,24 @@ class IvfTier:
         saved = self.index.nprobe
         self.index.nprobe = nprobe
         try:
-            _, labels = self.index.search_preassigned(scan, n, iq, dq)
+            if selector is None:
+                _, labels = self.index.search_preassigned(scan, n, iq, dq)
+            else:  # the Python wrapper takes no search parameters: the C++ call does
+                params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
+                distances = np.empty((1, n), dtype=np.float32)
+                labels = np.empty((1, n), dtype=np.int64)
+                iq, dq = np.ascontiguousarray(iq, np.int64), np.ascontiguousarray(dq, np.float32)
+                self.index.search_preassigned_c(
+                    1,
+                    faiss.swig_ptr(scan),
+                    n,
+                    faiss.swig_ptr(iq),
+                    faiss.swig_ptr(dq),
+                    faiss.swig_ptr(distances),
+                    faiss.swig_ptr(labels),
+                    False,
+                    params,
+                )
         finally:
             self.index.nprobe = saved
         return labels[0][labels[0] >= 0]

@@ -89,8 +89,6 @@
       const old = document.getElementById(id);
       if (fresh && old) old.replaceWith(fresh);
     }
-    const moreNow = $("#more"), moreThen = doc.getElementById("more");
-    if (moreNow && !moreThen) moreNow.closest(".more-row").remove();
     restoreSelection();
     glide(before);
     observeMore();
@@ -107,9 +105,11 @@
     try {
       await api(`/api/learn/${encodeURIComponent(name)}`, { [act]: ids });
       if (page === "class") {
-        const shown = Math.max($$("#grid .card").length, 100);
+        // the same photos stay on the page (up to the server's largest page)
+        const shown = Math.min(Math.max($$("#grid .card").length, 100), 1000);
         await rerender(`/class/${encodeURIComponent(name)}?limit=${shown}`,
-          ["classinfo", "marks", "review", "grid"]);
+          ["classinfo", "marks", "ranking"]);
+        loadReview();
       } else if (page === "photo") {
         await rerender(location.pathname, ["scores"]);
       }
@@ -205,6 +205,26 @@
     });
   }
 
+  // -- "is this right?": fetched once the page shows (it takes longer than the grid) -----
+  let reviewAsked = 0;
+  async function loadReview() {
+    const strip = $("#review[data-src]");
+    if (!strip) return;
+    const asked = ++reviewAsked;
+    try {
+      const doc = await fetchPage(strip.dataset.src);
+      const fresh = doc.getElementById("review");
+      if (!fresh || asked !== reviewAsked) return;  // a newer click asked again
+      fresh.dataset.src = strip.dataset.src;
+      const before = positions();
+      strip.replaceWith(fresh);
+      restoreSelection();
+      glide(before);
+    } catch (e) {
+      $(".row", strip).textContent = e.message;
+    }
+  }
+
   // -- paging: more photos as the grid is scrolled to its end ----------------------------
   let loading = false;
   async function loadMore() {
@@ -295,4 +315,5 @@
   restoreSelection();
   saveSelection();
   observeMore();
+  loadReview();
 })();

@@ -1,0 +1,120 @@
+"""Probabilities that mean what they say, and how a person's marks move them.
+
+A trained head ranks; :func:`calibrate` turns its logits into probabilities: of the photos it
+gives 0.8, about 8 in 10 are of the class. The background sample is a random sample of the
+library, so calibrating on it calibrates over the library. Given the estimated number of class
+members in the background ``n``, the background's logits are modelled as two Gaussians (the
+class, with its share fixed at ``n / m``, and the rest); the posterior of that mixture is fitted
+by a logistic ``sigmoid(a·z + c)`` (Platt scaling on soft targets), and ``c`` is set so that the
+probabilities over the background add up to ``n``. The calibrated head is ``(a·w, a·b + c)``:
+still linear.
+
+:func:`size_after_marks` is how ✓ / ✗ marks change the estimate: the marked photos were chosen by
+what the previous head showed (its ranking, or the review strip near its cut), that is by their
+vectors and not by their labels, so their labels are an unbiased sample of the class probability
+*given* the vector (missing at random). A shift ``δ`` of the previous head's calibrated logit is
+fitted to them (with a prior ``δ ~ N(0, prior_sd²)``), and the new estimate is the expected
+number of members of the new background under the shifted head. Marks on photos the head was sure
+of move it little; marks near the cut move it most. A teaching that is all ✓ or all ✗ is
+probably picked by label (a person singling out the wrong ones), so it shifts nothing.
+
+numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from finder.learn.head import Head, sigmoid
+
+MIN_SPREAD: float = 0.3
+"""Smallest standard deviation of a mixture component (logit units)."""
+
+
+def _log_normal(z: np.ndarray, mu: float, sd: float) -> np.ndarray:
+    return -0.5 * ((z - mu) / sd) ** 2 - np.log(sd)
+
+
+def class_posterior(z: np.ndarray, share: float, iters: int = 100) -> np.ndarray:
+    """Posterior class membership of each logit ``z`` under two Gaussians, the upper one with
+    mixing weight ``share``, started from the top ``share`` of ``z`` (EM)."""
+    z = np.asarray(z, dtype=np.float64)
+    m = len(z)
+    r = np.zeros(m)
+    r[np.argsort(-z, kind="stable")[: max(int(round(share * m)), 1)]] = 1.0
+    prior = np.log(share) - np.log(1 - share)
+    for _ in range(iters):
+        s1, s0 = max(r.sum(), 1e-9), max((1 - r).sum(), 1e-9)
+        mu1, mu0 = (r * z).sum() / s1, ((1 - r) * z).sum() / s0
+        sd1 = max(float(np.sqrt((r * (z - mu1) ** 2).sum() / s1)), MIN_SPREAD)
+        sd0 = max(float(np.sqrt(((1 - r) * (z - mu0) ** 2).sum() / s0)), MIN_SPREAD)
+        new = sigmoid(prior + _log_normal(z, mu1, sd1) - _log_normal(z, mu0, sd0))
+        if np.abs(new - r).max() < 1e-6:
+            return new
+        r = new
+    return r
+
+
+def platt(z: np.ndarray, target: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """``(a, c)`` minimising the cross-entropy of ``sigmoid(a·z + c)`` against ``target`` (soft
+    labels in [0, 1]), by Newton's method."""
+    z = np.asarray(z, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    a, c = 1.0, 0.0
+    for _ in range(iters):
+        p = sigmoid(a * z + c)
+        g = np.array([((p - t) * z).sum(), (p - t).sum()])
+        v = p * (1 - p) + 1e-9
+        H = np.array([[(v * z * z).sum(), (v * z).sum()], [(v * z).sum(), v.sum()]])
+        step = np.linalg.solve(H + 1e-6 * np.eye(2), g)
+        a, c = a - step[0], c - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(a), float(c)
+
+
+def intercept_for_total(z: np.ndarray, a: float, total: float) -> float:
+    """``c`` such that ``sum(sigmoid(a·z + c)) = total`` (bisection; the sum grows with c)."""
+    z = np.asarray(z, dtype=np.float64)
+    lo, hi = -60.0, 60.0
+    for _ in range(80):
+        c = (lo + hi) / 2
+        if sigmoid(a * z + c).sum() > total:
+            hi = c
+        else:
+            lo = c
+    return (lo + hi) / 2
+
+
+def calibrate(z: np.ndarray, n_class: float) -> tuple[float, float]:
+    """``(a, c)``: ``sigmoid(a·z + c)`` is the probability of the class for a photo of logit
+    ``z``, given that ``n_class`` of the background (logits ``z``) belong to it."""
+    m = len(z)
+    share = float(np.clip(n_class / m, 0.5 / m, 0.5))
+    a, _ = platt(z, class_posterior(z, share))
+    a = max(a, 1e-3)  # the ranking is the head's: never reversed
+    return a, intercept_for_total(z, a, share * m)
+
+
+def size_after_marks(
+    previous: Head,
+    background: np.ndarray,
+    marked: np.ndarray,
+    labels: np.ndarray,
+    prior_sd: float = 1.0,
+) -> tuple[float, float]:
+    """The expected number of class members in ``background`` once the photos ``marked``
+    (vectors) are labelled ``labels`` (1 ✓, 0 ✗), from the ``previous`` (calibrated) head.
+    Returns ``(n, δ)``, δ the fitted shift of the previous head's logit."""
+    z = previous.logits(marked).astype(np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    d = 0.0
+    one_sided = len(y) == 0 or y.min() == y.max()
+    for _ in range(0 if one_sided else 50):
+        p = sigmoid(z + d)
+        step = ((y - p).sum() - d / prior_sd**2) / ((p * (1 - p)).sum() + 1 / prior_sd**2)
+        d += step
+        if abs(step) < 1e-9:
+            break
+    zb = previous.logits(background).astype(np.float64)
+    return float(sigmoid(zb + d).sum()), float(d)
