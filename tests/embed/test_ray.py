@@ -384,3 +384,28 @@ def test_a_local_run_never_imports_ray(tmp_path: Path, photo_tree: Path, model_a
         check=False,
     )
     assert result.stdout.decode().split() == ["13", "False"], result.stderr.decode()[-1000:]
+
+
+def _node(node_id: str, cpus: float, gpus: float = 0, alive: bool = True) -> dict:
+    """A record as `ray.nodes()` gives it (the fields finder reads)."""
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return {"NodeID": node_id, "Alive": alive, "Resources": resources}
+
+
+def test_one_actor_per_gpu_with_the_node_cores_shared_among_them() -> None:
+    from finder.embed.cluster import plan_actors
+
+    plan = plan_actors(
+        [_node("head", 8), _node("g1", 32, 4), _node("g2", 16, 2), _node("gone", 8, 8, False)]
+    )
+    assert plan.gpus and plan.actors == 6
+    assert plan.nodes == ["g1", "g2"] and plan.threads == {"g1": 8, "g2": 8}
+
+
+def test_one_actor_per_node_without_gpus() -> None:
+    from finder.embed.cluster import plan_actors
+
+    plan = plan_actors([_node("head", 0), _node("a", 16), _node("b", 4)])
+    assert not plan.gpus and plan.actors == 2 and plan.threads == {"a": 16, "b": 4}
+    with pytest.raises(ClusterError, match="no node with a CPU or GPU"):
+        plan_actors([_node("head", 0)])
