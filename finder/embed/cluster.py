@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import re
+import signal
 import tempfile
 import threading
 import time
@@ -325,16 +326,20 @@ class RaySource:
         }
         if self.address is None:
             args.update(self.init)
-            with _native_quiet():  # a new one, never a running one
-                ray.init(address="local", runtime_env=env, **args)
-            self.started = True
+            self.started = True  # from now on close() shuts down what was started
+            try:
+                with _sigint_deferred(), _native_quiet():  # a new one, never a running one
+                    ray.init(address="local", runtime_env=env, **args)
+            except BaseException:  # Ctrl-C during start-up: stop what had started
+                self.close()
+                raise
             return
         import finder
 
         env["py_modules"] = [os.path.dirname(os.path.abspath(finder.__file__))]
         args.pop("include_dashboard")
         try:
-            with _native_quiet():
+            with _sigint_deferred(), _native_quiet():
                 ray.init(address=self.address, runtime_env=env, **args)
         except ConnectionError as e:
             raise ClusterError(
@@ -343,9 +348,10 @@ class RaySource:
             ) from None
 
     def close(self) -> None:
-        """Shut down the cluster if this source started it."""
-        if self.started and self.ray.is_initialized():
-            self.ray.shutdown()
+        """Shut down the cluster if this source started it (also one half started)."""
+        if self.started:
+            with contextlib.suppress(Exception):
+                self.ray.shutdown()
         self.started = False
         self.connected = False
 
@@ -469,7 +475,7 @@ class RaySource:
     def _stream(self, ds: Any, items: list[tuple[int, str]]) -> Iterator[tuple[int, Any, Any, Any]]:
         ray = self.ray
         seen = np.zeros(max(i for i, _ in items) + 1, dtype=bool)
-        batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
+        batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
         first = True
         try:
             while True:
@@ -514,6 +520,23 @@ def _quiet_ray() -> None:
         return
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, then raise it: Ray's start-up, interrupted half way,
+    leaves processes behind that its shutdown does not know of."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _native_quiet() -> Any:

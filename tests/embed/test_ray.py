@@ -216,48 +216,83 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost(
     _assert_consistent(library)
 
 
-def test_a_killed_driver_leaves_a_library_the_next_run_repairs(
-    ray_cluster: str, tree: Path, local_library: Path, tmp_path: Path
-) -> None:
-    # four copies of the photos: several commits (every 64 photos), so that a kill after the
-    # first one lands mid-run
-    big = tmp_path / "big"
+@pytest.fixture(scope="module")
+def big_tree(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four copies of the photos: a run of several commits (one every 64 photos), so that a
+    driver stopped after the first one stops mid-run."""
+    big = tmp_path_factory.mktemp("big") / "big"
     for k in range(COPIES):
         shutil.copytree(tree, big / f"copy{k}")
-    total = COPIES * N_PHOTOS
-    library = tmp_path / "lib"
+    return big
+
+
+def _driver_mid_run(big: Path, library: Path, address: str) -> tuple[subprocess.Popen, int]:
+    """`finder index BIG --ray ADDRESS` in its own process, returned once it has committed
+    some photos (and not all), with how many."""
     cmd = [sys.executable, "-m", "finder", "index", str(big), "--library", str(library)]
-    cmd += ["--model", str(TFLITE_MODEL), "--ray", ray_cluster, "--batch-size", "2", "--quiet"]
+    cmd += ["--model", str(TFLITE_MODEL), "--ray", address, "--batch-size", "2", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    stored = 0
+    while time.monotonic() < deadline and proc.poll() is None and not stored:
+        time.sleep(0.5)
+        with Library(library) as lib:  # reads what the run has committed so far
+            stored = lib.status()["images"] if lib.exists else 0
+    if proc.poll() is not None:
+        proc.kill()
+        raise AssertionError(f"the run ended first: {proc.stderr.read().decode()[-500:]}")
+    assert 0 < stored < COPIES * N_PHOTOS
+    return proc, stored
+
+
+def _stop(proc: subprocess.Popen, signum: int) -> None:
     try:
-        deadline = time.monotonic() + 300
-        stored = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            with Library(library) as lib:  # reads what the run has committed so far
-                stored = lib.status()["images"] if lib.exists else 0
-            if stored:
-                break
-        assert proc.poll() is None, f"the run ended first: {proc.stderr.read().decode()[-500:]}"
-        assert 0 < stored < total
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
+
+def test_a_killed_driver_leaves_a_library_the_next_run_repairs(
+    ray_cluster: str, big_tree: Path, tree: Path, local_library: Path, tmp_path: Path
+) -> None:
+    library = tmp_path / "lib"
+    total = COPIES * N_PHOTOS
+    proc, stored = _driver_mid_run(big_tree, library, ray_cluster)
+    _stop(proc, signal.SIGKILL)
+
     _assert_consistent(library)  # opening it repaired it: catalog and vectors agree
     with Library(library) as lib:
         kept = lib.status()["images"]
         assert kept >= stored  # what the killed run had committed is still there
-        summary = lib.index([str(big)], ray=ray_cluster)
+        summary = lib.index([str(big_tree)], ray=ray_cluster)
         assert summary.embedded == total - kept  # the next run embeds the rest, only the rest
         assert lib.status()["images"] == total and lib.status()["pending"] == 0
     for k in range(COPIES):
-        _assert_same_vectors(library, big / f"copy{k}", local_library, tree)
+        _assert_same_vectors(library, big_tree / f"copy{k}", local_library, tree)
     _assert_consistent(library)
+
+
+def test_ctrl_c_stops_the_cluster_work_and_keeps_what_was_stored(
+    ray_cluster: str, big_tree: Path, tmp_path: Path
+) -> None:
+    library = tmp_path / "lib"
+    proc, stored = _driver_mid_run(big_tree, library, ray_cluster)
+    _stop(proc, signal.SIGINT)
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    assert proc.returncode == 130, err[-1000:]
+    assert out.startswith("interrupted: ") and "Traceback" not in err, (out, err[-1000:])
+    with Library(library) as lib:
+        assert not lib.catalog.get_meta("dirty", False)  # the run settled it, no repair needed
+        assert stored <= lib.status()["images"] < COPIES * N_PHOTOS
+    _assert_consistent(library)
+    deadline = time.monotonic() + 60  # the run's actors are released on the cluster
+    while _map_workers() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _map_workers()
 
 
 def test_model_sent_through_the_object_store_gives_the_same_vectors(
@@ -349,3 +384,28 @@ def test_a_local_run_never_imports_ray(tmp_path: Path, photo_tree: Path, model_a
         check=False,
     )
     assert result.stdout.decode().split() == ["13", "False"], result.stderr.decode()[-1000:]
+
+
+def _node(node_id: str, cpus: float, gpus: float = 0, alive: bool = True) -> dict:
+    """A record as `ray.nodes()` gives it (the fields finder reads)."""
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return {"NodeID": node_id, "Alive": alive, "Resources": resources}
+
+
+def test_one_actor_per_gpu_with_the_node_cores_shared_among_them() -> None:
+    from finder.embed.cluster import plan_actors
+
+    plan = plan_actors(
+        [_node("head", 8), _node("g1", 32, 4), _node("g2", 16, 2), _node("gone", 8, 8, False)]
+    )
+    assert plan.gpus and plan.actors == 6
+    assert plan.nodes == ["g1", "g2"] and plan.threads == {"g1": 8, "g2": 8}
+
+
+def test_one_actor_per_node_without_gpus() -> None:
+    from finder.embed.cluster import plan_actors
+
+    plan = plan_actors([_node("head", 0), _node("a", 16), _node("b", 4)])
+    assert not plan.gpus and plan.actors == 2 and plan.threads == {"a": 16, "b": 4}
+    with pytest.raises(ClusterError, match="no node with a CPU or GPU"):
+        plan_actors([_node("head", 0)])
