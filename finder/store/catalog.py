@@ -81,6 +81,9 @@ class Catalog(ClassTables):
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            if read_only:  # a reader meets a hand-edited meta here, not halfway through
+                for key in META_TYPES:
+                    self.get_meta(key)
         except FinderError:
             conn.close()
             raise
