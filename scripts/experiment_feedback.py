@@ -74,15 +74,22 @@ def summary(result: dict) -> list[dict]:
     """Per round: flowers (means over the classes that are not pets) and each pet class."""
     out = []
     rows = result["rows"]
-    for r in range(result["rounds"] + 1):
+    last = result["rounds"]
+    clicked = {row["class"] for row in rows if row["round"] == last and row["scored"]}
+    keys = ("ap", "precision", "recall", "f1", "ece")
+    for r in range(last + 1):
         at = [row for row in rows if row["round"] == r and row["scored"]]
         flowers = [row for row in at if row["class"] not in PETS]
         cell: dict = {"round": r, "clicks": r * result["clicks"]}
         if flowers:
-            cell["flowers"] = {
-                key: float(np.mean([row[key] for row in flowers]))
-                for key in ("ap", "precision", "recall", "f1", "ece")
-            } | {"n": len(flowers)}
+            cell["flowers"] = {key: float(np.mean([row[key] for row in flowers])) for key in keys}
+            cell["flowers"]["n"] = len(flowers)
+        same = [row for row in flowers if row["class"] in clicked]
+        if r == 0 and last > 0 and same and len(same) < len(flowers):
+            # round 0 over the classes scored after clicks: what the rounds compare with
+            cell["flowers_clicked"] = {
+                key: float(np.mean([row[key] for row in same])) for key in keys
+            } | {"n": len(same)}
         for row in at:
             if row["class"] in PETS:
                 cell[row["class"]] = {
@@ -150,6 +157,13 @@ def main() -> None:
                 f"{fmt(cell.get('cat'))} | {fmt(cell.get('dog'))} | {dt:.0f} |",
                 flush=True,
             )
+            if "flowers_clicked" in cell:
+                n = cell["flowers_clicked"]["n"]
+                print(
+                    f"| {lib}, the {n} classes scored after clicks | 0 | "
+                    f"{fmt(cell['flowers_clicked'])} |||||||||",
+                    flush=True,
+                )
     print(json.dumps({"method": args.method, "shown": args.shown, "libraries": report}))
 
 
