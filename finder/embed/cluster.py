@@ -306,6 +306,7 @@ class RaySource:
         ray = self.ray
         if not self.connected:
             _quiet_ray()
+            _errors_to_stderr()
             if not ray.is_initialized():
                 self._init()
             self.connected = True
@@ -338,17 +339,20 @@ class RaySource:
 
         env["py_modules"] = [os.path.dirname(os.path.abspath(finder.__file__))]
         args.pop("include_dashboard")
+        self.started = True  # close() disconnects: the cluster stays, this driver goes
         try:
             with _sigint_deferred(), _native_quiet():
                 ray.init(address=self.address, runtime_env=env, **args)
         except ConnectionError as e:
+            self.close()
             raise ClusterError(
                 f"no Ray cluster at {self.address} ({_first_line(e)}); start one with "
                 "`ray start --head`, or use --ray alone for a local one"
             ) from None
 
     def close(self) -> None:
-        """Shut down the cluster if this source started it (also one half started)."""
+        """Disconnect from the cluster if this source connected: a cluster it started (also
+        one half started) ends with it, one it joined keeps running."""
         if self.started:
             with contextlib.suppress(Exception):
                 self.ray.shutdown()
@@ -520,6 +524,24 @@ def _quiet_ray() -> None:
         return
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _errors_to_stderr() -> None:
+    """Ray prints the cluster's error messages (a worker that died, a task retried) on the
+    driver's stdout, where `finder index --json` writes its answer: send them to stderr."""
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - another Ray layout: nothing to redirect
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "finder_stderr", False):
+        return
+
+    def to_stderr(data: dict, *args: Any, **kwargs: Any) -> Any:
+        return original({**data, "is_err": True}, *args, **kwargs)
+
+    to_stderr.finder_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 @contextlib.contextmanager
