@@ -24,6 +24,7 @@ from finder.store.facts import Filters
 
 if TYPE_CHECKING:
     from finder.act.dupes import DupeGroup
+
     pass
 
 
