@@ -62,7 +62,7 @@ def migrate(db: Any) -> None:
     for name, kind in FACT_COLUMNS:
         if name not in have:
             db.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
-    for name in ("taken", "camera_id", "lat"):
+    for name in ("taken", "camera_id", "lat"):  # (camera_id, lat: other indexes at step 5)
         db.execute(f"CREATE INDEX IF NOT EXISTS idx_images_{name} ON images({name})")
 
 
@@ -222,7 +222,9 @@ class Filters:
         """SQL conditions on ``images`` (named ``alias`` in the query, if given) and their
         parameters; the distance is only bounded by a box here (``keep_near`` finishes it)."""
         c = f"{alias}." if alias else ""
-        sql = [f"{c}status = 'ok'"]
+        # No status condition: only ok images have vectors to be found (and answers keep only
+        # ok images), so each filter can be answered from its index alone.
+        sql = ["1"]
         params: list[Any] = []
         if self.after is not None:
             sql.append(f"{c}taken >= ?")
@@ -292,8 +294,9 @@ def _camera_ids(conn: Any, text: str) -> list[int]:
 
 
 def allowed(cat: Catalog, filters: Filters, limit: int | None = None) -> np.ndarray | None:
-    """Sorted ids of the ok images passing ``filters``; with ``limit``, None when more than
-    ``limit`` rows pass the SQL part (so that a broad filter costs little to ask about)."""
+    """Sorted ids of the images passing ``filters`` (whatever their status: only ok images
+    have vectors to be found); with ``limit``, None when more than ``limit`` rows pass the SQL
+    part (so that a broad filter costs little to ask about)."""
     where, params = filters.where(cat.db.conn)
     cols = "id, lat, lon" if filters.near is not None else "id"
     sql = f"SELECT {cols} FROM images WHERE {where}"
@@ -306,7 +309,7 @@ def allowed(cat: Catalog, filters: Filters, limit: int | None = None) -> np.ndar
 
 
 def passing(cat: Catalog, filters: Filters, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-    """The ids among ``ids`` (ok images) that pass ``filters``, sorted."""
+    """The ids among ``ids`` that pass ``filters``, sorted."""
     ids = np.asarray(ids, dtype=np.int64)
     if not len(ids):
         return ids

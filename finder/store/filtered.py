@@ -12,17 +12,20 @@ computed depends on how many photos pass, found out cheaply (a query that stops 
 * **Many pass, a threshold** (``find`` at its cut-off, ``--min-prob``): the unfiltered threshold
   search is complete (it returns every photo above the threshold, see ``finder.store.vectors``),
   so keeping those that pass gives exactly the filtered set.
-* **Many pass, the top K** (``find --top``, ``similar``): the store's candidate pool for the
-  query (the pool an unfiltered search ranks, rescored exactly) is walked best first and
-  checked against the filter in growing chunks until K pass: a broad filter costs little more
-  than no filter. When fewer pass (a narrow filter, or one that leaves out the best matches),
-  the search tier is asked again for candidates among the ids that pass only (a FAISS
-  ``IDSelector``, as many codes compared as without a filter), and those are rescored; should
-  that still give fewer than K while more pass, every photo that passes is scored exactly.
+* **Many pass, the top K** (``find --top``, ``similar``): when few enough pass that the
+  query's candidate pool would hold fewer than about 2K of them (and at most ``WITHIN_MAX``),
+  the search tier is asked for candidates among the ids that pass only (a FAISS
+  ``IDSelector``, as many codes compared as without a filter), and those are rescored. When
+  more pass, the store's candidate pool (the one an unfiltered search ranks, rescored exactly)
+  is walked best first and checked against the filter in growing chunks until K pass: a broad
+  filter costs little more than none; should the pool run dry (a filter that leaves out the
+  best matches), the tier is asked for the passing ids only. Should that give fewer than K
+  while more pass, every photo that passes is scored exactly.
 """
 
 from __future__ import annotations
 
+from math import ceil
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 #: raw vectors each at 4096-d: 64 MB); beyond, the complete index search does the work.
 FEW_THRESHOLD = 8192
 FIRST_CHUNK = 512  # candidates checked against the filter in the first round (then x4)
+#: A narrow filter's passing ids (up to this many) go to the search tier at once, rather than
+#: after a walk down the candidate pool that would likely fall short.
+WITHIN_MAX = 50_000
 
 
 def search(
@@ -61,31 +67,34 @@ def search(
         return _cut(*found, k)
 
     n_ex = 0 if exclude_ids is None else len(exclude_ids)
-    threshold = min_score is not None or k is None
-    if threshold:  # (the flat tier scores every vector: a filter never makes that worse)
-        limit = max(FEW_THRESHOLD, store.pool_size(1, head=head))
-    else:
-        limit = store.pool_size(int(k) + n_ex, head=head)
-    few = facts.allowed(cat, filters, limit=limit)
-    if few is not None:
-        return exact(few)
-    if threshold:
+    if min_score is not None or k is None:  # a threshold (or everything): a complete set
+        # (the flat tier scores every vector: a filter never makes that worse)
+        few = facts.allowed(cat, filters, limit=max(FEW_THRESHOLD, store.pool_size(1, head=head)))
+        if few is not None:
+            return exact(few)
         ids, scores = store.search_linear(w, b, min_score=min_score)
         keep = np.isin(ids, facts.passing(cat, filters, ids))
         if n_ex:
             keep &= ~np.isin(ids, exclude_ids)
         return _cut(ids[keep], scores[keep], k)
-    assert k is not None
-    ids, scores = store.candidates(w, k, b=b, head=head, exclude_ids=exclude_ids)
-    rows = _walk(cat, filters, ids, k)
-    if len(rows) >= k:
-        return ids[rows[:k]], scores[rows[:k]]
-    every = facts.allowed(cat, filters)  # the pool ran dry: only the ids that pass
-    ids, scores = store.candidates(w, k, b=b, head=head, exclude_ids=exclude_ids, within=every)
-    left = len(every) - (int(np.isin(exclude_ids, every).sum()) if n_ex else 0)
+    pool = store.pool_size(k + n_ex, head=head)
+    # Narrow: so few pass that the pool would hold fewer than about 2k of them.
+    narrow = max(pool, min(WITHIN_MAX, ceil(len(store) * 2 * (k + n_ex) / max(pool, 1))))
+    some = facts.allowed(cat, filters, limit=narrow)
+    if some is not None and len(some) <= pool:
+        return exact(some)
+    if some is None:
+        ids, scores = store.candidates(w, k, b=b, head=head, exclude_ids=exclude_ids)
+        rows = _walk(cat, filters, ids, k)
+        if len(rows) >= k:
+            return ids[rows[:k]], scores[rows[:k]]
+        some = facts.allowed(cat, filters)  # the pool ran dry
+    # the search tier, asked for the ids that pass only
+    ids, scores = store.candidates(w, k, b=b, head=head, exclude_ids=exclude_ids, within=some)
+    left = len(some) - (int(np.isin(exclude_ids, some).sum()) if n_ex else 0)
     if len(ids) >= min(k, left):
         return ids[:k], scores[:k]
-    return exact(every)
+    return exact(some)
 
 
 def _walk(cat: Catalog, filters: Filters, ids: np.ndarray, k: int) -> np.ndarray:

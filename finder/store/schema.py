@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     pass
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -110,5 +110,15 @@ def _migrate_to_4(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_to_5(db: sqlite_utils.Database) -> None:
+    """Filters answered from an index alone: positions by (lat, lon) (a ``--near`` box no
+    longer reads each row of its latitude band), cameras by (camera_id, taken) (``--camera``
+    with ``--after``/``--before`` in one range)."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_images_position ON images(lat, lon)")
+    db.execute("DROP INDEX IF EXISTS idx_images_lat")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_images_camera_taken ON images(camera_id, taken)")
+    db.execute("DROP INDEX IF EXISTS idx_images_camera_id")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
+MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5]
