@@ -355,10 +355,10 @@ class Library(Teaching, Answers, ById, Health):
         if not roots:
             raise UsageError("name at least one folder to index")
         if ray is not None:  # a bad address or a missing Ray: said before any walk
-            from finder.embed import cluster
+            from finder.embed import cluster, cluster_ray
 
-            cluster.check_address(ray)
-            cluster.require_ray()
+            cluster_ray.check_address(ray)
+            cluster_ray.require_ray()
         resolved = []
         for root in roots:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))

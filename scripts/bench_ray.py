@@ -81,7 +81,7 @@ def compare(args: argparse.Namespace) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from finder.embed.cluster import wait_for_nodes
+    from finder.embed.cluster_nodes import wait_for_nodes
     from finder.embed.runtime import cpu_count
 
     work = Path(tempfile.mkdtemp(prefix="finder-bench-ray-"))

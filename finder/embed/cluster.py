@@ -32,233 +32,39 @@ node cannot read is sent to the actors through the object store instead.
 Faults: Ray restarts a dead actor and retries its batch; a result that comes back twice is
 passed on once. Closing the results (Ctrl-C, ``break``) stops the dataset's work on the
 cluster; what the writer stored is kept.
+
+This module is the driver (``RaySource``); beside it, ``cluster_actor.py`` is the actor,
+``cluster_nodes.py`` the plan of actors and the file check on each node, ``cluster_ray.py``
+Ray's import, addresses and quiet start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import os
-import re
-import signal
-import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from finder.errors import ClusterError, FinderError, UsageError
+from finder.embed.cluster_actor import Embedder, facts_from_json
+from finder.embed.cluster_nodes import PROBE_TIMEOUT, ClusterPlan, plan_actors, probe, sample
+from finder.embed.cluster_ray import (
+    check_address,
+    errors_to_stderr,
+    finder_error,
+    first_line,
+    native_quiet,
+    quiet_ray,
+    require_ray,
+    sigint_deferred,
+)
+from finder.errors import ClusterError
 
-INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'finder[ray]'"
-LOCAL = "local"
 CALL_BATCHES = 2  # model batches per actor call
 MAX_BLOCKS = 20_000  # input blocks at most (bigger blocks beyond that)
-PROBE_FILES = 8  # files each node reads before a run
-PROBE_TIMEOUT = 120.0  # seconds for the probe tasks (they wait for a node's worker to start)
-
-_ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
-
-
-def require_ray() -> Any:
-    """Import Ray and Ray Data, or say in one line how to install them."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ClusterError(INSTALL_HINT) from None
-    return ray
-
-
-def check_address(address: str | None) -> str | None:
-    """``None``/``"local"`` → None (start one here); ``"auto"``, ``host:port`` or
-    ``ray://host:port`` as given; anything else is a usage error."""
-    if address is None or address == LOCAL:
-        return None
-    if address == "auto" or _ADDRESS.match(address):
-        return address
-    raise UsageError(
-        f"--ray {address}: not a Ray address (auto, HOST:PORT or ray://HOST:PORT; "
-        "--ray alone starts a local one)"
-    )
-
-
-def looks_like_address(text: str) -> bool:
-    """True for what ``--ray`` takes as its value rather than as a folder to index."""
-    return text in ("auto", LOCAL) or bool(_ADDRESS.match(text))
-
-
-@dataclass(frozen=True)
-class ClusterPlan:
-    """Where the actors run: ``threads`` maps a node id to decode threads per actor there."""
-
-    actors: int
-    gpus: bool
-    nodes: list[str]
-    threads: dict[str, int]
-    names: dict[str, str]  # node id → its address, for messages
-
-
-def plan_actors(nodes: Sequence[dict]) -> ClusterPlan:
-    """One actor per GPU when the cluster has GPUs, else one per node with a CPU."""
-    alive = [n for n in nodes if n.get("Alive", n.get("alive", False))]
-    gpu_nodes = [n for n in alive if n["Resources"].get("GPU", 0) >= 1]
-    names = {n["NodeID"]: n.get("NodeManagerAddress", n["NodeID"][:8]) for n in alive}
-    if gpu_nodes:
-        threads = {
-            n["NodeID"]: max(1, int(n["Resources"].get("CPU", 1) // int(n["Resources"]["GPU"])))
-            for n in gpu_nodes
-        }
-        actors = sum(int(n["Resources"]["GPU"]) for n in gpu_nodes)
-        return ClusterPlan(actors, True, [n["NodeID"] for n in gpu_nodes], threads, names)
-    cpu_nodes = [n for n in alive if n["Resources"].get("CPU", 0) >= 1]
-    if not cpu_nodes:
-        raise ClusterError("the Ray cluster has no node with a CPU or GPU to embed on")
-    threads = {n["NodeID"]: int(n["Resources"]["CPU"]) for n in cpu_nodes}
-    return ClusterPlan(len(cpu_nodes), False, [n["NodeID"] for n in cpu_nodes], threads, names)
-
-
-def _probe(paths: list[str], model: str | None) -> tuple[list[tuple[str, str]], bool]:
-    """On one node: (files it cannot read, with why), and whether it can read ``model``."""
-    bad = []
-    for path in paths:
-        try:
-            with open(path, "rb") as f:
-                f.read(1)
-        except OSError as e:
-            bad.append((path, e.strerror or type(e).__name__))
-    model_ok = model is None or os.access(model, os.R_OK)
-    return bad, model_ok
-
-
-def sample(paths: Sequence[str], k: int = PROBE_FILES) -> list[str]:
-    """Up to ``k`` paths spread evenly over ``paths`` (the first and the last included)."""
-    if len(paths) <= k:
-        return list(paths)
-    picks = np.linspace(0, len(paths) - 1, k).round().astype(int)
-    return [paths[i] for i in dict.fromkeys(picks.tolist())]
-
-
-class _Serial:
-    """A backbone whose ``embed`` runs one call at a time (two actor calls share it)."""
-
-    def __init__(self, backbone: Any) -> None:
-        self._backbone = backbone
-        self._lock = threading.Lock()
-        self.info = backbone.info
-        self.batch_size = backbone.batch_size
-
-    def embed(self, batch: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        with self._lock:
-            return self._backbone.embed(batch, batch_size=batch_size)
-
-
-class _Embedder:
-    """The actor: the recorded backbone, built once; each call embeds a batch of paths."""
-
-    def __init__(
-        self,
-        info: dict,
-        model: str | None,
-        blob: list | None,
-        batch_size: int | None,
-        workers: int | None,
-        threads: dict[str, int],
-    ) -> None:
-        import ray
-
-        from finder.embed import registry
-
-        if blob is not None:  # the model file came through the object store
-            model = _materialise(ray.get(blob[0]), model or "model")
-        built = registry.from_info(registry.BackboneInfo.from_dict(info), weights=model)
-        self.backbone = _Serial(built)
-        self.batch_size = batch_size
-        node = ray.get_runtime_context().get_node_id()
-        self.workers = workers or threads.get(node) or None
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from finder.embed.pipeline import embed_paths
-
-        ids = np.asarray(batch["id"], dtype=np.int64)
-        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
-        vectors = np.zeros((len(ids), self.backbone.info.dim), dtype=np.float32)
-        errors = [""] * len(ids)
-        facts = [""] * len(ids)
-        results = embed_paths(
-            enumerate(paths),
-            self.backbone,
-            batch_size=self.batch_size,
-            workers=self.workers,
-            facts=True,
-        )
-        for k, vector, error, photo in results:
-            if vector is None:
-                errors[k] = _printable(error or "could not decode")
-            else:
-                vectors[k] = vector
-                facts[k] = _facts_json(photo)
-        return {
-            "id": ids,
-            "vector": vectors,
-            "error": np.asarray(errors, dtype=object),
-            "facts": np.asarray(facts, dtype=object),
-        }
-
-
-def _materialise(data: bytes, name: str) -> str:
-    """Write a shipped model file to this node's temporary folder (same base name, so that its
-    type is known by its suffix); reused when present with the same size."""
-    folder = Path(tempfile.gettempdir()) / "finder-models"
-    folder.mkdir(parents=True, exist_ok=True)
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    path = folder / f"{digest}-{os.path.basename(name)}"
-    if not path.exists() or path.stat().st_size != len(data):
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return str(path)
-
-
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _facts_json(photo: Any) -> str:
-    """A photo's facts (finder.ingest.facts.PhotoFacts) as one JSON text, "" when none."""
-    if photo is None:
-        return ""
-    return json.dumps({k: v for k, v in dataclasses.asdict(photo).items() if v is not None})
-
-
-def _facts(text: str) -> Any:
-    if not text:
-        return None
-    from finder.ingest.facts import PhotoFacts
-
-    return PhotoFacts(**json.loads(text))
-
-
-def _finder_error(error: BaseException) -> FinderError | None:
-    """Our own exception inside a Ray error (an actor that could not build the backbone)."""
-    seen = set()
-    stack = [error]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen or e is None:
-            continue
-        seen.add(id(e))
-        if isinstance(e, FinderError):
-            return e
-        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
-    return None
 
 
 class RaySource:
@@ -305,8 +111,8 @@ class RaySource:
         """Join or start the cluster (once) and plan the actors."""
         ray = self.ray
         if not self.connected:
-            _quiet_ray()
-            _errors_to_stderr()
+            quiet_ray()
+            errors_to_stderr()
             if not ray.is_initialized():
                 self._init()
             self.connected = True
@@ -329,7 +135,7 @@ class RaySource:
             args.update(self.init)
             self.started = True  # from now on close() shuts down what was started
             try:
-                with _sigint_deferred(), _native_quiet():  # a new one, never a running one
+                with sigint_deferred(), native_quiet():  # a new one, never a running one
                     ray.init(address="local", runtime_env=env, **args)
             except BaseException:  # Ctrl-C during start-up: stop what had started
                 self.close()
@@ -341,12 +147,12 @@ class RaySource:
         args.pop("include_dashboard")
         self.started = True  # close() disconnects: the cluster stays, this driver goes
         try:
-            with _sigint_deferred(), _native_quiet():
+            with sigint_deferred(), native_quiet():
                 ray.init(address=self.address, runtime_env=env, **args)
         except ConnectionError as e:
             self.close()
             raise ClusterError(
-                f"no Ray cluster at {self.address} ({_first_line(e)}); start one with "
+                f"no Ray cluster at {self.address} ({first_line(e)}); start one with "
                 "`ray start --head`, or use --ray alone for a local one"
             ) from None
 
@@ -381,9 +187,9 @@ class RaySource:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         model = self.model_path()
-        probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+        remote_probe = ray.remote(num_cpus=0, max_retries=0)(probe)
         refs = {
-            node: probe.options(
+            node: remote_probe.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
             ).remote(sample(paths), model)
             for node in plan.nodes
@@ -397,7 +203,7 @@ class RaySource:
                 f"the Ray nodes did not answer a file check within {PROBE_TIMEOUT:.0f}s"
             ) from None
         except ray.exceptions.RayError as e:
-            raise ClusterError(f"the file check failed on the cluster: {_first_line(e)}") from None
+            raise ClusterError(f"the file check failed on the cluster: {first_line(e)}") from None
         model_everywhere = True
         for node, (bad, model_ok) in answers.items():
             if bad:
@@ -455,7 +261,7 @@ class RaySource:
         if plan.gpus:
             resources = {"num_cpus": 1, "num_gpus": 1}
         return ds.map_batches(
-            _Embedder,
+            Embedder,
             batch_size=per_call,
             batch_format="numpy",
             zero_copy_batch=True,
@@ -485,7 +291,7 @@ class RaySource:
             while True:
                 try:
                     if first:  # the actors start: Ray's native notices are not for the user
-                        with _native_quiet():
+                        with native_quiet():
                             batch = next(batches)
                         first = False
                     else:
@@ -493,10 +299,10 @@ class RaySource:
                 except StopIteration:
                     return
                 except ray.exceptions.RayError as e:
-                    ours = _finder_error(e)
+                    ours = finder_error(e)
                     if ours is not None:
                         raise ClusterError(f"on the cluster: {ours}") from None
-                    raise ClusterError(f"the cluster run failed: {_first_line(e)}") from None
+                    raise ClusterError(f"the cluster run failed: {first_line(e)}") from None
                 for k, image_id in enumerate(batch["id"].tolist()):
                     if seen[image_id]:
                         continue  # a retried batch delivered twice
@@ -505,75 +311,8 @@ class RaySource:
                     if error:
                         yield image_id, None, str(error), None
                     else:
-                        yield image_id, batch["vector"][k], None, _facts(batch["facts"][k])
+                        yield image_id, batch["vector"][k], None, facts_from_json(batch["facts"][k])
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # shuts the dataset's executor down: the actors are released
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _quiet_ray() -> None:
-    """Ray's own loggers say only errors (finder shows the progress; a failure comes back as
-    an exception). FINDER_RAY_LOGS=1 keeps everything."""
-    if os.environ.get("FINDER_RAY_LOGS"):
-        return
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _errors_to_stderr() -> None:
-    """Ray prints the cluster's error messages (a worker that died, a task retried) on the
-    driver's stdout, where `finder index --json` writes its answer: send them to stderr."""
-    try:
-        from ray._private import worker
-    except ImportError:  # pragma: no cover - another Ray layout: nothing to redirect
-        return
-    original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "finder_stderr", False):
-        return
-
-    def to_stderr(data: dict, *args: Any, **kwargs: Any) -> Any:
-        return original({**data, "is_err": True}, *args, **kwargs)
-
-    to_stderr.finder_stderr = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = to_stderr
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, then raise it: Ray's start-up, interrupted half way,
-    leaves processes behind that its shutdown does not know of."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
-
-
-def _native_quiet() -> Any:
-    """Silence Ray's native start-up notices on stderr (file descriptor 2) for a moment."""
-    if os.environ.get("FINDER_RAY_LOGS"):
-        return contextlib.nullcontext()
-    from finder.embed.runtime import quiet_native_stderr
-
-    return quiet_native_stderr()
-
-
-def wait_for_nodes(ray: Any, count: int, timeout: float = 60.0) -> None:
-    """Wait until the cluster has ``count`` alive nodes (tests and the benchmark use it)."""
-    deadline = time.monotonic() + timeout
-    while sum(1 for n in ray.nodes() if n.get("Alive")) < count:
-        if time.monotonic() > deadline:
-            raise ClusterError(f"the Ray cluster did not reach {count} nodes in {timeout:.0f}s")
-        time.sleep(0.2)

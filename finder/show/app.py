@@ -48,7 +48,7 @@ def _bare_ray(args: list[str]) -> list[str]:
     means a local cluster."""
     if "--ray" not in args:
         return args
-    from finder.embed.cluster import LOCAL, looks_like_address
+    from finder.embed.cluster_ray import LOCAL, looks_like_address
 
     out: list[str] = []
     for k, arg in enumerate(args):

@@ -58,7 +58,7 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from finder.embed.cluster import wait_for_nodes
+    from finder.embed.cluster_nodes import wait_for_nodes
 
     node = {"num_cpus": 1, "object_store_memory": 150 * 2**20}
     cluster = _start(Cluster, {**node, "include_dashboard": False})
@@ -399,7 +399,7 @@ def _node(node_id: str, cpus: float, gpus: float = 0, alive: bool = True) -> dic
 
 
 def test_one_actor_per_gpu_with_the_node_cores_shared_among_them() -> None:
-    from finder.embed.cluster import plan_actors
+    from finder.embed.cluster_nodes import plan_actors
 
     plan = plan_actors(
         [_node("head", 8), _node("g1", 32, 4), _node("g2", 16, 2), _node("gone", 8, 8, False)]
@@ -409,7 +409,7 @@ def test_one_actor_per_gpu_with_the_node_cores_shared_among_them() -> None:
 
 
 def test_one_actor_per_node_without_gpus() -> None:
-    from finder.embed.cluster import plan_actors
+    from finder.embed.cluster_nodes import plan_actors
 
     plan = plan_actors([_node("head", 0), _node("a", 16), _node("b", 4)])
     assert not plan.gpus and plan.actors == 2 and plan.threads == {"a": 16, "b": 4}
