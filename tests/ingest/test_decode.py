@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from finder.errors import DecodeError, UsageError
-from finder.ingest import decode
+from finder.ingest import decode, reduced
 from finder.ingest.decode import load_rgb
 
 RED = (255, 0, 0)
@@ -310,7 +310,7 @@ def test_progressive_dc_scans_are_a_smaller_valid_jpeg(tmp_path: Path) -> None:
     buf = io.BytesIO()
     photo(2400, 1800).save(buf, format="JPEG", quality=92, progressive=True)
     data = buf.getvalue()
-    dc = decode._dc_scans_only(data)
+    dc = reduced.dc_scans_only(data)
     assert dc is not None and len(dc) < len(data) / 2
     with Image.open(io.BytesIO(dc)) as im:
         im.draft("RGB", (224, 224))
@@ -318,8 +318,8 @@ def test_progressive_dc_scans_are_a_smaller_valid_jpeg(tmp_path: Path) -> None:
         assert im.size == (300, 225)
     baseline = io.BytesIO()
     photo(2400, 1800).save(baseline, format="JPEG", quality=92)
-    assert decode._dc_scans_only(baseline.getvalue()) is None  # nothing to leave out
-    assert decode._dc_scans_only(data[: len(data) - 100]) is None  # no EOI: not ours to judge
+    assert reduced.dc_scans_only(baseline.getvalue()) is None  # nothing to leave out
+    assert reduced.dc_scans_only(data[: len(data) - 100]) is None  # no EOI: not ours to judge
 
 
 def test_truncated_progressive_jpeg(tmp_path: Path) -> None:
