@@ -65,6 +65,7 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _ID = re.compile(r"^[0-9]{1,18}$")
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class BadRequest(Exception):
@@ -164,28 +165,43 @@ def create_app(
         return HTMLResponse(html, code, headers={"content-security-policy": CSP})
 
     run = backend.run
+    handlers: list[tuple[str, Handler, list[str] | None]] = []
+
+    def route(path: str, *methods: str) -> Callable[[Handler], Handler]:
+        """Serve the handler below at ``path`` (GET and HEAD, unless ``methods`` are named)."""
+
+        def add(fn: Handler) -> Handler:
+            handlers.append((path, fn, list(methods) or None))
+            return fn
+
+        return add
 
     # -- pages -------------------------------------------------------------------------
+    @route("/")
     async def home(request: Request) -> Response:
         offset, limit = paging(request)
         view = await run(backend.home, offset, limit)
         return page("home.html", offset=offset, limit=limit, **view)
 
+    @route("/class/{name:path}")
     async def class_page(request: Request) -> Response:
         offset, limit = paging(request)
         view = await run(backend.class_view, request.path_params["name"], offset, limit)
         return page("class.html", limit=limit, **view)
 
+    @route("/review/{name:path}")
     async def review_page(request: Request) -> Response:
         n = int_param(request, "n", REVIEW, 1, MAX_PAGE)
         view = await run(backend.review_view, request.path_params["name"], n)
         return page("review.html", **view)
 
+    @route("/view/{id}")
     async def photo_page(request: Request) -> Response:
         offset, limit = paging(request)
         view = await run(backend.photo_view, image_id(request), offset, limit)
         return page("photo.html", offset=offset, limit=limit, **view)
 
+    @route("/static/{file}")
     async def static(request: Request) -> Response:
         name = request.path_params["file"]
         files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
@@ -194,15 +210,19 @@ def create_app(
         return FileResponse(files[name], headers={"cache-control": "private, max-age=300"})
 
     # -- JSON API ----------------------------------------------------------------------
+    @route("/api/status")
     async def api_status(request: Request) -> Response:
         return JSON(await run(backend.lib.status))
 
+    @route("/api/classes")
     async def api_classes(request: Request) -> Response:
         return JSON([class_json(r) for r in await run(backend.lib.classes)])
 
+    @route("/api/progress")
     async def api_progress(request: Request) -> Response:
         return JSON(await run(backend.lib.index_progress))
 
+    @route("/api/find/{name:path}")
     async def api_find(request: Request) -> Response:
         top = int_param(request, "top", None, 1, 10**9)
         text = request.query_params.get("min_prob")
@@ -214,11 +234,13 @@ def create_app(
         found = await run(backend.lib.find, name, top=top, min_prob=min_prob)
         return JSON([match_json(m, "probability") for m in found])
 
+    @route("/api/similar/{id}")
     async def api_similar(request: Request) -> Response:
         top = int_param(request, "top", 20, 1, 10**6)
         found = await run(backend.lib.similar_to_id, image_id(request), top=top)
         return JSON([match_json(m, "similarity") for m in found])
 
+    @route("/api/examples/{name:path}")
     async def api_examples(request: Request) -> Response:
         marks = await run(backend.lib.marks, request.path_params["name"])
         return JSON(
@@ -228,11 +250,13 @@ def create_app(
             ]
         )
 
+    @route("/api/review/{name:path}")
     async def api_review(request: Request) -> Response:
         n = int_param(request, "n", REVIEW, 1, 1000)
         found = await run(backend.review, request.path_params["name"], n)
         return JSON([match_json(m, "probability") for m in found])
 
+    @route("/api/learn/{name:path}", "POST")
     async def api_learn(request: Request) -> Response:
         body = await learn_body(request)
         name = request.path_params["name"]
@@ -240,6 +264,7 @@ def create_app(
         return JSON(class_json(record))
 
     # -- images ------------------------------------------------------------------------
+    @route("/thumb/{id}")
     async def thumb(request: Request) -> Response:
         row = backend.image(image_id(request))
         etag = f'"{backend.thumbs.stamp(row)}"'
@@ -249,6 +274,7 @@ def create_app(
         path = await backend.thumbnail(row)
         return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
 
+    @route("/photo/{id}")
     async def photo(request: Request) -> Response:
         row = backend.image(image_id(request))
         kind = await anyio.to_thread.run_sync(_photo_format, row.path)
@@ -269,7 +295,7 @@ def create_app(
         except Exception:  # an error page must never fail: the one line as JSON, then
             return JSON({"error": message}, status)
 
-    def answer(fn: Callable[[Request], Awaitable[Response]]) -> Callable:
+    def answer(fn: Handler) -> Callable:
         """``fn``, its failures turned into one-line errors (never a traceback)."""
 
         async def endpoint(request: Request) -> Response:
@@ -290,23 +316,7 @@ def create_app(
         text = "not found" if exc.status_code == 404 else str(exc.detail).lower()
         return error(request, exc.status_code, text)
 
-    routes = [
-        Route("/", answer(home)),
-        Route("/class/{name:path}", answer(class_page)),
-        Route("/view/{id}", answer(photo_page)),
-        Route("/review/{name:path}", answer(review_page)),
-        Route("/static/{file}", answer(static)),
-        Route("/api/status", answer(api_status)),
-        Route("/api/classes", answer(api_classes)),
-        Route("/api/progress", answer(api_progress)),
-        Route("/api/find/{name:path}", answer(api_find)),
-        Route("/api/similar/{id}", answer(api_similar)),
-        Route("/api/examples/{name:path}", answer(api_examples)),
-        Route("/api/review/{name:path}", answer(api_review)),
-        Route("/api/learn/{name:path}", answer(api_learn), methods=["POST"]),
-        Route("/thumb/{id}", answer(thumb)),
-        Route("/photo/{id}", answer(photo)),
-    ]
+    routes = [Route(path, answer(fn), methods=methods) for path, fn, methods in handlers]
 
     @asynccontextmanager
     async def lifespan(_app: Starlette):
