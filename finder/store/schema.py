@@ -37,52 +37,49 @@ BACKBONE_KEYS: dict[str, tuple[type, ...]] = {
 }
 
 
+#: Version 1 of the catalog, statement by statement, as SQLite keeps it in ``sqlite_master``
+#: (the later versions are the migrations below).
+_VERSION_1 = (
+    """CREATE TABLE IF NOT EXISTS "images" (
+   "id" INTEGER PRIMARY KEY,
+   "path" BLOB NOT NULL,
+   "size" INTEGER NOT NULL,
+   "mtime_ns" INTEGER NOT NULL,
+   "fingerprint" TEXT,
+   "status" TEXT NOT NULL,
+   "error" TEXT,
+   "updated" REAL
+)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS "idx_images_path"
+    ON "images" ("path")""",
+    """CREATE INDEX IF NOT EXISTS "idx_images_status"
+    ON "images" ("status")""",
+    """CREATE TABLE IF NOT EXISTS "classes" (
+   "name" TEXT PRIMARY KEY,
+   "head" TEXT,
+   "backbone" TEXT,
+   "threshold" REAL,
+   "n_pos" INTEGER,
+   "n_neg" INTEGER,
+   "created" REAL,
+   "updated" REAL
+)""",
+    """CREATE TABLE IF NOT EXISTS "examples" (
+   "id" INTEGER PRIMARY KEY,
+   "class_name" TEXT NOT NULL,
+   "path" BLOB NOT NULL,
+   "label" INTEGER NOT NULL,
+   "vector" BLOB NOT NULL,
+   "added" REAL
+)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS "idx_examples_class_name_path"
+    ON "examples" ("class_name", "path")""",
+)
+
+
 def _migrate_to_1(db: sqlite_utils.Database) -> None:
-    db["images"].create(
-        {
-            "id": int,
-            "path": bytes,
-            "size": int,
-            "mtime_ns": int,
-            "fingerprint": str,
-            "status": str,
-            "error": str,
-            "updated": float,
-        },
-        pk="id",
-        not_null={"path", "size", "mtime_ns", "status"},
-        if_not_exists=True,
-    )
-    db["images"].create_index(["path"], unique=True, if_not_exists=True)
-    db["images"].create_index(["status"], if_not_exists=True)
-    db["classes"].create(
-        {
-            "name": str,
-            "head": str,
-            "backbone": str,
-            "threshold": float,
-            "n_pos": int,
-            "n_neg": int,
-            "created": float,
-            "updated": float,
-        },
-        pk="name",
-        if_not_exists=True,
-    )
-    db["examples"].create(
-        {
-            "id": int,
-            "class_name": str,
-            "path": bytes,
-            "label": int,
-            "vector": bytes,
-            "added": float,
-        },
-        pk="id",
-        not_null={"class_name", "path", "label", "vector"},
-        if_not_exists=True,
-    )
-    db["examples"].create_index(["class_name", "path"], unique=True, if_not_exists=True)
+    for statement in _VERSION_1:
+        db.execute(statement)
 
 
 def _migrate_to_2(db: sqlite_utils.Database) -> None:
