@@ -74,23 +74,36 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-LibraryOpt = Annotated[
+
+def option(kind: Any, *flags: str, **settings: Any) -> Any:
+    """An option as a command declares it: a value of ``kind`` given by ``flags``, with typer's
+    ``Option`` settings (``metavar``, ``help``, ``min``, ...)."""
+    return Annotated[kind, typer.Option(*flags, **settings)]
+
+
+def argument(kind: Any, metavar: str, help: str, **settings: Any) -> Any:
+    """An argument as a command declares it, shown as ``metavar`` in the usage line."""
+    return Annotated[kind, typer.Argument(metavar=metavar, help=help, **settings)]
+
+
+LibraryOpt = option(
     Path | None,
-    typer.Option(
-        "--library",
-        "-L",
-        envvar="FINDER_LIBRARY",
-        metavar="PATH",
-        help="Library folder (default: $FINDER_LIBRARY, else ~/.local/share/finder).",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+    "--library",
+    "-L",
+    envvar="FINDER_LIBRARY",
+    metavar="PATH",
+    help="Library folder (default: $FINDER_LIBRARY, else ~/.local/share/finder).",
+    show_default=False,
+)
+JsonOpt = option(bool, "--json", help="Print JSON instead of text.")
+NameArg = argument(str, "NAME", "A learned class.")
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """``app.command`` with finder's help layout (arguments shown as ``ROOT...``)."""
-    return app.command(*args, cls=_Command, **kwargs)
+    """``app.command`` with finder's help layout (arguments shown as ``ROOT...``) and its
+    error handling (``handle_errors``)."""
+    register = app.command(*args, cls=_Command, **kwargs)
+    return lambda func: register(handle_errors(func))
 
 
 def handle_errors(func: F) -> F:
@@ -134,35 +147,41 @@ def print_messages(lib: Any) -> None:
         say(m)
 
 
-BackboneOpt = Annotated[
+BackboneOpt = option(
     str | None,
-    typer.Option(
-        "--backbone", metavar="NAME", help="Backbone for a new library (see `finder backbones`)."
-    ),
-]
-ModelOpt = Annotated[
+    "--backbone",
+    metavar="NAME",
+    help="Backbone for a new library (see `finder backbones`).",
+)
+ModelOpt = option(
     Path | None,
-    typer.Option(
-        "--model", metavar="PATH", help="A local model file: .tflite, or .keras/.h5 with --layer."
-    ),
-]
-WeightsOpt = Annotated[
+    "--model",
+    metavar="PATH",
+    help="A local model file: .tflite, or .keras/.h5 with --layer.",
+)
+WeightsOpt = option(
     str | None,
-    typer.Option(
-        "--weights",
-        metavar="FILE",
-        help="Local weights FILE for the backbone instead of the ImageNet download "
-        "('none': random weights, for testing).",
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-ViewsOpt = Annotated[
+    "--weights",
+    metavar="FILE",
+    help="Local weights FILE for the backbone instead of the ImageNet download "
+    "('none': random weights, for testing).",
+)
+QuietOpt = option(bool, "--quiet", "-q", help="No progress display.")
+ViewsOpt = option(
     int | None,
-    typer.Option(
-        "--views",
-        metavar="N",
-        help="Views of each image averaged into its vector, for a new library: 1 (default), 2 "
-        "(and its mirror) or 4 (and a centre crop and its mirror): better classes, 2-4x the "
-        "embedding time.",
-    ),
-]
+    "--views",
+    metavar="N",
+    help="Views of each image averaged into its vector, for a new library: 1 (default), 2 "
+    "(and its mirror) or 4 (and a centre crop and its mirror): better classes, 2-4x the "
+    "embedding time.",
+)
+
+
+def backbone_choice(
+    backbone: str | None, model: Path | None, weights: str | None, views: int | None, **more: Any
+) -> Any:
+    """The ``BackboneChoice`` of the backbone options (``more``: ``layer``, ``precision``)."""
+    from finder.library import BackboneChoice
+
+    model_path = str(model) if model is not None else None
+    return BackboneChoice(name=backbone, weights=weights, model=model_path, views=views, **more)

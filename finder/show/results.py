@@ -9,11 +9,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from finder.errors import UsageError
+from finder.show import app as ui
 from finder.show import text
 from finder.show.progress import say
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 def _option(kind: Any, flag: str, metavar: str, help: str) -> Any:
     """An option taking a value, shown as ``FLAG METAVAR`` without a default."""
-    return Annotated[kind, typer.Option(flag, metavar=metavar, help=help, show_default=False)]
+    return ui.option(kind, flag, metavar=metavar, help=help, show_default=False)
 
 
 AfterOpt: Any = _option(
@@ -59,20 +60,15 @@ NearOpt: Any = _option(
 WithinOpt: Any = _option(
     float | None, "--within", "KM", "The distance for --near, in km (default 10)."
 )
-SortOpt = Annotated[
+SortOpt = ui.option(
     str,
-    typer.Option(
-        "--sort",
-        metavar="score|date",
-        help="Order by score (best first) or by date taken (oldest first, undated last).",
-    ),
-]
-Print0Opt = Annotated[
-    bool,
-    typer.Option(
-        "--print0", help="Print only the paths, each followed by a NUL byte (for xargs -0)."
-    ),
-]
+    "--sort",
+    metavar="score|date",
+    help="Order by score (best first) or by date taken (oldest first, undated last).",
+)
+Print0Opt = ui.option(
+    bool, "--print0", help="Print only the paths, each followed by a NUL byte (for xargs -0)."
+)
 CopyOpt: Any = _option(
     Path | None,
     "--copy",
@@ -104,24 +100,15 @@ FILTER_OPTIONS: dict[str, Any] = {
 }
 
 
-def filters_from(
-    after: str | None = None,
-    before: str | None = None,
-    camera: str | None = None,
-    under: Path | None = None,
-    near: str | None = None,
-    within: float | None = None,
-) -> Filters | None:
-    """The filters given on the command line (checked: a bad value is a one-line error)."""
+def filters_from(given: dict[str, Any]) -> Filters | None:
+    """The filters given on the command line, by option name (``FILTER_OPTIONS``; checked: a
+    bad value is a one-line error)."""
     from finder.store.facts import Filters
 
+    under = given.get("under")
+    fields = {name: given.get(name) for name in ("after", "before", "camera", "near")}
     filters = Filters(
-        after=after,
-        before=before,
-        camera=camera,
-        under=str(under) if under is not None else None,
-        near=near,
-        within_km=within,
+        **fields, under=str(under) if under is not None else None, within_km=given.get("within")
     )
     return filters if filters.active else None
 
@@ -142,10 +129,16 @@ def with_filters(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = {name: kwargs.pop(name, None) for name in FILTER_OPTIONS}
-        return func(*args, filters=filters_from(**given), **kwargs)
+        return func(*args, filters=filters_from(given), **kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
+
+
+def filtered_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``ui.command`` for a command whose answer the filter options narrow (``with_filters``)."""
+    register = ui.command(*args, **kwargs)
+    return lambda func: register(with_filters(func))
 
 
 def check_output(as_json: bool, print0: bool) -> None:

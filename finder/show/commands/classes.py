@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import typer
 
@@ -13,33 +13,64 @@ from finder.show import results as out
 from finder.show import text
 from finder.store.facts import Filters
 
+ClassArg = ui.argument(str, "NAME", "Class name, e.g. cat.")
+ExamplesArg = ui.argument(
+    list[Path] | None,
+    "EXAMPLE...",
+    "Example photos of the class, or folders of them.",
+    show_default=False,
+)
+AddOpt = ui.option(
+    list[Path] | None,
+    "--add",
+    metavar="PATH",
+    help="More example photos (repeatable), e.g. from `find` output.",
+)
+NotOpt = ui.option(
+    list[Path] | None,
+    "--not",
+    metavar="PATH",
+    help="Photos that are NOT of the class (repeatable).",
+)
+ExamplesOfOpt = ui.option(
+    str | None, "--examples", metavar="NAME", help="List the examples of class NAME."
+)
+ForgetArg = ui.argument(str, "NAME", "Class to remove.")
+
+
+def _top(help: str) -> Any:
+    """``--top K`` of the photos of a class (``find``, ``tag``), with the command's help."""
+    return ui.option(int | None, "--top", metavar="K", help=help, min=1)
+
+
+def _min_prob(help: str) -> Any:
+    """``--min-prob P`` of the photos of a class (``find``, ``tag``), with the command's help."""
+    return ui.option(float | None, "--min-prob", metavar="P", help=help, min=0, max=1)
+
+
+TopOpt = _top("The K best, whatever their probability.")
+MinProbOpt = _min_prob("Every image at or above this probability.")
+ReviewOpt = ui.option(
+    int | None,
+    "--review",
+    metavar="N",
+    help="Instead: the N photos whose verdict would teach NAME most (near the cut-off, "
+    "unlike each other); mark them with `learn NAME --add` / `--not`.",
+    min=1,
+)
+ImageArg = ui.argument(Path, "IMAGE", "A photo, indexed or not.")
+SimilarTopOpt = ui.option(int, "--top", metavar="K", help="How many to show.", min=1)
+DryRunOpt = ui.option(bool, "--dry-run", help="Only list the sidecars that would be written.")
+TagTopOpt = _top("Only the K best photos of the class.")
+TagMinProbOpt = _min_prob("Photos at or above this probability.")
+
 
 @ui.command()
-@ui.handle_errors
 def learn(
-    name: Annotated[str, typer.Argument(help="Class name, e.g. cat.", metavar="NAME")],
-    examples: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Example photos of the class, or folders of them.",
-            metavar="EXAMPLE...",
-            show_default=False,
-        ),
-    ] = None,
-    add: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--add",
-            metavar="PATH",
-            help="More example photos (repeatable), e.g. from `find` output.",
-        ),
-    ] = None,
-    negatives: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--not", metavar="PATH", help="Photos that are NOT of the class (repeatable)."
-        ),
-    ] = None,
+    name: ClassArg,
+    examples: ExamplesArg = None,
+    add: AddOpt = None,
+    negatives: NotOpt = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
@@ -55,14 +86,8 @@ def learn(
 
 
 @ui.command()
-@ui.handle_errors
 def classes(
-    library: ui.LibraryOpt = None,
-    examples: Annotated[
-        str | None,
-        typer.Option("--examples", metavar="NAME", help="List the examples of class NAME."),
-    ] = None,
-    as_json: ui.JsonOpt = False,
+    library: ui.LibraryOpt = None, examples: ExamplesOfOpt = None, as_json: ui.JsonOpt = False
 ) -> None:
     """List the learned classes (or one class's examples)."""
     with ui.open_library(library) as lib:
@@ -83,51 +108,24 @@ def classes(
 
 
 @ui.command()
-@ui.handle_errors
-def forget(
-    name: Annotated[str, typer.Argument(help="Class to remove.", metavar="NAME")],
-    library: ui.LibraryOpt = None,
-) -> None:
+def forget(name: ForgetArg, library: ui.LibraryOpt = None) -> None:
     """Remove a learned class and its examples."""
     with ui.open_library(library) as lib:
         forgotten = lib.forget(name)
     typer.echo(f"forgot {text.escape(forgotten)!r}")
 
 
-@ui.command()
-@ui.handle_errors
-@out.with_filters
+@out.filtered_command()
 def find(
-    name: Annotated[str, typer.Argument(help="A learned class.", metavar="NAME")],
-    top: Annotated[
-        int | None,
-        typer.Option("--top", metavar="K", help="The K best, whatever their probability.", min=1),
-    ] = None,
-    min_prob: Annotated[
-        float | None,
-        typer.Option(
-            "--min-prob",
-            metavar="P",
-            help="Every image at or above this probability.",
-            min=0,
-            max=1,
-        ),
-    ] = None,
+    name: ui.NameArg,
+    top: TopOpt = None,
+    min_prob: MinProbOpt = None,
     sort: out.SortOpt = "score",
     copy: out.CopyOpt = None,
     link: out.LinkOpt = None,
     hardlink: out.HardlinkOpt = None,
     print0: out.Print0Opt = False,
-    review: Annotated[
-        int | None,
-        typer.Option(
-            "--review",
-            metavar="N",
-            help="Instead: the N photos whose verdict would teach NAME most (near the cut-off, "
-            "unlike each other); mark them with `learn NAME --add` / `--not`.",
-            min=1,
-        ),
-    ] = None,
+    review: ReviewOpt = None,
     filters: Filters | None = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
@@ -148,12 +146,10 @@ def find(
     out.print_matches(matches, "probability", as_json=as_json, print0=print0, dates=sort == "date")
 
 
-@ui.command()
-@ui.handle_errors
-@out.with_filters
+@out.filtered_command()
 def similar(
-    image: Annotated[Path, typer.Argument(help="A photo, indexed or not.", metavar="IMAGE")],
-    top: Annotated[int, typer.Option("--top", metavar="K", help="How many to show.", min=1)] = 20,
+    image: ImageArg,
+    top: SimilarTopOpt = 20,
     sort: out.SortOpt = "score",
     print0: out.Print0Opt = False,
     filters: Filters | None = None,
@@ -169,24 +165,12 @@ def similar(
     out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")
 
 
-@ui.command()
-@ui.handle_errors
-@out.with_filters
+@out.filtered_command()
 def tag(
-    name: Annotated[str, typer.Argument(help="A learned class.", metavar="NAME")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only list the sidecars that would be written.")
-    ] = False,
-    top: Annotated[
-        int | None,
-        typer.Option("--top", metavar="K", help="Only the K best photos of the class.", min=1),
-    ] = None,
-    min_prob: Annotated[
-        float | None,
-        typer.Option(
-            "--min-prob", metavar="P", help="Photos at or above this probability.", min=0, max=1
-        ),
-    ] = None,
+    name: ui.NameArg,
+    dry_run: DryRunOpt = False,
+    top: TagTopOpt = None,
+    min_prob: TagMinProbOpt = None,
     filters: Filters | None = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,

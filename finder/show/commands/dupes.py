@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from finder.show import app as ui
 from finder.show import text
 
+UnderOpt = ui.option(Path | None, "--under", metavar="PATH", help="Only the photos in this folder.")
+
 
 @ui.command()
-@ui.handle_errors
 def dupes(
-    under: Annotated[
-        Path | None,
-        typer.Option("--under", metavar="PATH", help="Only the photos in this folder."),
-    ] = None,
+    under: UnderOpt = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:

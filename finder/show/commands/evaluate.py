@@ -3,66 +3,56 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from finder.errors import UsageError
 from finder.show import app as ui
 from finder.show.progress import ProgressView
 
+DatasetsArg = ui.argument(
+    list[Path], "DATASET...", "Folders with one sub-folder per class; several make one library."
+)
+KsOpt = ui.option(
+    str | None,
+    "--k",
+    metavar="K,...",
+    help="Examples per class, comma-separated (1,2,5,10; 5 with --feedback).",
+)
+TrialsOpt = ui.option(int, "--trials", metavar="N", help="Random trials per class.", min=1)
+SeedOpt = ui.option(int, "--seed", metavar="N", help="Seed of the random draws (repeatable runs).")
+FeedbackOpt = ui.option(
+    int | None,
+    "--feedback",
+    metavar="R",
+    help="Rounds of simulated clicks after learning, each taught through `learn --add "
+    "/ --not` (the class is learned in the library, then forgotten).",
+    min=0,
+)
+ClicksOpt = ui.option(
+    int, "--clicks", metavar="N", help="Photos marked per --feedback round.", min=1
+)
+ShownOpt = ui.option(
+    str,
+    "--shown",
+    metavar="top|review",
+    help="Which photos a round marks: top (the best-ranked unmarked) or review "
+    "(`find NAME --review`).",
+)
+
 
 @ui.command("eval")
-@ui.handle_errors
 def evaluate(
-    datasets: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Folders with one sub-folder per class; several make one library.",
-            metavar="DATASET...",
-        ),
-    ],
+    datasets: DatasetsArg,
     library: ui.LibraryOpt = None,
     backbone: ui.BackboneOpt = None,
     model: ui.ModelOpt = None,
     weights: ui.WeightsOpt = None,
-    ks: Annotated[
-        str | None,
-        typer.Option(
-            "--k",
-            metavar="K,...",
-            help="Examples per class, comma-separated (1,2,5,10; 5 with --feedback).",
-        ),
-    ] = None,
-    trials: Annotated[
-        int, typer.Option("--trials", metavar="N", help="Random trials per class.", min=1)
-    ] = 10,
-    seed: Annotated[
-        int, typer.Option("--seed", metavar="N", help="Seed of the random draws (repeatable runs).")
-    ] = 0,
-    feedback: Annotated[
-        int | None,
-        typer.Option(
-            "--feedback",
-            metavar="R",
-            help="Rounds of simulated clicks after learning, each taught through `learn --add "
-            "/ --not` (the class is learned in the library, then forgotten).",
-            min=0,
-        ),
-    ] = None,
-    clicks: Annotated[
-        int,
-        typer.Option("--clicks", metavar="N", help="Photos marked per --feedback round.", min=1),
-    ] = 10,
-    shown: Annotated[
-        str,
-        typer.Option(
-            "--shown",
-            metavar="top|review",
-            help="Which photos a round marks: top (the best-ranked unmarked) or review "
-            "(`find NAME --review`).",
-        ),
-    ] = "top",
+    ks: KsOpt = None,
+    trials: TrialsOpt = 10,
+    seed: SeedOpt = 0,
+    feedback: FeedbackOpt = None,
+    clicks: ClicksOpt = 10,
+    shown: ShownOpt = "top",
     views: ui.ViewsOpt = None,
     quiet: ui.QuietOpt = False,
     as_json: ui.JsonOpt = False,
@@ -73,7 +63,6 @@ def evaluate(
     import numpy as np
 
     from finder.learn import evaluate as ev
-    from finder.library import BackboneChoice
 
     try:
         k_list = tuple(int(k) for k in (ks or "").split(",") if k.strip())
@@ -81,12 +70,7 @@ def evaluate(
         raise UsageError(f"--k takes whole numbers separated by commas, not {ks!r}") from None
     if feedback is not None and len(k_list) > 1:
         raise UsageError("--feedback takes one --k")
-    choice = BackboneChoice(
-        name=backbone,
-        weights=weights,
-        model=str(model) if model is not None else None,
-        views=views,
-    )
+    choice = ui.backbone_choice(backbone, model, weights, views)
     view = ProgressView(quiet or as_json)
     with ui.open_library(library, backbone=choice) as lib:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -12,82 +11,68 @@ from finder.show import app as ui
 from finder.show import text
 from finder.show.progress import ProgressView
 
+RootsArg = ui.argument(list[Path], "ROOT...", "Folders (or files) to index.")
+LayerOpt = ui.option(
+    str | None, "--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."
+)
+HiddenOpt = ui.option(bool, "--hidden", help="Also index hidden files.")
+ExcludeOpt = ui.option(
+    list[str] | None, "--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."
+)
+BatchSizeOpt = ui.option(
+    int | None, "--batch-size", metavar="N", help="Images per model call.", min=1
+)
+WorkersOpt = ui.option(int | None, "--workers", metavar="N", help="Decoding threads.", min=1)
+MemoryBudgetOpt = ui.option(
+    str | None,
+    "--memory-budget",
+    metavar="SIZE",
+    help="Memory for the search index, e.g. 2GB (remembered).",
+)
+PrecisionOpt = ui.option(
+    str | None,
+    "--precision",
+    metavar="auto|float32|bfloat16",
+    help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
+    "does it natively and the backbone is faster in it, else float32), float32 or "
+    "bfloat16. Kept by the library.",
+)
+ThumbnailsOpt = ui.option(
+    bool, "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
+)
+RayOpt = ui.option(
+    str | None,
+    "--ray",
+    metavar="[ADDRESS]",
+    help="Embed on a Ray cluster: alone, one started here for the run; 'auto', the "
+    "one `ray start` made; or HOST:PORT. The folders must be at the same path on every "
+    "node. Needs pip install 'finder[ray]'.",
+)
+
 
 @ui.command()
-@ui.handle_errors
 def index(
-    roots: Annotated[
-        list[Path], typer.Argument(help="Folders (or files) to index.", metavar="ROOT...")
-    ],
+    roots: RootsArg,
     library: ui.LibraryOpt = None,
     backbone: ui.BackboneOpt = None,
     model: ui.ModelOpt = None,
-    layer: Annotated[
-        str | None,
-        typer.Option("--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."),
-    ] = None,
+    layer: LayerOpt = None,
     weights: ui.WeightsOpt = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files.")] = False,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."),
-    ] = None,
+    hidden: HiddenOpt = False,
+    exclude: ExcludeOpt = None,
     quiet: ui.QuietOpt = False,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", metavar="N", help="Images per model call.", min=1)
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", metavar="N", help="Decoding threads.", min=1)
-    ] = None,
-    memory_budget: Annotated[
-        str | None,
-        typer.Option(
-            "--memory-budget",
-            metavar="SIZE",
-            help="Memory for the search index, e.g. 2GB (remembered).",
-        ),
-    ] = None,
+    batch_size: BatchSizeOpt = None,
+    workers: WorkersOpt = None,
+    memory_budget: MemoryBudgetOpt = None,
     views: ui.ViewsOpt = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            "--precision",
-            metavar="auto|float32|bfloat16",
-            help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
-            "does it natively and the backbone is faster in it, else float32), float32 or "
-            "bfloat16. Kept by the library.",
-        ),
-    ] = None,
-    thumbnails: Annotated[
-        bool,
-        typer.Option(
-            "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
-        ),
-    ] = False,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar="[ADDRESS]",
-            help="Embed on a Ray cluster: alone, one started here for the run; 'auto', the "
-            "one `ray start` made; or HOST:PORT. The folders must be at the same path on every "
-            "node. Needs pip install 'finder[ray]'.",
-        ),
-    ] = None,
+    precision: PrecisionOpt = None,
+    thumbnails: ThumbnailsOpt = False,
+    ray: RayOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
     ones dropped, moved ones keep their vectors."""
-    from finder.library import BackboneChoice
-
-    choice = BackboneChoice(
-        name=backbone,
-        weights=weights,
-        model=str(model) if model is not None else None,
-        layer=layer,
-        views=views,
-        precision=precision,
-    )
+    choice = ui.backbone_choice(backbone, model, weights, views, layer=layer, precision=precision)
     view = ProgressView(quiet or as_json)
     with ui.open_library(
         library,
@@ -132,12 +117,12 @@ def _parse_bytes(text: str) -> int:
     return value
 
 
+FailedOpt = ui.option(bool, "--failed", help="List the files that failed.")
+
+
 @ui.command()
-@ui.handle_errors
 def status(
-    library: ui.LibraryOpt = None,
-    failed: Annotated[bool, typer.Option("--failed", help="List the files that failed.")] = False,
-    as_json: ui.JsonOpt = False,
+    library: ui.LibraryOpt = None, failed: FailedOpt = False, as_json: ui.JsonOpt = False
 ) -> None:
     """Show what the library holds: counts, backbone, classes, search index, failures."""
     with ui.open_library(library) as lib:
@@ -152,7 +137,6 @@ def status(
 
 
 @ui.command()
-@ui.handle_errors
 def check(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Check the library's files: the catalog (SQLite's integrity check and its records),
     vectors against the catalog, learned classes against the backbone. One line per problem;
@@ -171,7 +155,6 @@ def check(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
 
 
 @ui.command()
-@ui.handle_errors
 def repair(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Repair a damaged library: restore the catalog from its newest good backup plus what can
     still be read, and reconcile it with the vectors; the next `finder index` re-embeds only
@@ -199,7 +182,6 @@ def repair(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
 
 
 @ui.command()
-@ui.handle_errors
 def backbones(as_json: ui.JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
     from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE

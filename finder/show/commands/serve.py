@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from finder.show import app as ui
+
+HostOpt = ui.option(
+    str, "--host", metavar="ADDRESS", help="Address to listen on (loopback unless you mean it)."
+)
+PortOpt = ui.option(
+    int, "--port", metavar="N", help="Port to listen on (0: any free one).", min=0, max=65535
+)
+NoOpenOpt = ui.option(bool, "--no-open", help="Do not open a browser; just print the URL.")
 
 
 @ui.command()
-@ui.handle_errors
 def serve(
     library: ui.LibraryOpt = None,
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host", metavar="ADDRESS", help="Address to listen on (loopback unless you mean it)."
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port", metavar="N", help="Port to listen on (0: any free one).", min=0, max=65535
-        ),
-    ] = 8765,
-    no_open: Annotated[
-        bool, typer.Option("--no-open", help="Do not open a browser; just print the URL.")
-    ] = False,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8765,
+    no_open: NoOpenOpt = False,
 ) -> None:
     """Serve the library as a local web page: classes as grids of thumbnails, a click to
     teach them, photos like a photo. Prints the URL (with its access token) first."""
