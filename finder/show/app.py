@@ -8,13 +8,16 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperArgument, TyperCommand
 
 from finder.errors import FinderError
 from finder.show.progress import say
+
+if TYPE_CHECKING:
+    from finder.library import BackboneChoice
 
 
 class _Argument(TyperArgument):
@@ -179,7 +182,7 @@ ViewsOpt = option(
 
 def backbone_choice(
     backbone: str | None, model: Path | None, weights: str | None, views: int | None, **more: Any
-) -> Any:
+) -> BackboneChoice:
     """The ``BackboneChoice`` of the backbone options (``more``: ``layer``, ``precision``)."""
     from finder.library import BackboneChoice
 
