@@ -42,6 +42,13 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 CHUNK = 16384  # rows read from the raw file at a time when scanning or rebuilding
 KEYS = ("vec", "ids", "dead", "sums")
+
+
+def _bytes_of(a: np.ndarray) -> memoryview:
+    """The bytes of an array without copying them (a copy only if it is not contiguous)."""
+    return memoryview(np.ascontiguousarray(a)).cast("B")
+
+
 _FILE = re.compile(r"(vectors|ids|dead|sums)-(\d+)\.(f16|i64)")
 
 
@@ -234,21 +241,23 @@ class RawLog:
             if self.covered < self.n:  # rows a kill (or an older finder) left without a record
                 for start in range(self.covered, self.n, CHUNK):
                     rows = np.arange(start, min(start + CHUNK, self.n))
-                    self._write_sums(self.read_rows(rows), self._ids[rows])
+                    vec, ids = _bytes_of(self.read_rows(rows)), _bytes_of(self._ids[rows])
+                    self._write_sums(start, vec, ids)
         if self._pending_dead:
             rows = np.asarray(self._pending_dead, dtype=np.int64)
             files.write_all(self._fds["dead"], rows.tobytes())
             self._pending_dead = []
         return self._fds
 
-    def _write_sums(self, v16: np.ndarray, ids: np.ndarray) -> None:
-        """Record the rows just written (they end at ``self.n``)."""
+    def _write_sums(self, start: int, vec_bytes: memoryview, id_bytes: memoryview) -> None:
+        """Record the CRCs of the rows from ``start`` (the log's last rows so far), as bytes."""
         assert self._fds is not None
-        crcs = (zlib.crc32(v16.tobytes()), zlib.crc32(ids.tobytes()))
-        record = np.array([[self.n - len(ids), len(ids), *crcs]], dtype=np.int64)
+        count = len(id_bytes) // 8
+        crcs = (zlib.crc32(vec_bytes), zlib.crc32(id_bytes))
+        record = np.array([[start, count, *crcs]], dtype=np.int64)
         files.write_all(self._fds["sums"], record.tobytes())
         self._records += 1
-        self.covered = self.n
+        self.covered = start + count
 
     @property
     def has_pending(self) -> bool:
@@ -289,14 +298,15 @@ class RawLog:
         ids that were replaced."""
         fds = self.writable()
         old_rows = self.lookup(ids)
-        files.write_all(fds["vec"], v16.tobytes())
-        files.write_all(fds["ids"], ids.tobytes())
+        vec_bytes, id_bytes = _bytes_of(v16), _bytes_of(ids)
+        files.write_all(fds["vec"], vec_bytes)
+        files.write_all(fds["ids"], id_bytes)
         start = self.n
         self._grow(len(ids))
         self._ids[start : start + len(ids)] = ids
         self._alive[start : start + len(ids)] = True
         self.n += len(ids)
-        self._write_sums(v16, ids)
+        self._write_sums(start, vec_bytes, id_bytes)
         replaced = old_rows[old_rows >= 0]
         if len(replaced):
             self._alive[replaced] = False

@@ -208,9 +208,9 @@ class VectorStore:
         v16 = vectors.astype(np.float16)
         replaced = self.raw.append(ids, v16)
         self._mean = None
-        self._index_add(ids, v16.astype(np.float32), replaced)
+        self._index_add(ids, v16, replaced)
 
-    def _index_add(self, ids: np.ndarray, x: np.ndarray, replaced: np.ndarray) -> None:
+    def _index_add(self, ids: np.ndarray, v16: np.ndarray, replaced: np.ndarray) -> None:
         index = self._index
         if index is None:
             return
@@ -220,7 +220,7 @@ class VectorStore:
             self._index = None  # outgrown: rebuilt from the raw vectors when next needed
             self._rebuild_reason = None
             return
-        index.add(ids, x)
+        index.add(ids, v16.astype(np.float32))
         self._index_dirty = True
 
     def remove(self, ids: np.ndarray) -> None:
