@@ -2,6 +2,7 @@
 side on this machine; with --stages, the per-stage figures of docs/scaling.md.
 
     python scripts/bench_ray.py [FOLDER] [--limit N] [--rounds 1] [--model FILE]
+    python scripts/bench_ray.py --limit 12000 --rounds 3   # 12,000 copies cycling the photos
     python scripts/bench_ray.py --stages [FOLDER] [--limit N]
 
 The cluster is started once, before the runs, as `ray start` would be (a head node with this
@@ -9,9 +10,13 @@ machine's cores, in this process; its start-up time is printed apart). Each roun
 photos twice into fresh libraries, each time in a new `python -m finder index` process: once
 locally, once with `--ray ADDRESS`; the order alternates between rounds. A run's rate is what
 `finder index` itself reports: photos embedded over the whole run's seconds (walk, model
-load, actor start-up, embedding and writing). The last line is JSON: images, local_img_s,
-ray_img_s, ratio (median rates over the rounds). The bar: ratio >= 0.85 with a light backbone
-(the shared TFLite MobileNet by default).
+load, actor start-up, embedding and writing); each process runs the library call the command
+makes (``Library.index``), with a progress function that notes when the vectors reach the
+writer. The last line is JSON: images, local_img_s, ray_img_s, ratio (median rates over the
+rounds; the bar: ratio >= 0.85 with a light backbone, the shared TFLite MobileNet by default),
+and to tell the fixed cost from the per-photo one, for each kind of run: *_start_s (the start of
+the run to the first vector in the writer), *_steady_img_s (photos/s from the first vector to
+the last) and *_end_s (the last vector to the end of the run).
 
 --stages measures, one stage at a time, in CPU time where a stage is compute (so that the
 figures per core hold on a loaded machine): decoding (finder.ingest.decode.load_views, one
@@ -48,12 +53,14 @@ from finder.ingest import crawl  # noqa: E402
 
 
 def photo_tree(folder: Path, limit: int | None, work: Path) -> tuple[Path, int]:
-    """The folder itself, or a tree of links to its first ``limit`` photos."""
+    """The folder itself, or a tree of ``limit`` copies of its photos (cycling through them
+    when ``limit`` is more than there are: copies, since finder indexes a linked file once)."""
     files = sorted(f.path for f in crawl.walk([str(folder)]) if not f.is_dir)
-    if not limit or limit >= len(files):
+    if not limit or limit == len(files):
         return folder, len(files)
     tree = work / "tree"
-    for k, path in enumerate(files[:limit]):
+    for k in range(limit):
+        path = files[k % len(files)]
         dest = tree / f"{k // 500:03d}" / f"{k:06d}{Path(path).suffix}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
@@ -61,8 +68,9 @@ def photo_tree(folder: Path, limit: int | None, work: Path) -> tuple[Path, int]:
 
 
 def index_run(tree: Path, library: Path, model: Path, ray: str | None) -> dict:
-    cmd = [sys.executable, "-m", "finder", "index", str(tree), "--library", str(library)]
-    cmd += ["--model", str(model), "--json", "--quiet"]
+    """One `finder index` run in a new process (``--run``: the library call the command
+    makes, with the times at which the vectors reached the writer)."""
+    cmd = [sys.executable, __file__, "--run", str(tree), str(library), "--model", str(model)]
     if ray:
         cmd += ["--ray", ray]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -71,10 +79,44 @@ def index_run(tree: Path, library: Path, model: Path, ray: str | None) -> dict:
     wall = time.monotonic() - started
     if out.returncode != 0:
         sys.exit(f"bench_ray: {' '.join(cmd)} failed: {out.stderr.decode()[-800:]}")
-    summary = json.loads(out.stdout)
+    summary = json.loads(out.stdout.decode().strip().splitlines()[-1])
     summary["wall"] = wall
     shutil.rmtree(library, ignore_errors=True)
     return summary
+
+
+def run_one(tree: Path, library: Path, model: Path, ray: str | None) -> None:
+    """In a fresh process, what `finder index TREE --library LIB --model M [--ray R]` does
+    (Library.index), with a progress function that notes when each vector reached the writer.
+    Prints JSON: embedded, failed, seconds (the run's, as the command reports it), start_s (the
+    index call to the first vector in the writer), steady_img_s (photos/s from the first
+    vector to the last), end_s (the last vector to the end of the run)."""
+    from finder.library import BackboneChoice, Library
+
+    times: list[float] = []
+
+    def progress(event: object) -> None:
+        if getattr(event, "phase", None) == "embed":
+            times.append(time.monotonic())
+
+    started = time.monotonic()
+    with Library(library, backbone=BackboneChoice(model=str(model))) as lib:
+        s = lib.index([str(tree)], progress=progress, ray=ray)
+    ended = started + s.seconds
+    first, last = (times[0], times[-1]) if times else (ended, ended)
+    steady = (len(times) - 1) / (last - first) if len(times) > 1 and last > first else 0.0
+    print(
+        json.dumps(
+            {
+                "embedded": s.embedded,
+                "failed": s.failed,
+                "seconds": s.seconds,
+                "start_s": first - started,
+                "steady_img_s": steady,
+                "end_s": ended - last,
+            }
+        )
+    )
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -99,7 +141,7 @@ def compare(args: argparse.Namespace) -> None:
         ray.shutdown()
         cluster_s = time.monotonic() - started
         print(f"cluster start-up (once, not in the runs): {cluster_s:.1f}s at {cluster.address}")
-        rates: dict[str, list[float]] = {"local": [], "ray": []}
+        runs: dict[str, list[dict]] = {"local": [], "ray": []}
         for r in range(args.rounds):
             order = ("local", "ray") if r % 2 == 0 else ("ray", "local")
             for kind in order:
@@ -107,18 +149,31 @@ def compare(args: argparse.Namespace) -> None:
                 s = index_run(tree, work / f"lib-{kind}", args.model, address)
                 if s["embedded"] + s["failed"] != n:
                     sys.exit(f"bench_ray: the {kind} run stored {s['embedded']} of {n}")
-                rate = s["embedded"] / s["seconds"]
-                rates[kind].append(rate)
+                s["rate"] = s["embedded"] / s["seconds"]
+                runs[kind].append(s)
                 print(
                     f"round {r + 1} {kind:5s}: {s['embedded']} embedded in {s['seconds']:.1f}s "
-                    f"= {rate:.1f} photos/s (process {s['wall']:.1f}s)"
+                    f"= {s['rate']:.1f} photos/s; first vector after {s['start_s']:.1f}s, "
+                    f"then {s['steady_img_s']:.1f} photos/s, last to end {s['end_s']:.1f}s "
+                    f"(process {s['wall']:.1f}s)"
                 )
         load = os.getloadavg()[0]
         print(f"load average {load:.1f} on {cpu_count()} cores at the end (the machine is shared)")
-        local, clustered = statistics.median(rates["local"]), statistics.median(rates["ray"])
+
+        def median(kind: str, key: str) -> float:
+            return statistics.median(s[key] for s in runs[kind])
+
+        local, clustered = median("local", "rate"), median("ray", "rate")
+        start = {k: median(k, "start_s") for k in runs}
+        steady = {k: median(k, "steady_img_s") for k in runs}
         print(
             f"local {local:.1f} photos/s, ray {clustered:.1f} photos/s: "
             f"ratio {clustered / local:.2f} (bar >= 0.85)"
+        )
+        print(
+            f"first vector after: local {start['local']:.1f}s, ray {start['ray']:.1f}s; "
+            f"steady: local {steady['local']:.1f}, ray {steady['ray']:.1f} photos/s "
+            f"(ratio {steady['ray'] / steady['local']:.2f})"
         )
         print(
             json.dumps(
@@ -127,6 +182,13 @@ def compare(args: argparse.Namespace) -> None:
                     "local_img_s": round(local, 2),
                     "ray_img_s": round(clustered, 2),
                     "ratio": round(clustered / local, 3),
+                    "local_start_s": round(start["local"], 2),
+                    "ray_start_s": round(start["ray"], 2),
+                    "local_steady_img_s": round(steady["local"], 2),
+                    "ray_steady_img_s": round(steady["ray"], 2),
+                    "steady_ratio": round(steady["ray"] / steady["local"], 3),
+                    "local_end_s": round(median("local", "end_s"), 2),
+                    "ray_end_s": round(median("ray", "end_s"), 2),
                     "rounds": args.rounds,
                     "cluster_start_s": round(cluster_s, 1),
                     "load": round(load, 1),
@@ -284,7 +346,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--model", type=Path, default=MODEL)
     ap.add_argument("--stages", action="store_true", help="per-stage figures instead")
+    ap.add_argument(
+        "--run", nargs=2, type=Path, metavar=("TREE", "LIBRARY"), help=argparse.SUPPRESS
+    )
+    ap.add_argument("--ray", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.run:  # one run, in the process index_run started
+        run_one(args.run[0], args.run[1], args.model, args.ray)
+        return
     if not args.folder.is_dir() or not args.model.is_file():
         sys.exit(f"bench_ray: needs {args.folder} and {args.model}")
     if args.stages:

@@ -182,18 +182,26 @@ class RaySource:
     def check(self, paths: Sequence[str]) -> None:
         """Every node that will embed reads a sample of ``paths`` and the model file; one line
         when a node cannot read a photo. Decides whether the model goes by object store."""
+        self._answer(self._probe(paths))
+
+    def _probe(self, paths: Sequence[str]) -> dict[str, Any]:
+        """Start the file check on every node that will embed (see ``check``); its answers
+        come with ``_answer``, so that the driver prepares the run while the nodes read."""
         ray = self.ray
         plan = self.plan or self.connect()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        model = self.model_path()
         remote_probe = ray.remote(num_cpus=0, max_retries=0)(probe)
-        refs = {
+        return {
             node: remote_probe.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-            ).remote(sample(paths), model)
+            ).remote(sample(paths), self.model_path())
             for node in plan.nodes
         }
+
+    def _answer(self, refs: dict[str, Any]) -> None:
+        ray = self.ray
+        assert self.plan is not None
         try:
             answers = dict(
                 zip(refs, ray.get(list(refs.values()), timeout=PROBE_TIMEOUT), strict=True)
@@ -209,10 +217,11 @@ class RaySource:
             if bad:
                 path, why = bad[0]
                 raise ClusterError(
-                    f"Ray node {plan.names.get(node, node[:8])} cannot read {path} ({why}): "
+                    f"Ray node {self.plan.names.get(node, node[:8])} cannot read {path} ({why}): "
                     "the folders to index must be at the same path on every node (a shared mount)"
                 )
             model_everywhere &= model_ok
+        model = self.model_path()
         if model and not self._model_checked:
             ship = (not model_everywhere) if self.ship_model is None else self.ship_model
             self._blob = [ray.put(Path(model).read_bytes())] if ship else None
@@ -226,8 +235,10 @@ class RaySource:
         if not items:
             return iter(())
         plan = self.connect()
-        self.check([p for _, p in items])
-        return self._stream(self._dataset(items, plan), items)
+        answers = self._probe([p for _, p in items])
+        inputs = self._inputs(items)  # built while the nodes read their sample
+        self._answer(answers)
+        return self._stream(self._embedding(inputs, plan, len(items)), items)
 
     def _per_call(self) -> int:
         from finder.embed import runtime
@@ -237,10 +248,11 @@ class RaySource:
         default = runtime.GPU_BATCH_SIZE if self.plan.gpus else runtime.CPU_BATCH_SIZE
         return CALL_BATCHES * max(1, int(self.batch_size or default) // views)
 
-    def _dataset(self, items: list[tuple[int, str]], plan: ClusterPlan) -> Any:
+    def _inputs(self, items: list[tuple[int, str]]) -> Any:
+        """The pending files as a Ray Dataset of (id, path) blocks, one model call's worth
+        each (bigger when there would be more than MAX_BLOCKS)."""
         import pyarrow as pa
 
-        ray = self.ray
         per_call = self._per_call()
         calls = -(-len(items) // per_call)
         block = per_call * max(1, -(-calls // MAX_BLOCKS))
@@ -255,7 +267,13 @@ class RaySource:
                     }
                 )
             )
-        ds = ray.data.from_arrow(tables)
+        return self.ray.data.from_arrow(tables)
+
+    def _embedding(self, ds: Any, plan: ClusterPlan, count: int) -> Any:
+        """``ds`` mapped by ``Embedder`` on the actor pool."""
+        ray = self.ray
+        per_call = self._per_call()
+        calls = -(-count // per_call)
         actors = self.actors or plan.actors
         resources: dict[str, Any] = {"num_cpus": 1}
         if plan.gpus:
