@@ -99,10 +99,10 @@ def run_one(tree: Path, library: Path, model: Path, ray: str | None) -> None:
         if getattr(event, "phase", None) == "embed":
             times.append(time.monotonic())
 
-    started = time.monotonic()
     with Library(library, backbone=BackboneChoice(model=str(model))) as lib:
+        started = time.monotonic()
         s = lib.index([str(tree)], progress=progress, ray=ray)
-    ended = started + s.seconds
+        ended = time.monotonic()
     first, last = (times[0], times[-1]) if times else (ended, ended)
     steady = (len(times) - 1) / (last - first) if len(times) > 1 and last > first else 0.0
     print(
