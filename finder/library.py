@@ -370,27 +370,37 @@ class Library(Teaching, Answers, ById, Health):
             resolved.append(path)
         started = time.monotonic()
         summary = IndexSummary()
-        recorded = self.backbone_info if self.exists else None
-        if recorded:
-            self._check_choice(recorded)
-        else:  # build the backbone before anything is written: a failure leaves no library
-            self.backbone()
-        self._acquire()
-        recorded = self.backbone_info
-        if recorded is None:
-            bb = self.backbone()
-            if bb.precision_reason:
-                self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
-            self.catalog.set_meta("backbone", bb.info.to_dict())
-        store = self.store
-        if ray is not None:
+        if ray is not None:  # joined first: the nodes start their workers while the backbone loads
             self._cluster = cluster.RaySource(
                 ray,
-                self.backbone_info or {},
+                {},
                 weights=self._local_weights(),
                 batch_size=self.batch_size,
                 workers=self.workers,
             )
+        try:
+            if self._cluster is not None:
+                self._cluster.start()
+            recorded = self.backbone_info if self.exists else None
+            if recorded:
+                self._check_choice(recorded)
+            else:  # build the backbone before anything is written: a failure leaves no library
+                self.backbone()
+            self._acquire()
+            recorded = self.backbone_info
+            if recorded is None:
+                bb = self.backbone()
+                if bb.precision_reason:
+                    self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
+                self.catalog.set_meta("backbone", bb.info.to_dict())
+        except BaseException:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+            raise
+        store = self.store
+        if self._cluster is not None:
+            self._cluster.info = dict(self.backbone_info or {})
         self.catalog.set_meta("dirty", True)
         progress = self._publishing(progress)
         try:

@@ -105,6 +105,7 @@ class RaySource:
         self.plan: ClusterPlan | None = None
         self._blob: list | None = None
         self._model_checked = False
+        self._warm: list = []  # the tasks start() sent to have the nodes' workers ready
 
     # -- connecting ---------------------------------------------------------------------
     def connect(self) -> ClusterPlan:
@@ -122,6 +123,13 @@ class RaySource:
             ctx.enable_auto_log_stats = False
         self.plan = plan_actors(ray.nodes())
         return self.plan
+
+    def start(self) -> None:
+        """Join (or start) the cluster now and have every node that will embed start a worker
+        process for this run, while the driver does its own work (loads the backbone, walks):
+        the file check then runs on a ready worker instead of waiting for one."""
+        self.connect()
+        self._warm = list(self._probe([], None).values())
 
     def _init(self) -> None:
         ray = self.ray
@@ -182,11 +190,12 @@ class RaySource:
     def check(self, paths: Sequence[str]) -> None:
         """Every node that will embed reads a sample of ``paths`` and the model file; one line
         when a node cannot read a photo. Decides whether the model goes by object store."""
-        self._answer(self._probe(paths))
+        self._answer(self._probe(paths, self.model_path()))
 
-    def _probe(self, paths: Sequence[str]) -> dict[str, Any]:
-        """Start the file check on every node that will embed (see ``check``); its answers
-        come with ``_answer``, so that the driver prepares the run while the nodes read."""
+    def _probe(self, paths: Sequence[str], model: str | None) -> dict[str, Any]:
+        """Start the file check of a sample of ``paths`` and ``model`` on every node that will
+        embed (see ``check``); ``_answer`` collects it, so that the driver prepares the run
+        while the nodes read."""
         ray = self.ray
         plan = self.plan or self.connect()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -195,7 +204,7 @@ class RaySource:
         return {
             node: remote_probe.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-            ).remote(sample(paths), self.model_path())
+            ).remote(sample(paths), model)
             for node in plan.nodes
         }
 
@@ -235,7 +244,7 @@ class RaySource:
         if not items:
             return iter(())
         plan = self.connect()
-        answers = self._probe([p for _, p in items])
+        answers = self._probe([p for _, p in items], self.model_path())
         inputs = self._inputs(items)  # built while the nodes read their sample
         self._answer(answers)
         return self._stream(self._embedding(inputs, plan, len(items)), items)
@@ -267,7 +276,9 @@ class RaySource:
                     }
                 )
             )
-        return self.ray.data.from_arrow(tables)
+        # from_blocks reads the blocks' metadata here; from_arrow runs a task a block for it
+        make = getattr(self.ray.data, "from_blocks", None) or self.ray.data.from_arrow
+        return make(tables)
 
     def _embedding(self, ds: Any, plan: ClusterPlan, count: int) -> Any:
         """``ds`` mapped by ``Embedder`` on the actor pool."""
