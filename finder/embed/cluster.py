@@ -11,7 +11,7 @@ on a pool of actors, the results streamed back to the library's single writer.
 joins that one. A driver that is already connected (``ray.init`` called by the caller) is used
 as it is.
 
-The dataset is ``from_arrow`` over (id, path) blocks → ``map_batches(_Embedder)`` on an actor
+The dataset is ``from_blocks`` over (id, path) blocks → ``map_batches(_Embedder)`` on an actor
 pool → ``iter_batches`` in the driver. Each actor rebuilds the library's recorded backbone once
 (``registry.from_info``: the same model file or weights, checked by fingerprint) and runs
 :func:`finder.embed.pipeline.embed_paths` on each batch it is given: the same decoding, views,
@@ -25,9 +25,12 @@ as the node has CPUs. The finder package is shipped to the workers of a joined c
 (``py_modules``); its dependencies (TensorFlow, Pillow, ...) must be installed on every node.
 
 Files are read where they are: every node must see the roots at the same path (a shared mount).
-Before the run a tiny task on every node that will embed reads a sample of the files and the
-model file; a node that cannot read a photo stops the run with one line. A model file that some
-node cannot read is sent to the actors through the object store instead.
+``start()`` (``Library.index`` calls it before it loads the backbone) joins the cluster and has
+every node start a worker for the run meanwhile. Before the embedding, a tiny task on that
+worker of every node that will embed reads a sample of the files and the model file; a node
+that cannot read a photo stops the run with one line. A model file that some node cannot read
+is sent to the actors through the object store instead. The file check runs while the driver
+builds the dataset's blocks.
 
 Faults: Ray restarts a dead actor and retries its batch; a result that comes back twice is
 passed on once. Closing the results (Ctrl-C, ``break``) stops the dataset's work on the
