@@ -21,6 +21,8 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from finder.learn.evaluate import groups_from_paths, labels_from_paths  # noqa: E402
 from finder.learn.feedback import ArrayTeacher, feedback  # noqa: E402
-from finder.learn.train import train_head  # noqa: E402
+from finder.learn.train import HeadConfig, train_head  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
@@ -68,6 +70,20 @@ def issue6(positives, negatives, background, *, seed=0, **_):
 
 
 METHODS = {"default": train_head, "issue6": issue6}
+
+
+def config_from(settings: list[str]) -> HeadConfig:
+    """``HeadConfig()`` with ``key=value`` overrides (values parsed as Python literals)."""
+    import ast
+
+    changes = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        try:
+            changes[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            changes[key] = value
+    return replace(HeadConfig(), **changes)
 
 
 def summary(result: dict) -> list[dict]:
@@ -118,14 +134,19 @@ def main() -> None:
     ap.add_argument("--clicks", type=int, default=10)
     ap.add_argument("--shown", default="top", choices=["top", "review"])
     ap.add_argument("--classes", nargs="*", help="only these classes")
+    ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
+    ap.add_argument("--background", type=int, help="background sample size (default 1000)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/finder_feedback"))
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = vectors(args.cache)
+    trainer = METHODS[args.method]
+    if args.set:
+        trainer = partial(train_head, config=config_from(args.set))
     report = {}
     print(
         f"method {args.method}, k={args.k}, {args.trials} trials, seed {args.seed}, "
-        f"{args.rounds} rounds of {args.clicks} clicks ({args.shown})"
+        f"{args.rounds} rounds of {args.clicks} clicks ({args.shown}) {' '.join(args.set)}"
     )
     print(
         "| library | clicks | flowers AP | P / R | F1 | ECE | cat AP | P / R | F1 | ECE "
@@ -139,7 +160,7 @@ def main() -> None:
         result = feedback(
             X,
             labels_from_paths(paths),
-            ArrayTeacher(X, trainer=METHODS[args.method]),
+            ArrayTeacher(X, trainer=trainer, background_size=args.background),
             k=args.k,
             rounds=args.rounds,
             clicks=args.clicks,
@@ -164,7 +185,11 @@ def main() -> None:
                     f"{fmt(cell['flowers_clicked'])} |||||||||",
                     flush=True,
                 )
-    print(json.dumps({"method": args.method, "shown": args.shown, "libraries": report}))
+    print(
+        json.dumps(
+            {"method": args.method, "set": args.set, "shown": args.shown, "libraries": report}
+        )
+    )
 
 
 if __name__ == "__main__":
