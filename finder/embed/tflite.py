@@ -1,5 +1,5 @@
-"""``tflite``: a ``.tflite`` model file run by the TFLite interpreter (ai-edge-litert when
-installed, else TensorFlow's).
+"""``tflite``: a ``.tflite`` model file run by LiteRT (``ai-edge-litert``, a dependency: it does
+not import TensorFlow), else by TensorFlow's deprecated TFLite interpreter (the same vectors).
 
 Input size and quantization are read from the interpreter. A uint8-input model is fed raw RGB
 0..255 (its input quantization does its own scaling); a float-input model is fed float32 RGB
