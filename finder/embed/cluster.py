@@ -11,7 +11,7 @@ on a pool of actors, the results streamed back to the library's single writer.
 joins that one. A driver that is already connected (``ray.init`` called by the caller) is used
 as it is.
 
-The dataset is ``from_blocks`` over (id, path) blocks → ``map_batches(_Embedder)`` on an actor
+The dataset is ``from_blocks`` over (id, path) blocks → ``map_batches(Embedder)`` on an actor
 pool → ``iter_batches`` in the driver. Each actor rebuilds the library's recorded backbone once
 (``registry.from_info``: the same model file or weights, checked by fingerprint) and runs
 :func:`finder.embed.pipeline.embed_paths` on each batch it is given: the same decoding, views,
