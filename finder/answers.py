@@ -25,8 +25,6 @@ from finder.store.facts import Filters
 if TYPE_CHECKING:
     from finder.act.dupes import DupeGroup
 
-    pass
-
 
 @dataclass(frozen=True)
 class Match:

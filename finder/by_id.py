@@ -29,10 +29,6 @@ class ById:
     """A :class:`~finder.library.Library` by image id (a part of it): what ``finder serve``
     needs. Images are named by id, never by a path taken from the caller."""
 
-    # ======================================================================================
-    # By id: what `finder serve` (and any caller that names images by their catalog id) needs.
-    # Images are named by id, never by a path taken from the caller.
-    # ======================================================================================
     #: Open shared (`Library.open_shared`): never take the library's lock, so that `finder
     #: index` can run beside; the vectors are read-only (refreshed by `refresh`), the catalog
     #: is written (classes and their examples) as `learn` from another process would.

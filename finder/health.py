@@ -3,7 +3,7 @@ putting it right (``repair``; see :mod:`finder.store.backup`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
@@ -15,9 +15,6 @@ from finder.learn.head import Head
 from finder.store import backup as backups
 from finder.store import check as checks
 from finder.store.catalog import FAILED, OK, PENDING
-
-if TYPE_CHECKING:
-    pass
 
 
 class Health:

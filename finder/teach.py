@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +19,6 @@ from finder.learn.head import Head
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
 from finder.store.catalog import FAILED, OK
-
-if TYPE_CHECKING:
-    pass
 
 
 class Teaching:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from finder.store.rows import ExampleRow, decode_path, encode_path
 from finder.store.sqlite import damaged
-
-if TYPE_CHECKING:
-    pass
 
 
 class ClassTables:

@@ -4,15 +4,10 @@ brings a catalog from version v to v + 1), and what each meta value must be."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import sqlite_utils
 
 from finder.store import facts as stored_facts
-
-if TYPE_CHECKING:
-    pass
-
 
 SCHEMA_VERSION = 5
 

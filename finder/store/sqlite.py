@@ -6,13 +6,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from finder.errors import FinderError, LibraryDamaged, LibraryError, LibraryLocked
 from finder.store.schema import BACKBONE_KEYS, META_TYPES
-
-if TYPE_CHECKING:
-    pass
 
 
 class CatalogTooOld(LibraryError):
