@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from finder.errors import FinderError, LibraryDamaged, LibraryError, LibraryLocked
@@ -61,41 +63,28 @@ def sqlite_error(e: sqlite3.Error, path: os.PathLike | str) -> FinderError | Non
     return None
 
 
+def _ours(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` of ``sqlite3.Cursor`` with its SQLite errors made ours (``sqlite_error``)."""
+
+    @functools.wraps(method)
+    def call(self: sqlite3.Cursor, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except sqlite3.Error as e:
+            path = self.connection.catalog_path  # type: ignore[attr-defined]
+            raise sqlite_error(e, path) or e from None
+
+    return call
+
+
 class _Cursor(sqlite3.Cursor):
     """A cursor whose SQLite errors (at execute or while rows are read) become ours."""
 
-    def _fail(self, e: sqlite3.Error) -> FinderError | sqlite3.Error:
-        return sqlite_error(e, self.connection.catalog_path) or e  # type: ignore[attr-defined]
-
-    def execute(self, *args: Any) -> _Cursor:  # type: ignore[override]
-        try:
-            return super().execute(*args)
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def executemany(self, *args: Any) -> _Cursor:  # type: ignore[override]
-        try:
-            return super().executemany(*args)
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return super().fetchall()
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
-
-    def fetchmany(self, *args: Any) -> list[Any]:
-        try:
-            return super().fetchmany(*args)
-        except sqlite3.Error as e:
-            raise self._fail(e) from None
+    execute = _ours(sqlite3.Cursor.execute)
+    executemany = _ours(sqlite3.Cursor.executemany)
+    __next__ = _ours(sqlite3.Cursor.__next__)
+    fetchall = _ours(sqlite3.Cursor.fetchall)
+    fetchmany = _ours(sqlite3.Cursor.fetchmany)
 
 
 class _Connection(sqlite3.Connection):
