@@ -47,9 +47,8 @@ class ById:
         whether they will be."""
         folder = self.dir / "vectors"
         try:
-            seen = tuple(
-                sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder))
-            )
+            stats = ((e.name, e.stat()) for e in os.scandir(folder))
+            seen = tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))
         except OSError:
             seen = ()
         if not self.shared or seen == self._vectors_seen:
