@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,9 +18,16 @@ from finder.errors import (
 from finder.ingest import crawl
 from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
+from finder.learn.metric import MIN_PHOTOS, SAMPLE, library_metric
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
+from finder.store import files
 from finder.store.catalog import FAILED, OK
+
+METRIC_FILE = "metric.npz"
+"""The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
+library's folder; recomputed when missing, unreadable, of another backbone, or when the library
+has grown or shrunk by a quarter since."""
 
 
 class Teaching:
@@ -123,6 +132,7 @@ class Teaching:
             seed=seed,
             previous=previous,  # teaching again: the new marks move the previous estimate
             marked=(vectors, np.asarray(labels)),
+            metric=self.metric(),
         )
         if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
             store = self.read_store
@@ -150,6 +160,35 @@ class Teaching:
         if len(picked) == 0:
             return np.zeros((0, store.dim), dtype=np.float32)
         return store.get(all_ids[np.sort(picked)])
+
+    def metric(self) -> np.ndarray | None:
+        """The library's metric (:mod:`finder.learn.metric`), from the cache file when it is
+        still the library's; None below ``MIN_PHOTOS`` photos."""
+        info = self._require_indexed()
+        store = self.read_store
+        n, key = len(store), _backbone_key(info)
+        if n < MIN_PHOTOS:
+            return None
+        path = self.dir / METRIC_FILE
+        try:
+            with np.load(path) as cached:
+                W, count, stored_key = cached["W"], int(cached["count"]), str(cached["backbone"])
+            same = W.shape == (store.dim, store.dim) and stored_key == key
+            if same and 0.8 * n <= count <= 1.25 * n:
+                return W
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # missing or damaged: derived data, computed again
+        ids = np.sort(store.ids())
+        pick = np.sort(np.random.default_rng(0).permutation(n)[:SAMPLE])
+        W = library_metric(store.get(ids[pick]))
+        assert W is not None
+        buf = io.BytesIO()
+        np.savez(buf, W=W, count=n, backbone=key)
+        try:
+            files.atomic_write(path, buf.getvalue())
+        except OSError:
+            pass  # a read-only folder: the metric is used, not kept
+        return W
 
     # -- classes ------------------------------------------------------------------------
     def _class(self, name: str) -> dict:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from finder.learn.evaluate import groups_from_paths, labels_from_paths  # noqa: E402
 from finder.learn.feedback import ArrayTeacher, feedback  # noqa: E402
+from finder.learn.metric import SHRINK, library_metric  # noqa: E402
 from finder.learn.train import HeadConfig, train_head  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -136,6 +137,15 @@ def main() -> None:
     ap.add_argument("--classes", nargs="*", help="only these classes")
     ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
     ap.add_argument("--background", type=int, help="background sample size (default 1000)")
+    ap.add_argument(
+        "--shrink",
+        type=float,
+        default=SHRINK,
+        help=f"the shrinkage of the library's metric (finder.learn.metric; default {SHRINK})",
+    )
+    ap.add_argument(
+        "--no-metric", action="store_true", help="learn on the stored vectors, without the metric"
+    )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/finder_feedback"))
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -157,10 +167,11 @@ def main() -> None:
         paths = sum((sets[s][0] for s in LIBRARIES[lib]), [])
         X = np.concatenate([sets[s][1] for s in LIBRARIES[lib]])
         t0 = time.perf_counter()
+        metric = None if args.no_metric else library_metric(X, shrink=args.shrink)
         result = feedback(
             X,
             labels_from_paths(paths),
-            ArrayTeacher(X, trainer=trainer, background_size=args.background),
+            ArrayTeacher(X, trainer=trainer, background_size=args.background, metric=metric),
             k=args.k,
             rounds=args.rounds,
             clicks=args.clicks,

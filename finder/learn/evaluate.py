@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from scipy.optimize import minimize
 
 from finder.errors import UsageError
 from finder.learn.head import Head
+from finder.learn.metric import library_metric
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 5, 10)
@@ -109,7 +111,7 @@ def few_shot(
     trials: int = 10,
     seed: int = 0,
     groups: Mapping[str, str] | None = None,
-    trainer: Trainer = train_head,
+    trainer: Trainer | None = None,
     background_size: int = BACKGROUND_SIZE,
 ) -> dict[str, Any]:
     """The few-shot protocol over ``X`` (the library, unit vectors) labelled by ``labels``.
@@ -120,10 +122,13 @@ def few_shot(
     :func:`~finder.learn.train.background_indices`, ``trainer(examples, no negatives, background,
     seed=...)``; measured over the library minus the examples. A class with ≤ k images is
     skipped for that k. ``trainer`` and ``background_size`` exist for experiments; their
-    defaults are what ``finder learn`` uses. Returns a JSON-able dict: ``rows`` per class and
-    k (means over trials), ``means`` over classes (``group`` "all" and each group of ``groups``).
+    defaults are what ``finder learn`` uses (``train_head`` in the metric of ``X``). Returns a
+    JSON-able dict: ``rows`` per class and k (means over trials), ``means`` over classes
+    (``group`` "all" and each group of ``groups``).
     """
     X, y = check_dataset(X, labels)
+    if trainer is None:
+        trainer = partial(train_head, metric=library_metric(X))
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise UsageError("k must be positive integers")

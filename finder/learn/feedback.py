@@ -52,6 +52,7 @@ class ArrayTeacher:
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
     background_size: int | None = None
+    metric: np.ndarray | None = None  # the library's (finder.learn.metric.library_metric(X))
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
 
@@ -66,6 +67,7 @@ class ArrayTeacher:
         bg = background_indices(len(self.X), np.asarray(pos + neg, dtype=np.int64), rng, size)
         marked = (self.X[[i for i, _ in new]], np.asarray([label for _, label in new]))
         train = self.trainer or train_head
+        extra = {} if self.metric is None else {"metric": self.metric}
         head = train(
             self.X[pos],
             self.X[neg].reshape(-1, self.X.shape[1]),
@@ -73,6 +75,7 @@ class ArrayTeacher:
             seed=seed,
             previous=self._heads.get(name),
             marked=marked,
+            **extra,
         )
         previous = self._heads.get(name)
         if previous is not None and new and all(label == 1 for _, label in new):

@@ -43,8 +43,8 @@ class HeadConfig:
     background, cut-off 0.5."""
 
     method: str = "pu-calibrated"  # or "plain"
-    C: float = 3.0
-    probe_C: float = 1.0
+    C: float = 1.0
+    probe_C: float = 0.3
     pseudo_weight: float = 0.3
     count_factor: float = 1.5  # pseudo-positives = count_factor × median held-out rank
     knn: int = 5
@@ -56,6 +56,7 @@ class HeadConfig:
     calibrate: bool = True  # probabilities calibrated to the class-size estimate
     prior_sd: float = 1.0  # how far (logit) marks may move the previous head's estimate
     cut: CutConfig = CutConfig()
+    graph: str = "metric"  # with a metric, the k-NN graph of the whitened vectors, or "library"
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -188,6 +189,7 @@ class Problem:
     P: np.ndarray
     N: np.ndarray
     B: np.ndarray
+    G: np.ndarray | None = None  # the rows of the k-NN graph (P, N, B as stored); None: P, N, B
 
     @classmethod
     def checked(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray):
@@ -200,6 +202,18 @@ class Problem:
         if len(N) + len(B) == 0:
             raise UsageError("a class needs negatives or a background sample to learn from")
         return cls(P, N, B)
+
+    def in_metric(self, W: np.ndarray, graph: str) -> Problem:
+        """The same problem in the library's metric (:mod:`finder.learn.metric`): vectors
+        ``x·W``; the k-NN graph stays on the stored unit vectors unless ``graph == "metric"``."""
+        X = np.concatenate([self.P, self.N, self.B])
+        Y = X @ W
+        if graph == "metric":
+            G = Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
+        else:
+            G = X
+        p, q = len(self.P), len(self.N)
+        return Problem(Y[:p], Y[p : p + q], Y[p + q :], G)
 
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
@@ -229,7 +243,7 @@ class Problem:
         """The background, best connected first to the examples (and last to the explicit
         negatives) in the k-NN graph of all the vectors."""
         p, q = len(self.P), len(self.N)
-        V = np.concatenate([self.P, self.N, self.B])
+        V = np.concatenate([self.P, self.N, self.B]) if self.G is None else self.G
         f = knn_diffusion(V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)
         if q:
             f = f - knn_diffusion(V, p + np.arange(q), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)
@@ -261,6 +275,7 @@ def train_head(
     config: HeadConfig = DEFAULT_CONFIG,
     previous: Head | None = None,
     marked: tuple[np.ndarray, np.ndarray] | None = None,
+    metric: np.ndarray | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
@@ -273,6 +288,29 @@ def train_head(
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
+    if metric is not None and cfg.method != "plain":
+        W = check_vectors("the metric", metric, pb.P.shape[1])
+        pb = pb.in_metric(W, cfg.graph)
+        if previous is not None and previous.dim == len(W):
+            # the previous head in the metric: w·x = (W⁻¹·w)·(x·W)
+            w_prev = np.linalg.solve(W.astype(np.float64), previous.w.astype(np.float64))
+            previous = Head(w_prev, previous.b, previous.threshold, previous.params)
+        if marked is not None:
+            marked = (check_vectors("marked", marked[0], len(W)) @ W, marked[1])
+    head = _train(pb, cfg, seed, previous, marked)
+    if metric is not None and cfg.method != "plain":
+        head.w = (W @ head.w).astype(np.float32)  # back to the stored vectors: (W·w')·x
+        head.params["metric"] = True
+    return head
+
+
+def _train(
+    pb: Problem,
+    cfg: HeadConfig,
+    seed: int,
+    previous: Head | None,
+    marked: tuple[np.ndarray, np.ndarray] | None,
+) -> Head:
     p, m = len(pb.P), len(pb.B)
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {"n_pos": p, "n_neg": len(pb.N), "n_background": m, "seed": seed}
@@ -356,5 +394,5 @@ def _first_head(
         n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg.cut)).sum())
         n_pseudo = _pseudo_count(cfg.refine_scale * n_past, m)
         w, b = pb.fit_pseudo(order, n_pseudo, cfg, (w, b))
-    params.update(n_pseudo=n_pseudo, n_size_probe=n_size)
+    params.update(n_pseudo=n_pseudo, n_size_probe=n_size, median_rank=med)
     return w, b, n_size

@@ -14,7 +14,10 @@ from finder.learn.feedback import (
     review_picks,
     top_picks,
 )
+from finder.learn.metric import library_metric
 from tests.learn.synthetic import _unit, library
+
+METRIC = pytest.mark.parametrize("metric", [False, True], ids=["stored", "metric"])
 
 
 def confusable(sizes=(60, 40, 100, 100), dim=32, spread=0.22, seed=0):
@@ -27,14 +30,21 @@ def confusable(sizes=(60, 40, 100, 100), dim=32, spread=0.22, seed=0):
     return _unit(centres[y] + spread * rng.standard_normal((len(y), dim))), y
 
 
+def teacher_for(X, metric: bool) -> ArrayTeacher:
+    """Learns as ``Library.learn`` does: in the library's metric (``metric``), or on the
+    stored vectors."""
+    return ArrayTeacher(X, metric=library_metric(X) if metric else None)
+
+
 def answer(head, X) -> np.ndarray:
     return head.proba(X) >= head.threshold
 
 
+@METRIC
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_round_of_rejections_lowers_the_wrong_photos(seed):
+def test_a_round_of_rejections_lowers_the_wrong_photos(seed, metric):
     X, y = confusable(seed=seed)
-    teacher = ArrayTeacher(X)
+    teacher = teacher_for(X, metric)
     rng = np.random.default_rng(seed)
     ex = rng.choice(np.flatnonzero(y == 0), size=5, replace=False)
     before = teacher.learn("a", ex, ex[:0], seed=seed)
@@ -54,9 +64,10 @@ def test_a_round_of_rejections_lowers_the_wrong_photos(seed):
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("size", [30, 60, 150])
-def test_a_round_of_confirmations_never_shrinks_the_answer(seed, size):
+@METRIC
+def test_a_round_of_confirmations_never_shrinks_the_answer(seed, size, metric):
     X, y = confusable(sizes=(size, 40, 100, 100), seed=seed)
-    teacher = ArrayTeacher(X)
+    teacher = teacher_for(X, metric)
     rng = np.random.default_rng(seed)
     ex = rng.choice(np.flatnonzero(y == 0), size=5, replace=False)
     head = teacher.learn("a", ex, ex[:0], seed=seed)
@@ -73,11 +84,12 @@ def test_a_round_of_confirmations_never_shrinks_the_answer(seed, size):
         head = new
 
 
-def test_many_examples_keep_the_cut_sane():
+@METRIC
+def test_many_examples_keep_the_cut_sane(metric):
     """`learn --add` with many examples (here 60 of a class of 150 in 400): the answer keeps the
     class, neither collapsing to the examples nor swallowing the library."""
     X, y = confusable(sizes=(150, 50, 100, 100), seed=5)
-    teacher = ArrayTeacher(X)
+    teacher = teacher_for(X, metric)
     members = np.random.default_rng(5).permutation(np.flatnonzero(y == 0))
     teacher.learn("a", members[:5], members[:0], seed=0)
     head = teacher.learn("a", members[5:65], members[:0], seed=0)
