@@ -18,7 +18,7 @@ from finder.errors import (
 from finder.ingest import crawl
 from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
-from finder.learn.metric import MIN_PHOTOS, SAMPLE, library_metric
+from finder.learn.metric import MIN_PHOTOS, SAMPLE, Metric, library_metric
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
 from finder.store import files
@@ -161,7 +161,7 @@ class Teaching:
             return np.zeros((0, store.dim), dtype=np.float32)
         return store.get(all_ids[np.sort(picked)])
 
-    def metric(self) -> np.ndarray | None:
+    def metric(self) -> Metric | None:
         """The library's metric (:mod:`finder.learn.metric`), from the cache file when it is
         still the library's; None below ``MIN_PHOTOS`` photos."""
         info = self._require_indexed()
@@ -172,23 +172,24 @@ class Teaching:
         path = self.dir / METRIC_FILE
         try:
             with np.load(path) as cached:
-                W, count, stored_key = cached["W"], int(cached["count"]), str(cached["backbone"])
-            same = W.shape == (store.dim, store.dim) and stored_key == key
-            if same and 0.8 * n <= count <= 1.25 * n:
-                return W
+                kept = Metric(cached["W"], cached["inverse"])
+                count, stored_key = int(cached["count"]), str(cached["backbone"])
+            square = kept.W.shape == kept.inverse.shape == (store.dim, store.dim)
+            if square and stored_key == key and 0.8 * n <= count <= 1.25 * n:
+                return kept
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # missing or damaged: derived data, computed again
         ids = np.sort(store.ids())
         pick = np.sort(np.random.default_rng(0).permutation(n)[:SAMPLE])
-        W = library_metric(store.get(ids[pick]))
-        assert W is not None
+        metric = library_metric(store.get(ids[pick]))
+        assert metric is not None
         buf = io.BytesIO()
-        np.savez(buf, W=W, count=n, backbone=key)
+        np.savez(buf, W=metric.W, inverse=metric.inverse, count=n, backbone=key)
         try:
             files.atomic_write(path, buf.getvalue())
         except OSError:
             pass  # a read-only folder: the metric is used, not kept
-        return W
+        return metric
 
     # -- classes ------------------------------------------------------------------------
     def _class(self, name: str) -> dict:

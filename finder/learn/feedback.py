@@ -26,6 +26,7 @@ from finder.errors import UsageError
 from finder.learn.cutoff import keep_answer
 from finder.learn.evaluate import average_precision, check_dataset
 from finder.learn.head import Head
+from finder.learn.metric import Metric
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
 
 SHOWN: tuple[str, ...] = ("top", "review")
@@ -52,7 +53,7 @@ class ArrayTeacher:
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
     background_size: int | None = None
-    metric: np.ndarray | None = None  # the library's (finder.learn.metric.library_metric(X))
+    metric: Metric | None = None  # the library's (finder.learn.metric.library_metric(X))
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
 

@@ -25,6 +25,7 @@ from finder.errors import UsageError
 from finder.learn.calibrate import calibrate, size_after_marks
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
+from finder.learn.metric import Metric
 
 BACKGROUND_SIZE: int = 1000
 """How many random library vectors form the background sample of ``finder learn``."""
@@ -275,7 +276,7 @@ def train_head(
     config: HeadConfig = DEFAULT_CONFIG,
     previous: Head | None = None,
     marked: tuple[np.ndarray, np.ndarray] | None = None,
-    metric: np.ndarray | None = None,
+    metric: Metric | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
@@ -289,17 +290,19 @@ def train_head(
     cfg = config
     pb = Problem.checked(positives, negatives, background)
     if metric is not None and cfg.method != "plain":
-        W = check_vectors("the metric", metric, pb.P.shape[1])
-        pb = pb.in_metric(W, cfg.graph)
-        if previous is not None and previous.dim == len(W):
+        if metric.dim != pb.P.shape[1]:
+            raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
+        pb = pb.in_metric(metric.W, cfg.graph)
+        if previous is not None and previous.dim == metric.dim:
             # the previous head in the metric: w·x = (W⁻¹·w)·(x·W)
-            w_prev = np.linalg.solve(W.astype(np.float64), previous.w.astype(np.float64))
-            previous = Head(w_prev, previous.b, previous.threshold, previous.params)
+            previous = Head(
+                metric.inverse @ previous.w, previous.b, previous.threshold, previous.params
+            )
         if marked is not None:
-            marked = (check_vectors("marked", marked[0], len(W)) @ W, marked[1])
+            marked = (check_vectors("marked", marked[0], metric.dim) @ metric.W, marked[1])
     head = _train(pb, cfg, seed, previous, marked)
     if metric is not None and cfg.method != "plain":
-        head.w = (W @ head.w).astype(np.float32)  # back to the stored vectors: (W·w')·x
+        head.w = (metric.W @ head.w).astype(np.float32)  # on the stored vectors: (W·w')·x
         head.params["metric"] = True
     return head
 

@@ -30,8 +30,10 @@ def noisy_classes(n_classes=6, per_class=80, dim=40, seed=0):
 
 def test_the_metric_damps_the_directions_along_which_neighbours_differ():
     X, _ = noisy_classes()
-    W = whitener(X)
+    metric = whitener(X)
+    W = metric.W
     assert np.allclose(W, W.T, atol=1e-5)
+    assert np.allclose(W @ metric.inverse, np.eye(40), atol=1e-3)
     noise = np.linalg.norm(np.eye(40)[30:33] @ W, axis=1)
     signal = np.linalg.norm(np.eye(40)[0:6] @ W, axis=1)
     assert noise.max() < 0.8 * signal.min()
@@ -74,12 +76,12 @@ def test_the_library_keeps_its_metric_and_mends_a_damaged_one(tmp_path: Path, mo
         lib.learn("red", [str(root / "red" / f"{i}.jpg") for i in range(5)])
         kept = tmp_path / "lib" / "metric.npz"
         assert kept.exists()
-        W = lib.metric()
-        assert W is not None and W.shape == (lib.read_store.dim,) * 2
+        metric = lib.metric()
+        assert metric is not None and metric.W.shape == (lib.read_store.dim,) * 2
         stamp = kept.stat().st_mtime_ns
         lib.learn("red", [str(root / "red" / "5.jpg")], negatives=[str(root / "blue" / "0.jpg")])
         assert kept.stat().st_mtime_ns == stamp  # read back, not computed again
         kept.write_bytes(b"not a metric")
         again = lib.learn("red", [str(root / "red" / "6.jpg")])
-        assert np.allclose(lib.metric(), W) and again["head"]["params"]["metric"]
+        assert np.allclose(lib.metric().W, metric.W) and again["head"]["params"]["metric"]
         assert kept.stat().st_mtime_ns != stamp
