@@ -172,10 +172,10 @@ class Teaching:
         path = self.dir / METRIC_FILE
         try:
             with np.load(path) as cached:
-                kept = Metric(cached["W"], cached["inverse"])
+                kept = Metric(cached["U"], cached["s"])
                 count, stored_key = int(cached["count"]), str(cached["backbone"])
-            square = kept.W.shape == kept.inverse.shape == (store.dim, store.dim)
-            if square and stored_key == key and 0.8 * n <= count <= 1.25 * n:
+            fits = kept.U.shape == (store.dim, store.dim) and kept.s.shape == (store.dim,)
+            if fits and stored_key == key and 0.8 * n <= count <= 1.25 * n:
                 return kept
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # missing or damaged: derived data, computed again
@@ -184,7 +184,7 @@ class Teaching:
         metric = library_metric(store.get(ids[pick]))
         assert metric is not None
         buf = io.BytesIO()
-        np.savez(buf, W=metric.W, inverse=metric.inverse, count=n, backbone=key)
+        np.savez(buf, U=metric.U, s=metric.s, count=n, backbone=key)
         try:
             files.atomic_write(path, buf.getvalue())
         except OSError:

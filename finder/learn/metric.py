@@ -36,16 +36,33 @@ MIN_PHOTOS: int = 50
 
 @dataclass(frozen=True)
 class Metric:
-    """``W`` (symmetric, ``[d, d]`` float32): a vector ``x`` in the metric is ``x·W``; and
-    ``inverse`` = ``W⁻¹``, which takes a head's weights into the metric (``w·x = (W⁻¹·w)·(x·W)``).
-    """
+    """``W = U·diag(1/s)·Uᵀ`` (``U`` orthogonal ``[d, d]``, ``s`` > 0 ``[d]``, float32), kept as
+    its eigenvectors so that ``W⁻¹ = U·diag(s)·Uᵀ`` comes free: a vector ``x`` in the metric is
+    ``x·W`` (:meth:`apply`); a head's weights go into it by ``W⁻¹`` (:meth:`into`, since ``w·x =
+    (W⁻¹·w)·(x·W)``) and come back by ``W`` (:meth:`back`)."""
 
-    W: np.ndarray
-    inverse: np.ndarray
+    U: np.ndarray
+    s: np.ndarray
 
     @property
     def dim(self) -> int:
-        return int(self.W.shape[0])
+        return int(self.U.shape[0])
+
+    @property
+    def W(self) -> np.ndarray:
+        return (self.U / self.s) @ self.U.T
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """Rows ``x`` of ``X`` as ``x·W``."""
+        return ((np.asarray(X, dtype=np.float32) @ self.U) / self.s) @ self.U.T
+
+    def into(self, w: np.ndarray) -> np.ndarray:
+        """``W⁻¹·w``: weights on stored vectors as weights in the metric."""
+        return self.U @ (self.s * (self.U.T @ np.asarray(w, dtype=np.float32)))
+
+    def back(self, w: np.ndarray) -> np.ndarray:
+        """``W·w``: weights in the metric as weights on stored vectors."""
+        return self.U @ ((self.U.T @ np.asarray(w, dtype=np.float32)) / self.s)
 
 
 def neighbour_pairs(V: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +87,10 @@ def whitener(V: np.ndarray, *, shrink: float = SHRINK, k: int = NEIGHBOURS) -> M
     D = V[i] - V[j]
     # LAPACK's divide and conquer: 3× numpy's default at d = 4096 (VGG16 fc1)
     ev, U = scipy.linalg.eigh(D.T @ D / np.float32(2 * len(D)), driver="evd")
-    ev, U = ev.astype(np.float64), U.astype(np.float64)
-    s = np.sqrt(np.maximum(ev, 0.0) + shrink * max(float(ev.mean()), 1e-12))
-    scale = float(np.linalg.norm(V @ ((U / s) @ U.T).astype(np.float32), axis=1).mean())
-    s = s * scale  # the library's vectors in the metric have a mean length of 1
-    return Metric(((U / s) @ U.T).astype(np.float32), ((U * s) @ U.T).astype(np.float32))
+    s = np.sqrt(np.maximum(ev, 0.0) + shrink * max(float(ev.mean()), 1e-12)).astype(np.float32)
+    metric = Metric(U.astype(np.float32), s)
+    scale = float(np.linalg.norm(metric.apply(V), axis=1).mean())
+    return Metric(metric.U, s * np.float32(scale))  # the library's mean length in it: 1
 
 
 def library_metric(

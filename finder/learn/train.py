@@ -204,11 +204,11 @@ class Problem:
             raise UsageError("a class needs negatives or a background sample to learn from")
         return cls(P, N, B)
 
-    def in_metric(self, W: np.ndarray, graph: str) -> Problem:
+    def in_metric(self, metric: Metric, graph: str) -> Problem:
         """The same problem in the library's metric (:mod:`finder.learn.metric`): vectors
         ``x·W``; the k-NN graph stays on the stored unit vectors unless ``graph == "metric"``."""
         X = np.concatenate([self.P, self.N, self.B])
-        Y = X @ W
+        Y = metric.apply(X)
         if graph == "metric":
             G = Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
         else:
@@ -292,17 +292,15 @@ def train_head(
     if metric is not None and cfg.method != "plain":
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
-        pb = pb.in_metric(metric.W, cfg.graph)
+        pb = pb.in_metric(metric, cfg.graph)
         if previous is not None and previous.dim == metric.dim:
-            # the previous head in the metric: w·x = (W⁻¹·w)·(x·W)
-            previous = Head(
-                metric.inverse @ previous.w, previous.b, previous.threshold, previous.params
-            )
+            w_prev = metric.into(previous.w)  # the previous head in the metric
+            previous = Head(w_prev, previous.b, previous.threshold, previous.params)
         if marked is not None:
-            marked = (check_vectors("marked", marked[0], metric.dim) @ metric.W, marked[1])
+            marked = (metric.apply(check_vectors("marked", marked[0], metric.dim)), marked[1])
     head = _train(pb, cfg, seed, previous, marked)
     if metric is not None and cfg.method != "plain":
-        head.w = (metric.W @ head.w).astype(np.float32)  # on the stored vectors: (W·w')·x
+        head.w = metric.back(head.w)  # on the stored vectors: w'·(x·W) = (W·w')·x
         head.params["metric"] = True
     return head
 
