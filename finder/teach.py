@@ -170,15 +170,12 @@ class Teaching:
         if n < MIN_PHOTOS:
             return None
         path = self.dir / METRIC_FILE
-        try:
-            with np.load(path) as cached:
-                kept = Metric(cached["U"], cached["s"])
-                count, stored_key = int(cached["count"]), str(cached["backbone"])
-            fits = kept.U.shape == (store.dim, store.dim) and kept.s.shape == (store.dim,)
+        kept = self._kept_metric(path)
+        if kept is not None:
+            count, stored_key, metric = kept
+            fits = metric.U.shape == (store.dim, store.dim) and metric.s.shape == (store.dim,)
             if fits and stored_key == key and 0.8 * n <= count <= 1.25 * n:
-                return kept
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            pass  # missing or damaged: derived data, computed again
+                return metric
         ids = np.sort(store.ids())
         pick = np.sort(np.random.default_rng(0).permutation(n)[:SAMPLE])
         metric = library_metric(store.get(ids[pick]))
@@ -190,6 +187,23 @@ class Teaching:
         except OSError:
             pass  # a read-only folder: the metric is used, not kept
         return metric
+
+    def _kept_metric(self, path) -> tuple[int, str, Metric] | None:
+        """``(count, backbone, metric)`` from the metric file, None when missing or damaged
+        (derived data: computed again). Read once per process while the file is unchanged."""
+        try:
+            st = os.stat(path)
+            stamp = (st.st_mtime_ns, st.st_size)
+            memo = getattr(self, "_metric_memo", None)
+            if memo is not None and memo[0] == stamp:
+                return memo[1]
+            with np.load(path) as cached:
+                metric = Metric(cached["U"], cached["s"])
+                kept = (int(cached["count"]), str(cached["backbone"]), metric)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        self._metric_memo = (stamp, kept)
+        return kept
 
     # -- classes ------------------------------------------------------------------------
     def _class(self, name: str) -> dict:

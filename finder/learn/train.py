@@ -1,10 +1,13 @@
 """How ``finder learn`` trains a class: the default method of docs/heads.md, and its parts.
 
+Everything happens in the library's metric when one is given (:mod:`finder.learn.metric`: the
+vectors as ``x·W``, the weights mapped back, so a head stays linear in the stored vectors).
 The background sample is unlabelled, not negative. On a class's first learning, held-out ranks of
 the examples estimate how much of the background belongs to the class, a diffusion over the k-NN
 graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
 is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
-the number of background photos past its logit 0 is the class-size estimate. When a class is
+the number of background photos past logit 0 of a sharper head on the same data (``count_C``)
+is the class-size estimate. When a class is
 taught again (more examples, ✓ / ✗ marks), the estimate comes from the previous head and the new
 marks instead (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of
 the class), and the head is retrained from all the marks. Then the head is calibrated to that
@@ -15,7 +18,7 @@ This module imports numpy and scipy only (never TensorFlow).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +60,8 @@ class HeadConfig:
     calibrate: bool = True  # probabilities calibrated to the class-size estimate
     prior_sd: float = 1.0  # how far (logit) marks may move the previous head's estimate
     cut: CutConfig = CutConfig()
+    count_C: float = 3.0  # first learning: the class size is counted past logit 0 of a head of
+    # this C (0: of the head itself)
     graph: str = "metric"  # with a metric, the k-NN graph of the whitened vectors, or "library"
 
 
@@ -342,6 +347,9 @@ def _train(
     else:
         w, b, n_size = _first_head(pb, order, cfg, rng, params)
         n_class = float(((pb.B @ w + b) >= 0).sum())
+        if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
+            ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
+            n_class = float(((pb.B @ ws + bs) >= 0).sum())
     n_class = float(np.clip(n_class, 1.0, m / 2))
     if cfg.calibrate:
         a, c = calibrate(pb.B @ w + b, n_class)
