@@ -174,6 +174,7 @@ class Teaching:
         if kept is not None:
             count, stored_key, metric = kept
             fits = metric.U.shape == (store.dim, store.dim) and metric.s.shape == (store.dim,)
+            fits = fits and bool(np.isfinite(metric.U).all() and (metric.s > 0).all())
             if fits and stored_key == key and 0.8 * n <= count <= 1.25 * n:
                 return metric
         ids = np.sort(store.ids())

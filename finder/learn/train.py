@@ -7,11 +7,11 @@ the examples estimate how much of the background belongs to the class, a diffusi
 graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
 is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
 the number of background photos past logit 0 of a sharper head on the same data (``count_C``)
-is the class-size estimate. When a class is
-taught again (more examples, ✓ / ✗ marks), the estimate comes from the previous head and the new
-marks instead (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of
-the class), and the head is retrained from all the marks. Then the head is calibrated to that
-estimate (:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
+is the class-size estimate. When a class is taught again (more examples, ✓ / ✗ marks), the
+estimate comes from the previous head and the new marks instead
+(:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of the class),
+and the head is retrained from all the marks. Then the head is calibrated to that estimate
+(:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
 
 This module imports numpy and scipy only (never TensorFlow).
 """

@@ -87,3 +87,7 @@ def test_the_library_keeps_its_metric_and_mends_a_damaged_one(tmp_path: Path, mo
         again = lib.learn("red", [str(root / "red" / "6.jpg")])
         assert np.allclose(lib.metric().W, metric.W) and again["head"]["params"]["metric"]
         assert kept.stat().st_mtime_ns != stamp
+        bad = dict(np.load(kept))
+        bad["s"] = np.zeros_like(bad["s"])  # readable, but no metric: computed again
+        np.savez(kept, **bad)
+        assert np.allclose(lib.metric().W, metric.W)
