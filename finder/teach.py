@@ -18,7 +18,7 @@ from finder.errors import (
 from finder.ingest import crawl
 from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
-from finder.learn.metric import MIN_PHOTOS, SAMPLE, Metric, library_metric
+from finder.learn.metric import MIN_PHOTOS, SAMPLE, Metric, whitener
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
 from finder.store import files
@@ -179,8 +179,7 @@ class Teaching:
                 return metric
         ids = np.sort(store.ids())
         pick = np.sort(np.random.default_rng(0).permutation(n)[:SAMPLE])
-        metric = library_metric(store.get(ids[pick]))
-        assert metric is not None
+        metric = whitener(store.get(ids[pick]))
         buf = io.BytesIO()
         np.savez(buf, U=metric.U, s=metric.s, count=n, backbone=key)
         try:

@@ -294,7 +294,9 @@ def train_head(
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
-    if metric is not None and cfg.method != "plain":
+    if cfg.method == "plain":
+        metric = None  # the baseline: on the stored vectors
+    if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
         pb = pb.in_metric(metric, cfg.graph)
@@ -304,7 +306,7 @@ def train_head(
         if marked is not None:
             marked = (metric.apply(check_vectors("marked", marked[0], metric.dim)), marked[1])
     head = _train(pb, cfg, seed, previous, marked)
-    if metric is not None and cfg.method != "plain":
+    if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors: w'·(x·W) = (W·w')·x
         head.params["metric"] = True
     return head
@@ -403,5 +405,5 @@ def _first_head(
         n_past = int((zb >= gap_near_size(CutInput(zb, n_size), cfg.cut)).sum())
         n_pseudo = _pseudo_count(cfg.refine_scale * n_past, m)
         w, b = pb.fit_pseudo(order, n_pseudo, cfg, (w, b))
-    params.update(n_pseudo=n_pseudo, n_size_probe=n_size, median_rank=med)
+    params.update(n_pseudo=n_pseudo, n_size_probe=n_size)
     return w, b, n_size
