@@ -6,9 +6,9 @@ of the differences between photos and their neighbours estimates the *within-cla
 A head learned from five examples cannot tell those directions from the ones that matter; the
 metric tells it. :func:`whitener` returns ``W = (Σ_w + s·I)^{-1/2}`` (``s`` = ``shrink`` × the
 mean eigenvalue; the larger, the closer ``W`` is to the identity), scaled so that the library's
-whitened vectors have a mean length of 1. Training in ``x·W`` and mapping the weights back
-(``w = W·w'``) keeps a head linear in the stored vectors: ``w'·(x·W) = (W·w')·x``, so ``find``
-still searches with ``w``. It is linear discriminant analysis with a within-class covariance
+whitened vectors have a mean length of 1. Training in ``x·W`` (rotated: :class:`Metric`) and
+mapping the weights back (``w = W·w'``) keeps a head linear in the stored vectors:
+``w'·(x·W) = (W·w')·x``, so ``find`` still searches with ``w``. It is linear discriminant analysis with a within-class covariance
 the library estimates itself (as in metric learning from neighbours, without labels).
 
 numpy and scipy only.
@@ -36,10 +36,12 @@ MIN_PHOTOS: int = 50
 
 @dataclass(frozen=True)
 class Metric:
-    """``W = U·diag(1/s)·Uᵀ`` (``U`` orthogonal ``[d, d]``, ``s`` > 0 ``[d]``, float32), kept as
-    its eigenvectors so that ``W⁻¹ = U·diag(s)·Uᵀ`` comes free: a vector ``x`` in the metric is
-    ``x·W`` (:meth:`apply`); a head's weights go into it by ``W⁻¹`` (:meth:`into`, since ``w·x =
-    (W⁻¹·w)·(x·W)``) and come back by ``W`` (:meth:`back`)."""
+    """The metric as ``Σ_w``'s eigenvectors ``U`` (orthogonal ``[d, d]``) and scales ``s`` (> 0
+    ``[d]``, float32). A vector ``x`` in the metric is ``x·U·diag(1/s)`` (:meth:`apply`): ``x·W``
+    rotated by ``U``, which changes no inner product, so a head and the k-NN graph see the same
+    thing at half the cost of ``x·W``. A head's weights go into the metric by ``diag(s)·Uᵀ·w``
+    (:meth:`into`, since ``w·x = (diag(s)·Uᵀ·w)·(x·U·diag(1/s))``) and come back by
+    ``U·diag(1/s)·w'`` (:meth:`back`). :attr:`W` is the symmetric whitener itself."""
 
     U: np.ndarray
     s: np.ndarray
@@ -53,16 +55,16 @@ class Metric:
         return (self.U / self.s) @ self.U.T
 
     def apply(self, X: np.ndarray) -> np.ndarray:
-        """Rows ``x`` of ``X`` as ``x·W``."""
-        return ((np.asarray(X, dtype=np.float32) @ self.U) / self.s) @ self.U.T
+        """Rows ``x`` of ``X`` in the metric: ``x·U·diag(1/s)``."""
+        return (np.asarray(X, dtype=np.float32) @ self.U) / self.s
 
     def into(self, w: np.ndarray) -> np.ndarray:
-        """``W⁻¹·w``: weights on stored vectors as weights in the metric."""
-        return self.U @ (self.s * (self.U.T @ np.asarray(w, dtype=np.float32)))
+        """Weights on stored vectors as weights in the metric: ``diag(s)·Uᵀ·w``."""
+        return self.s * (self.U.T @ np.asarray(w, dtype=np.float32))
 
     def back(self, w: np.ndarray) -> np.ndarray:
-        """``W·w``: weights in the metric as weights on stored vectors."""
-        return self.U @ ((self.U.T @ np.asarray(w, dtype=np.float32)) / self.s)
+        """Weights in the metric as weights on stored vectors: ``U·diag(1/s)·w``."""
+        return self.U @ (np.asarray(w, dtype=np.float32) / self.s)
 
 
 def neighbour_pairs(V: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:

@@ -30,8 +30,10 @@ from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
 from finder.learn.metric import Metric
 
-BACKGROUND_SIZE: int = 1000
-"""How many random library vectors form the background sample of ``finder learn``."""
+BACKGROUND_SIZE: int = 2000
+"""How many random library vectors form the background sample of ``finder learn`` (2,000
+rather than 1,000 since issue 12's fourth pass: a rare class has twice the members in it;
+docs/heads.md)."""
 
 EXPLICIT_NEGATIVE_WEIGHT: float = 3.0
 """An explicit negative (the user said so) weighs this many times a background vector."""
@@ -307,7 +309,7 @@ def train_head(
             marked = (metric.apply(check_vectors("marked", marked[0], metric.dim)), marked[1])
     head = _train(pb, cfg, seed, previous, marked)
     if metric is not None:
-        head.w = metric.back(head.w)  # on the stored vectors: w'·(x·W) = (W·w')·x
+        head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
         head.params["metric"] = True
     return head
 

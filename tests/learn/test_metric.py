@@ -35,7 +35,11 @@ def test_the_metric_damps_the_directions_along_which_neighbours_differ():
     assert np.allclose(W, W.T, atol=1e-5)
     w = np.random.default_rng(0).standard_normal(40).astype(np.float32)
     assert np.allclose(metric.back(metric.into(w)), w, atol=1e-3)
-    assert np.allclose(metric.apply(X[:3]), X[:3] @ W, atol=1e-4)
+    # in the metric: x·W up to a rotation (no inner product changes), weights mapped both ways
+    Y = metric.apply(X[:3])
+    assert np.allclose(Y @ Y.T, (X[:3] @ W) @ (X[:3] @ W).T, atol=1e-4)
+    assert np.allclose(Y @ metric.into(w), X[:3] @ w, atol=1e-4)
+    assert np.allclose(X[:3] @ metric.back(w), Y @ w, atol=1e-4)
     noise = np.linalg.norm(np.eye(40)[30:33] @ W, axis=1)
     signal = np.linalg.norm(np.eye(40)[0:6] @ W, axis=1)
     assert noise.max() < 0.8 * signal.min()
