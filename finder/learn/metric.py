@@ -8,8 +8,9 @@ metric tells it. :func:`whitener` returns ``W = (Σ_w + s·I)^{-1/2}`` (``s`` = 
 mean eigenvalue; the larger, the closer ``W`` is to the identity), scaled so that the library's
 whitened vectors have a mean length of 1. Training in ``x·W`` (rotated: :class:`Metric`) and
 mapping the weights back (``w = W·w'``) keeps a head linear in the stored vectors:
-``w'·(x·W) = (W·w')·x``, so ``find`` still searches with ``w``. It is linear discriminant analysis with a within-class covariance
-the library estimates itself (as in metric learning from neighbours, without labels).
+``w'·(x·W) = (W·w')·x``, so ``find`` still searches with ``w``. It is linear discriminant
+analysis with a within-class covariance the library estimates itself (as in metric learning
+from neighbours, without labels).
 
 numpy and scipy only.
 """
