@@ -144,11 +144,19 @@ def fit_weighted(
 
 
 def knn_diffusion(
-    V: np.ndarray, seeds: np.ndarray, *, k: int = 5, alpha: float = 0.8, gamma: float = 3.0
+    V: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    k: int = 5,
+    alpha: float = 0.8,
+    gamma: float = 3.0,
+    against: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scores of the rows of ``V`` (unit vectors) after diffusing from ``seeds`` over their
     k-nearest-neighbour graph: ``f = (I - αS)⁻¹ y`` with ``S`` the symmetrically normalised
-    affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only."""
+    affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only.
+    ``against``: rows whose own diffusion is subtracted (``y`` is -1 there; one solve, the
+    diffusion being linear in ``y``)."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import cg
 
@@ -168,6 +176,8 @@ def knn_diffusion(
     Dm = sp.diags(deg**-0.5)
     y = np.zeros(n)
     y[seeds] = 1.0
+    if against is not None:
+        y[against] -= 1.0
     f, _ = cg(sp.eye(n) - alpha * (Dm @ W @ Dm), y, rtol=1e-6, maxiter=100)
     return f
 
@@ -252,9 +262,10 @@ class Problem:
         negatives) in the k-NN graph of all the vectors."""
         p, q = len(self.P), len(self.N)
         V = np.concatenate([self.P, self.N, self.B]) if self.G is None else self.G
-        f = knn_diffusion(V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)
-        if q:
-            f = f - knn_diffusion(V, p + np.arange(q), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma)
+        against = p + np.arange(q) if q else None
+        f = knn_diffusion(
+            V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma, against=against
+        )
         return np.argsort(-f[p + q :], kind="stable")
 
     def held_out_ranks(
