@@ -7,7 +7,8 @@ the examples estimate how much of the background belongs to the class, a diffusi
 graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
 is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
 the number of background photos past logit 0 of a sharper head on the same data (``count_C``)
-is the class-size estimate. When a class is taught again (more examples, ✓ / ✗ marks), the
+is the class-size estimate, raised when the median example, held out, ranks past it
+(``raise_at``). When a class is taught again (more examples, ✓ / ✗ marks), the
 estimate comes from the previous head and the new marks instead
 (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of the class),
 and the head is retrained from all the marks. Then the head is calibrated to that estimate
@@ -65,6 +66,9 @@ class HeadConfig:
     count_C: float = 3.0  # first learning: the class size is counted past logit 0 of a head of
     # this C (0: of the head itself)
     graph: str = "metric"  # with a metric, the k-NN graph of the whitened vectors, or "library"
+    raise_at: float = 2.0  # first learning: when 2 × the examples' median held-out rank exceeds
+    # raise_at × the count (2: the median held-out example ranks past it), the class size is the
+    # geometric mean of the two (0: never)
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -365,6 +369,7 @@ def _train(
         if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
             ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
             n_class = float(((pb.B @ ws + bs) >= 0).sum())
+        n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
     n_class = float(np.clip(n_class, 1.0, m / 2))
     if cfg.calibrate:
         a, c = calibrate(pb.B @ w + b, n_class)
@@ -381,6 +386,24 @@ def _train(
         cut=cfg.cut.rule,
     )
     return Head(w=w, b=b, threshold=threshold, params=params)
+
+
+def _raised(n_class: float, med: float | None, cfg: HeadConfig, params: dict[str, Any]) -> float:
+    """The first learning's count, raised when the examples say it misses most of the class.
+
+    The count is steady but falls short for a class the head cannot tell from its look-alikes
+    (its members beyond them are trained as negatives); the examples' held-out ranks are
+    unbiased for random examples (``2·median + 1`` estimates the size) but five draws. When the
+    median held-out example ranks past the count, an answer of that size would miss more than
+    half of the class: the size becomes the geometric mean of the two (docs/heads.md).
+    """
+    if not cfg.raise_at or med is None:
+        return n_class
+    n_held = 2.0 * med + 1.0
+    if n_held <= cfg.raise_at * n_class:
+        return n_class
+    params["raised_from"] = n_class
+    return float(np.sqrt(max(n_class, 1.0) * n_held))
 
 
 def _pseudo_count(n: float, m: int) -> int:
@@ -402,6 +425,7 @@ def _first_head(
     probe = pb.probe(cfg.probe_C)
     if len(pb.P) >= 2:
         med: float | None = float(np.median(pb.held_out_ranks(cfg, rng, probe)))
+        params["median_held_out"] = med
         n_pseudo = _pseudo_count(cfg.count_factor * med, m)
     else:  # one example: no held-out estimate; count what the probe head accepts
         med = None

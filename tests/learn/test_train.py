@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from finder.learn.train import (
     BACKGROUND_SIZE,
     DEFAULT_CONFIG,
     PLAIN_CONFIG,
+    _raised,
     background_indices,
     knn_diffusion,
     train_head,
@@ -120,3 +123,23 @@ def test_knn_diffusion_stays_within_a_cluster():
     X, y = library(n_classes=3, per_class=20, seed=9)
     f = knn_diffusion(X, np.flatnonzero(y == 1)[:2])
     assert f[y == 1].min() > f[y != 1].max()
+
+
+def test_the_diffusion_against_negatives_is_the_difference_of_two_diffusions():
+    X, y = library(n_classes=3, per_class=20, seed=9)
+    pos, neg = np.flatnonzero(y == 1)[:2], np.flatnonzero(y == 2)[:2]
+    both = knn_diffusion(X, pos, against=neg)
+    assert np.allclose(both, knn_diffusion(X, pos) - knn_diffusion(X, neg), atol=1e-4)
+    assert both[y == 2].max() < 0 < both[y == 1].min()
+
+
+def test_a_count_that_misses_most_of_the_class_is_raised_by_the_held_out_ranks():
+    cfg = DEFAULT_CONFIG
+    params: dict = {}
+    # the median example, held out, ranks past a count of 40: the size is sqrt(40 × 121)
+    assert _raised(40.0, 60.0, cfg, params) == pytest.approx(np.sqrt(40 * 121))
+    assert params["raised_from"] == 40.0
+    # it ranks within the count (or there is no held-out estimate, or the check is off): kept
+    for med, config in [(30.0, cfg), (None, cfg), (60.0, replace(cfg, raise_at=0.0))]:
+        params = {}
+        assert _raised(40.0, med, config, params) == 40.0 and "raised_from" not in params
