@@ -68,7 +68,7 @@ class HeadConfig:
     graph: str = "metric"  # with a metric, the k-NN graph of the whitened vectors, or "library"
     raise_at: float = 2.0  # first learning: when 2 × the examples' median held-out rank exceeds
     # raise_at × the count (2: the median held-out example ranks past it), the class size is the
-    # geometric mean of the two (0: never)
+    # geometric mean of the count and 2 × that rank + 1 (0: never)
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -394,16 +394,14 @@ def _raised(n_class: float, med: float | None, cfg: HeadConfig, params: dict[str
     The count is steady but falls short for a class the head cannot tell from its look-alikes
     (its members beyond them are trained as negatives); the examples' held-out ranks are
     unbiased for random examples (``2·median + 1`` estimates the size) but five draws. When the
-    median held-out example ranks past the count, an answer of that size would miss more than
-    half of the class: the size becomes the geometric mean of the two (docs/heads.md).
+    median held-out example ranks past the count (more of the background above it than the
+    count), an answer of that size would miss more than half of the class: the size becomes the
+    geometric mean of the two (docs/heads.md).
     """
-    if not cfg.raise_at or med is None:
-        return n_class
-    n_held = 2.0 * med + 1.0
-    if n_held <= cfg.raise_at * n_class:
+    if not cfg.raise_at or med is None or 2.0 * med <= cfg.raise_at * n_class:
         return n_class
     params["raised_from"] = n_class
-    return float(np.sqrt(max(n_class, 1.0) * n_held))
+    return float(np.sqrt(max(n_class, 1.0) * (2.0 * med + 1.0)))
 
 
 def _pseudo_count(n: float, m: int) -> int:

@@ -139,7 +139,8 @@ def test_a_count_that_misses_most_of_the_class_is_raised_by_the_held_out_ranks()
     # the median example, held out, ranks past a count of 40: the size is sqrt(40 × 121)
     assert _raised(40.0, 60.0, cfg, params) == pytest.approx(np.sqrt(40 * 121))
     assert params["raised_from"] == 40.0
-    # it ranks within the count (or there is no held-out estimate, or the check is off): kept
-    for med, config in [(30.0, cfg), (None, cfg), (60.0, replace(cfg, raise_at=0.0))]:
+    # it ranks within the count or at its end (or there is no held-out estimate, or the check
+    # is off): kept
+    for med, config in [(30.0, cfg), (40.0, cfg), (None, cfg), (60.0, replace(cfg, raise_at=0.0))]:
         params = {}
         assert _raised(40.0, med, config, params) == 40.0 and "raised_from" not in params
