@@ -8,10 +8,10 @@ graph of examples + background picks those as pseudo-positives, and a weighted l
 is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
 the number of background photos past logit 0 of a sharper head on the same data (``count_C``)
 is the class-size estimate, raised when the median example, held out, ranks past it
-(``raise_at``). When a class is taught again (more examples, ✓ / ✗ marks), the
-estimate comes from the previous head and the new marks instead
-(:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of the class),
-and the head is retrained from all the marks. Then the head is calibrated to that estimate
+(``raise_at``; the head is then fitted again from the raised size). When a class is taught
+again (more examples, ✓ / ✗ marks), the estimate comes from the previous head and the new marks
+instead (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of the
+class), and the head is retrained from all the marks. Then the head is calibrated to that estimate
 (:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
 
 This module imports numpy and scipy only (never TensorFlow).
@@ -69,6 +69,7 @@ class HeadConfig:
     raise_at: float = 2.0  # first learning: when 2 × the examples' median held-out rank exceeds
     # raise_at × the count (2: the median held-out example ranks past it), the class size is the
     # geometric mean of the count and 2 × that rank + 1 (0: never)
+    raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -370,6 +371,9 @@ def _train(
             ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
             n_class = float(((pb.B @ ws + bs) >= 0).sum())
         n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
+        if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
+            params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
+            w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
     n_class = float(np.clip(n_class, 1.0, m / 2))
     if cfg.calibrate:
         a, c = calibrate(pb.B @ w + b, n_class)
