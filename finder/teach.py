@@ -18,7 +18,7 @@ from finder.errors import (
 from finder.ingest import crawl
 from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
-from finder.learn.metric import MIN_PHOTOS, SAMPLE, Metric, whitener
+from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
 from finder.store import files
@@ -178,8 +178,7 @@ class Teaching:
             if fits and stored_key == key and 0.8 * n <= count <= 1.25 * n:
                 return metric
         ids = np.sort(store.ids())
-        pick = np.sort(np.random.default_rng(0).permutation(n)[:SAMPLE])
-        metric = whitener(store.get(ids[pick]))
+        metric = whitener(store.get(ids[sample_positions(n)]))
         buf = io.BytesIO()
         np.savez(buf, U=metric.U, s=metric.s, count=n, backbone=key)
         try:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from finder.learn.evaluate import groups_from_paths, labels_from_paths  # noqa: E402
 from finder.learn.feedback import ArrayTeacher, feedback  # noqa: E402
 from finder.learn.metric import SHRINK, library_metric  # noqa: E402
-from finder.learn.train import HeadConfig, train_head  # noqa: E402
+from finder.learn.train import BACKGROUND_SIZE, HeadConfig, train_head  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
@@ -136,7 +136,9 @@ def main() -> None:
     ap.add_argument("--shown", default="top", choices=["top", "review"])
     ap.add_argument("--classes", nargs="*", help="only these classes")
     ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
-    ap.add_argument("--background", type=int, help="background sample size (default 1000)")
+    ap.add_argument(
+        "--background", type=int, help=f"background sample size (default {BACKGROUND_SIZE})"
+    )
     ap.add_argument(
         "--shrink",
         type=float,

@@ -96,6 +96,12 @@ def whitener(V: np.ndarray, *, shrink: float = SHRINK, k: int = NEIGHBOURS) -> M
     return Metric(metric.U, s * np.float32(scale))  # the library's mean length in it: 1
 
 
+def sample_positions(n: int, *, seed: int = 0, sample: int = SAMPLE) -> np.ndarray:
+    """Sorted positions, among ``0..n-1``, of the random sample (at most ``sample``) of a
+    library of ``n`` photos that its metric is estimated on."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:sample])
+
+
 def library_metric(
     X: np.ndarray, *, seed: int = 0, shrink: float = SHRINK, sample: int = SAMPLE
 ) -> Metric | None:
@@ -103,5 +109,4 @@ def library_metric(
     sample of at most ``sample`` of them; None (no metric) below :data:`MIN_PHOTOS` photos."""
     if len(X) < MIN_PHOTOS:
         return None
-    pick = np.sort(np.random.default_rng(seed).permutation(len(X))[:sample])
-    return whitener(X[pick], shrink=shrink)
+    return whitener(X[sample_positions(len(X), seed=seed, sample=sample)], shrink=shrink)

@@ -1,7 +1,7 @@
 """How ``finder learn`` trains a class: the default method of docs/heads.md, and its parts.
 
 Everything happens in the library's metric when one is given (:mod:`finder.learn.metric`: the
-vectors as ``x·W``, the weights mapped back, so a head stays linear in the stored vectors).
+vectors whitened, the weights mapped back, so a head stays linear in the stored vectors).
 The background sample is unlabelled, not negative. On a class's first learning, held-out ranks of
 the examples estimate how much of the background belongs to the class, a diffusion over the k-NN
 graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
@@ -227,8 +227,9 @@ class Problem:
         return cls(P, N, B)
 
     def in_metric(self, metric: Metric, graph: str) -> Problem:
-        """The same problem in the library's metric (:mod:`finder.learn.metric`): vectors
-        ``x·W``; the k-NN graph stays on the stored unit vectors unless ``graph == "metric"``."""
+        """The same problem in the library's metric (:mod:`finder.learn.metric`: the vectors as
+        ``Metric.apply`` gives them); the k-NN graph stays on the stored unit vectors unless
+        ``graph == "metric"``."""
         X = np.concatenate([self.P, self.N, self.B])
         Y = metric.apply(X)
         if graph == "metric":
@@ -366,10 +367,10 @@ def _train(
         params.update(marked=int(len(marked[1])), shift=delta)
     else:
         w, b, n_size = _first_head(pb, order, cfg, rng, params)
-        n_class = float(((pb.B @ w + b) >= 0).sum())
+        ws, bs = w, b
         if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
             ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
-            n_class = float(((pb.B @ ws + bs) >= 0).sum())
+        n_class = float(((pb.B @ ws + bs) >= 0).sum())
         n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
         if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
             params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
