@@ -74,17 +74,24 @@ METHODS = {"default": train_head, "issue6": issue6}
 
 
 def config_from(settings: list[str]) -> HeadConfig:
-    """``HeadConfig()`` with ``key=value`` overrides (values parsed as Python literals)."""
+    """``HeadConfig()`` with ``key=value`` overrides (values parsed as Python literals);
+    ``cut.key=value`` sets a field of its ``CutConfig``."""
     import ast
 
-    changes = {}
+    changes: dict = {}
+    cut: dict = {}
     for item in settings:
         key, _, value = item.partition("=")
         try:
-            changes[key] = ast.literal_eval(value)
+            parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            changes[key] = value
-    return replace(HeadConfig(), **changes)
+            parsed = value
+        if key.startswith("cut."):
+            cut[key[4:]] = parsed
+        else:
+            changes[key] = parsed
+    cfg = replace(HeadConfig(), **changes)
+    return replace(cfg, cut=replace(cfg.cut, **cut)) if cut else cfg
 
 
 def summary(result: dict) -> list[dict]:
@@ -93,7 +100,7 @@ def summary(result: dict) -> list[dict]:
     rows = result["rows"]
     last = result["rounds"]
     clicked = {row["class"] for row in rows if row["round"] == last and row["scored"]}
-    keys = ("ap", "precision", "recall", "f1", "ece")
+    keys = ("ap", "precision", "recall", "f1", "ece", "best_f1")
     for r in range(last + 1):
         at = [row for row in rows if row["round"] == r and row["scored"]]
         flowers = [row for row in at if row["class"] not in PETS]
@@ -109,9 +116,7 @@ def summary(result: dict) -> list[dict]:
             } | {"n": len(same)}
         for row in at:
             if row["class"] in PETS:
-                cell[row["class"]] = {
-                    key: row[key] for key in ("ap", "precision", "recall", "f1", "ece")
-                }
+                cell[row["class"]] = {key: row[key] for key in keys}
         out.append(cell)
     return out
 

@@ -167,9 +167,20 @@ def calibration_error(truth: np.ndarray, proba: np.ndarray, bins: int = 10) -> f
     return float(np.abs(hit - conf).sum() / max(len(proba), 1))
 
 
+def best_f1(truth: np.ndarray, z: np.ndarray) -> float:
+    """The F1 of the best answer the ranking ``z`` allows (its best cut, an oracle): what is
+    the ranking's and not the cut's."""
+    truth = np.asarray(truth, dtype=bool)
+    if not truth.any():
+        return 0.0
+    tp = np.cumsum(truth[np.argsort(-np.asarray(z), kind="stable")])
+    return float((2 * tp / (np.arange(1, len(tp) + 1) + truth.sum())).max())
+
+
 def answer_scores(truth: np.ndarray, head: Head, X: np.ndarray) -> dict[str, float]:
     """AP of the ranking, precision / recall / F1 of the default answer (``proba >= threshold``;
-    an empty answer has precision 0), its size, and the calibration error, over ``X``."""
+    an empty answer has precision 0), its size, the calibration error, and the F1 at the
+    ranking's best cut (:func:`best_f1`), over ``X``."""
     z = head.logits(X)
     returned = z >= np.float32(head.logit_threshold)
     tp = int((truth & returned).sum())
@@ -183,10 +194,11 @@ def answer_scores(truth: np.ndarray, head: Head, X: np.ndarray) -> dict[str, flo
         "f1": f1,
         "returned": float(returned.sum()),
         "ece": calibration_error(truth, head.proba(X)),
+        "best_f1": best_f1(truth, z),
     }
 
 
-METRICS = ("ap", "precision", "recall", "f1", "returned", "ece")
+METRICS = ("ap", "precision", "recall", "f1", "returned", "ece", "best_f1")
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -325,8 +337,8 @@ def render_feedback(result: Mapping[str, Any]) -> list[Any]:
     """Rich tables of a :func:`feedback` result: per class and round, then the means."""
     from finder.learn.evaluate import table
 
-    cols = ["AP", "precision", "recall", "F1", "ECE"]
-    keys = ("ap", "precision", "recall", "f1", "ece")
+    cols = ["AP", "precision", "recall", "F1", "ECE", "best-cut F1"]
+    keys = ("ap", "precision", "recall", "f1", "ece", "best_f1")
     title = (
         f"feedback: {result['n_images']} images, k={result['k']}, {result['trials']} trials, "
         f"{result['rounds']} rounds of {result['clicks']} clicks ({result['shown']}), seed "

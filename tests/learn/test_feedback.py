@@ -9,6 +9,7 @@ from finder.errors import UsageError
 from finder.learn.feedback import (
     ArrayTeacher,
     answer_scores,
+    best_f1,
     calibration_error,
     feedback,
     review_picks,
@@ -123,6 +124,16 @@ def test_calibration_error_known_values():
     assert calibration_error(truth, proba) == pytest.approx(0.05)
 
 
+def test_best_f1_is_the_best_cut_of_the_ranking():
+    truth = np.array([1, 0, 1, 1, 0, 0], dtype=bool)
+    z = np.array([6.0, 5, 4, 3, 2, 1])
+    # cuts after 1, 3 and 4 photos: F1 2·1/(1+3), 2·2/(3+3), 2·3/(4+3); the last is best
+    assert best_f1(truth, z) == pytest.approx(6 / 7)
+    assert best_f1(truth, -z) < best_f1(truth, z)  # the reversed ranking can only do worse
+    assert best_f1(np.ones(3, bool), np.array([1.0, 3, 2])) == 1.0
+    assert best_f1(np.zeros(3, bool), np.array([1.0, 3, 2])) == 0.0
+
+
 def test_feedback_protocol_on_separated_clusters():
     X, y = library(n_classes=4, per_class=40, dim=32, spread=0.05, seed=1)
     labels = [f"c{i}" for i in y]
@@ -131,6 +142,7 @@ def test_feedback_protocol_on_separated_clusters():
     assert {r["round"] for r in rows} == {0, 1, 2} and len(rows) == 4 * 3
     for r in rows:
         assert r["ap"] == 1.0 and r["f1"] > 0.95 and r["ece"] < 0.05
+        assert r["best_f1"] == 1.0 and r["f1"] <= r["best_f1"]
     assert all(r["scored"] for r in rows)  # 40 >= 3 + 2·5 + 10
     means = {(m["group"], m["round"], m["set"]) for m in result["means"]}
     assert ("all", 0, "all") in means and ("all", 2, "clicked") in means
