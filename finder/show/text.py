@@ -90,6 +90,18 @@ def learned_line(record: Mapping[str, Any]) -> str:
     )
 
 
+def review_hint(name: str) -> str:
+    """What to do next after a class is learned without counter-examples: ✓ on the photos
+    `find` ranks first teach little, marks on `--review`'s teach most (docs/heads.md)."""
+    import shlex
+
+    q = shlex.quote(name)
+    return (
+        f"next: `finder find {q} --review 10` shows the photos whose ✓ or ✗ teach it most; "
+        f"mark them with `finder learn {q} --add ✓… --not ✗…`"
+    )
+
+
 def class_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     if not records:
         return ["no classes yet: teach one with `finder learn NAME EXAMPLE...`"]

@@ -227,13 +227,18 @@ def test_learn_refines_and_lists_examples(cli, photo_tree: Path, model_args) -> 
     cli.json("index", str(photo_tree), *model_args)
     reds = sorted((photo_tree / "red").glob("*.jpg"))
     blues = sorted((photo_tree / "blue").glob("*.jpg"))
-    cli("learn", "red", str(reds[0]))
+    first = cli("learn", "red", str(reds[0]))
+    assert first.stdout.startswith("learned 'red' from 1 examples")
+    assert "finder find red --review 10" in first.stderr  # what teaches it most, on stderr
     refined = cli.json("learn", "red", "--add", str(reds[1]), "--not", str(blues[0]))
+    again = cli("learn", "red", "--add", str(reds[2]))
+    assert "--review" not in again.stderr  # it has counter-examples: it knows
     assert refined["examples"] == 2 and refined["negatives"] == 1
     listed = cli.json("classes", "--examples", "red")
     assert {(r["path"], r["label"]) for r in listed} == {
         (str(reds[0]), "positive"),
         (str(reds[1]), "positive"),
+        (str(reds[2]), "positive"),
         (str(blues[0]), "negative"),
     }
     # a folder of examples

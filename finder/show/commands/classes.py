@@ -83,6 +83,8 @@ def learn(
         ui.echo_json(text.class_json(record))
     else:
         typer.echo(text.learned_line(record))
+        if not record["n_neg"]:
+            ui.say(text.review_hint(record["name"]))
 
 
 @ui.command()
