@@ -63,6 +63,7 @@ def test_eval_feedback_teaches_through_learn_and_forgets(
     assert {r["round"] for r in rows} == {0, 1}
     for r in rows:
         assert 0.0 <= r["precision"] <= 1.0 and 0.0 <= r["ece"] <= 1.0
+        assert r["f1"] <= r["best_f1"] <= 1.0  # no answer beats the ranking's best cut
     assert cli.json("classes") == []  # the classes the simulated person taught are gone
     bad = cli("eval", str(photo_tree), "--feedback", "1", "--shown", "random", ok=False)
     assert bad.exit_code != 0 and "shown" in bad.stderr
