@@ -232,7 +232,7 @@ def test_learn_refines_and_lists_examples(cli, photo_tree: Path, model_args) -> 
     assert "finder find red --review 10" in first.stderr  # what teaches it most, on stderr
     refined = cli.json("learn", "red", "--add", str(reds[1]), "--not", str(blues[0]))
     again = cli("learn", "red", "--add", str(reds[2]))
-    assert "--review" not in again.stderr  # it has counter-examples: it knows
+    assert "--review" not in again.stderr  # a class with a counter-example: no hint
     assert refined["examples"] == 2 and refined["negatives"] == 1
     listed = cli.json("classes", "--examples", "red")
     assert {(r["path"], r["label"]) for r in listed} == {
