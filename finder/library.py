@@ -149,9 +149,10 @@ class Library(Teaching, Answers, ById, Health):
 
     def _require_indexed(self) -> dict:
         info = self.backbone_info if self.exists else None
-        counts = self.reader.counts() if info else {}
         # pending images may hold their old vector (changed photos, or an interrupted run)
-        if not info or not (counts[OK] or (counts[PENDING] and len(self.read_store))):
+        if not info or not (
+            self.reader.has_status(OK) or (self.reader.has_status(PENDING) and len(self.read_store))
+        ):
             raise LibraryError(
                 f"the library {self.dir} has no indexed images yet; run `finder index FOLDER` first"
             )

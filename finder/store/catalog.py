@@ -166,6 +166,11 @@ class Catalog(ClassTables):
             out[status] = n
         return out
 
+    def has_status(self, status: str) -> bool:
+        """Whether any image has ``status`` (one index probe; ``counts`` scans the index)."""
+        sql = "SELECT EXISTS(SELECT 1 FROM images WHERE status = ?)"
+        return bool(self.db.execute(sql, [status]).fetchone()[0])
+
     def ok_ids(self) -> list[int]:
         return self.ids_with_status(OK)
 

@@ -137,3 +137,17 @@ def test_examples_and_classes(tmp_path: Path) -> None:
     assert cat.class_names() == ["cat"]
     cat.forget_class("cat")
     assert cat.get_class("cat") is None and cat.examples("cat") == []
+
+
+def test_has_status_agrees_with_counts(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+
+    def agrees() -> bool:
+        return all(cat.has_status(s) == (n > 0) for s, n in cat.counts().items())
+
+    assert agrees() and not cat.has_status("ok")
+    ids = cat.insert_pending([FileFact(f"/r/{i}.jpg", 10, 100) for i in range(3)])
+    cat.record_results([(ids[0], "fp")], [(ids[1], "not an image")])
+    assert agrees() and cat.counts() == {"pending": 1, "ok": 1, "failed": 1}
+    cat.record_results([(ids[2], "fp")], [])
+    assert agrees() and not cat.has_status("pending") and cat.has_status("ok")
