@@ -41,21 +41,24 @@ unlabelled background, ``half`` half the library labelled."""
 
 def draw(
     budget: str, y: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Positions of the positives and of the negatives (labelled, or the background) given;
-    None when the class is too small for the budget (10 of it must be left to score)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Positions of the positives, of the negatives (labelled, or the background), and of the
+    photos given labelled (left out of the scoring); None when the class is too small for the
+    budget (10 of it must be left to score)."""
     members, others = np.flatnonzero(y), np.flatnonzero(~y)
     if budget == "half":
         pos = rng.choice(members, size=len(members) // 2, replace=False)
-        return pos, rng.choice(others, size=len(others) // 2, replace=False)
+        neg = rng.choice(others, size=len(others) // 2, replace=False)
+        return pos, neg, np.union1d(pos, neg)
     p, n = budget.split("+")
     if len(members) < int(p) + 10:
         return None
     pos = rng.choice(members, size=int(p), replace=False)
-    if n == "bg":
+    if n == "bg":  # unlabelled: scored like every photo not given
         pool = np.setdiff1d(np.arange(len(y)), pos)
-        return pos, rng.choice(pool, size=min(BACKGROUND_SIZE, len(pool)), replace=False)
-    return pos, rng.choice(others, size=int(n), replace=False)
+        return pos, rng.choice(pool, size=min(BACKGROUND_SIZE, len(pool)), replace=False), pos
+    neg = rng.choice(others, size=int(n), replace=False)
+    return pos, neg, np.union1d(pos, neg)
 
 
 def scores(Y: np.ndarray, y: np.ndarray, budget: str, trials: int, seed: int) -> dict | None:
@@ -66,14 +69,17 @@ def scores(Y: np.ndarray, y: np.ndarray, budget: str, trials: int, seed: int) ->
         got = draw(budget, y, rng)
         if got is None:
             return None
-        pos, neg = got
+        pos, neg, given = got
         w, b = fit_weighted(Y[pos], np.ones(len(pos)), Y[neg], np.ones(len(neg)), 1.0)
-        given = np.union1d(pos, neg) if not budget.endswith("bg") else pos
         rest = np.setdiff1d(np.arange(len(y)), given)
         z = Y[rest] @ w + b
         ap.append(average_precision(y[rest], z))
         f1.append(best_f1(y[rest], z))
     return {"ap": float(np.mean(ap)), "best_f1": float(np.mean(f1))}
+
+
+def fmt(c: dict | None) -> str:
+    return f"{c['ap']:.3f} / {c['best_f1']:.3f}" if c else ""
 
 
 def main() -> None:
@@ -105,10 +111,6 @@ def main() -> None:
                 } | {"n": len(flowers)}
             cell |= {c: per[c] for c in PETS if per.get(c) is not None}
             report.setdefault(lib, {})[budget] = cell
-
-            def fmt(c: dict | None) -> str:
-                return f"{c['ap']:.3f} / {c['best_f1']:.3f}" if c else ""
-
             print(
                 f"| {lib} ({len(X)}) | {budget} | {fmt(cell.get('flowers'))} | "
                 f"{fmt(cell.get('cat'))} | {fmt(cell.get('dog'))} |",
