@@ -13,7 +13,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("FINDER_TEST_SHARED") or REPO.parent / "shared")
+"""The shared models and photos: ``../shared`` beside the checkout, or ``$FINDER_TEST_SHARED``
+(``.ci/run`` points it at a folder that does not exist, to run the suite as a fresh clone does)."""
 TFLITE_MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 PHOTOS = SHARED / "photos"
 

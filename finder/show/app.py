@@ -180,11 +180,41 @@ ViewsOpt = option(
 )
 
 
+LayerOpt = option(
+    str | None, "--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."
+)
+PrecisionOpt = option(
+    str | None,
+    "--precision",
+    metavar="auto|float32|bfloat16",
+    help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
+    "does it natively and the backbone is faster in it, else float32), float32 or "
+    "bfloat16. Kept by the library.",
+)
+
+BACKBONE_OPTIONS = ("backbone", "model", "layer", "weights", "views", "precision")
+"""The options that choose a library's backbone (``BackboneOpt`` ... ``PrecisionOpt``): every
+command that may make a new library (``index``, ``eval``) declares all of them and passes them
+to ``backbone_choice`` in this order."""
+
+
 def backbone_choice(
-    backbone: str | None, model: Path | None, weights: str | None, views: int | None, **more: Any
+    backbone: str | None,
+    model: Path | None,
+    layer: str | None,
+    weights: str | None,
+    views: int | None,
+    precision: str | None,
 ) -> BackboneChoice:
-    """The ``BackboneChoice`` of the backbone options (``more``: ``layer``, ``precision``)."""
+    """The ``BackboneChoice`` of the backbone options (``BACKBONE_OPTIONS``)."""
     from finder.library import BackboneChoice
 
     model_path = str(model) if model is not None else None
-    return BackboneChoice(name=backbone, weights=weights, model=model_path, views=views, **more)
+    return BackboneChoice(
+        name=backbone,
+        weights=weights,
+        model=model_path,
+        layer=layer,
+        views=views,
+        precision=precision,
+    )

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
-PHOTOS = SHARED / "photos"
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import PHOTOS, SHARED
+from tests.conftest import TFLITE_MODEL as TFLITE
 
 
 def _need_shared() -> None:

@@ -12,10 +12,8 @@ import pytest
 from finder.embed.pipeline import embed_paths
 from finder.embed.registry import build
 from finder.ingest.decode import load_rgb
-
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-TFLITE = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
-PHOTOS = SHARED / "photos"
+from tests.conftest import PHOTOS, SHARED
+from tests.conftest import TFLITE_MODEL as TFLITE
 
 
 @pytest.fixture(scope="module")

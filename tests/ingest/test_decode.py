@@ -518,11 +518,11 @@ def test_bad_size_is_a_usage_error(tmp_path: Path, size) -> None:
 
 # --- real photos -----------------------------------------------------------------------------
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-
 
 def test_real_photos_decode() -> None:
-    pets = SHARED / "photos" / "pets" / "cat"
+    from tests.conftest import PHOTOS
+
+    pets = PHOTOS / "pets" / "cat"
     if not pets.is_dir():
         pytest.skip(f"real photos not found at {pets}")
     for path in sorted(pets.glob("*.jpg"))[:5]:

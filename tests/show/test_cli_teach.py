@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from finder.library import Library
+from tests.conftest import CLI
 
 
 def test_find_review_shows_unmarked_photos_and_marking_them_moves_on(
@@ -67,3 +68,19 @@ def test_eval_feedback_teaches_through_learn_and_forgets(
     assert cli.json("classes") == []  # the classes the simulated person taught are gone
     bad = cli("eval", str(photo_tree), "--feedback", "1", "--shown", "random", ok=False)
     assert bad.exit_code != 0 and "shown" in bad.stderr
+
+
+def test_eval_takes_a_keras_model_file_and_its_layer(
+    cli, tmp_path: Path, photo_tree: Path, tiny_keras_model: Path
+) -> None:
+    """The backbone a newcomer without ../shared uses: a .keras file and one of its layers."""
+    model = ["--model", str(tiny_keras_model), "--layer", "pool"]
+    out = cli.json("eval", str(photo_tree), *model, "--k", "1", "--trials", "2", "-q")
+    assert {r["class"] for r in out["few_shot"]["rows"]} >= {"red", "blue", "green"}
+    info = cli.json("status")["backbone_info"]
+    assert info["layer"] == "pool" and info["dim"] == 16  # the layer asked for, not the logits
+    fresh = CLI(tmp_path / "another")
+    wrong = fresh(
+        "eval", str(photo_tree), "--model", str(tiny_keras_model), "--layer", "nope", ok=False
+    )
+    assert wrong.exit_code != 0 and "nope" in wrong.stderr

@@ -53,3 +53,31 @@ def test_index_help_names_root_and_path() -> None:
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_is_in_the_readme(name: str) -> None:
     assert f"finder {name}" in README.read_text(encoding="utf-8"), f"README lacks `finder {name}`"
+
+
+# what only an index run does: walking, decoding, the search index, the page's thumbnails
+INDEX_ONLY = {
+    "roots",
+    "hidden",
+    "exclude",
+    "batch_size",
+    "workers",
+    "memory_budget",
+    "thumbnails",
+    "ray",
+}
+
+
+def test_eval_accepts_every_backbone_option_of_index() -> None:
+    from finder.show.app import BACKBONE_OPTIONS
+
+    commands = _commands()
+    index = {p.name for p in commands["index"].params}
+    evaluate = {p.name: p for p in commands["eval"].params}
+    assert set(BACKBONE_OPTIONS) <= index
+    # an option of index that chooses the backbone (anything not index-only) is eval's too
+    for name in sorted(index - INDEX_ONLY):
+        assert name in evaluate, f"finder eval lacks --{name.replace('_', '-')}"
+    for name in BACKBONE_OPTIONS:
+        flags = [p.opts for p in commands["index"].params if p.name == name][0]
+        assert evaluate[name].opts == flags  # spelled the same

@@ -46,6 +46,7 @@ def evaluate(
     library: ui.LibraryOpt = None,
     backbone: ui.BackboneOpt = None,
     model: ui.ModelOpt = None,
+    layer: ui.LayerOpt = None,
     weights: ui.WeightsOpt = None,
     ks: KsOpt = None,
     trials: TrialsOpt = 10,
@@ -54,6 +55,7 @@ def evaluate(
     clicks: ClicksOpt = 10,
     shown: ShownOpt = "top",
     views: ui.ViewsOpt = None,
+    precision: ui.PrecisionOpt = None,
     quiet: ui.QuietOpt = False,
     as_json: ui.JsonOpt = False,
 ) -> None:
@@ -70,7 +72,7 @@ def evaluate(
         raise UsageError(f"--k takes whole numbers separated by commas, not {ks!r}") from None
     if feedback is not None and len(k_list) > 1:
         raise UsageError("--feedback takes one --k")
-    choice = ui.backbone_choice(backbone, model, weights, views)
+    choice = ui.backbone_choice(backbone, model, layer, weights, views, precision)
     view = ProgressView(quiet or as_json)
     with ui.open_library(library, backbone=choice) as lib:
         try:

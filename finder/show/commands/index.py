@@ -12,9 +12,6 @@ from finder.show import text
 from finder.show.progress import ProgressView
 
 RootsArg = ui.argument(list[Path], "ROOT...", "Folders (or files) to index.")
-LayerOpt = ui.option(
-    str | None, "--layer", metavar="NAME", help="Layer of a .keras/.h5 model to embed with."
-)
 HiddenOpt = ui.option(bool, "--hidden", help="Also index hidden files.")
 ExcludeOpt = ui.option(
     list[str] | None, "--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."
@@ -28,14 +25,6 @@ MemoryBudgetOpt = ui.option(
     "--memory-budget",
     metavar="SIZE",
     help="Memory for the search index, e.g. 2GB (remembered).",
-)
-PrecisionOpt = ui.option(
-    str | None,
-    "--precision",
-    metavar="auto|float32|bfloat16",
-    help="Compute precision for a new library: auto (default: bfloat16 where the CPU "
-    "does it natively and the backbone is faster in it, else float32), float32 or "
-    "bfloat16. Kept by the library.",
 )
 ThumbnailsOpt = ui.option(
     bool, "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
@@ -56,7 +45,7 @@ def index(
     library: ui.LibraryOpt = None,
     backbone: ui.BackboneOpt = None,
     model: ui.ModelOpt = None,
-    layer: LayerOpt = None,
+    layer: ui.LayerOpt = None,
     weights: ui.WeightsOpt = None,
     hidden: HiddenOpt = False,
     exclude: ExcludeOpt = None,
@@ -65,14 +54,14 @@ def index(
     workers: WorkersOpt = None,
     memory_budget: MemoryBudgetOpt = None,
     views: ui.ViewsOpt = None,
-    precision: PrecisionOpt = None,
+    precision: ui.PrecisionOpt = None,
     thumbnails: ThumbnailsOpt = False,
     ray: RayOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
     """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
     ones dropped, moved ones keep their vectors."""
-    choice = ui.backbone_choice(backbone, model, weights, views, layer=layer, precision=precision)
+    choice = ui.backbone_choice(backbone, model, layer, weights, views, precision)
     view = ProgressView(quiet or as_json)
     with ui.open_library(
         library,
