@@ -11,7 +11,8 @@ import pytest
 
 from finder.embed.registry import BACKBONES, build, from_info
 from finder.errors import BackboneError, WeightsUnavailable
-from tests.embed.embed_helpers import REPO, _random_pixels
+from tests.conftest import REPO
+from tests.embed.embed_helpers import _random_pixels
 
 
 def test_vgg16_fc1_4096_and_caffe_preprocessing(vgg):

@@ -12,7 +12,7 @@ import pytest
 from finder.embed import registry
 from finder.embed.registry import BACKBONES, BackboneInfo, build
 from finder.errors import BackboneError
-from tests.embed.embed_helpers import REPO
+from tests.conftest import REPO
 
 
 def test_import_does_not_load_tensorflow():

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from finder.embed import runtime
-from tests.embed.embed_helpers import REPO
+from tests.conftest import REPO
 
 X86_CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
