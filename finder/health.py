@@ -14,6 +14,8 @@ from finder.errors import (
 from finder.learn.head import Head
 from finder.store import backup as backups
 from finder.store import check as checks
+from finder.store import repair as repairs
+from finder.store import teaching
 from finder.store.catalog import FAILED, OK, PENDING
 
 
@@ -86,7 +88,11 @@ class Health:
         except LibraryDamaged as e:
             found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
             return [checks.Problem("catalog", str(line)) for line in found]
-        if problems or not info:
+        if problems:
+            return problems
+        journal = teaching.journal_of(self.dir)
+        problems += [checks.Problem("teaching", p) for p in teaching.journal_problems(cat, journal)]
+        if not info:
             return problems
         try:
             store = self.read_store
@@ -106,14 +112,10 @@ class Health:
             raise LibraryError(f"there is no library at {self.dir}")
         self.close()
         self._acquire()
-        report = backups.repair_catalog(self.dir / "catalog.db", self.dir / backups.BACKUP_DIR)
-        info = self.backbone_info
-        if not info:
-            raise LibraryDamaged(f"the library {self.dir} has no backbone record")
-        opener = lambda: self._open_store(info, False)  # noqa: E731
-        self._store = store = backups.open_store(opener, self.dir / "vectors", report)
-        top = backups.drop_bad_vectors(self.catalog, store, report)
-        dropped, _ = self._settle(store)
-        self.catalog.set_meta("next_id", max(self.catalog.next_id(), top + 1))
-        backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
-        return backups.finish_report(self.catalog, report, dropped)
+        report, self._store = repairs.repair_library(
+            self.dir,
+            catalog=lambda: self.catalog,
+            open_store=lambda info: self._open_store(info, False),
+            settle=self._settle,
+        )
+        return report

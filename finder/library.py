@@ -44,15 +44,18 @@ from finder.embed.registry import describe as describe_backbone
 from finder.errors import (
     BackboneMismatch,
     FinderError,
+    LibraryDamaged,
     LibraryError,
     LibraryLocked,
     UsageError,
 )
 from finder.health import Health
 from finder.ingest import crawl
-from finder.store import backup as backups
+from finder.store import repair as repairs
 from finder.store.catalog import OK, PENDING, Catalog, CatalogTooOld
 from finder.store.facts import Filters
+from finder.store.journal import JOURNAL
+from finder.store.teaching import Recorder
 from finder.sync import IndexSummary, Progress, ProgressFn
 from finder.teach import Teaching
 
@@ -102,12 +105,14 @@ class Library(Teaching, Answers, ById, Health):
         self._backbone: Backbone | None = None
         self._lock: FileLock | None = None
         self._cluster: RaySource | None = None  # the embedding source of a --ray index run
+        self._journal = Recorder(self.dir / JOURNAL)  # every teaching change, recorded
         self.messages: list[str] = []
 
     # -- opening ------------------------------------------------------------------------
     @property
     def exists(self) -> bool:
-        return (self.dir / "catalog.db").exists()
+        """Whether a library is here (its catalog, or what remains of it: see ``reader``)."""
+        return (self.dir / "catalog.db").exists() or repairs.lost_catalog(self.dir) is not None
 
     def _make_dir(self) -> None:
         if self.dir.exists() and not self.dir.is_dir():
@@ -122,6 +127,8 @@ class Library(Teaching, Answers, ById, Health):
             self._catalog = None
         if self._catalog is None:
             self._make_dir()
+            if lost := repairs.lost_catalog(self.dir):
+                raise LibraryDamaged(lost)
             self._catalog = Catalog(self.dir / "catalog.db")
             if self._memory_budget is not None:
                 self._catalog.set_meta("memory_budget", int(self._memory_budget))
@@ -136,6 +143,8 @@ class Library(Teaching, Answers, ById, Health):
                 raise LibraryError(
                     f"there is no library at {self.dir} yet; run `finder index FOLDER` first"
                 )
+            if lost := repairs.lost_catalog(self.dir):
+                raise LibraryDamaged(lost)
             try:
                 self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
             except CatalogTooOld:  # an older finder's library: migrate it once, if writable
@@ -394,6 +403,7 @@ class Library(Teaching, Answers, ById, Health):
                 if bb.precision_reason:
                     self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
                 self.catalog.set_meta("backbone", bb.info.to_dict())
+            self._journal.indexed(self.catalog, resolved, hidden, exclude)  # roots, backbone
         except BaseException:
             if self._cluster is not None:
                 self._cluster.close()
@@ -416,7 +426,7 @@ class Library(Teaching, Answers, ById, Health):
                 self._cluster = None
         summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
         if not summary.interrupted:
-            backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
+            repairs.after_index(self.catalog, self.dir)  # a backup, the image map
         summary.seconds = time.monotonic() - started
         summary.messages = list(self.messages)
         if progress:

@@ -144,6 +144,7 @@ class Teaching:
         with self.catalog.transaction():
             self.catalog.add_examples(name, rows)
             self.catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
+            self._journal.learned(self.catalog, name, [r[0] for r in rows])  # before the commit
         record = self.catalog.get_class(name)
         assert record is not None
         return record
@@ -233,5 +234,7 @@ class Teaching:
     def forget(self, name: str) -> str:
         """Remove class ``name``; returns its name as stored."""
         record = self._class(name)
-        self.catalog.forget_class(record["name"])
+        with self.catalog.transaction():
+            self._journal.forgetting(self.catalog, record["name"])  # kept, restorable
+            self.catalog.forget_class(record["name"])
         return record["name"]

@@ -72,6 +72,31 @@ def failure_lines(failures: Iterable[tuple[str, str]]) -> list[bytes]:
     return [path_bytes(path) + f"\t{escape(reason)}".encode() for path, reason in failures]
 
 
+def repair_lines(report: Any) -> list[str]:
+    """``finder repair``: what it did to the vectors, the images and the teaching (beyond the
+    catalog's lines)."""
+    out = []
+    if report.vector_problems:
+        out.append(f"vectors damaged: {'; '.join(report.vector_problems)}")
+    if report.images_restored or report.images_found:
+        out.append(
+            f"images: {report.images_restored} put back from the image map, "
+            f"{report.images_found} found under {', '.join(report.roots) or 'no recorded root'}"
+        )
+    teaching = report.teaching or {}
+    if teaching.get("journal_problem"):
+        out.append(f"teaching journal damaged: {teaching['journal_problem']}")
+    if teaching.get("from_journal"):
+        names = ", ".join(repr(n) for n in teaching["from_journal"])
+        out.append(f"classes put back from the teaching journal: {names}")
+    if teaching.get("removed"):
+        names = ", ".join(repr(n) for n in teaching["removed"])
+        out.append(f"classes removed (forgotten, says the teaching journal): {names}")
+    if report.started_anew:
+        out.append(f"library started anew: {report.started_anew}")
+    return out
+
+
 def class_json(record: Mapping[str, Any]) -> dict[str, Any]:
     """A class record as ``classes --json`` and ``learn --json`` print it (a contract)."""
     return {

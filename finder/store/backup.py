@@ -80,7 +80,13 @@ class RepairReport:
     unreadable: list[str] = field(default_factory=list)  # tables not read whole
     damaged_copy: str | None = None  # where the damaged catalog was kept
     vectors_reset: str | None = None  # the vector store was unreadable: kept here, started anew
-    vectors_dropped: int = 0  # garbage vectors and vectors of no image
+    vectors_dropped: int = 0  # garbage vectors, vectors failing their checksum, of no image
+    vector_problems: list[str] = field(default_factory=list)  # what was wrong with the vectors
+    images_restored: int = 0  # images put back from the image map (images.npz)
+    images_found: int = 0  # files found by walking the recorded roots, put back as pending
+    roots: list[str] = field(default_factory=list)  # the roots the journal records
+    teaching: dict[str, Any] = field(default_factory=dict)  # teaching.TeachingReport
+    started_anew: str | None = None  # nothing said which backbone made the vectors: why
     to_embed: int = 0  # images pending after the repair: what the next index embeds
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,10 +105,12 @@ def backups(folder: Path) -> list[Path]:
 def file_problems(path: Path) -> list[str]:
     """Why the catalog file at ``path`` cannot be trusted (empty when it can): SQLite's
     ``integrity_check``, the meta values, the schema version, a backbone record."""
+    if not path.exists():
+        return [f"{path.name} is missing"]
     try:
         conn = connect(path, read_only=True)
     except FinderError as e:
-        return [str(e)]
+        return [getattr(e, "detail", str(e))]
     try:
         problems = sqlite_problems(conn) + meta_problems(conn)
         if problems:
@@ -114,7 +122,7 @@ def file_problems(path: Path) -> list[str]:
             return ["no backbone record"]
         return []
     except (FinderError, sqlite3.Error) as e:
-        return [str(e)]
+        return [getattr(e, "detail", str(e))]
     finally:
         conn.close()
 
@@ -158,7 +166,9 @@ def newest_good_backup(folder: Path) -> Path | None:
 def salvage(path: Path, columns: dict[str, list[str]]) -> Salvage:
     """Every row of ``path``'s tables that can still be read, reading around damaged pages:
     of each table, the ``columns`` it has (rows as dicts, keyed by rowid)."""
-    out = Salvage()
+    out = Salvage(complete={t: False for t in _TABLES})
+    if not path.exists():
+        return out
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error:
@@ -233,11 +243,14 @@ def _past_damage(conn: sqlite3.Connection, select: str, bad: int) -> int | None:
 
 
 # ------------------------------------------------------------------------------------ repair
-def repair_catalog(path: Path, folder: Path) -> RepairReport:
-    """Bring the damaged catalog at ``path`` back from the newest good backup in ``folder`` and
-    what can still be read from it (a healthy catalog is left as it is). Raises
-    ``LibraryDamaged`` when neither a good backup nor the damaged file says which backbone made
-    the vectors."""
+def repair_catalog(
+    path: Path, folder: Path, fallback: dict[str, Any] | None = None
+) -> RepairReport:
+    """Bring the damaged (or missing) catalog at ``path`` back from the newest good backup in
+    ``folder`` and what can still be read from it (a healthy catalog is left as it is). Meta
+    that neither holds (the backbone, the memory budget) is taken from ``fallback`` (what the
+    teaching journal recorded); with none, the catalog has no backbone record (the library
+    starts anew: see ``finder.store.repair``)."""
     problems = file_problems(path)
     if not problems:
         return RepairReport()
@@ -257,12 +270,10 @@ def repair_catalog(path: Path, folder: Path) -> RepairReport:
     try:
         columns = {t: list(cat.db[t].columns_dict) for t in _TABLES}
         saved = salvage(path, columns)
-        if source is None and "backbone" not in saved.meta():
-            raise LibraryDamaged(
-                f"the catalog {path} is damaged ({problems[0]}) and no good backup says which "
-                "backbone made its vectors; index into a new library"
-            )
         counts = _merge(cat, saved, restored=source is not None)
+        for key, value in (fallback or {}).items():
+            if value is not None and cat.get_meta(key) is None:
+                cat.set_meta(key, value)
         cat.db.execute("PRAGMA journal_mode=DELETE")
         left = sqlite_problems(cat.db.conn)
     finally:
@@ -271,6 +282,7 @@ def repair_catalog(path: Path, folder: Path) -> RepairReport:
         raise LibraryDamaged(f"the repaired catalog {new} fails its check too ({left[0]})")
     _fsync(new)
     kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    copied = path.exists()
     for src_path, suffix in zip(_with_journals(path)[:2], ("", "-wal"), strict=True):
         if src_path.exists():  # the damaged file and its journal, kept for a post-mortem
             shutil.copyfile(src_path, f"{kept}{suffix}")
@@ -280,7 +292,11 @@ def repair_catalog(path: Path, folder: Path) -> RepairReport:
     _fsync(path.parent)
     unreadable = [t for t, whole in saved.complete.items() if not whole]
     return RepairReport(
-        problems, source.name if source else None, counts, unreadable, os.path.basename(kept)
+        problems,
+        source.name if source else None,
+        counts,
+        unreadable,
+        os.path.basename(kept) if copied else None,
     )
 
 
@@ -301,15 +317,24 @@ def open_store(
 
 
 def drop_bad_vectors(catalog: Catalog, store: VectorStore, report: RepairReport) -> int:
-    """Remove garbage (vectors that are not finite unit vectors) from ``store``; their images
-    go back to pending. Returns the largest id the store has held a vector for."""
+    """Remove from ``store`` the vectors that fail their checksum (every vector of an append
+    whose checksum fails: a vector changed in place, still a unit vector, is found so) and
+    garbage (vectors that are not finite unit vectors); their images go back to pending, and
+    the raw files are rewritten without them (fresh checksums). Returns the largest id the
+    store has held a vector for."""
     ids = np.unique(np.asarray(store.ids(), dtype=np.int64))
-    bad = bad_vectors(store, ids)
+    raw = store.raw
+    report.vector_problems = store.check()
+    failing = raw.failing_rows()
+    failing_ids = raw.ids_of(failing[raw.alive()[failing]])
+    bad = np.union1d(bad_vectors(store, ids), failing_ids)
     if len(bad):
         store.remove(bad)
-        store.commit()
         catalog.set_pending([int(i) for i in bad])
         report.vectors_dropped += len(bad)
+    if len(failing) or raw.damage:
+        store.compact()
+    store.commit()
     return int(ids.max()) if len(ids) else 0
 
 

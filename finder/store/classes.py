@@ -71,6 +71,47 @@ class ClassTables:
             )
         ]
 
+    def example_rows(self, name: str) -> list[tuple[str, int, bytes, float]]:
+        """The examples of class ``name`` as (path, label, vector bytes, added), in the order
+        they were first given."""
+        return [
+            (decode_path(p), int(label), vec, float(added or 0.0))
+            for p, label, vec, added in self.db.execute(
+                "SELECT path, label, vector, added FROM examples WHERE class_name = ? ORDER BY id",
+                [name],
+            )
+        ]
+
+    def put_class(
+        self,
+        record: dict,
+        examples: Iterable[tuple[str, int, bytes, float]],
+    ) -> None:
+        """Set class ``record["name"]`` exactly as given (head, backbone, counts, times) with
+        exactly these examples (path, label, vector bytes, added), in one transaction: what
+        the teaching journal recorded, put back (``finder.store.teaching``)."""
+        name = record["name"]
+        with self.transaction():
+            self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
+            self.db.execute(
+                "INSERT OR REPLACE INTO classes(name, head, backbone, n_pos, n_neg, created, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    name,
+                    json.dumps(record["head"]),
+                    record["backbone"],
+                    int(record["n_pos"]),
+                    int(record["n_neg"]),
+                    float(record["created"]),
+                    float(record["updated"]),
+                ],
+            )
+            self.db.conn.executemany(
+                "INSERT INTO examples(class_name, path, label, vector, added) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(name, encode_path(p), int(lab), vec, added) for p, lab, vec, added in examples],
+            )
+
     def forget_class(self, name: str) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])

@@ -41,6 +41,7 @@ from finder.store import files
 FORMAT = 1
 MANIFEST = "manifest.json"
 CHUNK = 16384  # rows read from the raw file at a time when scanning or rebuilding
+SUM_ROWS = 64  # rows per checksum record written by compaction (an index run's commits: 64)
 KEYS = ("vec", "ids", "dead", "sums")
 
 
@@ -195,14 +196,38 @@ class RawLog:
         """Every problem found by reading the whole log: what open finds, and vectors that fail
         their checksum. Empty when all is well."""
         problems = [self.damage] if self.damage else []
-        bad = 0
-        for start, count, crc, _ in self._read_sums().tolist():
-            rows = np.arange(start, min(start + count, self.n))
-            if zlib.crc32(self.read_rows(rows).tobytes()) != crc or len(rows) < count:
-                bad += count
+        bad = sum(count for _, count in self._failing_records())
         if bad:
             problems.append(f"{bad} vectors fail their checksum")
         return problems
+
+    def failing_rows(self) -> np.ndarray:
+        """The rows (live or dead) of every append whose vectors fail their checksum (or are
+        cut short): reads the whole vectors file."""
+        parts = [np.arange(s, min(s + c, self.n)) for s, c in self._failing_records()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def _failing_records(self) -> list[tuple[int, int]]:
+        """(first row, count) of the sums records whose vectors fail their CRC."""
+        out = []
+        try:
+            f = open(self.path("vec"), "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return [(int(s), int(c)) for s, c, _, _ in self._read_sums().tolist()]
+        with f:
+            for start, count, crc, _ in self._read_sums().tolist():
+                end = min(start + count, self.n)
+                f.seek(start * self.row_bytes)
+                left, got = max(0, end - start) * self.row_bytes, 0
+                while left > 0:
+                    block = f.read(min(left, 1 << 24))
+                    if not block:
+                        break
+                    got = zlib.crc32(block, got)
+                    left -= len(block)
+                if end - start < count or left > 0 or got != crc:
+                    out.append((int(start), int(count)))
+        return out
 
     def _rebuild_map(self) -> None:
         live = np.flatnonzero(self._alive[: self.n])
@@ -405,10 +430,13 @@ class RawLog:
         with open(self.dir / names["vec"], "wb") as fv:
             for k, (_, x) in enumerate(self.scan(rows)):
                 fv.write(x.tobytes())
-                part = new_ids[k * CHUNK : k * CHUNK + len(x)]
-                sums.append(
-                    (k * CHUNK, len(x), zlib.crc32(x.tobytes()), zlib.crc32(part.tobytes()))
-                )
+                for at in range(0, len(x), SUM_ROWS):  # a damaged row costs its 64 neighbours
+                    v = x[at : at + SUM_ROWS]
+                    first = k * CHUNK + at
+                    part = new_ids[first : first + len(v)]
+                    sums.append(
+                        (first, len(v), zlib.crc32(v.tobytes()), zlib.crc32(part.tobytes()))
+                    )
         for key, data in (
             ("ids", new_ids),
             ("sums", np.array(sums, dtype=np.int64)),

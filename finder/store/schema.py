@@ -21,6 +21,7 @@ META_TYPES: dict[str, tuple[type, ...]] = {
     "index_name": (str, type(None)),
     "memory_budget": (int, type(None)),
     "next_id": (int,),
+    "journal_seq": (int,),  # the last change of the teaching journal the catalog holds
 }
 #: Keys a backbone record must hold, with their types.
 BACKBONE_KEYS: dict[str, tuple[type, ...]] = {

@@ -237,6 +237,11 @@ class VectorStore:
         """Make every add and remove so far durable (fsync the raw files)."""
         self.raw.commit()
 
+    def compact(self) -> None:
+        """Rewrite the raw files with the live vectors only (fresh checksums)."""
+        self.raw.compact()
+        self._index_dirty = True
+
     def reconcile(self, valid_ids: np.ndarray) -> tuple[int, np.ndarray]:
         """Keep exactly one vector per valid id: drop vectors of other ids (and duplicates).
         Returns (vectors dropped, valid ids that have no vector)."""

@@ -159,11 +159,14 @@ def repair(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
         source = report.restored or "no backup (none was good)"
         salvaged = ", ".join(f"{n} {table}" for table, n in report.salvaged.items())
         typer.echo(f"restored from {source}; read back from the damaged catalog: {salvaged}")
-        typer.echo(f"the damaged catalog is kept as {report.damaged_copy}")
+        if report.damaged_copy:
+            typer.echo(f"the damaged catalog is kept as {report.damaged_copy}")
     else:
         typer.echo("catalog: no damage")
     if report.vectors_reset:
         typer.echo(f"vector store unreadable: kept as {report.vectors_reset}, started anew")
+    for line in text.repair_lines(report):
+        typer.echo(text.escape(line))
     typer.echo(
         f"vectors: {report.vectors_dropped} dropped; {report.to_embed} images to embed "
         "(run `finder index` on your folders)"
