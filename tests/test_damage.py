@@ -134,7 +134,8 @@ def test_1_check_finds_vectors_and_heads_problems(lib) -> None:
         line.startswith("classes: 'red' was learned with another backbone") for line in lines
     )
     # the hand edit differs from what the teaching journal recorded for 'red'
-    assert "teaching: the teaching journal teaching.log and the catalog disagree about 'red'" in lines
+    journal = "teaching: the teaching journal teaching.log and the catalog disagree about 'red'"
+    assert journal in lines
     assert len(lines) == 3, lines
 
 
