@@ -197,7 +197,10 @@ def decode_vector(entry: dict[str, Any]) -> bytes:
 
 def encode_line(record: dict[str, Any]) -> bytes:
     body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    data = body.encode("utf-8")
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError:  # a name with undecodable bytes: escaped, it still round-trips
+        data = json.dumps(record, separators=(",", ":"), allow_nan=False).encode("ascii")
     return b"%08x " % zlib.crc32(data) + data + b"\n"
 
 

@@ -1,0 +1,313 @@
+"""Issue 24, data loss: nothing a person taught is lost when the catalog, its backups, the
+vectors or the teaching journal are damaged or lost; `finder check` exits 3 before and 0 after
+`finder repair` + `finder index`. Real SQLite, real vectors (the tiny Keras model of conftest),
+the CLI in-process; each test works on its own copy of one indexed and taught library."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finder.library import Library
+from finder.store import journal as jr
+from tests.conftest import CLI, make_photo
+
+KINDS = ("red", "blue", "green")
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path) -> Path:
+    """12 photos indexed, class ``red`` learned from two of them: the last index run's backup
+    holds it; what each test teaches next is newer than any backup."""
+    base = tmp_path_factory.mktemp("taught")
+    tree = base / "photos"
+    for k, kind in enumerate(KINDS):
+        for i in range(4):
+            make_photo(tree / kind / f"{i}.jpg", kind, seed=10 * k + i, size=(320, 240))
+    cli = CLI(base / "library")
+    cli("index", str(tree), "--model", str(tiny_keras_model), "--layer", "pool", "-q")
+    cli("learn", "red", str(tree / "red" / "0.jpg"), str(tree / "red" / "1.jpg"))
+    cli("index", str(tree), "-q")  # a backup holding red
+    return base
+
+
+@pytest.fixture
+def lib(taught: Path, tmp_path: Path) -> tuple[CLI, Path]:
+    shutil.copytree(taught / "library", tmp_path / "library")
+    return CLI(tmp_path / "library"), taught / "photos"
+
+
+def teach_after_backup(cli: CLI, tree: Path) -> dict:
+    """A class learned after the last index, a ✗ mark and a ✓ more on red: what the catalog
+    holds now (the model the repaired library must equal)."""
+    cli("learn", "green", str(tree / "green" / "0.jpg"), str(tree / "green" / "1.jpg"))
+    cli("learn", "red", "--not", str(tree / "blue" / "0.jpg"), "--add", str(tree / "red" / "2.jpg"))
+    return teaching(cli)
+
+
+def teaching(cli: CLI) -> dict:
+    """Every class with its cut-off and its examples and marks."""
+    out = {}
+    for c in cli.json("classes"):
+        marks = cli.json("classes", "--examples", c["name"])
+        out[c["name"]] = (c["threshold"], sorted((m["path"], m["label"]) for m in marks))
+    return out
+
+
+def checkpoint(library: Path) -> None:
+    with sqlite3.connect(library / "catalog.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def check_code(cli: CLI) -> int:
+    return cli("check", ok=False).exit_code
+
+
+def repaired_and_indexed(cli: CLI, tree: Path) -> dict:
+    """`finder check` exits 3; `repair` then one `index`; `check` then exits 0."""
+    assert check_code(cli) == 3
+    report = cli.json("repair")
+    cli("index", str(tree), "-q")
+    result = cli("check", ok=False)
+    assert result.exit_code == 0, result.stdout
+    return report
+
+
+def all_indexed(cli: CLI, tree: Path) -> None:
+    status = cli.json("status")
+    assert status["images"] == 12 and status["pending"] == 0
+    found = {r["path"] for r in cli.json("similar", str(tree / "red" / "0.jpg"), "--top", "100")}
+    assert len(found) == 11
+
+
+# ------------------------------------------------------------------------------------ item 1
+def test_1_a_class_and_a_mark_after_the_last_index_survive_a_truncated_catalog(lib) -> None:
+    cli, tree = lib
+    model = teach_after_backup(cli, tree)
+    checkpoint(cli.library)
+    catalog = cli.library / "catalog.db"
+    os.truncate(catalog, catalog.stat().st_size * 7 // 10)
+    report = repaired_and_indexed(cli, tree)
+    assert report["restored"] and set(report["teaching"]["from_journal"]) == {"red", "green"}
+    assert teaching(cli) == model
+    all_indexed(cli, tree)
+
+
+# ------------------------------------------------------------------------------------ item 2
+def test_2_no_backups_and_a_damaged_catalog(lib) -> None:
+    cli, tree = lib
+    model = teach_after_backup(cli, tree)
+    checkpoint(cli.library)
+    shutil.rmtree(cli.library / "backups")
+    catalog = cli.library / "catalog.db"
+    os.truncate(catalog, catalog.stat().st_size * 7 // 10)
+    err = cli("classes", ok=False).stderr
+    assert "run `finder repair`" in err and err.count("damaged") == 1  # not nested
+    report = repaired_and_indexed(cli, tree)
+    assert report["restored"] is None and report["images_restored"] == 12
+    assert teaching(cli) == model
+    all_indexed(cli, tree)
+
+
+@pytest.mark.parametrize("image_map", [True, False])
+def test_2_no_catalog_at_all_nor_its_journal_files_nor_backups(lib, image_map: bool) -> None:
+    cli, tree = lib
+    model = teach_after_backup(cli, tree)
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    if not image_map:
+        (cli.library / "images.npz").unlink()
+    for command in (["status"], ["classes"], ["find", "red"], ["index", str(tree), "-q"]):
+        result = cli(*command, ok=False)
+        assert result.exit_code == 3 and "run `finder repair`" in result.stderr, command
+    report = cli.json("repair")
+    assert report["images_restored"] == (12 if image_map else 0)
+    assert report["images_found"] == (0 if image_map else 12)
+    assert teaching(cli) == model  # before any index: the classes are back
+    summary = cli.json("index", str(tree), "-q")
+    assert summary["embedded"] == (0 if image_map else 12)  # matched vectors are kept
+    assert cli("check").stdout.strip() == "no problems found"
+    assert teaching(cli) == model
+    all_indexed(cli, tree)
+
+
+def test_2_nothing_says_which_backbone_the_library_starts_anew(lib, tiny_keras_model: Path) -> None:
+    cli, tree = lib
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm", jr.JOURNAL):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    report = cli.json("repair")
+    assert "index your folders again" in report["started_anew"]
+    cli("index", str(tree), "--model", str(tiny_keras_model), "--layer", "pool", "-q")
+    assert cli("check").stdout.strip() == "no problems found"
+    all_indexed(cli, tree)
+
+
+# ------------------------------------------------------------------------------------ item 3
+def raw_vectors(library: Path) -> tuple[np.memmap, np.ndarray]:
+    folder = library / "vectors"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    g, dim = manifest["generation"], manifest["dim"]
+    ids = np.fromfile(folder / f"ids-{g}.i64", dtype=np.int64)
+    vec = np.memmap(folder / f"vectors-{g}.f16", dtype=np.float16, mode="r+")
+    return vec.reshape(-1, dim), ids
+
+
+def test_3_one_vector_changed_in_place_still_a_unit_vector(lib) -> None:
+    cli, tree = lib
+    vec, ids = raw_vectors(cli.library)
+    x = np.roll(vec[3].astype(np.float32), 1)
+    vec[3] = (x / np.linalg.norm(x)).astype(np.float16)
+    vec.flush()
+    del vec
+    assert "vectors fail their checksum" in cli("check", ok=False).stdout
+    report = repaired_and_indexed(cli, tree)
+    assert report["vector_problems"] and report["vectors_dropped"] == 12 == report["to_embed"]
+    assert report["problems"] == []  # the catalog was fine
+    all_indexed(cli, tree)
+
+
+def test_3_garbage_in_the_vectors(lib) -> None:
+    cli, tree = lib
+    path = next((cli.library / "vectors").glob("vectors-*.f16"))
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 3)
+        f.write(np.random.default_rng(3).bytes(100))
+    report = repaired_and_indexed(cli, tree)
+    assert report["vectors_dropped"] >= 1
+    all_indexed(cli, tree)
+
+
+# ------------------------------------------------------------------------------------ the journal
+def test_marks_taken_back_and_forgotten_classes_stay_so(lib) -> None:
+    cli, tree = lib
+    teach_after_backup(cli, tree)
+    with Library(cli.library) as library:
+        blue = library.catalog.image_by_path(str(tree / "blue" / "0.jpg")).id
+        red2 = library.catalog.image_by_path(str(tree / "red" / "2.jpg")).id
+        library.learn_ids("red", undo=[blue, red2])  # the page's Undo, twice
+    cli("forget", "green")
+    model = teaching(cli)
+    assert set(model) == {"red"} and len(model["red"][1]) == 2
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    repaired_and_indexed(cli, tree)  # from the backup, which had neither the marks nor green
+    assert teaching(cli) == model
+    forgotten = jr.Journal(cli.library / jr.JOURNAL).replay().state.forgotten
+    assert [f.cls.name for f in forgotten] == ["green"]  # restorable
+    assert len(forgotten[0].cls.examples) == 2
+
+
+def test_a_command_killed_between_its_record_and_the_commit_never_happened(lib) -> None:
+    cli, tree = lib
+    model = teaching(cli)
+    with Library(cli.library) as library:
+        seq = library.catalog.get_meta("journal_seq")
+    journal = jr.Journal(cli.library / jr.JOURNAL)
+    journal.append({"seq": seq + 1, "t": 1.0, "op": "forget", "class": "red"})  # then killed
+    assert check_code(cli) == 0  # the trace of a kill, not damage
+    assert teaching(cli) == model
+    cli("learn", "blue", str(tree / "blue" / "1.jpg"))  # numbered seq + 1 again: voids it
+    state = journal.replay().state
+    assert set(state.classes) == {"red", "blue"} and state.forgotten == []
+    assert check_code(cli) == 0
+
+
+def test_a_torn_record_is_cut_and_the_journal_goes_on(lib) -> None:
+    cli, tree = lib
+    model = teaching(cli)
+    path = cli.library / jr.JOURNAL
+    with open(path, "ab") as f:  # a kill in the middle of an append
+        f.write(jr.encode_line({"seq": 99, "op": "forget", "class": "red"})[:40])
+    assert check_code(cli) == 0 and teaching(cli) == model
+    cli("learn", "blue", str(tree / "blue" / "1.jpg"))
+    assert jr.Journal(path).replay().complete
+    assert check_code(cli) == 0
+
+
+def test_a_stale_catalog_is_refused_then_rolled_forward(lib) -> None:
+    cli, tree = lib
+    checkpoint(cli.library)
+    old = (cli.library / "catalog.db").read_bytes()
+    model = teach_after_backup(cli, tree)
+    checkpoint(cli.library)
+    (cli.library / "catalog.db").write_bytes(old)  # an old copy put back by hand
+    result = cli("learn", "blue", str(tree / "blue" / "1.jpg"), ok=False)
+    assert result.exit_code == 3 and "older than the teaching journal" in result.stderr
+    repaired_and_indexed(cli, tree)
+    assert teaching(cli) == model
+
+
+@pytest.mark.parametrize("damage", ["garbage", "deleted", "truncated"])
+def test_a_damaged_journal_is_found_and_rewritten_from_the_catalog(lib, damage: str) -> None:
+    cli, tree = lib
+    model = teach_after_backup(cli, tree)
+    path = cli.library / jr.JOURNAL
+    size = path.stat().st_size
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "truncated":
+        os.truncate(path, size // 2)
+    else:
+        with open(path, "r+b") as f:
+            f.seek(size // 3)
+            f.write(b"\x00" * 64)
+    result = cli("check", ok=False)
+    assert result.exit_code == 3 and result.stdout.startswith("teaching: the teaching journal")
+    if damage != "garbage":  # (garbage in the middle is only found by reading it all)
+        refused = cli("learn", "blue", str(tree / "blue" / "1.jpg"), ok=False)
+        assert refused.exit_code == 3 and "run `finder repair`" in refused.stderr
+    repaired_and_indexed(cli, tree)
+    assert teaching(cli) == model
+    # and the rewritten journal alone brings everything back
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    repaired_and_indexed(cli, tree)
+    assert teaching(cli) == model
+
+
+def test_the_journal_is_compacted_and_keeps_every_change(lib, monkeypatch) -> None:
+    cli, tree = lib
+    monkeypatch.setattr(jr, "COMPACT_MIN_BYTES", 1)
+    path = cli.library / jr.JOURNAL
+    photos = sorted(tree.rglob("*.jpg"))
+    for k, photo in enumerate(photos):
+        flag = "--add" if photo.parent.name == "red" else "--not"
+        cli("learn", "red", flag, str(photo))
+        if k == 5:
+            cli("learn", "blue", str(tree / "blue" / "0.jpg"))
+    lines = path.read_bytes().count(b"\n")
+    assert lines < 12  # compacted along the way (a snapshot and a few changes since)
+    model = teaching(cli)
+    assert check_code(cli) == 0
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    repaired_and_indexed(cli, tree)
+    assert teaching(cli) == model
+
+
+def test_a_library_from_before_the_journal_gets_one(lib) -> None:
+    cli, tree = lib
+    (cli.library / jr.JOURNAL).unlink()
+    with sqlite3.connect(cli.library / "catalog.db") as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'journal_seq'")
+    conn.close()
+    model = teaching(cli)
+    assert check_code(cli) == 0  # nothing was ever recorded: nothing missing
+    cli("learn", "blue", str(tree / "blue" / "1.jpg"))
+    model["blue"] = teaching(cli)["blue"]
+    assert set(jr.Journal(cli.library / jr.JOURNAL).replay().state.classes) == {"red", "blue"}
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    repaired_and_indexed(cli, tree)
+    assert teaching(cli) == model
