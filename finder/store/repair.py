@@ -109,7 +109,8 @@ def repair_library(
         top = backup.drop_bad_vectors(cat, store, report)
         if "images" in report.unreadable:
             restore_images(cat, store, directory, roots, report)
-    report.teaching = restore_teaching(cat, journal).to_dict()
+    trusted = not report.problems  # the catalog was sound: what it holds was committed
+    report.teaching = restore_teaching(cat, journal, catalog_trusted=trusted).to_dict()
     if store is None:
         cat.set_meta("dirty", False)
         return report, None

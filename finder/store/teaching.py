@@ -339,7 +339,9 @@ class TeachingReport:
         return asdict(self)
 
 
-def restore_teaching(catalog: Catalog, journal: Journal) -> TeachingReport:
+def restore_teaching(
+    catalog: Catalog, journal: Journal, *, catalog_trusted: bool = False
+) -> TeachingReport:
     """Bring the catalog's classes and the journal into agreement, and rewrite the journal as
     the minimal record of the result (``finder repair``).
 
@@ -348,10 +350,13 @@ def restore_teaching(catalog: Catalog, journal: Journal) -> TeachingReport:
     restored from a backup gets back what was taught since; classes it forgot or renamed are
     removed). Otherwise (damaged, missing, behind) each class is taken from the side that
     changed it last. Classes the journal never knew are kept as the catalog has them. Example
-    vectors the journal lacks are taken from the catalog."""
-    replay = journal.replay()
-    report = TeachingReport(journal_problem=replay.problem)
+    vectors the journal lacks are taken from the catalog. ``catalog_trusted`` (the catalog was
+    not damaged): a last change the catalog does not hold is void (a kill before its commit)."""
     have = int(catalog.get_meta("journal_seq", 0) or 0)
+    replay = journal.replay()
+    if catalog_trusted and replay.last_seq == have + 1:
+        replay = journal.replay(upto=have)
+    report = TeachingReport(journal_problem=replay.problem)
     js = replay.state
     ours = catalog_state(catalog, known=js)
     leads = replay.complete and js.seq >= have
@@ -380,7 +385,7 @@ def restore_teaching(catalog: Catalog, journal: Journal) -> TeachingReport:
     after.backbone = after.backbone or js.backbone
     if after.memory_budget is None:
         after.memory_budget = js.memory_budget
-    after.seq = max(js.seq, replay.last_seq, have)
+    after.seq = max(js.seq, have)
     journal.compact(after)
     catalog.set_meta("journal_seq", after.seq)
     return report
