@@ -5,8 +5,8 @@ journal's state put back onto a catalog.
     with catalog.transaction():
         ...                                        # the change, in the catalog
         recorder.learned(catalog, "cat", added)    # its record, fsynced before the commit
-    report = restore_teaching(catalog, journal)      # finder repair
-    problems = journal_problems(catalog, journal)                        # finder check
+    report = restore_teaching(catalog, journal)    # finder repair
+    problems = journal_problems(catalog, journal)  # finder check
 
 The record of a change is appended inside the catalog transaction that makes it, and the
 catalog keeps the number of the last change it holds (``meta.journal_seq``): a kill between the
@@ -37,11 +37,9 @@ from finder.store.journal import (
     Root,
     State,
     class_to_json,
+    encode_path,
     example_to_json,
     root_to_json,
-)
-from finder.store.journal import (
-    encode_path as journal_path,
 )
 
 __all__ = [
@@ -85,11 +83,16 @@ def class_state(
     record = catalog.get_class(name)
     if record is None:
         return None
-    examples = {}
+    cls = _from_record(record)
     for path, label, vector, added in catalog.example_rows(name):
         old = known.examples.get(path) if known is not None else None
         fp, size = _fingerprint(catalog, path, old, read_files)
-        examples[path] = Example(path, label, vector, fp, size, added)
+        cls.examples[path] = Example(path, label, vector, fp, size, added)
+    return cls
+
+
+def _from_record(record: dict[str, Any]) -> ClassState:
+    """A catalog class record (``get_class``) as a class state, without its examples."""
     return ClassState(
         name=record["name"],
         head=record["head"],
@@ -98,8 +101,20 @@ def class_state(
         n_neg=int(record["n_neg"] or 0),
         created=float(record["created"] or 0.0),
         updated=float(record["updated"] or 0.0),
-        examples=examples,
     )
+
+
+def class_fields(cls: ClassState) -> dict[str, Any]:
+    """The fields of a class record (``Catalog.put_class``), without its examples."""
+    return {
+        "name": cls.name,
+        "head": cls.head,
+        "backbone": cls.backbone,
+        "n_pos": cls.n_pos,
+        "n_neg": cls.n_neg,
+        "created": cls.created,
+        "updated": cls.updated,
+    }
 
 
 def catalog_state(catalog: Catalog, known: State | None = None, read_files: bool = True) -> State:
@@ -140,21 +155,8 @@ def apply_classes(
                     path = by_fp[e.fingerprint]
                     matched += 1
                 rows.setdefault(path, (path, e.label, e.vector, e.added))
-            record = {**asdict_class(cls), "name": cls.name}
-            catalog.put_class(record, rows.values())
+            catalog.put_class(class_fields(cls), rows.values())
     return matched
-
-
-def asdict_class(cls: ClassState) -> dict[str, Any]:
-    return {
-        "name": cls.name,
-        "head": cls.head,
-        "backbone": cls.backbone,
-        "n_pos": cls.n_pos,
-        "n_neg": cls.n_neg,
-        "created": cls.created,
-        "updated": cls.updated,
-    }
 
 
 def _images_by_fingerprint(catalog: Catalog, classes: Sequence[ClassState]) -> dict[str, str]:
@@ -215,14 +217,14 @@ class Recorder:
             if path in added_set:
                 fp, size = _fingerprint(catalog, path, None)
                 vectors.append(example_to_json(Example(path, label, vector, fp, size, when)))
-        cls = {k: v for k, v in asdict_class(_bare(record)).items() if k != "name"}
+        cls = {k: v for k, v in class_fields(_from_record(record)).items() if k != "name"}
         self._record(
             catalog,
             {
                 "op": "learn",
                 "class": name,
                 **cls,
-                "examples": [[journal_path(p), label] for p, label, _, _ in rows],
+                "examples": [[encode_path(p), label] for p, label, _, _ in rows],
                 "vectors": vectors,
             },
         )
@@ -302,18 +304,6 @@ class Recorder:
                 seq = have + 1
                 writer.append({"seq": seq, "t": time.time(), **record})
             catalog.set_meta("journal_seq", seq)
-
-
-def _bare(record: dict[str, Any]) -> ClassState:
-    return ClassState(
-        name=record["name"],
-        head=record["head"],
-        backbone=record["backbone"],
-        n_pos=int(record["n_pos"] or 0),
-        n_neg=int(record["n_neg"] or 0),
-        created=float(record["created"] or 0.0),
-        updated=float(record["updated"] or 0.0),
-    )
 
 
 def _damaged(journal: Journal, what: str) -> LibraryDamaged:
@@ -403,7 +393,7 @@ def _with_vectors(jc: ClassState, cc: ClassState | None) -> tuple[ClassState, in
             lost += 1
             continue
         examples[path] = e
-    out = ClassState(**{**asdict_class(jc), "examples": examples})
+    out = ClassState(**{**class_fields(jc), "examples": examples})
     return out, lost
 
 
