@@ -276,7 +276,7 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     index_args = ["index", str(args.photos), "--library", str(library), "--quiet"]
     kills = corruptions = traced = inconsistencies = photos_lost = teachings_lost = 0
-    undetected = 0
+    undetected = finished = 0
     modes: dict[str, int] = {}
     durations: list[float] = [3.0]
     try:
@@ -326,6 +326,7 @@ def main() -> None:
             killed = subprocess.CompletedProcess([], proc.returncode, b"", proc.stderr.read())
             traced += tracebacks(killed)
             unsettled = proc.returncode != 0
+            finished += not unsettled
             uncertain |= unsettled
             if not unsettled:  # it finished first: acknowledged
                 candidates = [apply_op(c, op) for c in candidates]
@@ -387,6 +388,8 @@ def main() -> None:
             )
             sys.stdout.flush()
         print("corruptions: " + ", ".join(f"{m} {n}" for m, n in sorted(modes.items())))
+        if finished:
+            print(f"({finished} commands finished before their kill was due)")
         if undetected:
             print(f"({undetected} damages were not found by `finder check` before the repair)")
     finally:
