@@ -311,3 +311,36 @@ def test_a_library_from_before_the_journal_gets_one(lib) -> None:
         (cli.library / name).unlink(missing_ok=True)
     repaired_and_indexed(cli, tree)
     assert teaching(cli) == model
+
+
+def test_a_replayed_state_applied_onto_an_empty_catalog_matches_moved_photos(
+    lib, tmp_path: Path
+) -> None:
+    """``apply_state``: the journal's classes put into a catalog; an example whose photo moved
+    is matched back to it by its content fingerprint."""
+    from finder.store import teaching
+
+    cli, tree = lib
+    model = teach_after_backup(cli, tree)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tree, moved)
+    state = jr.Journal(cli.library / jr.JOURNAL).replay().state
+    with Library(cli.library) as library:
+        cat = library.catalog
+        cat.db.execute(
+            "UPDATE images SET path = CAST(replace(CAST(path AS TEXT), ?, ?) AS BLOB)",
+            [str(tree), str(moved)],
+        )
+        for name in cat.class_names():
+            cat.forget_class(name)
+        matched = teaching.apply_state(cat, state)
+        assert matched == sum(len(m) for _, m in model.values())
+        got = {
+            n: sorted(
+                (p.replace(str(moved), str(tree)), "positive" if lab else "negative")
+                for p, lab in library.examples(n)
+            )
+            for n in cat.class_names()
+        }
+        assert all(p.startswith(str(moved)) for n in got for p, _ in library.examples(n))
+    assert got == {n: marks for n, (_, marks) in model.items()}

@@ -47,6 +47,7 @@ __all__ = [
     "Recorder",
     "TeachingReport",
     "apply_classes",
+    "apply_state",
     "catalog_state",
     "journal_problems",
     "restore_teaching",
@@ -156,6 +157,16 @@ def apply_classes(
                     matched += 1
                 rows.setdefault(path, (path, e.label, e.vector, e.added))
             catalog.put_class(class_fields(cls), rows.values())
+    return matched
+
+
+def apply_state(catalog: Catalog, state: State) -> int:
+    """Make the catalog's classes exactly ``state``'s (a replayed journal): its classes put in
+    (see :func:`apply_classes`), the catalog's others removed, ``meta.journal_seq`` its change
+    number. Returns how many examples were matched back by fingerprint."""
+    gone = [n for n in catalog.class_names() if n not in state.classes]
+    matched = apply_classes(catalog, state.classes.values(), gone)
+    catalog.set_meta("journal_seq", state.seq)
     return matched
 
 
