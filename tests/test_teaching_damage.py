@@ -275,6 +275,39 @@ def test_a_damaged_journal_is_found_and_rewritten_from_the_catalog(lib, damage: 
     assert teaching(cli) == model
 
 
+def test_a_damaged_journal_never_brings_back_a_class_the_sound_catalog_forgot(lib) -> None:
+    """The journal read up to damage still holds ``green``, forgotten after the damage: the
+    sound catalog knows better (chaos_teach found this)."""
+    cli, tree = lib
+    cli("learn", "green", str(tree / "green" / "0.jpg"))
+    path = cli.library / jr.JOURNAL
+    start = path.stat().st_size  # the next record's first byte
+    cli("learn", "red", "--not", str(tree / "blue" / "0.jpg"))
+    cli("forget", "green")
+    model = teaching(cli)
+    with open(path, "r+b") as f:
+        f.seek(start + 20)
+        f.write(b"garbage")
+    report = repaired_and_indexed(cli, tree)
+    assert report["teaching"]["journal_problem"] and report["teaching"]["from_journal"] == []
+    assert teaching(cli) == model
+
+
+def test_an_empty_journal_file_is_what_a_kill_left_not_damage(lib) -> None:
+    cli, tree = lib
+    path = cli.library / jr.JOURNAL
+    path.write_bytes(b"")  # killed right after creating it (as in a new library)
+    with sqlite3.connect(cli.library / "catalog.db") as conn:
+        conn.execute("UPDATE meta SET value = '0' WHERE key = 'journal_seq'")
+    conn.close()
+    assert check_code(cli) == 0
+    cli("index", str(tree), "-q")  # records the roots into it
+    cli("learn", "blue", str(tree / "blue" / "1.jpg"))
+    state = jr.Journal(path).replay().state
+    assert set(state.classes) == {"red", "blue"} and str(tree) in state.roots
+    assert check_code(cli) == 0
+
+
 def test_the_journal_is_compacted_and_keeps_every_change(lib, monkeypatch) -> None:
     cli, tree = lib
     monkeypatch.setattr(jr, "COMPACT_MIN_BYTES", 1)

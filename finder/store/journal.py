@@ -193,8 +193,11 @@ class Writer:
     def append(self, record: dict[str, Any]) -> None:
         """Append one record and make it durable (fsync)."""
         line = encode_line(record)
-        files.write_all(self.fd, line)
-        os.fsync(self.fd)
+        try:
+            files.write_all(self.fd, line)
+            os.fsync(self.fd)
+        except OSError as e:  # a full disk: the torn line is cut off by the next append
+            raise self.journal.unwritable(e) from None
         self.tail.size += len(line)
         if "seq" in record:
             self.tail.last_seq = int(record["seq"])
@@ -229,10 +232,13 @@ class Journal:
         try:
             tail = self._read_tail(fd)
             if not tail.existed:
-                os.ftruncate(fd, 0)
                 header = encode_line({"journal": MAGIC, "format": FORMAT, "t": time.time()})
-                files.write_all(fd, header)
-                os.fsync(fd)
+                try:
+                    os.ftruncate(fd, 0)
+                    files.write_all(fd, header)
+                    os.fsync(fd)
+                except OSError as e:
+                    raise self.unwritable(e) from None
                 files.fsync_dir(self.path.parent)
                 tail = Tail(existed=False, size=len(header), base=len(header))
             writer.tail = tail
@@ -257,9 +263,7 @@ class Journal:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             except OSError as e:
-                raise LibraryError(
-                    f"cannot write the teaching journal {self.path}: {e.strerror}"
-                ) from None
+                raise self.unwritable(e) from None
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -324,10 +328,16 @@ class Journal:
             os.fsync(fd)
             os.replace(tmp, self.path)
             files.fsync_dir(self.path.parent)
-        except BaseException:
+        except BaseException as e:
             os.close(fd)
+            if isinstance(e, OSError):
+                tmp.unlink(missing_ok=True)
+                raise self.unwritable(e) from None
             raise
         return fd
+
+    def unwritable(self, e: OSError) -> LibraryError:
+        return LibraryError(f"cannot write the teaching journal {self.path}: {e.strerror or e}")
 
     # -- reading ------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -357,9 +367,7 @@ def replay_bytes(data: bytes, upto: int | None = None) -> Replay:
     elif lines:
         lines.pop()  # a last line without its newline: an append a kill cut short
         out.torn = True
-    if not lines:
-        if not out.torn:
-            out.problem = "it is empty"
+    if not lines:  # nothing whole yet: a kill while the file was made
         return out
     header = decode_line(lines[0])
     if header is None or header.get("journal") != MAGIC:

@@ -349,10 +349,11 @@ def restore_teaching(
     The journal is the truth for the classes it knows when it reads to its end and holds every
     change the catalog holds (``meta.journal_seq``): then its state replaces theirs (a catalog
     restored from a backup gets back what was taught since; classes it forgot or renamed are
-    removed). Otherwise (damaged, missing, behind) each class is taken from the side that
-    changed it last. Classes the journal never knew are kept as the catalog has them. Example
-    vectors the journal lacks are taken from the catalog. ``catalog_trusted`` (the catalog was
-    not damaged): a last change the catalog does not hold is void (a kill before its commit)."""
+    removed). Otherwise (damaged, missing, behind) a sound catalog (``catalog_trusted``) is the
+    truth, and a restored one takes each class from the side that changed it last. Classes the
+    journal never knew are kept as the catalog has them. Example vectors the journal lacks are
+    taken from the catalog. With a sound catalog, a last change it does not hold is void (a
+    kill before its commit)."""
     have = int(catalog.get_meta("journal_seq", 0) or 0)
     replay = journal.replay()
     if catalog_trusted and replay.last_seq == have + 1:
@@ -363,7 +364,8 @@ def restore_teaching(
     leads = replay.complete and js.seq >= have
     final: dict[str, ClassState] = dict(ours.classes)
     changed: list[ClassState] = []
-    for name, jc in js.classes.items():
+    counts = leads or not catalog_trusted  # else the sound catalog knows more than the journal
+    for name, jc in (js.classes if counts else {}).items():
         cc = ours.classes.get(name)
         if leads or cc is None or jc.updated >= cc.updated:
             cls, lost = _with_vectors(jc, cc)
@@ -372,7 +374,7 @@ def restore_teaching(
             if cc is None or _differs(cls, cc):
                 changed.append(cls)
                 report.from_journal.append(name)
-    for name, at in js.retired.items():
+    for name, at in (js.retired if counts else {}).items():
         if name in js.classes or name not in final:
             continue
         if leads or at >= final[name].updated:
@@ -433,6 +435,8 @@ def journal_problems(catalog: Catalog, journal: Journal) -> list[str]:
     if not journal.exists():
         return [f"the teaching journal {name} is missing"] if have > 0 else []
     replay = journal.replay(upto=have)
+    if have == 0 and replay.records == 0 and replay.problem is None:
+        return []  # nothing recorded yet (a library from before the journal, a kill making it)
     out = []
     if replay.problem:
         out.append(f"the teaching journal {name} is damaged: {replay.problem}")
