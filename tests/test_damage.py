@@ -96,6 +96,43 @@ def test_1_garbage_catalog_page_then_repair_and_index(lib) -> None:
     assert answers(cli, tree) == all_photos(tree)
 
 
+def test_1_several_garbage_pages_still_one_line(lib) -> None:
+    """SQLite's check then says several lines in one row ("*** in database main ***\n..."):
+    each is a problem of its own, and the error naming `finder repair` stays one line
+    (chaos_teach found two that were not)."""
+    from finder.store.check import sqlite_problems
+    from finder.store.sqlite import damaged
+
+    cli, tree = lib
+    catalog = cli.library / "catalog.db"
+    original = catalog.read_bytes()
+    rng = np.random.default_rng(24)
+    for page in range(1, len(original) // 4096):  # a page whose damage SQLite's check reports
+        damaged_bytes = bytearray(original)
+        damaged_bytes[page * 4096 : (page + 1) * 4096] = rng.bytes(4096)
+        catalog.write_bytes(bytes(damaged_bytes))
+        conn = sqlite3.connect(catalog)
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA quick_check(20)")]
+            problems = sqlite_problems(conn, quick=True)
+        except sqlite3.DatabaseError:
+            rows = []
+        finally:
+            conn.close()
+        if rows and "\n" in rows[0]:  # what SQLite says: several lines in one row
+            break
+    else:
+        pytest.skip("no single damaged page gives a report of several lines here")
+    assert problems and all("\n" not in p and "***" not in p for p in problems)
+    message = str(damaged(catalog, rows[0]))
+    assert "\n" not in message and message.endswith("run `finder repair`")
+    for result in every_command(cli, tree).values():
+        one_line_naming_repair(result)
+    check = cli("check", ok=False)
+    assert check.exit_code == 3
+    assert all(line.startswith("catalog: ") for line in check.stdout.splitlines())
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [("schema_version", '"abc"'), ("backbone", '{"x":1}'), ("dirty", "not json")],

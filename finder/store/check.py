@@ -50,7 +50,13 @@ def sqlite_problems(conn: sqlite3.Connection, *, quick: bool = False) -> list[st
         rows = conn.execute(f"PRAGMA {pragma}({MAX_SQLITE_LINES})").fetchall()
     except (sqlite3.Error, FinderError) as e:
         return [getattr(e, "detail", str(e))]
-    lines = [str(r[0]) for r in rows]
+    # a row may hold several lines ("*** in database main ***\nPage 22: ..."): one each
+    lines = [
+        line.strip()
+        for r in rows
+        for line in str(r[0]).splitlines()
+        if line.strip() and not line.startswith("*** in database")
+    ]
     return [] if lines == ["ok"] else lines
 
 

@@ -21,6 +21,7 @@ class CatalogTooOld(LibraryError):
 def damaged(path: os.PathLike | str, what: str) -> LibraryDamaged:
     """The one-line error for damage found in the catalog at ``path`` (``what``: its
     ``detail``)."""
+    what = "; ".join(line.strip() for line in str(what).splitlines() if line.strip())
     error = LibraryDamaged(f"the catalog {path} is damaged ({what}); run `finder repair`")
     error.detail = what  # type: ignore[attr-defined]
     return error
