@@ -7,10 +7,8 @@ from typing import Any
 
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
-from finder.errors import (
-    LibraryDamaged,
-    LibraryError,
-)
+from finder.errors import LibraryDamaged, LibraryError
+from finder.folder import Folder
 from finder.learn.head import Head
 from finder.store import backup as backups
 from finder.store import check as checks
@@ -18,15 +16,18 @@ from finder.store.catalog import FAILED, OK, PENDING
 
 
 class Health:
-    """``status``, ``failures``, ``check`` and ``repair`` of a :class:`~finder.library.Library`
-    (a part of it: uses its catalog, reader and store)."""
+    """``status``, ``failures``, ``check`` and ``repair`` of the library in ``folder``."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index, without opening the vectors."""
-        if not self.exists:
+        folder = self.folder
+        if not folder.exists:
             return {
-                "library": str(self.dir),
+                "library": str(folder.dir),
                 "images": 0,
                 "failed": 0,
                 "pending": 0,
@@ -39,25 +40,25 @@ class Health:
                 "with_file_date": 0,
                 "with_position": 0,
             }
-        cat = self.reader
+        cat = folder.open_catalog()
         problems = checks.catalog_problems(cat, quick=True)
         if problems:
             raise LibraryDamaged(
                 f"the catalog {cat.path} is damaged ({problems[0].what}); run `finder repair`"
             )
         info = cat.get_meta("backbone")
-        if info and self._store is None:
+        if info and not folder.vectors_open:
             from finder.store.vectors import VectorStore
 
-            if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
-                self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
-                cat = self.reader
+            if VectorStore.inspect(folder.dir / "vectors", int(info["dim"])):
+                folder.open_vectors_and_repair()  # images that lost their vector go pending
+                cat = folder.open_catalog()
         counts = cat.counts()
         if info:  # a record from before precisions were recorded means float32
             info = {**info, "precision": info.get("precision") or "float32"}
         names = cat.class_names()
         return {
-            "library": str(self.dir),
+            "library": str(folder.dir),
             "images": counts[OK],
             "failed": counts[FAILED],
             "pending": counts[PENDING],
@@ -70,26 +71,27 @@ class Health:
         }
 
     def failures(self) -> list[tuple[str, str]]:
-        return self.reader.failed() if self.exists else []
+        return self.folder.open_catalog().failed() if self.folder.exists else []
 
     # -- check and repair -----------------------------------------------------------------
     def check(self) -> list[checks.Problem]:
         """Every problem found in the library's files, one line each (none: all is well):
         SQLite's integrity check and the meta, vectors against ids against the catalog, and
         learned heads against the backbone. Reads only; takes no lock."""
-        if not self.exists:
-            raise LibraryError(f"there is no library at {self.dir}")
+        folder = self.folder
+        if not folder.exists:
+            raise LibraryError(f"there is no library at {folder.dir}")
         try:
-            cat = self.reader
+            cat = folder.open_catalog()
             problems = checks.catalog_problems(cat)
             info = cat.get_meta("backbone")
         except LibraryDamaged as e:
-            found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
+            found = backups.file_problems(folder.dir / "catalog.db") or [getattr(e, "detail", e)]
             return [checks.Problem("catalog", str(line)) for line in found]
         if problems or not info:
             return problems
         try:
-            store = self.read_store
+            store = folder.open_vectors()
             problems += checks.vector_problems(cat, store, settled=not cat.get_meta("dirty"))
         except LibraryError as e:
             problems.append(checks.Problem("vectors", str(e)))
@@ -102,18 +104,18 @@ class Health:
         still be read from it, then reconciled with the vectors (garbage vectors dropped, ok
         images without a vector back to pending), so that the next index run re-embeds only
         what was really lost. Takes the writer's lock."""
-        if not self.exists:
-            raise LibraryError(f"there is no library at {self.dir}")
-        self.close()
-        self._acquire()
-        report = backups.repair_catalog(self.dir / "catalog.db", self.dir / backups.BACKUP_DIR)
-        info = self.backbone_info
-        if not info:
-            raise LibraryDamaged(f"the library {self.dir} has no backbone record")
-        opener = lambda: self._open_store(info, False)  # noqa: E731
-        self._store = store = backups.open_store(opener, self.dir / "vectors", report)
-        top = backups.drop_bad_vectors(self.catalog, store, report)
-        dropped, _ = self._settle(store)
-        self.catalog.set_meta("next_id", max(self.catalog.next_id(), top + 1))
-        backups.make_backup(self.catalog, self.dir / backups.BACKUP_DIR)
-        return backups.finish_report(self.catalog, report, dropped)
+        folder = self.folder
+        if not folder.exists:
+            raise LibraryError(f"there is no library at {folder.dir}")
+        folder.close()
+        folder.lock()
+        report = backups.repair_catalog(folder.dir / "catalog.db", folder.dir / backups.BACKUP_DIR)
+        if not folder.recorded_backbone():
+            raise LibraryDamaged(f"the library {folder.dir} has no backbone record")
+        store = backups.open_store(folder.open_vectors_for_writing, folder.dir / "vectors", report)
+        catalog = folder.open_catalog_for_writing()
+        top = backups.drop_bad_vectors(catalog, store, report)
+        dropped, _ = folder.settle(store)
+        catalog.set_meta("next_id", max(catalog.next_id(), top + 1))
+        backups.make_backup(catalog, folder.dir / backups.BACKUP_DIR)
+        return backups.finish_report(catalog, report, dropped)

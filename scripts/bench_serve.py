@@ -237,7 +237,7 @@ def main() -> None:
         build(directory, args.n, args.dim, sources, camera)
         say(f"built in {time.perf_counter() - t:.1f} s")
     with Library(directory) as lib:
-        first = sorted(lib.catalog.ok_ids())
+        first = sorted(lib.folder.open_catalog_for_writing().ok_ids())
         clusters = max(1, args.n // 100)
         members = [i for i in first[: 100 * clusters : clusters]]  # cluster 0
         if "c0" in {c["name"] for c in lib.classes()}:

@@ -292,7 +292,9 @@ def test_ctrl_c_stops_the_cluster_work_and_keeps_what_was_stored(
     assert "Traceback" not in err, err[-1000:]
     assert json.loads(out)["interrupted"] is True  # Ray's messages did not go to stdout
     with Library(library) as lib:
-        assert not lib.catalog.get_meta("dirty", False)  # the run settled it, no repair needed
+        assert not lib.folder.open_catalog_for_writing().get_meta(
+            "dirty", False
+        )  # the run settled it, no repair needed
         assert stored <= lib.status()["images"] < COPIES * N_PHOTOS
     _assert_consistent(library)
     deadline = time.monotonic() + 60  # the run's actors are released on the cluster
