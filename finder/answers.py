@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finder.embedder import Embedder
-from finder.errors import UsageError
+from finder.errors import Arg, UsageError
 from finder.folder import Folder
 from finder.ingest import crawl
 from finder.learn.feedback import near_cut, spread
@@ -38,7 +38,7 @@ SORTS = ("score", "date")
 
 def _check_sort(sort: str) -> None:
     if sort not in SORTS:
-        raise UsageError(f"--sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        raise UsageError(Arg("sort"), f" must be one of {', '.join(SORTS)}, not {sort!r}")
 
 
 class Answers:
@@ -64,9 +64,9 @@ class Answers:
         ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
         answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
         if top is not None and top < 1:
-            raise UsageError("--top must be at least 1")
+            raise UsageError(Arg("top"), " must be at least 1")
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
-            raise UsageError("--min-prob must be between 0 and 1")
+            raise UsageError(Arg("min_prob"), " must be between 0 and 1")
         _check_sort(sort)
         head = self.teaching.head(name)
         if top is None and min_prob is None:
@@ -87,7 +87,7 @@ class Answers:
         teach class ``name`` most: near its cut-off and unlike each other, none already marked.
         Ordered as picked (the nearest the cut first); ``score`` is the probability."""
         if n < 1:
-            raise UsageError("--review must be at least 1")
+            raise UsageError(Arg("n"), " must be at least 1")
         head = self.teaching.head(name)
         catalog, store = self.folder.open_catalog(), self.folder.open_vectors()
         marked = {
@@ -109,7 +109,7 @@ class Answers:
         """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
         ``filters`` and ``sort`` as for ``find``."""
         if top < 1:
-            raise UsageError("--top must be at least 1")
+            raise UsageError(Arg("top"), " must be at least 1")
         _check_sort(sort)
         full = os.path.abspath(os.path.expanduser(os.fspath(path)))
         need_regular_file(full, path)

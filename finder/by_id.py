@@ -9,7 +9,7 @@ import numpy as np
 
 from finder.answers import Answers, Match
 from finder.embed.registry import identity_key as _backbone_key
-from finder.errors import UnknownImage, UsageError
+from finder.errors import Arg, UnknownImage, UsageError
 from finder.folder import Folder
 from finder.learn.head import Head
 from finder.learn.names import class_name
@@ -48,7 +48,7 @@ class ById:
     def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
         """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""
         if top < 1:
-            raise UsageError("--top must be at least 1")
+            raise UsageError(Arg("top"), " must be at least 1")
         self.image(image_id)
         ids = np.asarray([image_id], dtype=np.int64)
         store = self.folder.open_vectors()

@@ -90,8 +90,8 @@ class Library:
         if choice.views is not None:
             from finder.ingest.decode import check_views
 
-            check_views(choice.views, "--views")
-        check_precision(choice.precision, "--precision")
+            check_views(choice.views)
+        check_precision(choice.precision)
         if memory_budget is not None and memory_budget <= 0:
             raise UsageError(f"the memory budget must be more than 0 bytes, not {memory_budget}")
         self.dir = library_path(directory if directory else default_library_dir())

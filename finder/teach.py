@@ -17,7 +17,7 @@ import numpy as np
 
 from finder.embed.registry import identity_key as _backbone_key
 from finder.embedder import Embedder
-from finder.errors import BackboneMismatch, UnknownClass, UsageError
+from finder.errors import Arg, BackboneMismatch, UnknownClass, UsageError
 from finder.folder import Folder
 from finder.ingest import crawl
 from finder.learn.cutoff import keep_answer
@@ -88,7 +88,7 @@ class Teaching:
         neg_paths = self._example_paths(negatives)
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
-            raise UsageError(f"{both} is given both as an example and with --not")
+            raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
         marks = [Mark(None, p, 1) for p in pos_paths] + [Mark(None, p, 0) for p in neg_paths]
         record = self.apply(Change(name, tuple(marks), seed=seed))
         assert record is not None

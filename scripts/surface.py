@@ -7,6 +7,7 @@ answers (``finder serve``). A reshaping of the code shows here that it changed n
     python scripts/surface.py --against 2e310e5    # ... against any commit
     python scripts/surface.py --record out.json    # only record this checkout (or --against's) ...
     python scripts/surface.py --baseline out.json  # ... and compare with such a record later
+    python scripts/surface.py --baseline out.json --against HEAD  # (a commit, while you edit)
 
 The other checkout is made with ``git worktree add --detach`` in a temporary folder (removed at
 the end). Both run ``python -m finder`` from their own root, on the same photos (made by
@@ -405,39 +406,51 @@ def main() -> int:
     ap.add_argument(
         "--record", type=Path, help="only record this checkout (or --against) into this file"
     )
-    ap.add_argument("--baseline", type=Path, help="compare with this record, not a commit")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="compare this record with this checkout (or with --against, then recorded)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="finder-surface-") as tmp:
         shared = Path(tmp)
         make_photos(shared)
         model = backbone_args(shared)
-        if args.baseline and not args.against:
-            before = json.loads(args.baseline.read_text())
-            after = record(REPO, shared, model, "this")
-            return 1 if compare(before, after, (str(args.baseline), "this checkout")) else 0
-        if args.record and not args.against:
-            cases = record(REPO, shared, model, "this")
-            args.record.write_text(json.dumps(cases, indent=1, ensure_ascii=False))
-            return 0
-        against = args.against or "main"
         other = shared / "other"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(other), against],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
-        try:
-            before = record(other, shared, model, against)
-            if args.record:
-                args.record.write_text(json.dumps(before, indent=1, ensure_ascii=False))
-                return 0
-            after = record(REPO, shared, model, "this")
-        finally:
+        if args.against:
             subprocess.run(
-                ["git", "worktree", "remove", "--force", str(other)], cwd=REPO, check=False
+                ["git", "worktree", "add", "--detach", str(other), args.against],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
             )
-        return 1 if compare(before, after, (against, "this checkout")) else 0
+        try:
+            if args.record:
+                code, name = (other, args.against) if args.against else (REPO, "this")
+                cases = record(code, shared, model, name)
+                args.record.write_text(json.dumps(cases, indent=1, ensure_ascii=False))
+                return 0
+            if args.baseline:
+                before = json.loads(args.baseline.read_text())
+                code, name = (other, args.against) if args.against else (REPO, "this checkout")
+                after = record(code, shared, model, name)
+                return 1 if compare(before, after, (str(args.baseline), name)) else 0
+            against = args.against or "main"
+            if not args.against:
+                subprocess.run(
+                    ["git", "worktree", "add", "--detach", str(other), against],
+                    cwd=REPO,
+                    check=True,
+                    capture_output=True,
+                )
+            before = record(other, shared, model, against)
+            after = record(REPO, shared, model, "this")
+            return 1 if compare(before, after, (against, "this checkout")) else 0
+        finally:
+            if other.exists():
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(other)], cwd=REPO, check=False
+                )
 
 
 if __name__ == "__main__":

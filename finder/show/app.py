@@ -15,6 +15,7 @@ from typer.core import TyperArgument, TyperCommand
 
 from finder.errors import FinderError
 from finder.show.progress import say
+from finder.show.text import error_line
 
 if TYPE_CHECKING:
     from finder.library import BackboneChoice
@@ -117,7 +118,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except FinderError as e:
-            say(f"error: {e}")
+            say(f"error: {error_line(e)}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             say("interrupted")

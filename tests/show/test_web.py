@@ -371,6 +371,43 @@ def test_refused_with_one_line_and_nothing_changed(
     assert snapshot(library) == before
 
 
+# (method, target without token, JSON body or None, the field the API must name)
+BAD_ARGUMENTS = [
+    ("GET", "/api/find/red?top=0", None, "top"),
+    ("GET", "/api/find/red?top=x", None, "top"),
+    ("GET", "/api/find/red?min_prob=2", None, "min_prob"),  # refused by the library itself
+    ("GET", "/api/find/red?min_prob=-0.5", None, "min_prob"),
+    ("GET", "/api/find/red?min_prob=x", None, "min_prob"),
+    ("GET", "/api/similar/1?top=0", None, "top"),
+    ("GET", "/api/similar/1?top=many", None, "top"),
+    ("GET", "/api/review/red?n=0", None, "n"),
+    ("GET", "/api/review/red?n=x", None, "n"),
+    ("GET", "/?offset=-1", None, "offset"),
+    ("GET", "/class/red?limit=0", None, "limit"),
+    ("POST", "/api/learn/red", {"add": ["/etc/passwd"]}, "add"),
+    ("POST", "/api/learn/red", {"not": "1"}, "not"),
+    ("POST", "/api/learn/red", {"undo": [-1]}, "undo"),
+    ("POST", "/api/learn/red", {"delete": [1]}, "delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "body", "field"), BAD_ARGUMENTS)
+def test_a_bad_argument_is_named_as_the_api_names_it(
+    server: Server, method: str, target: str, body, field: str
+) -> None:
+    sep = "&" if "?" in target else "?"
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    data = json.dumps(body).encode() if body is not None else b""
+    code, answer, _ = server.raw(method, f"{target}{sep}token={TOKEN}", headers, data)
+    assert 400 <= code < 500, answer
+    if target.startswith("/api/"):
+        error = json.loads(answer)["error"]
+    else:  # a page: the same line in the error page
+        error = re.search(rb'id="error"[^>]*>([^<]*)<', answer).group(1).decode()
+    assert re.search(rf"\b{field}\b", error), error
+    assert "--" not in error, error  # the command line's flags are not the API's words
+
+
 ROUTES = ["/", "/class/red", "/view/1", "/api/status", "/api/classes", "/api/find/red"]
 ROUTES += ["/api/similar/1", "/thumb/1", "/photo/1", "/static/app.js", "/api/progress"]
 

@@ -38,14 +38,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from finder.errors import (
-    DecodeError,
-    FinderError,
-    LibraryError,
-    UnknownClass,
-    UnknownImage,
-    UsageError,
-)
+from finder.errors import Arg, DecodeError, FinderError, UsageError
 from finder.show.text import class_json, path_bytes
 from finder.show.web.backend import Backend
 from finder.show.web.guard import Guard
@@ -68,8 +61,9 @@ _ID = re.compile(r"^[0-9]{1,18}$")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class BadRequest(Exception):
-    """A request the app cannot take: ``str`` is the one-line reason (status 400)."""
+class BadRequest(UsageError):
+    """A request the app cannot take: ``str`` is the one-line reason, naming the request's
+    fields (status 400)."""
 
 
 def shown(path: str) -> str:
@@ -271,19 +265,25 @@ def create_app(
         headers = {"etag": etag, "cache-control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        path = await backend.thumbnail(row)
+        try:
+            path = await backend.thumbnail(row)
+        except DecodeError as e:
+            raise unreadable(e) from None
         return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
 
     @route("/photo/{id}")
     async def photo(request: Request) -> Response:
         row = backend.image(image_id(request))
-        kind = await anyio.to_thread.run_sync(_photo_format, row.path)
         headers = {"cache-control": "private, no-cache", "content-disposition": "inline"}
-        if kind in BROWSER_FORMATS:
-            return FileResponse(row.path, media_type=BROWSER_FORMATS[kind], headers=headers)
-        from finder.store.thumbs import render
+        try:
+            kind = await anyio.to_thread.run_sync(_photo_format, row.path)
+            if kind in BROWSER_FORMATS:
+                return FileResponse(row.path, media_type=BROWSER_FORMATS[kind], headers=headers)
+            from finder.store.thumbs import render
 
-        data = await anyio.to_thread.run_sync(render, row.path, DISPLAY_SIZE, 90)
+            data = await anyio.to_thread.run_sync(render, row.path, DISPLAY_SIZE, 90)
+        except DecodeError as e:
+            raise unreadable(e) from None
         return Response(data, media_type="image/jpeg", headers=headers)
 
     def error(request: Request, status: int, message: str) -> Response:
@@ -330,20 +330,22 @@ def create_app(
     return Guard(app, token=token, port=port, host=host)
 
 
+def field_of(arg: Arg) -> str:
+    """An argument of the library as the API names it: its field (a query parameter or a key
+    of the JSON body), which is the library's keyword (``min_prob``, ``top``, ``n``)."""
+    return arg.name
+
+
+def unreadable(error: DecodeError) -> DecodeError:
+    """A photo that cannot be decoded, said as the page says it."""
+    return DecodeError("the photo cannot be read: ", *error.parts)
+
+
 def _status_of(exc: Exception) -> tuple[int, str]:
-    """The HTTP status and one-line message of an exception raised while answering."""
-    if isinstance(exc, BadRequest):
-        return 400, str(exc)
-    if isinstance(exc, (UnknownClass, UnknownImage)):
-        return 404, str(exc)
-    if isinstance(exc, DecodeError):
-        return 422, f"the photo cannot be read: {exc}"
-    if isinstance(exc, UsageError):
-        return 400, str(exc)
-    if isinstance(exc, LibraryError):
-        return 409, str(exc)
+    """The HTTP status and one-line message of an exception raised while answering: ours
+    carry their status and name the request's fields."""
     if isinstance(exc, FinderError):
-        return 400, str(exc)
+        return exc.http_status, exc.worded(field_of)
     if isinstance(exc, OSError):
         return 409, f"{exc.strerror or exc}"
     return 500, f"internal error: {type(exc).__name__}"
