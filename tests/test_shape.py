@@ -62,3 +62,42 @@ def test_no_message_outside_show_names_a_flag() -> None:
                 if token in flags and (where, token) not in KNOWN_FLAG_WORDING:
                     found.append(f"{where}:{node.lineno}: {token} in {node.value!r}")
     assert not found, "\n".join(found)
+
+
+def _rewrites(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """Where a module rewrites what Python or click built: a ``__signature__`` or ``__class__``
+    assigned, ``sys.argv`` changed, a command's ``parse_args`` overridden."""
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            while isinstance(target, ast.Subscript):
+                target = target.value
+            if isinstance(target, ast.Attribute) and target.attr in ("__signature__", "__class__"):
+                yield node.lineno, f"assigns {target.attr}"
+            if ast.unparse(target) == "sys.argv":
+                yield node.lineno, "assigns sys.argv"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if ast.unparse(node.func.value) == "sys.argv":
+                yield node.lineno, f"calls sys.argv.{node.func.attr}"
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in (
+            "setattr",
+            "object.__setattr__",
+        ):
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and name.value in ("__signature__", "__class__"):
+                yield node.lineno, f"sets {name.value}"
+        if isinstance(node, ast.FunctionDef) and node.name == "parse_args":
+            yield node.lineno, "overrides parse_args (rewrites a command's arguments)"
+
+
+def test_the_cli_is_declared_not_rewritten() -> None:
+    found = [
+        f"{path.relative_to(FINDER)}:{line}: {what}"
+        for path in _modules()
+        for line, what in _rewrites(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not found, "\n".join(found)
