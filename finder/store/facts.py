@@ -29,6 +29,7 @@ import numpy as np
 
 from finder.errors import Arg, UsageError
 from finder.ingest.facts import format_taken
+from finder.store.rows import path_range
 
 if TYPE_CHECKING:
     import sqlite3
@@ -244,8 +245,6 @@ class Filters:
             ids = _camera_ids(conn, self.camera)
             sql.append(f"{c}camera_id IN ({','.join(map(str, ids)) or 'NULL'})")
         if self.under is not None:
-            from finder.store.catalog import path_range  # catalog imports this module
-
             lo, hi = path_range(self.under)
             sql.append(f"{c}path >= ? AND {c}path < ?")
             params += [lo, hi]
