@@ -222,6 +222,41 @@ def test_a_click_reranks(server: Server, library: Path) -> None:
     assert [g["probability"] for g in again] != [g["probability"] for g in first]
 
 
+def test_a_click_on_the_page_teaches_and_answers_with_the_page(
+    server: Server, library: Path
+) -> None:
+    green = [id_of(library, f"green/{i}.jpg") for i in range(4)]
+    server.client.post("/api/learn/grassy", json={"add": green[:1]})
+    r = server.client.post("/class/grassy", json={"add": [green[1]]}, params={"limit": 5})
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text
+    examples = r.text.split('id="examples"')[1].split('id="negatives"')[0]
+    assert f'data-id="{green[1]}"' in examples  # the new mark, on the page it answers with
+    review = r.text.split('id="review"')[1].split("</section>")[0]
+    assert "data-src" not in review.split(">")[0]  # the photos to review come with it
+    want = [m["id"] for m in server.client.get("/api/review/grassy", params={"n": 8}).json()]
+    assert re.findall(r'class="card" data-id="(\d+)"', review) == [str(i) for i in want]
+    grid = r.text.split('id="grid"')[1]
+    assert len(re.findall(r'class="card" data-id="', grid)) == 5  # the page's limit
+    assert cli_json(library, "classes", "--examples", "grassy") == [
+        {"path": m["path"], "label": m["label"]}
+        for m in server.client.get("/api/examples/grassy").json()
+    ]
+    photo = server.client.post(
+        f"/view/{green[2]}", json={"add": [green[2]]}, params={"class": "grassy"}
+    )
+    assert photo.status_code == 200 and 'data-act="undo" data-class="grassy"' in photo.text
+    before = snapshot(library)
+    for target, params, body in [
+        ("/class/grassy", {}, {"add": ["/etc/passwd"]}),
+        ("/class/grassy", {}, {"undo": [green[3]]}),  # not marked
+        (f"/view/{green[3]}", {}, {"add": [green[3]]}),  # which class?
+        ("/class/nope", {}, {"undo": [green[3]]}),
+    ]:
+        r = server.client.post(target, json=body, params=params)
+        assert 400 <= r.status_code < 500 and 'id="error"' in r.text, (target, r.text)
+    assert snapshot(library) == before
+
+
 # -- thumbnails and photos -------------------------------------------------------------------
 def test_thumbnail_is_cached_sharded_and_oriented(server: Server, library: Path) -> None:
     turned = id_of(library, "turned/rotated.jpg")

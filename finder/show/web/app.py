@@ -4,8 +4,11 @@ Pages (HTML, Jinja2 templates, a little plain JavaScript in ``static/``):
 
 * ``/``: the library at a glance, the progress of an index run, the classes, every photo.
 * ``/class/{name}``: the class's ranking as a grid, best first, with the cut-off drawn in it;
-  ✓ / ✗ / undo on each photo retrain the class (``POST /api/learn``) and the grid re-ranks.
-* ``/view/{id}``: one photo, its path, its probability in each class, the photos most like it.
+  ✓ / ✗ / undo on each photo retrain the class and the grid re-ranks: one ``POST
+  /class/{name}`` (the body as ``/api/learn``'s) answers with the page as it now is, its photos
+  to review included, and the page swaps in its parts.
+* ``/view/{id}``: one photo, its path, its probability in each class, the photos most like it;
+  ✓ / ✗ / undo of a class there is one ``POST /view/{id}?class=NAME``.
 * ``/review/{name}``: the photos finder most wants a verdict on (``Library.review``); the class
   page fetches it after it is shown.
 
@@ -183,6 +186,16 @@ def create_app(
         view = await run(backend.class_view, request.path_params["name"], offset, limit)
         return page("class.html", limit=limit, **view)
 
+    @route("/class/{name:path}", "POST")
+    async def class_teach(request: Request) -> Response:
+        """A ✓, ✗ or undo on the class page (the body as ``/api/learn``'s): the class is
+        taught, and the page answers as it now is, its photos to review included."""
+        body = await learn_body(request)
+        _, limit = paging(request)
+        name = request.path_params["name"]
+        view = await run(backend.teach_class, name, body, limit, REVIEW)
+        return page("class.html", limit=limit, **view)
+
     @route("/review/{name:path}")
     async def review_page(request: Request) -> Response:
         n = int_param(request, "n", REVIEW, 1, MAX_PAGE)
@@ -194,6 +207,18 @@ def create_app(
         offset, limit = paging(request)
         view = await run(backend.photo_view, image_id(request), offset, limit)
         return page("photo.html", offset=offset, limit=limit, **view)
+
+    @route("/view/{id}", "POST")
+    async def photo_teach(request: Request) -> Response:
+        """A ✓, ✗ or undo of the class ``?class=NAME`` on a photo's page (the body as
+        ``/api/learn``'s), answered with the page as it now is."""
+        body = await learn_body(request)
+        name = request.query_params.get("class")
+        if not name:
+            raise BadRequest("class is missing: name the class to teach (?class=NAME)")
+        _, limit = paging(request)
+        view = await run(backend.teach_photo, image_id(request), name, body, limit)
+        return page("photo.html", offset=0, limit=limit, **view)
 
     @route("/static/{file}")
     async def static(request: Request) -> Response:

@@ -126,8 +126,26 @@ class Backend:
             "record": record,
             "marks": marks,
             "ranked": page,
+            "review": None,  # fetched apart (review_view), or given by teach_class
             "classes": lib.classes(),
         }
+
+    def teach_class(
+        self, name: str, marks: dict[str, list[int]], limit: int, n: int
+    ) -> dict[str, Any]:
+        """A ✓, ✗ or undo on the class page (``marks``: ``add``, ``not``, ``undo`` ids), and the
+        class page after it, its ``n`` photos to review included: one request a click."""
+        record = self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        view = self.class_view(record["name"], 0, limit)
+        view["review"] = self.review(record["name"], n)
+        return view
+
+    def teach_photo(
+        self, image_id: int, name: str, marks: dict[str, list[int]], limit: int
+    ) -> dict[str, Any]:
+        """A ✓, ✗ or undo of class ``name`` on a photo's page, and the page after it."""
+        self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        return self.photo_view(image_id, 0, limit)
 
     def review_view(self, name: str, n: int) -> dict[str, Any]:
         return {
