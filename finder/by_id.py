@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,44 @@ from finder.answers import Answers, Match
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import Arg, UnknownImage, UsageError
 from finder.folder import Folder
+from finder.ingest.crawl import open_regular
+from finder.ingest.decode import PHOTO_FORMATS
 from finder.learn.head import Head
 from finder.learn.names import class_name
 from finder.store.catalog import OK, ImageRow
-from finder.store.thumbs import ThumbCache
+from finder.store.thumbs import ThumbCache, render
 from finder.teach import Change, Mark, Teaching
+
+#: Formats a browser shows as they are; any other photo is sent as a JPEG made from it.
+BROWSER_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+BROWSER_FORMATS |= {"GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
+DISPLAY_SIZE = 1536  # short side of the JPEG sent for a photo a browser cannot show
+
+
+@dataclass(frozen=True)
+class BrowserPhoto:
+    """A photo as a browser is sent it: ``path``, its own file, when browsers show its format;
+    else ``jpeg``, a JPEG made from it (short side ``DISPLAY_SIZE``)."""
+
+    media_type: str
+    path: str | None = None
+    jpeg: bytes | None = None
+
+
+def browser_photo(row: ImageRow) -> BrowserPhoto:
+    """The photo of ``row`` as a browser is sent it. Reads the photo's file only (any thread
+    may call it); ``DecodeError`` when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    with open_regular(row.path) as f:
+        try:
+            with Image.open(f, formats=PHOTO_FORMATS) as im:
+                kind = str(im.format)
+        except (UnidentifiedImageError, OSError, ValueError):
+            kind = "other"
+    if kind in BROWSER_FORMATS:
+        return BrowserPhoto(BROWSER_FORMATS[kind], path=row.path)
+    return BrowserPhoto("image/jpeg", jpeg=render(row.path, DISPLAY_SIZE, 90))
 
 
 class ById:

@@ -38,13 +38,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.by_id import ById
+from finder.by_id import BrowserPhoto, ById, browser_photo
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
 from finder.errors import FinderError, UsageError
 from finder.folder import Folder, library_path
 from finder.health import Health
 from finder.indexing import Indexing
+from finder.store.catalog import ImageRow
 from finder.store.facts import Filters
 from finder.store.thumbs import ThumbCache
 from finder.sync import IndexSummary, Progress, ProgressFn
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from finder.embed.base import Backbone
     from finder.learn.metric import Metric
     from finder.store.backup import RepairReport
-    from finder.store.catalog import ImageRow
     from finder.store.check import Problem
 
 
@@ -277,6 +277,12 @@ class Library:
         """The thumbnail file of an indexed image, made now when missing."""
         return self.by_id.thumbnail(image_id)
 
+    @staticmethod
+    def browser_photo(row: ImageRow) -> BrowserPhoto:
+        """The photo of an image's row as a browser is sent it: its own file, or a JPEG made
+        from it. Reads that file only: safe from any thread."""
+        return browser_photo(row)
+
     # -- health -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index (see :meth:`Health.status`)."""
@@ -297,9 +303,11 @@ class Library:
 
 __all__ = [
     "BackboneChoice",
+    "BrowserPhoto",
     "Change",
     "Filters",
     "FinderError",
+    "ImageRow",
     "IndexSummary",
     "Library",
     "Mark",

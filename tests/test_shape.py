@@ -198,3 +198,29 @@ def test_the_import_reader_sees_imports_inside_functions_not_type_checking_ones(
 def test_no_import_cycles() -> None:
     cycles = [c for c in _cycles(_graph()) if c not in KNOWN_CYCLES]
     assert not cycles, "\n".join(" <-> ".join(sorted(c)) for c in cycles)
+
+
+# What show/ may import of finder besides the façade (finder.library), the errors and itself:
+# helpers with no state of the library, each named in docs/architecture.md ("show/").
+SHOW_MAY_IMPORT = {
+    "finder.act.export",  # copying or linking the found photos' files
+    "finder.act.xmp",  # writing a class into their XMP sidecars
+    "finder.learn.evaluate",  # finder eval's measures
+    "finder.learn.feedback",  # finder eval --feedback's simulated clicks
+    "finder.embed.registry",  # the table of backbones (finder backbones)
+    "finder.embed.cluster_ray",  # which words --ray takes as its address
+}
+
+
+def test_show_calls_nothing_but_the_facade() -> None:
+    graph = _graph()
+    beyond = {
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if name.startswith("finder.show")
+        for target in targets
+        if not target.startswith("finder.show")
+        and target not in ("finder.library", "finder.errors")
+        and target not in SHOW_MAY_IMPORT
+    }
+    assert not beyond, "\n".join(sorted(beyond))

@@ -16,8 +16,7 @@ from finder.show import text
 from finder.show.progress import say
 
 if TYPE_CHECKING:
-    from finder.library import Match
-    from finder.store.facts import Filters
+    from finder.library import Filters, Match
 
 
 def _option(kind: Any, flag: str, metavar: str, help: str) -> Any:
@@ -98,7 +97,7 @@ def filters_from(
     """The filters of the filter options (``AfterOpt`` ... ``WithinOpt``, which ``find``,
     ``similar`` and ``tag`` declare before their ``--library``), or None when none is given;
     checked: a bad value is a one-line error."""
-    from finder.store.facts import Filters
+    from finder.library import Filters
 
     filters = Filters(
         after=after,

@@ -52,10 +52,6 @@ PAGE = 100  # photos per page of a grid
 MAX_PAGE = 1000
 MAX_BODY = 1 << 20  # bytes of a POST body
 REVIEW = 8  # photos in the "is this right?" strip
-#: Formats a browser shows as they are; any other photo is sent as a JPEG made from it.
-BROWSER_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
-BROWSER_FORMATS |= {"GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
-DISPLAY_SIZE = 1536  # short side of the JPEG sent for a photo a browser cannot show
 CSP = (
     "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -301,15 +297,12 @@ def create_app(
         row = backend.image(image_id(request))
         headers = {"cache-control": "private, no-cache", "content-disposition": "inline"}
         try:
-            kind = await anyio.to_thread.run_sync(_photo_format, row.path)
-            if kind in BROWSER_FORMATS:
-                return FileResponse(row.path, media_type=BROWSER_FORMATS[kind], headers=headers)
-            from finder.store.thumbs import render
-
-            data = await anyio.to_thread.run_sync(render, row.path, DISPLAY_SIZE, 90)
+            shown = await anyio.to_thread.run_sync(backend.lib.browser_photo, row)
         except DecodeError as e:
             raise unreadable(e) from None
-        return Response(data, media_type="image/jpeg", headers=headers)
+        if shown.path is not None:
+            return FileResponse(shown.path, media_type=shown.media_type, headers=headers)
+        return Response(shown.jpeg, media_type=shown.media_type, headers=headers)
 
     def error(request: Request, status: int, message: str) -> Response:
         path = request.url.path
@@ -374,18 +367,3 @@ def _status_of(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, OSError):
         return 409, f"{exc.strerror or exc}"
     return 500, f"internal error: {type(exc).__name__}"
-
-
-def _photo_format(path: str) -> str:
-    """The format of the photo file at ``path`` from its content (``DecodeError`` if none)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from finder.ingest.crawl import open_regular
-    from finder.ingest.decode import PHOTO_FORMATS
-
-    with open_regular(path) as f:
-        try:
-            with Image.open(f, formats=PHOTO_FORMATS) as im:
-                return str(im.format)
-        except (UnidentifiedImageError, OSError, ValueError):
-            return "other"

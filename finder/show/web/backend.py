@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 import anyio
 
 from finder.errors import FinderError
-from finder.library import Library, Match
-from finder.store.catalog import ImageRow
-from finder.store.thumbs import ThumbCache
+from finder.library import ImageRow, Library, Match
 
 T = TypeVar("T")
 REFRESH_EVERY = 1.0  # seconds between two looks at whether another process added vectors
@@ -44,7 +42,7 @@ class Backend:
     def __init__(self, directory: str | os.PathLike | None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finder-library")
         self.lib: Library = self._pool.submit(Library.open_shared, directory).result()
-        self.thumbs = ThumbCache(self.lib.dir / "thumbs")
+        self.thumbs = self.lib.thumbs  # files of the library folder: any thread reads them
         self._decoders = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self._refreshed = 0.0
         self._refresh_every = REFRESH_EVERY
