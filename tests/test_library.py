@@ -191,3 +191,30 @@ def test_precision_recorded_and_old_libraries_mean_float32(indexed: Path, photo_
             assert "precision" not in lib.folder.open_catalog_for_writing().get_meta(
                 "backbone"
             )  # the record is kept
+
+
+def test_every_teaching_change_is_one_change_applied_whole(indexed: Path, photo_tree: Path) -> None:
+    """learn, learn_ids and forget are Changes through Teaching.apply; a Change applied
+    directly (marks by id and by path, marks taken back) does what they do, in one step."""
+    from finder.library import Change, Mark
+
+    red = [str(photo_tree / "red" / f"{i}.jpg") for i in range(3)]
+    blue = str(photo_tree / "blue" / "0.jpg")
+    with Library(indexed) as lib:
+        ids = {m.path: m.id for m in lib.browse(0, 100)[1]}
+        by_learn = lib.learn("red", red[:2], negatives=[blue])
+        record = lib.apply(
+            Change(
+                "again", (Mark(ids[red[0]], red[0], 1), Mark(None, red[1], 1), Mark(None, blue, 0))
+            )
+        )
+        assert record is not None and record["head"] == by_learn["head"]  # the same training
+        assert lib.examples("again") == lib.examples("red")
+        # marks taken back and given in one change: one retraining, all or nothing
+        record = lib.apply(Change("again", (Mark(ids[red[2]], red[2], 1),), undo=(blue,)))
+        assert record is not None and (record["n_pos"], record["n_neg"]) == (3, 0)
+        with pytest.raises(UsageError, match="needs at least one example"):
+            lib.apply(Change("again", undo=tuple(red)))
+        assert len(lib.examples("again")) == 3  # refused: nothing changed
+        assert lib.apply(Change("again", forget=True)) is None
+        assert [c["name"] for c in lib.classes()] == ["red"]
