@@ -1,119 +1,113 @@
-"""A library by image id: photos, their neighbours, marks and thumbnails, for the web page."""
+"""A library by image id: photos, their neighbours, their scores and marks, for the web page."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finder.answers import Mark, Match
+from finder.answers import Answers, Match
 from finder.embed.registry import identity_key as _backbone_key
-from finder.errors import (
-    UnknownImage,
-    UsageError,
-)
+from finder.errors import Arg, UnknownImage, UsageError
+from finder.folder import Folder
+from finder.ingest.crawl import open_regular
+from finder.ingest.decode import PHOTO_FORMATS
 from finder.learn.head import Head
-from finder.store.catalog import OK
-from finder.sync import Progress, ProgressFn
+from finder.learn.names import class_name
+from finder.store.catalog import OK, ImageRow
+from finder.store.thumbs import ThumbCache, render
+from finder.teach import Change, Mark, Teaching
 
-if TYPE_CHECKING:
-    from finder.library import Library
-    from finder.store.catalog import ImageRow
-    from finder.store.thumbs import ThumbCache
+#: Formats a browser shows as they are; any other photo is sent as a JPEG made from it.
+BROWSER_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+BROWSER_FORMATS |= {"GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
+DISPLAY_SIZE = 1536  # short side of the JPEG sent for a photo a browser cannot show
+
+
+@dataclass(frozen=True)
+class BrowserPhoto:
+    """A photo as a browser is sent it: ``path``, its own file, when browsers show its format;
+    else ``jpeg``, a JPEG made from it (short side ``DISPLAY_SIZE``)."""
+
+    media_type: str
+    path: str | None = None
+    jpeg: bytes | None = None
+
+
+def browser_photo(row: ImageRow) -> BrowserPhoto:
+    """The photo of ``row`` as a browser is sent it. Reads the photo's file only (any thread
+    may call it); ``DecodeError`` when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    with open_regular(row.path) as f:
+        try:
+            with Image.open(f, formats=PHOTO_FORMATS) as im:
+                kind = str(im.format)
+        except (UnidentifiedImageError, OSError, ValueError):
+            kind = "other"
+    if kind in BROWSER_FORMATS:
+        return BrowserPhoto(BROWSER_FORMATS[kind], path=row.path)
+    return BrowserPhoto("image/jpeg", jpeg=render(row.path, DISPLAY_SIZE, 90))
 
 
 class ById:
-    """A :class:`~finder.library.Library` by image id (a part of it): what ``finder serve``
-    needs. Images are named by id, never by a path taken from the caller."""
+    """The library in ``folder`` by image id: what ``finder serve`` needs. Images are named by
+    id, never by a path taken from the caller; ✓ and ✗ teach ``teaching`` by id; ``answers``
+    ranks; ``thumbs`` holds the thumbnails."""
 
-    #: Open shared (`Library.open_shared`): never take the library's lock, so that `finder
-    #: index` can run beside; the vectors are read-only (refreshed by `refresh`), the catalog
-    #: is written (classes and their examples) as `learn` from another process would.
-    shared: bool = False
-    _vectors_seen: tuple | None = None
-
-    @classmethod
-    def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
-        lib = cls(directory)
-        lib.shared = True
-        return lib
-
-    def refresh(self) -> bool:
-        """Let the next search see what another process indexed since the vectors were opened
-        (a shared library only): they are opened again when their files changed. Returns
-        whether they will be."""
-        folder = self.dir / "vectors"
-        try:
-            stats = ((e.name, e.stat()) for e in os.scandir(folder))
-            seen = tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats))
-        except OSError:
-            seen = ()
-        if not self.shared or seen == self._vectors_seen:
-            return False
-        self._vectors_seen = seen
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-            return True
-        return False
+    def __init__(
+        self, folder: Folder, teaching: Teaching, answers: Answers, thumbs: ThumbCache
+    ) -> None:
+        self.folder = folder
+        self.teaching = teaching
+        self.answers = answers
+        self.thumbs = thumbs
 
     def image(self, image_id: int) -> ImageRow:
         """The catalog row of an indexed (status ok) image; ``UnknownImage`` otherwise."""
-        row = self.catalog.image(image_id) if self.exists else None
+        row = self.folder.open_catalog().image(image_id) if self.folder.exists else None
         if row is None or row.status != OK:
             raise UnknownImage(f"no indexed image has the id {image_id}")
         return row
 
     def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
         """(number of indexed images, ``limit`` of them from ``offset``, by id; score 0)."""
-        if not self.exists:
+        if not self.folder.exists:
             return 0, []
-        total, rows = self.catalog.ok_page(max(0, offset), max(0, limit))
+        total, rows = self.folder.open_catalog().ok_page(max(0, offset), max(0, limit))
         return total, [Match(path, 0.0, i) for i, path in rows]
 
     def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
         """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""
         if top < 1:
-            raise UsageError("--top must be at least 1")
+            raise UsageError(Arg("top"), " must be at least 1")
         self.image(image_id)
         ids = np.asarray([image_id], dtype=np.int64)
-        if not self.store.has(ids)[0]:
+        store = self.folder.open_vectors()
+        if not store.has(ids)[0]:
             raise UnknownImage(f"no indexed image has the id {image_id}")
-        found, sims = self.store.search_similar(self.store.get(ids)[0], top, exclude_ids=ids)
-        return self._matches(found, sims)
-
-    def class_record(self, name: str) -> dict:
-        """The record of class ``name`` (as ``learn`` returns it); ``UnknownClass`` if none."""
-        return self._class(name)
+        found, sims = store.search_similar(store.get(ids)[0], top, exclude_ids=ids)
+        return self.answers.matches(found, sims)
 
     def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
         """For each class learned with this library's backbone: (name, probability of indexed
         image ``image_id``, its mark: 1 an example, 0 a counter-example, None unmarked)."""
         row = self.image(image_id)
-        records = self.classes()
+        records = self.teaching.classes()
         if not records:
             return []
-        key = _backbone_key(self._require_indexed())
-        x = self.store.get(np.asarray([image_id], dtype=np.int64))
+        key = _backbone_key(self.folder.require_indexed())
+        x = self.folder.open_vectors().get(np.asarray([image_id], dtype=np.int64))
+        catalog = self.folder.open_catalog()
         out = []
         for record in records:
             if record["backbone"] != key:
                 continue
             prob = float(Head.from_dict(record["head"]).proba(x)[0])
-            mark = self.catalog.example_label(record["name"], row.path)
+            mark = catalog.example_label(record["name"], row.path)
             out.append((record["name"], prob, mark))
-        return out
-
-    def marks(self, name: str) -> list[Mark]:
-        """The examples (label 1) and counter-examples (label 0) of class ``name``, with the id
-        of each that is an indexed image (None for a photo outside the library)."""
-        out = []
-        for path, label in self.examples(name):
-            row = self.catalog.image_by_path(path)
-            out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
         return out
 
     def learn_ids(
@@ -125,76 +119,35 @@ class ById:
         *,
         seed: int = 0,
     ) -> dict:
-        """``learn`` by image id: ``add`` are of the class (✓), ``not_`` are not (✗), and the
-        marks of ``undo`` are taken back; the class is trained again once. All or nothing: a
-        bad id or an impossible request raises before anything changes."""
+        """Teach class ``name`` by image id: ``add`` are of the class (✓), ``not_`` are not
+        (✗), and the marks of ``undo`` are taken back; the class is trained again once (one
+        :class:`~finder.teach.Change`, the vectors of the marked photos read by id). All or
+        nothing: a bad id or an impossible request raises before anything changes."""
         name = name.strip()
         add_ids, not_ids, undo_ids = (list(dict.fromkeys(map(int, i))) for i in (add, not_, undo))
         if set(add_ids) & set(not_ids):
             raise UsageError("a photo cannot be both of the class and not of it")
         if set(undo_ids) & set(add_ids + not_ids):
             raise UsageError("a photo cannot be marked and unmarked at once")
-        add_paths, not_paths, undo_paths = (
-            [self.image(i).path for i in ids] for ids in (add_ids, not_ids, undo_ids)
+        add_rows, not_rows, undo_rows = (
+            [self.image(i) for i in ids] for ids in (add_ids, not_ids, undo_ids)
         )
+        undo_paths = [row.path for row in undo_rows]
         if undo_paths:
-            marked = {p for p, _ in self.examples(name)}
+            marked = {p for p, _ in self.teaching.examples(name)}
             unmarked = [i for i, p in zip(undo_ids, undo_paths, strict=True) if p not in marked]
             if unmarked:
                 raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
-        with self.catalog.transaction():  # one commit: marks removed and the class retrained
-            if undo_paths:
-                self.catalog.remove_examples(name, undo_paths)
-            return self.learn(name, add_paths, negatives=not_paths, seed=seed)
-
-    @property
-    def thumbs(self) -> ThumbCache:
-        from finder.store.thumbs import ThumbCache
-
-        return ThumbCache(self.dir / "thumbs")
+        name = class_name(name)
+        self.folder.require_indexed()
+        marks = [Mark(r.id, r.path, 1) for r in add_rows] + [
+            Mark(r.id, r.path, 0) for r in not_rows
+        ]
+        record = self.teaching.apply(Change(name, tuple(marks), tuple(undo_paths), seed=seed))
+        assert record is not None
+        return record
 
     def thumbnail(self, image_id: int) -> Path:
         """The thumbnail file (JPEG, short side about 256 px, EXIF-oriented) of an indexed
         image, made now when missing. ``DecodeError`` when the photo cannot be read."""
         return self.thumbs.get(self.image(image_id))
-
-    def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
-        """Make the missing thumbnails of every indexed image: (made, failed)."""
-        ids = self.catalog.ok_ids()
-        last = max(ids, default=-1)
-        rows = (r for lo in range(0, last + 1, 1000) for r in self.catalog.ok_rows(lo, lo + 1000))
-        report = (
-            (lambda done: progress(Progress("thumbnails", done, len(ids)))) if progress else None
-        )
-        return self.thumbs.make_many(rows, workers=self.workers, progress=report)
-
-    def _thumbnails_after_run(self, make: bool, progress: ProgressFn | None) -> bool:
-        """End of an index run: drop the thumbnails of images that changed or left, make the
-        missing ones when asked. Returns True when Ctrl-C stopped it."""
-        try:
-            self.thumbs.sweep(self.catalog.ok_rows)
-            if make:
-                self.make_thumbnails(progress)
-        except KeyboardInterrupt:
-            return True
-        return False
-
-    def _publishing(self, progress: ProgressFn | None) -> ProgressFn:
-        """``progress``, also published in the library folder for other processes."""
-        from finder.store.progress import ProgressFile
-
-        published = ProgressFile(self.dir)
-
-        def report(event: Progress) -> None:
-            published.publish(event.phase, event.done, event.total, event.root)
-            if progress:
-                progress(event)
-
-        return report
-
-    def index_progress(self) -> dict[str, Any] | None:
-        """The last progress published by an index run (``running`` tells whether it still
-        runs), or None."""
-        from finder.store.progress import read
-
-        return read(self.dir)

@@ -1,5 +1,5 @@
 """A library's health: what it holds (``status``), what is wrong with it (``check``) and
-putting it right (``repair``; see :mod:`finder.store.backup`)."""
+putting it right (``repair``; see :mod:`finder.store.repair`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from typing import Any
 
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
-from finder.errors import (
-    LibraryDamaged,
-    LibraryError,
-)
+from finder.errors import LibraryDamaged, LibraryError
+from finder.folder import Folder
 from finder.learn.head import Head
 from finder.store import backup as backups
 from finder.store import check as checks
@@ -20,15 +18,18 @@ from finder.store.catalog import FAILED, OK, PENDING
 
 
 class Health:
-    """``status``, ``failures``, ``check`` and ``repair`` of a :class:`~finder.library.Library`
-    (a part of it: uses its catalog, reader and store)."""
+    """``status``, ``failures``, ``check`` and ``repair`` of the library in ``folder``."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index, without opening the vectors."""
-        if not self.exists:
+        folder = self.folder
+        if not folder.exists:
             return {
-                "library": str(self.dir),
+                "library": str(folder.dir),
                 "images": 0,
                 "failed": 0,
                 "pending": 0,
@@ -41,25 +42,25 @@ class Health:
                 "with_file_date": 0,
                 "with_position": 0,
             }
-        cat = self.reader
+        cat = folder.open_catalog()
         problems = checks.catalog_problems(cat, quick=True)
         if problems:
             raise LibraryDamaged(
                 f"the catalog {cat.path} is damaged ({problems[0].what}); run `finder repair`"
             )
         info = cat.get_meta("backbone")
-        if info and self._store is None:
+        if info and not folder.vectors_open:
             from finder.store.vectors import VectorStore
 
-            if VectorStore.inspect(self.dir / "vectors", int(info["dim"])):
-                self.store  # noqa: B018 - opening repairs: images that lost their vector go pending
-                cat = self.reader
+            if VectorStore.inspect(folder.dir / "vectors", int(info["dim"])):
+                folder.open_vectors_and_repair()  # images that lost their vector go pending
+                cat = folder.open_catalog()
         counts = cat.counts()
         if info:  # a record from before precisions were recorded means float32
             info = {**info, "precision": info.get("precision") or "float32"}
         names = cat.class_names()
         return {
-            "library": str(self.dir),
+            "library": str(folder.dir),
             "images": counts[OK],
             "failed": counts[FAILED],
             "pending": counts[PENDING],
@@ -72,30 +73,31 @@ class Health:
         }
 
     def failures(self) -> list[tuple[str, str]]:
-        return self.reader.failed() if self.exists else []
+        return self.folder.open_catalog().failed() if self.folder.exists else []
 
     # -- check and repair -----------------------------------------------------------------
     def check(self) -> list[checks.Problem]:
         """Every problem found in the library's files, one line each (none: all is well):
         SQLite's integrity check and the meta, vectors against ids against the catalog, and
         learned heads against the backbone. Reads only; takes no lock."""
-        if not self.exists:
-            raise LibraryError(f"there is no library at {self.dir}")
+        folder = self.folder
+        if not folder.exists:
+            raise LibraryError(f"there is no library at {folder.dir}")
         try:
-            cat = self.reader
+            cat = folder.open_catalog()
             problems = checks.catalog_problems(cat)
             info = cat.get_meta("backbone")
         except LibraryDamaged as e:
-            found = backups.file_problems(self.dir / "catalog.db") or [getattr(e, "detail", e)]
+            found = backups.file_problems(folder.dir / "catalog.db") or [getattr(e, "detail", e)]
             return [checks.Problem("catalog", str(line)) for line in found]
         if problems:
             return problems
-        journal = teaching.journal_of(self.dir)
+        journal = teaching.journal_of(folder.dir)
         problems += [checks.Problem("teaching", p) for p in teaching.journal_problems(cat, journal)]
         if not info:
             return problems
         try:
-            store = self.read_store
+            store = folder.open_vectors()
             problems += checks.vector_problems(cat, store, settled=not cat.get_meta("dirty"))
         except LibraryError as e:
             problems.append(checks.Problem("vectors", str(e)))
@@ -104,18 +106,22 @@ class Health:
         return problems
 
     def repair(self) -> backups.RepairReport:
-        """Bring a damaged library back: the catalog from its newest good backup plus what can
-        still be read from it, then reconciled with the vectors (garbage vectors dropped, ok
-        images without a vector back to pending), so that the next index run re-embeds only
-        what was really lost. Takes the writer's lock."""
-        if not self.exists:
-            raise LibraryError(f"there is no library at {self.dir}")
-        self.close()
-        self._acquire()
-        report, self._store = repairs.repair_library(
-            self.dir,
-            catalog=lambda: self.catalog,
-            open_store=lambda info: self._open_store(info, False),
-            settle=self._settle,
+        """Bring a damaged library back from every record it keeps (see
+        :mod:`finder.store.repair`): the catalog from its newest good backup plus what can still
+        be read from it (or, with neither, anew from the image map, a walk of the roots and the
+        teaching journal), vectors failing their checksum dropped, the teaching journal replayed
+        onto the catalog, then catalog and vectors reconciled (ok images without a vector back
+        to pending), so that the next index run re-embeds only what was really lost. Takes the
+        writer's lock."""
+        folder = self.folder
+        if not folder.exists:
+            raise LibraryError(f"there is no library at {folder.dir}")
+        folder.close()
+        folder.lock()
+        report, _ = repairs.repair_library(
+            folder.dir,
+            catalog=folder.open_catalog_for_writing,
+            open_store=lambda info: folder.open_vectors_for_writing(),
+            settle=folder.settle,
         )
         return report

@@ -4,21 +4,28 @@
     lib.index(["~/Pictures"])
     lib.learn("cat", ["~/Pictures/cats-examples"])
     for m in lib.find("cat"):
-        print(m.probability, m.path)
+        print(m.score, m.path)
 
 Layout of the directory: ``catalog.db`` (images, classes, examples, meta), ``vectors/`` (the
-:class:`~finder.store.vectors.VectorStore`: raw float16 vectors + FAISS index) and ``lock``.
+:class:`~finder.store.vectors.VectorStore`: raw float16 vectors + FAISS index), ``teaching.log``
+(every teaching change and the indexed roots, append-only: :mod:`finder.store.journal`),
+``images.npz`` (the image map), ``backups/`` and ``lock``.
 
-Crash safety: an index run sets ``meta.dirty`` first and clears it last. Vectors are made
-durable before the catalog marks their images ``ok``. Opening a dirty library for writing
-reconciles the two: vectors without an ``ok`` (or ``pending``: a changed photo keeps its old
-vector until the new one replaces it) image are dropped, ``ok`` images without a vector go back
-to ``pending`` and are embedded by the next index run.
+A :class:`Library` is made of parts, each handed what it needs: a :class:`~finder.folder.Folder`
+(the files it holds open and the writer's lock; crash safety and repair are there), an
+:class:`~finder.embedder.Embedder` (the backbone, photos' vectors), :class:`~finder.teach.Teaching`
+(classes; every change to one passes through ``Teaching.apply``),
+:class:`~finder.answers.Answers` (find, review, similar, dupes), :class:`~finder.by_id.ById`
+(the web page's calls, by image id), :class:`~finder.health.Health` (status, check, repair) and
+:class:`~finder.indexing.Indexing` (index runs, thumbnails). The methods below are the Python
+API; each hands the call to its part.
 
 Damage a crash cannot explain (a bad disk, a hand edit) is met as
 :class:`~finder.errors.LibraryDamaged`, one line naming ``finder repair``. Each successful index
-run backs the catalog up (``backups/``); :meth:`Library.check` lists problems and
-:meth:`Library.repair` restores the newest good backup (see :mod:`finder.store.backup`).
+run backs the catalog up (``backups/``) and writes the image map; every teaching change is
+recorded in the teaching journal before it is committed. :meth:`Library.check` lists problems and
+:meth:`Library.repair` brings the library back from the newest good backup, the image map, the
+recorded roots and the journal (see :mod:`finder.store.repair`).
 
 Readers (``find``, ``similar``, ``status``, ``classes``, ``learn``'s vectors) open the catalog
 and the vectors read-only and never take the writer's lock: a read never makes an index run fail,
@@ -28,41 +35,32 @@ and a read-only library answers them.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from filelock import FileLock, Timeout
 
-from finder import sync
 from finder.answers import Answers, Match
-from finder.by_id import ById
-from finder.embed.registry import BackboneChoice, check_choice, check_precision, same_as
-from finder.embed.registry import describe as describe_backbone
-from finder.errors import (
-    BackboneMismatch,
-    FinderError,
-    LibraryDamaged,
-    LibraryError,
-    LibraryLocked,
-    UsageError,
-)
+from finder.by_id import BrowserPhoto, ById, browser_photo
+from finder.embed.registry import BackboneChoice, check_precision
+from finder.embedder import Embedder
+from finder.errors import FinderError, UsageError
+from finder.folder import Folder, library_path
 from finder.health import Health
-from finder.ingest import crawl
-from finder.store import repair as repairs
-from finder.store.catalog import OK, PENDING, Catalog, CatalogTooOld
+from finder.indexing import Indexing
+from finder.store.catalog import ImageRow
 from finder.store.facts import Filters
-from finder.store.journal import JOURNAL
-from finder.store.teaching import Recorder
+from finder.store.thumbs import ThumbCache
 from finder.sync import IndexSummary, Progress, ProgressFn
-from finder.teach import Teaching
+from finder.teach import Change, Mark, Teaching
 
 if TYPE_CHECKING:
+    from finder.act.dupes import DupeGroup
     from finder.embed.base import Backbone
-    from finder.embed.cluster import RaySource
-    from finder.store.vectors import VectorStore
+    from finder.learn.metric import Metric
+    from finder.store.backup import RepairReport
+    from finder.store.check import Problem
 
 
 def default_library_dir() -> Path:
@@ -75,8 +73,12 @@ def default_library_dir() -> Path:
     return Path(user_data_dir("finder", appauthor=False))
 
 
-class Library(Teaching, Answers, ById, Health):
-    """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it."""
+class Library:
+    """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it.
+
+    ``backbone`` is the choice for a new library (a recorded one must agree); ``memory_budget``
+    (bytes) bounds the search index (recorded); ``batch_size`` and ``workers`` are how photos
+    are embedded; ``shared`` (``open_shared``) never takes the writer's lock."""
 
     def __init__(
         self,
@@ -86,193 +88,43 @@ class Library(Teaching, Answers, ById, Health):
         memory_budget: int | None = None,
         batch_size: int | None = None,
         workers: int | None = None,
+        shared: bool = False,
     ) -> None:
-        self.dir = Path(directory).expanduser() if directory else default_library_dir()
-        self.dir = self.dir.absolute()
-        self.choice = backbone or BackboneChoice()
-        if self.choice.views is not None:
+        choice = backbone or BackboneChoice()
+        if choice.views is not None:
             from finder.ingest.decode import check_views
 
-            check_views(self.choice.views, "--views")
-        check_precision(self.choice.precision, "--precision")
-        self.batch_size = batch_size
-        self.workers = workers
+            check_views(choice.views)
+        check_precision(choice.precision)
         if memory_budget is not None and memory_budget <= 0:
             raise UsageError(f"the memory budget must be more than 0 bytes, not {memory_budget}")
-        self._memory_budget = memory_budget
-        self._catalog: Catalog | None = None
-        self._store: VectorStore | None = None
-        self._backbone: Backbone | None = None
-        self._lock: FileLock | None = None
-        self._cluster: RaySource | None = None  # the embedding source of a --ray index run
-        self._journal = Recorder(self.dir / JOURNAL)  # every teaching change, recorded
-        self.messages: list[str] = []
+        self.dir = library_path(directory if directory else default_library_dir())
+        self.folder = Folder(self.dir, memory_budget=memory_budget, shared=shared)
+        self.messages = self.folder.messages  # what repairs and index runs said, for a person
+        self.embedder = Embedder(self.folder, choice, batch_size=batch_size, workers=workers)
+        self.thumbs = ThumbCache(self.dir / "thumbs")
+        self.teaching = Teaching(self.folder, self.embedder)
+        self.answers = Answers(self.folder, self.embedder, self.teaching)
+        self.by_id = ById(self.folder, self.teaching, self.answers, self.thumbs)
+        self.health = Health(self.folder)
+        self.indexing = Indexing(self.folder, self.embedder, self.thumbs)
 
-    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
+        """The library for ``finder serve``: never takes the writer's lock, so that ``finder
+        index`` can run beside; its vectors are read-only (see ``refresh``)."""
+        return cls(directory, shared=True)
+
     @property
     def exists(self) -> bool:
-        """Whether a library is here (its catalog, or what remains of it: see ``reader``)."""
-        return (self.dir / "catalog.db").exists() or repairs.lost_catalog(self.dir) is not None
-
-    def _make_dir(self) -> None:
-        if self.dir.exists() and not self.dir.is_dir():
-            raise UsageError(f"the library path {self.dir} is not a folder")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.folder.exists
 
     @property
-    def catalog(self) -> Catalog:
-        """The catalog, open for writing (created with the library folder when new)."""
-        if self._catalog is not None and self._catalog.read_only:
-            self._catalog.close()
-            self._catalog = None
-        if self._catalog is None:
-            self._make_dir()
-            if lost := repairs.lost_catalog(self.dir):
-                raise LibraryDamaged(lost)
-            self._catalog = Catalog(self.dir / "catalog.db")
-            if self._memory_budget is not None:
-                self._catalog.set_meta("memory_budget", int(self._memory_budget))
-        return self._catalog
-
-    @property
-    def reader(self) -> Catalog:
-        """The catalog for reading: the open one, else opened read-only (nothing is written,
-        no lock is taken). Raises LibraryError when there is no library yet."""
-        if self._catalog is None:
-            if not self.exists:
-                raise LibraryError(
-                    f"there is no library at {self.dir} yet; run `finder index FOLDER` first"
-                )
-            if lost := repairs.lost_catalog(self.dir):
-                raise LibraryDamaged(lost)
-            try:
-                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
-            except CatalogTooOld:  # an older finder's library: migrate it once, if writable
-                Catalog(self.dir / "catalog.db").close()
-                self._catalog = Catalog(self.dir / "catalog.db", read_only=True)
-        return self._catalog
-
-    @property
-    def backbone_info(self) -> dict | None:
-        return self.reader.get_meta("backbone") if self.exists else None
-
-    def _require_indexed(self) -> dict:
-        info = self.backbone_info if self.exists else None
-        # pending images may hold their old vector (changed photos, or an interrupted run)
-        if not info or not (
-            self.reader.has_status(OK) or (self.reader.has_status(PENDING) and len(self.read_store))
-        ):
-            raise LibraryError(
-                f"the library {self.dir} has no indexed images yet; run `finder index FOLDER` first"
-            )
-        return info
-
-    def _acquire(self) -> None:
-        if self.shared:
-            raise LibraryLocked(
-                f"the library {self.dir} is open shared (finder serve): not for writing"
-            )
-        if self._lock is None:
-            self._make_dir()
-            lock = FileLock(str(self.dir / "lock"), timeout=0)
-            try:
-                lock.acquire()
-            except Timeout:
-                raise LibraryLocked(
-                    f"another finder is working on the library {self.dir}; "
-                    "wait for it to finish and try again"
-                ) from None
-            self._lock = lock
-
-    @property
-    def store(self) -> VectorStore:
-        """The vector store, opened on first use. With the library's lock (the usual case) a
-        dirty library is repaired first; while another process indexes it, the store is opened
-        read-only and shows what that run has committed so far."""
-        if self._store is not None and self._store.read_only and self._lock is None:
-            try:  # a reader's store: reopen it for writing once the lock is free
-                self._acquire()
-            except LibraryLocked:
-                return self._store
-            self._store.close()
-            self._store = None
-        if self._store is None:
-            info = self.backbone_info
-            if not info:
-                raise LibraryError(f"the library {self.dir} has no vectors yet")
-            try:
-                self._acquire()
-                read_only = False
-            except (LibraryLocked, PermissionError):  # another writer, or a read-only library
-                read_only = True
-            self._store = self._open_store(info, read_only)
-            if not read_only and (self.catalog.get_meta("dirty", False) or self._store.damage):
-                self._repair()
-        return self._store
-
-    @property
-    def read_store(self) -> VectorStore:
-        """The vector store for reading: the open one, else opened read-only without the lock
-        (what the last index run committed; a dirty library is not repaired here)."""
-        if self._store is None:
-            info = self.backbone_info
-            if not info:
-                raise LibraryError(f"the library {self.dir} has no vectors yet")
-            self._store = self._open_store(info, True)
-        return self._store
-
-    def _open_store(self, info: dict, read_only: bool) -> VectorStore:
-        from finder.store.vectors import VectorStore
-
-        return VectorStore(
-            self.dir / "vectors",
-            int(info["dim"]),
-            memory_budget=self.reader.get_meta("memory_budget"),
-            on_message=self.messages.append,
-            read_only=read_only,
-        )
-
-    def _settle(self, store: VectorStore) -> tuple[int, int]:
-        """Make catalog and vectors agree (vectors of images not ok are dropped, ok images
-        without a vector go back to pending), save the index and clear ``meta.dirty``.
-        Returns (vectors dropped, images to embed again)."""
-        ok = np.asarray(self.catalog.ok_ids(), dtype=np.int64)
-        pending = np.asarray(self.catalog.ids_with_status(PENDING), dtype=np.int64)
-        dropped, missing = store.reconcile(np.union1d(ok, pending))
-        missing = np.intersect1d(missing, ok)  # a pending image need not hold a vector
-        if len(missing):
-            self.catalog.set_pending(missing.tolist())
-        store.commit()
-        store.save_index()
-        self.catalog.set_meta("index_name", store.index_name())
-        self.catalog.set_meta("dirty", False)
-        return dropped, len(missing)
-
-    def _repair(self) -> None:
-        """After an interrupted run: settle, and say what was repaired."""
-        assert self._store is not None
-        dropped, missing = self._settle(self._store)
-        if self._store.damage:
-            self.messages.append(
-                f"the stored vectors were damaged ({self._store.damage}); "
-                f"{missing} images lost theirs and will be embedded again by `finder index`"
-            )
-        elif dropped or missing:
-            self.messages.append(
-                f"repaired an interrupted run: dropped {dropped} stray vectors, "
-                f"{missing} images will be embedded again"
-            )
+    def shared(self) -> bool:
+        return self.folder.shared
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-        if self._catalog is not None:
-            self._catalog.close()
-            self._catalog = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        self.folder.close()
 
     def __enter__(self) -> Library:
         return self
@@ -280,70 +132,13 @@ class Library(Teaching, Answers, ById, Health):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- backbone -----------------------------------------------------------------------
-    def _check_choice(self, recorded: dict) -> None:
-        """Refuse a backbone other than the recorded one, without building anything."""
-        check_choice(self.choice, recorded, str(self.dir))
+    def refresh(self) -> bool:
+        """Let the next search see what another process indexed since the vectors were opened
+        (a shared library only): they are closed, to be opened again, when their files
+        changed. Returns whether they were."""
+        return self.folder.close_vectors_if_changed()
 
-    def backbone(self) -> Backbone:
-        """The backbone that made (or will make) this library's vectors. Imports TensorFlow."""
-        if self._backbone is not None:
-            return self._backbone
-        from finder.embed import registry
-
-        recorded = self.backbone_info if self.exists else None
-        c = self.choice
-        if recorded:
-            self._check_choice(recorded)
-            local = self._local_weights()
-            if local is not None and not os.path.isfile(local):
-                raise UsageError(f"no such weights file: {local}")
-            bb = registry.from_info(
-                registry.BackboneInfo.from_dict(recorded),
-                weights=os.path.abspath(local) if local else None,
-            )
-        else:
-            weights: Any = c.weights if c.weights is not None else "imagenet"
-            if weights == "none":
-                weights = None
-            elif weights not in ("imagenet", None):
-                if not os.path.isfile(weights):
-                    raise UsageError(f"no such weights file: {weights}")
-                weights = os.path.abspath(weights)
-            model = c.model
-            if model is not None:
-                if not os.path.isfile(model):
-                    raise UsageError(f"no such model file: {model}")
-                model = os.path.abspath(model)
-            bb = registry.build(
-                c.name or "vgg16",
-                weights=weights,
-                model=model,
-                layer=c.layer,
-                views=c.views or 1,
-                precision=check_precision(c.precision),
-            )
-        if recorded and not same_as(bb.info, recorded):
-            raise BackboneMismatch(
-                f"the library {self.dir} was indexed with {describe_backbone(recorded)}, "
-                f"but that backbone now gives {describe_backbone(bb.info)}"
-            )
-        self._backbone = bb
-        return bb
-
-    def _local_weights(self) -> str | None:
-        """A local weights (or model) file given for a recorded library, else None."""
-        c = self.choice
-        return c.weights if c.weights not in (None, "imagenet", "none") else None
-
-    def _embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
-        from finder.embed.pipeline import embed_paths
-
-        return embed_paths(
-            items, self.backbone(), batch_size=self.batch_size, workers=self.workers, facts=facts
-        )
-
-    # -- index --------------------------------------------------------------------------
+    # -- index ------------------------------------------------------------------------------
     def index(
         self,
         roots: Sequence[str],
@@ -354,119 +149,172 @@ class Library(Teaching, Answers, ById, Health):
         thumbnails: bool = False,
         ray: str | None = None,
     ) -> IndexSummary:
-        """Bring the library up to date with ``roots``: new files embedded, changed ones
-        re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
-        crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
-        ``thumbnails``, every indexed image also gets its thumbnail (see ``thumbnail``).
-
-        ``ray``: embed on a Ray cluster instead of here (``"local"`` starts one for the run,
-        ``"auto"`` joins the one ``ray start`` made, or ``HOST:PORT``); the walk, the catalog
-        and the vectors stay here (see :mod:`finder.embed.cluster`)."""
-        if not roots:
-            raise UsageError("name at least one folder to index")
-        if ray is not None:  # a bad address or a missing Ray: said before any walk
-            from finder.embed import cluster, cluster_ray
-
-            cluster_ray.check_address(ray)
-            cluster_ray.require_ray()
-        resolved = []
-        for root in roots:
-            path = os.path.abspath(os.path.expanduser(os.fspath(root)))
-            if not os.path.exists(path):
-                raise UsageError(f"no such folder: {root}")
-            reason = crawl.pseudo_reason(path)
-            if reason:
-                raise UsageError(reason)
-            resolved.append(path)
-        started = time.monotonic()
-        summary = IndexSummary()
-        if ray is not None:  # joined first: the nodes start their workers while the backbone loads
-            self._cluster = cluster.RaySource(
-                ray,
-                {},
-                weights=self._local_weights(),
-                batch_size=self.batch_size,
-                workers=self.workers,
-            )
-        try:
-            if self._cluster is not None:
-                self._cluster.start()
-            recorded = self.backbone_info if self.exists else None
-            if recorded:
-                self._check_choice(recorded)
-            else:  # build the backbone before anything is written: a failure leaves no library
-                self.backbone()
-            self._acquire()
-            recorded = self.backbone_info
-            if recorded is None:
-                bb = self.backbone()
-                if bb.precision_reason:
-                    self.messages.append(f"computing in {bb.info.precision}: {bb.precision_reason}")
-                self.catalog.set_meta("backbone", bb.info.to_dict())
-            self._journal.indexed(self.catalog, resolved, hidden, exclude)  # roots, backbone
-        except BaseException:
-            if self._cluster is not None:
-                self._cluster.close()
-                self._cluster = None
-            raise
-        store = self.store
-        if self._cluster is not None:
-            self._cluster.info = dict(self.backbone_info or {})
-        self.catalog.set_meta("dirty", True)
-        progress = self._publishing(progress)
-        try:
-            for root in resolved:
-                self._index_root(root, store, summary, hidden, exclude, progress)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            self._settle(store)
-            if self._cluster is not None:
-                self._cluster.close()
-                self._cluster = None
-        summary.interrupted |= self._thumbnails_after_run(thumbnails, progress)
-        if not summary.interrupted:
-            repairs.after_index(self.catalog, self.dir)  # a backup, the image map
-        summary.seconds = time.monotonic() - started
-        summary.messages = list(self.messages)
-        if progress:
-            progress(Progress("done", summary.embedded, summary.embedded))
-        return summary
-
-    def _index_root(
-        self,
-        root: str,
-        store: VectorStore,
-        summary: IndexSummary,
-        hidden: bool,
-        exclude: Sequence[str],
-        progress: ProgressFn | None,
-    ) -> None:
-        cat = self.catalog
-        if progress:
-            progress(Progress("walk", root=root))
-        sync.apply_plan(
-            cat, store, sync.plan_root(cat, root, hidden=hidden, exclude=exclude), summary
+        """Bring the library up to date with ``roots`` (see :meth:`Indexing.index`)."""
+        return self.indexing.index(
+            roots,
+            hidden=hidden,
+            exclude=exclude,
+            progress=progress,
+            thumbnails=thumbnails,
+            ray=ray,
         )
-        items, dirs = sync.pending_items(cat, root)
-        if dirs:
-            cat.record_results([], [(i, "is a directory") for i in dirs])
-            summary.failed += len(dirs)
-        if items:
-            if self._cluster is not None:
-                results = self._cluster.embed(items)
-            else:
-                results = self._embed(items, facts=True)
-            sync.store_results(cat, store, items, results, summary, progress, root)
-        sync.fill_facts(cat, root, summary, self.workers)
+
+    def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
+        """Make the missing thumbnails of every indexed image: (made, failed)."""
+        return self.indexing.make_thumbnails(progress)
+
+    def index_progress(self) -> dict[str, Any] | None:
+        """The last progress published by an index run, or None."""
+        return self.indexing.index_progress()
+
+    def backbone(self) -> Backbone:
+        """The backbone that made (or will make) this library's vectors. Imports TensorFlow."""
+        return self.embedder.backbone()
+
+    # -- teaching ---------------------------------------------------------------------------
+    def learn(
+        self,
+        name: str,
+        examples: Sequence[str] = (),
+        *,
+        negatives: Sequence[str] = (),
+        seed: int = 0,
+    ) -> dict:
+        """Learn (or refine) class ``name`` from example photos or folders of them; examples
+        accumulate, ``negatives`` are photos that are not of the class. Returns the class
+        record (see :meth:`Teaching.learn`)."""
+        return self.teaching.learn(name, examples, negatives=negatives, seed=seed)
+
+    def learn_ids(
+        self,
+        name: str,
+        add: Sequence[int] = (),
+        not_: Sequence[int] = (),
+        undo: Sequence[int] = (),
+        *,
+        seed: int = 0,
+    ) -> dict:
+        """``learn`` by image id: ✓ ``add``, ✗ ``not_``, marks of ``undo`` taken back; one
+        retraining, all or nothing (see :meth:`ById.learn_ids`)."""
+        return self.by_id.learn_ids(name, add, not_, undo, seed=seed)
+
+    def apply(self, change: Change) -> dict | None:
+        """Apply one teaching change (see :meth:`Teaching.apply`)."""
+        return self.teaching.apply(change)
+
+    def forget(self, name: str) -> str:
+        """Remove class ``name``; returns its name as stored."""
+        return self.teaching.forget(name)
+
+    def classes(self) -> list[dict]:
+        return self.teaching.classes()
+
+    def class_record(self, name: str) -> dict:
+        """The record of class ``name`` (as ``learn`` returns it); ``UnknownClass`` if none."""
+        return self.teaching.class_record(name)
+
+    def examples(self, name: str) -> list[tuple[str, int]]:
+        """(path, label) of each photo marked for class ``name``: 1 ✓, 0 ✗."""
+        return self.teaching.examples(name)
+
+    def marks(self, name: str) -> list[Mark]:
+        """The marks of class ``name`` with the id of each indexed photo."""
+        return self.teaching.marks(name)
+
+    def metric(self) -> Metric | None:
+        """The library's metric for learning (None below a few hundred photos)."""
+        return self.teaching.metric()
+
+    def vectors_for(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int | None]]:
+        """Unit vectors of ``paths`` (stored, else embedded now) and their ids."""
+        return self.embedder.vectors_for(paths)
+
+    # -- answers ----------------------------------------------------------------------------
+    def find(
+        self,
+        name: str,
+        *,
+        top: int | None = None,
+        min_prob: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
+    ) -> list[Match]:
+        """Library images of class ``name``, best first (see :meth:`Answers.find`)."""
+        return self.answers.find(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
+
+    def review(self, name: str, n: int = 10) -> list[Match]:
+        """The ``n`` photos whose verdict would teach class ``name`` most."""
+        return self.answers.review(name, n)
+
+    def similar(
+        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+    ) -> list[Match]:
+        """The ``top`` library images nearest to the photo at ``path``, best first."""
+        return self.answers.similar(path, top=top, filters=filters, sort=sort)
+
+    def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
+        """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
+        return self.answers.vectors_under(root)
+
+    def dupes(self, under: str | None = None) -> list[DupeGroup]:
+        """Groups of identical files and near-duplicates, the one to keep first."""
+        return self.answers.dupes(under)
+
+    # -- by image id (the web page) ---------------------------------------------------------
+    def image(self, image_id: int) -> ImageRow:
+        """The catalog row of an indexed image; ``UnknownImage`` otherwise."""
+        return self.by_id.image(image_id)
+
+    def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
+        """(number of indexed images, ``limit`` of them from ``offset``, by id)."""
+        return self.by_id.browse(offset, limit)
+
+    def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
+        """The ``top`` indexed images nearest to indexed image ``image_id``."""
+        return self.by_id.similar_to_id(image_id, top=top)
+
+    def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
+        """(class, probability, mark) of indexed image ``image_id`` in each class."""
+        return self.by_id.class_scores(image_id)
+
+    def thumbnail(self, image_id: int) -> Path:
+        """The thumbnail file of an indexed image, made now when missing."""
+        return self.by_id.thumbnail(image_id)
+
+    @staticmethod
+    def browser_photo(row: ImageRow) -> BrowserPhoto:
+        """The photo of an image's row as a browser is sent it: its own file, or a JPEG made
+        from it. Reads that file only: safe from any thread."""
+        return browser_photo(row)
+
+    # -- health -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Counts, backbone, failures and the search index (see :meth:`Health.status`)."""
+        return self.health.status()
+
+    def failures(self) -> list[tuple[str, str]]:
+        """(path, reason) of every file that failed."""
+        return self.health.failures()
+
+    def check(self) -> list[Problem]:
+        """Every problem found in the library's files (none: all is well)."""
+        return self.health.check()
+
+    def repair(self) -> RepairReport:
+        """Bring a damaged library back (see :meth:`Health.repair`). Takes the writer's lock."""
+        return self.health.repair()
 
 
 __all__ = [
     "BackboneChoice",
+    "BrowserPhoto",
+    "Change",
     "Filters",
     "FinderError",
+    "ImageRow",
     "IndexSummary",
     "Library",
+    "Mark",
     "Match",
     "Progress",
     "default_library_dir",

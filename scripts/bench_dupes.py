@@ -141,8 +141,8 @@ def candidate_margins(lib: Library, truth: dict[str, tuple[str, str]]) -> dict[s
     the lowest of the true pairs and the highest of the false ones, beside the threshold."""
     from finder.act import dupes
 
-    rows = {r.id: r.path for r in lib.catalog.rows_under(os.sep)}
-    pairs = dupes.candidate_pairs(lib.store, sorted(rows))
+    rows = {r.id: r.path for r in lib.folder.open_catalog_for_writing().rows_under(os.sep)}
+    pairs = dupes.candidate_pairs(lib.folder.open_vectors_and_repair(), sorted(rows))
     sigs = {i: dupes.signature(rows[i]) for i in sorted({i for p in pairs for i in p})}
     true_low, false_high = 1.0, -1.0
     for a, b in pairs:

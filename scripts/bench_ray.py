@@ -265,7 +265,7 @@ def writer_rate(tree: Path, dim: int, work: Path) -> tuple[float, float]:
     library = work / f"writer-{dim}"
     rng = np.random.default_rng(0)
     with Library(library) as lib:
-        lib.catalog.set_meta(
+        lib.folder.open_catalog_for_writing().set_meta(
             "backbone",
             {
                 "name": "synthetic",
@@ -276,9 +276,9 @@ def writer_rate(tree: Path, dim: int, work: Path) -> tuple[float, float]:
                 "input_size": [224, 224],
             },
         )
-        lib._acquire()
-        store = lib.store
-        cat = lib.catalog
+        lib.folder.lock()
+        store = lib.folder.open_vectors_and_repair()
+        cat = lib.folder.open_catalog_for_writing()
         summary = sync.IndexSummary()
         sync.apply_plan(cat, store, sync.plan_root(cat, str(tree)), summary)
         items, _ = sync.pending_items(cat, str(tree))

@@ -92,18 +92,20 @@ def fill_library(library: Path, tree: Path, info: dict) -> None:
     """Catalog rows marked ok plus one random unit vector each, as an index run would leave."""
     rng = np.random.default_rng(0)
     with Library(library) as lib:
-        lib.catalog.set_meta("backbone", info)
+        lib.folder.open_catalog_for_writing().set_meta("backbone", info)
         facts = list(crawl.walk([str(tree)]))
         for start in range(0, len(facts), 10_000):
             chunk = facts[start : start + 10_000]
-            ids = lib.catalog.insert_pending(chunk)
+            ids = lib.folder.open_catalog_for_writing().insert_pending(chunk)
             vectors = rng.standard_normal((len(ids), info["dim"])).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            lib.store.add(np.asarray(ids, dtype=np.int64), vectors)
-            lib.store.commit()
-            lib.catalog.record_results([(i, None) for i in ids], [])
-        lib.store.save_index()
-        lib.catalog.set_meta("index_name", lib.store.index_name())
+            lib.folder.open_vectors_and_repair().add(np.asarray(ids, dtype=np.int64), vectors)
+            lib.folder.open_vectors_and_repair().commit()
+            lib.folder.open_catalog_for_writing().record_results([(i, None) for i in ids], [])
+        lib.folder.open_vectors_and_repair().save_index()
+        lib.folder.open_catalog_for_writing().set_meta(
+            "index_name", lib.folder.open_vectors_and_repair().index_name()
+        )
 
 
 def main() -> None:

@@ -63,14 +63,14 @@ def check(library: Path, before_ok: set[str]) -> list[str]:
     """Open (and so repair) the library; return what is inconsistent."""
     problems = []
     with Library(library) as lib:
-        if not lib.exists or not lib.backbone_info:
+        if not lib.exists or not lib.folder.recorded_backbone():
             return problems
-        store = lib.store  # opening repairs a dirty library
+        store = lib.folder.open_vectors_and_repair()  # opening repairs a dirty library
         if os.environ.get("CHAOS_VERBOSE"):
             print("   ", lib.messages)
-        ok_ids = np.asarray(sorted(lib.catalog.ok_ids()), dtype=np.int64)
+        ok_ids = np.asarray(sorted(lib.folder.open_catalog_for_writing().ok_ids()), dtype=np.int64)
         # a pending image may keep its old vector until the new one replaces it
-        holders = np.union1d(ok_ids, lib.catalog.ids_with_status(PENDING))
+        holders = np.union1d(ok_ids, lib.folder.open_catalog_for_writing().ids_with_status(PENDING))
         vec_ids = np.asarray(store.ids(), dtype=np.int64)
         if len(np.unique(vec_ids)) != len(vec_ids):
             problems.append(f"{len(vec_ids) - len(np.unique(vec_ids))} ids with two vectors")
@@ -86,21 +86,29 @@ def check(library: Path, before_ok: set[str]) -> list[str]:
                 problems.append("vectors that are not finite unit vectors")
         now_ok = {
             p
-            for p in lib.catalog.paths_for(lib.catalog.ok_ids()).values()
-            if lib.catalog.image_by_path(p).status == OK
+            for p in lib.folder.open_catalog_for_writing()
+            .paths_for(lib.folder.open_catalog_for_writing().ok_ids())
+            .values()
+            if lib.folder.open_catalog_for_writing().image_by_path(p).status == OK
         }
         lost = before_ok - now_ok
         if lost:
             example = sorted(lost)[0]
-            row = lib.catalog.image_by_path(example)
+            row = lib.folder.open_catalog_for_writing().image_by_path(example)
             state = row.status if row else "no catalog row"
             if os.environ.get("CHAOS_VERBOSE") and row:
                 st = os.stat(example)
                 state += f" catalog {row.size}/{row.mtime_ns} file {st.st_size}/{st.st_mtime_ns}"
-                mx = lib.catalog.db.execute("select max(id), min(id) from images").fetchone()
-                upd = lib.catalog.db.execute(
-                    "select updated from images where id = ?", [row.id]
-                ).fetchone()[0]
+                mx = (
+                    lib.folder.open_catalog_for_writing()
+                    .db.execute("select max(id), min(id) from images")
+                    .fetchone()
+                )
+                upd = (
+                    lib.folder.open_catalog_for_writing()
+                    .db.execute("select updated from images where id = ?", [row.id])
+                    .fetchone()[0]
+                )
                 state += f" id {row.id} max/min {mx} updated {time.time() - upd:.1f}s ago"
             problems.append(f"{len(lost)} indexed images lost, e.g. {example} ({state})")
     return problems
@@ -111,12 +119,16 @@ def ok_paths(library: Path, up_to_date: bool = False) -> set[str]:
     with Library(library) as lib:
         if not lib.exists:
             return set()
-        paths = set(lib.catalog.paths_for(lib.catalog.ok_ids()).values())
+        paths = set(
+            lib.folder.open_catalog_for_writing()
+            .paths_for(lib.folder.open_catalog_for_writing().ok_ids())
+            .values()
+        )
         if not up_to_date:
             return paths
         fresh = set()
         for p in paths:
-            row = lib.catalog.image_by_path(p)
+            row = lib.folder.open_catalog_for_writing().image_by_path(p)
             try:
                 st = os.stat(p)
             except OSError:
@@ -129,10 +141,10 @@ def ok_paths(library: Path, up_to_date: bool = False) -> set[str]:
 def searchable_paths(library: Path) -> set[str]:
     """Paths that answers can return: images ok or pending that hold a vector."""
     with Library(library) as lib:
-        if not lib.exists or not lib.backbone_info:
+        if not lib.exists or not lib.folder.recorded_backbone():
             return set()
-        held = lib.read_store.ids()
-        return set(lib.reader.paths_for(held.tolist(), searchable=True).values())
+        held = lib.folder.open_vectors().ids()
+        return set(lib.folder.open_catalog().paths_for(held.tolist(), searchable=True).values())
 
 
 def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> None:
@@ -196,7 +208,7 @@ def corrupt(library: Path, mode: str, rng: random.Random, cmd_env: dict) -> None
     elif mode == "kill-compaction":  # compaction forced on the current store, killed around it
         code = (
             "import sys; from finder.library import Library\n"
-            f"lib = Library({str(library)!r}); store = lib.store\n"
+            f"lib = Library({str(library)!r}); store = lib.folder.open_vectors_and_repair()\n"
             "store.compact_min, store.compact_fraction = 1, 0.0\n"
             "store.save_index(); lib.close()\n"
         )

@@ -242,7 +242,7 @@ def corrupt(library: Path, mode: str, rng: random.Random) -> None:
         raw = np.memmap(vectors / f"vectors-{g}.f16", dtype=np.float16, mode="r+")
         raw = raw.reshape(-1, dim)
         with Library(library) as lib:  # a live row: a stored vector that answers use
-            row = int(rng.choice(lib.read_store.raw.live_rows().tolist()))
+            row = int(rng.choice(lib.folder.open_vectors().raw.live_rows().tolist()))
         x = np.roll(raw[row].astype(np.float32), rng.randrange(1, dim))
         raw[row] = (x / np.linalg.norm(x)).astype(np.float16)  # finite, unit length
         raw.flush()
@@ -251,7 +251,8 @@ def corrupt(library: Path, mode: str, rng: random.Random) -> None:
 
 def ok_paths(library: Path) -> set[str]:
     with Library(library) as lib:
-        return set(lib.reader.paths_for(lib.reader.ok_ids()).values())
+        cat = lib.folder.open_catalog()
+        return set(cat.paths_for(cat.ok_ids()).values())
 
 
 # ------------------------------------------------------------------------------ main
@@ -284,7 +285,8 @@ def main() -> None:
         if first.returncode:
             sys.exit(f"chaos_teach: the first index failed: {first.stderr.decode()[-500:]}")
         with Library(library) as lib:
-            path_ids = {p: i for i, p in lib.reader.paths_for(lib.reader.ok_ids()).items()}
+            cat = lib.folder.open_catalog()
+            path_ids = {p: i for i, p in cat.paths_for(cat.ok_ids()).items()}
         photos: dict[str, list[str]] = {}
         for path in sorted(path_ids):
             photos.setdefault(Path(path).parent.name, []).append(path)

@@ -264,10 +264,10 @@ def _kill_after_plan(library: Path, tree: Path) -> None:
     """What an index run leaves when killed right after its walk: the plan applied (changed
     files pending), nothing embedded, the library dirty."""
     with Library(library) as lib:
-        store = lib.store
-        lib.catalog.set_meta("dirty", True)
-        plan = sync.plan_root(lib.catalog, str(tree))
-        sync.apply_plan(lib.catalog, store, plan, sync.IndexSummary())
+        store = lib.folder.open_vectors_and_repair()
+        lib.folder.open_catalog_for_writing().set_meta("dirty", True)
+        plan = sync.plan_root(lib.folder.open_catalog_for_writing(), str(tree))
+        sync.apply_plan(lib.folder.open_catalog_for_writing(), store, plan, sync.IndexSummary())
 
 
 def test_5_changed_photos_stay_in_answers_until_re_embedded(lib, tmp_path: Path) -> None:

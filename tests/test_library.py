@@ -13,6 +13,7 @@ import pytest
 
 from finder.errors import BackboneMismatch, LibraryLocked, UnknownClass, UsageError
 from finder.library import BackboneChoice, Library
+from finder.show.text import error_line
 from finder.store.catalog import OK, PENDING
 from tests.conftest import make_photo
 
@@ -25,8 +26,10 @@ def _choice(model_args: list[str]) -> BackboneChoice:
 
 def assert_consistent(lib: Library) -> None:
     """Every ok image has exactly one vector and every vector an ok image."""
-    ids = lib.store.ids()  # opening the store first repairs a dirty library
-    ok = np.sort(np.asarray(lib.catalog.ok_ids(), dtype=np.int64))
+    ids = (
+        lib.folder.open_vectors_and_repair().ids()
+    )  # opening the store first repairs a dirty library
+    ok = np.sort(np.asarray(lib.folder.open_catalog_for_writing().ok_ids(), dtype=np.int64))
     assert len(np.unique(ids)) == len(ids)
     assert np.array_equal(np.sort(ids), ok)
 
@@ -55,25 +58,27 @@ def test_python_api_without_cli(indexed: Path, photo_tree: Path) -> None:
 
 def test_stray_vectors_from_a_crash_are_dropped(indexed: Path) -> None:
     with Library(indexed) as lib:
-        store = lib.store
+        store = lib.folder.open_vectors_and_repair()
         stray = np.asarray([10_001, 10_002], dtype=np.int64)
         vectors = np.eye(2, store.dim, dtype=np.float32)
         store.add(stray, vectors)  # as if killed after the vectors, before the catalog
         store.commit()
-        lib.catalog.set_meta("dirty", True)
+        lib.folder.open_catalog_for_writing().set_meta("dirty", True)
     with Library(indexed) as lib:
         assert_consistent(lib)
-        assert not lib.store.has(stray).any()
+        assert not lib.folder.open_vectors_and_repair().has(stray).any()
         assert any("dropped 2 stray vectors" in m for m in lib.messages)
-        assert lib.catalog.get_meta("dirty") is False
+        assert lib.folder.open_catalog_for_writing().get_meta("dirty") is False
 
 
 def test_ok_images_without_vectors_are_embedded_again(indexed: Path, photo_tree: Path) -> None:
     with Library(indexed) as lib:
-        lost = np.asarray(lib.catalog.ok_ids()[:3], dtype=np.int64)
-        lib.store.remove(lost)  # as if the vectors never reached the disk
-        lib.store.commit()
-        lib.catalog.set_meta("dirty", True)
+        lost = np.asarray(lib.folder.open_catalog_for_writing().ok_ids()[:3], dtype=np.int64)
+        lib.folder.open_vectors_and_repair().remove(
+            lost
+        )  # as if the vectors never reached the disk
+        lib.folder.open_vectors_and_repair().commit()
+        lib.folder.open_catalog_for_writing().set_meta("dirty", True)
     with Library(indexed) as lib:
         assert_consistent(lib)
         assert lib.status()["pending"] == 3
@@ -85,19 +90,21 @@ def test_ok_images_without_vectors_are_embedded_again(indexed: Path, photo_tree:
 
 def test_a_second_writer_is_refused(indexed: Path, photo_tree: Path) -> None:
     with Library(indexed) as first:
-        first.store  # noqa: B018 - takes the lock
+        first.folder.open_vectors_and_repair()  # takes the lock
         with pytest.raises(LibraryLocked, match="another finder"):
             Library(indexed).index([str(photo_tree)])
         # readers are not refused: they see what the writer has committed, read-only
         first.learn("red", [str(photo_tree / "red" / "0.jpg")])
-        first.catalog.set_meta("dirty", True)  # as during a run
+        first.folder.open_catalog_for_writing().set_meta("dirty", True)  # as during a run
         with Library(indexed) as reader:
-            assert reader.store.read_only
+            assert reader.folder.open_vectors_and_repair().read_only
             assert len(reader.find("red", top=13)) == 13
             assert len(reader.similar(str(photo_tree / "blue" / "1.jpg"), top=2)) == 2
             reader.learn("blue", [str(photo_tree / "blue" / "0.jpg")])
-        assert (indexed / "vectors").exists() and first.catalog.get_meta("dirty") is True
-        first.catalog.set_meta("dirty", False)
+        assert (indexed / "vectors").exists() and first.folder.open_catalog_for_writing().get_meta(
+            "dirty"
+        ) is True
+        first.folder.open_catalog_for_writing().set_meta("dirty", False)
     with Library(indexed) as again:
         assert again.index([str(photo_tree)]).unchanged == 13
 
@@ -139,14 +146,14 @@ def test_sigkill_mid_run_is_repaired(tmp_path: Path, model_args) -> None:
         while time.monotonic() < deadline and proc.poll() is None:
             if (library / "catalog.db").exists():
                 with Library(library) as peek:
-                    if peek.catalog.counts()[OK] >= 64:
+                    if peek.folder.open_catalog_for_writing().counts()[OK] >= 64:
                         break
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     with Library(library) as lib:
-        counts = lib.catalog.counts()
+        counts = lib.folder.open_catalog_for_writing().counts()
         assert counts[OK] >= 64
         assert_consistent(lib)
         summary = lib.index([str(root)])
@@ -168,16 +175,46 @@ def test_bad_roots_and_examples(tmp_path: Path, indexed: Path) -> None:
 def test_precision_recorded_and_old_libraries_mean_float32(indexed: Path, photo_tree: Path) -> None:
     with Library(indexed) as lib:
         assert lib.status()["backbone_info"]["precision"] == "float32"  # a model file: as saved
-        old = dict(lib.catalog.get_meta("backbone"))
+        old = dict(lib.folder.open_catalog_for_writing().get_meta("backbone"))
         del old["precision"]  # as recorded before precisions were
-        lib.catalog.set_meta("backbone", old)
+        lib.folder.open_catalog_for_writing().set_meta("backbone", old)
         assert lib.status()["backbone_info"]["precision"] == "float32"
-    with pytest.raises(UsageError, match="--precision must be one of"):
+    with pytest.raises(UsageError) as refused:
         Library(indexed, backbone=BackboneChoice(precision="half"))
+    assert error_line(refused.value).startswith("--precision must be one of")  # as the CLI says
     with Library(indexed, backbone=BackboneChoice(precision="bfloat16")) as lib:
         with pytest.raises(BackboneMismatch, match="cannot mix in bfloat16 vectors"):
             lib.index([str(photo_tree)])
     for ok in ("float32", "auto"):
         with Library(indexed, backbone=BackboneChoice(precision=ok)) as lib:
             assert lib.index([str(photo_tree)]).unchanged == 13
-            assert "precision" not in lib.catalog.get_meta("backbone")  # the record is kept
+            assert "precision" not in lib.folder.open_catalog_for_writing().get_meta(
+                "backbone"
+            )  # the record is kept
+
+
+def test_every_teaching_change_is_one_change_applied_whole(indexed: Path, photo_tree: Path) -> None:
+    """learn, learn_ids and forget are Changes through Teaching.apply; a Change applied
+    directly (marks by id and by path, marks taken back) does what they do, in one step."""
+    from finder.library import Change, Mark
+
+    red = [str(photo_tree / "red" / f"{i}.jpg") for i in range(3)]
+    blue = str(photo_tree / "blue" / "0.jpg")
+    with Library(indexed) as lib:
+        ids = {m.path: m.id for m in lib.browse(0, 100)[1]}
+        by_learn = lib.learn("red", red[:2], negatives=[blue])
+        record = lib.apply(
+            Change(
+                "again", (Mark(ids[red[0]], red[0], 1), Mark(None, red[1], 1), Mark(None, blue, 0))
+            )
+        )
+        assert record is not None and record["head"] == by_learn["head"]  # the same training
+        assert lib.examples("again") == lib.examples("red")
+        # marks taken back and given in one change: one retraining, all or nothing
+        record = lib.apply(Change("again", (Mark(ids[red[2]], red[2], 1),), undo=(blue,)))
+        assert record is not None and (record["n_pos"], record["n_neg"]) == (3, 0)
+        with pytest.raises(UsageError, match="needs at least one example"):
+            lib.apply(Change("again", undo=tuple(red)))
+        assert len(lib.examples("again")) == 3  # refused: nothing changed
+        assert lib.apply(Change("again", forget=True)) is None
+        assert [c["name"] for c in lib.classes()] == ["red"]

@@ -191,8 +191,8 @@ def test_marks_taken_back_and_forgotten_classes_stay_so(lib) -> None:
     cli, tree = lib
     teach_after_backup(cli, tree)
     with Library(cli.library) as library:
-        blue = library.catalog.image_by_path(str(tree / "blue" / "0.jpg")).id
-        red2 = library.catalog.image_by_path(str(tree / "red" / "2.jpg")).id
+        blue = library.folder.open_catalog().image_by_path(str(tree / "blue" / "0.jpg")).id
+        red2 = library.folder.open_catalog().image_by_path(str(tree / "red" / "2.jpg")).id
         library.learn_ids("red", undo=[blue, red2])  # the page's Undo, twice
     cli("forget", "green")
     model = teaching(cli)
@@ -210,7 +210,7 @@ def test_a_command_killed_between_its_record_and_the_commit_never_happened(lib) 
     cli, tree = lib
     model = teaching(cli)
     with Library(cli.library) as library:
-        seq = library.catalog.get_meta("journal_seq")
+        seq = library.folder.open_catalog().get_meta("journal_seq")
     journal = jr.Journal(cli.library / jr.JOURNAL)
     journal.append({"seq": seq + 1, "t": 1.0, "op": "forget", "class": "red"})  # then killed
     assert check_code(cli) == 0  # the trace of a kill, not damage
@@ -359,7 +359,7 @@ def test_a_replayed_state_applied_onto_an_empty_catalog_matches_moved_photos(
     shutil.copytree(tree, moved)
     state = jr.Journal(cli.library / jr.JOURNAL).replay().state
     with Library(cli.library) as library:
-        cat = library.catalog
+        cat = library.folder.open_catalog_for_writing()
         cat.db.execute(
             "UPDATE images SET path = CAST(replace(CAST(path AS TEXT), ?, ?) AS BLOB)",
             [str(tree), str(moved)],

@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from finder.errors import ExportError, UsageError
+from finder.errors import Arg, ExportError, Part, UsageError
 
 MODES = ("copy", "link", "hardlink")
 NEW, RENAMED, SAME = "new", "renamed", "same"
@@ -80,7 +80,7 @@ def _one(src: str, folder: str, mode: str) -> Exported:
         except FileExistsError:  # created meanwhile by someone else: next name
             continue
         except OSError as e:
-            raise ExportError(_reason(e, src, dest, mode)) from None
+            raise ExportError(*_reason(e, src, dest, mode)) from None
         return Exported(src, dest, RENAMED if k else NEW)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -115,11 +115,17 @@ def _make(src: str, dest: str, mode: str) -> None:
                 raise
 
 
-def _reason(e: OSError, src: str, dest: str, mode: str) -> str:
+def _reason(e: OSError, src: str, dest: str, mode: str) -> tuple[Part, ...]:
     if e.errno == errno.EXDEV:
         where = os.path.dirname(dest)
-        return f"cannot hard-link {src} into {where}: another file system (use --copy or --link)"
+        return (
+            f"cannot hard-link {src} into {where}: another file system (use ",
+            Arg("copy"),
+            " or ",
+            Arg("link"),
+            ")",
+        )
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"cannot write {dest}: {e.strerror} (read-only target?)"
+        return (f"cannot write {dest}: {e.strerror} (read-only target?)",)
     verb = {"copy": "copy", "link": "link", "hardlink": "hard-link"}[mode]
-    return f"cannot {verb} {src} to {dest}: {e.strerror or e}"
+    return (f"cannot {verb} {src} to {dest}: {e.strerror or e}",)

@@ -64,7 +64,7 @@ from finder.embed.cluster_ray import (
     require_ray,
     sigint_deferred,
 )
-from finder.errors import ClusterError
+from finder.errors import Arg, ClusterError
 
 CALL_BATCHES = 2  # model batches per actor call
 MAX_BLOCKS = 20_000  # input blocks at most (bigger blocks beyond that)
@@ -164,7 +164,9 @@ class RaySource:
             self.close()
             raise ClusterError(
                 f"no Ray cluster at {self.address} ({first_line(e)}); start one with "
-                "`ray start --head`, or use --ray alone for a local one"
+                "`ray start --head`, or use ",
+                Arg("ray"),
+                " alone for a local one",
             ) from None
 
     def close(self) -> None:

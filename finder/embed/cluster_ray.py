@@ -14,9 +14,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from finder.errors import ClusterError, FinderError, UsageError
+from finder.errors import Arg, ClusterError, FinderError, Part, UsageError
 
-INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'finder[ray]'"
+INSTALL_HINT: tuple[Part, ...] = (
+    Arg("ray"),
+    " needs Ray, which is not installed: pip install 'finder[ray]'",
+)
 LOCAL = "local"
 
 _ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -28,7 +31,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ClusterError(INSTALL_HINT) from None
+        raise ClusterError(*INSTALL_HINT) from None
     return ray
 
 
@@ -40,8 +43,10 @@ def check_address(address: str | None) -> str | None:
     if address == "auto" or _ADDRESS.match(address):
         return address
     raise UsageError(
-        f"--ray {address}: not a Ray address (auto, HOST:PORT or ray://HOST:PORT; "
-        "--ray alone starts a local one)"
+        Arg("ray"),
+        f" {address}: not a Ray address (auto, HOST:PORT or ray://HOST:PORT; ",
+        Arg("ray"),
+        " alone starts a local one)",
     )
 
 

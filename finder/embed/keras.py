@@ -29,7 +29,7 @@ from finder.embed.registry import (
     file_fingerprint,
     one_line,
 )
-from finder.errors import BackboneError, WeightsUnavailable
+from finder.errors import Arg, BackboneError, WeightsUnavailable
 
 _WEIGHTS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
@@ -123,8 +123,9 @@ def _imagenet_weights(name: str, ref: tuple[str, str, str]) -> str:
             )
     except Exception:  # Keras raises a bare Exception when the download fails
         raise WeightsUnavailable(
-            f"could not download the ImageNet weights for {name} (no network?); "
-            f"pass --weights FILE with a local copy of {file_name}"
+            f"could not download the ImageNet weights for {name} (no network?); pass ",
+            Arg("weights"),
+            f" FILE with a local copy of {file_name}",
         ) from None
 
 
@@ -263,7 +264,9 @@ def build_application(
 def build_file(*, model: str | None, layer: str | None, **_: Any) -> Backbone:
     """``keras-file``: a layer of a ``.keras``/``.h5`` model file."""
     if not model:
-        raise BackboneError("the keras-file backbone needs a model file: --model FILE.keras")
+        raise BackboneError(
+            "the keras-file backbone needs a model file: ", Arg("model"), " FILE.keras"
+        )
     path = os.path.abspath(os.fsdecode(model))
     if not os.path.isfile(path):
         raise BackboneError(f"model file not found: {path}")

@@ -39,7 +39,14 @@ from typing import Any
 from finder.embed import runtime
 from finder.embed.base import Backbone
 from finder.embed.runtime import AUTO, BFLOAT16, FLOAT32, PRECISIONS, PrecisionChoice
-from finder.errors import BackboneError, BackboneMismatch, UsageError, WeightsUnavailable
+from finder.errors import (
+    Arg,
+    BackboneError,
+    BackboneMismatch,
+    Part,
+    UsageError,
+    WeightsUnavailable,
+)
 from finder.ingest.decode import check_views
 
 DEFAULT_BACKBONE = "vgg16"
@@ -175,13 +182,14 @@ class BackboneChoice:
         return any(v is not None for v in fields)
 
 
-def check_precision(precision: str | None, flag: str = "precision") -> str:
-    """A precision a person may ask for (``None`` is ``auto``); a one-line error otherwise."""
+def check_precision(precision: str | None, field: str = "precision") -> str:
+    """A precision a person may ask for (``None`` is ``auto``); a one-line error about the
+    argument ``field`` otherwise."""
     if precision is None:
         return AUTO
     if precision not in (AUTO, *PRECISIONS):
         raise UsageError(
-            f"{flag} must be one of {AUTO}, {', '.join(PRECISIONS)}; not {precision!r}"
+            Arg(field), f" must be one of {AUTO}, {', '.join(PRECISIONS)}; not {precision!r}"
         )
     return precision
 
@@ -202,13 +210,19 @@ def check_choice(choice: BackboneChoice, recorded: Record, library: str) -> None
     if mismatch:
         raise BackboneMismatch(
             f"the library {library} was indexed with {describe(d)}; "
-            "it cannot mix in vectors of another backbone (use another --library)"
+            "it cannot mix in vectors of another backbone (use another ",
+            Arg("library"),
+            ")",
         )
-    want = check_precision(choice.precision, "--precision")
+    want = check_precision(choice.precision)
     if want != AUTO and want != _recorded_precision(d):
         raise BackboneMismatch(
             f"the library {library} was indexed in {_recorded_precision(d)}; it cannot mix in "
-            f"{want} vectors (leave out --precision, or use another --library)"
+            f"{want} vectors (leave out ",
+            Arg("precision"),
+            ", or use another ",
+            Arg("library"),
+            ")",
         )
 
 
@@ -268,7 +282,7 @@ class BackboneSpec:
     dim: int | None  # None: depends on the model file / layer
     input_size: tuple[int, int] | None  # (width, height); None: read from the model file
     gflops: float | None  # per image, multiply-add = 2 FLOPs; None: unknown
-    description: str
+    description: str | tuple[Part, ...]  # with Arg parts, worded by the edge that shows it
     builder: Callable[..., Backbone] = field(repr=False, compare=False)
     options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # None: runs as its model file says (float32); False: can compute in bfloat16, but it was not
@@ -352,7 +366,11 @@ BACKBONES: dict[str, BackboneSpec] = {
         None,
         None,
         None,
-        "a .tflite embedding model file (--model FILE.tflite); size and quantization from the file",
+        (
+            "a .tflite embedding model file (",
+            Arg("model"),
+            " FILE.tflite); size and quantization from the file",
+        ),
         TFLITE_FILE,
     ),
     "keras-file": BackboneSpec(
@@ -360,7 +378,13 @@ BACKBONES: dict[str, BackboneSpec] = {
         None,
         None,
         None,
-        "a .keras/.h5 model file (--model FILE, --layer NAME, default the penultimate layer)",
+        (
+            "a .keras/.h5 model file (",
+            Arg("model"),
+            " FILE, ",
+            Arg("layer"),
+            " NAME, default the penultimate layer)",
+        ),
         KERAS_FILE,
     ),
 }
@@ -394,7 +418,9 @@ def build(
         model = os.fsdecode(model)
         file_kind = model_kind(model)
         if name not in (None, file_kind, DEFAULT_BACKBONE):
-            raise BackboneError(f"--model {os.path.basename(model)} is a {file_kind}, not {name}")
+            raise BackboneError(
+                Arg("model"), f" {os.path.basename(model)} is a {file_kind}, not {name}"
+            )
         name = file_kind
     name = name or DEFAULT_BACKBONE
     spec = BACKBONES.get(name)
@@ -428,8 +454,9 @@ def pick_precision(spec: BackboneSpec, precision: str | None) -> PrecisionChoice
     if spec.bfloat16 is None:
         if precision == BFLOAT16:
             raise BackboneError(
-                f"the {spec.name} backbone runs as its model file says; --precision bfloat16 "
-                "applies to the Keras backbones of `finder backbones`"
+                f"the {spec.name} backbone runs as its model file says; ",
+                Arg("precision"),
+                " bfloat16 applies to the Keras backbones of `finder backbones`",
             )
         return PrecisionChoice(FLOAT32, f"a {spec.name} model runs as saved")
     if precision == AUTO:

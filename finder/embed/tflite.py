@@ -20,7 +20,7 @@ import numpy as np
 from finder.embed import runtime
 from finder.embed.base import Backbone
 from finder.embed.registry import BackboneInfo, file_fingerprint, one_line
-from finder.errors import BackboneError
+from finder.errors import Arg, BackboneError
 
 
 class TFLiteBackbone(Backbone):
@@ -143,9 +143,13 @@ def _interpreter_class():
 def build_file(*, model: str | None, layer: str | None, **_: Any) -> Backbone:
     """``tflite``: a ``.tflite`` model file."""
     if not model:
-        raise BackboneError("the tflite backbone needs a model file: --model FILE.tflite")
+        raise BackboneError(
+            "the tflite backbone needs a model file: ", Arg("model"), " FILE.tflite"
+        )
     if layer:
-        raise BackboneError("a TFLite model has one output; --layer does not apply to it")
+        raise BackboneError(
+            "a TFLite model has one output; ", Arg("layer"), " does not apply to it"
+        )
     path = os.path.abspath(os.fsdecode(model))
     if not os.path.isfile(path):
         raise BackboneError(f"model file not found: {path}")

@@ -59,7 +59,7 @@ from typing import BinaryIO, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from finder.errors import DecodeError, UsageError
+from finder.errors import Arg, DecodeError, UsageError
 from finder.ingest import pixels, reduced, truncation
 from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.facts import PhotoFacts, photo_facts
@@ -187,10 +187,11 @@ VIEWS = (1, 2, 4)
 CROP_COVER = 256 / 224  # the centre crop of ImageNet evaluation: short side 256, crop 224
 
 
-def check_views(views: int, what: str = "views") -> int:
-    """``views`` if it is a view count ``load_views`` knows, else a one-line ``UsageError``."""
+def check_views(views: int, field: str = "views") -> int:
+    """``views`` if it is a view count ``load_views`` knows, else a one-line ``UsageError``
+    about the argument ``field``."""
     if views not in VIEWS:
-        raise UsageError(f"{what} must be one of {', '.join(map(str, VIEWS))}, not {views}")
+        raise UsageError(Arg(field), f" must be one of {', '.join(map(str, VIEWS))}, not {views}")
     return views
 
 

@@ -1,81 +1,122 @@
-"""The ``finder`` command's frame: the typer app, how commands show their help, the options
-several commands share, and how our errors become one line on stderr and an exit code.
-Commands live beside it (``finder.show.commands``); ``finder.show.cli`` is the entry point."""
+"""The ``finder`` command's frame: how a command is made (:class:`Command`), the options several
+commands share, and how our errors become one line on stderr and an exit code
+(:func:`handle_errors`). The commands live beside it (``finder.show.commands``), each a plain
+function; ``finder.show.cli`` declares the app and lists them, in the order ``finder --help``
+shows them."""
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 import typer
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperCommand
 
 from finder.errors import FinderError
 from finder.show.progress import say
+from finder.show.text import error_line
+
+try:  # typer's own click (typer 0.2x)
+    from typer._click.parser import _OptionParser
+except ImportError:  # pragma: no cover - older typer on click
+    from click.parser import _OptionParser  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from finder.library import BackboneChoice
 
 
-class _Argument(TyperArgument):
-    """An argument as a person writes it in a usage line (``ROOT...``, ``[EXAMPLE]...``),
-    without the Python type typer would show."""
+@dataclass(frozen=True)
+class OptionalValue:
+    """An option that may be given without its value (click's ``is_flag=False,
+    flag_value=``, which typer's click lacks): alone, or before a word ``takes`` refuses (an
+    option, a folder), it means ``flag_value``."""
 
-    def _usage_display_name(self) -> str:
-        name = self.metavar or self.name.upper()
-        return name if self.required else f"[{name}]"
-
-    def _rich_display_name(self) -> str:
-        return self.metavar or self.name.upper()
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None
+    flag_value: str
+    takes: Callable[[str], bool]
 
 
-class _Command(TyperCommand):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if type(param) is TyperArgument:
-                param.__class__ = _Argument
+class _Parser(_OptionParser):
+    """Click's parser, knowing the command's options with an optional value."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _bare_ray(args))
+    def __init__(self, ctx: Any, optional: Mapping[str, OptionalValue]) -> None:
+        super().__init__(ctx)
+        self.optional = optional
 
-
-def _bare_ray(args: list[str]) -> list[str]:
-    """``--ray`` takes an optional ADDRESS: alone (last, or before an option or a folder) it
-    means a local cluster."""
-    if "--ray" not in args:
-        return args
-    from finder.embed.cluster_ray import LOCAL, looks_like_address
-
-    out: list[str] = []
-    for k, arg in enumerate(args):
-        out.append(arg)
-        if arg == "--":
-            return out + args[k + 1 :]
-        if arg == "--ray":
-            nxt = args[k + 1] if k + 1 < len(args) else None
-            if nxt is None or nxt.startswith("-") or not looks_like_address(nxt):
-                out.append(LOCAL)
-    return out
+    def _match_long_opt(self, opt: str, explicit_value: str | None, state: Any) -> None:
+        option = self._long_opt.get(opt)
+        optional = self.optional.get(option.dest) if option is not None else None
+        if optional is not None and explicit_value is None:
+            after = state.rargs[0] if state.rargs else None
+            if after is None or after.startswith("-") or not optional.takes(after):
+                explicit_value = optional.flag_value  # as if given as --option=flag_value
+        super()._match_long_opt(opt, explicit_value, state)
 
 
-app = typer.Typer(
-    name="finder",
-    help="Find photos on your disks: index once, then find classes learned from a few "
-    "examples, or photos like a given one.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+class Command(TyperCommand):
+    """A ``finder`` command: its arguments shown as a person writes them (``ROOT...``,
+    ``[EXAMPLE]...``), without the Python type typer would show; ``optional_values`` (by
+    parameter name) are options that may come without their value."""
+
+    optional_values: ClassVar[Mapping[str, OptionalValue]] = {}
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(_shown(param) if param.required else f"[{_shown(param)}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((_shown(param), record[1]))
+            else:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def make_parser(self, ctx: Any) -> _Parser:
+        parser = _Parser(ctx, self.optional_values)
+        for param in self.get_params(ctx):
+            param.add_to_parser(parser, ctx)
+        return parser
+
+
+def _shown(argument: Any) -> str:
+    """An argument as a usage line names it: its metavar, else its name in capitals."""
+    return argument.metavar or argument.name.upper()
+
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def make_app(commands: list[tuple[str, Callable[..., Any], type[Command]]]) -> typer.Typer:
+    """The ``finder`` app with ``commands`` (name, function, command class), in this order, each
+    with our error handling (``handle_errors``)."""
+    app = typer.Typer(
+        name="finder",
+        help="Find photos on your disks: index once, then find classes learned from a few "
+        "examples, or photos like a given one.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    for name, func, cls in commands:
+        app.command(name, cls=cls)(handle_errors(func))
+    return app
 
 
 def option(kind: Any, *flags: str, **settings: Any) -> Any:
@@ -102,13 +143,6 @@ JsonOpt = option(bool, "--json", help="Print JSON instead of text.")
 NameArg = argument(str, "NAME", "A learned class.")
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """``app.command`` with finder's help layout (arguments shown as ``ROOT...``) and its
-    error handling (``handle_errors``)."""
-    register = app.command(*args, cls=_Command, **kwargs)
-    return lambda func: register(handle_errors(func))
-
-
 def handle_errors(func: F) -> F:
     """Turn our exceptions (and Ctrl-C) into one line on stderr and an exit code."""
 
@@ -117,7 +151,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except FinderError as e:
-            say(f"error: {e}")
+            say(f"error: {error_line(e)}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             say("interrupted")

@@ -2,8 +2,9 @@
 
 Each command parses its arguments, calls the library, and renders the answer (plain text in
 ``finder.show.text``, JSON with ``--json``). Our own errors become one line on stderr and a
-non-zero exit code; nothing here knows how indexing or search work. The app and the shared
-options are in ``finder.show.app``, the commands in ``finder.show.commands``.
+non-zero exit code; nothing here knows how indexing or search work. How a command is made and
+the shared options are in ``finder.show.app``, the commands in ``finder.show.commands``; the
+app below lists them, in the order ``finder --help`` shows them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,27 @@ import sys
 
 import typer
 
-from finder.show import commands  # noqa: F401  (registers the commands)
-from finder.show.app import app, say
+from finder.show.app import Command, make_app, say
+from finder.show.commands import classes, dupes, evaluate, index, serve
+
+app = make_app(
+    [
+        ("index", index.index, index.IndexCommand),
+        ("status", index.status, Command),
+        ("check", index.check, Command),
+        ("repair", index.repair, Command),
+        ("backbones", index.backbones, Command),
+        ("learn", classes.learn, Command),
+        ("classes", classes.classes, Command),
+        ("forget", classes.forget, Command),
+        ("find", classes.find, Command),
+        ("similar", classes.similar, Command),
+        ("tag", classes.tag, Command),
+        ("dupes", dupes.dupes, Command),
+        ("serve", serve.serve, Command),
+        ("eval", evaluate.evaluate, Command),
+    ]
+)
 
 __all__ = ["app", "main"]
 
@@ -28,10 +48,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - older typer on click
         from click import exceptions as cx
 
-    if len(sys.argv) == 1:
-        sys.argv.append("--help")
+    args = sys.argv[1:] or ["--help"]  # no command: the help, not an error
     try:
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except cx.ClickException as e:  # bad flags and arguments: one line, not a usage page
         ctx = getattr(e, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""

@@ -3,11 +3,8 @@ options, and how matches are printed (text, JSON, NUL-separated) or exported."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +16,7 @@ from finder.show import text
 from finder.show.progress import say
 
 if TYPE_CHECKING:
-    from finder.library import Match
-    from finder.store.facts import Filters
+    from finder.library import Filters, Match
 
 
 def _option(kind: Any, flag: str, metavar: str, help: str) -> Any:
@@ -90,55 +86,28 @@ HardlinkOpt: Any = _option(
 )
 
 
-FILTER_OPTIONS: dict[str, Any] = {
-    "after": AfterOpt,
-    "before": BeforeOpt,
-    "camera": CameraOpt,
-    "under": UnderOpt,
-    "near": NearOpt,
-    "within": WithinOpt,
-}
+def filters_from(
+    after: str | None,
+    before: str | None,
+    camera: str | None,
+    under: Path | None,
+    near: str | None,
+    within: float | None,
+) -> Filters | None:
+    """The filters of the filter options (``AfterOpt`` ... ``WithinOpt``, which ``find``,
+    ``similar`` and ``tag`` declare before their ``--library``), or None when none is given;
+    checked: a bad value is a one-line error."""
+    from finder.library import Filters
 
-
-def filters_from(given: dict[str, Any]) -> Filters | None:
-    """The filters given on the command line, by option name (``FILTER_OPTIONS``; checked: a
-    bad value is a one-line error)."""
-    from finder.store.facts import Filters
-
-    under = given.get("under")
-    fields = {name: given.get(name) for name in ("after", "before", "camera", "near")}
     filters = Filters(
-        **fields, under=str(under) if under is not None else None, within_km=given.get("within")
+        after=after,
+        before=before,
+        camera=camera,
+        under=str(under) if under is not None else None,
+        near=near,
+        within_km=within,
     )
     return filters if filters.active else None
-
-
-def with_filters(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the filter options (``--after`` ... ``--within``, before its
-    ``--library``) and hand it ``filters=`` (a :class:`~finder.store.facts.Filters` or None)."""
-    sig = inspect.signature(func, eval_str=True)
-    params = [p for p in sig.parameters.values() if p.name != "filters"]
-    at = next((i for i, p in enumerate(params) if p.name == "library"), len(params))
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
-        for name, kind in FILTER_OPTIONS.items()
-    ]
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    params = params[:at] + added + [p.replace(kind=keyword) for p in params[at:]]
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name, None) for name in FILTER_OPTIONS}
-        return func(*args, filters=filters_from(given), **kwargs)
-
-    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    return wrapper
-
-
-def filtered_command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``ui.command`` for a command whose answer the filter options narrow (``with_filters``)."""
-    register = ui.command(*args, **kwargs)
-    return lambda func: register(with_filters(func))
 
 
 def check_output(as_json: bool, print0: bool) -> None:

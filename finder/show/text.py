@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from finder.errors import Arg, FinderError, flag, worded
+
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f", "\v": "\\v"}
 _NAMED |= {"\a": "\\a", "\\": "\\\\"}
 _CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\\\]")
@@ -141,8 +143,23 @@ def example_lines(rows: Iterable[tuple[str, int]]) -> list[bytes]:
     return [(b"+ " if label else b"- ") + path_bytes(path) for path, label in rows]
 
 
+FLAGS = {"n": "--review", "negatives": "--not", "within_km": "--within"}
+"""The library's arguments whose flag is not ``--`` and their name with dashes."""
+
+
+def flag_of(arg: Arg) -> str:
+    """An argument of the library as the command line names it: its flag (``min_prob`` →
+    ``--min-prob``, ``negatives`` → ``--not``)."""
+    return FLAGS.get(arg.name) or flag(arg)
+
+
+def error_line(error: FinderError) -> str:
+    """One of our errors as the command line says it: its arguments named by their flags."""
+    return error.worded(flag_of)
+
+
 def backbone_rows(specs: Iterable[Any], default: str) -> list[dict[str, Any]]:
-    """The registry as ``backbones --json`` prints it."""
+    """The registry as ``backbones --json`` prints it (descriptions naming flags)."""
     return [
         {
             "name": s.name,
@@ -150,7 +167,9 @@ def backbone_rows(specs: Iterable[Any], default: str) -> list[dict[str, Any]]:
             "input_size": list(s.input_size) if s.input_size else None,
             "gflops": s.gflops,
             "default": s.name == default,
-            "description": s.description,
+            "description": s.description
+            if isinstance(s.description, str)
+            else worded(s.description, flag_of),
         }
         for s in specs
     ]

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finder.errors import UsageError
+from finder.errors import Arg, UsageError
 from finder.ingest.facts import format_taken
+from finder.store.rows import path_range
 
 if TYPE_CHECKING:
     import sqlite3
@@ -120,9 +121,10 @@ _DATE_TEXT = re.compile(
 )
 
 
-def parse_date(text: str | date | datetime, flag: str = "date") -> str:
+def parse_date(text: str | date | datetime, field: str = "date") -> str:
     """A date (YYYY, YYYY-MM, YYYY-MM-DD, or with THH:MM[:SS]) as the start of that period,
-    "YYYY-MM-DDTHH:MM:SS"; a one-line ``UsageError`` for anything else."""
+    "YYYY-MM-DDTHH:MM:SS"; a one-line ``UsageError`` about the argument ``field`` for anything
+    else."""
     if isinstance(text, datetime):
         return text.strftime("%Y-%m-%dT%H:%M:%S")
     if isinstance(text, date):
@@ -135,12 +137,13 @@ def parse_date(text: str | date | datetime, flag: str = "date") -> str:
         return datetime(*parts).strftime("%Y-%m-%dT%H:%M:%S")
     except ValueError:
         raise UsageError(
-            f"{flag}: cannot read {str(text)!r} as a date (use YYYY, YYYY-MM, YYYY-MM-DD "
-            "or YYYY-MM-DDTHH:MM)"
+            Arg(field),
+            f": cannot read {str(text)!r} as a date (use YYYY, YYYY-MM, YYYY-MM-DD "
+            "or YYYY-MM-DDTHH:MM)",
         ) from None
 
 
-def parse_point(text: str | Sequence[float], flag: str = "--near") -> tuple[float, float]:
+def parse_point(text: str | Sequence[float], field: str = "near") -> tuple[float, float]:
     """ "LAT,LON" in decimal degrees (south and west negative) as a checked pair."""
     try:
         if isinstance(text, str):
@@ -152,11 +155,13 @@ def parse_point(text: str | Sequence[float], flag: str = "--near") -> tuple[floa
             raise ValueError
     except (TypeError, ValueError):
         raise UsageError(
-            f"{flag}: cannot read {text!r} as LAT,LON in decimal degrees (e.g. 48.858,2.294)"
+            Arg(field),
+            f": cannot read {text!r} as LAT,LON in decimal degrees (e.g. 48.858,2.294)",
         ) from None
     if not -90.0 <= lat <= 90.0 or not -180.0 <= lon <= 180.0:
         raise UsageError(
-            f"{flag}: {lat:g},{lon:g} is off the globe (latitude -90..90, longitude -180..180)"
+            Arg(field),
+            f": {lat:g},{lon:g} is off the globe (latitude -90..90, longitude -180..180)",
         )
     return lat, lon
 
@@ -183,21 +188,23 @@ class Filters:
     def __post_init__(self) -> None:
         put = object.__setattr__
         if self.after is not None:
-            put(self, "after", parse_date(self.after, "--after"))
+            put(self, "after", parse_date(self.after, "after"))
         if self.before is not None:
-            put(self, "before", parse_date(self.before, "--before"))
+            put(self, "before", parse_date(self.before, "before"))
         if self.after and self.before and self.after >= self.before:
-            raise UsageError(f"--after {self.after} is not before --before {self.before}")
+            raise UsageError(
+                Arg("after"), f" {self.after} is not before ", Arg("before"), f" {self.before}"
+            )
         if self.camera is not None:
             camera = " ".join(str(self.camera).split())
             if not camera:
-                raise UsageError("--camera needs some text (a part of the make or model)")
+                raise UsageError(Arg("camera"), " needs some text (a part of the make or model)")
             put(self, "camera", camera)
         if self.under is not None:
             under = os.path.abspath(os.path.expanduser(os.fspath(self.under)))
             if not os.path.isdir(under):
                 what = "not a folder" if os.path.exists(under) else "no such folder"
-                raise UsageError(f"--under: {what}: {self.under}")
+                raise UsageError(Arg("under"), f": {what}: {self.under}")
             put(self, "under", under)
         if self.within_km is not None:
             try:
@@ -205,9 +212,11 @@ class Filters:
             except (TypeError, ValueError):
                 km = float("nan")
             if not (math.isfinite(km) and km > 0):
-                raise UsageError(f"--within takes a distance in km above 0, not {self.within_km}")
+                raise UsageError(
+                    Arg("within_km"), f" takes a distance in km above 0, not {self.within_km}"
+                )
             if self.near is None:
-                raise UsageError("--within goes with --near LAT,LON")
+                raise UsageError(Arg("within_km"), " goes with ", Arg("near"), " LAT,LON")
             put(self, "within_km", km)
         if self.near is not None:
             put(self, "near", parse_point(self.near))
@@ -236,8 +245,6 @@ class Filters:
             ids = _camera_ids(conn, self.camera)
             sql.append(f"{c}camera_id IN ({','.join(map(str, ids)) or 'NULL'})")
         if self.under is not None:
-            from finder.store.catalog import path_range  # catalog imports this module
-
             lo, hi = path_range(self.under)
             sql.append(f"{c}path >= ? AND {c}path < ?")
             params += [lo, hi]

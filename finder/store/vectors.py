@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from finder.errors import LibraryError
+from finder.errors import Arg, LibraryError
 from finder.store import files, tiers
 from finder.store.exact import exact_scores, one_thread, rescore
 from finder.store.raw import CHUNK, RawLog
@@ -89,7 +89,9 @@ class VectorStore:
         if memory_budget is not None and int(memory_budget) < 0:
             raise LibraryError(
                 f"the memory budget cannot be negative ({memory_budget} bytes); "
-                "set another with `finder index --memory-budget 2GB`"
+                "set another with `finder index ",
+                Arg("memory_budget", command="index"),
+                " 2GB`",
             )
         self.options = TierOptions(
             memory_budget=int(memory_budget) if memory_budget else None,

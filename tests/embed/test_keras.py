@@ -11,6 +11,7 @@ import pytest
 
 from finder.embed.registry import BACKBONES, build, from_info
 from finder.errors import BackboneError, WeightsUnavailable
+from finder.show.text import error_line
 from tests.conftest import REPO
 from tests.embed.embed_helpers import _random_pixels
 
@@ -113,7 +114,7 @@ def test_weights_unavailable_names_weights_flag(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.utils, "get_file", failed_download)
     with pytest.raises(WeightsUnavailable) as e:
         build("vgg16", weights="imagenet")
-    msg = str(e.value)
+    msg = error_line(e.value)  # as the command line says it
     assert "\n" not in msg
     assert "--weights FILE" in msg and "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in msg
 

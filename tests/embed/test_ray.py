@@ -292,7 +292,9 @@ def test_ctrl_c_stops_the_cluster_work_and_keeps_what_was_stored(
     assert "Traceback" not in err, err[-1000:]
     assert json.loads(out)["interrupted"] is True  # Ray's messages did not go to stdout
     with Library(library) as lib:
-        assert not lib.catalog.get_meta("dirty", False)  # the run settled it, no repair needed
+        assert not lib.folder.open_catalog_for_writing().get_meta(
+            "dirty", False
+        )  # the run settled it, no repair needed
         assert stored <= lib.status()["images"] < COPIES * N_PHOTOS
     _assert_consistent(library)
     deadline = time.monotonic() + 60  # the run's actors are released on the cluster
@@ -357,14 +359,25 @@ def test_ray_missing_says_how_to_install_it(tmp_path: Path, photo_tree: Path) ->
         (["index", "a", "--ray", "auto"], "auto"),
         (["index", "a", "--ray", "10.0.0.5:6379"], "10.0.0.5:6379"),
         (["index", "a", "--ray", "ray://head:10001"], "ray://head:10001"),
+        (["index", "a", "--ray=auto"], "auto"),
+        (["index", "--ray", "--", "a"], "local"),
     ],
 )
 def test_ray_option_takes_an_optional_address(args: list[str], address: str) -> None:
-    from finder.show.app import _bare_ray
+    import typer
 
-    parsed = _bare_ray(args)
-    assert parsed[parsed.index("--ray") + 1] == address
-    assert "a" in parsed
+    from finder.show.cli import app
+
+    command = typer.main.get_command(app).commands[args[0]]
+    parsed = command.make_context(args[0], args[1:]).params
+    assert parsed["ray"] == address
+    assert "a" in [str(root) for root in parsed["roots"]]
+
+
+def test_a_ray_value_that_is_no_address_is_refused(tmp_path: Path) -> None:
+    result = run_finder("index", str(tmp_path), "--ray=no-address", "--library", str(tmp_path))
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2 and "not a Ray address" in err and "--ray" in err, err
 
 
 def test_a_bad_address_is_a_usage_error(tmp_path: Path, photo_tree: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from finder.embed import registry
 from finder.embed.registry import BACKBONES, BackboneInfo, build
 from finder.errors import BackboneError
+from finder.show.text import error_line
 from tests.conftest import REPO
 
 
@@ -139,8 +140,10 @@ def test_check_choice_refuses_another_precision():
     registry.check_choice(C(precision="bfloat16"), bf16, "LIB")
     with pytest.raises(BackboneMismatch, match="cannot mix"):
         registry.check_choice(C(precision="float32"), bf16, "LIB")
-    with pytest.raises(UsageError, match="--precision must be one of auto, float32, bfloat16"):
+    with pytest.raises(UsageError) as refused:
         registry.check_choice(C(precision="half"), bf16, "LIB")
+    said = error_line(refused.value)  # as the command line says it
+    assert said.startswith("--precision must be one of auto, float32, bfloat16"), said
 
 
 def test_pick_precision_by_backbone_and_cpu(monkeypatch):

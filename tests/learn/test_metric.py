@@ -83,7 +83,7 @@ def test_the_library_keeps_its_metric_and_mends_a_damaged_one(tmp_path: Path, mo
         kept = tmp_path / "lib" / "metric.npz"
         assert kept.exists()
         metric = lib.metric()
-        assert metric is not None and metric.W.shape == (lib.read_store.dim,) * 2
+        assert metric is not None and metric.W.shape == (lib.folder.open_vectors().dim,) * 2
         stamp = kept.stat().st_mtime_ns
         lib.learn("red", [str(root / "red" / "5.jpg")], negatives=[str(root / "blue" / "0.jpg")])
         assert kept.stat().st_mtime_ns == stamp  # read back, not computed again

@@ -222,6 +222,41 @@ def test_a_click_reranks(server: Server, library: Path) -> None:
     assert [g["probability"] for g in again] != [g["probability"] for g in first]
 
 
+def test_a_click_on_the_page_teaches_and_answers_with_the_page(
+    server: Server, library: Path
+) -> None:
+    green = [id_of(library, f"green/{i}.jpg") for i in range(4)]
+    server.client.post("/api/learn/grassy", json={"add": green[:1]})
+    r = server.client.post("/class/grassy", json={"add": [green[1]]}, params={"limit": 5})
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text
+    examples = r.text.split('id="examples"')[1].split('id="negatives"')[0]
+    assert f'data-id="{green[1]}"' in examples  # the new mark, on the page it answers with
+    review = r.text.split('id="review"')[1].split("</section>")[0]
+    assert "data-src" not in review.split(">")[0]  # the photos to review come with it
+    want = [m["id"] for m in server.client.get("/api/review/grassy", params={"n": 8}).json()]
+    assert re.findall(r'class="card" data-id="(\d+)"', review) == [str(i) for i in want]
+    grid = r.text.split('id="grid"')[1]
+    assert len(re.findall(r'class="card" data-id="', grid)) == 5  # the page's limit
+    assert cli_json(library, "classes", "--examples", "grassy") == [
+        {"path": m["path"], "label": m["label"]}
+        for m in server.client.get("/api/examples/grassy").json()
+    ]
+    photo = server.client.post(
+        f"/view/{green[2]}", json={"add": [green[2]]}, params={"class": "grassy"}
+    )
+    assert photo.status_code == 200 and 'data-act="undo" data-class="grassy"' in photo.text
+    before = snapshot(library)
+    for target, params, body in [
+        ("/class/grassy", {}, {"add": ["/etc/passwd"]}),
+        ("/class/grassy", {}, {"undo": [green[3]]}),  # not marked
+        (f"/view/{green[3]}", {}, {"add": [green[3]]}),  # which class?
+        ("/class/nope", {}, {"undo": [green[3]]}),
+    ]:
+        r = server.client.post(target, json=body, params=params)
+        assert 400 <= r.status_code < 500 and 'id="error"' in r.text, (target, r.text)
+    assert snapshot(library) == before
+
+
 # -- thumbnails and photos -------------------------------------------------------------------
 def test_thumbnail_is_cached_sharded_and_oriented(server: Server, library: Path) -> None:
     turned = id_of(library, "turned/rotated.jpg")
@@ -369,6 +404,43 @@ def test_refused_with_one_line_and_nothing_changed(
     error = json.loads(data)["error"]
     assert error and "\n" not in error and "Traceback" not in error
     assert snapshot(library) == before
+
+
+# (method, target without token, JSON body or None, the field the API must name)
+BAD_ARGUMENTS = [
+    ("GET", "/api/find/red?top=0", None, "top"),
+    ("GET", "/api/find/red?top=x", None, "top"),
+    ("GET", "/api/find/red?min_prob=2", None, "min_prob"),  # refused by the library itself
+    ("GET", "/api/find/red?min_prob=-0.5", None, "min_prob"),
+    ("GET", "/api/find/red?min_prob=x", None, "min_prob"),
+    ("GET", "/api/similar/1?top=0", None, "top"),
+    ("GET", "/api/similar/1?top=many", None, "top"),
+    ("GET", "/api/review/red?n=0", None, "n"),
+    ("GET", "/api/review/red?n=x", None, "n"),
+    ("GET", "/?offset=-1", None, "offset"),
+    ("GET", "/class/red?limit=0", None, "limit"),
+    ("POST", "/api/learn/red", {"add": ["/etc/passwd"]}, "add"),
+    ("POST", "/api/learn/red", {"not": "1"}, "not"),
+    ("POST", "/api/learn/red", {"undo": [-1]}, "undo"),
+    ("POST", "/api/learn/red", {"delete": [1]}, "delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "body", "field"), BAD_ARGUMENTS)
+def test_a_bad_argument_is_named_as_the_api_names_it(
+    server: Server, method: str, target: str, body, field: str
+) -> None:
+    sep = "&" if "?" in target else "?"
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    data = json.dumps(body).encode() if body is not None else b""
+    code, answer, _ = server.raw(method, f"{target}{sep}token={TOKEN}", headers, data)
+    assert 400 <= code < 500, answer
+    if target.startswith("/api/"):
+        error = json.loads(answer)["error"]
+    else:  # a page: the same line in the error page
+        error = re.search(rb'id="error"[^>]*>([^<]*)<', answer).group(1).decode()
+    assert re.search(rf"\b{field}\b", error), error
+    assert "--" not in error, error  # the command line's flags are not the API's words
 
 
 ROUTES = ["/", "/class/red", "/view/1", "/api/status", "/api/classes", "/api/find/red"]

@@ -154,6 +154,28 @@ def grid(page) -> list[tuple[int, float]]:
     )
 
 
+class Requests:
+    """The requests a page sends for data and pages (not images or styles) while counting."""
+
+    KINDS = ("fetch", "xhr", "document")
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.seen: list[tuple[str, str]] = []
+
+    def _record(self, request) -> None:
+        if request.resource_type in self.KINDS:
+            self.seen.append((request.method, request.url.split("?", 1)[0]))
+
+    def __enter__(self) -> Requests:
+        self.page.on("request", self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.page.wait_for_timeout(1000)  # a request sent after the answer is counted too
+        self.page.remove_listener("request", self._record)
+
+
 def shoot(page, tmp_path: Path, name: str) -> Path:
     """A screenshot of the top of the page; the class page's also, scaled down to 960 pixels
     and 256 colours, to ``$FINDER_SCREENSHOT`` when set."""
@@ -230,8 +252,13 @@ def test_a_no_and_a_yes_move_and_rerank(page, served: str, tmp_path: Path) -> No
     assert page.locator(f'#grid .card[data-id="{dog_id}"]').count() == 0
     assert page.locator("#n-neg").inner_text() == "1"
 
-    page.locator(f'#grid .card[data-id="{cat_id}"] button[data-act=add]').click()
-    page.wait_for_selector(f'#examples .card[data-id="{cat_id}"]')
+    if page.locator("#review").count():  # the strip fetched once the page showed is in
+        page.wait_for_selector("#review:not([data-src])", state="attached")
+    with Requests(page) as sent:  # a ✓ is one request: it teaches and brings the page back
+        page.locator(f'#grid .card[data-id="{cat_id}"] button[data-act=add]').click()
+        page.wait_for_selector(f'#examples .card[data-id="{cat_id}"]')
+        page.wait_for_selector("#toast:not([hidden])")
+    assert sent.seen == [("POST", f"{base(served)}/class/cat")], sent.seen
     assert page.locator(f'#grid .card[data-id="{cat_id}"]').count() == 0
     assert page.locator("#n-pos").inner_text() == "6"
     after = grid(page)
@@ -264,6 +291,10 @@ def test_photo_page_and_its_similar_photos(
     sims = [float(s) for s in page.locator("#grid .card .score").all_inner_texts()]
     assert len(sims) >= 12 and sims == sorted(sims, reverse=True)
     assert page.locator("#scores").inner_text().lower().count("cat") >= 1
+    with Requests(page) as sent:  # ✓ cat from the photo's page: one request too
+        page.locator('#scores button[data-act=add][data-class="cat"]').click()
+        page.wait_for_selector('#scores button[data-act=undo][data-class="cat"]')
+    assert sent.seen == [("POST", f"{base(served)}/view/{image_id}")], sent.seen
     page.locator("#copy").click()
     page.wait_for_selector("#toast:not([hidden])")
     assert "path" in page.locator("#toast").inner_text()

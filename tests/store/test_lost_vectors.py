@@ -58,14 +58,19 @@ def test_lost_vectors_are_pending_at_once_and_one_run_heals(
     with Library(lib_dir) as lib:
         status = lib.status()  # does not claim them ok
         assert (status["images"], status["pending"]) == (13 - len(lost), len(lost))
-        assert sorted(i for i, _ in lib.catalog.pending_under(str(photo_tree))) == lost
+        assert (
+            sorted(
+                i for i, _ in lib.folder.open_catalog_for_writing().pending_under(str(photo_tree))
+            )
+            == lost
+        )
         assert any("damaged" in m and f"{len(lost)} images" in m for m in lib.messages)
     with Library(lib_dir) as lib:
         summary = lib.index([str(photo_tree)])
         assert summary.embedded == len(lost) and summary.failed == 0
         assert lib.status()["pending"] == 0
         assert_consistent(lib)
-        _works_on(lib, lib.catalog.paths_for([lost[0]])[lost[0]])
+        _works_on(lib, lib.folder.open_catalog_for_writing().paths_for([lost[0]])[lost[0]])
 
 
 def test_one_index_run_heals_without_a_status_first(
@@ -77,7 +82,7 @@ def test_one_index_run_heals_without_a_status_first(
     with Library(lib_dir) as lib:
         assert lib.index([str(photo_tree)]).embedded == len(lost)
         assert_consistent(lib)
-        _works_on(lib, lib.catalog.paths_for([lost[-1]])[lost[-1]])
+        _works_on(lib, lib.folder.open_catalog_for_writing().paths_for([lost[-1]])[lost[-1]])
     with Library(lib_dir) as lib:  # and nothing is found damaged again
         assert lib.index([str(photo_tree)]).embedded == 0
         assert lib.status()["images"] == 13 and not lib.messages

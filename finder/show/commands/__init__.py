@@ -1,9 +1,2 @@
-"""The commands of ``finder``, one module a group. Importing this package registers them on
-the app, in the order ``finder --help`` lists them."""
-
-from importlib import import_module
-
-ORDER = ("index", "classes", "dupes", "serve", "evaluate")
-
-for _module in ORDER:
-    import_module(f"{__name__}.{_module}")
+"""The commands of ``finder``, one module a group, each command a plain function;
+``finder.show.cli`` lists them on the app."""

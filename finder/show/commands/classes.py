@@ -11,7 +11,6 @@ from finder.errors import UsageError
 from finder.show import app as ui
 from finder.show import results as out
 from finder.show import text
-from finder.store.facts import Filters
 
 ClassArg = ui.argument(str, "NAME", "Class name, e.g. cat.")
 ExamplesArg = ui.argument(
@@ -65,7 +64,6 @@ TagTopOpt = _top("Only the K best photos of the class.")
 TagMinProbOpt = _min_prob("Photos at or above this probability.")
 
 
-@ui.command()
 def learn(
     name: ClassArg,
     examples: ExamplesArg = None,
@@ -87,7 +85,6 @@ def learn(
             ui.say(text.review_hint(record["name"]))
 
 
-@ui.command()
 def classes(
     library: ui.LibraryOpt = None, examples: ExamplesOfOpt = None, as_json: ui.JsonOpt = False
 ) -> None:
@@ -109,7 +106,6 @@ def classes(
         ui.echo_lines(text.class_lines(records))
 
 
-@ui.command()
 def forget(name: ForgetArg, library: ui.LibraryOpt = None) -> None:
     """Remove a learned class and its examples."""
     with ui.open_library(library) as lib:
@@ -117,7 +113,6 @@ def forget(name: ForgetArg, library: ui.LibraryOpt = None) -> None:
     typer.echo(f"forgot {text.escape(forgotten)!r}")
 
 
-@out.filtered_command()
 def find(
     name: ui.NameArg,
     top: TopOpt = None,
@@ -128,12 +123,18 @@ def find(
     hardlink: out.HardlinkOpt = None,
     print0: out.Print0Opt = False,
     review: ReviewOpt = None,
-    filters: Filters | None = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
     """Print the photos of class NAME, best first, with their probability; the filters narrow
     the answer (exactly: every photo that passes and matches), --copy/--link export it."""
+    filters = out.filters_from(after, before, camera, under, near, within)
     out.check_output(as_json, print0)
     export_to = out.export_choice(copy, link, hardlink)
     with ui.open_library(library) as lib:
@@ -148,18 +149,23 @@ def find(
     out.print_matches(matches, "probability", as_json=as_json, print0=print0, dates=sort == "date")
 
 
-@out.filtered_command()
 def similar(
     image: ImageArg,
     top: SimilarTopOpt = 20,
     sort: out.SortOpt = "score",
     print0: out.Print0Opt = False,
-    filters: Filters | None = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
     """Print the indexed photos most like IMAGE, with their cosine similarity; the filters
     narrow the answer (the TOP most alike among the photos that pass)."""
+    filters = out.filters_from(after, before, camera, under, near, within)
     out.check_output(as_json, print0)
     with ui.open_library(library) as lib:
         matches = lib.similar(str(image), top=top, filters=filters, sort=sort)
@@ -167,13 +173,17 @@ def similar(
     out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")
 
 
-@out.filtered_command()
 def tag(
     name: ui.NameArg,
     dry_run: DryRunOpt = False,
     top: TagTopOpt = None,
     min_prob: TagMinProbOpt = None,
-    filters: Filters | None = None,
+    after: out.AfterOpt = None,
+    before: out.BeforeOpt = None,
+    camera: out.CameraOpt = None,
+    under: out.UnderOpt = None,
+    near: out.NearOpt = None,
+    within: out.WithinOpt = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
@@ -182,6 +192,7 @@ def tag(
     darktable and Lightroom. The photos themselves are never touched."""
     from finder.act.xmp import tag_many
 
+    filters = out.filters_from(after, before, camera, under, near, within)
     with ui.open_library(library) as lib:
         matches = lib.find(name, top=top, min_prob=min_prob, filters=filters)
         ui.print_messages(lib)

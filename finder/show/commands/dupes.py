@@ -10,7 +10,6 @@ from finder.show import text
 UnderOpt = ui.option(Path | None, "--under", metavar="PATH", help="Only the photos in this folder.")
 
 
-@ui.command()
 def dupes(
     under: UnderOpt = None,
     library: ui.LibraryOpt = None,

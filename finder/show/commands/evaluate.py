@@ -40,7 +40,6 @@ ShownOpt = ui.option(
 )
 
 
-@ui.command("eval")
 def evaluate(
     datasets: DatasetsArg,
     library: ui.LibraryOpt = None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from finder.embed.cluster_ray import LOCAL, looks_like_address
 from finder.errors import UsageError
 from finder.show import app as ui
 from finder.show import text
@@ -39,7 +40,13 @@ RayOpt = ui.option(
 )
 
 
-@ui.command()
+class IndexCommand(ui.Command):
+    """``finder index``: ``--ray`` alone (last, or before an option or a folder) means a
+    cluster of this machine, for the run."""
+
+    optional_values = {"ray": ui.OptionalValue(LOCAL, looks_like_address)}
+
+
 def index(
     roots: RootsArg,
     library: ui.LibraryOpt = None,
@@ -109,7 +116,6 @@ def _parse_bytes(text: str) -> int:
 FailedOpt = ui.option(bool, "--failed", help="List the files that failed.")
 
 
-@ui.command()
 def status(
     library: ui.LibraryOpt = None, failed: FailedOpt = False, as_json: ui.JsonOpt = False
 ) -> None:
@@ -125,7 +131,6 @@ def status(
     ui.echo_lines(text.failure_lines(failures) if failed else text.status_lines(info))
 
 
-@ui.command()
 def check(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Check the library's files: the catalog (SQLite's integrity check and its records),
     vectors against the catalog, learned classes against the backbone. One line per problem;
@@ -143,7 +148,6 @@ def check(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
         raise typer.Exit(3)
 
 
-@ui.command()
 def repair(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Repair a damaged library: restore the catalog from its newest good backup plus what can
     still be read, and reconcile it with the vectors; the next `finder index` re-embeds only
@@ -173,7 +177,6 @@ def repair(library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     )
 
 
-@ui.command()
 def backbones(as_json: ui.JsonOpt = False) -> None:
     """List the backbones a new library can be indexed with."""
     from finder.embed.registry import BACKBONES, DEFAULT_BACKBONE

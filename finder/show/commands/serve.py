@@ -13,7 +13,6 @@ PortOpt = ui.option(
 NoOpenOpt = ui.option(bool, "--no-open", help="Do not open a browser; just print the URL.")
 
 
-@ui.command()
 def serve(
     library: ui.LibraryOpt = None,
     host: HostOpt = "127.0.0.1",

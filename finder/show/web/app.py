@@ -4,8 +4,11 @@ Pages (HTML, Jinja2 templates, a little plain JavaScript in ``static/``):
 
 * ``/``: the library at a glance, the progress of an index run, the classes, every photo.
 * ``/class/{name}``: the class's ranking as a grid, best first, with the cut-off drawn in it;
-  ✓ / ✗ / undo on each photo retrain the class (``POST /api/learn``) and the grid re-ranks.
-* ``/view/{id}``: one photo, its path, its probability in each class, the photos most like it.
+  ✓ / ✗ / undo on each photo retrain the class and the grid re-ranks: one ``POST
+  /class/{name}`` (the body as ``/api/learn``'s) answers with the page as it now is, its photos
+  to review included, and the page swaps in its parts.
+* ``/view/{id}``: one photo, its path, its probability in each class, the photos most like it;
+  ✓ / ✗ / undo of a class there is one ``POST /view/{id}?class=NAME``.
 * ``/review/{name}``: the photos finder most wants a verdict on (``Library.review``); the class
   page fetches it after it is shown.
 
@@ -38,14 +41,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from finder.errors import (
-    DecodeError,
-    FinderError,
-    LibraryError,
-    UnknownClass,
-    UnknownImage,
-    UsageError,
-)
+from finder.errors import Arg, DecodeError, FinderError, UsageError
 from finder.show.text import class_json, path_bytes
 from finder.show.web.backend import Backend
 from finder.show.web.guard import Guard
@@ -56,10 +52,6 @@ PAGE = 100  # photos per page of a grid
 MAX_PAGE = 1000
 MAX_BODY = 1 << 20  # bytes of a POST body
 REVIEW = 8  # photos in the "is this right?" strip
-#: Formats a browser shows as they are; any other photo is sent as a JPEG made from it.
-BROWSER_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
-BROWSER_FORMATS |= {"GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
-DISPLAY_SIZE = 1536  # short side of the JPEG sent for a photo a browser cannot show
 CSP = (
     "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -68,8 +60,9 @@ _ID = re.compile(r"^[0-9]{1,18}$")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class BadRequest(Exception):
-    """A request the app cannot take: ``str`` is the one-line reason (status 400)."""
+class BadRequest(UsageError):
+    """A request the app cannot take: ``str`` is the one-line reason, naming the request's
+    fields (status 400)."""
 
 
 def shown(path: str) -> str:
@@ -189,6 +182,16 @@ def create_app(
         view = await run(backend.class_view, request.path_params["name"], offset, limit)
         return page("class.html", limit=limit, **view)
 
+    @route("/class/{name:path}", "POST")
+    async def class_teach(request: Request) -> Response:
+        """A ✓, ✗ or undo on the class page (the body as ``/api/learn``'s): the class is
+        taught, and the page answers as it now is, its photos to review included."""
+        body = await learn_body(request)
+        _, limit = paging(request)
+        name = request.path_params["name"]
+        view = await run(backend.teach_class, name, body, limit, REVIEW)
+        return page("class.html", limit=limit, **view)
+
     @route("/review/{name:path}")
     async def review_page(request: Request) -> Response:
         n = int_param(request, "n", REVIEW, 1, MAX_PAGE)
@@ -200,6 +203,18 @@ def create_app(
         offset, limit = paging(request)
         view = await run(backend.photo_view, image_id(request), offset, limit)
         return page("photo.html", offset=offset, limit=limit, **view)
+
+    @route("/view/{id}", "POST")
+    async def photo_teach(request: Request) -> Response:
+        """A ✓, ✗ or undo of the class ``?class=NAME`` on a photo's page (the body as
+        ``/api/learn``'s), answered with the page as it now is."""
+        body = await learn_body(request)
+        name = request.query_params.get("class")
+        if not name:
+            raise BadRequest("class is missing: name the class to teach (?class=NAME)")
+        _, limit = paging(request)
+        view = await run(backend.teach_photo, image_id(request), name, body, limit)
+        return page("photo.html", offset=0, limit=limit, **view)
 
     @route("/static/{file}")
     async def static(request: Request) -> Response:
@@ -271,20 +286,23 @@ def create_app(
         headers = {"etag": etag, "cache-control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        path = await backend.thumbnail(row)
+        try:
+            path = await backend.thumbnail(row)
+        except DecodeError as e:
+            raise unreadable(e) from None
         return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
 
     @route("/photo/{id}")
     async def photo(request: Request) -> Response:
         row = backend.image(image_id(request))
-        kind = await anyio.to_thread.run_sync(_photo_format, row.path)
         headers = {"cache-control": "private, no-cache", "content-disposition": "inline"}
-        if kind in BROWSER_FORMATS:
-            return FileResponse(row.path, media_type=BROWSER_FORMATS[kind], headers=headers)
-        from finder.store.thumbs import render
-
-        data = await anyio.to_thread.run_sync(render, row.path, DISPLAY_SIZE, 90)
-        return Response(data, media_type="image/jpeg", headers=headers)
+        try:
+            shown = await anyio.to_thread.run_sync(backend.lib.browser_photo, row)
+        except DecodeError as e:
+            raise unreadable(e) from None
+        if shown.path is not None:
+            return FileResponse(shown.path, media_type=shown.media_type, headers=headers)
+        return Response(shown.jpeg, media_type=shown.media_type, headers=headers)
 
     def error(request: Request, status: int, message: str) -> Response:
         path = request.url.path
@@ -330,35 +348,22 @@ def create_app(
     return Guard(app, token=token, port=port, host=host)
 
 
+def field_of(arg: Arg) -> str:
+    """An argument of the library as the API names it: its field (a query parameter or a key
+    of the JSON body), which is the library's keyword (``min_prob``, ``top``, ``n``)."""
+    return arg.name
+
+
+def unreadable(error: DecodeError) -> DecodeError:
+    """A photo that cannot be decoded, said as the page says it."""
+    return DecodeError("the photo cannot be read: ", *error.parts)
+
+
 def _status_of(exc: Exception) -> tuple[int, str]:
-    """The HTTP status and one-line message of an exception raised while answering."""
-    if isinstance(exc, BadRequest):
-        return 400, str(exc)
-    if isinstance(exc, (UnknownClass, UnknownImage)):
-        return 404, str(exc)
-    if isinstance(exc, DecodeError):
-        return 422, f"the photo cannot be read: {exc}"
-    if isinstance(exc, UsageError):
-        return 400, str(exc)
-    if isinstance(exc, LibraryError):
-        return 409, str(exc)
+    """The HTTP status and one-line message of an exception raised while answering: ours
+    carry their status and name the request's fields."""
     if isinstance(exc, FinderError):
-        return 400, str(exc)
+        return exc.http_status, exc.worded(field_of)
     if isinstance(exc, OSError):
         return 409, f"{exc.strerror or exc}"
     return 500, f"internal error: {type(exc).__name__}"
-
-
-def _photo_format(path: str) -> str:
-    """The format of the photo file at ``path`` from its content (``DecodeError`` if none)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from finder.ingest.crawl import open_regular
-    from finder.ingest.decode import PHOTO_FORMATS
-
-    with open_regular(path) as f:
-        try:
-            with Image.open(f, formats=PHOTO_FORMATS) as im:
-                return str(im.format)
-        except (UnidentifiedImageError, OSError, ValueError):
-            return "other"

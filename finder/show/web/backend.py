@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 import anyio
 
 from finder.errors import FinderError
-from finder.library import Library, Match
-from finder.store.catalog import ImageRow
-from finder.store.thumbs import ThumbCache
+from finder.library import ImageRow, Library, Match
 
 T = TypeVar("T")
 REFRESH_EVERY = 1.0  # seconds between two looks at whether another process added vectors
@@ -44,7 +42,7 @@ class Backend:
     def __init__(self, directory: str | os.PathLike | None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finder-library")
         self.lib: Library = self._pool.submit(Library.open_shared, directory).result()
-        self.thumbs = ThumbCache(self.lib.dir / "thumbs")
+        self.thumbs = self.lib.thumbs  # files of the library folder: any thread reads them
         self._decoders = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self._refreshed = 0.0
         self._refresh_every = REFRESH_EVERY
@@ -126,8 +124,26 @@ class Backend:
             "record": record,
             "marks": marks,
             "ranked": page,
+            "review": None,  # fetched apart (review_view), or given by teach_class
             "classes": lib.classes(),
         }
+
+    def teach_class(
+        self, name: str, marks: dict[str, list[int]], limit: int, n: int
+    ) -> dict[str, Any]:
+        """A ✓, ✗ or undo on the class page (``marks``: ``add``, ``not``, ``undo`` ids), and the
+        class page after it, its ``n`` photos to review included: one request a click."""
+        record = self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        view = self.class_view(record["name"], 0, limit)
+        view["review"] = self.review(record["name"], n)
+        return view
+
+    def teach_photo(
+        self, image_id: int, name: str, marks: dict[str, list[int]], limit: int
+    ) -> dict[str, Any]:
+        """A ✓, ✗ or undo of class ``name`` on a photo's page, and the page after it."""
+        self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        return self.photo_view(image_id, 0, limit)
 
     def review_view(self, name: str, n: int) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import faiss
 import numpy as np
 
-from finder.store.tiers import Plan, Scan, TierOptions
+from finder.store.tiers.protocol import Plan, Scan, TierOptions
 
 NAME = "flat (exact)"
 # A library this small is searched exactly whatever the memory budget: its flat index takes at

@@ -29,8 +29,8 @@ import faiss
 import numpy as np
 
 from finder.store import files
-from finder.store.tiers import Plan, Scan, TierDamaged, TierOptions
 from finder.store.tiers.pca import moment, train_projection
+from finder.store.tiers.protocol import Plan, Scan, TierDamaged, TierOptions
 
 # Principal directions kept when the budget allows: 1536 one-byte codes a vector (with the two
 # bound coordinates) keep search under 2 KB an image. The bound that makes `find --min-prob`

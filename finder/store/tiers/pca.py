@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finder.store.tiers import Scan
+from finder.store.tiers.protocol import Scan
 
 
 def moment(rows: np.ndarray, scan: Scan, dim: int) -> np.ndarray:

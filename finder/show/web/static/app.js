@@ -1,5 +1,5 @@
 // finder's page: plain JavaScript, no build step. The server renders every page; this file
-// only posts clicks to the JSON API and swaps in the freshly rendered parts of the page.
+// only posts clicks to the page (one request a click) and swaps in the parts it answers with.
 "use strict";
 (() => {
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -28,8 +28,14 @@
     return data;
   }
 
-  async function fetchPage(href) {
-    const r = await fetch(href, { credentials: "same-origin" });
+  async function fetchPage(href, body) {
+    const init = { credentials: "same-origin" };
+    if (body !== undefined) {  // a click: the page teaches, and answers as it now is
+      init.method = "POST";
+      init.headers = { "Content-Type": "application/json" };
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(href, init);
     const text = await r.text();
     const doc = new DOMParser().parseFromString(text, "text/html");
     if (!r.ok) {
@@ -81,8 +87,7 @@
   }
 
   // Replace the parts of this page that a click changes with the server's fresh rendering.
-  async function rerender(href, ids) {
-    const doc = await fetchPage(href);
+  function swap(doc, ids) {
     const before = positions();
     for (const id of ids) {
       const fresh = doc.getElementById(id);
@@ -103,15 +108,18 @@
     busy = true;
     document.body.classList.add("busy");
     try {
-      await api(`/api/learn/${encodeURIComponent(name)}`, { [act]: ids });
+      const marks = { [act]: ids };
       if (page === "class") {
         // the same photos stay on the page (up to the server's largest page)
         const shown = Math.min(Math.max($$("#grid .card").length, 100), 1000);
-        await rerender(`/class/${encodeURIComponent(name)}?limit=${shown}`,
-          ["classinfo", "marks", "ranking"]);
-        loadReview();
+        const doc = await fetchPage(`/class/${encodeURIComponent(name)}?limit=${shown}`, marks);
+        reviewAsked++;  // the strip comes with the page: a fetch still on its way is stale
+        swap(doc, ["classinfo", "marks", "review", "ranking"]);
       } else if (page === "photo") {
-        await rerender(location.pathname, ["scores"]);
+        swap(await fetchPage(`${location.pathname}?class=${encodeURIComponent(name)}`, marks),
+          ["scores"]);
+      } else {
+        await api(`/api/learn/${encodeURIComponent(name)}`, marks);
       }
       const what = ids.length === 1 ? (label || "1 photo") : `${ids.length} photos`;
       const text = act === "undo" ? `${verb.undo} ${what} (${name})`
@@ -214,8 +222,7 @@
     try {
       const doc = await fetchPage(strip.dataset.src);
       const fresh = doc.getElementById("review");
-      if (!fresh || asked !== reviewAsked) return;  // a newer click asked again
-      fresh.dataset.src = strip.dataset.src;
+      if (!fresh || asked !== reviewAsked) return;  // a click brought a newer one
       const before = positions();
       strip.replaceWith(fresh);
       restoreSelection();
