@@ -1,0 +1,444 @@
+"""Any video file → the frames worth embedding, as RGB uint8 at the backbone's size, each with
+its time in seconds, and the facts its container gives.
+
+``load_video(path, size, views)`` is the entry point (``read_video_facts`` reads the facts
+alone). It reads the file through PyAV (FFmpeg's libraries; imported on the first video):
+
+1. Opens the file itself (``crawl.open_regular``) and lets FFmpeg identify it by its content,
+   among the video containers only (``VIDEO_FORMATS``: MP4/MOV/3GP/M4V, Matroska/WebM, AVI,
+   MPEG-TS for ``.mts``/``.m2ts``): a JPEG named ``.mp4`` is "not a video". The first video
+   stream that is not a cover picture is read; none is "no video stream", a codec FFmpeg has
+   no decoder for is "no decoder for this video's codec".
+2. Refuses frames over ``MAX_VIDEO_PIXELS`` (8K fits) as "decompression bomb", from the header
+   before any decoding, and again in the decoder (FFmpeg's ``max_pixels``) for a stream whose
+   frames are larger than its header says: decoding memory stays bounded whatever the file
+   claims (the number of frames a header claims costs nothing: frames are never counted ahead).
+3. Decodes **keyframes only** (each decodes on its own, without the frames before it), and
+   only those the :class:`~finder.ingest.video_sample.Sampler` asks for (scene changes, a
+   steady pace, a cap: see :mod:`finder.ingest.video_sample`). Where the container has an
+   index (MP4/MOV, AVI, Matroska's cues) the reader seeks from keyframe to keyframe and reads
+   nothing else; otherwise (MPEG-TS, an index cut off) it reads the packets in order and
+   decodes only the keyframes it wants. Each frame is scaled by FFmpeg (swscale, area
+   averaging) straight from its decoded planes to the size asked, and turned upright by the
+   stream's display matrix (a phone's portrait video). MJPEG frames are decoded at reduced
+   scale (FFmpeg's ``lowres``) when still at least the size asked.
+4. Checks the file is whole: an index pointing past the end of the file, an MP4 whose boxes
+   run past it, a Matroska or AVI file whose packets end well before the duration its header
+   gives are "truncated".
+
+Every failure is one ``DecodeError`` whose ``str`` is a short reason; no other exception leaves.
+A stream where no keyframe decodes is a failure too, never an item without frames.
+
+Cost: a keyframe's decode plus a 1-2 ms scale per frame looked at; a steady-paced minute looks
+at about 12 to 20 keyframes (``scripts/bench_video.py`` measures it against photos).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+import numpy as np
+
+from finder.errors import DecodeError
+from finder.ingest.crawl import open_regular, os_error_reason
+from finder.ingest.decode import check_views, make_views, view_cover
+from finder.ingest.video_facts import VideoFacts, video_facts
+from finder.ingest.video_sample import SAMPLING, Sampler, Sampling
+
+if TYPE_CHECKING:
+    import av
+
+#: Largest frame accepted, in pixels: 8K UHD (7680x4320, 33 MP) and DCI 8K (8192x4320) fit.
+MAX_VIDEO_PIXELS = 36_000_000
+#: FFmpeg demuxers that read the containers of ``crawl.VIDEO_EXTENSIONS``.
+VIDEO_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts"})
+#: Containers whose header gives a duration the packets must reach (else "truncated").
+_DURATION_CHECKED = frozenset({"matroska,webm", "avi"})
+#: Codecs FFmpeg decodes at 1/2, 1/4, 1/8 scale (``lowres``), with the most it allows.
+_LOWRES = {"mjpeg": 3}
+_KEYFRAME = 1  # AVINDEX_KEYFRAME
+#: An index that ends this long before the stream does is incomplete (a fragmented MP4): the
+#: packets are read in order instead.
+_INDEX_SLACK = (15.0, 0.10)  # seconds, or this share of the duration, whichever is larger
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    """The frames chosen from one video: ``times`` (seconds from the start, float64, one per
+    frame), ``pixels`` (uint8 ``(frames, views, height, width, 3)``), the video's ``facts``, and
+    ``probes``, the keyframes decoded to choose them."""
+
+    times: np.ndarray
+    pixels: np.ndarray
+    facts: VideoFacts
+    probes: int
+
+
+def _av() -> Any:
+    import av
+
+    return av
+
+
+def load_video(
+    path: str | os.PathLike[str],
+    size: tuple[int, int],
+    views: int = 1,
+    sampling: Sampling = SAMPLING,
+) -> VideoSample:
+    """The sampled frames of the video at ``path``, each as ``views`` views at ``size`` (width,
+    height) as ``decode.load_views`` makes them, with their times and the video's facts.
+    Raises ``DecodeError`` with a short reason for every way the file can be bad."""
+    check_views(views)
+    width, height = (int(v) for v in size)
+    return _opened(path, lambda video: _sample(video, (width, height), views, sampling))
+
+
+def read_video_facts(path: str | os.PathLike[str]) -> VideoFacts:
+    """The facts of the video at ``path`` (its first keyframe is decoded, for the way it is
+    turned). Raises ``DecodeError`` like ``load_video``."""
+    return _opened(path, lambda video: video.facts(video.first_rotation()))
+
+
+def _opened(path: str | os.PathLike[str], action: Callable[[_Video], T]) -> T:
+    """Open ``path`` as a video and run ``action`` on it; every failure is a ``DecodeError``."""
+    f = open_regular(path)
+    with f:
+        try:
+            nbytes = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            f.seek(0)
+        except OSError as e:
+            raise DecodeError(os_error_reason(e)) from None
+        if not head:
+            raise DecodeError("empty file")
+        av = _av()
+        try:
+            container = av.open(f, "r")
+        except MemoryError:
+            raise DecodeError("out of memory") from None
+        except (av.FFmpegError, ValueError, OSError) as e:
+            raise DecodeError(_open_reason(f, head, nbytes, e)) from None
+        try:
+            return action(_Video(container, f, nbytes))
+        except DecodeError:
+            raise
+        except MemoryError:
+            raise DecodeError("out of memory") from None
+        except av.DecoderNotFoundError:
+            raise DecodeError("no decoder for this video's codec") from None
+        except av.FFmpegError as e:
+            raise DecodeError(_ffmpeg_reason(e, f, nbytes)) from None
+        except Exception as e:  # a demuxer or decoder bug on one odd file must not stop a run
+            raise DecodeError(_short(f"corrupt video: {str(e) or type(e).__name__}")) from None
+        finally:
+            container.close()
+
+
+class _Video:
+    """An opened video: its container, the stream read, what the header says."""
+
+    def __init__(self, container: Any, f: BinaryIO, nbytes: int) -> None:
+        av = _av()
+        if container.format.name not in VIDEO_FORMATS:
+            raise DecodeError("not a video")
+        streams = [
+            s
+            for s in container.streams.video
+            if not int(s.disposition) & int(av.stream.Disposition.attached_pic)
+        ]
+        if not streams:
+            raise DecodeError("no video stream")
+        self.container = container
+        self.stream = st = streams[0]
+        self.nbytes = nbytes
+        self.file = f
+        cc = st.codec_context
+        if cc is None:
+            raise DecodeError("no decoder for this video's codec")
+        self.cc = cc
+        self.width, self.height = int(cc.width or 0), int(cc.height or 0)
+        if self.width * self.height > MAX_VIDEO_PIXELS:
+            raise DecodeError(f"decompression bomb ({self.width}x{self.height} frames)")
+        self.time_base = st.time_base
+        self.start = int(st.start_time) if st.start_time is not None else 0
+        self.duration = _duration(container, st)
+        cc.options = {"max_pixels": str(MAX_VIDEO_PIXELS)}
+
+    def seconds(self, ts: int) -> float:
+        return float((ts - self.start) * self.time_base)
+
+    def facts(self, rotation: int) -> VideoFacts:
+        """The facts of the container, the size as shown (turned by ``rotation`` degrees)."""
+        w, h = self.width, self.height
+        sar = self.cc.sample_aspect_ratio
+        if sar is not None and sar.numerator > 0 and sar.denominator > 0 and sar != 1:
+            w = max(1, round(w * float(sar)))
+        if _quarter_turns(rotation) % 2:
+            w, h = h, w
+        try:
+            mtime_ns = os.fstat(self.file.fileno()).st_mtime_ns
+        except (OSError, ValueError):
+            mtime_ns = None
+        meta: dict[str, str] = {}
+        for tags in (self.stream.metadata, self.container.metadata):
+            try:
+                meta.update(tags)
+            except (UnicodeDecodeError, ValueError):  # tags not in UTF-8: none of them
+                pass
+        return video_facts(
+            meta, width=w, height=h, duration=self.duration, mtime_ns=mtime_ns
+        )
+
+    def lowres_for(self, want: tuple[int, int]) -> None:
+        """Let an MJPEG decoder decode at 1/2, 1/4 or 1/8 scale while at least ``want``."""
+        most = _LOWRES.get(self.cc.name, 0)
+        if not most or not self.width or not self.height or self.cc.is_open:
+            return
+        k = 0
+        while k < most and (self.width >> (k + 1)) >= want[0] and (self.height >> (k + 1)) >= want[1]:
+            k += 1
+        self.cc.options = {**self.cc.options, "lowres": str(k)}
+
+    # -- keyframes ---------------------------------------------------------------------------
+    def index_keys(self) -> list[int] | None:
+        """The keyframes' timestamps from the container's index, in order; None when there is
+        no index or it ends well before the stream (then the packets are read in order).
+        Raises "truncated" when the index points past the end of the file."""
+        entries = self.stream.index_entries
+        n = len(entries)
+        keys: list[int] = []
+        end = 0
+        for i in range(n):
+            e = entries[i]
+            if e.flags & _KEYFRAME:
+                keys.append(int(e.timestamp))
+            if e.size > 0:
+                end = max(end, int(e.pos) + int(e.size))
+        if end > self.nbytes:
+            raise DecodeError("truncated")
+        if not keys:
+            return None
+        last = self.seconds(int(entries[n - 1].timestamp))
+        if self.duration is not None:
+            slack = max(_INDEX_SLACK[0], _INDEX_SLACK[1] * self.duration)
+            if last < self.duration - slack:
+                return None
+        return sorted(set(keys))
+
+    def packets_at(self, keys: list[int], wants: Callable[[float], bool]) -> Iterator[Any]:
+        """The keyframe packets at the timestamps ``keys`` that ``wants`` (their time in
+        seconds) asks for, by seeking to each."""
+        last = -math.inf  # the latest keyframe read: never read one twice, never go back
+        for ts in keys:
+            if ts <= last or not wants(self.seconds(ts)):
+                continue
+            # the first keyframe whose presentation time is at or after ts: this one (an index
+            # gives decoding times, at most the presentation time)
+            self.container.seek(ts, stream=self.stream, backward=False, any_frame=False)
+            for packet in self.container.demux(self.stream):
+                if packet.size == 0:
+                    break  # the end of the file
+                stamp = _stamp(packet)
+                if packet.is_keyframe and stamp is not None and stamp > last:
+                    last = max(stamp, ts)
+                    yield packet
+                    break
+
+    def packets_in_order(self, wants: Callable[[float], bool]) -> Iterator[Any]:
+        """The keyframe packets that ``wants`` asks for, reading every packet in order. Raises
+        "truncated" when a Matroska or AVI stream ends well before its header's duration."""
+        last_time = None
+        for packet in self.container.demux(self.stream):
+            stamp = _stamp(packet)
+            if packet.size == 0 or stamp is None:
+                continue
+            t = self.seconds(stamp)
+            last_time = t if last_time is None else max(last_time, t)
+            if packet.is_keyframe and wants(t):
+                yield packet
+        if (
+            self.container.format.name in _DURATION_CHECKED
+            and self.duration
+            and (last_time is None or last_time < self.duration - max(1.0, 0.02 * self.duration))
+        ):
+            raise DecodeError("truncated")
+
+    def decode(self, packet: Any) -> Any | None:
+        """The frame of one keyframe packet, decoded on its own (None when it gives none)."""
+        frames = self.cc.decode(packet)
+        if not frames:
+            frames = self.cc.decode(None)  # drain: a decoder with delay holds its frame back
+        self.cc.flush_buffers()
+        return frames[0] if frames else None
+
+    def first_rotation(self) -> int:
+        """The display rotation of the first keyframe that decodes (0 when none does)."""
+        for packet in self.packets_in_order(lambda t: True):
+            frame = self.decode(packet)
+            if frame is not None:
+                return _rotation(frame)
+        return 0
+
+
+def _sample(video: _Video, size: tuple[int, int], views: int, sampling: Sampling) -> VideoSample:
+    """Choose, decode and render the frames of ``video`` (see the module docstring)."""
+    cover = view_cover(views)
+    if cover is not None:
+        video.lowres_for((math.ceil(size[0] * cover), math.ceil(size[1] * cover)))
+    else:
+        video.lowres_for(size)
+    sampler = Sampler(video.duration, sampling)
+    keys = video.index_keys()
+    packets = (
+        video.packets_at(keys, sampler.wants)
+        if keys is not None
+        else video.packets_in_order(sampler.wants)
+    )
+    rotation = None
+    last_pts = None
+    for packet in packets:
+        frame = video.decode(packet)
+        if frame is None:
+            continue
+        stamp = frame.pts if frame.pts is not None else _stamp(packet)
+        if stamp is None or (last_pts is not None and stamp <= last_pts):
+            continue
+        last_pts = stamp
+        if rotation is None:
+            rotation = _rotation(frame)
+        sampler.offer(video.seconds(stamp), _render(frame, size, cover, rotation))
+    chosen = sampler.frames()
+    if not chosen:
+        raise DecodeError("no frame of the video could be decoded")
+    return VideoSample(
+        times=np.asarray([max(0.0, k.time) for k in chosen], dtype=np.float64),
+        pixels=np.stack([make_views(k.pixels, size, views) for k in chosen]),
+        facts=video.facts(rotation or 0),
+        probes=sampler.probes,
+    )
+
+
+def _render(
+    frame: Any, size: tuple[int, int], cover: float | None, rotation: int
+) -> np.ndarray:
+    """A decoded frame as RGB uint8, upright, squashed to ``size`` (width, height), or with
+    ``cover`` its aspect kept, covering ``size`` scaled by ``cover``."""
+    turns = _quarter_turns(rotation)
+    width, height = size
+    if cover is not None:
+        shown_w, shown_h = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+        scale = max(width * cover / shown_w, height * cover / shown_h)
+        width, height = max(width, round(shown_w * scale)), max(height, round(shown_h * scale))
+    ask = (height, width) if turns % 2 else (width, height)
+    a = frame.to_ndarray(width=ask[0], height=ask[1], format="rgb24", interpolation="AREA")
+    if turns:
+        a = np.rot90(a, turns)
+    return np.ascontiguousarray(a)
+
+
+def _rotation(frame: Any) -> int:
+    """Degrees counterclockwise the frame is turned for display (its display matrix)."""
+    try:
+        value = frame.rotation
+        return int(round(float(value))) if value is not None and math.isfinite(value) else 0
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _quarter_turns(rotation: int) -> int:
+    return round(rotation / 90) % 4
+
+
+def _stamp(packet: Any) -> int | None:
+    return packet.pts if packet.pts is not None else packet.dts
+
+
+def _duration(container: Any, st: Any) -> float | None:
+    """The stream's length in seconds from the header (the container's when the stream has
+    none); None when neither says."""
+    if st.duration and st.time_base:
+        value = float(st.duration * st.time_base)
+    elif container.duration:
+        value = container.duration / 1_000_000
+    else:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+# -- reasons ------------------------------------------------------------------------------------
+_BMFF_TYPES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"})
+
+
+def _looks_like_video(head: bytes) -> bool:
+    """The first bytes of an ISO BMFF (MP4/MOV), Matroska, AVI or MPEG-TS file."""
+    return (
+        head[4:8] in _BMFF_TYPES
+        or head[:4] == b"\x1a\x45\xdf\xa3"
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+        or head[:1] == b"\x47"
+        or head[4:5] == b"\x47"  # M2TS: a 4-byte time code before each packet
+    )
+
+
+def _bmff_truncated(f: BinaryIO, nbytes: int) -> bool:
+    """Whether the top-level boxes of an ISO BMFF file run past its end (or it has no
+    ``moov``, the index, which a file cut short before its end loses)."""
+    pos, seen_moov = 0, False
+    try:
+        while pos + 8 <= nbytes:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return True
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if size == 1 and len(head) >= 16:
+                size = int.from_bytes(head[8:16], "big")
+            elif size == 0:
+                size = nbytes - pos
+            if size < 8:
+                return False  # not boxes: corrupt, not cut short
+            seen_moov |= kind == b"moov"
+            if pos + size > nbytes:
+                return True
+            pos += size
+    except OSError:
+        return False
+    return not seen_moov
+
+
+def _open_reason(f: BinaryIO, head: bytes, nbytes: int, e: Exception) -> str:
+    """Why FFmpeg could not open the file."""
+    if isinstance(e, OSError) and not isinstance(e, _av().FFmpegError):
+        return os_error_reason(e)
+    if head[4:8] in _BMFF_TYPES and _bmff_truncated(f, nbytes):
+        return "truncated"
+    if not _looks_like_video(head):
+        return "not a video"
+    return _short(f"corrupt video: {_message(e)}")
+
+
+def _ffmpeg_reason(e: Exception, f: BinaryIO, nbytes: int) -> str:
+    """Why FFmpeg failed while reading the file."""
+    message = _message(e)
+    if "max_pixels" in str(e) or "Invalid argument" in message and "avcodec_open2" in str(e):
+        return "decompression bomb"
+    if isinstance(e, EOFError) or "end of file" in message.lower():
+        return "truncated"
+    return _short(f"corrupt video: {message}")
+
+
+def _message(e: Exception) -> str:
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return " ".join(str(text).split())
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
