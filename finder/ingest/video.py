@@ -39,7 +39,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -48,9 +48,6 @@ from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.decode import check_views, make_views, view_cover
 from finder.ingest.video_facts import VideoFacts, video_facts
 from finder.ingest.video_sample import SAMPLING, Sampler, Sampling
-
-if TYPE_CHECKING:
-    import av
 
 #: Largest frame accepted, in pixels: 8K UHD (7680x4320, 33 MP) and DCI 8K (8192x4320) fit.
 MAX_VIDEO_PIXELS = 36_000_000
@@ -61,9 +58,10 @@ _DURATION_CHECKED = frozenset({"matroska,webm", "avi"})
 #: Codecs FFmpeg decodes at 1/2, 1/4, 1/8 scale (``lowres``), with the most it allows.
 _LOWRES = {"mjpeg": 3}
 _KEYFRAME = 1  # AVINDEX_KEYFRAME
-#: An index that ends this long before the stream does is incomplete (a fragmented MP4): the
-#: packets are read in order instead.
-_INDEX_SLACK = (15.0, 0.10)  # seconds, or this share of the duration, whichever is larger
+#: An index whose last entry ends this long before the stream does is incomplete (Matroska's
+#: cues list keyframes only, a fragmented MP4's index grows as it is read): the packets are
+#: read in order instead. MP4's and AVI's indexes list every frame.
+_INDEX_SLACK = (1.0, 0.02)  # seconds, or this share of the duration, whichever is larger
 
 T = TypeVar("T")
 
@@ -192,9 +190,7 @@ class _Video:
                 meta.update(tags)
             except (UnicodeDecodeError, ValueError):  # tags not in UTF-8: none of them
                 pass
-        return video_facts(
-            meta, width=w, height=h, duration=self.duration, mtime_ns=mtime_ns
-        )
+        return video_facts(meta, width=w, height=h, duration=self.duration, mtime_ns=mtime_ns)
 
     def lowres_for(self, want: tuple[int, int]) -> None:
         """Let an MJPEG decoder decode at 1/2, 1/4 or 1/8 scale while at least ``want``."""
@@ -202,7 +198,11 @@ class _Video:
         if not most or not self.width or not self.height or self.cc.is_open:
             return
         k = 0
-        while k < most and (self.width >> (k + 1)) >= want[0] and (self.height >> (k + 1)) >= want[1]:
+        while (
+            k < most
+            and min(self.width >> (k + 1), self.height >> (k + 1)) >= 1
+            and (self.width >> (k + 1) >= want[0] and self.height >> (k + 1) >= want[1])
+        ):
             k += 1
         self.cc.options = {**self.cc.options, "lowres": str(k)}
 
@@ -325,9 +325,7 @@ def _sample(video: _Video, size: tuple[int, int], views: int, sampling: Sampling
     )
 
 
-def _render(
-    frame: Any, size: tuple[int, int], cover: float | None, rotation: int
-) -> np.ndarray:
+def _render(frame: Any, size: tuple[int, int], cover: float | None, rotation: int) -> np.ndarray:
     """A decoded frame as RGB uint8, upright, squashed to ``size`` (width, height), or with
     ``cover`` its aspect kept, covering ``size`` scaled by ``cover``."""
     turns = _quarter_turns(rotation)

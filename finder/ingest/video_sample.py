@@ -127,13 +127,17 @@ class Sampler:
         )
         if math.isfinite(interval):
             self.intervals.append(interval)
-        return irregular or time - self.last_probe >= self.gap - _EPS
+        if irregular or time - self.last_probe >= self.gap - _EPS:
+            self.last_probe = time
+            return True
+        return False
 
     def offer(self, time: float, pixels: np.ndarray, sig: np.ndarray | None = None) -> bool:
-        """A decoded keyframe; returns whether it is kept (for now: the cap may drop it)."""
+        """A keyframe ``wants`` asked for, decoded: its presentation time (seconds; ``wants``
+        may have been told the time it is decoded at, a little earlier); returns whether it
+        is kept (for now: the cap may drop it)."""
         sig = signature(pixels) if sig is None else sig
         self.probes += 1
-        self.last_probe = time
         if not self.kept:
             self.kept.append(Kept(time, pixels, sig, True, math.inf))
             return True
