@@ -253,16 +253,24 @@ class _Video:
 
     def packets_in_order(self, wants: Callable[[float], bool]) -> Iterator[Any]:
         """The keyframe packets that ``wants`` asks for, reading every packet in order. Raises
-        "truncated" when a Matroska or AVI stream ends well before its header's duration."""
+        "truncated" when the stream holds fewer frames than its header claims, or a Matroska
+        or AVI stream ends well before its header's duration."""
         last_time = None
+        count = 0
         for packet in self.container.demux(self.stream):
             stamp = _stamp(packet)
             if packet.size == 0 or stamp is None:
                 continue
+            count += 1
             t = self.seconds(stamp)
             last_time = t if last_time is None else max(last_time, t)
             if packet.is_keyframe and wants(t):
                 yield packet
+        claimed = int(self.stream.frames or 0)
+        if claimed and count < 0.98 * claimed - 1:
+            raise DecodeError(
+                f"truncated (holds {count} of the {claimed} frames its header claims)"
+            )
         if (
             self.container.format.name in _DURATION_CHECKED
             and self.duration
