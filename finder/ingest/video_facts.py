@@ -168,7 +168,7 @@ def _sexagesimal(text: str, degree_digits: int) -> float | None:
     sign = -1.0 if text[0] == "-" else 1.0
     body = text[1:]
     whole, _, fraction = body.partition(".")
-    extra = len(whole) - degree_digits
+    extra = max(0, len(whole) - degree_digits)  # fewer digits than the standard's: degrees
     if extra not in (0, 2, 4):
         return None
     try:

@@ -18,7 +18,7 @@ second or few. The :class:`Sampler` is told each keyframe's time and decides:
    a *pace* frame when ``pace`` seconds passed since the last kept one. The first is always
    kept.
 3. **Cap** (:meth:`Sampling.cap`): at most ``cap_base + cap_rate * minutes ** cap_power``
-   frames (12 s: 15; 1 min: 22; 10 min: 68; 1 hour: 229; 2 hours: 385), and the pace is
+   frames (12 s: 15; 1 min: 22; 10 min: 69; 1 hour: 228; 2 hours: 375), and the pace is
    stretched so that pace frames alone stay under it (an hour: one every 16 s). Over the cap,
    the first frame and the strongest scene changes are kept, then the pace frames that moved
    most. Frames are thinned as they come (at twice the cap), so a video holds at most twice
