@@ -98,7 +98,9 @@ def test_iso6709(text, lat, lon) -> None:
     assert got[0] == pytest.approx(lat, abs=1e-4) and got[1] == pytest.approx(lon, abs=1e-3)
 
 
-@pytest.mark.parametrize("text", ["", "nowhere", "+91.0+000.0/", "+00.0000+000.0000/", "+123456789+001.0/"])
+@pytest.mark.parametrize(
+    "text", ["", "nowhere", "+91.0+000.0/", "+00.0000+000.0000/", "+123456789+001.0/"]
+)
 def test_iso6709_refuses(text) -> None:
     assert parse_iso6709(text) == (None, None)
 
