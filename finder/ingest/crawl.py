@@ -4,7 +4,7 @@ time.
 Rules of the walk (``walk``):
 
 - A file is a photo when its lowercase extension is in ``IMAGE_EXTENSIONS``, a video when it is
-  in ``VIDEO_EXTENSIONS`` (``videos=False`` leaves videos out); its content is only looked at
+  in ``VIDEO_EXTENSIONS`` and ``videos=True`` (an index run); its content is only looked at
   later, by ``decode`` and ``video``.
 - A Live Photo is one item, the photo: a ``.mov`` or ``.mp4`` of at most
   ``LIVE_PHOTO_MAX_BYTES`` beside a ``.heic``, ``.heif``, ``.jpg`` or ``.jpeg`` of the same name
@@ -367,10 +367,11 @@ def walk(
     hidden: bool = False,
     exclude: Iterable[str] = (),
     on_error: Callable[[str, OSError], None] | None = None,
-    videos: bool = True,
+    videos: bool = False,
 ) -> Iterator[FileFact]:
     """Yield a ``FileFact`` for each photo (and, with ``videos``, video) file under ``roots``
-    (see the module docstring).
+    (see the module docstring). An index run walks videos too; a folder of examples to learn
+    from holds photos only (until teaching takes a video's frame).
 
     ``roots`` is one path or several. Raises ``UsageError("no such folder: ...")`` at once,
     before yielding, if a root does not exist. ``on_error(path, error)`` is called for each entry
