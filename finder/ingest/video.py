@@ -98,6 +98,18 @@ def load_video(
     return _opened(path, lambda video: _sample(video, (width, height), views, sampling))
 
 
+def load_frame_at(
+    path: str | os.PathLike[str], seconds: float, size: tuple[int, int], views: int = 1
+) -> tuple[float, np.ndarray]:
+    """The frame shown at ``seconds`` from the start (the last one that starts at or before it;
+    the last frame past the end), as ``views`` views at ``size`` like ``load_video``'s, with
+    its own time. Decodes from the keyframe before it (a teaching example ``clip.mp4@0:12``, a
+    moment's thumbnail). Raises ``DecodeError`` like ``load_video``."""
+    check_views(views)
+    width, height = (int(v) for v in size)
+    return _opened(path, lambda video: video.frame_at(float(seconds), (width, height), views))
+
+
 def read_video_facts(path: str | os.PathLike[str]) -> VideoFacts:
     """The facts of the video at ``path`` (its first keyframe is decoded, for the way it is
     turned). Raises ``DecodeError`` like ``load_video``."""
@@ -285,6 +297,28 @@ class _Video:
             frames = self.cc.decode(None)  # drain: a decoder with delay holds its frame back
         self.cc.flush_buffers()
         return frames[0] if frames else None
+
+    def frame_at(
+        self, seconds: float, size: tuple[int, int], views: int
+    ) -> tuple[float, np.ndarray]:
+        """The frame shown at ``seconds`` (see ``load_frame_at``)."""
+        target = self.start + int(max(0.0, seconds) / float(self.time_base))
+        try:
+            self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
+        except Exception:  # a stream that cannot seek: read it from the start
+            self.container.seek(0)
+        shown = None
+        for frame in self.container.decode(self.stream):
+            if frame.pts is None:
+                continue
+            if shown is not None and frame.pts > target:
+                break
+            shown = frame
+        if shown is None:
+            raise DecodeError("no frame of the video could be decoded")
+        cover = view_cover(views)
+        pixels = _render(shown, size, cover, _rotation(shown))
+        return self.seconds(shown.pts), make_views(pixels, size, views)
 
     def first_rotation(self) -> int:
         """The display rotation of the first keyframe that decodes (0 when none does)."""

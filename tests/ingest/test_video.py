@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from finder.errors import DecodeError
-from finder.ingest.video import MAX_VIDEO_PIXELS, load_video, read_video_facts
+from finder.ingest.video import MAX_VIDEO_PIXELS, load_frame_at, load_video, read_video_facts
 from finder.ingest.video_sample import distance, signature
 from tests.conftest import PHOTOS, make_photo
 from tests.ingest.videos import Shot, h264_codec, has_encoder, slideshow
@@ -109,6 +109,19 @@ def test_cuts_the_encoder_marked_are_found_between_sparse_keyframes(tmp_path, so
     assert any(spans[1][0] <= k < spans[1][1] for k in keys), keys  # the encoder marked the cut
     sample = load_video(tmp_path / "edit.mp4", SIZE)
     assert {shot_of(t, spans) for t in sample.times} == {0, 1, 2}, (sample.times, keys)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "webm", "avi"])
+def test_the_frame_at_a_moment(ext, videos, sources) -> None:
+    """``load_frame_at``: the frame shown at a time (a teaching example, a moment's still):
+    from the keyframe before it, decoded up to it."""
+    path, spans = videos[ext]
+    firsts = [sources[k][0] for k in ("cat", "dog", "sunflower")]
+    for seconds in (0.0, 3.3, 6.5, 9.9, 11.9, 30.0):
+        t, pixels = load_frame_at(path, seconds, SIZE)
+        assert pixels.shape == (1, 224, 224, 3)
+        assert t <= seconds and (t > seconds - 0.21 or seconds > 12)  # 5 fps: within a frame
+        assert looks_like(pixels[0], firsts) == shot_of(min(seconds, 11.9), spans), seconds
 
 
 def test_views_and_sizes(videos) -> None:
