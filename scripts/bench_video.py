@@ -9,8 +9,9 @@ shot a slow pan over its photo (so that its frames differ, as filmed ones do; th
 every ``STEP`` frames, as a slideshow's does), no photo shown twice. H.264 (libx264 at preset
 ``ultrafast`` for speed, but with x264's default keyframe placement, a keyframe every 250 frames
 and one at each scene cut, and with CABAC and the deblocking filter, which decoding pays for)
-where PyAV's FFmpeg has it, else MPEG-4 part 2.
-Then, in one run, with the shared TFLite MobileNet and finder's own pipeline:
+where PyAV's FFmpeg has it, else MPEG-4 part 2; ``--keyframes phone`` puts a keyframe every
+second and none at cuts instead, as phones do. Then, in one run, with the shared TFLite
+MobileNet and finder's own pipeline:
 
 - ``decode_s_per_video_minute``: ``finder.ingest.video.load_video`` over every video (choosing
   and decoding the frames, no embedding), seconds per minute of video;
@@ -35,7 +36,7 @@ measured in the same run as the one it is compared with. Last line: JSON with ``
 ``video_seconds``, ``frames_embedded``, ``decode_s_per_video_minute``,
 ``index_s_per_video_minute``, ``photo_s``, ``photo_equivalents_per_video_minute``,
 ``segment_recall`` (and ``segments``, ``segments_found_by_reference``, ``probes``,
-``encoder``, ``load``).
+``encoder``, ``keyframes``, ``load``).
 """
 
 from __future__ import annotations
@@ -86,13 +87,19 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def encoder() -> tuple[str, dict[str, str]]:
+#: Where the encoder puts keyframes: x264's default (every 250 frames and at scene cuts), or
+#: as a phone does (every second, none at cuts).
+KEYFRAMES = {"x264": "keyint=250:scenecut=40", "phone": "keyint=30:min-keyint=30:scenecut=0"}
+
+
+def encoder(keyframes: str = "x264") -> tuple[str, dict[str, str]]:
     """libx264 at its fastest preset but with what the default keeps and a decoder pays for:
-    keyframes every 250 frames and at scene cuts (``scenecut``), CABAC, the deblocking filter;
-    else FFmpeg's MPEG-4 part 2."""
+    the keyframes asked (``KEYFRAMES``), CABAC, the deblocking filter; else FFmpeg's MPEG-4
+    part 2 (a keyframe every 12 frames, more at scene changes)."""
     try:
         av.codec.Codec("libx264", "w")
-        return "libx264", {"preset": "ultrafast", "x264-params": "scenecut=40:cabac=1:deblock=0,0"}
+        params = f"{KEYFRAMES[keyframes]}:cabac=1:deblock=0,0"
+        return "libx264", {"preset": "ultrafast", "x264-params": params}
     except Exception:
         return "mpeg4", {"qscale": "4"}
 
@@ -110,10 +117,10 @@ def yuv_planes(photo: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def write_video(
-    path: Path, seconds: float, photos: list[Path], rng: random.Random
+    path: Path, seconds: float, photos: list[Path], rng: random.Random, keyframes: str = "x264"
 ) -> list[Segment]:
     """``seconds`` of shots of ``photos`` (used up in order), a cut every 5 to 20 s."""
-    codec, options = encoder()
+    codec, options = encoder(keyframes)
     out = av.open(str(path), "w")
     stream = out.add_stream(codec, rate=FPS)
     stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -240,6 +247,13 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=4, help="files it is split into (default 4)")
     ap.add_argument("--photos", type=int, default=120, help="1080p photos timed (default 120)")
     ap.add_argument("--model", type=Path, default=MODEL)
+    ap.add_argument(
+        "--keyframes",
+        choices=sorted(KEYFRAMES),
+        default="x264",
+        help="x264: x264's default, every 250 frames and at scene cuts; phone: every second, "
+        "none at cuts",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="work here and keep the files (else a temp dir)")
     args = ap.parse_args()
@@ -262,7 +276,7 @@ def main() -> None:
         seconds = args.minutes * 60 / args.videos
         segments: list[Segment] = []
         for k in range(args.videos):
-            segments += write_video(video_dir / f"clip{k}.mp4", seconds, pool, rng)
+            segments += write_video(video_dir / f"clip{k}.mp4", seconds, pool, rng, args.keyframes)
         videos = sorted(video_dir.glob("*.mp4"))
         for k, photo in enumerate(pool[: args.photos]):
             im = Image.open(photo).convert("RGB").resize((WIDTH, HEIGHT), Image.LANCZOS)
@@ -271,7 +285,8 @@ def main() -> None:
         codec = encoder()[0]
         print(
             f"wrote {len(videos)} videos, {args.minutes:g} min of {WIDTH}x{HEIGHT} at {FPS} fps "
-            f"({codec}), {len(segments)} shots, and {args.photos} 1080p photos in {made:.0f} s"
+            f"({codec}, keyframes: {args.keyframes}), {len(segments)} shots, and {args.photos} "
+            f"1080p photos in {made:.0f} s"
         )
         minutes = args.minutes
 
@@ -333,6 +348,7 @@ def main() -> None:
             "segments_found_by_reference": int(sum(by_reference)),
             "probes": probes,
             "encoder": codec,
+            "keyframes": args.keyframes,
             "load": [round(x, 2) for x in loads],
         }
         bars = (
