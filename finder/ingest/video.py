@@ -47,6 +47,7 @@ from finder.errors import DecodeError
 from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.decode import check_views, make_views, view_cover
 from finder.ingest.video_facts import VideoFacts, video_facts
+from finder.ingest.video_reasons import ffmpeg_reason, open_reason, short
 from finder.ingest.video_sample import SAMPLING, Sampler, Sampling
 
 #: Largest frame accepted, in pixels: 8K UHD (7680x4320, 33 MP) and DCI 8K (8192x4320) fit.
@@ -134,7 +135,7 @@ def _opened(path: str | os.PathLike[str], action: Callable[[_Video], T]) -> T:
         except MemoryError:
             raise DecodeError("out of memory") from None
         except (av.FFmpegError, ValueError, OSError) as e:
-            raise DecodeError(_open_reason(f, head, nbytes, e)) from None
+            raise DecodeError(open_reason(f, head, nbytes, e, av.FFmpegError)) from None
         try:
             return action(_Video(container, f, nbytes))
         except DecodeError:
@@ -144,9 +145,9 @@ def _opened(path: str | os.PathLike[str], action: Callable[[_Video], T]) -> T:
         except av.DecoderNotFoundError:
             raise DecodeError("no decoder for this video's codec") from None
         except av.FFmpegError as e:
-            raise DecodeError(_ffmpeg_reason(e, f, nbytes)) from None
+            raise DecodeError(ffmpeg_reason(e)) from None
         except Exception as e:  # a demuxer or decoder bug on one odd file must not stop a run
-            raise DecodeError(_short(f"corrupt video: {str(e) or type(e).__name__}")) from None
+            raise DecodeError(short(f"corrupt video: {str(e) or type(e).__name__}")) from None
         finally:
             container.close()
 
@@ -410,75 +411,3 @@ def _duration(container: Any, st: Any) -> float | None:
     else:
         return None
     return value if math.isfinite(value) and value > 0 else None
-
-
-# -- reasons ------------------------------------------------------------------------------------
-_BMFF_TYPES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"})
-
-
-def _looks_like_video(head: bytes) -> bool:
-    """The first bytes of an ISO BMFF (MP4/MOV), Matroska, AVI or MPEG-TS file."""
-    return (
-        head[4:8] in _BMFF_TYPES
-        or head[:4] == b"\x1a\x45\xdf\xa3"
-        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-        or head[:1] == b"\x47"
-        or head[4:5] == b"\x47"  # M2TS: a 4-byte time code before each packet
-    )
-
-
-def _bmff_truncated(f: BinaryIO, nbytes: int) -> bool:
-    """Whether the top-level boxes of an ISO BMFF file run past its end (or it has no
-    ``moov``, the index, which a file cut short before its end loses)."""
-    pos, seen_moov = 0, False
-    try:
-        while pos + 8 <= nbytes:
-            f.seek(pos)
-            head = f.read(16)
-            if len(head) < 8:
-                return True
-            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
-            if size == 1 and len(head) >= 16:
-                size = int.from_bytes(head[8:16], "big")
-            elif size == 0:
-                size = nbytes - pos
-            if size < 8:
-                return False  # not boxes: corrupt, not cut short
-            seen_moov |= kind == b"moov"
-            if pos + size > nbytes:
-                return True
-            pos += size
-    except OSError:
-        return False
-    return not seen_moov
-
-
-def _open_reason(f: BinaryIO, head: bytes, nbytes: int, e: Exception) -> str:
-    """Why FFmpeg could not open the file."""
-    if isinstance(e, OSError) and not isinstance(e, _av().FFmpegError):
-        return os_error_reason(e)
-    if head[4:8] in _BMFF_TYPES and _bmff_truncated(f, nbytes):
-        return "truncated"
-    if not _looks_like_video(head):
-        return "not a video"
-    return _short(f"corrupt video: {_message(e)}")
-
-
-def _ffmpeg_reason(e: Exception, f: BinaryIO, nbytes: int) -> str:
-    """Why FFmpeg failed while reading the file."""
-    message = _message(e)
-    if "max_pixels" in str(e) or "Invalid argument" in message and "avcodec_open2" in str(e):
-        return "decompression bomb"
-    if isinstance(e, EOFError) or "end of file" in message.lower():
-        return "truncated"
-    return _short(f"corrupt video: {message}")
-
-
-def _message(e: Exception) -> str:
-    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return " ".join(str(text).split())
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
