@@ -27,7 +27,7 @@ MobileNet and finder's own pipeline:
   photo (cosine), among the frames of all the videos, lies in that shot (same video, its time in
   [start, end)). The reference set is every frame of every video, decoded and embedded one by
   one (frame by frame: frames whose decoded pixels are identical are embedded once, which gives
-each the vector it would get alone; ``--reference-step N`` embeds every N-th frame only, for a
+  each the vector it would get alone; ``--reference-step N`` embeds every N-th frame only, for a
   quicker run on a busy machine); the sampled set is the frames the index stored.
   ``segment_recall`` is the share of the shots the reference finds that the sampled frames find
   too. Bar: >= 0.95.
