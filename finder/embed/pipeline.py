@@ -24,11 +24,11 @@ from finder.embed.runtime import cpu_count
 from finder.errors import DecodeError
 from finder.ingest.crawl import is_video_name
 from finder.ingest.decode import load_views_facts
+from finder.ingest.video import VideoSample, load_video
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
     from finder.ingest.facts import PhotoFacts
-    from finder.ingest.video import VideoSample
 
 K = TypeVar("K")
 
@@ -44,8 +44,6 @@ def _decode(
     """A photo's views and facts, a video's sample (with ``video``), or why it failed."""
     try:
         if video:
-            from finder.ingest.video import load_video
-
             return load_video(path, size, views)
         return load_views_facts(path, size, views)
     except DecodeError as e:
