@@ -425,3 +425,19 @@ def changed_since(paths: set[str], library: Path) -> set[str]:
             if row is None or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
                 out.add(p)
     return out
+
+
+def test_dupes_groups_byte_identical_videos(tmp_path, sources, model_args) -> None:
+    """Two copies of one video are a group of identical files, the one to keep first; frames
+    take no part in near-duplicate photo groups."""
+    media = tmp_path / "media"
+    media.mkdir()
+    slideshow(media / "a.avi", [Shot(sources["cat"][0], 2), Shot(sources["dog"][0], 2)])
+    shutil.copy2(media / "a.avi", media / "b.avi")
+    Image.open(sources["dog"][1]).convert("RGB").save(media / "dog.jpg")
+    cli = CLI(tmp_path / "library")
+    cli("index", str(media), *model_args, "-q")
+    groups = cli.json("dupes")["groups"]
+    assert [(g["kind"], [Path(f["path"]).name for f in g["files"]]) for g in groups] == [
+        ("identical", ["a.avi", "b.avi"])
+    ]
