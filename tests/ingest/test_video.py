@@ -85,6 +85,17 @@ def test_every_shot_has_a_frame_at_its_time(ext, videos, sources) -> None:
     assert (sample.facts.width, sample.facts.height) == (320, 240)
 
 
+@pytest.mark.parametrize("ext, options", [("mts", {}), ("m2ts", {"mpegts_m2ts_mode": "1"})])
+def test_camcorder_transport_streams(ext, options, tmp_path, sources) -> None:
+    """AVCHD camcorders' ``.mts`` / ``.m2ts`` (MPEG-TS, no index): read in order, keyframes
+    only, a frame in every shot."""
+    shots = [Shot(sources[k][0], 4) for k in ("cat", "dog", "sunflower")]
+    path = tmp_path / f"cam.{ext}"
+    spans = slideshow(path, shots, container="mpegts", container_options=options)
+    sample = load_video(path, SIZE)
+    assert {shot_of(t, spans) for t in sample.times} == {0, 1, 2}, sample.times
+
+
 def test_a_hard_cut_every_second_gives_a_frame_a_second(tmp_path, sources) -> None:
     photos = [p for k in ("cat", "dog", "sunflower") for p in sources[k]]
     shots = [Shot(photos[i % len(photos)], 1) for i in range(12)]

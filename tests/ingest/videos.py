@@ -66,6 +66,7 @@ def slideshow(
     metadata: dict[str, str] | None = None,
     rotation: int | None = None,
     container_options: dict[str, str] | None = None,
+    container: str | None = None,
 ) -> list[tuple[float, float]]:
     """Write ``shots`` into a video at ``path`` (container from its name); returns each shot's
     (start, end) in seconds. ``codec`` defaults by the extension (``KINDS``); H.264 gets a
@@ -80,7 +81,7 @@ def slideshow(
     if codec == "libvpx-vp9":
         opts.setdefault("deadline", "realtime")
         opts.setdefault("cpu-used", "8")
-    out = av.open(str(path), "w", options=container_options or {})
+    out = av.open(str(path), "w", format=container, options=container_options or {})
     try:
         out.metadata.update(metadata or {})
         stream = out.add_stream(codec, rate=fps)
