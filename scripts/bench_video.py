@@ -269,7 +269,12 @@ def main() -> None:
         help="embed every N-th frame for the reference (default 1: frame by frame)",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", type=Path, help="work here and keep the files (else a temp dir)")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="work here and keep the files (else a temp dir); a later run with the same "
+        "arguments reuses the videos, photos and reference embedding found there",
+    )
     args = ap.parse_args()
     sources = sorted((SHARED / "photos").rglob("*.jpg"))
     if len(sources) < 100 or not args.model.is_file():
@@ -283,22 +288,40 @@ def main() -> None:
         pool = list(sources)
         rng.shuffle(pool)
         video_dir, photo_dir = work / "videos", work / "photos"
-        shutil.rmtree(video_dir, ignore_errors=True)
-        shutil.rmtree(photo_dir, ignore_errors=True)
-        video_dir.mkdir()
-        photo_dir.mkdir()
-        seconds = args.minutes * 60 / args.videos
+        made_with = {
+            k: str(v)
+            for k, v in vars(args).items()
+            if k in ("minutes", "videos", "photos", "keyframes", "seed")
+        }
+        recorded = work / "made.json"
         segments: list[Segment] = []
-        for k in range(args.videos):
-            segments += write_video(video_dir / f"clip{k}.mp4", seconds, pool, rng, args.keyframes)
+        if recorded.exists() and json.loads(recorded.read_text())["args"] == made_with:
+            segments = [
+                Segment(v, a, b, Path(p))
+                for v, a, b, p in json.loads(recorded.read_text())["shots"]
+            ]
+        else:
+            recorded.unlink(missing_ok=True)
+            (work / "reference.npz").unlink(missing_ok=True)
+            shutil.rmtree(video_dir, ignore_errors=True)
+            shutil.rmtree(photo_dir, ignore_errors=True)
+            video_dir.mkdir()
+            photo_dir.mkdir()
+            seconds = args.minutes * 60 / args.videos
+            for k in range(args.videos):
+                path = video_dir / f"clip{k}.mp4"
+                segments += write_video(path, seconds, pool, rng, args.keyframes)
+            for k, photo in enumerate(pool[: args.photos]):
+                im = Image.open(photo).convert("RGB").resize((WIDTH, HEIGHT), Image.LANCZOS)
+                im.save(photo_dir / f"photo{k:04d}.jpg", quality=90)
+            shots = [[s.video, s.start, s.end, str(s.photo)] for s in segments]
+            recorded.write_text(json.dumps({"args": made_with, "shots": shots}))
         videos = sorted(video_dir.glob("*.mp4"))
-        for k, photo in enumerate(pool[: args.photos]):
-            im = Image.open(photo).convert("RGB").resize((WIDTH, HEIGHT), Image.LANCZOS)
-            im.save(photo_dir / f"photo{k:04d}.jpg", quality=90)
         made = time.perf_counter() - started
         codec = encoder()[0]
         print(
-            f"wrote {len(videos)} videos, {args.minutes:g} min of {WIDTH}x{HEIGHT} at {FPS} fps "
+            f"{'wrote' if made > 1 else 'reused'} {len(videos)} videos, {args.minutes:g} min "
+            f"of {WIDTH}x{HEIGHT} at {FPS} fps "
             f"({codec}, keyframes: {args.keyframes}), {len(segments)} shots, and {args.photos} "
             f"1080p photos in {made:.0f} s"
         )
@@ -331,7 +354,23 @@ def main() -> None:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         where_s, sampled = stored_frames(work / "lib-videos")
         ref_started = time.perf_counter()
-        where_r, reference, distinct = every_frame(videos, backbone, args.reference_step)
+        cache = work / "reference.npz"
+        if cache.exists() and int(np.load(cache)["step"]) == args.reference_step:
+            saved = np.load(cache)
+            reference, distinct = saved["vectors"], int(saved["distinct"])
+            where_r = [
+                (str(v), float(t)) for v, t in zip(saved["videos"], saved["times"], strict=True)
+            ]
+        else:
+            where_r, reference, distinct = every_frame(videos, backbone, args.reference_step)
+            np.savez(
+                cache,
+                vectors=reference,
+                distinct=distinct,
+                step=args.reference_step,
+                videos=np.asarray([v for v, _ in where_r]),
+                times=np.asarray([t for _, t in where_r]),
+            )
         loads.append(load())
         by_reference = found(segments, queries, where_r, reference)
         by_sample = found(segments, queries, where_s, sampled)

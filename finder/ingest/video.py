@@ -16,12 +16,16 @@ alone). It reads the file through PyAV (FFmpeg's libraries; imported on the firs
 3. Decodes **keyframes only** (each decodes on its own, without the frames before it), and
    only those the :class:`~finder.ingest.video_sample.Sampler` asks for (scene changes, a
    steady pace, a cap: see :mod:`finder.ingest.video_sample`). Where the container has an
-   index (MP4/MOV, AVI, Matroska's cues) the reader seeks from keyframe to keyframe and reads
-   nothing else; otherwise (MPEG-TS, an index cut off) it reads the packets in order and
-   decodes only the keyframes it wants. Each frame is scaled by FFmpeg (swscale, area
-   averaging) straight from its decoded planes to the size asked, and turned upright by the
-   stream's display matrix (a phone's portrait video). MJPEG frames are decoded at reduced
-   scale (FFmpeg's ``lowres``) when still at least the size asked.
+   index that lists every frame (MP4/MOV, AVI) the reader seeks from keyframe to keyframe and
+   reads nothing else; otherwise (Matroska, whose cues list keyframes only, MPEG-TS, an index
+   cut off) it reads the packets in order and decodes only the keyframes it wants. A frame
+   as large as a keyframe (half their median size) that no mark calls one is decoded on its
+   own too (FFmpeg's ``showall``) and kept when it is intra: x264 codes a scene cut that comes
+   too soon after a keyframe that way, and nothing but its size tells. Each frame is scaled
+   by FFmpeg (swscale, area averaging) straight from its decoded planes to the size asked,
+   and turned upright by the stream's display matrix (a phone's portrait video). MJPEG
+   frames are decoded at reduced scale (FFmpeg's ``lowres``) when still at least the size
+   asked.
 4. Checks the file is whole: an index pointing past the end of the file, an MP4 whose boxes
    run past it, a Matroska or AVI file whose packets end well before the duration its header
    gives are "truncated".
@@ -59,6 +63,11 @@ _DURATION_CHECKED = frozenset({"matroska,webm", "avi"})
 #: Codecs FFmpeg decodes at 1/2, 1/4, 1/8 scale (``lowres``), with the most it allows.
 _LOWRES = {"mjpeg": 3}
 _KEYFRAME = 1  # AVINDEX_KEYFRAME
+#: A frame the index does not mark as a keyframe but at least this share of the keyframes'
+#: median size is looked at (its packet may say it is one: x264's intra frame at a scene cut
+#: too soon after the last keyframe to be one the index knows).
+_INTRA_SIZE = 0.5
+_INTRA = 1  # AV_PICTURE_TYPE_I
 #: An index whose last entry ends this long before the stream does is incomplete (Matroska's
 #: cues list keyframes only, a fragmented MP4's index grows as it is read): the packets are
 #: read in order instead. MP4's and AVI's indexes list every frame.
@@ -71,7 +80,7 @@ T = TypeVar("T")
 class VideoSample:
     """The frames chosen from one video: ``times`` (seconds from the start, float64, one per
     frame), ``pixels`` (uint8 ``(frames, views, height, width, 3)``), the video's ``facts``, and
-    ``probes``, the keyframes decoded to choose them."""
+    ``probes``, the frames decoded to choose them."""
 
     times: np.ndarray
     pixels: np.ndarray
@@ -180,7 +189,7 @@ class _Video:
         self.time_base = st.time_base
         self.start = int(st.start_time) if st.start_time is not None else 0
         self.duration = _duration(container, st)
-        cc.options = {"max_pixels": str(MAX_VIDEO_PIXELS)}
+        cc.options = {"max_pixels": str(MAX_VIDEO_PIXELS), "flags2": "+showall"}
 
     def seconds(self, ts: int) -> float:
         return float((ts - self.start) * self.time_base)
@@ -220,56 +229,77 @@ class _Video:
         self.cc.options = {**self.cc.options, "lowres": str(k)}
 
     # -- keyframes ---------------------------------------------------------------------------
-    def index_keys(self) -> list[int] | None:
-        """The keyframes' timestamps from the container's index, in order; None when there is
-        no index or it ends well before the stream (then the packets are read in order).
-        Raises "truncated" when the index points past the end of the file."""
+    def index_keys(self) -> list[tuple[int, bool]] | None:
+        """From the container's index, in order: the keyframes' timestamps (``True``) and the
+        frames as large as keyframes that the index does not mark (``False``: an encoder's
+        extra intra frame at a scene cut, which only its packet marks as a keyframe); None when
+        there is no index or it ends well before the stream (then the packets are read in
+        order). Raises "truncated" when the index points past the end of the file."""
         entries = self.stream.index_entries
         n = len(entries)
-        keys: list[int] = []
+        stamps = np.empty(n, dtype=np.int64)
+        sizes = np.empty(n, dtype=np.int64)
+        flags = np.empty(n, dtype=np.int64)
         end = 0
         for i in range(n):
             e = entries[i]
-            if e.flags & _KEYFRAME:
-                keys.append(int(e.timestamp))
+            stamps[i], sizes[i], flags[i] = e.timestamp, e.size, e.flags
             if e.size > 0:
                 end = max(end, int(e.pos) + int(e.size))
         if end > self.nbytes:
             raise DecodeError("truncated")
-        if not keys:
+        key = (flags & _KEYFRAME) != 0
+        if not key.any():
             return None
-        last = self.seconds(int(entries[n - 1].timestamp))
+        last = self.seconds(int(stamps[-1]))
         if self.duration is not None:
             slack = max(_INDEX_SLACK[0], _INDEX_SLACK[1] * self.duration)
             if last < self.duration - slack:
                 return None
-        return sorted(set(keys))
+        large = ~key & (sizes >= _INTRA_SIZE * float(np.median(sizes[key])))
+        chosen = np.flatnonzero(key | large)
+        return sorted({(int(stamps[i]), bool(key[i])) for i in chosen})
 
-    def packets_at(self, keys: list[int], wants: Callable[[float], bool]) -> Iterator[Any]:
-        """The keyframe packets at the timestamps ``keys`` that ``wants`` (their time in
-        seconds) asks for, by seeking to each."""
-        last = -math.inf  # the latest keyframe read: never read one twice, never go back
-        for ts in keys:
-            if ts <= last or not wants(self.seconds(ts)):
+    def packets_at(
+        self, keys: list[tuple[int, bool]], wants: Callable[[float], bool]
+    ) -> Iterator[tuple[Any, bool]]:
+        """The packets to decode at the index's timestamps ``keys``, by seeking to each, with
+        whether each is a keyframe: the keyframes ``wants`` (their time in seconds) asks for,
+        and each frame the index does not mark, read first (one packet): a keyframe by its
+        packet is asked for as the others, else it is yielded as ``False``, a frame that may be
+        intra (``decode(intra_only=True)`` tells, and only then is ``wants`` asked)."""
+        last = -math.inf  # the latest packet read: never read one twice, never go back
+        for ts, marked in keys:
+            if ts <= last or (marked and not wants(self.seconds(ts))):
                 continue
-            # the first keyframe whose presentation time is at or after ts: this one (an index
-            # gives decoding times, at most the presentation time)
-            self.container.seek(ts, stream=self.stream, backward=False, any_frame=False)
+            # a keyframe: the first whose presentation time is at or after ts, this one (an
+            # index gives decoding times, at most the presentation time); another frame: itself
+            self.container.seek(ts, stream=self.stream, backward=not marked, any_frame=not marked)
             for packet in self.container.demux(self.stream):
                 if packet.size == 0:
                     break  # the end of the file
                 stamp = _stamp(packet)
-                if packet.is_keyframe and stamp is not None and stamp > last:
-                    last = max(stamp, ts)
-                    yield packet
+                decoded_at = packet.dts if packet.dts is not None else stamp
+                if stamp is None or stamp <= last or (not marked and decoded_at < ts):
+                    continue
+                key = bool(packet.is_keyframe)
+                if marked and not key:
+                    continue
+                if not marked and key and not wants(self.seconds(stamp)):
                     break
+                last = max(stamp, ts)
+                yield packet, key
+                break
 
-    def packets_in_order(self, wants: Callable[[float], bool]) -> Iterator[Any]:
-        """The keyframe packets that ``wants`` asks for, reading every packet in order. Raises
-        "truncated" when the stream holds fewer frames than its header claims, or a Matroska
-        or AVI stream ends well before its header's duration."""
+    def packets_in_order(self, wants: Callable[[float], bool]) -> Iterator[tuple[Any, bool]]:
+        """The packets to decode, reading every packet in order, with whether each is a
+        keyframe: the keyframes ``wants`` asks for, and (``False``) the other frames at least
+        ``_INTRA_SIZE`` of the keyframes' median size, which may be intra. Raises "truncated"
+        when the stream holds fewer frames than its header claims, or a Matroska or AVI stream
+        ends well before its header's duration."""
         last_time = None
         count = 0
+        key_sizes: list[int] = []
         for packet in self.container.demux(self.stream):
             stamp = _stamp(packet)
             if packet.size == 0 or stamp is None:
@@ -277,8 +307,12 @@ class _Video:
             count += 1
             t = self.seconds(stamp)
             last_time = t if last_time is None else max(last_time, t)
-            if packet.is_keyframe and wants(t):
-                yield packet
+            if packet.is_keyframe:
+                key_sizes.append(packet.size)
+                if wants(t):
+                    yield packet, True
+            elif key_sizes and packet.size >= _INTRA_SIZE * float(np.median(key_sizes[-16:])):
+                yield packet, False
         claimed = int(self.stream.frames or 0)
         if claimed and count < 0.98 * claimed - 1:
             raise DecodeError(
@@ -291,12 +325,21 @@ class _Video:
         ):
             raise DecodeError("truncated")
 
-    def decode(self, packet: Any) -> Any | None:
-        """The frame of one keyframe packet, decoded on its own (None when it gives none)."""
+    def decode(self, packet: Any, intra_only: bool = False) -> Any | None:
+        """The frame of one keyframe packet, decoded on its own (None when it gives none).
+        ``intra_only``: a packet not marked as a keyframe, whose frame is kept only when it
+        decoded as an intra frame of its own (the decoder shows frames before a keyframe:
+        ``flags2 +showall``; one that needed others is dropped)."""
         frames = self.cc.decode(packet)
         if not frames:
             frames = self.cc.decode(None)  # drain: a decoder with delay holds its frame back
         self.cc.flush_buffers()
+        if intra_only:
+            frames = [
+                f
+                for f in frames
+                if int(f.pict_type) == _INTRA and f.pts == packet.pts and not f.is_corrupt
+            ]
         return frames[0] if frames else None
 
     def frame_at(
@@ -323,8 +366,8 @@ class _Video:
 
     def first_rotation(self) -> int:
         """The display rotation of the first keyframe that decodes (0 when none does)."""
-        for packet in self.packets_in_order(lambda t: True):
-            frame = self.decode(packet)
+        for packet, key in self.packets_in_order(lambda t: True):
+            frame = self.decode(packet, intra_only=not key)
             if frame is not None:
                 return _rotation(frame)
         return 0
@@ -346,13 +389,17 @@ def _sample(video: _Video, size: tuple[int, int], views: int, sampling: Sampling
     )
     rotation = None
     last_pts = None
-    for packet in packets:
-        frame = video.decode(packet)
+    decoded = 0
+    for packet, key in packets:
+        frame = video.decode(packet, intra_only=not key)
+        decoded += 1
         if frame is None:
             continue
         stamp = frame.pts if frame.pts is not None else _stamp(packet)
         if stamp is None or (last_pts is not None and stamp <= last_pts):
             continue
+        if not key:
+            sampler.wants(video.seconds(stamp), cut=True)  # an encoder's intra frame: a cut
         last_pts = stamp
         if rotation is None:
             rotation = _rotation(frame)
@@ -364,7 +411,7 @@ def _sample(video: _Video, size: tuple[int, int], views: int, sampling: Sampling
         times=np.asarray([max(0.0, k.time) for k in chosen], dtype=np.float64),
         pixels=np.stack([make_views(k.pixels, size, views) for k in chosen]),
         facts=video.facts(rotation or 0),
-        probes=sampler.probes,
+        probes=decoded,
     )
 
 

@@ -12,7 +12,8 @@ second or few. The :class:`Sampler` is told each keyframe's time and decides:
    second costs one decode per pace, not one per second. A keyframe that comes sooner than the
    stream's rhythm (less than ``irregular`` times the median of the last intervals between
    keyframes) is always decoded: an encoder that puts a keyframe every few seconds puts the
-   extra ones at scene cuts.
+   extra ones at scene cuts; so is an intra frame no keyframe mark names (x264's cut too soon
+   after a keyframe), which the reader finds by its size.
 2. **Keep or drop** (:meth:`Sampler.offer`): each probe comes with a small signature of its
    pixels (16x16 colours). It is kept as a *scene change* when it differs from the last kept
    frame by at least ``change`` (the mean absolute difference of the signatures, 0..1), or as
@@ -121,9 +122,14 @@ class Sampler:
         self.last_change = -math.inf
         self.intervals: deque[float] = deque(maxlen=16)
 
-    def wants(self, time: float) -> bool:
+    def wants(self, time: float, cut: bool = False) -> bool:
         """Whether the keyframe at ``time`` (seconds) should be decoded and offered; told
-        every keyframe, in time order."""
+        every keyframe, in time order. ``cut``: an intra frame the encoder put outside its
+        keyframes, which it does at scene cuts only: always wanted, and no keyframe of the
+        stream's rhythm."""
+        if cut:
+            self.last_probe = time
+            return True
         interval = time - self.last_key
         self.last_key = time
         irregular = (

@@ -135,6 +135,26 @@ def test_the_frame_at_a_moment(ext, videos, sources) -> None:
         assert looks_like(pixels[0], firsts) == shot_of(min(seconds, 11.9), spans), seconds
 
 
+def test_an_intra_frame_no_keyframe_mark_names_is_found(tmp_path, sources) -> None:
+    """x264 codes a cut too soon after a keyframe (within min-keyint) as an intra frame that
+    neither MP4's index nor its packet marks as a keyframe (no recovery point): finder decodes
+    frames as large as keyframes on their own, and keeps those that are intra."""
+    if not has_encoder("libx264"):
+        pytest.skip("PyAV's FFmpeg has no libx264 here")
+    shots = [Shot(sources["cat"][0], 11), Shot(sources["dog"][0], 3), Shot(sources["cat"][1], 8)]
+    options = {"x264-params": "keyint=50:min-keyint=25:scenecut=40"}
+    spans = slideshow(tmp_path / "soon.mp4", shots, options=options)
+    c = av.open(str(tmp_path / "soon.mp4"))
+    st = c.streams.video[0]
+    e = st.index_entries
+    marked = [float(e[i].timestamp * st.time_base) for i in range(len(e)) if e[i].flags & 1]
+    packets = [float(p.pts * st.time_base) for p in c.demux(st) if p.is_keyframe and p.size]
+    c.close()
+    assert not any(11 <= t < 14 for t in marked + packets), (marked, packets)
+    sample = load_video(tmp_path / "soon.mp4", SIZE)
+    assert {shot_of(t, spans) for t in sample.times} == {0, 1, 2}, sample.times
+
+
 def test_views_and_sizes(videos) -> None:
     path, _ = videos["mp4"]
     one = load_video(path, SIZE, views=1)
