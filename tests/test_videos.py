@@ -182,17 +182,13 @@ def reindex(tree: Path, library: Path, *extra: str) -> dict:
     return CLI(library).json("index", str(tree), *extra)
 
 
-def test_incremental_unchanged_touched_changed_moved_deleted(indexed, tree, tmp_path, sources):
-    """Rewritten in place with a root moved: the copy's paths differ, so the first run sees the
-    whole tree anew; from then on each change is handled as for photos."""
+def test_incremental_unchanged_touched_changed_moved_deleted(tree, tmp_path, sources, model_args):
+    """On a copy of the tree: each change to a video is handled as for photos."""
     media = tmp_path / "m"
     shutil.copytree(tree, media)
     library = tmp_path / "library"
     cli = CLI(library)
-    model = ["--model", str(TFLITE_MODEL)] if TFLITE_MODEL.exists() else None
-    if model is None:
-        pytest.skip("uses the shared TFLite model for speed")
-    cli.json("index", str(media), *model)
+    cli.json("index", str(media), *model_args)
     with Library(library) as lib:
         before = frames_by_video(lib)
     mp4, avi, webm = (str(media / "videos" / f"pets.{e}") for e in ("mp4", "avi", "webm"))
