@@ -20,8 +20,9 @@ from PIL import Image
 
 from finder.library import BackboneChoice, Library
 from finder.store.catalog import OK, PENDING
-from tests.conftest import CLI, PHOTOS, REPO, TFLITE_MODEL, make_photo
+from tests.conftest import CLI, PHOTOS, REPO, TFLITE_MODEL
 from tests.ingest.videos import Shot, slideshow
+from tests.ingest.videos import sources as photo_sources
 
 KINDS = ("cat", "dog", "sunflower")
 
@@ -33,20 +34,9 @@ def choice(model_args: list[str]) -> BackboneChoice:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> dict[str, list[Path]]:
-    """Three photos of each kind: shared cats, dogs, sunflowers, else generated ones."""
-    if PHOTOS.exists():
-        pets = sorted((PHOTOS / "pets").glob("*/*.jpg"))
-        return {
-            "cat": [p for p in pets if p.parent.name == "cat"][:3],
-            "dog": [p for p in pets if p.parent.name == "dog"][:3],
-            "sunflower": sorted((PHOTOS / "flowers17" / "sunflower").glob("*.jpg"))[:3],
-        }
-    d = tmp_path_factory.mktemp("sources")
-    return {
-        name: [make_photo(d / f"{name}{i}.jpg", kind, 7 * i + k, (320, 240)) for i in range(3)]
-        for k, (name, kind) in enumerate(zip(KINDS, ("red", "blue", "green"), strict=True))
-    }
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Three photos of each kind: the shared cats, dogs and sunflowers, else generated ones."""
+    return photo_sources(PHOTOS, tmp_path_factory.mktemp("sources"))
 
 
 def motion_photo(path: Path, photo: Path, video: Path) -> Path:

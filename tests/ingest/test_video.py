@@ -19,28 +19,17 @@ from PIL import Image
 from finder.errors import DecodeError
 from finder.ingest.video import MAX_VIDEO_PIXELS, load_frame_at, load_video, read_video_facts
 from finder.ingest.video_sample import distance, signature
-from tests.conftest import PHOTOS, make_photo
+from tests.conftest import PHOTOS
 from tests.ingest.videos import Shot, h264_codec, has_encoder, slideshow
+from tests.ingest.videos import sources as photo_sources
 
 SIZE = (224, 224)
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
-    """Three kinds of photo, three of each: the shared cats, dogs and sunflowers, else
-    generated ones."""
-    if PHOTOS.exists():
-        pets = sorted((PHOTOS / "pets").glob("*/*.jpg"))
-        return {
-            "cat": [p for p in pets if p.parent.name == "cat"][:3],
-            "dog": [p for p in pets if p.parent.name == "dog"][:3],
-            "sunflower": sorted((PHOTOS / "flowers17" / "sunflower").glob("*.jpg"))[:3],
-        }
-    d = tmp_path_factory.mktemp("sources")
-    return {
-        name: [make_photo(d / f"{name}{i}.png", kind, 7 * i + k, (320, 240)) for i in range(3)]
-        for k, (name, kind) in enumerate((("cat", "red"), ("dog", "blue"), ("sunflower", "green")))
-    }
+    """Three photos of each kind: the shared cats, dogs and sunflowers, else generated ones."""
+    return photo_sources(PHOTOS, tmp_path_factory.mktemp("sources"))
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +86,8 @@ def test_camcorder_transport_streams(ext, options, tmp_path, sources) -> None:
 
 
 def test_a_hard_cut_every_second_gives_a_frame_a_second(tmp_path, sources) -> None:
-    photos = [p for k in ("cat", "dog", "sunflower") for p in sources[k]]
-    shots = [Shot(photos[i % len(photos)], 1) for i in range(12)]
+    photos = [sources[k][i] for i in range(3) for k in ("cat", "dog", "sunflower")]
+    shots = [Shot(photos[i % len(photos)], 1) for i in range(12)]  # a cat, a dog, a flower, ...
     for ext in ("avi", "mp4"):  # every frame a keyframe; a keyframe a second
         spans = slideshow(tmp_path / f"cuts.{ext}", shots)
         sample = load_video(tmp_path / f"cuts.{ext}", SIZE)

@@ -16,6 +16,36 @@ import av
 import numpy as np
 from PIL import Image
 
+KINDS_OF_PHOTO = ("cat", "dog", "sunflower")
+
+
+def sources(photos: Path, scratch: Path) -> dict[str, list[Path]]:
+    """Three photos of each kind: the shared cats, dogs and sunflowers under ``photos`` when
+    it is there, else photos ``make_photo`` generates in ``scratch``, each kind tinted its own
+    colour (red discs, blue stripes, green squares, on grey noise that alone would make them
+    look alike at a glance)."""
+    if photos.exists():
+        pets = sorted((photos / "pets").glob("*/*.jpg"))
+        return {
+            "cat": [p for p in pets if p.parent.name == "cat"][:3],
+            "dog": [p for p in pets if p.parent.name == "dog"][:3],
+            "sunflower": sorted((photos / "flowers17" / "sunflower").glob("*.jpg"))[:3],
+        }
+    from tests.conftest import make_photo
+
+    out: dict[str, list[Path]] = {}
+    tints = {"cat": (1.6, 0.6, 0.6), "dog": (0.6, 0.6, 1.6), "sunflower": (0.6, 1.6, 0.6)}
+    for k, (name, shape) in enumerate(zip(KINDS_OF_PHOTO, ("red", "blue", "green"), strict=True)):
+        out[name] = []
+        for i in range(3):
+            path = make_photo(scratch / f"{name}{i}.png", shape, 7 * i + k, (320, 240))
+            rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+            tinted = np.clip(rgb * np.asarray(tints[name]), 0, 255).astype(np.uint8)
+            Image.fromarray(tinted).save(path)
+            out[name].append(path)
+    return out
+
+
 #: (codec, container options) of each kind of test video.
 KINDS = {
     "mp4": ("h264", None),  # libx264 when PyAV's FFmpeg has it, else MPEG-4 (h264_codec)
