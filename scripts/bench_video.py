@@ -184,11 +184,15 @@ def index_seconds(folder: Path, library: Path, model: Path) -> tuple[float, floa
 def stored_frames(library: Path) -> tuple[list[tuple[str, float]], np.ndarray]:
     """(video name, time) and vector of every frame the index stored."""
     with Library(library) as lib:
-        rows = lib.reader.db.execute(
-            "SELECT f.id, i.path, f.time FROM frames f JOIN images i ON i.id = f.video_id "
-            "ORDER BY f.id"
-        ).fetchall()
-        vectors = lib.read_store.get(np.asarray([r[0] for r in rows], dtype=np.int64))
+        rows = (
+            lib.folder.open_catalog()
+            .db.execute(
+                "SELECT f.id, i.path, f.time FROM frames f JOIN images i ON i.id = f.video_id "
+                "ORDER BY f.id"
+            )
+            .fetchall()
+        )
+        vectors = lib.folder.open_vectors().get(np.asarray([r[0] for r in rows], dtype=np.int64))
     return [(Path(os.fsdecode(bytes(p))).name, float(t)) for _, p, t in rows], vectors
 
 

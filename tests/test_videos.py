@@ -99,10 +99,12 @@ def indexed(tmp_path_factory, tree, model_args) -> Path:
 
 
 def frames_by_video(lib: Library) -> dict[str, list[tuple[int, float]]]:
-    rows = lib.reader.db.execute(
-        "SELECT id, path FROM images WHERE kind = 'video' AND status = 'ok'"
-    ).fetchall()
-    return {os.fsdecode(bytes(p)): lib.reader.frames_of(i) for i, p in rows}
+    rows = (
+        lib.folder.open_catalog()
+        .db.execute("SELECT id, path FROM images WHERE kind = 'video' AND status = 'ok'")
+        .fetchall()
+    )
+    return {os.fsdecode(bytes(p)): lib.folder.open_catalog().frames_of(i) for i, p in rows}
 
 
 def test_index_counts_videos_as_items(indexed, tree) -> None:
@@ -117,9 +119,9 @@ def test_index_counts_videos_as_items(indexed, tree) -> None:
         assert sorted(Path(p).name for p in frames) == ["pets.avi", "pets.mp4", "pets.webm"]
         assert status["frames"] == sum(len(f) for f in frames.values())
         assert all(len(f) >= 3 for f in frames.values())
-        assert lib.reader.image_by_path(str(tree / "live" / "IMG_0001.MOV")) is None
-        kinds = lib.reader.kinds(
-            [lib.reader.image_by_path(str(tree / "live" / "IMG_0001.HEIC")).id]
+        assert lib.folder.open_catalog().image_by_path(str(tree / "live" / "IMG_0001.MOV")) is None
+        kinds = lib.folder.open_catalog().kinds(
+            [lib.folder.open_catalog().image_by_path(str(tree / "live" / "IMG_0001.HEIC")).id]
         )
         assert list(kinds.values()) == ["photo"]
     failures = {
@@ -131,10 +133,14 @@ def test_index_counts_videos_as_items(indexed, tree) -> None:
 
 def test_video_facts_are_stored(indexed, tree) -> None:
     with Library(indexed) as lib:
-        row = lib.reader.db.execute(
-            "SELECT duration, n_frames, width, height, date_source FROM images WHERE path = ?",
-            [os.fsencode(str(tree / "videos" / "pets.mp4"))],
-        ).fetchone()
+        row = (
+            lib.folder.open_catalog()
+            .db.execute(
+                "SELECT duration, n_frames, width, height, date_source FROM images WHERE path = ?",
+                [os.fsencode(str(tree / "videos" / "pets.mp4"))],
+            )
+            .fetchone()
+        )
     assert row[0] == pytest.approx(12, abs=0.3) and row[1] >= 3
     assert (row[2], row[3], row[4]) == (320, 240, "file")
 
@@ -145,13 +151,16 @@ def test_each_frame_is_nearest_the_photo_it_shows(indexed, tree, sources) -> Non
     if not TFLITE_MODEL.exists():
         pytest.skip(f"needs {TFLITE_MODEL} (a trained backbone), absent here")
     with Library(indexed) as lib:
-        store = lib.read_store
+        store = lib.folder.open_vectors()
         photo_ids = {
-            lib.reader.image_by_path(str(tree / "photos" / f"{k}-{sources[k][0].stem}.jpg")).id: k
+            lib.folder.open_catalog()
+            .image_by_path(str(tree / "photos" / f"{k}-{sources[k][0].stem}.jpg"))
+            .id: k
             for k in KINDS
         }
         others = [
-            lib.reader.image_by_path(str(p)).id for p in sorted((tree / "photos").glob("*.jpg"))
+            lib.folder.open_catalog().image_by_path(str(p)).id
+            for p in sorted((tree / "photos").glob("*.jpg"))
         ]
         vectors = store.get(np.asarray(others))
         for path, frames in frames_by_video(lib).items():
@@ -200,20 +209,20 @@ def test_incremental_unchanged_touched_changed_moved_deleted(tree, tmp_path, sou
         after = frames_by_video(lib)
         old = [i for i, _ in before[mp4]]
         assert not set(old) & {i for i, _ in after[mp4]}
-        assert not lib.read_store.has(np.asarray(old)).any()
+        assert not lib.folder.open_vectors().has(np.asarray(old)).any()
         assert max(t for _, t in after[mp4]) < 6
-        row = lib.reader.image_by_path(mp4)
+        row = lib.folder.open_catalog().image_by_path(mp4)
         assert row.status == OK
 
     # moved: same id, same frames, nothing embedded
     with Library(library) as lib:
-        lib_id = lib.reader.image_by_path(avi).id
+        lib_id = lib.folder.open_catalog().image_by_path(avi).id
     moved = str(media / "videos" / "renamed.avi")
     os.rename(avi, moved)
     out = reindex(media, library)
     assert out["moved"] == 1 and out["embedded"] == 0
     with Library(library) as lib:
-        video_id = lib.reader.image_by_path(moved).id
+        video_id = lib.folder.open_catalog().image_by_path(moved).id
         assert video_id == lib_id and frames_by_video(lib)[moved] == before[avi]
 
     # deleted: its frames leave the catalog and the store
@@ -222,7 +231,10 @@ def test_incremental_unchanged_touched_changed_moved_deleted(tree, tmp_path, sou
     assert out["deleted"] == 1
     with Library(library) as lib:
         gone = [i for i, _ in before[webm]]
-        assert not lib.reader.frame_rows(gone) and not lib.read_store.has(np.asarray(gone)).any()
+        assert (
+            not lib.folder.open_catalog().frame_rows(gone)
+            and not lib.folder.open_vectors().has(np.asarray(gone)).any()
+        )
         assert lib.status()["videos"] == 2
     assert CLI(library)("check").stdout.strip() == "no problems found"
 
@@ -242,51 +254,58 @@ def test_crash_windows_of_a_video_lose_nothing(indexed, tree, tmp_path) -> None:
     library = copy_of(indexed, tmp_path)
     mp4 = str(tree / "videos" / "pets.mp4")
     with Library(library) as lib:
-        video = lib.catalog.image_by_path(mp4).id
-        old = lib.catalog.frames_of(video)
-        store = lib.store
+        video = lib.folder.open_catalog_for_writing().image_by_path(mp4).id
+        old = lib.folder.open_catalog_for_writing().frames_of(video)
+        store = lib.folder.open_vectors_and_repair()
         # (1) new frames written, then the crash
-        ids = lib.catalog.reserve_ids(3)
+        ids = lib.folder.open_catalog_for_writing().reserve_ids(3)
         store.add(np.asarray(ids), store.get(np.asarray([old[0][0]] * 3)))
         store.commit()
-        lib.catalog.set_meta("dirty", True)
+        lib.folder.open_catalog_for_writing().set_meta("dirty", True)
     with Library(library) as lib:
-        lib.store  # noqa: B018 - opening settles
-        assert not lib.store.has(np.asarray(ids)).any()  # dropped: no frame row names them
-        assert lib.catalog.frames_of(video) == old and lib.catalog.image(video).status == OK
+        lib.folder.open_vectors_and_repair()  # opening settles
+        assert (
+            not lib.folder.open_vectors_and_repair().has(np.asarray(ids)).any()
+        )  # dropped: no frame row names them
+        assert (
+            lib.folder.open_catalog_for_writing().frames_of(video) == old
+            and lib.folder.open_catalog_for_writing().image(video).status == OK
+        )
         # (2) the catalog records new frames (the old vectors are still in the store)
         from finder.store.catalog import StoredVideo
 
-        store = lib.store
-        ids = lib.catalog.reserve_ids(2)
+        store = lib.folder.open_vectors_and_repair()
+        ids = lib.folder.open_catalog_for_writing().reserve_ids(2)
         store.add(np.asarray(ids), store.get(np.asarray([old[0][0], old[1][0]])))
         store.commit()
         stored = StoredVideo(video, [(ids[0], 0.0), (ids[1], 5.0)], 12.0)
-        lib.catalog.record_results([(video, None)], [], videos=[stored])
-        lib.catalog.set_meta("dirty", True)
+        lib.folder.open_catalog_for_writing().record_results([(video, None)], [], videos=[stored])
+        lib.folder.open_catalog_for_writing().set_meta("dirty", True)
     with Library(library) as lib:
-        lib.store  # noqa: B018
-        assert not lib.store.has(np.asarray([i for i, _ in old])).any()
-        assert [i for i, _ in lib.catalog.frames_of(video)] == ids
-        assert lib.catalog.image(video).status == OK
+        lib.folder.open_vectors_and_repair()
+        assert not lib.folder.open_vectors_and_repair().has(np.asarray([i for i, _ in old])).any()
+        assert [i for i, _ in lib.folder.open_catalog_for_writing().frames_of(video)] == ids
+        assert lib.folder.open_catalog_for_writing().image(video).status == OK
         # (3) a frame's vector lost
-        lib.store.remove(np.asarray([ids[1]]))
-        lib.store.commit()
-        lib.catalog.set_meta("dirty", True)
+        lib.folder.open_vectors_and_repair().remove(np.asarray([ids[1]]))
+        lib.folder.open_vectors_and_repair().commit()
+        lib.folder.open_catalog_for_writing().set_meta("dirty", True)
     with Library(library) as lib:
-        lib.store  # noqa: B018
-        assert lib.catalog.image(video).status == PENDING
-        assert lib.catalog.frames_of(video) == [(ids[0], 0.0)]  # still searchable meanwhile
+        lib.folder.open_vectors_and_repair()
+        assert lib.folder.open_catalog_for_writing().image(video).status == PENDING
+        assert lib.folder.open_catalog_for_writing().frames_of(video) == [
+            (ids[0], 0.0)
+        ]  # still searchable meanwhile
     cli = CLI(library)
     out = cli.json("index", str(tree))
     assert out["resumed"] == 1 and out["embedded"] == 1
     assert cli("check").stdout.strip() == "no problems found"
     with Library(library) as lib:
         assert (
-            len(lib.catalog.frames_of(video))
-            == lib.catalog.db.execute(
-                "SELECT n_frames FROM images WHERE id = ?", [video]
-            ).fetchone()[0]
+            len(lib.folder.open_catalog_for_writing().frames_of(video))
+            == lib.folder.open_catalog_for_writing()
+            .db.execute("SELECT n_frames FROM images WHERE id = ?", [video])
+            .fetchone()[0]
             >= 3
         )
 
@@ -319,7 +338,7 @@ def test_check_and_repair_understand_frames(indexed, tree, tmp_path) -> None:
     assert out["resumed"] == 1 and out["embedded"] == 1
     assert cli("check").stdout.strip() == "no problems found"
     with Library(library) as lib:
-        assert lib.catalog.image(video).status == OK
+        assert lib.folder.open_catalog_for_writing().image(video).status == OK
 
 
 def test_repair_of_a_damaged_catalog_keeps_videos(indexed, tree, tmp_path) -> None:
@@ -374,13 +393,16 @@ def test_kills_while_indexing_videos_lose_nothing(tmp_path, sources, model_args)
         proc.wait()
         assert b"Traceback" not in proc.stderr.read()
         with Library(library) as lib:
-            lib.store  # noqa: B018 - opening settles the killed run
-            holders = lib.catalog.vector_ids()
-            ids = lib.store.ids()
+            lib.folder.open_vectors_and_repair()  # opening settles the killed run
+            holders = lib.folder.open_catalog_for_writing().vector_ids()
+            ids = lib.folder.open_vectors_and_repair().ids()
             assert len(np.unique(ids)) == len(ids)
             assert not len(np.setdiff1d(holders.required, ids)), round_
             assert not len(np.setdiff1d(ids, holders.allowed)), round_
-            assert not lib.catalog.incomplete_videos() and not lib.catalog.stray_frames()
+            assert (
+                not lib.folder.open_catalog_for_writing().incomplete_videos()
+                and not lib.folder.open_catalog_for_writing().stray_frames()
+            )
         assert before <= ok_videos(library), round_
         # a change for the next run: one video rewritten
         slideshow(media / f"clip{round_}.avi", [Shot(photos[round_], 3)], size=(160, 120))
@@ -394,9 +416,11 @@ def ok_videos(library: Path) -> set[str]:
     if not (library / "catalog.db").exists():
         return set()
     with Library(library) as lib:
-        rows = lib.reader.db.execute(
-            "SELECT path FROM images WHERE kind = 'video' AND status = 'ok'"
-        ).fetchall()
+        rows = (
+            lib.folder.open_catalog()
+            .db.execute("SELECT path FROM images WHERE kind = 'video' AND status = 'ok'")
+            .fetchall()
+        )
     return {os.fsdecode(bytes(r[0])) for r in rows}
 
 
@@ -406,7 +430,7 @@ def changed_since(paths: set[str], library: Path) -> set[str]:
     out = set()
     with Library(library) as lib:
         for p in paths:
-            row = lib.reader.image_by_path(p)
+            row = lib.folder.open_catalog().image_by_path(p)
             st = os.stat(p)
             if row is None or (row.size, row.mtime_ns) != (st.st_size, st.st_mtime_ns):
                 out.add(p)

@@ -20,7 +20,7 @@ The invariants, with a photo's (one vector per ok photo):
 
 :meth:`FrameTables.vector_ids` says which ids must and which may hold a vector, and
 :meth:`FrameTables.vectors_lost` puts back to pending what lost one: the reconcile after a
-crash (``Library._settle``) and ``finder check`` read the catalog through these.
+crash (``Folder.settle``) and ``finder check`` read the catalog through these.
 """
 
 from __future__ import annotations
