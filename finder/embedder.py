@@ -95,13 +95,19 @@ class Embedder:
         self._backbone = bb
         return bb
 
-    def embed(self, items: Iterable[tuple[Any, str]], facts: bool = False):
-        """``(key, vector or None, reason)`` for each ``(key, path)``, in order (see
+    def embed(self, items: Iterable[tuple[Any, str]], facts: bool = False, videos: bool = False):
+        """``(key, vector or None, reason)`` for each ``(key, path)``, in order; with
+        ``videos``, a video's sampled frames and their times (see
         :func:`finder.embed.pipeline.embed_paths`)."""
         from finder.embed.pipeline import embed_paths
 
         return embed_paths(
-            items, self.backbone(), batch_size=self.batch_size, workers=self.workers, facts=facts
+            items,
+            self.backbone(),
+            batch_size=self.batch_size,
+            workers=self.workers,
+            facts=facts,
+            videos=videos,
         )
 
     def vectors_for(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int | None]]:

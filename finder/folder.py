@@ -245,20 +245,18 @@ class Folder:
 
     def settle(self, store: VectorStore) -> tuple[int, int]:
         """Make catalog and vectors agree (vectors of images not ok are dropped, ok images
-        without a vector go back to pending), save the index and clear ``meta.dirty``.
-        Returns (vectors dropped, images to embed again)."""
+        without a vector, and videos missing a frame's, go back to pending), save the index and
+        clear ``meta.dirty``. Returns (vectors dropped, images to embed again)."""
         catalog = self.open_catalog_for_writing()
-        ok = np.asarray(catalog.ok_ids(), dtype=np.int64)
-        pending = np.asarray(catalog.ids_with_status(PENDING), dtype=np.int64)
-        dropped, missing = store.reconcile(np.union1d(ok, pending))
-        missing = np.intersect1d(missing, ok)  # a pending image need not hold a vector
-        if len(missing):
-            catalog.set_pending(missing.tolist())
+        holders = catalog.vector_ids()  # ok photos, videos' frames (finder.store.frames)
+        dropped, missing = store.reconcile(holders.allowed)
+        # a pending photo need not hold a vector; a video missing a frame goes back to pending
+        again = catalog.vectors_lost(np.intersect1d(missing, holders.required).tolist())
         store.commit()
         store.save_index()
         catalog.set_meta("index_name", store.index_name())
         catalog.set_meta("dirty", False)
-        return dropped, len(missing)
+        return dropped, again
 
     def close(self) -> None:
         """Close what is open and release the lock."""

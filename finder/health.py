@@ -41,6 +41,8 @@ class Health:
                 "with_date": 0,
                 "with_file_date": 0,
                 "with_position": 0,
+                "videos": 0,
+                "frames": 0,
             }
         cat = folder.open_catalog()
         problems = checks.catalog_problems(cat, quick=True)
@@ -70,6 +72,7 @@ class Health:
             "class_names": names,
             "index": cat.get_meta("index_name"),
             **cat.fact_counts(),  # with_date (EXIF), with_file_date, with_position
+            **cat.video_counts(),  # videos (among images), frames (their sampled frames)
         }
 
     def failures(self) -> list[tuple[str, str]]:

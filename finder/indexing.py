@@ -1,6 +1,6 @@
 """An index run over a library: the roots walked (and recorded in the teaching journal), the new
-and changed photos embedded (here, or on a Ray cluster), their vectors stored, catalog and vectors
-settled, then a backup of the catalog and the image map written
+and changed photos and videos embedded (here, or, photos only, on a Ray cluster), their vectors
+stored, catalog and vectors settled, then a backup of the catalog and the image map written
 (:func:`finder.store.repair.after_index`); the page's thumbnails; the progress published for
 other processes."""
 
@@ -43,11 +43,14 @@ class Indexing:
         progress: ProgressFn | None = None,
         thumbnails: bool = False,
         ray: str | None = None,
+        videos: bool = True,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots``: new files embedded, changed ones
         re-embedded, moved ones keep their vector, deleted ones dropped. Incremental and
         crash-safe; Ctrl-C keeps the work done so far (``summary.interrupted``). With
         ``thumbnails``, every indexed image also gets its thumbnail (see ``make_thumbnails``).
+        Videos are indexed too (their sampled frames, ``finder.store.frames``); without
+        ``videos`` they are left out, as ``exclude`` would leave them.
 
         ``ray``: embed on a Ray cluster instead of here (``"local"`` starts one for the run,
         ``"auto"`` joins the one ``ray start`` made, or ``HOST:PORT``); the walk, the catalog
@@ -112,7 +115,7 @@ class Indexing:
         progress = self._publishing(progress)
         try:
             for root in resolved:
-                self._index_root(root, store, summary, hidden, exclude, progress, source)
+                self._index_root(root, store, summary, hidden, exclude, progress, source, videos)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -137,22 +140,29 @@ class Indexing:
         exclude: Sequence[str],
         progress: ProgressFn | None,
         source: RaySource | None,
+        videos: bool = True,
     ) -> None:
         cat = self.folder.open_catalog_for_writing()
         if progress:
             progress(Progress("walk", root=root))
-        sync.apply_plan(
-            cat, store, sync.plan_root(cat, root, hidden=hidden, exclude=exclude), summary
-        )
+        plan = sync.plan_root(cat, root, hidden=hidden, exclude=exclude, videos=videos)
+        sync.apply_plan(cat, store, plan, summary)
         items, dirs = sync.pending_items(cat, root)
         if dirs:
             cat.record_results([], [(i, "is a directory") for i in dirs])
             summary.failed += len(dirs)
+        if items and source is not None:
+            items, held = sync.without_videos(items)
+            if held:
+                self.folder.messages.append(
+                    f"{held} videos left pending: a Ray cluster embeds photos only; "
+                    "an index run on this machine indexes them"
+                )
         if items:
             if source is not None:
                 results = source.embed(items)
             else:
-                results = self.embedder.embed(items, facts=True)
+                results = self.embedder.embed(items, facts=True, videos=True)
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.embedder.workers)
 

@@ -148,6 +148,7 @@ class Library:
         progress: ProgressFn | None = None,
         thumbnails: bool = False,
         ray: str | None = None,
+        videos: bool = True,
     ) -> IndexSummary:
         """Bring the library up to date with ``roots`` (see :meth:`Indexing.index`)."""
         return self.indexing.index(
@@ -157,6 +158,7 @@ class Library:
             progress=progress,
             thumbnails=thumbnails,
             ray=ray,
+            videos=videos,
         )
 
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:

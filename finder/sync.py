@@ -6,6 +6,13 @@
     store_results(catalog, store, items, results, summary)   # vectors, then "ok"
     fill_facts(catalog, root, summary)           # facts of photos indexed before finder kept them
 
+Videos (``finder.ingest.video``) are items like photos: walked, planned and stored alike. A
+video's result carries one vector per sampled frame with the frames' times; its frames get
+ids of their own (``Catalog.reserve_ids``), their vectors are made durable, then one commit
+records the frames and marks the video ok (``finder.store.frames``). A changed video keeps its
+old frames until the new ones replace them; a moved one keeps its id and so its frames; a
+deleted or failed one loses them.
+
 The plan is set-based: the walk goes into a temporary table and four queries compare it with
 the catalog rows under the root (see :meth:`finder.store.catalog.Catalog.scan`). Unchanged
 files (same size and mtime) are never read; a file with a new mtime but the same size is
@@ -30,8 +37,8 @@ import numpy as np
 
 from finder.errors import DecodeError
 from finder.ingest import crawl
-from finder.ingest.crawl import FileFact
-from finder.store.catalog import OK, PENDING, Catalog, ImageRow
+from finder.ingest.crawl import FileFact, is_video_name
+from finder.store.catalog import OK, PENDING, Catalog, ImageRow, StoredVideo
 
 if TYPE_CHECKING:
     from finder.ingest.facts import PhotoFacts
@@ -41,7 +48,8 @@ COMMIT_EVERY = 64  # images per catalog commit while embedding (bounds the work 
 COMMIT_SECONDS = 5.0  # ... or this many seconds, whichever comes first
 
 # (key, vector or None, reason when None): what an embedding source yields, in any order;
-# a fourth element, when present, is the photo's PhotoFacts (finder.ingest.facts) or None
+# a fourth element, when present, is the photo's PhotoFacts (finder.ingest.facts) or None; a
+# video's result has a fifth, its frames' times (seconds), and a vector per frame
 Result = tuple[int, "np.ndarray | None", "str | None"]
 FACTS_BATCH = 256  # photos whose facts are read between two catalog commits (fill_facts)
 
@@ -55,7 +63,8 @@ class IndexSummary:
     unchanged: int = 0
     failed: int = 0
     resumed: int = 0  # left pending by an interrupted run (or a repair), embedded now
-    embedded: int = 0
+    embedded: int = 0  # photos and videos
+    frames: int = 0  # of the videos embedded: the frames sampled and embedded
     facts_read: int = 0  # photos indexed earlier whose facts (date, camera, ...) were read now
     seconds: float = 0.0
     interrupted: bool = False
@@ -107,10 +116,17 @@ def remove_present(store: VectorStore, ids: Sequence[int]) -> None:
 
 
 def plan_root(
-    catalog: Catalog, root: str, *, hidden: bool = False, exclude: Sequence[str] = ()
+    catalog: Catalog,
+    root: str,
+    *,
+    hidden: bool = False,
+    exclude: Sequence[str] = (),
+    videos: bool = True,
 ) -> Plan:
-    """Walk ``root`` and compare it with the catalog: nothing is changed yet."""
-    catalog.load_walk(crawl.walk([root], hidden=hidden, exclude=exclude))
+    """Walk ``root`` and compare it with the catalog: nothing is changed yet. Without
+    ``videos`` the walk leaves videos out (as ``exclude`` would: those indexed before are
+    gone)."""
+    catalog.load_walk(crawl.walk([root], hidden=hidden, exclude=exclude, videos=videos))
     scan = catalog.scan(root)
     gone_by_size: dict[int, list[ImageRow]] = {}
     for row in scan.gone:
@@ -170,8 +186,9 @@ def apply_plan(catalog: Catalog, store: VectorStore, plan: Plan, summary: IndexS
     summary.moved += len(plan.moved)
     deleted = [r.id for r in plan.gone]
     if deleted:
+        frames = catalog.frame_ids_of(deleted)
         catalog.delete_images(deleted)
-        remove_present(store, deleted)
+        remove_present(store, deleted + frames)
         summary.deleted += len(deleted)
     # changed files, and files still pending from an interrupted run, are embedded anew; a
     # changed file keeps its old vector (and its place in answers) until the new one replaces it
@@ -193,6 +210,13 @@ def pending_items(catalog: Catalog, root: str) -> tuple[list[tuple[int, str]], l
     return items, dirs
 
 
+def without_videos(items: Sequence[tuple[int, str]]) -> tuple[list[tuple[int, str]], int]:
+    """``items`` but the videos (an embedding source that reads photos only: ``--ray``), and
+    how many were left out (they stay pending)."""
+    kept = [(i, p) for i, p in items if not is_video_name(p)]
+    return kept, len(items) - len(kept)
+
+
 def store_results(
     catalog: Catalog,
     store: VectorStore,
@@ -204,49 +228,70 @@ def store_results(
 ) -> None:
     """Consume ``results`` (from the local pipeline or any other embedding source) for
     ``items``: vectors are made durable before the catalog marks them ``ok``; failures are
-    recorded with their reason. Closes ``results`` when done or interrupted."""
+    recorded with their reason. A video's frames get ids of their own, reserved first; its
+    old frames (a changed video's) leave the store once the new ones are recorded. Closes
+    ``results`` when done or interrupted."""
     paths = dict(items)
     ok_ids: list[int] = []
     ok_vecs: list[np.ndarray] = []
+    videos: list[tuple[int, np.ndarray, np.ndarray, float | None]] = []
     failed: list[tuple[int, str]] = []
     facts: list[tuple[int, PhotoFacts]] = []
     last = time.monotonic()
     done = 0
 
     def flush() -> None:
-        nonlocal ok_ids, ok_vecs, failed, facts, last
-        if ok_ids:
-            store.add(np.asarray(ok_ids, dtype=np.int64), unit(np.stack(ok_vecs)))
+        nonlocal ok_ids, ok_vecs, videos, failed, facts, last
+        frame_ids = catalog.reserve_ids(sum(len(times) for _, _, times, _ in videos))
+        ids = ok_ids + frame_ids
+        if ids:
+            vectors = np.concatenate(
+                ([np.stack(ok_vecs)] if ok_vecs else []) + [v for _, v, _, _ in videos]
+            )
+            store.add(np.asarray(ids, dtype=np.int64), unit(vectors))
             store.commit()  # vectors are durable before the catalog says "ok"
+        stored: list[StoredVideo] = []
+        start = 0
+        for video_id, _, times, duration in videos:
+            ids_here = frame_ids[start : start + len(times)]
+            frames = list(zip(ids_here, times.tolist(), strict=True))
+            stored.append(StoredVideo(video_id, frames, duration))
+            start += len(times)
         fingerprints = []
-        for i in ok_ids:
+        for i in ok_ids + [v.id for v in stored]:
             try:
                 fingerprints.append((i, crawl.fingerprint(paths[i], os.path.getsize(paths[i]))))
             except (OSError, DecodeError):
                 fingerprints.append((i, None))
+        replaced = catalog.frame_ids_of([v.id for v in stored] + [i for i, _ in failed])
         if failed:
             remove_present(store, [i for i, _ in failed])
-        catalog.record_results(fingerprints, failed, facts)
-        summary.embedded += len(ok_ids)
+        catalog.record_results(fingerprints, failed, facts, stored)
+        remove_present(store, replaced)  # old frames: the catalog no longer names them
+        summary.embedded += len(ok_ids) + len(stored)
+        summary.frames += len(frame_ids)
         summary.failed += len(failed)
-        ok_ids, ok_vecs, failed, facts = [], [], [], []
+        ok_ids, ok_vecs, videos, failed, facts = [], [], [], [], []
         last = time.monotonic()
 
     try:
         for image_id, vector, error, *rest in results:
+            found = rest[0] if rest else None
             if vector is None:
                 failed.append((image_id, error or "could not decode"))
+            elif len(rest) > 1 and rest[1] is not None:  # a video: a vector per frame, times
+                duration = getattr(found, "duration", None)
+                videos.append((image_id, np.asarray(vector), np.asarray(rest[1]), duration))
             else:
                 ok_ids.append(image_id)
                 ok_vecs.append(vector)
-                if rest and rest[0] is not None:
-                    facts.append((image_id, rest[0]))
+            if vector is not None and found is not None:
+                facts.append((image_id, found))
             done += 1
             if progress:
                 progress(Progress("embed", done, len(items), root))
-            if len(ok_ids) + len(failed) >= COMMIT_EVERY or (
-                time.monotonic() - last > COMMIT_SECONDS
-            ):
+            pending = len(ok_ids) + len(videos) + len(failed)
+            if pending >= COMMIT_EVERY or time.monotonic() - last > COMMIT_SECONDS:
                 flush()
     finally:
         close = getattr(results, "close", None)
@@ -270,6 +315,10 @@ def fill_facts(
 
     def read(item: tuple[int, str]) -> tuple[int, PhotoFacts | None]:
         try:
+            if is_video_name(item[1]):
+                from finder.ingest.video import read_video_facts
+
+                return item[0], read_video_facts(item[1])
             return item[0], read_facts(item[1])
         except DecodeError:
             return item[0], None

@@ -43,7 +43,7 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 from finder.library import Library  # noqa: E402
-from finder.store.catalog import OK, PENDING  # noqa: E402
+from finder.store.catalog import OK  # noqa: E402
 
 CORRUPTIONS = (
     "catalog-page",
@@ -68,16 +68,20 @@ def check(library: Path, before_ok: set[str]) -> list[str]:
         store = lib.folder.open_vectors_and_repair()  # opening repairs a dirty library
         if os.environ.get("CHAOS_VERBOSE"):
             print("   ", lib.messages)
-        ok_ids = np.asarray(sorted(lib.folder.open_catalog_for_writing().ok_ids()), dtype=np.int64)
-        # a pending image may keep its old vector until the new one replaces it
-        holders = np.union1d(ok_ids, lib.folder.open_catalog_for_writing().ids_with_status(PENDING))
+        # ok photos and the frames of ok videos hold a vector; a pending photo may keep its old
+        # one until the new one replaces it (finder.store.frames)
+        held = lib.folder.open_catalog_for_writing().vector_ids()
+        ok_ids = held.required
         vec_ids = np.asarray(store.ids(), dtype=np.int64)
         if len(np.unique(vec_ids)) != len(vec_ids):
             problems.append(f"{len(vec_ids) - len(np.unique(vec_ids))} ids with two vectors")
-        extra = np.setdiff1d(vec_ids, holders)
+        extra = np.setdiff1d(vec_ids, held.allowed)
         missing = np.setdiff1d(ok_ids, vec_ids)
         if len(extra) or len(missing):
             problems.append(f"{len(extra)} stray vectors, {len(missing)} ok images without one")
+        short = lib.folder.open_catalog_for_writing().incomplete_videos()
+        if short:
+            problems.append(f"{len(short)} ok videos missing frames")
         if len(ok_ids):
             got = store.get(ok_ids[: min(len(ok_ids), 50)])
             if not np.all(np.isfinite(got)) or np.any(

@@ -1,9 +1,14 @@
 """Paths → vectors: decode in a pool of threads while the backbone embeds, in input order.
 
-Pillow releases the GIL while it decodes and TensorFlow while it runs, so a thread pool keeps
-the decoders busy during inference with no copying between processes. Memory stays bounded
-whatever the number of items: ``items`` is pulled lazily, and at most ``2 * batch_size`` decodes
-(the batch being assembled and the next one) are in flight or waiting at any time.
+Pillow and FFmpeg release the GIL while they decode and TensorFlow while it runs, so a thread
+pool keeps the decoders busy during inference with no copying between processes. Memory stays
+bounded whatever the number of items: ``items`` is pulled lazily, and at most ``2 * batch_size``
+decodes (the batch being assembled and the next one) are in flight or waiting at any time, of
+which at most one video per decode thread (a video holds up to its cap of frames).
+
+With ``videos``, a path named like a video is read by :func:`finder.ingest.video.load_video`:
+its sampled frames join the same batches as photos (a batch is ``batch_size`` images, photos
+and frames alike), and its item carries one vector per frame with the frames' times.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import numpy as np
 
 from finder.embed.runtime import cpu_count
 from finder.errors import DecodeError
+from finder.ingest.crawl import is_video_name
 from finder.ingest.decode import load_views_facts
+from finder.ingest.video import VideoSample, load_video
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
@@ -31,8 +38,13 @@ def default_workers() -> int:
     return cpu_count()
 
 
-def _decode(path: str, size: tuple[int, int], views: int) -> tuple[np.ndarray, PhotoFacts] | str:
+def _decode(
+    path: str, size: tuple[int, int], views: int, video: bool = False
+) -> tuple[np.ndarray, PhotoFacts] | VideoSample | str:
+    """A photo's views and facts, a video's sample (with ``video``), or why it failed."""
     try:
+        if video:
+            return load_video(path, size, views)
         return load_views_facts(path, size, views)
     except DecodeError as e:
         return str(e) or "cannot decode"
@@ -45,14 +57,23 @@ def _decode(path: str, size: tuple[int, int], views: int) -> tuple[np.ndarray, P
 def _embed_views(
     backbone: Backbone, images: list[np.ndarray], views: int, batch_size: int
 ) -> np.ndarray:
-    """Vectors of decoded images, each ``(views, h, w, 3)``: the model's output for one view,
-    else the sum of the views' unit vectors."""
+    """Vectors of decoded images, each ``(views, h, w, 3)`` (a video's frames: ``(frames *
+    views, h, w, 3)``), one per image or frame: the model's output for one view, else the
+    sum of the views' unit vectors."""
     out = backbone.embed(np.concatenate(images), batch_size=batch_size)
     if views == 1:
         return out
-    out = out.reshape(len(images), views, -1)
+    out = out.reshape(len(out) // views, views, -1)
     out /= np.maximum(np.linalg.norm(out, axis=2, keepdims=True), 1e-12)
     return out.sum(axis=1)
+
+
+def _pixels(res: tuple[np.ndarray, PhotoFacts] | VideoSample) -> np.ndarray:
+    """The views to embed of a decoded photo or video, ``(images * views, h, w, 3)``."""
+    if isinstance(res, tuple):
+        return res[0]
+    p = res.pixels
+    return p.reshape(-1, *p.shape[2:])
 
 
 def embed_paths(
@@ -63,11 +84,19 @@ def embed_paths(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     facts: bool = False,
+    videos: bool = False,
 ) -> Iterator[tuple]:
     """Embed the image at each ``(key, path)``; yield ``(key, vector, None)`` or
     ``(key, None, reason)`` for a file that cannot be decoded, one per item, in input order.
     With ``facts``, each item has a fourth element: the photo's ``PhotoFacts`` (date, camera,
     position, size; ``finder.ingest.facts``) read by the same decode, None for a failure.
+
+    With ``videos``, a path named like a video (``crawl.is_video_name``) is read as one
+    (``finder.ingest.video``) and its item is ``(key, vectors, None, facts, times)``: float32
+    ``[frames, dim]``, its ``VideoFacts`` (None without ``facts``), float64 ``[frames]``
+    seconds; a video that fails is ``(key, None, reason)`` as a photo (with ``facts``, and a
+    None fourth element). Without ``videos`` such a path is read as a photo (and fails, "not
+    an image").
 
     Vectors are float32 ``[backbone.info.dim]``, as ``backbone.embed`` returns them (not
     normalised). With ``backbone.info.views`` > 1 an image's vector is the sum of its views'
@@ -87,36 +116,49 @@ def embed_paths(
     per_batch = max(1, batch_size // views)  # images a batch; the model sees batch_size inputs
     window = 2 * per_batch  # decodes submitted and not yet collected
     max_pending = 4 * per_batch  # results held back to keep input order (failures included)
+    max_videos = workers  # videos decoding or decoded and not yet collected
 
     source = iter(items)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finder-decode")
-    inflight: deque[tuple[K, Future]] = deque()
+    inflight: deque[tuple[K, bool, Future]] = deque()
+    held: tuple[K, str] | None = None  # the next item: a video waiting for a video slot
+    video_slots = 0
     exhausted = False
     done = 0
 
     def fill() -> None:
-        nonlocal exhausted
+        nonlocal exhausted, held, video_slots
         while not exhausted and len(inflight) < window:
-            try:
-                key, path = next(source)
-            except StopIteration:
-                exhausted = True
+            if held is None:
+                try:
+                    held = next(source)
+                except StopIteration:
+                    exhausted = True
+                    return
+            key, path = held
+            video = videos and is_video_name(path)
+            if video and video_slots >= max_videos:
                 return
-            inflight.append((key, pool.submit(_decode, path, size, views)))
+            held = None
+            video_slots += video
+            inflight.append((key, video, pool.submit(_decode, path, size, views, video)))
 
     try:
         while True:
             # Collect, in order, until a full batch of decoded images (or the end).
-            pending: list[tuple[K, tuple[np.ndarray, PhotoFacts] | str]] = []
+            pending: list[tuple[K, tuple[np.ndarray, PhotoFacts] | VideoSample | str]] = []
             images: list[np.ndarray] = []
+            queued = 0  # images (photos and frames) in ``images``, views apart
             fill()
-            while inflight and len(images) < per_batch and len(pending) < max_pending:
-                key, fut = inflight.popleft()
-                fill()  # keep the decoders busy while we wait
+            while inflight and queued < per_batch and len(pending) < max_pending:
+                key, video, fut = inflight.popleft()
                 res = fut.result()
+                video_slots -= video
+                fill()  # keep the decoders busy while we wait
                 pending.append((key, res))
                 if not isinstance(res, str):
-                    images.append(res[0])
+                    images.append(_pixels(res))
+                    queued += len(images[-1]) // views
             if not pending:
                 return
             vectors = _embed_views(backbone, images, views, batch_size) if images else None
@@ -125,14 +167,19 @@ def embed_paths(
             for key, res in pending:
                 if isinstance(res, str):
                     yield (key, None, res, None) if facts else (key, None, res)
-                else:
+                elif isinstance(res, tuple):
                     vector = vectors[i].copy()
                     yield (key, vector, None, res[1]) if facts else (key, vector, None)
                     i += 1
+                else:
+                    n = len(res.times)
+                    found = res.facts if facts else None
+                    yield key, vectors[i : i + n].copy(), None, found, res.times
+                    i += n
             done += len(pending)
             if progress is not None:
                 progress(done)
     finally:
-        for _, fut in inflight:
+        for _, _, fut in inflight:
             fut.cancel()
         pool.shutdown(wait=False, cancel_futures=True)

@@ -1,9 +1,15 @@
-"""Walk roots and yield the facts of every photo file found: path, size, modification time.
+"""Walk roots and yield the facts of every photo and video file found: path, size, modification
+time.
 
 Rules of the walk (``walk``):
 
-- A file is a photo when its lowercase extension is in ``IMAGE_EXTENSIONS``; its content is
-  only looked at later, by ``decode``.
+- A file is a photo when its lowercase extension is in ``IMAGE_EXTENSIONS``, a video when it is
+  in ``VIDEO_EXTENSIONS`` and ``videos=True`` (an index run); its content is only looked at
+  later, by ``decode`` and ``video``.
+- A Live Photo is one item, the photo: a ``.mov`` or ``.mp4`` of at most
+  ``LIVE_PHOTO_MAX_BYTES`` beside a ``.heic``, ``.heif``, ``.jpg`` or ``.jpeg`` of the same name
+  (any case) in the same folder (``IMG_1234.HEIC`` and ``IMG_1234.MOV``) is not yielded. (A
+  Google Motion Photo, the video inside the JPEG, is a JPEG: one item already.)
 - Paths are absolute ``str``: ``os.scandir`` on ``str`` paths decodes names with the file system
   encoding and ``surrogateescape``, so names that are not valid UTF-8 survive, and
   ``os.fsencode(path)`` gives the exact bytes back.
@@ -113,6 +119,17 @@ IMAGE_EXTENSIONS: frozenset[str] = (
     | RAW_EXTENSIONS
 )
 
+#: Video extensions (lowercase, with the dot), read through PyAV (``finder.ingest.video``).
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".3gp", ".mts", ".m2ts"}
+)
+#: A Live Photo's video (``IMG_1234.MOV`` beside ``IMG_1234.HEIC``): its extensions, its
+#: photo's, and the most it weighs (a Live Photo's video is about 3 s: 2-10 MB even in 4K), so
+#: that a long video that happens to share a photo's name is never left out.
+LIVE_VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mov", ".mp4"})
+LIVE_PHOTO_EXTENSIONS: frozenset[str] = frozenset({".heic", ".heif", ".jpg", ".jpeg"})
+LIVE_PHOTO_MAX_BYTES = 24 * 2**20
+
 #: Names skipped everywhere, even with ``hidden=True`` (compared in lowercase).
 JUNK_NAMES: frozenset[str] = frozenset(
     {
@@ -177,7 +194,8 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class FileFact:
-    """One photo file (or a folder named like one, ``is_dir=True``) found by ``walk``."""
+    """One photo or video file (or a folder named like one, ``is_dir=True``) found by
+    ``walk``."""
 
     path: str
     size: int
@@ -190,6 +208,37 @@ def is_image_name(name: str) -> bool:
     is only an extension (``.jpg``) has none."""
     dot = name.rfind(".")
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def is_video_name(name: str) -> bool:
+    """True when ``name`` ends with one of ``VIDEO_EXTENSIONS`` (case-insensitive)."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in VIDEO_EXTENSIONS
+
+
+def _extension(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 else ""
+
+
+def live_photo_stems(names: Iterable[str]) -> frozenset[str]:
+    """The names (lowercase, without extension) of the photos among ``names`` that a Live
+    Photo's video beside them would belong to."""
+    return frozenset(
+        name[: name.rfind(".")].lower()
+        for name in names
+        if _extension(name) in LIVE_PHOTO_EXTENSIONS
+    )
+
+
+def is_live_video(name: str, size: int, stems: frozenset[str]) -> bool:
+    """True when the video ``name`` (of ``size`` bytes) is the moving part of a Live Photo
+    whose photo is in the same folder (``stems``: from :func:`live_photo_stems`)."""
+    return (
+        _extension(name) in LIVE_VIDEO_EXTENSIONS
+        and size <= LIVE_PHOTO_MAX_BYTES
+        and name[: name.rfind(".")].lower() in stems
+    )
 
 
 def is_junk(name: str) -> bool:
@@ -318,8 +367,11 @@ def walk(
     hidden: bool = False,
     exclude: Iterable[str] = (),
     on_error: Callable[[str, OSError], None] | None = None,
+    videos: bool = False,
 ) -> Iterator[FileFact]:
-    """Yield a ``FileFact`` for each photo file under ``roots`` (see the module docstring).
+    """Yield a ``FileFact`` for each photo (and, with ``videos``, video) file under ``roots``
+    (see the module docstring). An index run walks videos too; a folder of examples to learn
+    from holds photos only (until teaching takes a video's frame).
 
     ``roots`` is one path or several. Raises ``UsageError("no such folder: ...")`` at once,
     before yielding, if a root does not exist. ``on_error(path, error)`` is called for each entry
@@ -340,7 +392,7 @@ def walk(
         if pseudo_reason(path, pseudo) is None:  # else nothing to walk there
             checked.append((path, st))
     matcher = _exclude_matcher(exclude)
-    return _walk(checked, hidden, matcher, on_error, set(pseudo))
+    return _walk(checked, hidden, matcher, on_error, set(pseudo), videos)
 
 
 def _exclude_matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
@@ -361,8 +413,13 @@ def _walk(
     excluded: Callable[[str], bool] | None,
     on_error: Callable[[str, OSError], None] | None,
     pseudo_devs: set[int] | None = None,
+    videos: bool = True,
 ) -> Iterator[FileFact]:
     pseudo_devs = pseudo_devs or set()
+
+    def wanted(name: str) -> bool:
+        return is_image_name(name) or (videos and is_video_name(name))
+
     seen_dirs: set[int] = set()
     for pseudo in PSEUDO_DIRS:
         try:
@@ -375,7 +432,8 @@ def _walk(
         if on_error is not None:
             on_error(path, e)
 
-    def listing(path: str) -> Iterator[os.DirEntry[str]] | None:
+    def listing(path: str) -> tuple[Iterator[os.DirEntry[str]], frozenset[str]] | None:
+        """A folder's entries in name order, and the stems of its Live Photos' photos."""
         try:
             with os.scandir(path) as it:
                 entries = list(it)
@@ -383,11 +441,12 @@ def _walk(
             report(path, e)
             return None
         entries.sort(key=lambda d: d.name)
-        return iter(entries)
+        stems = live_photo_stems(d.name for d in entries) if videos else frozenset()
+        return iter(entries), stems
 
     for root, st in roots:
         if not stat.S_ISDIR(st.st_mode):
-            if stat.S_ISREG(st.st_mode) and is_image_name(root) and _key(st) not in seen_files:
+            if stat.S_ISREG(st.st_mode) and wanted(root) and _key(st) not in seen_files:
                 seen_files.add(_key(st))
                 yield FileFact(root, st.st_size, st.st_mtime_ns)
             continue
@@ -397,7 +456,8 @@ def _walk(
         first = listing(root)
         stack = [first] if first is not None else []
         while stack:
-            entry = next(stack[-1], None)
+            entries, stems = stack[-1]
+            entry = next(entries, None)
             if entry is None:
                 stack.pop()
                 continue
@@ -412,12 +472,14 @@ def _walk(
                     ):
                         continue
                     est = entry.stat()
-                elif is_image_name(name):  # junk files have no photo extension, except "._*"
+                elif wanted(name):  # junk files have no photo extension, except "._*"
                     if excluded is not None and (excluded(name) or excluded(entry.path)):
                         continue
                     est = entry.stat()
                     if not stat.S_ISREG(est.st_mode):
                         continue
+                    if stems and is_live_video(name, est.st_size, stems):
+                        continue  # a Live Photo's video: the photo beside it is the item
                 else:
                     continue
             except OSError as e:
@@ -432,7 +494,7 @@ def _walk(
                 if key in seen_dirs:
                     continue
                 seen_dirs.add(key)
-                if is_image_name(name):
+                if wanted(name):
                     yield FileFact(entry.path, est.st_size, est.st_mtime_ns, is_dir=True)
                 sub = listing(entry.path)
                 if sub is not None:

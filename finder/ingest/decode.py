@@ -208,18 +208,30 @@ def load_views_facts(
 ) -> tuple[np.ndarray, PhotoFacts]:
     """``load_views`` and the photo's facts (date, camera, position, size), from one read."""
     check_views(views)
+    decoded, facts = _load(path, size, view_cover(views))
+    return make_views(decoded, size, views), facts
+
+
+def view_cover(views: int) -> float | None:
+    """How ``make_views`` wants its image decoded: squashed to the size (None), or, for 4
+    views, aspect kept and covering the size scaled by ``CROP_COVER``."""
+    return CROP_COVER if views == 4 else None
+
+
+def make_views(decoded: np.ndarray, size: tuple[int, int], views: int) -> np.ndarray:
+    """The ``views`` views (uint8 ``(views, height, width, 3)``) of one decoded image, as
+    ``load_views`` describes them; ``decoded`` is the image decoded as ``view_cover(views)``
+    says (for videos too: ``finder.ingest.video``)."""
     width, height = _check_size(size)
     if views < 4:
-        a, facts = _load(path, size, None)
-        return (np.stack([a, a[:, ::-1]]) if views == 2 else a[None]), facts
-    big, facts = _load(path, size, CROP_COVER)
-    bh, bw = big.shape[:2]
+        return np.stack([decoded, decoded[:, ::-1]]) if views == 2 else decoded[None]
+    bh, bw = decoded.shape[:2]
     whole = np.asarray(
-        Image.fromarray(big).resize((width, height), pixels.RESAMPLE, reducing_gap=None)
+        Image.fromarray(decoded).resize((width, height), pixels.RESAMPLE, reducing_gap=None)
     )
     top, left = (bh - height) // 2, (bw - width) // 2
-    crop = big[top : top + height, left : left + width]
-    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]]), facts
+    crop = decoded[top : top + height, left : left + width]
+    return np.stack([whole, whole[:, ::-1], crop, crop[:, ::-1]])
 
 
 def _formats() -> tuple[str, ...]:

@@ -9,8 +9,8 @@ pushes out a good backup.
 
 :func:`repair_catalog` brings a damaged catalog back: it restores the newest backup that passes
 SQLite's ``integrity_check`` and holds valid meta, then merges in every row it can still read
-from the damaged file (images, classes and their examples changed since the backup), reading
-around the damaged pages range by range. The damaged file is kept beside it
+from the damaged file (images, videos' frames, classes and their examples changed since the
+backup), reading around the damaged pages range by range. The damaged file is kept beside it
 (``catalog.db.damaged-TIME``). The result is marked dirty: the library then reconciles it with
 the vectors (``finder.library.Library.repair``), and the next index run with the disk. Image ids
 are never given twice (``Catalog.next_id``), so an id restored from a backup still names the
@@ -45,7 +45,7 @@ BACKUP_DIR = "backups"
 _PREFIX, _SUFFIX = "catalog-", ".db"
 
 # The tables read back from a damaged catalog (with the columns the repaired catalog has).
-_TABLES = ("images", "classes", "examples", "meta")
+_TABLES = ("images", "frames", "classes", "examples", "meta")
 
 
 @dataclass
@@ -349,12 +349,19 @@ def _merge(cat: Catalog, saved: Salvage, restored: bool) -> dict[str, int]:
     removes the backup's rows it no longer has. Meta: the backup's, except the memory budget
     and the id high-water mark; marked dirty."""
     db = cat.db.conn
-    good = {"images": _good_image, "classes": _good_class, "examples": _good_example}
+    good = {
+        "images": _good_image,
+        "frames": _good_frame,
+        "classes": _good_class,
+        "examples": _good_example,
+    }
     rows = {t: [r for r in saved.rows.get(t, {}).values() if ok(r)] for t, ok in good.items()}
     with cat.transaction():
         for r in rows["images"]:
             db.execute("DELETE FROM images WHERE path = ? AND id != ?", [r["path"], r["id"]])
             _upsert(db, "images", r)
+        for r in rows["frames"]:
+            _upsert(db, "frames", r)
         for r in rows["classes"]:
             _upsert(db, "classes", r)
         for r in rows["examples"]:
@@ -363,9 +370,20 @@ def _merge(cat: Catalog, saved: Salvage, restored: bool) -> dict[str, int]:
                 [r["class_name"], r["path"], r["id"]],
             )
             _upsert(db, "examples", r)
-        for table, key in (("images", "id"), ("classes", "name"), ("examples", "id")):
+        for table, key in (
+            ("images", "id"),
+            ("frames", "id"),
+            ("classes", "name"),
+            ("examples", "id"),
+        ):
             if saved.complete.get(table):
                 _keep_only(db, table, key, [r[key] for r in rows[table]])
+        # frames of a video that is no longer one stand for nothing (a video whose frames do
+        # not all come back goes back to pending when the library reconciles)
+        db.execute(
+            "DELETE FROM frames WHERE video_id NOT IN "
+            "(SELECT id FROM images WHERE kind = 'video' AND status != 'failed')"
+        )
         # examples of a class whose record is lost teach nothing on their own
         db.execute("DELETE FROM examples WHERE class_name NOT IN (SELECT name FROM classes)")
         meta = saved.meta()
@@ -399,7 +417,16 @@ def _good_image(r: dict[str, Any]) -> bool:
         and isinstance(r.get("size"), int)
         and isinstance(r.get("mtime_ns"), int)
         and r.get("status") in ("pending", "ok", "failed")
+        and r.get("kind", "photo") in ("photo", "video")
         and (r.get("fingerprint") is None or isinstance(r["fingerprint"], str))
+    )
+
+
+def _good_frame(r: dict[str, Any]) -> bool:
+    return (
+        isinstance(r.get("id"), int)
+        and isinstance(r.get("video_id"), int)
+        and isinstance(r.get("time"), (int, float))
     )
 
 

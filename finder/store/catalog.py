@@ -1,10 +1,12 @@
-"""The SQLite catalog, through sqlite-utils: images, classes, their examples, and meta.
+"""The SQLite catalog, through sqlite-utils: images (photos and videos), videos' frames,
+classes, their examples, and meta.
 
 Paths are stored as BLOBs of ``os.fsencode(path)`` so that names which are not valid UTF-8
 round-trip exactly; the Python side always sees ``str`` (``os.fsdecode``).
 
-Image status: ``pending`` (known, no vector yet), ``ok`` (exactly one vector in the store),
-``failed`` (could not be decoded; ``error`` says why; retried only when the file changes).
+Image status: ``pending`` (known, no vector yet), ``ok`` (a photo: exactly one vector in the
+store; a video: all its frames', see ``finder.store.frames``), ``failed`` (could not be
+decoded; ``error`` says why; retried only when the file changes).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from finder.errors import FinderError, LibraryError
-from finder.ingest.crawl import FileFact
+from finder.ingest.crawl import FileFact, is_video_name
 from finder.store import facts as stored_facts
 from finder.store.classes import ClassTables
+from finder.store.frames import PHOTO, VIDEO, FrameTables, StoredVideo
 from finder.store.rows import ExampleRow, ImageRow, Scan, decode_path, encode_path, path_range
 from finder.store.schema import (
     FAILED,
@@ -56,6 +59,7 @@ __all__ = [
     "ExampleRow",
     "ImageRow",
     "Scan",
+    "StoredVideo",
     "connect",
     "decode_path",
     "encode_path",
@@ -64,7 +68,7 @@ __all__ = [
 ]
 
 
-class Catalog(ClassTables):
+class Catalog(ClassTables, FrameTables):
     """The library's SQLite file. Every public method commits before it returns.
 
     SQLite errors that mean damage (a malformed page, not a database) become
@@ -305,8 +309,10 @@ class Catalog(ClassTables):
         )
 
     def delete_images(self, ids: Sequence[int]) -> None:
+        """Delete these images, and the frames of those that are videos."""
         with self.transaction() as conn:
             conn.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
+            conn.executemany("DELETE FROM frames WHERE video_id = ?", [(int(i),) for i in ids])
 
     def insert_pending(self, facts: Sequence[FileFact]) -> list[int]:
         """Insert new files as pending; returns their ids in order."""
@@ -315,10 +321,11 @@ class Catalog(ClassTables):
         with self.transaction() as conn:
             next_id = self.next_id()
             for f in facts:
+                kind = VIDEO if is_video_name(f.path) else PHOTO
                 conn.execute(
-                    "INSERT INTO images(id, path, size, mtime_ns, status, updated) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?)",
-                    [next_id, encode_path(f.path), f.size, f.mtime_ns, now],
+                    "INSERT INTO images(id, path, size, mtime_ns, status, updated, kind) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    [next_id, encode_path(f.path), f.size, f.mtime_ns, now, kind],
                 )
                 ids.append(next_id)
                 next_id += 1
@@ -327,10 +334,14 @@ class Catalog(ClassTables):
         return ids
 
     def next_id(self) -> int:
-        """The id the next new image gets. Ids are never given twice (``meta.next_id`` only
-        grows, where SQLite would reuse the largest id once its row is deleted): so an id in
-        a backup names the same photo as in any later catalog, and its vector stays its own."""
-        top = self.db.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0]
+        """The id the next new image (or video frame) gets. Ids are never given twice
+        (``meta.next_id`` only grows, where SQLite would reuse the largest id once its row is
+        deleted): so an id in a backup names the same photo as in any later catalog, and its
+        vector stays its own."""
+        top = self.db.execute(
+            "SELECT max((SELECT coalesce(max(id), 0) FROM images), "
+            "(SELECT coalesce(max(id), 0) FROM frames))"
+        ).fetchone()[0]
         return max(int(self.get_meta("next_id", 1)), int(top) + 1)
 
     def touch(self, rows: Sequence[tuple[int, FileFact]]) -> None:
@@ -357,12 +368,18 @@ class Catalog(ClassTables):
         ok: Sequence[tuple[int, str | None]],
         failed: Sequence[tuple[int, str]],
         facts: Sequence[tuple[int, PhotoFacts]] = (),
+        videos: Sequence[StoredVideo] = (),
     ) -> None:
         """Mark images embedded (id, fingerprint) and failed (id, reason), and store the facts
-        of the embedded ones (id, facts), in one commit."""
+        of the embedded ones (id, facts) and the frames of the videos among them (which
+        replace their old ones; a failed video loses its frames), in one commit."""
         now = time.time()
         with self.transaction() as conn:
             stored_facts.write(conn, facts)
+            self._record_videos(conn, videos)
+            conn.executemany(
+                "DELETE FROM frames WHERE video_id = ?", [(int(i),) for i, _ in failed]
+            )
             conn.executemany(
                 "UPDATE images SET status = 'ok', error = NULL, fingerprint = ?, updated = ? "
                 "WHERE id = ?",

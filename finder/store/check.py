@@ -3,7 +3,7 @@ catalog, and learned heads against the backbone. Each finds problems, one line e
 here changes anything (``finder.store.backup.repair`` does).
 
     problems = catalog_problems(catalog)                  # SQLite integrity_check and meta
-    problems += vector_problems(catalog, store)           # every ok image one unit vector, ...
+    problems += vector_problems(catalog, store)           # every ok photo, every frame one vector
     problems += class_problems(catalog, key, dim, load)   # heads of this backbone, right size
 
 A problem is a :class:`Problem`: where it is (``catalog``, ``vectors``, ``classes``) and what.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import FinderError
-from finder.store.catalog import PENDING, Catalog
+from finder.store.catalog import Catalog
 from finder.store.schema import META_TYPES
 from finder.store.sqlite import meta_problem
 
@@ -92,14 +92,20 @@ def catalog_problems(catalog: Catalog, *, quick: bool = False) -> list[Problem]:
         ).fetchone()[0]
         if bad:
             lines.append(f"{bad} images with an unknown status")
+        bad = catalog.db.execute(
+            "SELECT count(*) FROM images WHERE kind NOT IN ('photo', 'video')"
+        ).fetchone()[0]
+        if bad:
+            lines.append(f"{bad} images of an unknown kind")
     except (sqlite3.Error, FinderError) as e:
         lines.append(f"images unreadable: {getattr(e, 'detail', e)}")
     return [Problem("catalog", line) for line in dict.fromkeys(lines)]
 
 
 def vector_problems(catalog: Catalog, store: VectorStore, *, settled: bool = True) -> list[Problem]:
-    """Every ok image has one stored vector, every vector belongs to an image that may hold one
-    (ok, or pending with its old vector until the new one replaces it), and every vector is a
+    """Every ok photo has one stored vector, and so does every frame of an ok video (which has
+    all its frames); every vector belongs to a photo that may hold one (ok, or pending with its
+    old vector until the new one replaces it) or to a frame of a video; every vector is a
     finite unit vector. Not ``settled`` (an index run is going on, or was interrupted and the
     next one settles it), vectors and catalog may disagree: only garbage is a problem."""
     out: list[str] = []
@@ -107,18 +113,31 @@ def vector_problems(catalog: Catalog, store: VectorStore, *, settled: bool = Tru
     unique = np.unique(ids)
     if len(unique) != len(ids):
         out.append(f"{len(ids) - len(unique)} image ids have more than one vector")
-    ok = np.asarray(catalog.ok_ids(), dtype=np.int64)
-    holders = np.union1d(ok, np.asarray(catalog.ids_with_status(PENDING), dtype=np.int64))
-    missing = np.setdiff1d(ok, unique)
-    if len(missing) and settled:
-        out.append(
-            f"{len(missing)} indexed images have no stored vector (e.g. id {int(missing[0])})"
-        )
-    stray = np.setdiff1d(unique, holders)
-    if len(stray) and settled:
-        out.append(f"{len(stray)} vectors belong to no indexed image (e.g. id {int(stray[0])})")
+    holders = catalog.vector_ids()
+    if settled:
+        missing = np.setdiff1d(holders.photos, unique)
+        if len(missing):
+            out.append(
+                f"{len(missing)} indexed images have no stored vector (e.g. id {int(missing[0])})"
+            )
+        missing = np.setdiff1d(holders.frames, unique)
+        if len(missing):
+            out.append(
+                f"{len(missing)} video frames have no stored vector (e.g. id {int(missing[0])})"
+            )
+        stray = np.setdiff1d(unique, holders.allowed)
+        if len(stray):
+            out.append(f"{len(stray)} vectors belong to no indexed image (e.g. id {int(stray[0])})")
+        lost = catalog.stray_frames()
+        if lost:
+            out.append(f"{len(lost)} video frames belong to no indexed video (e.g. id {lost[0]})")
+        short = catalog.incomplete_videos()
+        if short:
+            out.append(
+                f"{len(short)} indexed videos lack some of their frames (e.g. id {short[0]})"
+            )
     out += getattr(store, "check", lambda: [])()  # the raw files' own checksums
-    bad = bad_vectors(store, np.intersect1d(unique, holders))
+    bad = bad_vectors(store, np.intersect1d(unique, holders.allowed))
     if len(bad):
         out.append(f"{len(bad)} stored vectors are not finite unit vectors (e.g. id {int(bad[0])})")
     return [Problem("vectors", line) for line in out]

@@ -3,10 +3,11 @@
 The facts (``finder.ingest.facts.PhotoFacts``) live in columns of ``images`` (added by the
 catalog's migration to version 2): ``taken`` (local wall-clock text "YYYY-MM-DDTHH:MM:SS", so
 that text order is time order), ``taken_offset`` (minutes east of UTC, when known),
-``date_source`` ("exif", or "file" for the file's modification time; NULL until the facts are
-read), ``camera_id`` (a row of the small ``cameras`` table: make and model), ``lens``, ``lat``,
-``lon``, ``width``, ``height``. Indexes on ``taken``, ``camera_id`` and ``lat`` (with the one on
-``path``) let each filter find its images without a scan.
+``date_source`` ("exif", "container" for a video's own date, or "file" for the file's
+modification time; NULL until the facts are read), ``camera_id`` (a row of the small
+``cameras`` table: make and model), ``lens``, ``lat``, ``lon``, ``width``, ``height``.
+Indexes on ``taken``, ``camera_id`` and ``lat`` (with the one on ``path``) let each filter
+find its images without a scan.
 
 :class:`Filters` is what a person can narrow an answer by: taken after / before a date, a
 camera (a case-insensitive part of "make model"), a folder, a distance from a point. The
@@ -102,9 +103,10 @@ def write(conn: sqlite3.Connection, rows: Sequence[tuple[int, PhotoFacts]]) -> N
 
 
 def counts(conn: Any) -> dict[str, int]:
-    """Among ok images: how many have an EXIF date, only the file's date, a GPS position."""
+    """Among ok images: how many have a date of their own (EXIF, a video's container), only
+    the file's date, a GPS position."""
     row = conn.execute(
-        "SELECT sum(date_source = 'exif'), sum(date_source = 'file'), "
+        "SELECT sum(date_source IN ('exif', 'container')), sum(date_source = 'file'), "
         "sum(lat IS NOT NULL AND lon IS NOT NULL) FROM images WHERE status = 'ok'"
     ).fetchone()
     return {

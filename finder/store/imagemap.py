@@ -8,7 +8,9 @@ when the catalog and its backups are all lost.
 The file, ``images.npz`` in the library folder, is a compressed numpy archive (its members carry
 CRCs: a damaged file reads as None, as a missing one): ids, sizes, modification times, whether
 the image was indexed (ok) or pending, fingerprints, and the paths' bytes with their offsets.
-Failed images are left out (the next index run tries them again). Ids are never given twice
+Failed images are left out (the next index run tries them again), and so are videos: their
+vectors are their frames', which a lost catalog cannot tie back (the next index run finds a
+video as new and samples it again). Ids are never given twice
 (``Catalog.next_id``), so an id in an older map still names the photo whose vector the store
 holds under it.
 """
@@ -39,11 +41,11 @@ class Entry:
 
 
 def write(catalog: Catalog, directory: Path) -> Path:
-    """Write the map of ``catalog``'s ok and pending images into ``directory`` (atomically)."""
+    """Write the map of ``catalog``'s ok and pending photos into ``directory`` (atomically)."""
     ids, sizes, mtimes, oks, fps, blobs = [], [], [], [], [], []
     for i, p, size, mtime, fp, status in catalog.db.execute(
         "SELECT id, path, size, mtime_ns, fingerprint, status FROM images "
-        "WHERE status IN ('ok', 'pending') ORDER BY id"
+        "WHERE status IN ('ok', 'pending') AND kind = 'photo' ORDER BY id"
     ):
         ids.append(i)
         sizes.append(size)

@@ -9,7 +9,7 @@ import sqlite_utils
 
 from finder.store import facts as stored_facts
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -113,5 +113,33 @@ def _migrate_to_5(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS idx_images_camera_id")
 
 
+def _migrate_to_6(db: sqlite_utils.Database) -> None:
+    """Videos (see ``finder.store.frames``): an image's ``kind`` ("photo", the rows so far, or
+    "video"), a video's ``duration`` (seconds) and ``n_frames``; the ``frames`` table, one row
+    per sampled frame: its vector's id, its video, its time (seconds); a partial index of the
+    videos (few among many photos)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+    for name, kind in (
+        ("kind", "TEXT NOT NULL DEFAULT 'photo'"),
+        ("duration", "REAL"),
+        ("n_frames", "INTEGER"),
+    ):
+        if name not in have:
+            db.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS frames ("
+        "id INTEGER PRIMARY KEY, video_id INTEGER NOT NULL, time REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_frames_video ON frames(video_id, time)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_images_videos ON images(kind) WHERE kind != 'photo'")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
-MIGRATIONS = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5]
+MIGRATIONS = [
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+    _migrate_to_4,
+    _migrate_to_5,
+    _migrate_to_6,
+]

@@ -30,6 +30,8 @@ def test_yields_image_files_with_facts(tmp_path: Path) -> None:
     touch(tmp_path / "sub" / "B.JPEG")
     facts = list(walk(tmp_path))
     assert rel(facts, tmp_path) == ["a.jpg", "raw.cr2", "sub/B.JPEG"]
+    videos_too = ["a.jpg", "clip.mp4", "raw.cr2", "sub/B.JPEG"]
+    assert rel(walk(tmp_path, videos=True), tmp_path) == videos_too
     first = facts[0]
     assert first == FileFact(str(a), 5, a.stat().st_mtime_ns, False)
     assert all(os.path.isabs(f.path) and isinstance(f.path, str) for f in facts)
@@ -67,6 +69,49 @@ def test_every_listed_extension_is_found_case_insensitively(tmp_path: Path) -> N
         ".orf",
         ".rw2",
     } <= (crawl.IMAGE_EXTENSIONS)
+
+
+def test_every_video_extension_is_found_case_insensitively(tmp_path: Path) -> None:
+    for ext in sorted(crawl.VIDEO_EXTENSIONS):
+        touch(tmp_path / f"low{ext}")
+        touch(tmp_path / f"UP{ext.upper()}")
+    assert len(list(walk(tmp_path, videos=True))) == 2 * len(crawl.VIDEO_EXTENSIONS)
+    assert not list(walk(tmp_path))
+    assert crawl.VIDEO_EXTENSIONS == {
+        ".mp4",
+        ".mov",
+        ".m4v",
+        ".mkv",
+        ".avi",
+        ".webm",
+        ".3gp",
+        ".mts",
+        ".m2ts",
+    }
+
+
+def test_a_live_photo_is_one_item_the_photo(tmp_path: Path) -> None:
+    """IMG_1234.HEIC beside IMG_1234.MOV (any case, .jpg or .heif too, .mp4 too): the photo
+    only. A video of another name, in another folder, or too large to be a Live Photo's stays."""
+    touch(tmp_path / "IMG_1234.HEIC")
+    touch(tmp_path / "IMG_1234.MOV")
+    touch(tmp_path / "img_0007.jpg")
+    touch(tmp_path / "IMG_0007.mp4")
+    touch(tmp_path / "IMG_0008.MOV")
+    touch(tmp_path / "other" / "IMG_1234.MOV")
+    touch(tmp_path / "trip.jpg")
+    with open(tmp_path / "trip.mov", "wb") as f:  # sparse: only its size matters here
+        f.truncate(crawl.LIVE_PHOTO_MAX_BYTES + 1)
+    assert rel(walk(tmp_path, videos=True), tmp_path) == [
+        "IMG_0008.MOV",
+        "IMG_1234.HEIC",
+        "img_0007.jpg",
+        "other/IMG_1234.MOV",
+        "trip.jpg",
+        "trip.mov",
+    ]
+    # named as a root, a Live Photo's video is indexed as asked
+    assert rel(walk(tmp_path / "IMG_1234.MOV", videos=True), tmp_path) == ["IMG_1234.MOV"]
 
 
 def test_fact_is_frozen_with_slots() -> None:

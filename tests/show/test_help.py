@@ -65,6 +65,7 @@ INDEX_ONLY = {
     "memory_budget",
     "thumbnails",
     "ray",
+    "no_videos",
 }
 
 

@@ -27,6 +27,11 @@ MemoryBudgetOpt = ui.option(
     metavar="SIZE",
     help="Memory for the search index, e.g. 2GB (remembered).",
 )
+NoVideosOpt = ui.option(
+    bool,
+    "--no-videos",
+    help="Leave videos out (as --exclude would: those indexed before under ROOTS are dropped).",
+)
 ThumbnailsOpt = ui.option(
     bool, "--thumbnails", help="Also make the thumbnails of the page (`finder serve`) now."
 )
@@ -64,10 +69,11 @@ def index(
     precision: ui.PrecisionOpt = None,
     thumbnails: ThumbnailsOpt = False,
     ray: RayOpt = None,
+    no_videos: NoVideosOpt = False,
     as_json: ui.JsonOpt = False,
 ) -> None:
-    """Index photos under ROOTS: new files are embedded, changed ones re-embedded, deleted
-    ones dropped, moved ones keep their vectors."""
+    """Index photos and videos under ROOTS: new files are embedded, changed ones re-embedded,
+    deleted ones dropped, moved ones keep their vectors."""
     choice = ui.backbone_choice(backbone, model, layer, weights, views, precision)
     view = ProgressView(quiet or as_json)
     with ui.open_library(
@@ -85,6 +91,7 @@ def index(
                 progress=view,
                 thumbnails=thumbnails,
                 ray=ray,
+                videos=not no_videos,
             )
         finally:
             view.stop()
