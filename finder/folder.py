@@ -47,7 +47,16 @@ and none of these is not a library: finder neither reads it as one nor writes in
 def check_library_folder(directory: Path) -> None:
     """A one-line ``UsageError`` unless ``directory`` may be a library: a folder holding
     finder's files (even damaged: ``finder repair`` works there), an empty folder (hidden files
-    such as ``.DS_Store`` aside) or nothing yet (a new library is made there by ``index``)."""
+    such as ``.DS_Store`` aside) or nothing yet (a new library is made there by ``index``);
+    its name UTF-8."""
+    try:
+        str(directory).encode("utf-8")
+    except UnicodeEncodeError:  # SQLite opens files by UTF-8 names only
+        shown = os.fsencode(directory).decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"{shown}: a library folder's name must be UTF-8 (SQLite cannot open the catalog "
+            "in another); choose another folder"
+        ) from None
     if (directory / "catalog.db").is_file() or not os.path.lexists(directory):
         return
     if not directory.is_dir():

@@ -7,7 +7,6 @@ shows them."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import types
@@ -21,6 +20,7 @@ import typer
 from typer.core import TyperCommand
 
 from finder.errors import FinderError
+from finder.show import as_json
 from finder.show.progress import say
 from finder.show.text import error_line
 
@@ -254,7 +254,8 @@ def open_library(library: Path | None, **kwargs: Any):
 
 
 def echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+    """``data`` as ``--json`` prints it: every string valid UTF-8, paths exact (``as_json``)."""
+    typer.echo(as_json.dumps(data, indent=2))
 
 
 def echo_lines(lines: list[str] | list[bytes]) -> None:

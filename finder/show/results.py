@@ -3,7 +3,6 @@ options, and how matches are printed (text, JSON, NUL-separated) or exported."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,8 +137,7 @@ def print_matches(
     """Matches as JSON (``path``, ``key``, ``taken``), NUL-ended paths, or lines of score and
     path (with the date taken when ``dates``)."""
     if as_json:
-        rows = [{"path": m.path, key: m.score, "taken": m.taken} for m in matches]
-        typer.echo(json.dumps(rows, indent=2))
+        ui.echo_json([{"path": m.path, key: m.score, "taken": m.taken} for m in matches])
         return
     if print0:
         out = typer.get_binary_stream("stdout")
@@ -182,8 +180,7 @@ def tag_report(done: list[Any], errors: list[str], *, dry_run: bool, as_json: bo
     from finder.act.xmp import ADD, CREATE, HAS
 
     if as_json:
-        rows = [{"photo": t.photo, "sidecar": t.sidecar, "action": t.action} for t in done]
-        typer.echo(json.dumps(rows, indent=2))
+        ui.echo_json([{"photo": t.photo, "sidecar": t.sidecar, "action": t.action} for t in done])
     else:
         if dry_run:
             words = {CREATE: "would create", ADD: "would add", HAS: "has it"}

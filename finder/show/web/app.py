@@ -42,6 +42,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from finder.errors import Arg, DecodeError, FinderError, UsageError
+from finder.show import as_json
 from finder.show.text import class_json, path_bytes
 from finder.show.web.backend import Backend
 from finder.show.web.guard import Guard
@@ -72,10 +73,11 @@ def shown(path: str) -> str:
 
 
 class JSON(JSONResponse):
-    """JSON that survives paths with undecodable bytes (escaped, as ``json.dumps`` does)."""
+    """JSON whose every string is valid UTF-8, a path that is not also given as its exact
+    bytes (``path_bytes``: see ``finder.show.as_json``)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode()
+        return as_json.dumps(content, separators=(",", ":")).encode()
 
 
 def match_json(m: Any, key: str) -> dict:
