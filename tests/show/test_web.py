@@ -339,6 +339,10 @@ def test_unknown_class_page_is_a_404_page(server: Server) -> None:
 
 
 # -- the guards --------------------------------------------------------------------------------
+JSON_TYPE = {"Content-Type": "application/json"}
+HUGE_ID = b'{"add": [99999999999999999999999]}'
+NESTED = b'{"add": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+TOO_LARGE = b'{"add": [' + b"1, " * (1 << 19) + b"1]}"  # 1.5 MiB
 REFUSED = [
     # (method, target without token, extra headers, body, status)
     ("GET", "/photo/%2Fetc%2Fpasswd", {}, b"", 404),
@@ -374,6 +378,11 @@ REFUSED = [
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"undo": [3, 3]}', 400),
     ("POST", "/api/learn/nope", {"Content-Type": "application/json"}, b'{"undo": [3]}', 404),
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": [true]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, HUGE_ID, 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"not": [1e400]}', 400),
+    pytest.param("POST", "/api/learn/red", JSON_TYPE, b"[" * 100_000, 400, id="deep"),
+    pytest.param("POST", "/api/learn/red", JSON_TYPE, NESTED, 400, id="nested"),
+    pytest.param("POST", "/api/learn/red", JSON_TYPE, TOO_LARGE, 413, id="too-large"),
     ("POST", "/api/learn/red", {"Content-Type": "text/plain"}, b'{"add": [1]}', 415),
     ("POST", "/api/learn/red", {}, b'{"add": [1]}', 415),
     (
@@ -408,6 +417,54 @@ def test_refused_with_one_line_and_nothing_changed(
     error = json.loads(data)["error"]
     assert error and "\n" not in error and "Traceback" not in error
     assert snapshot(library) == before
+
+
+def test_a_strip_of_100000_ids_fits_in_a_body(server: Server, library: Path) -> None:
+    """The body limit (1 MiB) holds "all above here" of 100,000 photos of a library of
+    millions (ids of 7 digits): read whole, then judged by its ids."""
+    ids = ", ".join(str(i) for i in range(1_000_000, 1_100_000))
+    body = f'{{"add": [{ids}]}}'.encode()
+    assert 800_000 < len(body) < 1 << 20
+    code, data, _ = server.raw(
+        "POST", f"/api/learn/red?token={TOKEN}", {"Content-Type": "application/json"}, body
+    )
+    assert code == 404 and "1000000" in json.loads(data)["error"]  # read, then no such image
+    reds = [id_of(library, f"red/{i}.jpg") for i in range(3)]
+    wide = ", ".join(f"{reds[k % 3]:>7}" for k in range(100_000))  # as wide as 7-digit ids
+    body = f'{{"add": [{wide}]}}'.encode()
+    assert 800_000 < len(body) < 1 << 20
+    code, data, _ = server.raw(
+        "POST", f"/api/learn/strip?token={TOKEN}", {"Content-Type": "application/json"}, body
+    )
+    try:
+        assert code == 200, data
+        assert json.loads(data)["examples"] == 3
+    finally:
+        CLI(library)("forget", "strip", ok=False)
+    code, page, headers = server.raw("POST", f"/class/red?token={TOKEN}", JSON_TYPE, TOO_LARGE)
+    assert code == 413 and b"larger than" in page  # the page's teaching too
+
+
+def test_a_body_past_the_limit_without_a_length_is_cut_short(server: Server) -> None:
+    """A chunked body (no Content-Length) is refused as soon as it passes 1 MiB."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.putrequest("POST", f"/api/learn/red?token={TOKEN}", skip_host=True)
+        conn.putheader("Host", f"127.0.0.1:{server.port}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        chunk = b"1, " * 20_000
+        try:
+            for _ in range(30):  # 1.8 MB in all, if the server read it all
+                conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the rest came
+        r = conn.getresponse()
+        assert r.status == 413 and "larger than" in json.loads(r.read())["error"]
+    finally:
+        conn.close()
 
 
 # (method, target without token, JSON body or None, the field the API must name)
