@@ -559,6 +559,71 @@ def test_loopback_names_are_accepted(server: Server) -> None:
     assert code == 400 and "nothing to learn" in json.loads(data)["error"]  # past the guard
 
 
+def test_listening_on_every_address_still_checks_the_host(library: Path) -> None:
+    """``--host 0.0.0.0``: the Host must still name this machine (its host name, fully
+    qualified name, an interface's address, a loopback name) or a name given with
+    ``--allow-host``; any other (DNS rebinding) is refused."""
+    import socket
+
+    import psutil
+    from starlette.testclient import TestClient
+
+    from finder.show.web.app import create_app
+
+    addresses = [
+        a.address.split("%")[0]
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family in (socket.AF_INET, socket.AF_INET6)
+    ]
+    ours = ["127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn()]
+    ours += [f"[{a}]" if ":" in a else a for a in addresses]
+    for bound, allowed in (("0.0.0.0", ()), ("::", ["Photos.Example:8765"])):
+        app = create_app(library, token=TOKEN, port=8765, host=bound, allow_hosts=allowed)
+        with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+
+            def status(host: str) -> int:
+                headers = {"Host": host}
+                return client.get(
+                    "/api/status", params={"token": TOKEN}, headers=headers
+                ).status_code
+
+            for host in ours:
+                assert status(f"{host}:8765") == 200, (bound, host)
+            for host in ["evil.example", "evil.example:8765", "192.0.2.1", "photos.example.evil"]:
+                assert status(host) == 403, (bound, host)
+            assert status("photos.example:8765") == (200 if allowed else 403)
+            r = client.get("/api/status", params={"token": TOKEN}, headers={"Host": "evil.example"})
+            assert "--allow-host" in r.json()["error"]
+
+
+def test_serve_allow_host(library: Path) -> None:
+    """``finder serve --allow-host NAME`` (on loopback here): NAME is let in, others are not;
+    a NAME that names no host is refused before anything starts."""
+    from tests.conftest import run_finder
+
+    bad = run_finder("serve", "--library", str(library), "--no-open", "--allow-host", "a b")
+    assert bad.returncode == 2 and b"--allow-host" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and bad.stdout == b""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finder", "serve", "--library", str(library), "--no-open"]
+        + ["--port", "0", "--allow-host", "photos.example", "--allow-host", "nas.local"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        port = int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)/\?token=.*", url).group(1))
+        api = url.replace("/?", "/api/status?")
+        for host, code in [("photos.example", 200), ("NAS.local", 200), ("evil.example", 403)]:
+            r = httpx.get(api, headers={"Host": f"{host}:{port}"}, timeout=60)
+            assert r.status_code == code, (host, r.text)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
 # -- the library beside the server ----------------------------------------------------------
 def test_serve_does_not_block_an_index_run(server: Server, library: Path, photo_dir) -> None:
     extra = photo_dir.parent / "later"

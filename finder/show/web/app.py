@@ -27,7 +27,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -166,9 +166,15 @@ async def learn_body(request: Request) -> dict[str, list[int]]:
 
 # -- the app ----------------------------------------------------------------------------------
 def create_app(
-    library: str | os.PathLike | None, *, token: str, port: int, host: str = "127.0.0.1"
+    library: str | os.PathLike | None,
+    *,
+    token: str,
+    port: int,
+    host: str = "127.0.0.1",
+    allow_hosts: Iterable[str] = (),
 ) -> Guard:
-    """The ASGI app, guarded: serve it with uvicorn (``finder.show.web.server.serve``)."""
+    """The ASGI app, guarded: serve it with uvicorn (``finder.show.web.server.serve``);
+    ``allow_hosts``: more names its ``Host`` may give (``guard.Guard``)."""
     backend = Backend(library)
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -373,7 +379,7 @@ def create_app(
         routes=routes, exception_handlers={HTTPException: on_http_error}, lifespan=lifespan
     )
     app.state.backend = backend
-    return Guard(app, token=token, port=port, host=host)
+    return Guard(app, token=token, port=port, host=host, allow_hosts=allow_hosts)
 
 
 def field_of(arg: Arg) -> str:
