@@ -230,21 +230,21 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-SIGPIPE_EXIT = 141
-"""The exit code of a command whose reader left (128 + SIGPIPE, as the shell reports ``ls``
-killed by it in ``ls | head``)."""
+READER_LEFT_EXIT = 0
+"""The exit code of a command whose reader left (``finder find cat | head -1``): 0, quiet, so
+that the pipeline succeeds even under ``set -o pipefail``: the reader took what it wanted."""
 
 
 def stdout_gone() -> int:
     """Stdout's reader has left: what is still buffered, and anything written later, goes
-    nowhere (so that Python's own flush at exit says nothing). Returns ``SIGPIPE_EXIT``."""
+    nowhere (so that Python's own flush at exit says nothing). Returns ``READER_LEFT_EXIT``."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError):  # no real stdout (a test's runner): nothing to quiet
         pass
-    return SIGPIPE_EXIT
+    return READER_LEFT_EXIT
 
 
 def open_library(library: Path | None, **kwargs: Any):

@@ -190,3 +190,33 @@ def tag_report(done: list[Any], errors: list[str], *, dry_run: bool, as_json: bo
             typer.echo(f"{words[t.action]:<12} ".encode() + text.path_bytes(t.sidecar))
     for line in errors:
         say(f"error: {text.escape(line)}")
+
+
+def say_if_empty(
+    lib: Any,
+    matches: list[Match],
+    name: str | None,
+    as_json: bool,
+    top: int | None,
+    min_prob: float | None,
+    filters: Filters | None,
+    review: int | None = None,
+    *,
+    before: str = "",
+) -> None:
+    """Why an answer in text is empty, on stderr, and what would show photos (``find NAME``,
+    ``similar`` when ``name`` is None, ``tag`` with ``before``); JSON's ``[]`` says it alone."""
+    if matches or as_json:
+        return
+    threshold = None
+    if name is not None and review is None and min_prob is None:
+        threshold = lib.class_record(name)["threshold"]
+    empty = text.empty_answer(
+        name,
+        threshold=threshold,
+        min_prob=min_prob,
+        top=top,
+        filtered=filters is not None,
+        review=review is not None,
+    )
+    say(before + empty)
