@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, REPO, run_finder
+from tests.conftest import CLI, REPO, make_photo, run_finder
 
 
 def _one_line(stderr: str) -> str:
@@ -189,6 +189,37 @@ def test_under_a_file_is_the_same_message_from_find_and_dupes(
     for args in (["find", "red"], ["dupes"]):
         result = indexed(*args, "--under", str(missing), ok=False)
         assert _one_line(result.stderr) == f"finder: error: --under: no such folder: {missing}"
+
+
+# -- item 13: learning from a folder with unreadable photos -------------------------------------
+def test_learning_from_a_folder_skips_what_cannot_be_read(indexed: CLI, tmp_path: Path) -> None:
+    folder = tmp_path / "cats"
+    for i in range(3):
+        make_photo(folder / f"{i}.jpg", "red", seed=200 + i)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole JPEG")
+    (folder / "empty.png").write_bytes(b"")
+    result = indexed("learn", "c", str(folder))
+    said = result.stderr.splitlines()
+    assert f"finder: skipped {folder / 'broken.jpg'}: " in "\n".join(said), result.stderr
+    assert any(line.startswith(f"finder: skipped {folder / 'empty.png'}: ") for line in said)
+    assert sorted(p for p, _ in _examples(indexed, "c")) == [
+        str(folder / f"{i}.jpg") for i in range(3)
+    ]
+    assert indexed.json("classes")[0]["examples"] == 3  # c, then red
+
+    # only a class with no readable example fails, and is not made
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"garbage")
+    (bad / "b.jpg").write_bytes(b"")
+    result = indexed("learn", "d", str(bad), ok=False)
+    assert result.exit_code == 2
+    line = _one_line(result.stderr)
+    assert line.startswith(f"finder: error: no photo in the folder {bad} can be read ("), line
+    assert f"{bad / 'a.jpg'}: " in line and ", and 1 more)" in line, line
+    assert [c["name"] for c in indexed.json("classes")] == ["c", "red"]
+    # a class that has examples already takes an unreadable folder as nothing new
+    assert indexed.json("learn", "c", str(bad))["examples"] == 3
 
 
 def _examples(cli: CLI, name: str) -> list[tuple[str, str]]:
