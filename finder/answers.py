@@ -163,11 +163,7 @@ class Answers:
         from finder.act.dupes import find_dupes
 
         self.folder.require_indexed()
-        folder = None
-        if under is not None:
-            folder = os.path.abspath(os.path.expanduser(os.fspath(under)))
-            if not os.path.isdir(folder):
-                raise UsageError(f"no such folder: {under}")
+        folder = stored_facts.folder_under(under) if under is not None else None
         return find_dupes(self.folder.open_catalog(), self.folder.open_vectors(), folder)
 
 

@@ -34,6 +34,51 @@ if TYPE_CHECKING:
     from finder.store.vectors import VectorStore
 
 
+LIBRARY_ENTRIES = (
+    "catalog.db",  # and its -wal, -shm, .damaged-TIME
+    "vectors",  # and vectors.damaged-TIME
+    "backups",
+    "thumbs",
+    "metric.npz",
+    "progress.json",
+    "lock",
+    "teaching.log",
+    "images.npz",
+)
+"""What a library folder holds (the names its files start with). A folder holding anything else
+and none of these is not a library: finder neither reads it as one nor writes into it."""
+
+
+def check_library_folder(directory: Path) -> None:
+    """A one-line ``UsageError`` unless ``directory`` may be a library: a folder holding
+    finder's files (even damaged: ``finder repair`` works there), an empty folder (hidden files
+    such as ``.DS_Store`` aside) or nothing yet (a new library is made there by ``index``);
+    its name UTF-8."""
+    try:
+        str(directory).encode("utf-8")
+    except UnicodeEncodeError:  # SQLite opens files by UTF-8 names only
+        shown = os.fsencode(directory).decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"{shown}: a library folder's name must be UTF-8 (SQLite cannot open the catalog "
+            "in another); choose another folder"
+        ) from None
+    if (directory / "catalog.db").is_file() or not os.path.lexists(directory):
+        return
+    if not directory.is_dir():
+        what = "a file" if directory.is_file() else "not a folder"
+        raise UsageError(f"{directory} is not a finder library: it is {what}")
+    try:
+        names = [e.name for e in os.scandir(directory) if not e.name.startswith(".")]
+    except OSError:
+        return  # an unreadable folder: opening its catalog says why
+    ours = any(n == e or n.startswith((e + ".", e + "-")) for n in names for e in LIBRARY_ENTRIES)
+    if names and not ours:
+        raise UsageError(
+            f"{directory} is not a finder library: it holds other files and no catalog.db "
+            "(a new library is made in an empty or new folder)"
+        )
+
+
 class Folder:
     """The library folder ``directory``: what is open in it, and the writer's lock.
 
@@ -46,6 +91,7 @@ class Folder:
     def __init__(
         self, directory: Path, *, memory_budget: int | None = None, shared: bool = False
     ) -> None:
+        check_library_folder(directory)
         self.dir = directory
         self.shared = shared
         self.memory_budget = memory_budget

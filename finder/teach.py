@@ -20,9 +20,9 @@ import numpy as np
 
 from finder.embed.registry import identity_key as _backbone_key
 from finder.embedder import Embedder
-from finder.errors import Arg, BackboneMismatch, UnknownClass, UsageError
+from finder.errors import Arg, BackboneMismatch, DecodeError, UnknownClass, UsageError
 from finder.folder import Folder
-from finder.ingest import crawl
+from finder.ingest import crawl, decode
 from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
@@ -87,8 +87,8 @@ class Teaching:
         """
         name = class_name(name)
         self.folder.require_indexed()
-        pos_paths = self._example_paths(examples)
-        neg_paths = self._example_paths(negatives)
+        pos_paths = self._example_paths(examples, name)
+        neg_paths = self._example_paths(negatives, name)
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
             raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
@@ -181,7 +181,10 @@ class Teaching:
             out[by_path] = self.embedder.vectors_for([marks[k].path for k in by_path])[0]
         return out
 
-    def _example_paths(self, examples: Sequence[str]) -> list[str]:
+    def _example_paths(self, examples: Sequence[str], name: str) -> list[str]:
+        """The photos ``examples`` name: a file as given, a folder's photos (in its sub-folders
+        too) those that can be read; each skipped one is named in ``folder.messages``. A folder
+        with no photo that can be read is refused unless class ``name`` has examples already."""
         out: list[str] = []
         for ex in examples:
             path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
@@ -189,12 +192,40 @@ class Teaching:
                 found = [f.path for f in crawl.walk([path]) if not f.is_dir]
                 if not found:
                     raise UsageError(f"no photos in the folder {ex}")
-                out.extend(found)
+                readable, skipped = self._readable(found)
+                if not readable and not self._has_examples(name):
+                    more = f", and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+                    raise UsageError(
+                        f"no photo in the folder {ex} can be read ({skipped[0]}{more}): "
+                        f"learning {name!r} needs at least one example photo"
+                    )
+                self.folder.messages.extend(f"skipped {why}" for why in skipped)
+                out.extend(readable)
             elif os.path.exists(path):
                 out.append(path)
             else:
                 raise UsageError(f"no such file: {ex}")
         return list(dict.fromkeys(out))
+
+    def _readable(self, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``paths`` less the photos that cannot be read, and for each of those its path and
+        why: an indexed photo is read from the store; another is decoded (small: it is cheap)."""
+        catalog = self.folder.open_catalog()
+        readable, skipped = [], []
+        for path in paths:
+            row = catalog.image_by_path(path)
+            if row is None or row.status != OK:
+                try:
+                    decode.load_rgb(path, (32, 32))
+                except DecodeError as e:
+                    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+                    skipped.append(f"{shown}: {e}")
+                    continue
+            readable.append(path)
+        return readable, skipped
+
+    def _has_examples(self, name: str) -> bool:
+        return any(e.label == 1 for e in self.folder.open_catalog().examples(name))
 
     def _background(self, example_paths: Sequence[str], seed: int) -> np.ndarray:
         store = self.folder.open_vectors()

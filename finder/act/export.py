@@ -6,13 +6,16 @@ exists is ever replaced, even by a race). A name already holding the same photo 
 bytes for a copy, a link to the same file for the links) counts as done and nothing is added,
 so exporting the same answer twice adds nothing the second time.
 
-The folder is created if missing; a folder that is a file, that cannot be created or written
-is refused before anything is written (``UsageError``). A failure half-way (disk full, a hard
-link across file systems) stops with an ``ExportError``; what was exported stays.
+The folder is created if missing; a folder that is a file, that cannot be created or written,
+or (hard links) that is on another file system than a photo, is refused before anything is
+written (``UsageError``). A failure half-way (disk full, a bind mount between two folders of
+one file system) stops with an ``ExportError``; what was exported stays, and a folder made for
+the export and left empty is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import filecmp
 import os
@@ -53,8 +56,38 @@ def export(paths: Iterable[str], folder: str | os.PathLike[str], mode: str) -> l
     ``folder``, keeping names and resolving clashes as the module docstring says."""
     if mode not in MODES:
         raise UsageError(f"export mode must be one of {', '.join(MODES)}, not {mode!r}")
+    sources = [os.path.abspath(src) for src in paths]
+    path = os.path.abspath(os.path.expanduser(os.fspath(folder)))
+    if mode == "hardlink":
+        check_same_file_system(sources, path)
+    made = not os.path.isdir(path)
     target = check_folder(folder)
-    return [_one(os.path.abspath(src), target, mode) for src in paths]
+    try:
+        return [_one(src, target, mode) for src in sources]
+    except BaseException:
+        if made:  # nothing of ours stays behind: the folder made for it, while still empty
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+        raise
+
+
+def check_same_file_system(sources: Iterable[str], folder: str) -> None:
+    """``UsageError`` unless every file of ``sources`` is on the file system that holds
+    ``folder`` (or would hold it, once created): a hard link cannot cross file systems."""
+    where = folder
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    try:
+        device = os.stat(where).st_dev
+    except OSError:
+        return  # check_folder says what is wrong with it
+    for src in sources:
+        try:
+            other = os.stat(src).st_dev != device
+        except OSError:
+            continue  # a file gone since it was indexed: export says so
+        if other:
+            raise UsageError(*_cross_device(src, folder))
 
 
 def _candidates(name: str):
@@ -115,16 +148,19 @@ def _make(src: str, dest: str, mode: str) -> None:
                 raise
 
 
+def _cross_device(src: str, folder: str) -> tuple[Part, ...]:
+    return (
+        f"cannot hard-link {src} into {folder}: another file system (use ",
+        Arg("copy"),
+        " or ",
+        Arg("link"),
+        ")",
+    )
+
+
 def _reason(e: OSError, src: str, dest: str, mode: str) -> tuple[Part, ...]:
     if e.errno == errno.EXDEV:
-        where = os.path.dirname(dest)
-        return (
-            f"cannot hard-link {src} into {where}: another file system (use ",
-            Arg("copy"),
-            " or ",
-            Arg("link"),
-            ")",
-        )
+        return _cross_device(src, os.path.dirname(dest))
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return (f"cannot write {dest}: {e.strerror} (read-only target?)",)
     verb = {"copy": "copy", "link": "link", "hardlink": "hard-link"}[mode]

@@ -200,10 +200,8 @@ def check_choice(choice: BackboneChoice, recorded: Record, library: str) -> None
         return
     d = _fields(recorded)
     want = model_kind(choice.model) if choice.model else choice.name
-    mismatch = (
-        (want is not None and want != d["name"])
-        or (choice.layer is not None and choice.layer != d.get("layer"))
-        or (choice.views is not None and choice.views != int(d.get("views", 1)))
+    mismatch = (want is not None and want != d["name"]) or (
+        choice.layer is not None and choice.layer != d.get("layer")
     )
     if choice.model and not mismatch:  # a model file is recorded as the backbone's weights
         mismatch = os.path.abspath(choice.model) != d.get("weights")
@@ -211,6 +209,16 @@ def check_choice(choice: BackboneChoice, recorded: Record, library: str) -> None
         raise BackboneMismatch(
             f"the library {library} was indexed with {describe(d)}; "
             "it cannot mix in vectors of another backbone (use another ",
+            Arg("library"),
+            ")",
+        )
+    views = int(d.get("views", 1))
+    if choice.views is not None and choice.views != views:
+        raise BackboneMismatch(
+            f"the library {library} was indexed with {_views(views)} an image; it cannot mix "
+            f"in vectors of {_views(choice.views)} (leave out ",
+            Arg("views"),
+            ", or use another ",
             Arg("library"),
             ")",
         )
@@ -224,6 +232,10 @@ def check_choice(choice: BackboneChoice, recorded: Record, library: str) -> None
             Arg("library"),
             ")",
         )
+
+
+def _views(n: int) -> str:
+    return f"{n} view{'' if n == 1 else 's'}"
 
 
 _fingerprints: dict[tuple[str, int, int], str] = {}

@@ -7,7 +7,10 @@ shows them."""
 from __future__ import annotations
 
 import functools
-import json
+import os
+import sys
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ import typer
 from typer.core import TyperCommand
 
 from finder.errors import FinderError
+from finder.show import as_json
 from finder.show.progress import say
 from finder.show.text import error_line
 
@@ -114,20 +118,78 @@ def make_app(commands: list[tuple[str, Callable[..., Any], type[Command]]]) -> t
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
     )
+    app.callback()(_finder)
     for name, func, cls in commands:
         app.command(name, cls=cls)(handle_errors(func))
     return app
 
 
+def version() -> str:
+    """finder's version, from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("finder")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed: no version recorded)"
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(f"finder {version()}")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        help="Print finder's version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+]
+
+
+def _finder(version: VersionOpt = False) -> None:
+    """The options of ``finder`` itself, before a command."""
+
+
 def option(kind: Any, *flags: str, **settings: Any) -> Any:
     """An option as a command declares it: a value of ``kind`` given by ``flags``, with typer's
-    ``Option`` settings (``metavar``, ``help``, ``min``, ...)."""
-    return Annotated[kind, typer.Option(*flags, **settings)]
+    ``Option`` settings (``metavar``, ``help``, ``min``, ...). A path (``Path``, a list of
+    them) is read by ``path_value``: an empty one is refused."""
+    return Annotated[kind, typer.Option(*flags, **_path_parser(kind), **settings)]
 
 
 def argument(kind: Any, metavar: str, help: str, **settings: Any) -> Any:
-    """An argument as a command declares it, shown as ``metavar`` in the usage line."""
-    return Annotated[kind, typer.Argument(metavar=metavar, help=help, **settings)]
+    """An argument as a command declares it, shown as ``metavar`` in the usage line; a path
+    is read by ``path_value``, as an option's."""
+    return Annotated[
+        kind, typer.Argument(metavar=metavar, help=help, **_path_parser(kind), **settings)
+    ]
+
+
+def path_value(text: str | os.PathLike[str]) -> Path:
+    """A path given on the command line. An empty one is refused (one line, exit 2): ``Path("")``
+    is ``.``, and ``--copy ''`` would copy into the current folder, ``--under ''`` mean it."""
+    if isinstance(text, Path):
+        return text
+    if not os.fspath(text):
+        raise typer.BadParameter("an empty path names nothing (write . for this folder)")
+    return Path(text)
+
+
+def _path_parser(kind: Any) -> dict[str, Any]:
+    """``{"parser": path_value}`` when ``kind`` holds paths (``Path``, ``Path | None``,
+    ``list[Path] | None``), else nothing."""
+    if kind is Path:
+        return {"parser": path_value}
+    if typing.get_origin(kind) in (typing.Union, types.UnionType, list):
+        if any(_path_parser(k) for k in typing.get_args(kind)):
+            return {"parser": path_value}
+    return {}
 
 
 LibraryOpt = option(
@@ -156,12 +218,31 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             say("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # the reader left (`finder find cat | head -1`): quiet
+            raise typer.Exit(stdout_gone()) from None
         except OSError as e:
             where = f": {e.filename}" if e.filename else ""
             say(f"error: {e.strerror or e}{where}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+READER_LEFT_EXIT = 0
+"""The exit code of a command whose reader left (``finder find cat | head -1``): 0, quiet, so
+that the pipeline succeeds even under ``set -o pipefail``: the reader took what it wanted."""
+
+
+def stdout_gone() -> int:
+    """Stdout's reader has left: what is still buffered, and anything written later, goes
+    nowhere (so that Python's own flush at exit says nothing). Returns ``READER_LEFT_EXIT``."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (a test's runner): nothing to quiet
+        pass
+    return READER_LEFT_EXIT
 
 
 def open_library(library: Path | None, **kwargs: Any):
@@ -171,7 +252,8 @@ def open_library(library: Path | None, **kwargs: Any):
 
 
 def echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+    """``data`` as ``--json`` prints it: every string valid UTF-8, paths exact (``as_json``)."""
+    typer.echo(as_json.dumps(data, indent=2))
 
 
 def echo_lines(lines: list[str] | list[bytes]) -> None:

@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from finder.show.app import Command, make_app, say
+from finder.show.app import Command, make_app, say, stdout_gone
 from finder.show.commands import classes, dupes, evaluate, index, serve
 
 app = make_app(
@@ -59,6 +59,10 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         say("interrupted")
         code = 130
+    try:
+        sys.stdout.flush()  # here, not at exit, where a reader that left is a Python warning
+    except BrokenPipeError:
+        code = stdout_gone()
     sys.exit(code if isinstance(code, int) else 0)
 
 

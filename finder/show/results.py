@@ -3,7 +3,6 @@ options, and how matches are printed (text, JSON, NUL-separated) or exported."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,8 +137,7 @@ def print_matches(
     """Matches as JSON (``path``, ``key``, ``taken``), NUL-ended paths, or lines of score and
     path (with the date taken when ``dates``)."""
     if as_json:
-        rows = [{"path": m.path, key: m.score, "taken": m.taken} for m in matches]
-        typer.echo(json.dumps(rows, indent=2))
+        ui.echo_json([{"path": m.path, key: m.score, "taken": m.taken} for m in matches])
         return
     if print0:
         out = typer.get_binary_stream("stdout")
@@ -182,8 +180,7 @@ def tag_report(done: list[Any], errors: list[str], *, dry_run: bool, as_json: bo
     from finder.act.xmp import ADD, CREATE, HAS
 
     if as_json:
-        rows = [{"photo": t.photo, "sidecar": t.sidecar, "action": t.action} for t in done]
-        typer.echo(json.dumps(rows, indent=2))
+        ui.echo_json([{"photo": t.photo, "sidecar": t.sidecar, "action": t.action} for t in done])
     else:
         if dry_run:
             words = {CREATE: "would create", ADD: "would add", HAS: "has it"}
@@ -193,3 +190,33 @@ def tag_report(done: list[Any], errors: list[str], *, dry_run: bool, as_json: bo
             typer.echo(f"{words[t.action]:<12} ".encode() + text.path_bytes(t.sidecar))
     for line in errors:
         say(f"error: {text.escape(line)}")
+
+
+def say_if_empty(
+    lib: Any,
+    matches: list[Match],
+    name: str | None,
+    as_json: bool,
+    top: int | None,
+    min_prob: float | None,
+    filters: Filters | None,
+    review: int | None = None,
+    *,
+    before: str = "",
+) -> None:
+    """Why an answer in text is empty, on stderr, and what would show photos (``find NAME``,
+    ``similar`` when ``name`` is None, ``tag`` with ``before``); JSON's ``[]`` says it alone."""
+    if matches or as_json:
+        return
+    threshold = None
+    if name is not None and review is None and min_prob is None:
+        threshold = lib.class_record(name)["threshold"]
+    empty = text.empty_answer(
+        name,
+        threshold=threshold,
+        min_prob=min_prob,
+        top=top,
+        filtered=filters is not None,
+        review=review is not None,
+    )
+    say(before + empty)

@@ -129,6 +129,28 @@ def review_hint(name: str) -> str:
     )
 
 
+def empty_answer(
+    name: str | None,
+    *,
+    threshold: float | None = None,
+    min_prob: float | None = None,
+    top: int | None = None,
+    filtered: bool = False,
+    review: bool = False,
+) -> str:
+    """What ``find NAME`` (``similar`` when ``name`` is None, ``--review``, ``tag``) says on
+    stderr when its answer is empty: why, and what would show photos."""
+    among = " among the photos that pass the filters" if filtered else ""
+    if review:
+        return f"no photo of {escape(name or '')} left to review: those near its cut-off are marked"
+    if name is None or (top is not None and min_prob is None):
+        return "no photo passes the filters" if filtered else "no other photo in the library"
+    hint = "; --top 20 shows the best anyway"
+    if min_prob is not None:
+        return f"no photo of {escape(name)} at or above {min_prob:g}{among}{hint}"
+    return f"no photo of {escape(name)} above the cut-off {threshold:.2f}{among}{hint}"
+
+
 def class_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     if not records:
         return ["no classes yet: teach one with `finder learn NAME EXAMPLE...`"]

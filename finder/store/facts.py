@@ -168,6 +168,19 @@ def parse_point(text: str | Sequence[float], field: str = "near") -> tuple[float
     return lat, lon
 
 
+def folder_under(under: str | os.PathLike[str]) -> str:
+    """The folder of an ``under`` argument (``find --under``, ``dupes --under``) as an
+    absolute path; one ``UsageError`` naming the argument when it is empty or not a folder."""
+    given = os.fspath(under)
+    if not given:
+        raise UsageError(Arg("under"), ": an empty path names no folder")
+    folder = os.path.abspath(os.path.expanduser(given))
+    if not os.path.isdir(folder):
+        what = "not a folder" if os.path.exists(folder) else "no such folder"
+        raise UsageError(Arg("under"), f": {what}: {given}")
+    return folder
+
+
 @dataclass(frozen=True)
 class Filters:
     """What to narrow an answer to; every field optional, all given ones must hold.
@@ -203,11 +216,7 @@ class Filters:
                 raise UsageError(Arg("camera"), " needs some text (a part of the make or model)")
             put(self, "camera", camera)
         if self.under is not None:
-            under = os.path.abspath(os.path.expanduser(os.fspath(self.under)))
-            if not os.path.isdir(under):
-                what = "not a folder" if os.path.exists(under) else "no such folder"
-                raise UsageError(Arg("under"), f": {what}: {self.under}")
-            put(self, "under", under)
+            put(self, "under", folder_under(self.under))
         if self.within_km is not None:
             try:
                 km = float(self.within_km)

@@ -87,8 +87,8 @@ class RawLog:
                 stored_dim = int(manifest["dim"])
             except (ValueError, KeyError, TypeError, OSError):
                 raise LibraryError(
-                    f"the vector store manifest {path} is damaged; "
-                    f"delete {self.dir} and index again"
+                    f"the vector store manifest {path} is damaged; run `finder repair` "
+                    "(the vectors are set aside and `finder index` embeds the photos again)"
                 ) from None
             if stored_dim != self.dim:
                 raise LibraryError(
@@ -99,8 +99,8 @@ class RawLog:
                 raise LibraryError(f"the vector store {self.dir} holds no vectors yet")
             if any(self.dir.glob("vectors-*.f16")):
                 raise LibraryError(
-                    f"the vector store manifest {path} is missing; "
-                    f"delete {self.dir} and index again"
+                    f"the vector store manifest {path} is missing; run `finder repair` "
+                    "(the vectors are set aside and `finder index` embeds the photos again)"
                 )
             self.generation = 0
             for name in self.names().values():

@@ -115,3 +115,44 @@ def test_a_vanished_photo_stops_with_a_clear_error(tmp_path: Path, sources: list
 def test_unknown_mode_is_refused(tmp_path: Path, sources: list[str]) -> None:
     with pytest.raises(UsageError, match="export mode"):
         export(sources, tmp_path / "album", "move")
+
+
+def other_file_system(tmp_path: Path) -> Path:
+    """A folder on another file system than ``tmp_path`` (the machine's /dev/shm), or a skip."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        pytest.skip("needs a writable /dev/shm")
+    if shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("/dev/shm is on the same file system as the test's folder here")
+    return shm
+
+
+def test_hard_links_across_file_systems_are_refused_before_anything(
+    tmp_path: Path, sources: list[str]
+) -> None:
+    shm = other_file_system(tmp_path)
+    album = shm / f"finder-test-{os.getpid()}" / "album"
+    with pytest.raises(UsageError, match="another file system") as info:
+        export(sources, album, "hardlink")
+    assert "\n" not in str(info.value) and sources[0] in str(info.value)
+    assert not album.parent.exists()  # nothing was created, not even the folder
+    existing = shm / f"finder-test-{os.getpid()}-existing"
+    existing.mkdir()
+    try:
+        with pytest.raises(UsageError, match="another file system"):
+            export(sources, existing, "hardlink")
+        assert list(existing.iterdir()) == []
+    finally:
+        existing.rmdir()
+    # on one file system the same photos link
+    done = export(sources, tmp_path / "album", "hardlink")
+    assert [os.path.samefile(d.source, d.target) for d in done] == [True] * 3
+
+
+def test_a_folder_made_for_an_export_that_failed_is_not_left_behind(
+    tmp_path: Path, sources: list[str]
+) -> None:
+    os.unlink(sources[0])
+    with pytest.raises(ExportError, match="gone"):
+        export(sources, tmp_path / "new" / "album", "copy")
+    assert not (tmp_path / "new" / "album").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -158,7 +159,9 @@ def test_non_utf8_paths_round_trip(cli, tmp_path: Path, model_args) -> None:
     cli.json("index", str(root), *model_args)
     cli("learn", "r", str(root / "a.jpg"))
     rows = cli.json("find", "r", "--top", "3")
-    encoded = {os.fsencode(r["path"]) for r in rows}
+    encoded = {
+        base64.b64decode(r["path_bytes"]) if "path_bytes" in r else r["path"].encode() for r in rows
+    }
     assert raw in encoded
     assert os.fsencode(str(root / "日本語 ünïcode.jpg")) in encoded
     out = cli("find", "r", "--top", "3").stdout_bytes

@@ -7,6 +7,7 @@ each refused with a one-line JSON error, and the library unchanged.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -287,8 +288,11 @@ def test_odd_file_names_survive(server: Server, library: Path) -> None:
     odd = next(i for p, i in catalog_ids(library).items() if "odd" in p)
     got = server.client.get(f"/api/similar/{odd}", params={"top": 30}).json()
     assert got  # the answer is JSON even though a path in the library is not UTF-8
-    paths = [g["path"] for g in server.client.get("/api/find/red", params={"top": 30}).json()]
-    assert any(os.fsencode(p).endswith(b"odd\xff name\x07.jpg") for p in paths)
+    found = server.client.get("/api/find/red", params={"top": 30}).json()
+    paths = [g["path"] for g in found]
+    exact = [base64.b64decode(r["path_bytes"]) for r in found if "path_bytes" in r]
+    assert any(p.endswith(b"odd\xff name\x07.jpg") for p in exact)
+    assert "odd\\xff name\x07.jpg" in "".join(paths)  # valid UTF-8: the byte shown as \xff
     page = server.client.get(f"/view/{odd}").text
     assert "odd\\xff name\\a.jpg" in page  # escaped for a person to read
     assert "\x07" not in page
@@ -335,6 +339,10 @@ def test_unknown_class_page_is_a_404_page(server: Server) -> None:
 
 
 # -- the guards --------------------------------------------------------------------------------
+JSON_TYPE = {"Content-Type": "application/json"}
+HUGE_ID = b'{"add": [99999999999999999999999]}'
+NESTED = b'{"add": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+TOO_LARGE = b'{"add": [' + b"1, " * (1 << 19) + b"1]}"  # 1.5 MiB
 REFUSED = [
     # (method, target without token, extra headers, body, status)
     ("GET", "/photo/%2Fetc%2Fpasswd", {}, b"", 404),
@@ -370,6 +378,11 @@ REFUSED = [
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"undo": [3, 3]}', 400),
     ("POST", "/api/learn/nope", {"Content-Type": "application/json"}, b'{"undo": [3]}', 404),
     ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"add": [true]}', 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, HUGE_ID, 400),
+    ("POST", "/api/learn/red", {"Content-Type": "application/json"}, b'{"not": [1e400]}', 400),
+    pytest.param("POST", "/api/learn/red", JSON_TYPE, b"[" * 100_000, 400, id="deep"),
+    pytest.param("POST", "/api/learn/red", JSON_TYPE, NESTED, 400, id="nested"),
+    pytest.param("POST", "/api/learn/red", JSON_TYPE, TOO_LARGE, 413, id="too-large"),
     ("POST", "/api/learn/red", {"Content-Type": "text/plain"}, b'{"add": [1]}', 415),
     ("POST", "/api/learn/red", {}, b'{"add": [1]}', 415),
     (
@@ -404,6 +417,54 @@ def test_refused_with_one_line_and_nothing_changed(
     error = json.loads(data)["error"]
     assert error and "\n" not in error and "Traceback" not in error
     assert snapshot(library) == before
+
+
+def test_a_strip_of_100000_ids_fits_in_a_body(server: Server, library: Path) -> None:
+    """The body limit (1 MiB) holds "all above here" of 100,000 photos of a library of
+    millions (ids of 7 digits): read whole, then judged by its ids."""
+    ids = ", ".join(str(i) for i in range(1_000_000, 1_100_000))
+    body = f'{{"add": [{ids}]}}'.encode()
+    assert 800_000 < len(body) < 1 << 20
+    code, data, _ = server.raw(
+        "POST", f"/api/learn/red?token={TOKEN}", {"Content-Type": "application/json"}, body
+    )
+    assert code == 404 and "1000000" in json.loads(data)["error"]  # read, then no such image
+    reds = [id_of(library, f"red/{i}.jpg") for i in range(3)]
+    wide = ", ".join(f"{reds[k % 3]:>7}" for k in range(100_000))  # as wide as 7-digit ids
+    body = f'{{"add": [{wide}]}}'.encode()
+    assert 800_000 < len(body) < 1 << 20
+    code, data, _ = server.raw(
+        "POST", f"/api/learn/strip?token={TOKEN}", {"Content-Type": "application/json"}, body
+    )
+    try:
+        assert code == 200, data
+        assert json.loads(data)["examples"] == 3
+    finally:
+        CLI(library)("forget", "strip", ok=False)
+    code, page, headers = server.raw("POST", f"/class/red?token={TOKEN}", JSON_TYPE, TOO_LARGE)
+    assert code == 413 and b"larger than" in page  # the page's teaching too
+
+
+def test_a_body_past_the_limit_without_a_length_is_cut_short(server: Server) -> None:
+    """A chunked body (no Content-Length) is refused as soon as it passes 1 MiB."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.putrequest("POST", f"/api/learn/red?token={TOKEN}", skip_host=True)
+        conn.putheader("Host", f"127.0.0.1:{server.port}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        chunk = b"1, " * 20_000
+        try:
+            for _ in range(30):  # 1.8 MB in all, if the server read it all
+                conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the rest came
+        r = conn.getresponse()
+        assert r.status == 413 and "larger than" in json.loads(r.read())["error"]
+    finally:
+        conn.close()
 
 
 # (method, target without token, JSON body or None, the field the API must name)
@@ -496,6 +557,71 @@ def test_loopback_names_are_accepted(server: Server) -> None:
     same["Host"] = f"localhost:{server.port}"
     code, data, _ = server.raw("POST", f"/api/learn/red?token={TOKEN}", same, b'{"undo": []}')
     assert code == 400 and "nothing to learn" in json.loads(data)["error"]  # past the guard
+
+
+def test_listening_on_every_address_still_checks_the_host(library: Path) -> None:
+    """``--host 0.0.0.0``: the Host must still name this machine (its host name, fully
+    qualified name, an interface's address, a loopback name) or a name given with
+    ``--allow-host``; any other (DNS rebinding) is refused."""
+    import socket
+
+    import psutil
+    from starlette.testclient import TestClient
+
+    from finder.show.web.app import create_app
+
+    addresses = [
+        a.address.split("%")[0]
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family in (socket.AF_INET, socket.AF_INET6)
+    ]
+    ours = ["127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn()]
+    ours += [f"[{a}]" if ":" in a else a for a in addresses]
+    for bound, allowed in (("0.0.0.0", ()), ("::", ["Photos.Example:8765"])):
+        app = create_app(library, token=TOKEN, port=8765, host=bound, allow_hosts=allowed)
+        with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+
+            def status(host: str) -> int:
+                headers = {"Host": host}
+                return client.get(
+                    "/api/status", params={"token": TOKEN}, headers=headers
+                ).status_code
+
+            for host in ours:
+                assert status(f"{host}:8765") == 200, (bound, host)
+            for host in ["evil.example", "evil.example:8765", "192.0.2.1", "photos.example.evil"]:
+                assert status(host) == 403, (bound, host)
+            assert status("photos.example:8765") == (200 if allowed else 403)
+            r = client.get("/api/status", params={"token": TOKEN}, headers={"Host": "evil.example"})
+            assert "--allow-host" in r.json()["error"]
+
+
+def test_serve_allow_host(library: Path) -> None:
+    """``finder serve --allow-host NAME`` (on loopback here): NAME is let in, others are not;
+    a NAME that names no host is refused before anything starts."""
+    from tests.conftest import run_finder
+
+    bad = run_finder("serve", "--library", str(library), "--no-open", "--allow-host", "a b")
+    assert bad.returncode == 2 and b"--allow-host" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and bad.stdout == b""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finder", "serve", "--library", str(library), "--no-open"]
+        + ["--port", "0", "--allow-host", "photos.example", "--allow-host", "nas.local"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        port = int(re.fullmatch(r"http://127\.0\.0\.1:(\d+)/\?token=.*", url).group(1))
+        api = url.replace("/?", "/api/status?")
+        for host, code in [("photos.example", 200), ("NAS.local", 200), ("evil.example", 403)]:
+            r = httpx.get(api, headers={"Host": f"{host}:{port}"}, timeout=60)
+            assert r.status_code == code, (host, r.text)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
 
 
 # -- the library beside the server ----------------------------------------------------------

@@ -145,6 +145,7 @@ def find(
         else:
             matches = lib.find(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
         ui.print_messages(lib)
+        out.say_if_empty(lib, matches, name, as_json, top, min_prob, filters, review)
     out.export_matches(matches, export_to)
     out.print_matches(matches, "probability", as_json=as_json, print0=print0, dates=sort == "date")
 
@@ -170,6 +171,7 @@ def similar(
     with ui.open_library(library) as lib:
         matches = lib.similar(str(image), top=top, filters=filters, sort=sort)
         ui.print_messages(lib)
+        out.say_if_empty(lib, matches, None, as_json, top, None, filters)
     out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")
 
 
@@ -196,6 +198,9 @@ def tag(
     with ui.open_library(library) as lib:
         matches = lib.find(name, top=top, min_prob=min_prob, filters=filters)
         ui.print_messages(lib)
+        out.say_if_empty(
+            lib, matches, name, as_json, top, min_prob, filters, before="nothing to tag: "
+        )
     done, errors = tag_many([m.path for m in matches], name, dry_run=dry_run)
     out.tag_report(done, errors, dry_run=dry_run, as_json=as_json)
     if errors:

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from finder.errors import Arg, DecodeError, FinderError, UsageError
+from finder.show import as_json
 from finder.show.text import class_json, path_bytes
 from finder.show.web.backend import Backend
 from finder.show.web.guard import Guard
@@ -50,7 +51,8 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PAGE = 100  # photos per page of a grid
 MAX_PAGE = 1000
-MAX_BODY = 1 << 20  # bytes of a POST body
+MAX_BODY = 1 << 20  # bytes of a POST body: 100,000 ids of 7 digits take 0.9 MB
+MAX_ID = 2**63 - 1  # image ids are SQLite's 64-bit integers
 REVIEW = 8  # photos in the "is this right?" strip
 CSP = (
     "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
@@ -65,6 +67,12 @@ class BadRequest(UsageError):
     fields (status 400)."""
 
 
+class TooLarge(BadRequest):
+    """A request whose body is past ``MAX_BODY`` (status 413)."""
+
+    http_status = 413
+
+
 def shown(path: str) -> str:
     """A path as a person should see it: control characters escaped as the terminal shows
     them (``show.text``), undecodable bytes as ``\\xff``."""
@@ -72,10 +80,11 @@ def shown(path: str) -> str:
 
 
 class JSON(JSONResponse):
-    """JSON that survives paths with undecodable bytes (escaped, as ``json.dumps`` does)."""
+    """JSON whose every string is valid UTF-8, a path that is not also given as its exact
+    bytes (``path_bytes``: see ``finder.show.as_json``)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode()
+        return as_json.dumps(content, separators=(",", ":")).encode()
 
 
 def match_json(m: Any, key: str) -> dict:
@@ -110,14 +119,29 @@ def paging(request: Request) -> tuple[int, int]:
     return offset, limit
 
 
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused (413) past ``MAX_BODY`` bytes: by its stated length before
+    anything is read, else as soon as what came passes it."""
+    stated = request.headers.get("content-length", "")
+    if stated.isdigit() and int(stated) > MAX_BODY:
+        raise TooLarge(f"the body is larger than {MAX_BODY // 1024} KiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"the body is larger than {MAX_BODY // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def learn_body(request: Request) -> dict[str, list[int]]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise BadRequest("the request is too large")
+    body = await read_body(request)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not JSON") from None
+    except RecursionError:
+        raise BadRequest("the body is not JSON that can be read: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest('the body must be a JSON object like {"add": [ids], "not": [ids]}')
     unknown = set(data) - {"add", "not", "undo"}
@@ -127,9 +151,13 @@ async def learn_body(request: Request) -> dict[str, list[int]]:
     for key in ("add", "not", "undo"):
         ids = data.get(key, [])
         if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
         ):
-            raise BadRequest(f"{key} must be a list of image ids (whole numbers), not paths")
+            raise BadRequest(Arg(key), " must be a list of image ids (whole numbers), not paths")
+        wrong = next((i for i in ids if not 0 <= i <= MAX_ID), None)
+        if wrong is not None:
+            shown_id = str(wrong) if len(str(wrong)) <= 30 else f"{str(wrong)[:20]}..."
+            raise BadRequest(Arg(key), f" holds {shown_id}, which is no image id (0 to 2^63-1)")
         out[key] = ids
     if not any(out.values()):
         raise BadRequest("nothing to learn: give add, not or undo image ids")
@@ -138,9 +166,15 @@ async def learn_body(request: Request) -> dict[str, list[int]]:
 
 # -- the app ----------------------------------------------------------------------------------
 def create_app(
-    library: str | os.PathLike | None, *, token: str, port: int, host: str = "127.0.0.1"
+    library: str | os.PathLike | None,
+    *,
+    token: str,
+    port: int,
+    host: str = "127.0.0.1",
+    allow_hosts: Iterable[str] = (),
 ) -> Guard:
-    """The ASGI app, guarded: serve it with uvicorn (``finder.show.web.server.serve``)."""
+    """The ASGI app, guarded: serve it with uvicorn (``finder.show.web.server.serve``);
+    ``allow_hosts``: more names its ``Host`` may give (``guard.Guard``)."""
     backend = Backend(library)
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -345,7 +379,7 @@ def create_app(
         routes=routes, exception_handlers={HTTPException: on_http_error}, lifespan=lifespan
     )
     app.state.backend = backend
-    return Guard(app, token=token, port=port, host=host)
+    return Guard(app, token=token, port=port, host=host, allow_hosts=allow_hosts)
 
 
 def field_of(arg: Arg) -> str:

@@ -2,9 +2,12 @@
 
 An ASGI middleware around the whole app, checked in this order, each refusal a one-line JSON error:
 
-1. **Host** (403): the ``Host`` header must name this server (its bound address, or a loopback
-   name: ``127.0.0.1``, ``localhost``, ``::1``). A web page whose domain an attacker re-points at
-   127.0.0.1 (DNS rebinding) sends its own domain there.
+1. **Host** (403): the ``Host`` header must name this server: its bound address, a loopback name
+   (``127.0.0.1``, ``localhost``, ``::1``), a name given with ``finder serve --allow-host``, and,
+   when it listens beyond loopback (``--host 0.0.0.0`` or an address of the machine), this
+   machine's own names and addresses (host name, fully qualified name, every interface's
+   address). A web page whose domain an attacker re-points at this machine (DNS rebinding)
+   sends its own domain there, and is refused whatever address the server listens on.
 2. **Token** (403): every route needs the access token printed with the URL: from the ``token``
    query parameter, else an ``Authorization: token …`` header, else the cookie set the first
    time the token came in a query. The cookie is ``HttpOnly``, ``SameSite=Strict`` and named
@@ -24,10 +27,12 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
+
+from finder.errors import Arg, UsageError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -62,16 +67,55 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-class Guard:
-    """The middleware: ``Guard(app, token=, port=, host=)``; ``host`` is the bound address."""
+def machine_names() -> frozenset[str]:
+    """This machine's names and addresses, as a ``Host`` header names them (lower case, IPv6
+    without brackets or zone): its host name, its fully qualified name, every address of every
+    network interface, and the loopback names."""
+    import socket
 
-    def __init__(self, app: ASGIApp, *, token: str, port: int, host: str = "127.0.0.1") -> None:
+    import psutil
+
+    names = set(LOOPBACK_NAMES)
+    names.add(socket.gethostname().lower())
+    names.add(socket.getfqdn().lower())
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                names.add(a.address.split("%")[0].lower())
+    names.discard("")
+    return frozenset(names)
+
+
+def allowed_host(name: str) -> str:
+    """A name given with ``--allow-host``, as ``Host`` headers are compared (``host_name``);
+    ``UsageError`` for one that names no host."""
+    shown = host_name(name)
+    if not shown or any(c.isspace() or c in "/@?#" for c in shown):
+        raise UsageError(Arg("allow_host"), f" takes a host name or address, not {name!r}")
+    return shown
+
+
+class Guard:
+    """The middleware: ``Guard(app, token=, port=, host=, allow_hosts=)``; ``host`` is the
+    bound address, ``allow_hosts`` more names the ``Host`` header may give (``--allow-host``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str,
+        port: int,
+        host: str = "127.0.0.1",
+        allow_hosts: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.token = token.encode()
         self.cookie = cookie_name(port)
         bound = host_name(host)
-        # Bound to every address: any name may reach it, and only the token guards it.
-        self.hosts: frozenset[str] | None = None if bound in WILDCARD else LOOPBACK_NAMES | {bound}
+        names = LOOPBACK_NAMES | {allowed_host(h) for h in allow_hosts}
+        if not is_loopback(bound):  # reachable from elsewhere: by any name of this machine
+            names |= machine_names()
+        self.hosts = names | ({bound} - WILDCARD)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,8 +150,12 @@ class Guard:
     def _check(self, scope: Scope, headers: dict[str, str]) -> tuple[tuple[int, str] | None, bool]:
         """(refusal as (status, message) or None, whether to set the token cookie)."""
         host = headers.get("host", "")
-        if self.hosts is not None and host_name(host) not in self.hosts:
-            return (403, f"refused: the Host {host!r} is not this server's address"), False
+        if host_name(host).split("%")[0] not in self.hosts:
+            return (
+                403,
+                f"refused: the Host {host!r} is not this server's address (`finder serve "
+                "--allow-host NAME` lets a name in)",
+            ), False
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         given = query.get("token", [None])[-1]
         from_query = given is not None

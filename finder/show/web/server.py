@@ -8,10 +8,11 @@ import socket
 import sys
 import threading
 import webbrowser
+from collections.abc import Sequence
 from pathlib import Path
 
 from finder.errors import UsageError
-from finder.show.web.guard import WILDCARD, is_loopback
+from finder.show.web.guard import WILDCARD, allowed_host, is_loopback
 
 
 def url_for(host: str, port: int, token: str) -> str:
@@ -56,23 +57,28 @@ def serve(
     port: int = 8765,
     open_browser: bool = True,
     token: str | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> None:
-    """Serve ``library`` until interrupted. The first line on stdout is the URL to open."""
+    """Serve ``library`` until interrupted. The first line on stdout is the URL to open.
+    ``allow_hosts``: names the ``Host`` header may give besides this machine's own."""
     import uvicorn
 
     from finder.show.web.app import create_app
 
+    for name in allow_hosts:
+        allowed_host(name)  # a bad name: one line, before anything starts
     if not is_loopback(host):
         print(
             f"finder: warning: listening on {host}, not loopback: anyone who can reach this "
-            "machine and learns the token can see your photos",
+            "machine and learns the token can see your photos (by this machine's names and "
+            "addresses, and those given with --allow-host)",
             file=sys.stderr,
         )
     one_blas_thread()
     sock = bind(host, port)
     port = sock.getsockname()[1]
     token = token or secrets.token_urlsafe(24)
-    app = create_app(library, token=token, port=port, host=host)
+    app = create_app(library, token=token, port=port, host=host, allow_hosts=allow_hosts)
     url = url_for(host, port, token)
     print(url, flush=True)
     print("finder: serving; Ctrl-C stops", file=sys.stderr, flush=True)
