@@ -273,7 +273,7 @@ class Teaching:
                     raise ClassExists(f"class {name!r} is not forgotten")
                 raise ClassExists(
                     f"class {name!r} was learned anew since it was forgotten: rename the new "
-                    f"one first (finder rename {name!r} NEW), then restore"
+                    "one first, then restore"
                 )
             if not catalog.restore_class(name, since=since):
                 names = sorted({r["name"] for r in catalog.forgotten_classes(since)})

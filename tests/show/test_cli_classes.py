@@ -92,7 +92,7 @@ def test_a_name_learned_anew_then_restore_says_to_rename_first(
     cli("forget", "red")
     cli("learn", "red", str(photo_tree / "red" / "3.jpg"))
     refused = cli("restore", "red", ok=False)
-    _one_line_error(refused, "learned anew since it was forgotten", "finder rename 'red' NEW")
+    _one_line_error(refused, "learned anew since it was forgotten", "(`finder rename red NEW`)")
     assert refused.exit_code == 2
     cli("rename", "red", "red 2")
     assert cli.json("restore", "red")["examples"] == 3

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from finder.errors import UsageError
+from finder.errors import ClassExists, UsageError
 from finder.show import app as ui
 from finder.show import results as out
 from finder.show import text
@@ -265,7 +265,14 @@ def forget(name: ForgetArg, yes: YesOpt = False, library: ui.LibraryOpt = None) 
 def restore(name: RestoreArg, library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
     """Bring back a forgotten class as it was (within 30 days of `finder forget`)."""
     with ui.open_library(library) as lib:
-        record = lib.restore(name)
+        try:
+            record = lib.restore(name)
+        except ClassExists as e:
+            stored = lib.class_record(name)["name"]  # the class learned anew
+            if not any(r["name"] == stored for r in lib.forgotten()):
+                raise
+            # say how to rename it, as a person types it here
+            raise ClassExists(f"{e.worded()} (`finder rename {shlex.quote(stored)} NEW`)") from None
     if as_json:
         ui.echo_json(text.class_json(record))
     else:
