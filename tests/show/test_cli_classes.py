@@ -156,7 +156,7 @@ def test_export_and_import_from_the_terminal(
     for e in data["classes"][1]["examples"]:
         if e["path"].endswith("red/2.jpg"):
             e["path"] = gone
-            del e["vector"]
+            e.pop("vector", None)
     file.write_text(json.dumps(data))
     other = tmp_path / "other-photos"
     for name in ("red/0.jpg", "red/1.jpg", "blue/1.jpg", "green/0.jpg"):
@@ -180,6 +180,20 @@ def test_export_and_import_from_the_terminal(
         ("blue", True, 1, []),
         ("red", True, 2, [gone]),
     ]
+
+    # a file none of whose marks this library can find: nothing learned, said, exit 1
+    for c in data["classes"]:
+        for e in c["examples"]:
+            e["path"] = "/nonexistent/" + e["path"].rsplit("/", 1)[-1]
+            e["fingerprint"] = "0" * 16
+            e.pop("vector", None)
+    file.write_text(json.dumps(data))
+    third = CLI(tmp_path / "lib3")
+    third("index", str(other / "green"), *model_args, "--quiet")
+    none = third("learn", "--import", str(file), ok=False)
+    assert none.exit_code == 1 and none.stdout == ""
+    assert "finder: 'red' not imported: none of its examples is in this library" in none.stderr
+    assert third.json("classes") == []
 
     _one_line_error(fresh("learn", "red", "--import", str(tmp_path), ok=False), "is a folder")
     _one_line_error(fresh("learn", "green", "--import", str(file), ok=False), "no class named")

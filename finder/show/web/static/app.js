@@ -360,8 +360,10 @@
     const el = event.target.closest("button");
     if (!el) return;
     if (el.id === "rename-open" || el.id === "forget-open") {
-      const form = $(el.id === "rename-open" ? "#rename-form" : "#forget-confirm");
+      const [form, other] = el.id === "rename-open"
+        ? [$("#rename-form"), $("#forget-confirm")] : [$("#forget-confirm"), $("#rename-form")];
       form.hidden = !form.hidden;
+      other.hidden = true;
       if (!form.hidden && el.id === "rename-open") $("#rename-name").select();
     } else if (el.dataset.close) {
       $(`#${el.dataset.close}`).hidden = true;
