@@ -23,12 +23,13 @@ import pytest
 
 from finder.library import Library
 from tests.conftest import CLI
-from tests.show.test_web_browser import (  # noqa: F401 (browser is a fixture)
+from tests.show.test_web_browser import (
+    ARGS,
+    CHROMIUM,
     WAIT,
     _die_with_parent,
     _need_browser,
     base,
-    browser,
     wait_decoded,
 )
 
@@ -42,7 +43,7 @@ def flower_library(photos: Path, tflite_model: Path, tmp_path_factory) -> Path:
     roots = [str(photos / "flowers17" / s) for s in SPECIES]
     CLI(lib)("index", *roots, "--model", str(tflite_model), "--quiet")
     with Library(lib) as library:
-        for k, species in enumerate(SPECIES):
+        for species in SPECIES:
             shots = sorted((photos / "flowers17" / species).iterdir())
             many = 7 if species == "bluebell" else 2  # bluebell: more than its strip shows
             library.learn(species, [str(p) for p in shots[:many]])
@@ -73,6 +74,17 @@ def served(flower_library: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module", name="browser")
+def chromium():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
 
 
 def new_page(browser, served: str, width: int = 1280, height: int = 860):
