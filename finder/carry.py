@@ -148,7 +148,7 @@ class Carrying:
             raise UsageError(f"{os.fsdecode(file)} is a folder, not a classes file") from None
         except (ValueError, UnicodeDecodeError):
             raise UsageError(
-                f"{os.fsdecode(file)} is not a classes file (`finder classes --export`): not JSON"
+                f"{os.fsdecode(file)} is not a classes file (an export of classes): not JSON"
             ) from None
         problem = _problem(data)
         if problem:
