@@ -115,6 +115,12 @@ class UnknownClass(FinderError):
     http_status = 404
 
 
+class ClassExists(UsageError):
+    """A class already holds the name asked for (a rename onto it, a restore under it)."""
+
+    http_status = 409
+
+
 class UnknownImage(FinderError):
     """No indexed image has that id (the web page asks for images by id only)."""
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from finder.answers import Answers, Match
 from finder.by_id import BrowserPhoto, ById, browser_photo
+from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
 from finder.errors import FinderError, UsageError
@@ -104,6 +105,7 @@ class Library:
         self.embedder = Embedder(self.folder, choice, batch_size=batch_size, workers=workers)
         self.thumbs = ThumbCache(self.dir / "thumbs")
         self.teaching = Teaching(self.folder, self.embedder)
+        self.carrying = Carrying(self.folder, self.teaching)
         self.answers = Answers(self.folder, self.embedder, self.teaching)
         self.by_id = ById(self.folder, self.teaching, self.answers, self.thumbs)
         self.health = Health(self.folder)
@@ -180,12 +182,14 @@ class Library:
         examples: Sequence[str] = (),
         *,
         negatives: Sequence[str] = (),
+        drop: Sequence[str] = (),
         seed: int = 0,
     ) -> dict:
         """Learn (or refine) class ``name`` from example photos or folders of them; examples
-        accumulate, ``negatives`` are photos that are not of the class. Returns the class
-        record (see :meth:`Teaching.learn`)."""
-        return self.teaching.learn(name, examples, negatives=negatives, seed=seed)
+        accumulate, ``negatives`` are photos that are not of the class, ``drop`` takes the
+        marks of these photos (or of the photos under these folders) back; one retraining.
+        Returns the class record (see :meth:`Teaching.learn`)."""
+        return self.teaching.learn(name, examples, negatives=negatives, drop=drop, seed=seed)
 
     def learn_ids(
         self,
@@ -205,8 +209,39 @@ class Library:
         return self.teaching.apply(change)
 
     def forget(self, name: str) -> str:
-        """Remove class ``name``; returns its name as stored."""
+        """Forget class ``name``: gone from classes, answers and the page, kept 30 days for
+        ``restore``; returns its name as stored."""
         return self.teaching.forget(name)
+
+    def restore(self, name: str) -> dict:
+        """Bring back the newest forgotten class ``name`` as it was (refused while a class of
+        that name exists: rename that one first). Returns its record."""
+        return self.teaching.restore(name)
+
+    def forgotten(self) -> list[dict]:
+        """The forgotten classes still kept, newest first (``name``, ``n_pos``, ``n_neg``,
+        ``forgotten_at``, ``kept_until``)."""
+        return self.teaching.forgotten()
+
+    def rename(self, name: str, new: str) -> dict:
+        """Rename class ``name`` to ``new``; returns the class record."""
+        return self.teaching.rename(name, new)
+
+    def export_classes(
+        self, file: str | os.PathLike | None = None, names: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """The classes (all, or ``names``) with their marks, fingerprints and vectors, as a
+        JSON-able document (:mod:`finder.carry`), written to ``file`` when given."""
+        if file is None:
+            return self.carrying.export(names)
+        return self.carrying.export_to(file, names)
+
+    def import_classes(
+        self, source: str | os.PathLike | dict[str, Any], names: Sequence[str] | None = None
+    ) -> ImportReport:
+        """Learn the classes of an exported file (or document) here, each mark matched with
+        what this library indexed, by path then by fingerprint (:mod:`finder.carry`)."""
+        return self.carrying.import_(source, names)
 
     def classes(self) -> list[dict]:
         return self.teaching.classes()
@@ -311,9 +346,11 @@ __all__ = [
     "BackboneChoice",
     "BrowserPhoto",
     "Change",
+    "ClassImport",
     "Filters",
     "FinderError",
     "ImageRow",
+    "ImportReport",
     "IndexSummary",
     "Library",
     "Mark",

@@ -1,26 +1,42 @@
 """Teaching a library: classes learned from example photos, ✓ and ✗ marks kept as labels.
 
 Every change to what a class was taught is a :class:`Change` (marks given, marks taken back,
-the class forgotten) and passes through one method, :meth:`Teaching.apply`, which retrains the
-class and writes the change to the catalog in one transaction: ``learn`` (paths), ``learn_ids``
-(the page's ✓, ✗ and undo, by image id) and ``forget`` all end there. Inside that transaction
-the change is also appended to the teaching journal (``folder.journal``, fsynced before the
-commit: see :mod:`finder.store.teaching`), so it is durable the moment ``apply`` returns and
-survives the loss of the catalog."""
+the class renamed, forgotten or restored) and passes through one method,
+:meth:`Teaching.apply`, which retrains the class when its marks change and writes the change to
+the catalog in one transaction: ``learn`` (paths, ``drop``), ``learn_ids`` (the page's ✓, ✗ and
+undo, by image id), ``rename``, ``forget``, ``restore`` and an import of classes
+(:mod:`finder.carry`) all end there.
+
+A forgotten class is kept ``KEEP_FORGOTTEN`` (30 days) apart from the live classes (the
+catalog's ``forgotten`` tables: no command, answer or page sees it) and ``restore`` brings it
+back whole; after that it is dropped for good. Learning a forgotten name again starts a new
+class; ``restore`` then refuses, saying to rename the new one first.
+
+Inside each change's transaction the change is also appended to the teaching journal
+(``folder.journal``, fsynced before the commit: see :mod:`finder.store.teaching`), so it is
+durable the moment ``apply`` returns and survives the loss of the catalog."""
 
 from __future__ import annotations
 
 import io
 import os
+import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from finder.embed.registry import identity_key as _backbone_key
 from finder.embedder import Embedder
-from finder.errors import Arg, BackboneMismatch, DecodeError, UnknownClass, UsageError
+from finder.errors import (
+    Arg,
+    BackboneMismatch,
+    ClassExists,
+    DecodeError,
+    UnknownClass,
+    UsageError,
+)
 from finder.folder import Folder
 from finder.ingest import crawl, decode
 from finder.learn.cutoff import keep_answer
@@ -36,6 +52,9 @@ METRIC_FILE = "metric.npz"
 library's folder; recomputed when missing, unreadable, of another backbone, or when the library
 has grown or shrunk by a quarter since."""
 
+KEEP_FORGOTTEN = 30 * 24 * 3600.0
+"""How long a forgotten class is kept, restorable (seconds); then it is dropped for good."""
+
 
 @dataclass(frozen=True)
 class Mark:
@@ -44,14 +63,24 @@ class Mark:
     id: int | None  # None: the photo is not an indexed image of this library
     path: str
     label: int
+    # a vector carried with a mark of a photo not indexed here (an import from a library of
+    # the same backbone): used as it is instead of embedding the photo
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Change:
-    """One change to what class ``name`` was taught, applied whole by :meth:`Teaching.apply`:
-    ``marks`` given now (a photo marked before is relabelled; a mark with an id takes its
-    vector from the store, one without is embedded from its path when not indexed), the marks
-    of the photos at ``undo`` (paths) taken back, or, with ``forget``, the class removed.
+    """One change to what class ``name`` was taught, applied whole by :meth:`Teaching.apply`,
+    one of:
+
+    * ``marks`` given now (a photo marked before is relabelled; a mark with an id takes its
+      vector from the store, one without uses the vector it carries, else is embedded from its
+      path) and the marks of the photos at ``undo`` (paths) taken back (``finder learn
+      --drop``, the page's undo): the class retrained once;
+    * ``forget``: the class removed from the live classes, kept ``KEEP_FORGOTTEN``;
+    * ``restore``: the newest forgotten class ``name`` back, as it was;
+    * ``rename_to``: the class renamed, nothing else changed.
+
     ``seed`` makes the retraining repeatable."""
 
     name: str
@@ -59,6 +88,8 @@ class Change:
     undo: tuple[str, ...] = ()
     forget: bool = False
     seed: int = 0
+    rename_to: str | None = None
+    restore: bool = False
 
 
 class Teaching:
@@ -78,42 +109,111 @@ class Teaching:
         examples: Sequence[str] = (),
         *,
         negatives: Sequence[str] = (),
+        drop: Sequence[str] = (),
         seed: int = 0,
     ) -> dict:
         """Learn (or refine) class ``name`` from example photos or folders of them.
 
         Examples accumulate: learning a class again adds to what it was taught before.
-        ``negatives`` are photos that are *not* of the class. Returns the class record.
+        ``negatives`` are photos that are *not* of the class; ``drop`` takes marks back: the
+        examples and counter-examples at these paths, or under these folders (the photos need
+        not exist any more). One retraining for all of it. Returns the class record.
         """
         name = class_name(name)
         self.folder.require_indexed()
+        undo = self.marked_paths(name, drop) if drop else []
         pos_paths = self._example_paths(examples, name)
         neg_paths = self._example_paths(negatives, name)
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
             raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
+        if set(undo) & set(pos_paths + neg_paths):
+            both = sorted(set(undo) & set(pos_paths + neg_paths))[0]
+            raise UsageError(f"{both} is given both to mark and with ", Arg("drop"))
+        if undo and not pos_paths:
+            kept = [p for p, label in self.examples(name) if label == 1 and p not in set(undo)]
+            if not kept:
+                raise UsageError(
+                    f"that takes back every example of {name!r}: a class needs one "
+                    f"(`finder forget {name}` removes the class)"
+                )
         marks = [Mark(None, p, 1) for p in pos_paths] + [Mark(None, p, 0) for p in neg_paths]
-        record = self.apply(Change(name, tuple(marks), seed=seed))
+        record = self.apply(Change(name, tuple(marks), tuple(undo), seed=seed))
         assert record is not None
         return record
 
+    def marked_paths(self, name: str, photos: Sequence[str]) -> list[str]:
+        """The paths of class ``name``'s marks (examples and counter-examples) that ``photos``
+        name: a photo's path (it need not exist any more), or a folder holding marked photos.
+        ``UsageError`` for one that names none."""
+        marked = [p for p, _ in self.examples(name)]
+        out: list[str] = []
+        for photo in photos:
+            given = os.fspath(photo)
+            if not given:
+                raise UsageError(Arg("drop"), " needs a photo, not an empty path")
+            wanted = {os.path.abspath(os.path.expanduser(given))}
+            wanted.add(os.path.realpath(next(iter(wanted))))
+            found = [
+                p
+                for p in marked
+                if p in wanted or any(p.startswith(w.rstrip(os.sep) + os.sep) for w in wanted)
+            ]
+            if not found:
+                raise UsageError(
+                    Arg("drop"), f" {given}: not an example or counter-example of {name!r}"
+                )
+            out.extend(found)
+        return list(dict.fromkeys(out))
+
     def forget(self, name: str) -> str:
-        """Remove class ``name``; returns its name as stored."""
+        """Forget class ``name`` (kept ``KEEP_FORGOTTEN``, see ``restore``); returns its name
+        as stored."""
         stored = self.class_record(name)["name"]
         self.apply(Change(stored, forget=True))
         return stored
+
+    def rename(self, name: str, new: str) -> dict:
+        """Rename class ``name`` to ``new``; returns the class record."""
+        stored = self.class_record(name)["name"]
+        record = self.apply(Change(stored, rename_to=new))
+        assert record is not None
+        return record
+
+    def restore(self, name: str) -> dict:
+        """Bring back the newest forgotten class ``name`` as it was; returns its record.
+        ``ClassExists`` when a class of that name was learned since (rename it first)."""
+        record = self.apply(Change(class_name(name), restore=True))
+        assert record is not None
+        return record
+
+    def forgotten(self) -> list[dict]:
+        """The forgotten classes still kept, newest first: ``name``, ``n_pos``, ``n_neg``,
+        ``forgotten_at`` and ``kept_until`` (seconds since the epoch), ..."""
+        if not self.folder.exists:
+            return []
+        kept = self.folder.open_catalog().forgotten_classes(since=time.time() - KEEP_FORGOTTEN)
+        return [{**r, "kept_until": r["forgotten_at"] + KEEP_FORGOTTEN} for r in kept]
 
     def apply(self, change: Change) -> dict | None:
         """Apply one teaching change to the catalog, whole or not at all: the class trained
         again from its marks as they will be (those it had, less ``undo``, with ``marks``), then
         the marks and the new head written in one transaction; or the class forgotten. Returns
         the class record (None once forgotten). Every change to a class passes here."""
+        kinds = (change.marks or change.undo, change.forget, change.restore, change.rename_to)
+        if sum(1 for k in kinds if k not in ((), False, None)) > 1:
+            raise UsageError("a change either teaches, forgets, restores or renames a class")
         catalog = self.folder.open_catalog_for_writing()
         if change.forget:
-            with catalog.transaction():  # the journal keeps the class's state: restorable
+            with catalog.transaction():  # kept KEEP_FORGOTTEN, restorable (the journal too)
+                catalog.purge_forgotten(time.time() - KEEP_FORGOTTEN)
                 self.folder.journal.forgetting(catalog, change.name)
                 catalog.forget_class(change.name)
             return None
+        if change.restore:
+            return self._restore(change.name)
+        if change.rename_to is not None:
+            return self._rename(change.name, change.rename_to)
         info = self.folder.require_indexed()
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
@@ -167,13 +267,58 @@ class Teaching:
             self.folder.journal.learned(catalog, name, [r[0] for r in rows])  # before the commit
         return catalog.get_class(name)
 
+    def _restore(self, name: str) -> dict:
+        """``Change(name, restore=True)``: the newest forgotten class ``name`` back."""
+        catalog = self.folder.open_catalog_for_writing()
+        with catalog.transaction():
+            since = time.time() - KEEP_FORGOTTEN
+            catalog.purge_forgotten(since)
+            if catalog.get_class(name) is not None:
+                kept = any(r["name"] == name for r in catalog.forgotten_classes(since))
+                if not kept:
+                    raise ClassExists(f"class {name!r} is not forgotten")
+                raise ClassExists(
+                    f"class {name!r} was learned anew since it was forgotten: rename the new "
+                    "one first, then restore"
+                )
+            if not catalog.restore_class(name, since=since):
+                names = sorted({r["name"] for r in catalog.forgotten_classes(since)})
+                hint = f" (forgotten: {', '.join(names)})" if names else ""
+                raise UnknownClass(f"no forgotten class named {name!r}{hint}")
+            self.folder.journal.restored(catalog, name)  # the newest forgotten, as here
+        record = catalog.get_class(name)
+        assert record is not None
+        return record
+
+    def _rename(self, name: str, new: str) -> dict:
+        """``Change(name, rename_to=new)``: the class renamed, marks and head unchanged."""
+        new = class_name(new)
+        catalog = self.folder.open_catalog_for_writing()
+        with catalog.transaction():
+            if catalog.get_class(name) is None:
+                raise UnknownClass(f"no class named {name!r}")
+            if new != name:
+                if catalog.get_class(new) is not None:
+                    raise ClassExists(f"a class named {new!r} exists already: pick another name")
+                catalog.rename_class(name, new)
+                self.folder.journal.renamed(catalog, name, new)
+        record = catalog.get_class(new)
+        assert record is not None
+        return record
+
     def _mark_vectors(self, marks: Sequence[Mark]) -> np.ndarray:
-        """The unit vectors of ``marks``: by id from the store, by path (``vectors_for``) for
-        those without one."""
+        """The unit vectors of ``marks``: by id from the store, the vector a mark carries, else
+        by path (``vectors_for``)."""
         dim = int(self.folder.require_indexed()["dim"])
         out = np.zeros((len(marks), dim), dtype=np.float32)
         by_id = [k for k, m in enumerate(marks) if m.id is not None]
-        by_path = [k for k, m in enumerate(marks) if m.id is None]
+        carried = [k for k, m in enumerate(marks) if m.id is None and m.vector is not None]
+        by_path = [k for k, m in enumerate(marks) if m.id is None and m.vector is None]
+        for k in carried:
+            vector = np.asarray(marks[k].vector, dtype=np.float32).reshape(-1)
+            if vector.shape != (dim,) or not np.isfinite(vector).all():
+                raise UsageError(f"the vector given for {marks[k].path} is not one of {dim} values")
+            out[k] = vector
         if by_id:
             ids = np.asarray([marks[k].id for k in by_id], dtype=np.int64)
             out[by_id] = self.folder.open_vectors().get(ids)

@@ -245,3 +245,69 @@ def dupe_lines(groups: Sequence[Any]) -> list[bytes]:
         f"({file_size(spare_bytes)}); nothing was deleted".encode()
     )
     return out
+
+
+def when(seconds: float) -> str:
+    """A moment as a person reads it, in local time: ``2024-06-01 14:05``."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def forgotten_json(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A forgotten class as ``classes --forgotten --json`` prints it."""
+    return {
+        "name": record["name"],
+        "examples": record["n_pos"],
+        "negatives": record["n_neg"],
+        "forgotten_at": record["forgotten_at"],
+        "kept_until": record["kept_until"],
+    }
+
+
+def forgotten_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not records:
+        return ["no forgotten classes (a forgotten class is kept 30 days)"]
+    return [
+        f"{escape(r['name'])}\t{r['n_pos']} examples\t{r['n_neg']} counter-examples\t"
+        f"forgotten {when(r['forgotten_at'])}, kept until {when(r['kept_until'])}"
+        for r in records
+    ]
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``1 example``, ``2 examples``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def import_lines(result: Any) -> tuple[list[str], list[bytes]]:
+    """An imported class (``finder.carry.ClassImport``) as (stdout lines, stderr lines): what
+    was learned, then how its marks were found and which were not."""
+    name = escape(result.name)
+    if result.record is None:
+        return [], [f"finder: {name!r} not imported: {result.reason}".encode()]
+    r = result.record
+    out = [
+        f"imported {name!r}: {counted(r['n_pos'], 'example')} and "
+        f"{counted(r['n_neg'], 'counter-example')} (cut-off {r['threshold']:.2f})"
+    ]
+    how = [
+        (result.by_path, "found at its path", "found at their paths"),
+        (result.by_fingerprint, "found by its content elsewhere", "found by content elsewhere"),
+        (
+            result.by_vector,
+            "not indexed here, kept by its vector",
+            "not indexed here, kept by their vectors",
+        ),
+        (
+            result.embedded,
+            "not indexed here, embedded from its file",
+            "not indexed here, embedded from their files",
+        ),
+    ]
+    parts = [f"{n} {one if n == 1 else many}" for n, one, many in how if n]
+    err = [f"finder: {name!r}: {', '.join(parts)}".encode()] if parts else []
+    if result.missing:
+        err.append(f"finder: {name!r}: {len(result.missing)} not found in this library:".encode())
+        err.extend(b"  " + path_bytes(p) for p in result.missing)
+    return out, err

@@ -207,6 +207,22 @@ class Catalog(ClassTables, FrameTables):
                 out[i] = decode_path(p)
         return out
 
+    def ok_by_fingerprint(self, fingerprints: Iterable[str]) -> dict[str, ImageRow]:
+        """The indexed (ok) image of each of ``fingerprints`` that one has (the first by id
+        when several share it)."""
+        wanted = sorted({f for f in fingerprints if f})
+        out: dict[str, ImageRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for row in self.db.execute(
+                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                f"WHERE status = 'ok' AND fingerprint IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY id",
+                chunk,
+            ):
+                out.setdefault(row[4], _image_row(row))
+        return out
+
     def rows_by_id(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         out: dict[int, ImageRow] = {}
         ids = [int(i) for i in ids]

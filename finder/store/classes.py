@@ -112,10 +112,89 @@ class ClassTables:
                 [(name, encode_path(p), int(lab), vec, added) for p, lab, vec, added in examples],
             )
 
-    def forget_class(self, name: str) -> None:
+    def forget_class(self, name: str, at: float | None = None) -> None:
+        """Move class ``name`` and its examples out of the live tables into ``forgotten``
+        (kept until ``purge_forgotten``), stamped ``at`` (now by default)."""
+        at = time.time() if at is None else float(at)
         with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO forgotten(name, head, backbone, n_pos, n_neg, created, updated,"
+                " forgotten_at) SELECT name, head, backbone, n_pos, n_neg, created, updated, ?"
+                " FROM classes WHERE name = ?",
+                [at, name],
+            )
+            if cur.rowcount:
+                self.db.execute(
+                    "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added)"
+                    " SELECT ?, path, label, vector, added FROM examples WHERE class_name = ?"
+                    " ORDER BY id",
+                    [cur.lastrowid, name],
+                )
             self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
             self.db.execute("DELETE FROM classes WHERE name = ?", [name])
+
+    def forgotten_classes(self, since: float = 0.0) -> list[dict]:
+        """The forgotten classes forgotten at ``since`` or later, newest first: their record
+        (as ``get_class`` gives it, without the head) with ``forgotten_at`` and ``id``."""
+        keys = ["id", "name", "backbone", "n_pos", "n_neg", "created", "updated", "forgotten_at"]
+        rows = self.db.execute(
+            f"SELECT {', '.join(keys)} FROM forgotten WHERE forgotten_at >= ? "
+            "ORDER BY forgotten_at DESC, id DESC",
+            [float(since)],
+        )
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def restore_class(self, name: str, since: float = 0.0, at: float | None = None) -> bool:
+        """Bring back the newest forgotten class ``name`` (forgotten at ``since`` or later; the
+        one forgotten at ``at`` when given) into the live tables, where no class may hold its
+        name. Returns whether there was one."""
+        sql = "SELECT id FROM forgotten WHERE name = ? AND forgotten_at >= ?"
+        params: list = [name, float(since)]
+        if at is not None:
+            sql += " AND forgotten_at = ?"
+            params.append(float(at))
+        with self.transaction():
+            row = self.db.execute(sql + " ORDER BY forgotten_at DESC, id DESC", params).fetchone()
+            if row is None:
+                return False
+            self.db.execute(
+                "INSERT INTO classes(name, head, backbone, n_pos, n_neg, created, updated)"
+                " SELECT name, head, backbone, n_pos, n_neg, created, updated FROM forgotten"
+                " WHERE id = ?",
+                [row[0]],
+            )
+            self.db.execute(
+                "INSERT INTO examples(class_name, path, label, vector, added)"
+                " SELECT ?, path, label, vector, added FROM forgotten_examples"
+                " WHERE forgotten_id = ? ORDER BY id",
+                [name, row[0]],
+            )
+            self.db.execute("DELETE FROM forgotten_examples WHERE forgotten_id = ?", [row[0]])
+            self.db.execute("DELETE FROM forgotten WHERE id = ?", [row[0]])
+        return True
+
+    def purge_forgotten(self, before: float) -> int:
+        """Drop the classes forgotten before ``before`` for good; returns how many."""
+        with self.transaction():
+            old = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM forgotten WHERE forgotten_at < ?", [float(before)]
+                )
+            ]
+            self.db.conn.executemany(
+                "DELETE FROM forgotten_examples WHERE forgotten_id = ?", [(i,) for i in old]
+            )
+            self.db.conn.executemany("DELETE FROM forgotten WHERE id = ?", [(i,) for i in old])
+        return len(old)
+
+    def rename_class(self, old: str, new: str) -> None:
+        """Class ``old`` is now named ``new`` (which no class may hold), its examples with it."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE classes SET name = ?, updated = ? WHERE name = ?", [new, time.time(), old]
+            )
+            self.db.execute("UPDATE examples SET class_name = ? WHERE class_name = ?", [new, old])
 
     def example_label(self, name: str, path: str) -> int | None:
         """The label of ``path`` among the examples of class ``name`` (None: not one)."""

@@ -9,7 +9,7 @@ import sqlite_utils
 
 from finder.store import facts as stored_facts
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -134,6 +134,27 @@ def _migrate_to_6(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_images_videos ON images(kind) WHERE kind != 'photo'")
 
 
+def _migrate_to_7(db: sqlite_utils.Database) -> None:
+    """Forgotten classes are kept 30 days (``finder restore``): ``forgotten`` holds each one's
+    record as ``classes`` held it, with when it was forgotten, and ``forgotten_examples`` its
+    marks as ``examples`` held them. Apart from the live tables, so that nothing that reads
+    classes sees them, and a name forgotten can be learned anew (and forgotten again)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS forgotten (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " head TEXT, backbone TEXT, n_pos INTEGER, n_neg INTEGER, created REAL, updated REAL,"
+        " forgotten_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_forgotten_name ON forgotten(name, forgotten_at)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS forgotten_examples (id INTEGER PRIMARY KEY,"
+        " forgotten_id INTEGER NOT NULL, path BLOB NOT NULL, label INTEGER NOT NULL,"
+        " vector BLOB NOT NULL, added REAL)"
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_forgotten_examples ON forgotten_examples(forgotten_id)"
+    )
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
 MIGRATIONS = [
     _migrate_to_1,
@@ -142,4 +163,5 @@ MIGRATIONS = [
     _migrate_to_4,
     _migrate_to_5,
     _migrate_to_6,
+    _migrate_to_7,
 ]

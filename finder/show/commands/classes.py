@@ -1,18 +1,28 @@
-"""``finder learn``, ``classes``, ``forget``, ``find``, ``similar``, ``tag``: classes, answers."""
+"""``finder learn``, ``classes``, ``rename``, ``forget``, ``restore``, ``find``, ``similar``,
+``tag``: classes, answers."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from finder.errors import UsageError
+from finder.errors import ClassExists, UsageError
 from finder.show import app as ui
 from finder.show import results as out
 from finder.show import text
 
 ClassArg = ui.argument(str, "NAME", "Class name, e.g. cat.")
+LearnNameArg = ui.argument(
+    str | None,
+    "NAME",
+    "Class name, e.g. cat (with --import: only this class of the file).",
+    show_default=False,
+)
 ExamplesArg = ui.argument(
     list[Path] | None,
     "EXAMPLE...",
@@ -31,10 +41,38 @@ NotOpt = ui.option(
     metavar="PATH",
     help="Photos that are NOT of the class (repeatable).",
 )
+DropOpt = ui.option(
+    list[str] | None,
+    "--drop",
+    metavar="PHOTO",
+    help="Take back the mark (example or counter-example) of PHOTO, or of every photo under "
+    "a folder (repeatable); the photo need not exist any more.",
+)
+ImportOpt = ui.option(
+    Path | None,
+    "--import",
+    metavar="FILE",
+    help="Learn the classes of FILE (made by `finder classes --export`), their photos "
+    "matched with this library's by path, then by content.",
+)
 ExamplesOfOpt = ui.option(
     str | None, "--examples", metavar="NAME", help="List the examples of class NAME."
 )
-ForgetArg = ui.argument(str, "NAME", "Class to remove.")
+ForgottenOpt = ui.option(
+    bool, "--forgotten", help="List the forgotten classes (kept 30 days; `finder restore NAME`)."
+)
+ExportOpt = ui.option(
+    str | None,
+    "--export",
+    metavar="FILE",
+    help="Write every class (marks by path and content fingerprint, their vectors, the "
+    "backbone) to FILE ('-': stdout), for `finder learn --import FILE` in another library.",
+)
+ForgetArg = ui.argument(str, "NAME", "Class to forget.")
+YesOpt = ui.option(bool, "--yes", "-y", help="Do not ask first (on a terminal it asks).")
+RestoreArg = ui.argument(str, "NAME", "Forgotten class to bring back.")
+OldArg = ui.argument(str, "OLD", "The class's name now.")
+NewArg = ui.argument(str, "NEW", "Its new name.")
 
 
 def _top(help: str) -> Any:
@@ -65,18 +103,34 @@ TagMinProbOpt = _min_prob("Photos at or above this probability.")
 
 
 def learn(
-    name: ClassArg,
+    name: LearnNameArg = None,
     examples: ExamplesArg = None,
     add: AddOpt = None,
     negatives: NotOpt = None,
+    drop: DropOpt = None,
+    from_file: ImportOpt = None,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
-    """Learn class NAME from example photos; learning it again refines it."""
+    """Learn class NAME from example photos; learning it again refines it (--add, --not,
+    --drop). --import FILE learns the classes another library exported."""
     positives = [str(p) for p in (examples or [])] + [str(p) for p in (add or [])]
+    if from_file is not None:
+        if positives or negatives or drop:
+            raise UsageError("--import takes no photos: import first, then refine with learn")
+        _import(from_file, name, library, as_json)
+        return
+    if name is None:
+        raise UsageError("learn needs a class NAME and example photos (or --import FILE)")
     with ui.open_library(library) as lib:
-        record = lib.learn(name, positives, negatives=[str(p) for p in (negatives or [])])
+        before = {p for p, _ in lib.examples(name)} if drop else set()
+        record = lib.learn(
+            name, positives, negatives=[str(p) for p in (negatives or [])], drop=drop or ()
+        )
         ui.print_messages(lib)
+        if drop:
+            taken = len(before - {p for p, _ in lib.examples(record["name"])})
+            ui.say(f"took back {text.counted(taken, 'mark')}")
     if as_json:
         ui.echo_json(text.class_json(record))
     else:
@@ -85,11 +139,63 @@ def learn(
             ui.say(text.review_hint(record["name"]))
 
 
-def classes(
-    library: ui.LibraryOpt = None, examples: ExamplesOfOpt = None, as_json: ui.JsonOpt = False
-) -> None:
-    """List the learned classes (or one class's examples)."""
+def _import(file: Path, name: str | None, library: Path | None, as_json: bool) -> None:
+    """``learn [NAME] --import FILE``."""
     with ui.open_library(library) as lib:
+        report = lib.import_classes(file, names=None if name is None else [name])
+        ui.print_messages(lib)
+    if not report.classes:
+        raise UsageError(f"{file} holds no classes")
+    if as_json:
+        ui.echo_json([_import_json(c) for c in report.classes])
+    else:
+        for result in report.classes:
+            out, err = text.import_lines(result)
+            ui.echo_lines(out)
+            for line in err:
+                sys.stderr.buffer.write(line + b"\n")
+            sys.stderr.flush()
+    if not report.imported:
+        raise typer.Exit(1)
+
+
+def _import_json(result: Any) -> dict[str, Any]:
+    record = result.record
+    return {
+        "name": result.name,
+        "imported": record is not None,
+        **({k: v for k, v in text.class_json(record).items() if k != "name"} if record else {}),
+        "by_path": result.by_path,
+        "by_fingerprint": result.by_fingerprint,
+        "by_vector": result.by_vector,
+        "embedded": result.embedded,
+        "missing": result.missing,
+        "reason": result.reason,
+    }
+
+
+def classes(
+    library: ui.LibraryOpt = None,
+    examples: ExamplesOfOpt = None,
+    forgotten: ForgottenOpt = False,
+    export: ExportOpt = None,
+    as_json: ui.JsonOpt = False,
+) -> None:
+    """List the learned classes (or one class's examples, or the forgotten classes), or
+    export them (--export FILE)."""
+    if sum(x not in (None, False) for x in (examples, export, forgotten)) > 1:
+        raise UsageError("give one of --examples, --forgotten and --export")
+    if export is not None:
+        _export(export, library, as_json)
+        return
+    with ui.open_library(library) as lib:
+        if forgotten:
+            kept = lib.forgotten()
+            if as_json:
+                ui.echo_json([text.forgotten_json(r) for r in kept])
+            else:
+                ui.echo_lines(text.forgotten_lines(kept))
+            return
         if examples is not None:
             rows = lib.examples(examples)
             if as_json:
@@ -106,11 +212,89 @@ def classes(
         ui.echo_lines(text.class_lines(records))
 
 
-def forget(name: ForgetArg, library: ui.LibraryOpt = None) -> None:
-    """Remove a learned class and its examples."""
+def _export(file: str, library: Path | None, as_json: bool) -> None:
+    """``classes --export FILE``."""
+    if not file:
+        raise UsageError("--export needs a file, not an empty path")
     with ui.open_library(library) as lib:
-        forgotten = lib.forget(name)
+        if file == "-":
+            document = lib.export_classes()
+        else:
+            document = lib.export_classes(file)
+    if file == "-":
+        typer.echo(json.dumps(document, indent=1))
+    marks = [e["label"] for c in document["classes"] for e in c["examples"]]
+    summary = {
+        "file": file,
+        "classes": [c["name"] for c in document["classes"]],
+        "examples": marks.count(1),
+        "negatives": marks.count(0),
+    }
+    if as_json and file != "-":
+        ui.echo_json(summary)
+    else:
+        line = (
+            f"exported {text.counted(len(summary['classes']), 'class', 'classes')} "
+            f"({text.counted(summary['examples'], 'example')}, "
+            f"{text.counted(summary['negatives'], 'counter-example')}) to {text.escape(file)}"
+        )
+        (ui.say if file == "-" else typer.echo)(line)
+
+
+def forget(name: ForgetArg, yes: YesOpt = False, library: ui.LibraryOpt = None) -> None:
+    """Forget a learned class: gone from classes, answers and the page, kept 30 days for
+    `finder restore NAME`. On a terminal it asks first (--yes does not)."""
+    with ui.open_library(library) as lib:
+        record = lib.class_record(name)
+        stored = record["name"]
+        if not yes and sys.stdin.isatty():
+            question = (
+                f"forget class {text.escape(stored)!r} "
+                f"({text.counted(record['n_pos'], 'example')}, "
+                f"{text.counted(record['n_neg'], 'counter-example')})? It is kept 30 days "
+                f"(`finder restore {shlex.quote(stored)}` brings it back)"
+            )
+            if not typer.confirm(question, default=False, err=True):
+                ui.say(f"{text.escape(stored)!r} is kept as it was")
+                raise typer.Exit(1)
+        forgotten = lib.forget(stored)
     typer.echo(f"forgot {text.escape(forgotten)!r}")
+    ui.say(f"kept 30 days: `finder restore {shlex.quote(forgotten)}` brings it back")
+
+
+def restore(name: RestoreArg, library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False) -> None:
+    """Bring back a forgotten class as it was (within 30 days of `finder forget`)."""
+    with ui.open_library(library) as lib:
+        try:
+            record = lib.restore(name)
+        except ClassExists as e:
+            stored = lib.class_record(name)["name"]  # the class learned anew
+            if not any(r["name"] == stored for r in lib.forgotten()):
+                raise
+            # say how to rename it, as a person types it here
+            raise ClassExists(f"{e.worded()} (`finder rename {shlex.quote(stored)} NEW`)") from None
+    if as_json:
+        ui.echo_json(text.class_json(record))
+    else:
+        typer.echo(
+            f"restored {text.escape(record['name'])!r}: "
+            f"{text.counted(record['n_pos'], 'example')} and "
+            f"{text.counted(record['n_neg'], 'counter-example')} (cut-off "
+            f"{record['threshold']:.2f})"
+        )
+
+
+def rename(
+    old: OldArg, new: NewArg, library: ui.LibraryOpt = None, as_json: ui.JsonOpt = False
+) -> None:
+    """Rename class OLD to NEW (its examples and cut-off go with it)."""
+    with ui.open_library(library) as lib:
+        stored = lib.class_record(old)["name"]
+        record = lib.rename(stored, new)
+    if as_json:
+        ui.echo_json(text.class_json(record))
+    else:
+        typer.echo(f"renamed {text.escape(stored)!r} to {text.escape(record['name'])!r}")
 
 
 def find(

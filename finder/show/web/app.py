@@ -15,7 +15,12 @@ Pages (HTML, Jinja2 templates, a little plain JavaScript in ``static/``):
 The JSON API (a contract: scripts use it too): ``GET /api/status``, ``/api/classes``,
 ``/api/find/{name}?top=K&min_prob=P``, ``/api/similar/{id}?top=K``, ``/api/progress``,
 ``/api/examples/{name}``, ``POST /api/learn/{name}`` with ``{"add": [ids], "not": [ids],
-"undo": [ids]}``; images: ``GET /thumb/{id}``, ``GET /photo/{id}``, by catalog id only.
+"undo": [ids]}``; a class's life: ``POST /api/rename/{name}`` with ``{"to": "new name"}``,
+``POST /api/forget/{name}`` (kept 30 days), ``GET /api/forgotten``, ``POST
+/api/restore/{name}``, ``POST /api/drop/{name}`` with ``{"ids": [image ids], "marks": [keys]}``
+(marks taken back: by image id, or by the ``key`` ``/api/examples`` gives each mark, which
+also names a photo outside the library); images: ``GET /thumb/{id}``, ``GET /photo/{id}``, by
+catalog id only.
 
 Errors are one line: ``{"error": "..."}`` with a 4xx status (an HTML page for the pages), and
 the library is left as it was. ``guard.py`` checks the Host, the token and the origin first.
@@ -27,6 +32,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,8 +49,8 @@ from starlette.routing import Route
 
 from finder.errors import Arg, DecodeError, FinderError, UsageError
 from finder.show import as_json
-from finder.show.text import class_json, path_bytes
-from finder.show.web.backend import Backend
+from finder.show.text import class_json, forgotten_json, path_bytes
+from finder.show.web.backend import Backend, mark_key
 from finder.show.web.guard import Guard
 
 HERE = Path(__file__).parent
@@ -54,6 +60,7 @@ MAX_PAGE = 1000
 MAX_BODY = 1 << 20  # bytes of a POST body: 100,000 ids of 7 digits take 0.9 MB
 MAX_ID = 2**63 - 1  # image ids are SQLite's 64-bit integers
 REVIEW = 8  # photos in the "is this right?" strip
+NAV_INLINE = 6  # classes named in the top bar; past that, a menu with a search box
 CSP = (
     "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -164,6 +171,41 @@ async def learn_body(request: Request) -> dict[str, list[int]]:
     return out
 
 
+async def object_body(request: Request, fields: dict[str, str]) -> dict[str, Any]:
+    """The JSON object of a POST body (an empty body is ``{}``) holding only ``fields`` (name
+    -> what it must be, as the error says it)."""
+    body = await read_body(request)
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not JSON") from None
+    except RecursionError:
+        raise BadRequest("the body is not JSON that can be read: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = set(data) - set(fields)
+    if unknown:
+        known = ", ".join(fields) or "none"
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: the fields are {known}")
+    return data
+
+
+def _ids(data: dict[str, Any], key: str) -> list[int]:
+    ids = data.get(key, [])
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= MAX_ID for i in ids
+    ):
+        raise BadRequest(Arg(key), " must be a list of image ids (whole numbers), not paths")
+    return ids
+
+
+def _keys(data: dict[str, Any], key: str) -> list[str]:
+    keys = data.get(key, [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise BadRequest(Arg(key), " must be a list of mark keys (as /api/examples gives them)")
+    return keys
+
+
 # -- the app ----------------------------------------------------------------------------------
 def create_app(
     library: str | os.PathLike | None,
@@ -185,7 +227,10 @@ def create_app(
     env.filters["shown"] = shown
     env.filters["q"] = lambda text: quote(str(text), safe="")
     env.filters["name"] = lambda path: shown(os.path.basename(path))
+    env.filters["key"] = mark_key
+    env.filters["day"] = lambda seconds: time.strftime("%Y-%m-%d", time.localtime(seconds))
     env.globals["has_review"] = hasattr(backend.lib, "review")
+    env.globals["nav_inline"] = NAV_INLINE
 
     def page(template: str, code: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(template).render(library=shown(str(backend.lib.dir)), **context)
@@ -294,7 +339,12 @@ def create_app(
         marks = await run(backend.lib.marks, request.path_params["name"])
         return JSON(
             [
-                {"id": m.id, "path": m.path, "label": "positive" if m.label else "negative"}
+                {
+                    "id": m.id,
+                    "path": m.path,
+                    "label": "positive" if m.label else "negative",
+                    "key": mark_key(m.path),
+                }
                 for m in marks
             ]
         )
@@ -310,6 +360,41 @@ def create_app(
         body = await learn_body(request)
         name = request.path_params["name"]
         record = await run(backend.lib.learn_ids, name, body["add"], body["not"], body["undo"])
+        return JSON(class_json(record))
+
+    # -- a class's life: rename, forget (kept 30 days), restore, marks taken back ----------
+    @route("/api/rename/{name:path}", "POST")
+    async def api_rename(request: Request) -> Response:
+        data = await object_body(request, {"to": "the new name"})
+        new = data.get("to")
+        if not isinstance(new, str):
+            raise BadRequest('to must be the new name, a string: {"to": "new name"}')
+        record = await run(backend.rename, request.path_params["name"], new)
+        return JSON(class_json(record))
+
+    @route("/api/forget/{name:path}", "POST")
+    async def api_forget(request: Request) -> Response:
+        await object_body(request, {})
+        kept = await run(backend.forget, request.path_params["name"])
+        return JSON(forgotten_json(kept))
+
+    @route("/api/forgotten")
+    async def api_forgotten(request: Request) -> Response:
+        return JSON([forgotten_json(r) for r in await run(backend.lib.forgotten)])
+
+    @route("/api/restore/{name:path}", "POST")
+    async def api_restore(request: Request) -> Response:
+        await object_body(request, {})
+        record = await run(backend.lib.restore, request.path_params["name"])
+        return JSON(class_json(record))
+
+    @route("/api/drop/{name:path}", "POST")
+    async def api_drop(request: Request) -> Response:
+        data = await object_body(request, {"ids": "image ids", "marks": "mark keys"})
+        ids, keys = _ids(data, "ids"), _keys(data, "marks")
+        if not ids and not keys:
+            raise BadRequest("nothing to take back: give ids or marks")
+        record = await run(backend.drop, request.path_params["name"], ids, keys)
         return JSON(class_json(record))
 
     # -- images ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ in a small pool of its own (``Backend.thumbnail``), at most one decode per core.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -19,11 +20,19 @@ from typing import Any, TypeVar
 
 import anyio
 
-from finder.errors import FinderError
-from finder.library import ImageRow, Library, Match
+from finder.errors import Arg, FinderError, UsageError
+from finder.library import Change, ImageRow, Library, Match
 
 T = TypeVar("T")
+KEY_LENGTH = 16  # hex digits of a mark's key
 REFRESH_EVERY = 1.0  # seconds between two looks at whether another process added vectors
+
+
+def mark_key(path: str) -> str:
+    """The key the page and the API name a class's mark by (``/api/drop``): a digest of its
+    path, so that a photo outside the library (no image id) can be named without sending a
+    path."""
+    return hashlib.sha256(os.fsencode(path)).hexdigest()[:KEY_LENGTH]
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,41 @@ class Backend:
             "photos": photos,
             "total": total,
             "progress": lib.index_progress(),
+            "forgotten": lib.forgotten(),
         }
+
+    # -- a class's life ------------------------------------------------------------------------
+    def rename(self, name: str, new: str) -> dict[str, Any]:
+        return self.lib.rename(self.lib.class_record(name)["name"], new)
+
+    def forget(self, name: str) -> dict[str, Any]:
+        """Forget class ``name``; its record as ``Library.forgotten`` now lists it."""
+        stored = self.lib.forget(name)
+        return next(r for r in self.lib.forgotten() if r["name"] == stored)
+
+    def drop(self, name: str, ids: list[int], keys: list[str]) -> dict[str, Any]:
+        """Take back the marks of class ``name`` on the images ``ids`` and those named by their
+        ``keys`` (``mark_key``): one retraining, all or nothing."""
+        marks = self.lib.marks(name)
+        by_id = {m.id: m.path for m in marks if m.id is not None}
+        by_key = {mark_key(m.path): m.path for m in marks}
+        for i in ids:
+            if i not in by_id:
+                raise UsageError(Arg("ids"), f": photo {i} is not marked for class {name!r}")
+        for k in keys:
+            if k not in by_key:
+                raise UsageError(Arg("marks"), f": {k!r} is not a mark of class {name!r}")
+        paths = [by_id[i] for i in ids] + [by_key[k] for k in keys]
+        if not any(m.label == 1 and m.path not in set(paths) for m in marks):
+            raise UsageError(
+                f"that takes back every example of {name!r}: a class needs one (forget "
+                "removes the class)"
+            )
+        record = self.lib.apply(
+            Change(self.lib.class_record(name)["name"], undo=tuple(dict.fromkeys(paths)))
+        )
+        assert record is not None
+        return record
 
     def _size(self, name: str) -> int | None:
         """How many photos class ``name`` holds (at or above its cut-off); None when it

@@ -97,6 +97,7 @@
     restoreSelection();
     glide(before);
     observeMore();
+    decorateStrips();
   }
 
   // -- ✓ / ✗ / undo ------------------------------------------------------------------------
@@ -227,6 +228,7 @@
       strip.replaceWith(fresh);
       restoreSelection();
       glide(before);
+      decorateStrips();
     } catch (e) {
       $(".row", strip).textContent = e.message;
     }
@@ -275,6 +277,136 @@
     loadMore();
   });
 
+  // -- strips that scroll sideways show it: a fade and an arrow at each edge with more ------
+  function decorateStrips() {
+    for (const row of $$(".strip .row")) {
+      let wrap = row.parentElement;
+      if (!wrap.classList.contains("rowwrap")) {
+        wrap = document.createElement("div");
+        wrap.className = "rowwrap";
+        row.before(wrap);
+        const arrows = [["left", "‹", -1], ["right", "›", 1]].map(([side, glyph, way]) => {
+          const b = document.createElement("button");
+          b.type = "button";
+          b.className = `scroll ${side}`;
+          b.textContent = glyph;
+          b.title = way < 0 ? "scroll back" : "more: scroll on";
+          b.setAttribute("aria-label", b.title);
+          b.addEventListener("click", () => {
+            row.scrollBy({ left: way * Math.max(row.clientWidth * 0.8, 120), behavior: "smooth" });
+          });
+          return b;
+        });
+        wrap.append(arrows[0], row, arrows[1]);
+        row.addEventListener("scroll", () => edges(row), { passive: true });
+      }
+      edges(row);
+    }
+  }
+
+  function edges(row) {
+    const wrap = row.parentElement;
+    const over = row.scrollWidth - row.clientWidth > 1;
+    wrap.classList.toggle("overflows", over);
+    wrap.classList.toggle("more-left", over && row.scrollLeft > 1);
+    wrap.classList.toggle("more-right", over && row.scrollLeft + row.clientWidth < row.scrollWidth - 1);
+  }
+
+  window.addEventListener("resize", () => { for (const row of $$(".strip .row")) edges(row); });
+
+  // -- the class menu: past a handful of classes, a search box filters them ---------------
+  const search = $("#class-search");
+  if (search) {
+    const menu = $("#classes-menu");
+    const filter = () => {
+      const words = search.value.trim().toLowerCase();
+      let shown = 0;
+      for (const a of $$("#class-list a")) {
+        const hit = !words || a.textContent.toLowerCase().includes(words);
+        a.hidden = !hit;
+        shown += hit;
+      }
+      $("#class-none").hidden = shown > 0;
+    };
+    search.addEventListener("input", filter);
+    search.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        const first = $$("#class-list a").find((a) => !a.hidden);
+        if (first) location.href = first.href;
+      } else if (event.key === "Escape") {
+        menu.open = false;
+      }
+    });
+    menu.addEventListener("toggle", () => { if (menu.open) { search.focus(); filter(); } });
+    document.addEventListener("click", (event) => {
+      if (menu.open && !menu.contains(event.target)) menu.open = false;
+    });
+  }
+
+  // -- a class's life: rename, forget (kept 30 days, restored from the home page), take back
+  const FORGOT = "finder-forgot";
+  const classPath = (name) => `/class/${encodeURIComponent(name)}`;
+
+  async function restore(name) {
+    try {
+      const record = await api(`/api/restore/${encodeURIComponent(name)}`, {});
+      location.href = classPath(record.name);
+    } catch (e) {
+      toast(`error: ${e.message}`);
+    }
+  }
+
+  document.addEventListener("click", async (event) => {
+    const el = event.target.closest("button");
+    if (!el) return;
+    if (el.id === "rename-open" || el.id === "forget-open") {
+      const [form, other] = el.id === "rename-open"
+        ? [$("#rename-form"), $("#forget-confirm")] : [$("#forget-confirm"), $("#rename-form")];
+      form.hidden = !form.hidden;
+      other.hidden = true;
+      if (!form.hidden && el.id === "rename-open") $("#rename-name").select();
+    } else if (el.dataset.close) {
+      $(`#${el.dataset.close}`).hidden = true;
+    } else if (el.id === "forget-yes") {
+      try {
+        await api(`/api/forget/${encodeURIComponent(className)}`, {});
+        sessionStorage.setItem(FORGOT, className);
+        location.href = "/";
+      } catch (e) {
+        toast(`error: ${e.message}`);
+      }
+    } else if (el.dataset.restore) {
+      restore(el.dataset.restore);
+    } else if (el.dataset.drop && className) {  // a mark whose photo is not in the library
+      try {
+        await api(`/api/drop/${encodeURIComponent(className)}`, { marks: [el.dataset.drop] });
+        swap(await fetchPage(classPath(className)), ["classinfo", "marks", "ranking"]);
+        toast(`taken back: ${$(".caption", el.closest(".card")).textContent} (${className})`);
+      } catch (e) {
+        toast(`error: ${e.message}`);
+      }
+    }
+  });
+
+  document.addEventListener("submit", async (event) => {
+    if (event.target.id !== "rename-form") return;
+    event.preventDefault();
+    const to = $("#rename-name").value.trim();
+    if (!to || to === className) { $("#rename-form").hidden = true; return; }
+    try {
+      const record = await api(`/api/rename/${encodeURIComponent(className)}`, { to });
+      location.href = classPath(record.name);
+    } catch (e) {
+      toast(`error: ${e.message}`);
+    }
+  });
+
+  const forgot = sessionStorage.getItem(FORGOT);
+  if (forgot !== null) {
+    sessionStorage.removeItem(FORGOT);
+    toast(`forgot ${forgot}: kept 30 days`, () => restore(forgot));
+  }
+
   // -- the photo page: copy the path -----------------------------------------------------
   const copy = $("#copy");
   if (copy) {
@@ -322,5 +454,6 @@
   restoreSelection();
   saveSelection();
   observeMore();
+  decorateStrips();
   loadReview();
 })();
