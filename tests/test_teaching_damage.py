@@ -139,6 +139,33 @@ def test_2_no_catalog_at_all_nor_its_journal_files_nor_backups(lib, image_map: b
     all_indexed(cli, tree)
 
 
+def test_renames_drops_forgets_and_restores_survive_the_loss_of_catalog_and_backups(lib) -> None:
+    """Item 15's changes are journalled as learn's are: a class renamed, a mark taken back, a
+    class forgotten and one restored come back as they were after the catalog, its -wal/-shm
+    files and its backups are all lost."""
+    cli, tree = lib
+    teach_after_backup(cli, tree)
+    cli("learn", "blue", str(tree / "blue" / "0.jpg"), str(tree / "blue" / "1.jpg"))
+    cli("rename", "green", "verde")
+    cli("learn", "red", "--drop", str(tree / "blue" / "0.jpg"))  # the ✗ taken back
+    cli("forget", "blue", "--yes")
+    cli("forget", "verde", "--yes")
+    cli("restore", "verde")
+    model = teaching(cli)
+    assert set(model) == {"red", "verde"}
+    assert (str(tree / "blue" / "0.jpg"), 0) not in model["red"][1]
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    assert check_code(cli) == 3
+    cli.json("repair")
+    cli("index", str(tree), "-q")
+    assert cli("check").stdout.strip() == "no problems found"
+    assert teaching(cli) == model
+    forgotten = jr.Journal(cli.library / jr.JOURNAL).replay().state.forgotten
+    assert [f.cls.name for f in forgotten] == ["blue"]
+
+
 def test_2_nothing_says_which_backbone_the_library_starts_anew(lib, tiny_keras_model: Path) -> None:
     cli, tree = lib
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm", jr.JOURNAL):
