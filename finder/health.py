@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from finder import roots
 from finder.embed.registry import describe as describe_backbone
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import LibraryDamaged, LibraryError
@@ -43,6 +44,9 @@ class Health:
                 "with_position": 0,
                 "videos": 0,
                 "frames": 0,
+                "roots": [],
+                "offline_roots": [],
+                "offline": 0,
             }
         cat = folder.open_catalog()
         problems = checks.catalog_problems(cat, quick=True)
@@ -73,6 +77,7 @@ class Health:
             "index": cat.get_meta("index_name"),
             **cat.fact_counts(),  # with_date (EXIF), with_file_date, with_position
             **cat.video_counts(),  # videos (among images), frames (their sampled frames)
+            **roots.status(cat),  # roots, offline_roots, offline (finder.roots)
         }
 
     def failures(self) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -53,6 +54,21 @@ def index_summary_line(summary: Any) -> str:
         f"({summary.embedded} embedded in {summary.seconds:.1f}s, {rate:.1f} images/s)"
         + (f"; dates and places read for {n}" if (n := getattr(summary, "facts_read", 0)) else "")
     )
+
+
+def batch_line(batch: Any) -> str:
+    """One line per batch of changes taken in by ``finder index --watch``."""
+    counts = [
+        f"{n} {what}"
+        for what in ("new", "changed", "moved", "deleted", "failed")
+        if (n := getattr(batch, what))
+    ]
+    line = f"{time.strftime('%H:%M:%S')} {', '.join(counts) or 'nothing new'}"
+    if batch.embedded:
+        line += f" ({batch.embedded} embedded in {batch.seconds:.1f}s)"
+    if batch.classes:
+        line += "; now in " + ", ".join(f"{escape(n)} +{k}" for n, k in batch.classes.items())
+    return line
 
 
 def status_lines(info: Mapping[str, Any]) -> list[str]:

@@ -253,6 +253,22 @@ class Catalog(ClassTables, FrameTables):
             params.append(status)
         return [r[0] for r in self.db.execute(sql, params)]
 
+    def has_under(self, root: str) -> bool:
+        """Whether any image is at ``root`` or below it (one index probe)."""
+        lo, hi = path_range(root)
+        sql = "SELECT EXISTS(SELECT 1 FROM images WHERE (path >= ? AND path < ?) OR path = ?)"
+        return bool(self.db.execute(sql, [lo, hi, encode_path(root)]).fetchone()[0])
+
+    def count_under(self, root: str, status: str | None = None) -> int:
+        """How many images are at ``root`` or below it (with ``status``, when given)."""
+        lo, hi = path_range(root)
+        sql = "SELECT count(*) FROM images WHERE ((path >= ? AND path < ?) OR path = ?)"
+        params: list[Any] = [lo, hi, encode_path(root)]
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        return int(self.db.execute(sql, params).fetchone()[0])
+
     def rows_under(self, root: str) -> Iterator[ImageRow]:
         lo, hi = path_range(root)
         for row in self.db.execute(

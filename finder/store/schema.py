@@ -22,6 +22,7 @@ META_TYPES: dict[str, tuple[type, ...]] = {
     "memory_budget": (int, type(None)),
     "next_id": (int,),
     "journal_seq": (int,),  # the last change of the teaching journal the catalog holds
+    "roots": (list,),  # the folders indexed (finder.roots)
 }
 #: Keys a backbone record must hold, with their types.
 BACKBONE_KEYS: dict[str, tuple[type, ...]] = {

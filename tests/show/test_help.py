@@ -46,7 +46,8 @@ def test_help_reads_as_a_person_writes_it(name: str) -> None:
 
 def test_index_help_names_root_and_path() -> None:
     out = CliRunner().invoke(app, ["index", "--help"]).output
-    assert out.splitlines()[0].endswith("ROOT..."), out.splitlines()[0]
+    # ROOT is optional only for `finder index --forget-root ROOT`
+    assert out.splitlines()[0].endswith("[ROOT...]"), out.splitlines()[0]
     assert "--library PATH" in out and "--weights FILE" in out
 
 
@@ -66,6 +67,9 @@ INDEX_ONLY = {
     "thumbnails",
     "ray",
     "no_videos",
+    "watch",
+    "poll",
+    "forget_root",
 }
 
 

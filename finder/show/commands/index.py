@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -12,7 +16,9 @@ from finder.show import app as ui
 from finder.show import text
 from finder.show.progress import ProgressView
 
-RootsArg = ui.argument(list[Path], "ROOT...", "Folders (or files) to index.")
+RootsArg = ui.argument(
+    list[Path] | None, "ROOT...", "Folders (or files) to index.", show_default=False
+)
 HiddenOpt = ui.option(bool, "--hidden", help="Also index hidden files.")
 ExcludeOpt = ui.option(
     list[str] | None, "--exclude", metavar="GLOB", help="Skip paths matching GLOB (repeatable)."
@@ -44,6 +50,29 @@ RayOpt = ui.option(
     "node. Needs pip install 'finder[ray]'.",
 )
 
+WatchOpt = ui.option(
+    bool,
+    "--watch",
+    help="After the pass, keep running and follow the roots: new, changed, moved and "
+    "deleted photos are taken in within seconds. Ctrl-C stops.",
+)
+PollOpt = ui.option(
+    float | None,
+    "--poll",
+    metavar="SECONDS",
+    help="With --watch: rescan the roots every SECONDS instead of waiting for the system's "
+    "events (for network mounts, where there are none).",
+    min=0.001,
+)
+ForgetRootOpt = ui.option(
+    list[Path] | None,
+    "--forget-root",
+    metavar="ROOT",
+    help="Drop the photos of ROOT, a root gone for good (an offline disk's photos are "
+    "otherwise kept). Repeatable; no other ROOT needed.",
+    show_default=False,
+)
+
 
 class IndexCommand(ui.Command):
     """``finder index``: ``--ray`` alone (last, or before an option or a folder) means a
@@ -53,7 +82,7 @@ class IndexCommand(ui.Command):
 
 
 def index(
-    roots: RootsArg,
+    roots: RootsArg = None,
     library: ui.LibraryOpt = None,
     backbone: ui.BackboneOpt = None,
     model: ui.ModelOpt = None,
@@ -70,10 +99,20 @@ def index(
     thumbnails: ThumbnailsOpt = False,
     ray: RayOpt = None,
     no_videos: NoVideosOpt = False,
+    watch: WatchOpt = False,
+    poll: PollOpt = None,
+    forget_root: ForgetRootOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
     """Index photos and videos under ROOTS: new files are embedded, changed ones re-embedded,
-    deleted ones dropped, moved ones keep their vectors."""
+    deleted ones dropped, moved ones keep their vectors. A root indexed before that is offline
+    now (a disk not mounted) keeps its photos."""
+    if poll is not None and not watch:
+        raise UsageError("--poll goes with --watch (it says how often to rescan)")
+    if watch and ray is not None:
+        raise UsageError("--watch embeds here; it cannot be combined with --ray")
+    if watch and not roots:
+        raise UsageError("--watch: name the folders to follow")
     choice = ui.backbone_choice(backbone, model, layer, weights, views, precision)
     view = ProgressView(quiet or as_json)
     with ui.open_library(
@@ -83,6 +122,16 @@ def index(
         workers=workers,
         memory_budget=_parse_bytes(memory_budget) if memory_budget else None,
     ) as lib:
+        for root in forget_root or []:
+            n = lib.forget_root(str(root))
+            ui.say(f"forgot {root}: {n} photos dropped")
+        if not roots:
+            if forget_root:
+                return
+            raise UsageError("name at least one folder to index")
+        if watch:
+            paths = [str(r) for r in roots]
+            return _watch(lib, paths, view, hidden, exclude, thumbnails, poll, as_json)
         try:
             summary = lib.index(
                 [str(r) for r in roots],
@@ -97,12 +146,61 @@ def index(
             view.stop()
     for m in summary.messages:
         ui.say(m)
-    if as_json:
+    _print_summary(summary, as_json)
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def _print_summary(summary: Any, as_json: bool, lines: bool = False) -> None:
+    if as_json and lines:  # --watch --json: one object per line
+        typer.echo(json.dumps(summary.to_dict()))
+    elif as_json:
         ui.echo_json(summary.to_dict())
     else:
         typer.echo(text.index_summary_line(summary))
-    if summary.interrupted:
-        raise typer.Exit(130)
+
+
+def _watch(
+    lib: Any,
+    roots: list[str],
+    view: ProgressView,
+    hidden: bool,
+    exclude: list[str] | None,
+    thumbnails: bool,
+    poll: float | None,
+    as_json: bool,
+) -> None:
+    """``index --watch``: the pass's summary, then a line (or a JSON object) per batch of
+    changes, until Ctrl-C or SIGTERM (both stop it cleanly: exit code 0)."""
+    from finder.watching import WatchOptions
+
+    def on_index(summary: Any) -> None:
+        view.stop()
+        for m in summary.messages:
+            ui.say(m)
+        _print_summary(summary, as_json, lines=True)
+        sys.stdout.flush()
+        ui.say(f"watching {', '.join(roots)} (Ctrl-C stops)")
+
+    def on_batch(batch: Any) -> None:
+        view.stop()
+        if as_json:
+            typer.echo(json.dumps(batch.to_dict()))
+        else:
+            typer.echo(text.batch_line(batch))
+        sys.stdout.flush()
+
+    options = WatchOptions(hidden=hidden, exclude=exclude or [], poll=poll, thumbnails=thumbnails)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        lib.watch(roots, options, progress=view, on_index=on_index, on_batch=on_batch, say=ui.say)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        view.stop()
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _parse_bytes(text: str) -> int:
