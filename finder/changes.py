@@ -115,14 +115,17 @@ def plan_changes(
     rules: PathRules,
     *,
     offline: Sequence[Offline] = (),
-    unsettled: tuple[set[str], set[int]] = (set(), set()),
-) -> sync.Plan:
-    """The plan for ``ready`` (see the module docstring); nothing is changed yet."""
+    unsettled: tuple[set[str], dict[int, list[str]]] = (set(), {}),
+) -> tuple[sync.Plan, dict[str, list[str]]]:
+    """The plan for ``ready`` (see the module docstring; nothing is changed yet), and the
+    vanished photos held back, each with the files of its size still settling (note it again,
+    linked to them: it may be the source of one of them)."""
     facts, rows = look_at(catalog, ready, roots, rules, offline)
     waiting, waiting_sizes = unsettled
     new: list[FileFact] = []
     redo: list[tuple[int, FileFact, str]] = []
     gone: list[ImageRow] = []
+    held: dict[str, list[str]] = {}
     unchanged = 0
     for path in sorted(set(facts) | set(rows)):
         if path in waiting:
@@ -131,8 +134,6 @@ def plan_changes(
         if row is None and fact is not None:
             new.append(fact)
         elif row is not None and fact is None:
-            if row.status == OK and row.size in waiting_sizes:
-                continue  # perhaps the source of a copy still settling: wait for it
             gone.append(row)
         elif row is not None and fact is not None:
             same = row.size == fact.size and row.mtime_ns == fact.mtime_ns
@@ -141,8 +142,12 @@ def plan_changes(
             else:
                 redo.append((row.id, fact, row.status))
     moved, new, gone = _moves(new, gone, ready.renames)
+    for row in gone:
+        if row.status == OK and row.size in waiting_sizes:
+            held[row.path] = waiting_sizes[row.size]  # perhaps their source: wait for them
+    gone = [r for r in gone if r.path not in held]
     redo, touched = sync._split_touched(catalog, redo)
-    return sync.Plan("", unchanged + len(touched), new, redo, moved, gone, touched)
+    return sync.Plan("", unchanged + len(touched), new, redo, moved, gone, touched), held
 
 
 def _renamed(path: str, renames: dict[str, str]) -> str | None:

@@ -317,7 +317,7 @@ class Watching:
         found = [f.path for f in scan.new] + [f.path for _, f, _ in scan.redo]
         for path in [p for p in found if self.rules.wanted(p, root)] + [r.path for r in scan.gone]:
             if not any(under(path, p) for p in offline):
-                self.settler.note(path)
+                self.settler.note(path, seen=True)
 
     # -- batches ------------------------------------------------------------------------
     def _batch(self, ready: Ready) -> None:
@@ -325,9 +325,12 @@ class Watching:
         lib = self.lib
         cat, store = lib.catalog, lib.store
         online = [r for r in self.roots if r not in self.offline.get(r, frozenset())]
-        plan = changes.plan_changes(
+        plan, held = changes.plan_changes(
             cat, ready, online, self.rules, offline=self.parts, unsettled=self.settler.unsettled()
         )
+        for path, partners in held.items():
+            self.settler.note(path)
+            self.settler.link(path, partners)
         if not (plan.new or plan.redo or plan.moved or plan.gone or plan.touched):
             return
         summary = IndexSummary()

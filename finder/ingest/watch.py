@@ -8,10 +8,14 @@ inotify, FSEvents, ReadDirectoryChangesW, kqueue), settled into paths worth look
     ready = settler.take()        # Ready(files, folders, renames): settled, to compare
 
 **Settling.** A file is taken once it has stopped changing: no event for it for ``settle``
-seconds (``quick`` after it was closed for writing or renamed into place) and the same size,
-modification time and type at two looks that far apart. A file still being copied keeps
-sending events, or shows another size at the second look, and waits. Paths found changed by a
-rescan (no events: ``note`` called by the rescan) settle the same way.
+seconds (``quick`` after it was closed for writing, renamed into place, or deleted) and the
+same size, modification time and type at two looks that far apart. A file still being copied
+keeps sending events, or shows another size at the second look, and waits. Paths found
+changed by a rescan (no events: ``note`` called by the rescan) settle the same way. A file
+that appeared without a close (moved in, or into a folder too new to be watched yet) waits
+the full ``settle``: longer than watchdog holds a move's source (0.5 s) before it reports it
+deleted, so that a deletion that is really the other half of a move comes in first and waits
+for it (``finder.changes`` holds a vanished photo back while a file of its size settles).
 
 **Renames** the operating system reports (a file or a whole folder) are kept as hints
 (``Ready.renames``): the catalog can then move the rows without reading a byte. A path at one
@@ -105,13 +109,20 @@ class Settler:
         self._cond = threading.Condition()
         self._entries: dict[str, _Entry] = {}
         self._renames: dict[str, str] = {}
+        self._links: dict[str, set[str]] = {}  # paths taken together (see ``link``)
 
-    def note(self, path: str, *, quick: bool = False, folder: bool = False) -> None:
-        """``path`` changed (a file, or with ``folder`` a folder whose content to compare)."""
+    def note(
+        self, path: str, *, quick: bool = False, folder: bool = False, seen: bool = False
+    ) -> None:
+        """``path`` changed (a file, or with ``folder`` a folder whose content to compare).
+        ``seen``: found different by a rescan, not told by an event: a path already waiting
+        keeps its time unless it changed again."""
         st = None if folder else look(path)
-        wait = self.quick if quick else self.settle
+        wait = self.quick if quick or (st is None and not folder) else self.settle
         with self._cond:
             e = self._entries.get(path)
+            if e is not None and seen and e.stat == st:
+                return
             if e is None:
                 self._entries[path] = _Entry(self._clock(), wait, st, folder)
             else:
@@ -124,23 +135,42 @@ class Settler:
         """The operating system reported ``src`` renamed to ``dst`` (both noted too)."""
         with self._cond:
             self._renames[src] = dst
+            self._link(src, [dst])
+
+    def link(self, path: str, others: Iterable[str]) -> None:
+        """Take ``path`` only in the same batch as ``others`` (the two halves of what may be a
+        move: a vanished photo and a file of its size still settling)."""
+        with self._cond:
+            self._link(path, others)
+
+    def _link(self, path: str, others: Iterable[str]) -> None:
+        for other in others:
+            if other != path:
+                self._links.setdefault(path, set()).add(other)
+                self._links.setdefault(other, set()).add(path)
 
     def __len__(self) -> int:
         with self._cond:
             return len(self._entries)
 
-    def unsettled(self) -> tuple[set[str], set[int]]:
-        """The paths still settling, and the sizes of those files (a photo moved to another
-        disk is a copy and a deletion: its deletion waits while a file of its size settles)."""
+    def unsettled(self) -> tuple[set[str], dict[int, list[str]]]:
+        """The paths still settling, and those files by size (a photo moved to another disk
+        is a copy and a deletion: its deletion waits for a file of its size to settle)."""
         with self._cond:
             entries = list(self._entries.items())
-        return {p for p, _ in entries}, {e.stat[0] for _, e in entries if e.stat is not None}
+        sizes: dict[int, list[str]] = {}
+        for p, e in entries:
+            if e.stat is not None:
+                sizes.setdefault(e.stat[0], []).append(p)
+        return {p for p, _ in entries}, sizes
 
     def drop_under(self, folder: str) -> None:
         """Forget the changes under ``folder`` (a root gone offline: rescanned when back)."""
         with self._cond:
             for p in [p for p in self._entries if under(p, folder)]:
                 del self._entries[p]
+            for p in [p for p in self._links if under(p, folder)]:
+                self._unlink(p)
             for s in [s for s, d in self._renames.items() if under(s, folder) or under(d, folder)]:
                 del self._renames[s]
 
@@ -169,26 +199,43 @@ class Settler:
                 else:  # changed without an event (a rescan's path, or events missed)
                     e.seen, e.wait, e.stat = self._clock(), self.settle, st
                     e.version += 1
-            for p in self._hold_back_renames(set(ready)):
+            for p in self._held_back(set(ready)):
                 del ready[p]
             out = Ready()
             for p, folder in ready.items():
                 del self._entries[p]
                 (out.folders if folder else out.files).add(p)
+            for p in ready:
+                self._unlink(p)
             for s, d in list(self._renames.items()):
                 if s not in self._entries and d not in self._entries:
                     out.renames[s] = d
                     del self._renames[s]
             return out
 
-    def _hold_back_renames(self, ready: set[str]) -> set[str]:
-        """The ready ends of reported renames whose other end is still settling."""
+    def _held_back(self, ready: set[str]) -> set[str]:
+        """The ready paths linked to one still settling (the other end of a rename, or of
+        what may be a move), and the ready paths linked to those, and so on."""
         held: set[str] = set()
-        for s, d in self._renames.items():
-            for end, other in ((s, d), (d, s)):
-                if end in ready and other in self._entries and other not in ready:
-                    held.add(end)
+        grew = True
+        while grew:
+            grew = False
+            for p in ready - held:
+                if any(
+                    o in self._entries and (o not in ready or o in held)
+                    for o in self._links.get(p, ())
+                ):
+                    held.add(p)
+                    grew = True
         return held
+
+    def _unlink(self, path: str) -> None:
+        for other in self._links.pop(path, ()):
+            partners = self._links.get(other)
+            if partners is not None:
+                partners.discard(path)
+                if not partners:
+                    del self._links[other]
 
 
 def _exclude_matcher(exclude: Iterable[str]) -> Callable[[str], bool] | None:
