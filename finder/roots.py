@@ -73,15 +73,19 @@ def remember(catalog: Catalog, root: str, table: list[mounts.Mount] | None = Non
     replaced by it."""
     table = mounts.mounts() if table is None else table
     is_dir = os.path.isdir(root)
-    points = mounts.points_under(root, table) if is_dir else []
+    points = set(mounts.points_under(root, table) if is_dir else [])
     recs = recorded(catalog)
+    # a mount point recorded before stays while photos are kept under it (unmounted now)
+    for rec in recs:
+        if under(rec["path"], root) or under(root, rec["path"]):
+            points |= {p for p in rec.get("mounts") or [] if catalog.has_under(p)}
     for rec in recs:
         if rec["path"] != root and under(root, rec["path"]):
-            rec["mounts"] = sorted(set(rec.get("mounts") or []) | set(points))
+            rec["mounts"] = sorted(set(rec.get("mounts") or []) | points)
             break
     else:
         recs = [r for r in recs if not under(r["path"], root)]
-        recs.append({"path": root, "dir": is_dir, "mounts": points})
+        recs.append({"path": root, "dir": is_dir, "mounts": sorted(points)})
         recs.sort(key=lambda r: r["path"])
     if recs != recorded(catalog):
         catalog.set_meta(META_KEY, recs)

@@ -150,6 +150,7 @@ class Watching:
         self.offline: dict[str, frozenset[str]] = {}  # root → its offline parts' paths
         self.parts: list[roots.Offline] = []
         self.ident: dict[str, tuple[int, int] | None] = {}
+        self.points: dict[str, list[str]] = {}  # root → the mount points inside it
         self.said: set[str] = set()
         self.changed = False  # since the last checkpoint
         self.last_checkpoint = time.monotonic()
@@ -211,8 +212,8 @@ class Watching:
         self._trouble()
         for root, every in list(self.every.items()):
             if every is not None and now >= self.next_scan.get(root, 0.0):
-                self.next_scan[root] = now + every
                 self._rescan(root)
+                self.next_scan[root] = time.monotonic() + every  # from the end of this one
         ready = self.settler.take()
         if ready:
             self._check_roots()  # checked again right before anything is changed
@@ -267,8 +268,12 @@ class Watching:
             now_off = frozenset(p.path for p in parts)
             prev = self.offline.get(root)
             ident = None if root in now_off else _identity(root)
+            points = mounts.points_under(root, table)  # a disk mounted inside: rescan
+            same_mounts = self.points.get(root) == points
+            self.points[root] = points
             if prev == now_off and (root in now_off or ident == self.ident.get(root)):
-                continue
+                if same_mounts:
+                    continue
             self.offline[root] = now_off
             for p in parts:
                 self.settler.drop_under(p.path)
@@ -286,6 +291,8 @@ class Watching:
             self._follow(root)
             if not initial:
                 self.next_scan[root] = 0.0  # rescanned at once: what changed while away
+                assert cat is not None
+                roots.remember(cat, root, table)  # its mount points now
         self.parts = parts_all
 
     def _trouble(self) -> None:

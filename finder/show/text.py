@@ -83,6 +83,11 @@ def status_lines(info: Mapping[str, Any]) -> list[str]:
         f"classes   {info['classes']}: {names}",
         f"photos    {info.get('with_date', 0)} dated by EXIF, {info.get('with_file_date', 0)} by "
         f"their file, {info.get('with_position', 0)} with a GPS position",
+        *(
+            [f"offline   {info['offline']} photos, on {', '.join(map(escape, offline))}"]
+            if (offline := info.get("offline_roots"))
+            else []
+        ),
     ]
 
 

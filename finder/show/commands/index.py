@@ -184,6 +184,7 @@ def _watch(
 
     def on_batch(batch: Any) -> None:
         view.stop()
+        view.started = None  # each batch's rate its own
         if as_json:
             typer.echo(json.dumps(batch.to_dict()))
         else:
