@@ -1,6 +1,6 @@
 """How fast `finder index --watch` takes in what arrives, measured side by side in one run.
 
-    python scripts/bench_watch.py [--burst 800] [--singles 11] [--rounds 2]
+    python scripts/bench_watch.py [--burst 800] [--singles 11] [--rounds 3]
 
 A watcher (`python -m finder index ROOT --watch --json`, the shared TFLite MobileNet) follows a
 root that starts with the 540 photos of ../shared/photos and a class learned from five of them.
@@ -155,7 +155,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=800)
     ap.add_argument("--singles", type=int, default=11)
     ap.add_argument("--cli-singles", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     for need in (MODEL, SHARED / "photos", SHARED / "tf_flowers"):
         if not need.exists():
