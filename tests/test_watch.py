@@ -359,12 +359,16 @@ def _quote(text: str) -> str:
 
 
 def test_find_from_another_process_sees_a_watched_photo(tmp_path, tree, model_args) -> None:
-    """The store a reader opens shows what the watcher committed: `finder similar` run as its
-    own process returns the new photo."""
+    """What the watcher commits is what a reader sees: `finder similar` run as its own process
+    returns the new photo, and a library held open as `finder serve` holds it (shared, its
+    store opened before the photo came) sees it once it refreshes."""
     library = tmp_path / "lib"
-    with Watcher.index(library, [tree], model_args) as w:
-        added = make_photo(tree / "green" / "fresh.jpg", "green", seed=123)
+    with Watcher.index(library, [tree], model_args, "--thumbnails") as w:
+        served = Library.open_shared(library)
+        served.refresh()
         twin = make_photo(tmp_path / "twin.jpg", "green", seed=123)
+        assert served.similar(str(twin), top=1)[0].path != str(tree / "green" / "fresh.jpg")
+        added = make_photo(tree / "green" / "fresh.jpg", "green", seed=123)
         w.settled(10)
         out = subprocess.run(
             [sys.executable, "-m", "finder", "similar", str(twin), "--top", "1", "--json"]
@@ -375,4 +379,9 @@ def test_find_from_another_process_sees_a_watched_photo(tmp_path, tree, model_ar
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)[0]["path"] == str(added)
+        assert served.refresh()
+        assert served.similar(str(twin), top=1)[0].path == str(added)
+        served.close()
+        new_id = row(library, added).id
+        assert list((library / "thumbs").rglob(f"{new_id}-*.jpg")), "--thumbnails: none made"
         assert w.stop() == 0
