@@ -298,14 +298,15 @@ class Watching:
     def _trouble(self) -> None:
         if self.events is None:
             return
-        for root, why in self.events.trouble().items():
-            if root not in self.every or self.every[root] is None:
+        for root, trouble in self.events.trouble().items():
+            every = self.every.get(root)
+            if every is None:
                 continue
-            if "limit" in why and self.every[root] > self.o.no_events_poll:
+            if trouble.limit and every > self.o.no_events_poll:
                 self.every[root] = self.o.no_events_poll
                 self._say_once(
-                    f"limit {root}",
-                    f"{why}: the folders of {root} left unwatched are rescanned every "
+                    f"poll {root}",
+                    f"{trouble.why}: the folders of {root} left unwatched are rescanned every "
                     f"{self.o.no_events_poll:g} s",
                 )
             self.next_scan[root] = 0.0

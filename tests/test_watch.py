@@ -324,15 +324,19 @@ def _userns_watch_limit() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.parametrize("when", ["at start", "while running"])
 def test_the_watch_limit_is_said_once_and_the_rest_is_polled(
-    tmp_path, tree, model_args, cli
+    tmp_path, tree, model_args, cli, when
 ) -> None:
-    """In a user namespace of its own the watcher gets a limit of 4 inotify watches (the
-    machine's limit is untouched); its root has more folders than that."""
+    """In a user namespace of its own the watcher gets a small limit of inotify watches (the
+    machine's limit is untouched): below the root's folders (the root is rescanned instead), or
+    just above them (folders made later are left unwatched, and rescanned)."""
     if not _userns_watch_limit():
         pytest.skip("needs unshare -Ur and /proc/sys/user/max_inotify_watches")
     for i in range(6):
         make_photo(tree / "more" / f"d{i}" / "a.jpg", "red", seed=300 + i)
+    folders = sum(1 for p in tree.rglob("*") if p.is_dir()) + 1
+    limit = 4 if when == "at start" else folders + 2
     cli("index", str(tree), *model_args)  # the library and its backbone
     script = (
         "import json, sys\n"
@@ -344,13 +348,19 @@ def test_the_watch_limit_is_said_once_and_the_rest_is_polled(
         " on_batch=lambda b: print(json.dumps(b.to_dict()), flush=True))\n"
     )
     run = [sys.executable, "-c", script, str(cli.library), str(tree)]
-    shell = "echo 4 > /proc/sys/user/max_inotify_watches && exec " + " ".join(map(_quote, run))
+    shell = f"echo {limit} > /proc/sys/user/max_inotify_watches && exec "
+    shell += " ".join(map(_quote, run))
     with Watcher(cli.library, ["unshare", "-Ur", "sh", "-c", shell]) as w:
+        if when == "at start":
+            said = [line for line in w.err if "limit" in line]
+            assert len(said) == 1 and "rescanned every 1 s" in said[0], w.err
+        for i in range(6):  # new folders: more than the watches left
+            make_photo(tree / "later" / f"d{i}" / "b.jpg", "blue", seed=400 + i)
+        w.settled(9 + 6 + 6)
         said = [line for line in w.err if "limit" in line]
-        assert len(said) == 1 and "rescanned every 1 s" in said[0], w.err
-        make_photo(tree / "more" / "d5" / "b.jpg", "red", seed=999)  # maybe in an unwatched one
-        w.settled(9 + 6 + 1)
-        assert [line for line in w.err if "limit" in line] == said  # said once
+        assert len(said) == 1, w.err  # said once
+        assert "max_user_watches" in said[0] and "rescanned every 1 s" in said[0]
+        assert ("left unwatched" in said[0]) == (when == "while running"), said
         assert w.stop() == 0
 
 

@@ -291,7 +291,16 @@ def _event_types() -> list[type]:
     ]
 
 
-LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
+@dataclass(frozen=True)
+class Trouble:
+    """Why a root's events were not enough: ``limit``, some folders are left unwatched (rescan
+    it from now on); else events were lost (rescan it once)."""
+
+    why: str
+    limit: bool = False
+
+
+LOST = Trouble("events were lost (the kernel's queue overflowed)")
 
 
 def limit_reason(e: OSError) -> str:
@@ -313,7 +322,7 @@ class EventSource:
         self.rules = rules
         self._roots: dict[str, object] = {}  # root → its watchdog watch
         self._lock = threading.Lock()
-        self._trouble: dict[str, str] = {}  # root → why it needs rescanning
+        self._trouble: dict[str, Trouble] = {}  # root → why it needs rescanning
         self._observer = Observer()
         self._observer.start()
         self._log = _WatchdogLog(self)
@@ -353,14 +362,14 @@ class EventSource:
             except (KeyError, OSError):
                 pass
 
-    def trouble(self) -> dict[str, str]:
+    def trouble(self) -> dict[str, Trouble]:
         """Roots whose events were not enough since the last call (a folder left unwatched,
         events dropped), with why: rescan them."""
         with self._lock:
             out, self._trouble = self._trouble, {}
         return out
 
-    def _flag(self, path: str, why: str) -> None:
+    def _flag(self, path: str, why: Trouble) -> None:
         root = self._root_of(path)
         if root is not None:
             with self._lock:
@@ -379,7 +388,7 @@ class EventSource:
         src = os.fsdecode(event.src_path)
         if isinstance(event, ev.EventsLostEvent):
             with self._lock:
-                self._trouble.setdefault(root, "events were lost (the kernel's queue overflowed)")
+                self._trouble.setdefault(root, LOST)
             return
         wanted = self.rules.wanted
         settler = self.settler
@@ -440,6 +449,6 @@ class _WatchdogLog(logging.Handler):
             return
         path = os.fsdecode(path)
         if error is not None:
-            self.source._flag(path, limit_reason(error))
+            self.source._flag(path, Trouble(limit_reason(error), limit=True))
         else:
-            self.source._flag(path, "events were lost (the kernel's queue overflowed)")
+            self.source._flag(path, LOST)
