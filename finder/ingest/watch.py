@@ -18,9 +18,9 @@ deleted, so that a deletion that is really the other half of a move comes in fir
 for it (``finder.changes`` holds a vanished photo back while a file of its size settles).
 
 **Renames** the operating system reports (a file or a whole folder) are kept as hints
-(``Ready.renames``): the catalog can then move the rows without reading a byte. A path at one
-end of a reported rename is held back until the other end has settled too, so that both
-arrive in the same batch.
+(``Ready.renames``): the catalog can then move the rows without reading a byte. Linked paths
+(``Settler.link``: the two ends of a reported rename, or a vanished photo and a file of its
+size still settling, which may be its copy) are handed out together, in the same batch.
 
 **Events that are not enough.** A root whose watch cannot be set up (the system's limit of
 watches reached, a file system without events) is told by :meth:`EventSource.follow`; a
