@@ -9,9 +9,11 @@ inside one):
 - the folder is **missing**, or **unreadable** (an I/O error: a share that stopped answering);
 - or it was a mount point when last indexed and **nothing is mounted there now** (an
   unmounted disk or share leaves its empty mount-point folder, or none);
-- or the root is **empty** (not one entry) while the library holds photos under it: what an
-  unmounted disk looks like where no mount was recorded. A person who really emptied a whole
-  root says so with ``--forget-root``; a folder emptied *inside* a root is a deletion as usual.
+- or the root is **empty** (not one entry) while the library holds photos under it, and
+  finder cannot tell whether a disk was mounted there: no record of the root (a library
+  indexed before finder recorded its roots) or no mount table (a system without
+  ``/proc/self/mountinfo``). Where it can tell, an emptied root is a deletion as usual, and so
+  is a folder emptied inside a root.
 
 Anything else that is missing is a deletion. Offline photos stay in answers (``find``,
 ``similar``, the page), so that a class keeps its members and a disk that comes back needs
@@ -149,8 +151,8 @@ def _root_reason(
             empty = next(it, None) is None
     except OSError as e:
         return f"unreadable ({os_error_reason(e)})"
-    if empty and catalog.has_under(root):
-        return "empty"
+    if empty and (record is None or not table) and catalog.has_under(root):
+        return "empty"  # no record of what was mounted there: keep them, to be safe
     return None
 
 

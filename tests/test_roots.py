@@ -93,8 +93,13 @@ def test_the_rules_on_plain_folders(tmp_path: Path, photo_tree: Path, model_args
         assert offline_parts(lib.reader, str(tmp_path / "unknown")) == []  # never indexed
     for p in sorted(photo_tree.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
-    with Library(cli.library) as lib:  # an empty root that held photos: offline
+    with Library(cli.library) as lib:  # emptied, and no disk was mounted there: a deletion
+        assert offline_parts(lib.reader, root) == []
+        record = lib.reader.get_meta("roots")
+        lib.catalog.set_meta("roots", [])  # as a library indexed before roots were recorded
+    with Library(cli.library) as lib:  # finder cannot tell: kept, offline
         assert [(p.path, p.reason) for p in offline_parts(lib.reader, root)] == [(root, "empty")]
+        lib.catalog.set_meta("roots", record)
     photo_tree.rmdir()
     with Library(cli.library) as lib:
         assert [p.reason for p in offline_parts(lib.reader, root)] == ["missing"]
