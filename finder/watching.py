@@ -156,7 +156,6 @@ class Watching:
         self.last_checkpoint = time.monotonic()
         self.next_roots = 0.0
         self.total = IndexSummary()
-        self.batches = 0
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> IndexSummary:
@@ -377,7 +376,6 @@ class Watching:
             classes=self._class_hits(ok),
         )
         self._add(summary)
-        self.batches += 1
         if self.progress:
             self.progress(Progress("done", summary.embedded, summary.embedded))
         for line in lib.messages:
