@@ -6,7 +6,9 @@ deletion: its photos stay in the library, marked offline, until it comes back or
 says ``finder index --forget-root ROOT``. The rule, for a recorded root (or a disk mounted
 inside one):
 
-- the folder is **missing**, or **unreadable** (an I/O error: a share that stopped answering);
+- the folder is **missing**, **unreadable** (an I/O error) or **not answering** (a share
+  whose server is gone: its probe is given up after PROBE_SECONDS, so that ``status`` and the
+  watcher never hang on it);
 - or it was a mount point when last indexed and **nothing is mounted there now** (an
   unmounted disk or share leaves its empty mount-point folder, or none);
 - or the root is **empty** (not one entry) while the library holds photos under it, and
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +131,45 @@ def offline_parts(
     return out
 
 
+PROBE_SECONDS = 5.0  # a root's file system that does not answer in this long is offline
+_probes: dict[str, threading.Thread] = {}
+_probes_lock = threading.Lock()
+
+
+def _probe(path: str) -> tuple[os.stat_result | OSError, bool | OSError | None] | None:
+    """(stat of ``path`` or its error, whether the folder is empty or the error listing it)
+    in a thread of its own; None when the file system does not answer within
+    PROBE_SECONDS (a network share gone hard): ``status`` and the watcher never hang on it.
+    While a probe of ``path`` is still stuck, no other is started."""
+    with _probes_lock:
+        stuck = _probes.get(path)
+        if stuck is not None and stuck.is_alive():
+            return None
+    out: list = []
+
+    def run() -> None:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            out.append((e, None))
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            out.append((st, None))
+            return
+        try:
+            with os.scandir(path) as it:
+                out.append((st, next(it, None) is None))
+        except OSError as e:
+            out.append((st, e))
+
+    thread = threading.Thread(target=run, name="finder-probe", daemon=True)
+    with _probes_lock:
+        _probes[path] = thread
+    thread.start()
+    thread.join(PROBE_SECONDS)
+    return out[0] if out else None
+
+
 def _root_reason(
     catalog: Catalog,
     root: str,
@@ -135,22 +177,21 @@ def _root_reason(
     record: dict[str, Any] | None,
     table: list[mounts.Mount],
 ) -> str | None:
-    try:
-        st = os.stat(root)
-    except (FileNotFoundError, NotADirectoryError):
+    probe = _probe(root)
+    if probe is None:
+        return f"not answering (for {PROBE_SECONDS:g} s)"
+    st, empty = probe
+    if isinstance(st, (FileNotFoundError, NotADirectoryError)):
         return "missing" if was_dir and catalog.has_under(root) else None
-    except OSError as e:
-        return f"unreadable ({os_error_reason(e)})"
+    if isinstance(st, OSError):
+        return f"unreadable ({os_error_reason(st)})"
     if not stat.S_ISDIR(st.st_mode):
         return None
     if record is not None and record["path"] == root and root in (record.get("mounts") or []):
         if not mounts.is_mounted(root, table):
             return "not mounted"
-    try:
-        with os.scandir(root) as it:
-            empty = next(it, None) is None
-    except OSError as e:
-        return f"unreadable ({os_error_reason(e)})"
+    if isinstance(empty, OSError):
+        return f"unreadable ({os_error_reason(empty)})"
     if empty and (record is None or not table) and catalog.has_under(root):
         return "empty"  # no record of what was mounted there: keep them, to be safe
     return None
