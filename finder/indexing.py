@@ -11,9 +11,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from finder import roots as known_roots
 from finder import sync
 from finder.embedder import Embedder
-from finder.errors import UsageError
+from finder.errors import Arg, UsageError
 from finder.folder import Folder
 from finder.ingest import crawl
 from finder.store import repair as repairs
@@ -68,7 +69,10 @@ class Indexing:
         for root in roots:
             path = os.path.abspath(os.path.expanduser(os.fspath(root)))
             if not os.path.exists(path):
-                raise UsageError(f"no such folder: {root}")
+                if not (folder.exists and known_roots.is_known(folder.open_catalog(), path)):
+                    raise UsageError(f"no such folder: {root}")
+                resolved.append(path)  # indexed before: offline, its photos kept (below)
+                continue
             reason = crawl.pseudo_reason(path)
             if reason:
                 raise UsageError(reason)
@@ -112,10 +116,26 @@ class Indexing:
         if source is not None:
             source.info = dict(folder.recorded_backbone() or {})
         catalog.set_meta("dirty", True)
-        progress = self._publishing(progress)
+        progress = self.publishing(progress)
         try:
             for root in resolved:
-                self._index_root(root, store, summary, hidden, exclude, progress, source, videos)
+                offline = known_roots.offline_parts(catalog, root)
+                if any(part.path == root for part in offline):
+                    folder.messages.append(known_roots.describe(catalog, offline[0]))
+                    continue
+                folder.messages.extend(known_roots.describe(catalog, part) for part in offline)
+                self._index_root(
+                    root,
+                    store,
+                    summary,
+                    hidden,
+                    exclude,
+                    progress,
+                    source,
+                    offline,
+                    videos,
+                )
+                known_roots.remember(catalog, root)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -140,13 +160,14 @@ class Indexing:
         exclude: Sequence[str],
         progress: ProgressFn | None,
         source: RaySource | None,
+        offline: Sequence[known_roots.Offline] = (),
         videos: bool = True,
     ) -> None:
         cat = self.folder.open_catalog_for_writing()
         if progress:
             progress(Progress("walk", root=root))
         plan = sync.plan_root(cat, root, hidden=hidden, exclude=exclude, videos=videos)
-        sync.apply_plan(cat, store, plan, summary)
+        sync.apply_plan(cat, store, known_roots.keep_offline(plan, offline), summary)
         items, dirs = sync.pending_items(cat, root)
         if dirs:
             cat.record_results([], [(i, "is a directory") for i in dirs])
@@ -165,6 +186,22 @@ class Indexing:
                 results = self.embedder.embed(items, facts=True, videos=True)
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.embedder.workers)
+
+    def forget_root(self, root: str) -> int:
+        """Drop the photos under ``root`` (a root gone for good, e.g. an old disk) and its
+        record; returns how many. Takes the writer's lock."""
+        folder = self.folder
+        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        if not folder.exists:
+            raise UsageError(Arg("forget_root"), f": there is no library at {folder.dir}")
+        folder.lock()
+        store = None
+        if folder.recorded_backbone():
+            folder.open_vectors_for_writing()
+            store = folder.repair_if_dirty()
+        ids = known_roots.forget(folder.open_catalog_for_writing(), store, path)
+        self.thumbs.drop(ids)
+        return len(ids)
 
     # -- thumbnails -----------------------------------------------------------------------
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
@@ -190,7 +227,7 @@ class Indexing:
         return False
 
     # -- progress -------------------------------------------------------------------------
-    def _publishing(self, progress: ProgressFn | None) -> ProgressFn:
+    def publishing(self, progress: ProgressFn | None) -> ProgressFn:
         """``progress``, also published in the library folder for other processes."""
         from finder.store.progress import ProgressFile
 

@@ -35,7 +35,8 @@ and a read-only library answers them.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,7 @@ from finder.store.facts import Filters
 from finder.store.thumbs import ThumbCache
 from finder.sync import IndexSummary, Progress, ProgressFn
 from finder.teach import Change, Mark, Teaching
+from finder.watching import Batch, Watcher, WatchOptions
 
 if TYPE_CHECKING:
     from finder.act.dupes import DupeGroup
@@ -110,6 +112,7 @@ class Library:
         self.by_id = ById(self.folder, self.teaching, self.answers, self.thumbs)
         self.health = Health(self.folder)
         self.indexing = Indexing(self.folder, self.embedder, self.thumbs)
+        self.watcher = Watcher(self.folder, self.embedder, self.indexing, self.thumbs)
 
     @classmethod
     def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
@@ -162,6 +165,27 @@ class Library:
             ray=ray,
             videos=videos,
         )
+
+    def watch(
+        self,
+        roots: Sequence[str],
+        options: WatchOptions | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        on_index: Callable[[IndexSummary], None] | None = None,
+        on_batch: Callable[[Batch], None] | None = None,
+        say: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> IndexSummary:
+        """:meth:`index`, then follow the roots until Ctrl-C or ``stop`` (see
+        :mod:`finder.watching`); ``on_batch`` hears each batch taken in. Returns the totals."""
+        hooks = dict(progress=progress, on_index=on_index, on_batch=on_batch, say=say)
+        return self.watcher.watch(roots, options, stop=stop, **hooks)
+
+    def forget_root(self, root: str) -> int:
+        """Drop the photos under ``root`` (a root gone for good, e.g. an old disk) and its
+        record; returns how many. Takes the writer's lock."""
+        return self.indexing.forget_root(root)
 
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
         """Make the missing thumbnails of every indexed image: (made, failed)."""
@@ -344,6 +368,7 @@ class Library:
 
 __all__ = [
     "BackboneChoice",
+    "Batch",
     "BrowserPhoto",
     "Change",
     "ClassImport",
@@ -356,5 +381,6 @@ __all__ = [
     "Mark",
     "Match",
     "Progress",
+    "WatchOptions",
     "default_library_dir",
 ]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from finder import sync
-from finder.errors import UsageError
+from finder.errors import Arg, UsageError, flag, worded
 from finder.ingest import mounts
 from finder.ingest.crawl import os_error_reason
 from finder.store.catalog import OK, Catalog
@@ -207,9 +207,14 @@ def describe(catalog: Catalog, part: Offline) -> str:
     """One line for a person: what is offline, why, and that its photos are kept."""
     n = catalog.count_under(part.path, OK)
     what = "root" if part.path == part.root else f"disk mounted in {part.root}"
-    return (
-        f"{part.path} ({what}) is offline ({part.reason}): its {n} photos are kept; "
-        f"`finder index --forget-root {part.path}` drops them"
+    return worded(
+        [
+            f"{part.path} ({what}) is offline ({part.reason}): its {n} photos are kept; "
+            "`finder index ",
+            Arg("forget_root", command="index"),
+            f" {part.path}` drops them",
+        ],
+        flag,
     )
 
 
@@ -236,7 +241,9 @@ def forget(catalog: Catalog, store: VectorStore | None, root: str) -> list[int]:
     is gone for good. Returns the ids dropped."""
     if not is_known(catalog, root):
         known = ", ".join(paths(catalog)) or "none recorded"
-        raise UsageError(f"--forget-root: {root} is not a folder of this library (roots: {known})")
+        raise UsageError(
+            Arg("forget_root"), f": {root} is not a folder of this library (roots: {known})"
+        )
     ids = catalog.ids_under(root)
     if ids:
         catalog.delete_images(ids)

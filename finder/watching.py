@@ -4,6 +4,9 @@ current until Ctrl-C.
     with Library(directory) as lib:
         lib.watch(["~/Pictures"], on_batch=print)      # or WatchOptions(poll=60.0), stop=event
 
+:class:`Watcher` is the library's part that does it (handed the ``Folder``, the ``Embedder``,
+``Indexing`` and the thumbnails); each call is one :class:`Watching`, the run's state.
+
 One loop, in the calling thread, does all the writing: the process holds the library's lock
 the whole time (it is the one writer); watchdog's threads only note paths in a
 :class:`~finder.ingest.watch.Settler`. Each turn of the loop:
@@ -37,21 +40,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from finder import changes, roots, sync
 from finder.embed.registry import identity_key
-from finder.errors import UsageError
+from finder.embedder import Embedder
+from finder.errors import Arg, UsageError
+from finder.folder import Folder
+from finder.indexing import Indexing
 from finder.ingest import crawl, mounts
 from finder.ingest.watch import QUICK, SETTLE, EventSource, PathRules, Ready, Settler, under
 from finder.learn.head import Head
 from finder.store import backup as backups
+from finder.store.thumbs import ThumbCache
 from finder.sync import IndexSummary, Progress, ProgressFn
-
-if TYPE_CHECKING:
-    from finder.library import Library
 
 RESCAN = 1800.0  # seconds between two safety-net rescans of a root followed by events
 NO_EVENTS_POLL = 60.0  # seconds between two rescans of a root without events (unless --poll)
@@ -78,7 +82,7 @@ class WatchOptions:
 
     def __post_init__(self) -> None:
         if self.poll is not None and not self.poll > 0:
-            raise UsageError(f"--poll must be more than 0 seconds, not {self.poll:g}")
+            raise UsageError(Arg("poll"), f" must be more than 0 seconds, not {self.poll:g}")
 
 
 @dataclass
@@ -121,12 +125,44 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+class Watcher:
+    """Following the roots of the library in ``folder`` (see the module docstring): its photos
+    embedded by ``embedder``, its index runs made by ``indexing``, its thumbnails in
+    ``thumbs``."""
+
+    def __init__(
+        self, folder: Folder, embedder: Embedder, indexing: Indexing, thumbs: ThumbCache
+    ) -> None:
+        self.folder = folder
+        self.embedder = embedder
+        self.indexing = indexing
+        self.thumbs = thumbs
+
+    def watch(
+        self,
+        root_paths: Sequence[str],
+        options: WatchOptions | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        on_index: Callable[[IndexSummary], None] | None = None,
+        on_batch: BatchFn | None = None,
+        say: SayFn | None = None,
+        stop: threading.Event | None = None,
+    ) -> IndexSummary:
+        """Index ``root_paths`` as ``finder index`` does, then follow them until ``stop`` is
+        set or Ctrl-C. Returns the totals (the pass's and every batch's)."""
+        if not root_paths:
+            raise UsageError("name at least one folder to watch")
+        hooks = dict(progress=progress, on_index=on_index, on_batch=on_batch, say=say)
+        return Watching(self, root_paths, options or WatchOptions(), **hooks).run(stop)
+
+
 class Watching:
-    """One watch of a library's roots (see the module docstring); :func:`watch` runs it."""
+    """One watch of a library's roots, its state (see the module docstring)."""
 
     def __init__(
         self,
-        lib: Library,
+        parts: Watcher,
         root_paths: Sequence[str],
         options: WatchOptions,
         *,
@@ -135,10 +171,15 @@ class Watching:
         on_batch: BatchFn | None = None,
         say: SayFn | None = None,
     ) -> None:
-        self.lib = lib
+        self.folder = parts.folder
+        self.embedder = parts.embedder
+        self.indexing = parts.indexing
+        self.thumbs = parts.thumbs
         self.o = options
         self.roots = _outermost([os.path.abspath(os.path.expanduser(r)) for r in root_paths])
-        self.rules = PathRules(hidden=options.hidden, exclude=options.exclude, ignore=[lib.dir])
+        self.rules = PathRules(
+            hidden=options.hidden, exclude=options.exclude, ignore=[str(self.folder.dir)]
+        )
         self.settler = Settler(options.settle, options.quick)
         self.events: EventSource | None = None
         self.progress = progress
@@ -162,14 +203,13 @@ class Watching:
         """The usual pass, then follow the roots until ``stop`` is set or Ctrl-C. Returns the
         totals (the pass's and every batch's)."""
         stop = stop or threading.Event()
-        lib = self.lib
         self._check_new_roots()
         started = False
         try:
             if self.o.poll is None:
                 self.events = EventSource(self.settler, self.rules)
             self._check_roots(initial=True)  # followed before the pass: nothing is missed
-            summary = lib.index(
+            summary = self.indexing.index(
                 self.roots,
                 hidden=self.o.hidden,
                 exclude=self.o.exclude,
@@ -178,11 +218,11 @@ class Watching:
             )
             started = True
             self._add(summary)
-            lib.messages.clear()
+            self.folder.messages.clear()
             self.on_index(summary)
             if summary.interrupted:
                 return self.total
-            self.progress = lib._publishing(self.progress)
+            self.progress = self.indexing.publishing(self.progress)
             self._warm_up()
             self._check_roots()
             while not stop.is_set():
@@ -198,9 +238,11 @@ class Watching:
 
     def _check_new_roots(self) -> None:
         """A root that does not exist and was never indexed is a mistake, said at once."""
-        lib = self.lib
+        folder = self.folder
         for root in self.roots:
-            if not os.path.exists(root) and not (lib.exists and roots.is_known(lib.reader, root)):
+            if not os.path.exists(root) and not (
+                folder.exists and roots.is_known(folder.open_catalog(), root)
+            ):
                 raise UsageError(f"no such folder: {root}")
 
     def _turn(self) -> None:
@@ -222,7 +264,7 @@ class Watching:
 
     def _warm_up(self) -> None:
         """Load the backbone now (and run it once), not at the first photo."""
-        bb = self.lib.backbone()
+        bb = self.embedder.backbone()
         w, h = bb.info.input_size
         bb.embed(np.zeros((1, h, w, 3), dtype=np.uint8))
 
@@ -257,8 +299,13 @@ class Watching:
         """Offline roots stop being followed; roots back (or replaced) are followed again and
         rescanned. ``initial``: before the first pass (which says what is offline)."""
         self.next_roots = time.monotonic() + ROOTS_EVERY
-        lib = self.lib
-        cat = lib.catalog if lib.exists else None
+        # before the first pass, read only (the pass takes the lock); then the writer's
+        if not self.folder.exists:
+            cat = None
+        elif initial:
+            cat = self.folder.open_catalog()
+        else:
+            cat = self.folder.open_catalog_for_writing()
         table = mounts.mounts()
         parts_all: list[roots.Offline] = []
         for root in self.roots:
@@ -312,9 +359,9 @@ class Watching:
 
     def _rescan(self, root: str) -> None:
         """Compare a walk of ``root`` with the catalog; note what differs in the settler."""
-        if root in self.offline.get(root, frozenset()) or not self.lib.exists:
+        if root in self.offline.get(root, frozenset()) or not self.folder.exists:
             return
-        cat = self.lib.catalog
+        cat = self.folder.open_catalog_for_writing()
         try:
             cat.load_walk(crawl.walk([root], hidden=self.o.hidden, exclude=self.o.exclude))
         except UsageError:  # vanished: the roots' check says so
@@ -329,8 +376,8 @@ class Watching:
     # -- batches ------------------------------------------------------------------------
     def _batch(self, ready: Ready) -> None:
         started = time.monotonic()
-        lib = self.lib
-        cat, store = lib.catalog, lib.store
+        folder = self.folder
+        cat, store = folder.open_catalog_for_writing(), folder.open_vectors_for_writing()
         online = [r for r in self.roots if r not in self.offline.get(r, frozenset())]
         plan, held = changes.plan_changes(
             cat, ready, online, self.rules, offline=self.parts, unsettled=self.settler.unsettled()
@@ -353,17 +400,17 @@ class Watching:
                 summary.failed += len(dirs)
             items += [(i, p) for i, p in found if p not in waiting]
         if items:
-            results = self.lib._embed(items, facts=True)
+            results = self.embedder.embed(items, facts=True)
             sync.store_results(cat, store, items, results, summary, self.progress)
         store.commit()
         cat.set_meta("dirty", False)
         stale = [i for i, _, _ in plan.redo] + [r.id for r in plan.gone]
         if stale:
-            lib.thumbs.drop(stale)
+            self.thumbs.drop(stale)
         ok = [r.id for r in cat.rows_by_id([i for i, _ in items]).values() if r.status == "ok"]
         if ok and self.o.thumbnails:
             rows = [r for r in cat.rows_by_id(ok).values()]
-            lib.thumbs.make_many(rows, workers=lib.workers)
+            self.thumbs.make_many(rows, workers=self.embedder.workers)
         batch = Batch(
             new=summary.new,
             changed=summary.changed,
@@ -378,15 +425,15 @@ class Watching:
         self._add(summary)
         if self.progress:
             self.progress(Progress("done", summary.embedded, summary.embedded))
-        for line in lib.messages:
+        for line in folder.messages:
             self.say(line)
-        lib.messages.clear()
+        folder.messages.clear()
         self.on_batch(batch)
 
     def _class_hits(self, ids: list[int]) -> dict[str, int]:
         """How many of ``ids`` each class (learned on this backbone) now finds: every class
         scores them at once, one product of their vectors with the stacked heads."""
-        cat = self.lib.catalog
+        cat = self.folder.open_catalog_for_writing()
         info = cat.get_meta("backbone")
         if not ids or not info:
             return {}
@@ -396,7 +443,7 @@ class Watching:
         ]
         if not usable:
             return {}
-        x = self.lib.store.get(np.asarray(ids, dtype=np.int64))
+        x = self.folder.open_vectors_for_writing().get(np.asarray(ids, dtype=np.int64))
         w = np.stack([h.w for _, h in usable], axis=1)
         b = np.asarray([h.b for _, h in usable], dtype=np.float32)
         cut = np.asarray([h.logit_threshold for _, h in usable], dtype=np.float32)
@@ -417,36 +464,9 @@ class Watching:
         compact the raw log), clear ``meta.dirty``, back the catalog up."""
         if not self.changed and not final:
             return
-        lib = self.lib
-        lib._settle(lib.store)
+        folder = self.folder
+        folder.settle(folder.open_vectors_for_writing())
         if self.changed:
-            backups.make_backup(lib.catalog, lib.dir / backups.BACKUP_DIR)
+            backups.make_backup(folder.open_catalog_for_writing(), folder.dir / backups.BACKUP_DIR)
         self.changed = False
         self.last_checkpoint = time.monotonic()
-
-
-def watch(
-    lib: Library,
-    root_paths: Sequence[str],
-    options: WatchOptions | None = None,
-    *,
-    progress: ProgressFn | None = None,
-    on_index: Callable[[IndexSummary], None] | None = None,
-    on_batch: BatchFn | None = None,
-    say: SayFn | None = None,
-    stop: threading.Event | None = None,
-) -> IndexSummary:
-    """Index ``root_paths`` as ``finder index`` does, then follow them until ``stop`` is set
-    or Ctrl-C (see the module docstring)."""
-    if not root_paths:
-        raise UsageError("name at least one folder to watch")
-    w = Watching(
-        lib,
-        root_paths,
-        options or WatchOptions(),
-        progress=progress,
-        on_index=on_index,
-        on_batch=on_batch,
-        say=say,
-    )
-    return w.run(stop)

@@ -124,7 +124,7 @@ def until(check, timeout: float, what: str, every: float = 0.05):
 def counts(library: Path, folder: Path | None = None) -> tuple[int, int]:
     """(ok images, pending images), under ``folder`` when given."""
     with Library(library) as lib:
-        cat = lib.reader
+        cat = lib.folder.open_catalog()
         if folder is None:
             c = cat.counts()
             return c[OK], c["pending"]
@@ -257,7 +257,7 @@ def run(args, watcher: Watcher, library: Path, root: Path, work: Path, singles, 
         ratios.append(burst_rates[-1] / plain_rates[-1])
         before = watcher.embedded()
         with Library(library) as lib:
-            ids = set(lib.reader.ids_under(str(card)))
+            ids = set(lib.folder.open_catalog().ids_under(str(card)))
         t0 = time.monotonic()
         renamed = root / f"renamed-{k}"
         os.rename(card, renamed)
@@ -265,8 +265,8 @@ def run(args, watcher: Watcher, library: Path, root: Path, work: Path, singles, 
         def moved(renamed=renamed, card=card, ids=ids) -> bool:
             with Library(library) as lib:
                 return set(
-                    lib.reader.ids_under(str(renamed), OK)
-                ) == ids and not lib.reader.has_under(str(card))
+                    lib.folder.open_catalog().ids_under(str(renamed), OK)
+                ) == ids and not lib.folder.open_catalog().has_under(str(card))
 
         until(moved, 600, "the rename", every=0.05)
         renames.append(time.monotonic() - t0)

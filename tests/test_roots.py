@@ -88,21 +88,24 @@ def test_the_rules_on_plain_folders(tmp_path: Path, photo_tree: Path, model_args
     cli("index", str(photo_tree), *model_args)
     root = str(photo_tree)
     with Library(cli.library) as lib:
-        assert recorded(lib.reader) == [{"path": root, "dir": True, "mounts": []}]
-        assert offline_parts(lib.reader, root) == []
-        assert offline_parts(lib.reader, str(tmp_path / "unknown")) == []  # never indexed
+        cat = lib.folder.open_catalog()
+        assert recorded(cat) == [{"path": root, "dir": True, "mounts": []}]
+        assert offline_parts(cat, root) == []
+        assert offline_parts(cat, str(tmp_path / "unknown")) == []  # never indexed
     for p in sorted(photo_tree.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     with Library(cli.library) as lib:  # emptied, and no disk was mounted there: a deletion
-        assert offline_parts(lib.reader, root) == []
-        record = lib.reader.get_meta("roots")
-        lib.catalog.set_meta("roots", [])  # as a library indexed before roots were recorded
+        cat = lib.folder.open_catalog_for_writing()
+        assert offline_parts(cat, root) == []
+        record = cat.get_meta("roots")
+        cat.set_meta("roots", [])  # as a library indexed before roots were recorded
     with Library(cli.library) as lib:  # finder cannot tell: kept, offline
-        assert [(p.path, p.reason) for p in offline_parts(lib.reader, root)] == [(root, "empty")]
-        lib.catalog.set_meta("roots", record)
+        cat = lib.folder.open_catalog_for_writing()
+        assert [(p.path, p.reason) for p in offline_parts(cat, root)] == [(root, "empty")]
+        cat.set_meta("roots", record)
     photo_tree.rmdir()
     with Library(cli.library) as lib:
-        assert [p.reason for p in offline_parts(lib.reader, root)] == ["missing"]
+        assert [p.reason for p in offline_parts(lib.folder.open_catalog(), root)] == ["missing"]
     text = cli("status").stdout
     assert f"offline   13 photos, on {root}" in text
     # an inner folder that held photos is a deletion, not offline

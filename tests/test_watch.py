@@ -104,9 +104,14 @@ def status(library: Path) -> dict:
         return lib.status()
 
 
+def _ok(library: Path) -> int:
+    with Library(library) as lib:
+        return lib.folder.open_catalog().counts()[OK]
+
+
 def row(library: Path, path: Path):
     with Library(library) as lib:
-        return lib.reader.image_by_path(str(path))
+        return lib.folder.open_catalog().image_by_path(str(path))
 
 
 def similar_paths(library: Path, path: Path, top: int = 3) -> list[tuple[str, float]]:
@@ -145,7 +150,7 @@ def test_added_changed_moved_renamed_deleted_while_watching(tmp_path, tree, mode
             found = {m.path: m.score for m in lib.find("red", min_prob=0.0)}
             assert str(added) in found
             copy_prob = found[str(tree / "red" / "0.jpg")]
-            threshold = lib.reader.get_class("red")["threshold"]
+            threshold = lib.folder.open_catalog().get_class("red")["threshold"]
         # a copy of an example: every class scores it as it scores the example
         shutil.copy2(tree / "red" / "0.jpg", tree / "red" / "copy.jpg")
         w.settled(11)
@@ -212,7 +217,7 @@ def test_added_changed_moved_renamed_deleted_while_watching(tmp_path, tree, mode
             }
         assert w.stop() == 0
     with Library(library) as lib:
-        assert not lib.reader.get_meta("dirty")
+        assert not lib.folder.open_catalog().get_meta("dirty")
         assert_consistent(lib)
         assert lib.check() == []
     assert list((library / "backups").glob("catalog-*.db")), "no backup after the watch"
@@ -268,9 +273,7 @@ def test_a_kill_while_watching_then_a_plain_index_loses_nothing(tmp_path, tree, 
         for i in range(300):
             make_photo(burst / f"{i:03d}.jpg", "blue", seed=1000 + i, size=(64, 48))
         os.rename(burst, tree / "card")  # a card's photos arrive at once
-        w.wait_for(
-            lambda: Library(library).reader.counts()[OK] >= 9 + 64, "some of the card stored"
-        )
+        w.wait_for(lambda: _ok(library) >= 9 + 64, "some of the card stored")
         w.proc.send_signal(signal.SIGKILL)
         w.proc.wait()
     with Library(library) as lib:
@@ -340,7 +343,7 @@ def test_the_watch_limit_is_said_once_and_the_rest_is_polled(
         "import json, sys\n"
         "from finder.library import Library\n"
         "from finder.show.progress import say\n"
-        "from finder.watching import WatchOptions\n"
+        "from finder.library import WatchOptions\n"
         "Library(sys.argv[1]).watch([sys.argv[2]], WatchOptions(no_events_poll=1.0), say=say,"
         " on_index=lambda s: say('watching'),"
         " on_batch=lambda b: print(json.dumps(b.to_dict()), flush=True))\n"

@@ -172,7 +172,7 @@ def _watch(
 ) -> None:
     """``index --watch``: the pass's summary, then a line (or a JSON object) per batch of
     changes, until Ctrl-C or SIGTERM (both stop it cleanly: exit code 0)."""
-    from finder.watching import WatchOptions
+    from finder.library import WatchOptions
 
     def on_index(summary: Any) -> None:
         view.stop()
