@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from finder import roots
 from finder.answers import Answers, Match
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import Arg, UnknownImage, UsageError
@@ -16,7 +18,8 @@ from finder.ingest.crawl import open_regular
 from finder.ingest.decode import PHOTO_FORMATS
 from finder.learn.head import Head
 from finder.learn.names import class_name
-from finder.store.catalog import OK, ImageRow
+from finder.roots import Offline
+from finder.store.catalog import FAILED, OK, PENDING, ImageRow
 from finder.store.thumbs import ThumbCache, render
 from finder.teach import Change, Mark, Teaching
 
@@ -52,6 +55,22 @@ def browser_photo(row: ImageRow) -> BrowserPhoto:
     return BrowserPhoto("image/jpeg", jpeg=render(row.path, DISPLAY_SIZE, 90))
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What changed in the library's answers after the moment ``since``
+    (:meth:`ById.changes_since`): ``added``, the photos embedded since (new, or changed and
+    embedded again), oldest first; ``classes``, which of them each class finds now; ``counts``
+    (``ok``, ``pending``, ``failed``) as they are. ``stamp`` is the moment they go up to, the
+    next call's ``since``; ``complete`` False: more changed than one answer holds, or some are
+    not in the read-only vectors yet (they come after ``refresh``): ask again soon."""
+
+    stamp: float
+    added: list[int]
+    classes: dict[str, list[int]]
+    counts: dict[str, int]
+    complete: bool = True
+
+
 class ById:
     """The library in ``folder`` by image id: what ``finder serve`` needs. Images are named by
     id, never by a path taken from the caller; ✓ and ✗ teach ``teaching`` by id; ``answers``
@@ -78,6 +97,47 @@ class ById:
             return 0, []
         total, rows = self.folder.open_catalog().ok_page(max(0, offset), max(0, limit))
         return total, [Match(path, 0.0, i) for i, path in rows]
+
+    def last_change(self) -> float:
+        """The moment (catalog time) up to which this library's answers are current: its last
+        embedding, or when its read-only vectors were opened, if that was before. A page
+        shown now asks ``changes_since`` it."""
+        if not self.folder.exists:
+            return 0.0
+        last = self.folder.open_catalog().last_ok_update()
+        cover = self.folder.vectors_cover()
+        return last if cover is None else min(last, cover)
+
+    def changes_since(self, since: float, limit: int = 500) -> Changes:
+        """The photos embedded after ``since`` (at most ``limit``, whole commits), which of
+        them each class finds (scored by every class at once), and the counts: index ranges
+        and a product of a few vectors with the heads, never a search of the library."""
+        if not self.folder.exists:
+            return Changes(since, [], {}, {OK: 0, PENDING: 0, FAILED: 0})
+        catalog = self.folder.open_catalog()
+        rows = catalog.ok_since(since, limit + 1)
+        complete = len(rows) <= limit
+        if not complete:  # whole commits only: the moment of the first one left out
+            last = rows[limit][1]
+            rows = [r for r in rows if r[1] < last] or catalog.ok_at(last)
+        cover = self.folder.vectors_cover()
+        if cover is not None and rows and rows[-1][1] > cover:
+            rows = [r for r in rows if r[1] <= cover]  # the rest after the next refresh
+            complete = False
+        ids = [i for i, _ in rows]
+        stamp = rows[-1][1] if rows else since
+        return Changes(stamp, ids, self.teaching.hits(ids), catalog.counts(), complete)
+
+    def offline(self, image_id: int) -> Offline | None:
+        """The offline root (or disk mounted in one) indexed image ``image_id`` is on, when its
+        file is not there now because of it (:mod:`finder.roots`); None otherwise."""
+        row = self.image(image_id)
+        if os.path.lexists(row.path):
+            return None
+        for part in roots.offline(self.folder.open_catalog()):
+            if roots.under(row.path, part.path):
+                return part
+        return None
 
     def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
         """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""

@@ -99,7 +99,12 @@ class BackboneMismatch(LibraryError):
 
 
 class LibraryLocked(LibraryError):
-    """Another finder process is writing to this library."""
+    """Another finder process is writing to this library. ``owner``: its record when it keeps
+    one (:mod:`finder.store.owner`: ``pid``, ``command``, ``argv``, ``following``)."""
+
+    def __init__(self, *parts: Part, owner: dict | None = None) -> None:
+        super().__init__(*parts)
+        self.owner = owner
 
 
 class LibraryDamaged(LibraryError):

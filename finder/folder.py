@@ -18,6 +18,7 @@ vector go back to ``pending`` and are embedded by the next index run.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from finder.errors import LibraryDamaged, LibraryError, LibraryLocked, UsageError
+from finder.store import owner
 from finder.store import repair as repairs
 from finder.store.catalog import OK, PENDING, Catalog, CatalogTooOld
 from finder.store.journal import JOURNAL
@@ -101,6 +103,9 @@ class Folder:
         self._store: VectorStore | None = None  # read-only unless the lock is held
         self._lock: FileLock | None = None  # the writer's lock, once taken
         self._vectors_seen: tuple | None = None  # the vector files when last looked at (shared)
+        # read-only vectors hold at least every image embedded up to this moment (catalog time,
+        # read just before they were opened; see ``vectors_cover``)
+        self._vectors_cover: float | None = None
 
     @property
     def exists(self) -> bool:
@@ -187,11 +192,22 @@ class Folder:
             try:
                 lock.acquire()
             except Timeout:
+                holder = owner.read(self.dir)
+                who = f" ({holder['command']}, pid {holder['pid']})" if holder else ""
                 raise LibraryLocked(
-                    f"another finder is working on the library {self.dir}; "
-                    "wait for it to finish and try again"
+                    f"another finder{who} is working on the library {self.dir}; "
+                    "wait for it to finish and try again",
+                    owner=holder,
                 ) from None
             self._lock = lock
+            owner.write(self.dir)
+
+    def note_following(self, roots: Sequence[str], offline: Sequence[str] = ()) -> None:
+        """With the lock held: say in the owner record that this process follows ``roots`` (a
+        watch; ``offline``: the parts of them offline now), for the message another writer
+        gets and for the pages that show the library."""
+        if self._lock is not None:
+            owner.write(self.dir, following=roots, offline=offline)
 
     def try_lock(self) -> bool:
         """Take the writer's lock when it can be had; False while another process writes, when
@@ -239,6 +255,8 @@ class Folder:
         info = self.recorded_backbone()
         if not info:
             raise LibraryError(f"the library {self.dir} has no vectors yet")
+        # read before the files are: vectors are stored before the catalog says ok
+        self._vectors_cover = self.open_catalog().last_ok_update() if read_only else None
         return VectorStore(
             self.dir / "vectors",
             int(info["dim"]),
@@ -246,6 +264,14 @@ class Folder:
             on_message=self.messages.append,
             read_only=read_only,
         )
+
+    def vectors_cover(self) -> float | None:
+        """Read-only vectors open: the moment (the catalog's ``updated`` time) up to which they
+        hold every embedded image; later ones come with the next opening (``refresh``). None:
+        no read-only vectors open (the next opening sees all, and a writer's hold all)."""
+        if self._store is None or not self._store.read_only:
+            return None
+        return self._vectors_cover
 
     def close_vectors_if_changed(self) -> bool:
         """For a shared library: close the vectors when another process changed their files
@@ -313,6 +339,7 @@ class Folder:
             self._catalog.close()
             self._catalog = None
         if self._lock is not None:
+            owner.remove(self.dir)
             self._lock.release()
             self._lock = None
 

@@ -80,6 +80,14 @@ class Health:
             **roots.status(cat),  # roots, offline_roots, offline (finder.roots)
         }
 
+    def offline_roots(self) -> dict[str, Any]:
+        """``offline_roots`` (roots, or disks mounted in one, offline now) and ``offline`` (the
+        photos on them, kept): what ``status`` says of them, without the rest."""
+        if not self.folder.exists:
+            return {"offline_roots": [], "offline": 0}
+        found = roots.status(self.folder.open_catalog())
+        return {"offline_roots": found["offline_roots"], "offline": found["offline"]}
+
     def failures(self) -> list[tuple[str, str]]:
         return self.folder.open_catalog().failed() if self.folder.exists else []
 

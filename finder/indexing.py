@@ -187,6 +187,11 @@ class Indexing:
             sync.store_results(cat, store, items, results, summary, progress, root)
         sync.fill_facts(cat, root, summary, self.embedder.workers)
 
+    def roots(self) -> list[str]:
+        """The folders indexed into this library (each index run records its roots)."""
+        folder = self.folder
+        return known_roots.paths(folder.open_catalog()) if folder.exists else []
+
     def forget_root(self, root: str) -> int:
         """Drop the photos under ``root`` (a root gone for good, e.g. an old disk) and its
         record; returns how many. Takes the writer's lock."""

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.by_id import BrowserPhoto, ById, browser_photo
+from finder.by_id import BrowserPhoto, ById, Changes, browser_photo
 from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
@@ -51,6 +51,7 @@ from finder.errors import FinderError, UsageError
 from finder.folder import Folder, library_path
 from finder.health import Health
 from finder.indexing import Indexing
+from finder.roots import Offline
 from finder.store.catalog import ImageRow
 from finder.store.facts import Filters
 from finder.store.thumbs import ThumbCache
@@ -112,7 +113,9 @@ class Library:
         self.by_id = ById(self.folder, self.teaching, self.answers, self.thumbs)
         self.health = Health(self.folder)
         self.indexing = Indexing(self.folder, self.embedder, self.thumbs)
-        self.watcher = Watcher(self.folder, self.embedder, self.indexing, self.thumbs)
+        self.watcher = Watcher(
+            self.folder, self.embedder, self.indexing, self.teaching, self.thumbs
+        )
 
     @classmethod
     def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
@@ -186,6 +189,15 @@ class Library:
         """Drop the photos under ``root`` (a root gone for good, e.g. an old disk) and its
         record; returns how many. Takes the writer's lock."""
         return self.indexing.forget_root(root)
+
+    def lock(self) -> None:
+        """Take the writer's lock now, kept until ``close``: ``LibraryLocked`` (with the record
+        of the process that holds it) when another process has it."""
+        self.folder.lock()
+
+    def roots(self) -> list[str]:
+        """The folders indexed into this library (each index run records its roots)."""
+        return self.indexing.roots()
 
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
         """Make the missing thumbnails of every indexed image: (made, failed)."""
@@ -338,6 +350,21 @@ class Library:
         """(class, probability, mark) of indexed image ``image_id`` in each class."""
         return self.by_id.class_scores(image_id)
 
+    def last_change(self) -> float:
+        """The moment up to which this library's answers are current (see
+        :meth:`ById.last_change`): what a page shown now asks ``changes_since``."""
+        return self.by_id.last_change()
+
+    def changes_since(self, since: float, limit: int = 500) -> Changes:
+        """The photos embedded after ``since``, which of them each class finds, and the counts
+        (see :meth:`ById.changes_since`): a page's live updates."""
+        return self.by_id.changes_since(since, limit)
+
+    def offline(self, image_id: int) -> Offline | None:
+        """The offline root (or disk) indexed image ``image_id`` is on, when its file is not
+        there now because of it; None otherwise (see :mod:`finder.roots`)."""
+        return self.by_id.offline(image_id)
+
     def thumbnail(self, image_id: int) -> Path:
         """The thumbnail file of an indexed image, made now when missing."""
         return self.by_id.thumbnail(image_id)
@@ -352,6 +379,10 @@ class Library:
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index (see :meth:`Health.status`)."""
         return self.health.status()
+
+    def offline_roots(self) -> dict[str, Any]:
+        """``offline_roots`` and ``offline`` (the photos on them) as ``status`` says them."""
+        return self.health.offline_roots()
 
     def failures(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that failed."""
@@ -371,6 +402,7 @@ __all__ = [
     "Batch",
     "BrowserPhoto",
     "Change",
+    "Changes",
     "ClassImport",
     "Filters",
     "FinderError",
@@ -380,6 +412,7 @@ __all__ = [
     "Library",
     "Mark",
     "Match",
+    "Offline",
     "Progress",
     "WatchOptions",
     "default_library_dir",

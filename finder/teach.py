@@ -479,3 +479,35 @@ class Teaching:
             row = catalog.image_by_path(path)
             out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
         return out
+
+    def hits(self, ids: Sequence[int]) -> dict[str, list[int]]:
+        """For each class learned on this library's backbone, which of ``ids`` it finds now (at
+        or above its cut-off): every class scores them at once, one product of their stored
+        vectors with the stacked heads, without a search of the library. Ids without a stored
+        vector (not indexed, or not yet seen by read-only vectors) are left out."""
+        info = self.folder.recorded_backbone()
+        if not len(ids) or not info:
+            return {}
+        key = _backbone_key(info)
+        heads = [
+            (c["name"], Head.from_dict(c["head"]))
+            for c in self.folder.open_catalog().classes()
+            if c["backbone"] == key
+        ]
+        if not heads:
+            return {}
+        store = self.folder.open_vectors()
+        wanted = np.asarray(ids, dtype=np.int64)
+        wanted = wanted[store.has(wanted)]
+        if not len(wanted):
+            return {}
+        x = store.get(wanted)
+        w = np.stack([h.w for _, h in heads], axis=1)
+        b = np.asarray([h.b for _, h in heads], dtype=np.float32)
+        cut = np.asarray([h.logit_threshold for _, h in heads], dtype=np.float32)
+        found = (x @ w + b) >= cut
+        out = {}
+        for k, (name, _) in enumerate(heads):
+            if found[:, k].any():
+                out[name] = wanted[found[:, k]].tolist()
+        return out

@@ -5,7 +5,7 @@ current until Ctrl-C.
         lib.watch(["~/Pictures"], on_batch=print)      # or WatchOptions(poll=60.0), stop=event
 
 :class:`Watcher` is the library's part that does it (handed the ``Folder``, the ``Embedder``,
-``Indexing`` and the thumbnails); each call is one :class:`Watching`, the run's state.
+``Indexing``, ``Teaching`` and the thumbnails); each call is one :class:`Watching`, the run's state.
 
 One loop, in the calling thread, does all the writing: the process holds the library's lock
 the whole time (it is the one writer); watchdog's threads only note paths in a
@@ -45,17 +45,16 @@ from typing import Any
 import numpy as np
 
 from finder import changes, roots, sync
-from finder.embed.registry import identity_key
 from finder.embedder import Embedder
 from finder.errors import Arg, UsageError
 from finder.folder import Folder
 from finder.indexing import Indexing
 from finder.ingest import crawl, mounts
 from finder.ingest.watch import QUICK, SETTLE, EventSource, PathRules, Ready, Settler, under
-from finder.learn.head import Head
 from finder.store import backup as backups
 from finder.store.thumbs import ThumbCache
 from finder.sync import IndexSummary, Progress, ProgressFn
+from finder.teach import Teaching
 
 RESCAN = 1800.0  # seconds between two safety-net rescans of a root followed by events
 NO_EVENTS_POLL = 60.0  # seconds between two rescans of a root without events (unless --poll)
@@ -127,15 +126,21 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 class Watcher:
     """Following the roots of the library in ``folder`` (see the module docstring): its photos
-    embedded by ``embedder``, its index runs made by ``indexing``, its thumbnails in
-    ``thumbs``."""
+    embedded by ``embedder``, its index runs made by ``indexing``, new photos scored by the
+    classes of ``teaching``, its thumbnails in ``thumbs``."""
 
     def __init__(
-        self, folder: Folder, embedder: Embedder, indexing: Indexing, thumbs: ThumbCache
+        self,
+        folder: Folder,
+        embedder: Embedder,
+        indexing: Indexing,
+        teaching: Teaching,
+        thumbs: ThumbCache,
     ) -> None:
         self.folder = folder
         self.embedder = embedder
         self.indexing = indexing
+        self.teaching = teaching
         self.thumbs = thumbs
 
     def watch(
@@ -174,6 +179,7 @@ class Watching:
         self.folder = parts.folder
         self.embedder = parts.embedder
         self.indexing = parts.indexing
+        self.teaching = parts.teaching
         self.thumbs = parts.thumbs
         self.o = options
         self.roots = _outermost([os.path.abspath(os.path.expanduser(r)) for r in root_paths])
@@ -182,7 +188,9 @@ class Watching:
         )
         self.settler = Settler(options.settle, options.quick)
         self.events: EventSource | None = None
+        self._hook = progress
         self.progress = progress
+        self._stop = threading.Event()  # set by ``run``'s caller to end the watch
         self.on_index = on_index or (lambda _s: None)
         self.on_batch = on_batch or (lambda _b: None)
         self.say = say or (lambda _m: None)
@@ -203,7 +211,12 @@ class Watching:
         """The usual pass, then follow the roots until ``stop`` is set or Ctrl-C. Returns the
         totals (the pass's and every batch's)."""
         stop = stop or threading.Event()
+        self._stop = stop
+        self.progress = self._stoppable(self.progress)
         self._check_new_roots()
+        if self.folder.exists:  # the one writer from now on (a new library: from its pass)
+            self.folder.lock()
+            self.folder.note_following(self.roots)
         started = False
         try:
             if self.o.poll is None:
@@ -222,7 +235,8 @@ class Watching:
             self.on_index(summary)
             if summary.interrupted:
                 return self.total
-            self.progress = self.indexing.publishing(self.progress)
+            self.folder.note_following(self.roots, [p.path for p in self.parts])
+            self.progress = self._stoppable(self.indexing.publishing(self._hook))
             self._warm_up()
             self._check_roots()
             while not stop.is_set():
@@ -235,6 +249,18 @@ class Watching:
             if started:
                 self._checkpoint(final=True)
         return self.total
+
+    def _stoppable(self, progress: ProgressFn | None) -> ProgressFn:
+        """``progress``, which ends the pass or the batch under way as Ctrl-C would once
+        ``stop`` is set (from another thread: ``finder serve --watch``)."""
+
+        def report(event: Progress) -> None:
+            if self._stop.is_set():
+                raise KeyboardInterrupt
+            if progress:
+                progress(event)
+
+        return report
 
     def _check_new_roots(self) -> None:
         """A root that does not exist and was never indexed is a mistake, said at once."""
@@ -339,6 +365,8 @@ class Watching:
                 self.next_scan[root] = 0.0  # rescanned at once: what changed while away
                 assert cat is not None
                 roots.remember(cat, root, table)  # its mount points now
+        if [p.path for p in parts_all] != [p.path for p in self.parts]:
+            self.folder.note_following(self.roots, [p.path for p in parts_all])
         self.parts = parts_all
 
     def _trouble(self) -> None:
@@ -431,24 +459,8 @@ class Watching:
         self.on_batch(batch)
 
     def _class_hits(self, ids: list[int]) -> dict[str, int]:
-        """How many of ``ids`` each class (learned on this backbone) now finds: every class
-        scores them at once, one product of their vectors with the stacked heads."""
-        cat = self.folder.open_catalog_for_writing()
-        info = cat.get_meta("backbone")
-        if not ids or not info:
-            return {}
-        key = identity_key(info)
-        usable = [
-            (c["name"], Head.from_dict(c["head"])) for c in cat.classes() if c["backbone"] == key
-        ]
-        if not usable:
-            return {}
-        x = self.folder.open_vectors_for_writing().get(np.asarray(ids, dtype=np.int64))
-        w = np.stack([h.w for _, h in usable], axis=1)
-        b = np.asarray([h.b for _, h in usable], dtype=np.float32)
-        cut = np.asarray([h.logit_threshold for _, h in usable], dtype=np.float32)
-        hits = ((x @ w + b) >= cut).sum(axis=0)
-        return {n: int(k) for (n, _), k in zip(usable, hits, strict=True) if k}
+        """How many of ``ids`` each class (learned on this backbone) now finds."""
+        return {name: len(found) for name, found in self.teaching.hits(ids).items()}
 
     def _add(self, s: IndexSummary) -> None:
         t = self.total

@@ -198,7 +198,63 @@ def flag_of(arg: Arg) -> str:
 
 def error_line(error: FinderError) -> str:
     """One of our errors as the command line says it: its arguments named by their flags."""
+    owner = getattr(error, "owner", None)
+    if owner and owner.get("following"):
+        return locked_line(owner)
     return error.worded(flag_of)
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = folder.rstrip(os.sep) or os.sep
+    return path == folder or path.startswith(folder if folder == os.sep else folder + os.sep)
+
+
+def followed_by(owner: Mapping[str, Any] | None, roots: Sequence[str]) -> bool:
+    """Whether a watching writer (its owner record) follows every one of ``roots`` already."""
+    following = (owner or {}).get("following") or []
+    return bool(roots) and all(any(_under(r, f) for f in following) for r in roots)
+
+
+def _who(owner: Mapping[str, Any]) -> str:
+    return f"`{escape(owner['command'])}` (pid {owner['pid']})"
+
+
+def nothing_to_do_line(owner: Mapping[str, Any], roots: Sequence[str]) -> str:
+    """``finder index ROOT`` while a watch that follows ROOT holds the library."""
+    return (
+        f"nothing to do: {', '.join(map(escape, roots))} is followed by {_who(owner)}, which "
+        "takes its changes in as they come"
+    )
+
+
+def serve_locked_line(owner: Mapping[str, Any]) -> str:
+    """``finder serve --watch`` while another watch holds the library."""
+    return (
+        f"{_who(owner)} follows {', '.join(map(escape, owner.get('following') or []))} and is "
+        "the one writer of this library: `finder serve` (without --watch) shows the page "
+        "beside it, new photos included"
+    )
+
+
+def locked_line(owner: Mapping[str, Any], roots: Sequence[str] = ()) -> str:
+    """Another process watches the library, its one writer: who, and how to add ``roots``
+    (the folders a command was asked to index) to what it follows."""
+    following = list(owner.get("following") or [])
+    new = [r for r in roots if not any(_under(r, f) for f in following)]
+    shown = " ".join(map(escape, new)) or "FOLDER"
+    serving = "serve" in (owner.get("argv") or [])[1:]
+    if serving:
+        how = (
+            f"stop it (Ctrl-C), run `finder index {shown}`, and start `finder serve --watch` "
+            "again: it follows every folder indexed"
+        )
+    else:
+        both = " ".join(map(escape, following + new)) if new else f"{' '.join(following)} FOLDER"
+        how = f"stop it (Ctrl-C) and run `finder index --watch {both}`"
+    return (
+        f"{_who(owner)} follows {', '.join(map(escape, following))} and is the one writer of "
+        f"this library; to add {shown}, {how}"
+    )
 
 
 def backbone_rows(specs: Iterable[Any], default: str) -> list[dict[str, Any]]:

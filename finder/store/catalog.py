@@ -335,9 +335,11 @@ class Catalog(ClassTables, FrameTables):
         return Scan(unchanged=unchanged, redo=redo, new=new, gone=gone)
 
     def move(self, image_id: int, fact: FileFact) -> None:
+        """A photo moved: its new path (its vector, and ``updated``, stay: nothing about the
+        photo changed; see ``updated_since``)."""
         self.db.execute(
-            "UPDATE images SET path = ?, size = ?, mtime_ns = ?, updated = ? WHERE id = ?",
-            [encode_path(fact.path), fact.size, fact.mtime_ns, time.time(), image_id],
+            "UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+            [encode_path(fact.path), fact.size, fact.mtime_ns, image_id],
         )
 
     def delete_images(self, ids: Sequence[int]) -> None:
@@ -471,6 +473,36 @@ class Catalog(ClassTables, FrameTables):
                 "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
                 "WHERE id >= ? AND id < ? AND status = 'ok' ORDER BY id",
                 [int(lo), int(hi)],
+            )
+        ]
+
+    # -- what changed lately (the page's live updates) -------------------------------------
+    def last_ok_update(self) -> float:
+        """When an indexed image last changed (embedded, new or again; 0.0: none): one probe
+        of ``idx_images_status_updated``."""
+        row = self.db.execute("SELECT max(updated) FROM images WHERE status = 'ok'").fetchone()
+        return float(row[0] or 0.0)
+
+    def ok_since(self, since: float, limit: int) -> list[tuple[int, float]]:
+        """(id, updated) of the indexed images embedded (new or again) after ``since``, oldest
+        first, at most ``limit`` (a move is not a change of the photo): an index range,
+        however large the library."""
+        return [
+            (int(i), float(t))
+            for i, t in self.db.execute(
+                "SELECT id, updated FROM images WHERE status = 'ok' AND updated > ? "
+                "ORDER BY updated LIMIT ?",
+                [float(since), int(limit)],
+            )
+        ]
+
+    def ok_at(self, when: float) -> list[tuple[int, float]]:
+        """(id, updated) of the indexed images embedded at the moment ``when`` (one commit)."""
+        return [
+            (int(i), float(t))
+            for i, t in self.db.execute(
+                "SELECT id, updated FROM images WHERE status = 'ok' AND updated = ?",
+                [float(when)],
             )
         ]
 

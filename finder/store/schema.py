@@ -9,7 +9,7 @@ import sqlite_utils
 
 from finder.store import facts as stored_facts
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -156,6 +156,13 @@ def _migrate_to_7(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_to_8(db: sqlite_utils.Database) -> None:
+    """The images by status and when they last changed (``updated``: inserted, changed,
+    embedded, failed): the photos embedded since a moment are an index range
+    (``Catalog.ok_since``: the page's live updates), never a scan of the library."""
+    db.execute("CREATE INDEX IF NOT EXISTS idx_images_status_updated ON images(status, updated)")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
 MIGRATIONS = [
     _migrate_to_1,
@@ -165,4 +172,5 @@ MIGRATIONS = [
     _migrate_to_5,
     _migrate_to_6,
     _migrate_to_7,
+    _migrate_to_8,
 ]

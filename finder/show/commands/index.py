@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import typer
 
 from finder.embed.cluster_ray import LOCAL, looks_like_address
-from finder.errors import UsageError
+from finder.errors import LibraryLocked, UsageError
 from finder.show import app as ui
 from finder.show import text
 from finder.show.progress import ProgressView
@@ -115,40 +116,57 @@ def index(
         raise UsageError("--watch: name the folders to follow")
     choice = ui.backbone_choice(backbone, model, layer, weights, views, precision)
     view = ProgressView(quiet or as_json)
-    with ui.open_library(
-        library,
-        backbone=choice,
-        batch_size=batch_size,
-        workers=workers,
-        memory_budget=_parse_bytes(memory_budget) if memory_budget else None,
-    ) as lib:
-        for root in forget_root or []:
-            n = lib.forget_root(str(root))
-            ui.say(f"forgot {root}: {n} photos dropped")
-        if not roots:
-            if forget_root:
-                return
-            raise UsageError("name at least one folder to index")
-        if watch:
-            paths = [str(r) for r in roots]
-            return _watch(lib, paths, view, hidden, exclude, thumbnails, poll, as_json)
-        try:
-            summary = lib.index(
-                [str(r) for r in roots],
-                hidden=hidden,
-                exclude=exclude or [],
-                progress=view,
-                thumbnails=thumbnails,
-                ray=ray,
-                videos=not no_videos,
-            )
-        finally:
-            view.stop()
+    try:
+        with ui.open_library(
+            library,
+            backbone=choice,
+            batch_size=batch_size,
+            workers=workers,
+            memory_budget=_parse_bytes(memory_budget) if memory_budget else None,
+        ) as lib:
+            for root in forget_root or []:
+                n = lib.forget_root(str(root))
+                ui.say(f"forgot {root}: {n} photos dropped")
+            if not roots:
+                if forget_root:
+                    return
+                raise UsageError("name at least one folder to index")
+            if watch:
+                paths = [str(r) for r in roots]
+                return _watch(lib, paths, view, hidden, exclude, thumbnails, poll, as_json)
+            try:
+                summary = lib.index(
+                    [str(r) for r in roots],
+                    hidden=hidden,
+                    exclude=exclude or [],
+                    progress=view,
+                    thumbnails=thumbnails,
+                    ray=ray,
+                    videos=not no_videos,
+                )
+            finally:
+                view.stop()
+    except LibraryLocked as e:
+        _locked(e, [] if forget_root else roots or [])
     for m in summary.messages:
         ui.say(m)
     _print_summary(summary, as_json)
     if summary.interrupted:
         raise typer.Exit(130)
+
+
+def _locked(error: LibraryLocked, roots: list[Path]) -> None:
+    """Another process writes the library. When it is a watch that follows every root asked
+    for, there is nothing to do (exit 0); when it is a watch, say how to add the others."""
+    owner = error.owner
+    if not (owner and owner.get("following")):
+        raise error
+    paths = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
+    if text.followed_by(owner, paths):
+        ui.say(text.nothing_to_do_line(owner, paths))
+        raise typer.Exit(0)
+    ui.say(f"error: {text.locked_line(owner, paths)}")
+    raise typer.Exit(error.exit_code)
 
 
 def _print_summary(summary: Any, as_json: bool, lines: bool = False) -> None:

@@ -19,8 +19,9 @@ The JSON API (a contract: scripts use it too): ``GET /api/status``, ``/api/class
 ``POST /api/forget/{name}`` (kept 30 days), ``GET /api/forgotten``, ``POST
 /api/restore/{name}``, ``POST /api/drop/{name}`` with ``{"ids": [image ids], "marks": [keys]}``
 (marks taken back: by image id, or by the ``key`` ``/api/examples`` gives each mark, which
-also names a photo outside the library); images: ``GET /thumb/{id}``, ``GET /photo/{id}``, by
-catalog id only.
+also names a photo outside the library); ``/api/changes?since=STAMP`` (what changed since a
+page was shown: the page's live updates, ``static/live.js``); images: ``GET /thumb/{id}``,
+``GET /photo/{id}``, by catalog id only.
 
 Errors are one line: ``{"error": "..."}`` with a 4xx status (an HTML page for the pages), and
 the library is left as it was. ``guard.py`` checks the Host, the token and the origin first.
@@ -100,10 +101,25 @@ def match_json(m: Any, key: str) -> dict:
 
 # -- reading the request ----------------------------------------------------------------------
 def image_id(request: Request) -> int:
-    text = request.path_params["id"]
+    return image_id_of(request.path_params["id"])
+
+
+def image_id_of(text: str) -> int:
     if not _ID.match(text):
         raise BadRequest(f"{shown(text)!r} is not an image id: images are named by id only")
     return int(text)
+
+
+def parse_stamp(text: str) -> tuple[str, float]:
+    """A page's stamp (``KEY:WHEN``, as ``Backend.stamp`` made it)."""
+    key, _, when = text.partition(":")
+    try:
+        value = float(when)
+    except ValueError:
+        value = float("nan")
+    if not key or value != value or value in (float("inf"), float("-inf")):
+        raise BadRequest("since must be the stamp of a page (data-stamp)")
+    return key, value
 
 
 def int_param(request: Request, key: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -396,6 +412,29 @@ def create_app(
             raise BadRequest("nothing to take back: give ids or marks")
         record = await run(backend.drop, request.path_params["name"], ids, keys)
         return JSON(class_json(record))
+
+    # -- live updates (static/live.js) ------------------------------------------------
+    @route("/api/changes")
+    async def api_changes(request: Request) -> Response:
+        """What changed since the page's stamp: while the library's files stay as they were,
+        a few stats answer (no library call); else the photos embedded since, the classes
+        that find them, the counts and the progress (``Backend.changes``)."""
+        since = request.query_params.get("since", "")
+        key, when = parse_stamp(since)
+        now = backend.files_key()
+        if key == now:
+            return JSON({"stamp": since, "changed": False})
+        return JSON(await run(backend.changes, now, when))
+
+    @route("/live/cards")
+    async def live_cards(request: Request) -> Response:
+        """Cards of photos added to the library (``?ids=1,2,3``), for a grid to append."""
+        text = request.query_params.get("ids", "")
+        ids = [image_id_of(t) for t in text.split(",") if t]
+        if len(ids) > MAX_PAGE:
+            raise BadRequest(f"ids: at most {MAX_PAGE} at once")
+        found = await run(backend.cards, ids)
+        return page("_live_cards.html", photos=found)
 
     # -- images ------------------------------------------------------------------------
     @route("/thumb/{id}")

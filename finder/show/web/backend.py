@@ -26,6 +26,9 @@ from finder.library import Change, ImageRow, Library, Match
 T = TypeVar("T")
 KEY_LENGTH = 16  # hex digits of a mark's key
 REFRESH_EVERY = 1.0  # seconds between two looks at whether another process added vectors
+CHANGES = 500  # photos a page is told about in one answer (more: it asks again at once)
+#: The files whose stats tell whether anything a page shows may have changed.
+LIVE_FILES = ("catalog.db", "catalog.db-wal", "progress.json", "owner.json")
 
 
 def mark_key(path: str) -> str:
@@ -95,9 +98,63 @@ class Backend:
         self._pool.submit(self.lib.close).result()
         self._pool.shutdown()
 
+    # -- live updates: what changed since a page was shown ------------------------------------
+    def files_key(self) -> str:
+        """What the library's files look like now (the catalog and its log, the progress and
+        the writer's record: a few stats, any thread): while it stays the same, nothing a page
+        shows has changed, and a page's poll costs no more than this."""
+        parts = []
+        for name in LIVE_FILES:
+            try:
+                st = os.stat(self.lib.dir / name)
+                parts.append(f"{st.st_size}.{st.st_mtime_ns}")
+            except OSError:
+                parts.append("-")
+        return hashlib.blake2b("/".join(parts).encode(), digest_size=8).hexdigest()
+
+    def stamp(self) -> str:
+        """The stamp of a page shown now (on the library's thread, before what it shows is
+        read): its next ``changes`` are asked since it. The catalog is opened first: the
+        first opening may make its log file, which is no change."""
+        self.lib.last_change()
+        return f"{self.files_key()}:{self.lib.last_change()!r}"
+
+    def changes(self, key: str, since: float) -> dict[str, Any]:
+        """What changed since the moment ``since``, for a page (``/api/changes``): the photos
+        embedded since, which of them each class finds, the counts, the offline photos, the
+        progress of an index run. ``key`` (``files_key``, read before) goes into the stamp
+        unless more is to come (then the next poll asks again at once)."""
+        lib = self.lib
+        found = lib.changes_since(since, CHANGES)
+        counts = found.counts
+        return {
+            "stamp": f"{key if found.complete else 'again'}:{found.stamp!r}",
+            "changed": True,
+            "again": not found.complete,
+            "images": counts.get("ok", 0),
+            "pending": counts.get("pending", 0),
+            "failed": counts.get("failed", 0),
+            **lib.offline_roots(),
+            "added": found.added,
+            "classes": found.classes,
+            "progress": lib.index_progress(),
+        }
+
+    def cards(self, ids: list[int]) -> list[Match]:
+        """The indexed photos among ``ids`` (others left out), for cards added to a page."""
+        out = []
+        for i in ids:
+            try:
+                row = self.lib.image(i)
+            except FinderError:
+                continue
+            out.append(Match(row.path, 0.0, row.id))
+        return out
+
     # -- what each page shows, in one call on the library thread ------------------------------
     def home(self, offset: int, limit: int) -> dict[str, Any]:
         lib = self.lib
+        stamp = self.stamp()
         total, photos = lib.browse(offset, limit)
         classes = lib.classes()
         return {
@@ -108,6 +165,7 @@ class Backend:
             "total": total,
             "progress": lib.index_progress(),
             "forgotten": lib.forgotten(),
+            "stamp": stamp,
         }
 
     # -- a class's life ------------------------------------------------------------------------
@@ -156,6 +214,7 @@ class Backend:
         (The photos to review come apart, ``review_view``: at 100,000 images they take a
         second, the rest a few milliseconds.)"""
         lib = self.lib
+        stamp = self.stamp()
         record = lib.class_record(name)
         marks = lib.marks(name)
         marked = {m.id for m in marks if m.id is not None}
@@ -169,6 +228,7 @@ class Backend:
             "ranked": page,
             "review": None,  # fetched apart (review_view), or given by teach_class
             "classes": lib.classes(),
+            "stamp": stamp,
         }
 
     def teach_class(
@@ -207,6 +267,7 @@ class Backend:
         similar = lib.similar_to_id(image_id, top=offset + limit + 1)[offset:]
         return {
             "row": row,
+            "offline": lib.offline(image_id) if offset == 0 else None,
             "scores": lib.class_scores(image_id) if offset == 0 else [],
             "similar": similar[:limit],
             "more": len(similar) > limit,

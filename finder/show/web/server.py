@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -11,7 +12,8 @@ import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 
-from finder.errors import UsageError
+from finder.errors import FinderError, UsageError
+from finder.show.text import batch_line, error_line
 from finder.show.web.guard import WILDCARD, allowed_host, is_loopback
 
 
@@ -50,6 +52,65 @@ def one_blas_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+class Follower:
+    """``finder serve --watch``: the library's roots followed in a thread of its own, with a
+    Library of its own that holds the writer's lock (taken at once: ``LibraryLocked``, naming
+    the holder, when another process writes). The page's library stays shared and sees what
+    it stores through ``refresh``. ``stop`` ends the watch as Ctrl-C ends ``index --watch``."""
+
+    def __init__(self, library: str | os.PathLike | Path | None) -> None:
+        from finder.library import Library
+
+        self.lib = Library(library)
+        try:
+            self.roots = self.lib.roots()
+            if not self.roots:
+                raise UsageError(
+                    f"the library {self.lib.dir} has no folder to follow yet: index one "
+                    "first (`finder index FOLDER`), then `finder serve --watch` follows it"
+                )
+            self.lib.lock()
+        except BaseException:
+            self.lib.close()
+            raise
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="finder-watch", daemon=True)
+
+    def start(self) -> None:
+        say(f"watching {', '.join(self.roots)}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.lib.watch(self.roots, stop=self._stop, say=say, on_batch=_said_batch)
+        except FinderError as e:
+            say(f"the watch stopped: {error_line(e)}; the page is still served")
+        except Exception as e:  # never a traceback: the page goes on without the watch
+            say(f"the watch stopped: {type(e).__name__}: {e}; the page is still served")
+        finally:
+            self.lib.close()
+
+    def stop(self) -> None:
+        """End the watch (what it was doing is kept, the library settled) and wait for it."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        else:
+            self.lib.close()
+
+
+def say(message: str) -> None:
+    print(f"finder: {message}", file=sys.stderr, flush=True)
+
+
+def _said_batch(batch: object) -> None:
+    say(batch_line(batch))
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(
     library: str | os.PathLike | Path | None,
     *,
@@ -58,9 +119,11 @@ def serve(
     open_browser: bool = True,
     token: str | None = None,
     allow_hosts: Sequence[str] = (),
+    watch: bool = False,
 ) -> None:
     """Serve ``library`` until interrupted. The first line on stdout is the URL to open.
-    ``allow_hosts``: names the ``Host`` header may give besides this machine's own."""
+    ``allow_hosts``: names the ``Host`` header may give besides this machine's own. With
+    ``watch``, also follow the folders it indexed (this process is then its one writer)."""
     import uvicorn
 
     from finder.show.web.app import create_app
@@ -75,7 +138,13 @@ def serve(
             file=sys.stderr,
         )
     one_blas_thread()
-    sock = bind(host, port)
+    follower = Follower(library) if watch else None  # the lock first: a second writer says so
+    try:
+        sock = bind(host, port)
+    except BaseException:
+        if follower is not None:
+            follower.stop()
+        raise
     port = sock.getsockname()[1]
     token = token or secrets.token_urlsafe(24)
     app = create_app(library, token=token, port=port, host=host, allow_hosts=allow_hosts)
@@ -88,12 +157,19 @@ def serve(
     server = uvicorn.Server(config)
     if open_browser and _has_display():
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if follower else None
     try:
+        if follower is not None:
+            follower.start()
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down, then raises the Ctrl-C it caught again
         pass
     finally:
         sock.close()
+        if follower is not None:
+            say("stopping the watch")
+            follower.stop()
+            signal.signal(signal.SIGTERM, previous)
         print("finder: stopped", file=sys.stderr)
 
 

@@ -425,31 +425,8 @@
     });
   }
 
-  // -- the home page: the progress of an index run in another process ------------------
-  const progress = $("#progress");
-  async function poll() {
-    try {
-      const p = await api("/api/progress");
-      const running = Boolean(p && p.running);
-      if (running) {
-        progress.hidden = false;
-        $(".phase", progress).textContent = p.phase;
-        $("progress", progress).max = Math.max(p.total, 1);
-        $("progress", progress).value = p.done;
-        $(".done", progress).textContent = p.done;
-        $(".total", progress).textContent = p.total;
-        $(".root", progress).textContent = p.root;
-      }
-      if (running || progress.dataset.running === "true") {
-        const status = await api("/api/status");
-        $("#n-images").textContent = status.images;
-      }
-      if (!running && progress.dataset.running === "true") progress.hidden = true;
-      progress.dataset.running = String(running);
-    } catch { /* the server may be gone; try again later */ }
-    setTimeout(poll, progress.dataset.running === "true" ? 1500 : 5000);
-  }
-  if (progress) poll();
+  // live.js (what changed since the page was shown) swaps parts in as a click does
+  window.finderPage = { fetchPage, swap, busy: () => busy };
 
   restoreSelection();
   saveSelection();
