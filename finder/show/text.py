@@ -238,23 +238,26 @@ def serve_locked_line(owner: Mapping[str, Any]) -> str:
 
 def locked_line(owner: Mapping[str, Any], roots: Sequence[str] = ()) -> str:
     """Another process watches the library, its one writer: who, and how to add ``roots``
-    (the folders a command was asked to index) to what it follows."""
+    (the folders a command was asked to index, not followed yet) to what it follows; without
+    ``roots``: to stop it first."""
     following = list(owner.get("following") or [])
+    head = (
+        f"{_who(owner)} follows {', '.join(map(escape, following))} and is the one writer of "
+        "this library"
+    )
     new = [r for r in roots if not any(_under(r, f) for f in following)]
-    shown = " ".join(map(escape, new)) or "FOLDER"
-    serving = "serve" in (owner.get("argv") or [])[1:]
-    if serving:
+    if not new:
+        return f"{head}; stop it (Ctrl-C) first, then try again"
+    shown = " ".join(map(escape, new))
+    if (owner.get("argv") or [])[1:2] == ["serve"]:
         how = (
             f"stop it (Ctrl-C), run `finder index {shown}`, and start `finder serve --watch` "
             "again: it follows every folder indexed"
         )
     else:
-        both = " ".join(map(escape, following + new)) if new else f"{' '.join(following)} FOLDER"
-        how = f"stop it (Ctrl-C) and run `finder index --watch {both}`"
-    return (
-        f"{_who(owner)} follows {', '.join(map(escape, following))} and is the one writer of "
-        f"this library; to add {shown}, {how}"
-    )
+        every = " ".join(map(escape, following + new))
+        how = f"stop it (Ctrl-C) and run `finder index --watch {every}`"
+    return f"{head}; to add {shown}, {how}"
 
 
 def backbone_rows(specs: Iterable[Any], default: str) -> list[dict[str, Any]]:

@@ -54,49 +54,67 @@ def one_blas_thread() -> None:
 
 class Follower:
     """``finder serve --watch``: the library's roots followed in a thread of its own, with a
-    Library of its own that holds the writer's lock (taken at once: ``LibraryLocked``, naming
-    the holder, when another process writes). The page's library stays shared and sees what
-    it stores through ``refresh``. ``stop`` ends the watch as Ctrl-C ends ``index --watch``."""
+    Library of its own (made, used and closed in that thread: SQLite's connections belong to
+    theirs) that holds the writer's lock, taken by ``start`` before anything is served
+    (``LibraryLocked``, naming the holder, when another process writes). The page's library
+    stays shared and sees what it stores through ``refresh``. ``stop`` ends the watch as
+    Ctrl-C ends ``index --watch``."""
 
     def __init__(self, library: str | os.PathLike | Path | None) -> None:
-        from finder.library import Library
-
-        self.lib = Library(library)
-        try:
-            self.roots = self.lib.roots()
-            if not self.roots:
-                raise UsageError(
-                    f"the library {self.lib.dir} has no folder to follow yet: index one "
-                    "first (`finder index FOLDER`), then `finder serve --watch` follows it"
-                )
-            self.lib.lock()
-        except BaseException:
-            self.lib.close()
-            raise
+        self.library = library
         self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None  # what kept the watch from starting
         self._thread = threading.Thread(target=self._run, name="finder-watch", daemon=True)
 
     def start(self) -> None:
-        say(f"watching {', '.join(self.roots)}")
+        """Take the lock and start following; raises what kept it from starting."""
         self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
 
     def _run(self) -> None:
+        from finder.library import Library
+
+        lib = None
         try:
-            self.lib.watch(self.roots, stop=self._stop, say=say, on_batch=_said_batch)
+            lib = Library(self.library)
+            roots = lib.roots()
+            if not roots:
+                raise UsageError(
+                    f"the library {lib.dir} has no folder to follow yet: index one "
+                    "first (`finder index FOLDER`), then `finder serve --watch` follows it"
+                )
+            lib.lock()
+        except BaseException as e:
+            self._error = e
+            if lib is not None:
+                lib.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            lib.watch(
+                roots,
+                stop=self._stop,
+                say=say,
+                on_batch=_said_batch,
+                on_index=lambda _s: say(f"watching {', '.join(roots)}"),
+            )
         except FinderError as e:
             say(f"the watch stopped: {error_line(e)}; the page is still served")
         except Exception as e:  # never a traceback: the page goes on without the watch
             say(f"the watch stopped: {type(e).__name__}: {e}; the page is still served")
         finally:
-            self.lib.close()
+            lib.close()
 
     def stop(self) -> None:
         """End the watch (what it was doing is kept, the library settled) and wait for it."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        else:
-            self.lib.close()
 
 
 def say(message: str) -> None:
@@ -138,7 +156,9 @@ def serve(
             file=sys.stderr,
         )
     one_blas_thread()
-    follower = Follower(library) if watch else None  # the lock first: a second writer says so
+    follower = Follower(library) if watch else None
+    if follower is not None:
+        follower.start()  # the lock first: a second writer says so
     try:
         sock = bind(host, port)
     except BaseException:
@@ -159,8 +179,6 @@ def serve(
         threading.Timer(0.3, webbrowser.open, args=(url,)).start()
     previous = signal.signal(signal.SIGTERM, _interrupt) if follower else None
     try:
-        if follower is not None:
-            follower.start()
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down, then raises the Ctrl-C it caught again
         pass
