@@ -114,3 +114,24 @@ def test_classes_stay_current_without_a_search(library: Path) -> None:
         assert lib.changes_since(everything.stamp).added == []
         some = lib.changes_since(0.0, limit=2)  # whole commits: more than asked, or fewer
         assert not some.complete and some.stamp < everything.stamp
+
+
+def test_a_photo_on_an_offline_disk_is_shown_from_its_thumbnail(
+    server: Server, library: Path, tmp_path: Path
+) -> None:
+    disk = tmp_path / "disk"
+    photo = make_photo(disk / "d.jpg", "blue", seed=901)
+    CLI(library)("index", str(disk), "--quiet")
+    with Library(library) as lib:
+        image_id = lib.folder.open_catalog().image_by_path(str(photo)).id
+    online = server.client.get(f"/view/{image_id}").text
+    assert 'id="offline"' not in online and f'src="/photo/{image_id}"' in online
+    disk.rename(tmp_path / "unplugged")
+    try:
+        shown = server.client.get(f"/view/{image_id}").text
+        assert 'id="offline"' in shown and str(disk) in shown
+        assert f'src="/thumb/{image_id}"' in shown and f'src="/photo/{image_id}"' not in shown
+        st = server.client.get("/api/status").json()
+        assert st["offline"] == 1 and st["offline_roots"] == [str(disk)]
+    finally:
+        (tmp_path / "unplugged").rename(disk)
