@@ -155,7 +155,8 @@ def grid(page) -> list[tuple[int, float]]:
 
 
 class Requests:
-    """The requests a page sends for data and pages (not images or styles) while counting."""
+    """The requests a page sends for data and pages (not images or styles) while counting;
+    the live page's question each second (``/api/changes``, static/live.js) is not a click's."""
 
     KINDS = ("fetch", "xhr", "document")
 
@@ -164,7 +165,7 @@ class Requests:
         self.seen: list[tuple[str, str]] = []
 
     def _record(self, request) -> None:
-        if request.resource_type in self.KINDS:
+        if request.resource_type in self.KINDS and "/api/changes?" not in request.url:
             self.seen.append((request.method, request.url.split("?", 1)[0]))
 
     def __enter__(self) -> Requests:

@@ -110,7 +110,7 @@ def test_home_page_shows_a_short_run_without_a_reload(page, folder: Path, tmp_pa
     print(f"shown {seen - ended:.2f} s after the run's end, {len(questions)} questions")
     assert len(questions) <= 2, questions
     assert page.evaluate("() => window.navigated") is False  # no reload
-    assert page.text_content('[data-live="images"]:not(#n-images)') == str(before + 1)
+    assert page.text_content("section.ranking h2 small") == str(before + 1)
     assert page.text_content('[data-live="pending"]') == "0"
     # the photo's card is added to the grid (its end is shown: no "more" link), marked new
     new_id = page.evaluate(

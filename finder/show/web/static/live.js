@@ -95,6 +95,8 @@
     for (const key of ["images", "pending", "failed", "offline"]) {
       if (key in c) set(key, c[key]);
     }
+    const all = page === "home" ? $("section.ranking h2 small") : null;  // "All photos N"
+    if (all && "images" in c) all.textContent = c.images;
     const box = $('[data-live-box="offline"]');
     if (box) {
       box.hidden = !c.offline;
