@@ -99,7 +99,7 @@ def look_at(
         if not (rules.wanted(folder, root, folder=True) and os.path.isdir(folder)):
             continue
         try:
-            found = crawl.walk([folder], hidden=rules.hidden, exclude=rules.exclude)
+            found = crawl.walk([folder], hidden=rules.hidden, exclude=rules.exclude, videos=True)
             for fact in found:
                 if in_scope(fact.path) and not any(under(fact.path, ig) for ig in rules.ignore):
                     facts[fact.path] = fact

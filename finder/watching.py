@@ -391,7 +391,9 @@ class Watching:
             return
         cat = self.folder.open_catalog_for_writing()
         try:
-            cat.load_walk(crawl.walk([root], hidden=self.o.hidden, exclude=self.o.exclude))
+            cat.load_walk(
+                crawl.walk([root], hidden=self.o.hidden, exclude=self.o.exclude, videos=True)
+            )
         except UsageError:  # vanished: the roots' check says so
             return
         scan = cat.scan(root)
@@ -428,7 +430,7 @@ class Watching:
                 summary.failed += len(dirs)
             items += [(i, p) for i, p in found if p not in waiting]
         if items:
-            results = self.embedder.embed(items, facts=True)
+            results = self.embedder.embed(items, facts=True, videos=True)  # as an index run
             sync.store_results(cat, store, items, results, summary, self.progress)
         store.commit()
         cat.set_meta("dirty", False)

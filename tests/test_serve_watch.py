@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,3 +193,20 @@ def test_owner_record_is_json_a_person_can_read(tmp_path) -> None:
     assert owner.read(tmp_path) is None  # our own record: no other process holds it
     owner.remove(tmp_path)
     assert not (tmp_path / owner.FILE).exists()
+
+
+def test_a_video_copied_in_while_watching_is_embedded_as_an_index_run_does(
+    tmp_path, tree, model_args
+) -> None:
+    """A watch's batches embed videos as a plain index run does: one item, its frames stored."""
+    from tests.ingest.videos import Shot, slideshow
+
+    library = tmp_path / "lib"
+    with Watcher.index(library, [tree], model_args) as w:
+        clip = tmp_path / "clip.mp4"
+        slideshow(clip, [Shot(tree / "red" / "0.jpg", 2), Shot(tree / "blue" / "0.jpg", 2)])
+        shutil.move(clip, tree / "clip.mp4")
+        w.settled(7)
+        st = status(library)
+        assert (st["videos"], st["failed"]) == (1, 0) and st["frames"] >= 2
+        assert w.stop() == 0

@@ -254,8 +254,8 @@ class PathRules:
         self.ignore = [os.path.abspath(p) for p in ignore]
 
     def wanted(self, path: str, root: str, *, folder: bool = False) -> bool:
-        """Whether ``path`` (under ``root``) is a photo file, or with ``folder`` a folder,
-        that a walk of ``root`` would look at."""
+        """Whether ``path`` (under ``root``) is a photo or video file, or with ``folder`` a
+        folder, that an index run's walk of ``root`` would look at."""
         if any(under(path, ig) for ig in self.ignore):
             return False
         if path == root:
@@ -272,7 +272,21 @@ class PathRules:
                 return False
             if self.excluded is not None and (self.excluded(name) or self.excluded(so_far)):
                 return False
-        return folder or crawl.is_image_name(parts[-1] if parts else path)
+        name = parts[-1] if parts else path
+        if folder or crawl.is_image_name(name):
+            return True
+        return crawl.is_video_name(name) and not _live_video(path, name)
+
+
+def _live_video(path: str, name: str) -> bool:
+    """Whether the video at ``path`` is a Live Photo's moving part, beside its photo: the walk
+    leaves it out (the photo is the item), and so does a watch."""
+    try:
+        size = os.stat(path).st_size
+        stems = crawl.live_photo_stems(os.listdir(os.path.dirname(path) or "."))
+    except OSError:
+        return False
+    return crawl.is_live_video(name, size, stems)
 
 
 def _event_types() -> list[type]:
