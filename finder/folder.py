@@ -44,6 +44,7 @@ LIBRARY_ENTRIES = (
     "metric.npz",
     "progress.json",
     "lock",
+    "owner.json",  # who holds the lock (store/owner.py)
     "teaching.log",
     "images.npz",
 )

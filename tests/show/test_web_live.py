@@ -6,6 +6,7 @@ class at once (``Library.changes_since``) agrees with what ``find`` answers."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,11 @@ def test_a_photo_on_an_offline_disk_is_shown_from_its_thumbnail(
     CLI(library)("index", str(disk), "--quiet")
     with Library(library) as lib:
         image_id = lib.folder.open_catalog().image_by_path(str(photo)).id
+    # the server's vectors hold it once they are opened again (at most every few seconds)
+    deadline = time.monotonic() + 60
+    while server.client.get(f"/api/similar/{image_id}").status_code != 200:
+        assert time.monotonic() < deadline, "the server never saw the new photo"
+        time.sleep(0.2)
     online = server.client.get(f"/view/{image_id}").text
     assert 'id="offline"' not in online and f'src="/photo/{image_id}"' in online
     disk.rename(tmp_path / "unplugged")
