@@ -50,6 +50,7 @@ from finder.errors import FinderError, UsageError
 from finder.folder import Folder, library_path
 from finder.health import Health
 from finder.indexing import Indexing
+from finder.moments import format_time, parse_time
 from finder.store.catalog import ImageRow
 from finder.store.facts import Filters
 from finder.store.thumbs import ThumbCache
@@ -284,10 +285,17 @@ class Library:
         return self.answers.review(name, n)
 
     def similar(
-        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+        self,
+        path: str,
+        *,
+        top: int = 20,
+        filters: Filters | None = None,
+        sort: str = "score",
+        at: str | float | None = None,
     ) -> list[Match]:
-        """The ``top`` library images nearest to the photo at ``path``, best first."""
-        return self.answers.similar(path, top=top, filters=filters, sort=sort)
+        """The ``top`` library items nearest to the photo at ``path`` (or the video at ``path``
+        at the moment ``at``, or ``path`` written ``clip.mp4@0:12``), best first."""
+        return self.answers.similar(path, top=top, filters=filters, sort=sort, at=at)
 
     def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
         """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
@@ -357,4 +365,6 @@ __all__ = [
     "Match",
     "Progress",
     "default_library_dir",
+    "format_time",
+    "parse_time",
 ]

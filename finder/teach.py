@@ -44,6 +44,7 @@ from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
+from finder.moments import moment_key, parse_time, split_moment
 from finder.store import files
 from finder.store.catalog import OK
 
@@ -127,8 +128,8 @@ class Teaching:
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
             raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
-        if set(undo) & set(pos_paths + neg_paths):
-            both = sorted(set(undo) & set(pos_paths + neg_paths))[0]
+        if set(undo) & set([*pos_paths, *neg_paths]):
+            both = sorted(set(undo) & set([*pos_paths, *neg_paths]))[0]
             raise UsageError(f"{both} is given both to mark and with ", Arg("drop"))
         if undo and not pos_paths:
             kept = [p for p, label in self.examples(name) if label == 1 and p not in set(undo)]
@@ -137,7 +138,8 @@ class Teaching:
                     f"that takes back every example of {name!r}: a class needs one "
                     f"(`finder forget {name}` removes the class)"
                 )
-        marks = [Mark(None, p, 1) for p in pos_paths] + [Mark(None, p, 0) for p in neg_paths]
+        marks = [Mark(f, p, 1) for p, f in pos_paths.items()]
+        marks += [Mark(f, p, 0) for p, f in neg_paths.items()]
         record = self.apply(Change(name, tuple(marks), tuple(undo), seed=seed))
         assert record is not None
         return record
@@ -326,12 +328,21 @@ class Teaching:
             out[by_path] = self.embedder.vectors_for([marks[k].path for k in by_path])[0]
         return out
 
-    def _example_paths(self, examples: Sequence[str], name: str) -> list[str]:
-        """The photos ``examples`` name: a file as given, a folder's photos (in its sub-folders
-        too) those that can be read; each skipped one is named in ``folder.messages``. A folder
-        with no photo that can be read is refused unless class ``name`` has examples already."""
+    def _example_paths(self, examples: Sequence[str], name: str) -> dict[str, int | None]:
+        """The photos ``examples`` name, each with None: a file as given, a folder's photos (in
+        its sub-folders too) those that can be read; each skipped one is named in
+        ``folder.messages``. A folder with no photo that can be read is refused unless class
+        ``name`` has examples already. A video's moment (``clip.mp4@0:12``) is named by
+        ``moment_key``, with its indexed frame's id (the frame nearest that time)."""
         out: list[str] = []
+        frames: dict[str, int | None] = {}
         for ex in examples:
+            moment = split_moment(os.fspath(ex))
+            if moment is not None:
+                key = self.moment_of(*moment)
+                frames[key] = self._moment(key)
+                out.append(key)
+                continue
             path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
             if os.path.isdir(path):
                 found = [f.path for f in crawl.walk([path]) if not f.is_dir]
@@ -350,7 +361,45 @@ class Teaching:
                 out.append(path)
             else:
                 raise UsageError(f"no such file: {ex}")
-        return list(dict.fromkeys(out))
+        return {p: frames.get(p) for p in out}
+
+    def moment_of(self, video: str, when: str | float) -> str:
+        """The example key (``moment_key``) of the indexed frame of ``video`` nearest the time
+        ``when``: frames are taught from their stored vectors, a video is never decoded."""
+        try:
+            seconds = parse_time(when)
+        except UsageError:
+            raise UsageError(
+                f"{video}@{when}: a moment's time is seconds, M:SS or H:MM:SS (e.g. 0:12)"
+            ) from None
+        path = os.path.abspath(os.path.expanduser(os.fspath(video)))
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        frames = catalog.frames_of(row.id) if row is not None and row.status == OK else []
+        if not frames:
+            raise UsageError(
+                f"{video} is not an indexed video: index it first, then teach with its moments"
+            )
+        _, t = min(frames, key=lambda f: (abs(f[1] - seconds), f[1]))
+        return moment_key(path, t)
+
+    def _moment(self, key: str) -> int | None:
+        """The frame id an example key names (``moment_key``), None when it names none now."""
+        path, _, when = key.rpartition("@")
+        if not path:
+            return None
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        if row is None or row.status != OK:
+            return None
+        try:
+            t = float(when)
+        except ValueError:
+            return None
+        for frame, ft in catalog.frames_of(row.id):
+            if abs(ft - t) < 1e-3:
+                return frame
+        return None
 
     def _readable(self, paths: Sequence[str]) -> tuple[list[str], list[str]]:
         """``paths`` less the photos that cannot be read, and for each of those its path and
@@ -477,5 +526,8 @@ class Teaching:
         out = []
         for path, label in self.examples(name):
             row = catalog.image_by_path(path)
-            out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
+            if row is not None:
+                out.append(Mark(row.id if row.status == OK else None, path, label))
+            else:  # a video's frame (``moment_key``), or a photo outside the library
+                out.append(Mark(self._moment(path) if "@" in path else None, path, label))
         return out
