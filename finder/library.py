@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.by_id import BrowserPhoto, ById, browser_photo
+from finder.by_id import BrowserPhoto, ById, Moment, VideoView, browser_photo, browser_video
 from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
@@ -310,6 +310,18 @@ class Library:
         """The catalog row of an indexed image; ``UnknownImage`` otherwise."""
         return self.by_id.image(image_id)
 
+    def item(self, key: int) -> tuple[ImageRow, int | None, float | None]:
+        """What an id of the page names: (row, None, None) for a photo, (the video's row, frame
+        id, time) for a video's frame (a video's own id: its first frame); see
+        :meth:`ById.item`."""
+        return self.by_id.item(key)
+
+    def video_view(self, key: int) -> VideoView | None:
+        """The video ``key`` names (or one of its frames) as the page shows it: whether a
+        browser plays it, the moment, every moment with the classes it matches; None for a
+        photo."""
+        return self.by_id.video_view(key)
+
     def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
         """(number of indexed images, ``limit`` of them from ``offset``, by id)."""
         return self.by_id.browse(offset, limit)
@@ -331,6 +343,12 @@ class Library:
         """The photo of an image's row as a browser is sent it: its own file, or a JPEG made
         from it. Reads that file only: safe from any thread."""
         return browser_photo(row)
+
+    @staticmethod
+    def browser_video(row: ImageRow) -> str | None:
+        """The media type a browser is sent the video of ``row`` as, when browsers play its
+        codec; else None (the page shows its moments as stills). Reads its header only."""
+        return browser_video(row)
 
     # -- health -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -363,6 +381,8 @@ __all__ = [
     "Library",
     "Mark",
     "Match",
+    "Moment",
+    "VideoView",
     "Progress",
     "default_library_dir",
     "format_time",
