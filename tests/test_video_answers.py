@@ -210,3 +210,28 @@ def test_status_counts_a_video_as_one_item(taught, tree) -> None:
     assert status["images"] == n and status["videos"] == 3
     assert status["frames"] > status["videos"]
     assert np.isfinite(status["frames"])
+
+
+def test_dupes_groups_a_clip_re_encoded(taught, tree, sources, tmp_path) -> None:
+    """pets.mp4, .webm and .avi are one clip in three codecs: one near-duplicate group, where
+    their frames line up; a clip as long made of the same shots in another order is not in it."""
+    import shutil
+
+    from tests.ingest.videos import Shot, slideshow
+
+    library = tmp_path / "library"
+    shutil.copytree(taught, library)
+    other = tmp_path / "other"
+    other.mkdir()
+    shots = [Shot(sources[k][0], 4) for k in ("sunflower", "cat", "dog")]
+    slideshow(other / "shuffled.webm", shots)
+    cli = CLI(library)
+    cli("index", str(other), "-q")
+    groups = cli.json("dupes")["groups"]
+    with_videos = [g for g in groups if any(Path(f["path"]).suffix == ".webm" for f in g["files"])]
+    assert len(with_videos) == 1, with_videos
+    group = with_videos[0]
+    assert group["kind"] == "near" and group["similarity"] >= 0.85
+    assert sorted(Path(f["path"]).name for f in group["files"]) == sorted(VIDEOS)
+    under = cli.json("dupes", "--under", str(tree / "videos"))["groups"]
+    assert [sorted(Path(f["path"]).name for f in g["files"]) for g in under] == [sorted(VIDEOS)]
