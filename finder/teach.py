@@ -358,6 +358,10 @@ class Teaching:
                 self.folder.messages.extend(f"skipped {why}" for why in skipped)
                 out.extend(readable)
             elif os.path.exists(path):
+                if crawl.is_video_name(path):
+                    raise UsageError(
+                        f"{ex} is a video: teach with one of its moments, written {ex}@0:12"
+                    )
                 out.append(path)
             else:
                 raise UsageError(f"no such file: {ex}")

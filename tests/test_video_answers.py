@@ -167,6 +167,9 @@ def test_learn_from_a_frame(taught, tree, tmp_path) -> None:
     # an unindexed or not-a-video moment is one clear line
     result = cli("learn", "dog", f"{cats[0]}@3", ok=False)
     assert result.exit_code != 0 and "not an indexed video" in result.stderr
+    result = cli("learn", "dog", mp4, ok=False)
+    assert result.exit_code != 0 and f"{mp4}@0:12" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_review_asks_about_a_video_once(taught) -> None:
