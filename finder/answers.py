@@ -4,6 +4,7 @@ on (``review``), the ones most like a photo (``similar``), as :class:`Match` rec
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,9 @@ class Match:
 
 
 SORTS = ("score", "date")
+#: A search as ``Answers.items`` runs it: the ``n`` best vector ids and their scores, best first
+#: (every one that qualifies when ``n`` is None).
+Search = Callable[[int | None], tuple[np.ndarray, np.ndarray]]
 
 
 def _check_sort(sort: str) -> None:
@@ -99,7 +103,7 @@ class Answers:
             moments[:] = [(f, t, float(sigmoid(np.asarray([z]))[0])) for f, t, z in moments]
         return self.item_matches(items, sort)
 
-    def items(self, search, k: int | None) -> Items:
+    def items(self, search: Search, k: int | None) -> Items:
         """The ``k`` best items of a search (``search(n)`` gives the ``n`` best vector ids,
         best first, every one when ``n`` is None): frames of one video may crowd the top ids,
         so it asks again for twice as many until ``k`` items come out (or the store has no
