@@ -14,8 +14,8 @@ from finder.embedder import Embedder
 from finder.errors import Arg, UsageError
 from finder.folder import Folder
 from finder.ingest import crawl
-from finder.learn.feedback import near_cut, spread
 from finder.learn.head import logit, sigmoid
+from finder.learn.strip import near_cut, spread
 from finder.moments import Items, group, parse_time, split_moment
 from finder.store import facts as stored_facts
 from finder.store import filtered

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finder.learn.evaluate import average_precision
+from finder.learn.scores import average_precision
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

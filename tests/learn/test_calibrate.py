@@ -12,7 +12,7 @@ from finder.learn.calibrate import (
     platt,
     size_after_marks,
 )
-from finder.learn.feedback import calibration_error
+from finder.learn.scores import calibration_error
 from finder.learn.head import Head, sigmoid
 
 

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 from finder.errors import UsageError
-from finder.learn.feedback import (
-    ArrayTeacher,
-    answer_scores,
-    best_f1,
-    calibration_error,
-    feedback,
-    review_picks,
-    top_picks,
-)
+from finder.learn.feedback import ArrayTeacher, feedback
 from finder.learn.metric import library_metric
+from finder.learn.scores import answer_scores, best_f1, calibration_error
+from finder.learn.strip import review_picks, top_picks
 from tests.learn.synthetic import _unit, library
 
 METRIC = pytest.mark.parametrize("metric", [False, True], ids=["stored", "metric"])
@@ -137,7 +131,9 @@ def test_best_f1_is_the_best_cut_of_the_ranking():
 def test_feedback_protocol_on_separated_clusters():
     X, y = library(n_classes=4, per_class=40, dim=32, spread=0.05, seed=1)
     labels = [f"c{i}" for i in y]
-    result = feedback(X, labels, ArrayTeacher(X), k=3, rounds=2, clicks=5, trials=2, seed=0)
+    result = feedback(
+        X, labels, ArrayTeacher(X), k=3, rounds=2, clicks=5, trials=2, seed=0, holdout=0
+    )
     rows = result["rows"]
     assert {r["round"] for r in rows} == {0, 1, 2} and len(rows) == 4 * 3
     for r in rows:
@@ -150,7 +146,8 @@ def test_feedback_protocol_on_separated_clusters():
 
 def test_feedback_scores_after_clicks_only_classes_with_photos_left():
     X, y = confusable(sizes=(20, 40, 40, 40), spread=0.05, seed=2)
-    result = feedback(X, [f"c{i}" for i in y], ArrayTeacher(X), k=5, rounds=1, clicks=10, trials=1)
+    labels = [f"c{i}" for i in y]
+    result = feedback(X, labels, ArrayTeacher(X), k=5, rounds=1, clicks=10, trials=1, holdout=0)
     scored = {(r["class"], r["round"]): r["scored"] for r in result["rows"]}
     assert scored[("c0", 0)] and not scored[("c0", 1)]  # 20 < 5 + 10 + 10
     assert scored[("c1", 1)]
