@@ -327,9 +327,7 @@ def _estimates(cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             sum(lo - 1e-9 <= t <= hi + 1e-9 for (lo, hi), t in zip(lo_hi, truth, strict=True))
         )
         out[f"{key}_halfwidths"] = [(hi - lo) / 2 for lo, hi in lo_hi]
-        out[f"estimated_{key}"] = (
-            float(np.mean([c["estimate"][key] for c in got])) if got else None
-        )
+        out[f"estimated_{key}"] = float(np.mean([c["estimate"][key] for c in got])) if got else None
     return out
 
 

@@ -12,8 +12,8 @@ from finder.learn.calibrate import (
     platt,
     size_after_marks,
 )
-from finder.learn.scores import calibration_error
 from finder.learn.head import Head, sigmoid
+from finder.learn.scores import calibration_error
 
 
 def scores(n_pos=200, n_neg=800, seed=0):

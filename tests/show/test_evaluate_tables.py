@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-
 from finder.learn.evaluate import classic, few_shot
 from finder.learn.feedback import ArrayTeacher, feedback
 from finder.show.evaluate import render
