@@ -244,7 +244,7 @@ class Teaching:
             [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
-        background = self._background(list(merged), change.seed)
+        background, fresh = self._background(list(merged), change.seed)
         head = train_head(
             pos,
             neg,
@@ -253,6 +253,7 @@ class Teaching:
             previous=previous,  # teaching again: the new marks move the previous estimate
             marked=(vectors, np.asarray(labels)),
             metric=self.metric(),
+            fresh=fresh,  # photos out of the training: calibration and cut are measured on them
         )
         if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
             store = self.folder.open_vectors()
@@ -425,7 +426,10 @@ class Teaching:
     def _has_examples(self, name: str) -> bool:
         return any(e.label == 1 for e in self.folder.open_catalog().examples(name))
 
-    def _background(self, example_paths: Sequence[str], seed: int) -> np.ndarray:
+    def _background(self, example_paths: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The background sample (random photos of the library, the marked ones excepted) and
+        a second sample of the photos left (``fresh``: out of the training), as
+        ``finder.learn.feedback.ArrayTeacher`` draws them."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
@@ -435,9 +439,14 @@ class Teaching:
         exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
         rng = np.random.default_rng(seed)
         picked = background_indices(len(all_ids), exclude, rng)
-        if len(picked) == 0:
-            return np.zeros((0, store.dim), dtype=np.float32)
-        return store.get(all_ids[np.sort(picked)])
+        fresh = background_indices(len(all_ids), np.concatenate([exclude, picked]), rng)
+
+        def vectors(rows: np.ndarray) -> np.ndarray:
+            if len(rows) == 0:
+                return np.zeros((0, store.dim), dtype=np.float32)
+            return store.get(all_ids[np.sort(rows)])
+
+        return vectors(picked), vectors(fresh)
 
     # -- the metric -----------------------------------------------------------------------
     def metric(self) -> Metric | None:

@@ -55,18 +55,28 @@ def class_posterior(z: np.ndarray, share: float, iters: int = 100) -> np.ndarray
     return r
 
 
-def platt(z: np.ndarray, target: np.ndarray, iters: int = 50) -> tuple[float, float]:
+def platt(
+    z: np.ndarray,
+    target: np.ndarray,
+    iters: int = 50,
+    *,
+    prior: tuple[float, float] | None = None,
+    strength: float = 0.0,
+) -> tuple[float, float]:
     """``(a, c)`` minimising the cross-entropy of ``sigmoid(a·z + c)`` against ``target`` (soft
-    labels in [0, 1]), by Newton's method."""
+    labels in [0, 1]), by Newton's method; with ``prior``, plus ``strength/2·‖(a, c) − prior‖²``
+    (a maximum a posteriori fit that few labels move little)."""
     z = np.asarray(z, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
-    a, c = 1.0, 0.0
+    a, c = prior if prior is not None else (1.0, 0.0)
+    a0, c0 = a, c
+    lam = strength if prior is not None else 0.0
     for _ in range(iters):
         p = sigmoid(a * z + c)
-        g = np.array([((p - t) * z).sum(), (p - t).sum()])
+        g = np.array([((p - t) * z).sum() + lam * (a - a0), (p - t).sum() + lam * (c - c0)])
         v = p * (1 - p) + 1e-9
         H = np.array([[(v * z * z).sum(), (v * z).sum()], [(v * z).sum(), v.sum()]])
-        step = np.linalg.solve(H + 1e-6 * np.eye(2), g)
+        step = np.linalg.solve(H + (1e-6 + lam) * np.eye(2), g)
         a, c = a - step[0], c - step[1]
         if np.abs(step).max() < 1e-8:
             break

@@ -16,7 +16,8 @@ and the estimate pools the strips that drew photos, each weighted by its number 
 ratio of two totals (precision: right answers / answer; recall: right answers / class) gets its
 variance by linearisation, each strip's draws taken as a sample with replacement (Hansen and
 Hurwitz: slightly wider than the truth), and its range is a Wilson interval at the effective
-sample size that variance implies.
+sample size that variance implies, at most Kish's effective size of the weights (so that a few
+draws that happen to agree do not make a narrow range; Korn and Graubard).
 
 A mark (:class:`Mark`) says: its label, its score under the class's current head, how many
 strips had been drawn when it was made (``known_from``), and, when a strip offered it, which
@@ -130,10 +131,9 @@ def estimate(
     ):
         r = min(max(num / den, 0.0), 1.0)
         var = variance(y * g - r * dom) / den**2
-        cap = float((drawn & (dom > 0)).sum()) or 1.0
-        n_eff = min(cap, r * (1 - r) / var) if var > 0 else cap
-        if r * (1 - r) == 0:
-            n_eff = cap
+        w = weight[dom > 0]
+        kish = float(w.sum() ** 2 / (w * w).sum()) if len(w) else 1.0
+        n_eff = min(kish, r * (1 - r) / var) if var > 0 and 0 < r < 1 else kish
         lo, hi = wilson(r, max(n_eff, 1.0), level)
         out[name] = r
         out[f"{name}_range"] = [min(lo, r), max(hi, r)]

@@ -72,7 +72,9 @@ class ArrayTeacher:
         neg = [i for i, label in marks.items() if label == 0]
         rng = np.random.default_rng(seed)
         size = self.background_size or BACKGROUND_SIZE
-        bg = background_indices(len(self.X), np.asarray(pos + neg, dtype=np.int64), rng, size)
+        known = np.asarray(pos + neg, dtype=np.int64)
+        bg = background_indices(len(self.X), known, rng, size)
+        fresh = background_indices(len(self.X), np.concatenate([known, bg]), rng, size)
         marked = (self.X[[i for i, _ in new]], np.asarray([label for _, label in new]))
         train = self.trainer or train_head
         extra = {} if self.metric is None else {"metric": self.metric}
@@ -83,6 +85,7 @@ class ArrayTeacher:
             seed=seed,
             previous=self._heads.get(name),
             marked=marked,
+            fresh=self.X[fresh],
             **extra,
         )
         previous = self._heads.get(name)
@@ -184,6 +187,7 @@ def feedback(
     classes: Sequence[str] | None = None,
     holdout: float = HOLDOUT,
     plan: StripPlan | None = None,
+    trace: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The feedback protocol over the library ``X`` (unit vectors) labelled by ``labels``.
 
@@ -202,7 +206,8 @@ def feedback(
     after clicks only classes with :data:`MIN_LEFT` photos left are scored.
 
     Returns a JSON-able dict: ``rows`` (class, round: means over trials) and ``means`` (group,
-    round: means over the classes scored in that round).
+    round: means over the classes scored in that round). ``trace`` (experiments) receives one
+    record per class, trial and round: the marks, the head's logits over the library, the cut.
     """
     X, y = check_dataset(X, labels)
     if shown not in SHOWN:
@@ -238,6 +243,18 @@ def feedback(
                     case = run.figures(head, X, z)
                     case["labels"] = int(run.marked.sum()) - k
                     cases[r].append(case)
+                    if trace is not None:
+                        trace.append(
+                            {
+                                "class": name,
+                                "trial": t,
+                                "round": r,
+                                "marks": list(run.marks),
+                                "z": z.astype(np.float32),
+                                "cut": head.logit_threshold,
+                                "hold": run.hold,
+                            }
+                        )
                     if r == rounds:
                         break
                     rest = np.flatnonzero(~run.marked & ~run.hold)

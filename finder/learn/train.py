@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.calibrate import calibrate, size_after_marks
+from finder.learn.calibrate import calibrate, platt, size_after_marks
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
 from finder.learn.metric import Metric
@@ -70,6 +70,17 @@ class HeadConfig:
     # raise_at × the count (2: the median held-out example ranks past it), the class size is the
     # geometric mean of the count and 2 × that rank + 1 (0: never)
     raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
+    again_C: float = 0.0  # teaching again: C of the fit (0: C)
+    again_order: str = "diffusion"  # teaching again: pseudo-positives by "diffusion" or "head"
+    again_soft: float = 0.0  # teaching again: >0: background soft-labelled by the shifted
+    # previous head, marks weighing this many background photos (no pseudo-positives)
+    again_cv: int = 0  # teaching again: >0: calibrated on the marks' cross-validated logits
+    again_cv_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
+    again_cv_refit: bool = False  # ... and the head fitted again from the size it gives
+    again_cv_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
+    again_slope: float = 0.0  # >0: the previous head's logit re-fitted to the marks in slope
+    # and shift (a prior of this strength at (1, 0)), not in shift alone
+    use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -274,6 +285,36 @@ class Problem:
         )
         return np.argsort(-f[p + q :], kind="stable")
 
+    def cv_logits(
+        self,
+        order: np.ndarray,
+        n_pseudo: int,
+        cfg: HeadConfig,
+        init: tuple[np.ndarray, float],
+        folds: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The logits of the examples and explicit negatives under heads fitted without them
+        (``folds`` folds, each fitted as :meth:`fit_pseudo`), and their labels (1 / 0)."""
+        p, q = len(self.P), len(self.N)
+        labels = np.concatenate([np.ones(p), np.zeros(q)])
+        which = rng.permutation(p + q) % folds
+        z = np.zeros(p + q)
+        Q = order[:n_pseudo]
+        for f in range(folds):
+            kp, kq = which[:p] != f, which[p:] != f
+            pos = np.concatenate([self.P[kp], self.B[Q]])
+            pos_w = np.concatenate([np.ones(int(kp.sum())), np.full(len(Q), cfg.pseudo_weight)])
+            R = self.B[order[n_pseudo:]]
+            neg = np.concatenate([self.N[kq], R])
+            neg_w = np.concatenate(
+                [np.full(int(kq.sum()), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))]
+            )
+            w, b = fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
+            out = which == f
+            z[out] = np.concatenate([self.P, self.N])[out] @ w + b
+        return z, labels
+
     def held_out_ranks(
         self, cfg: HeadConfig, rng: np.random.Generator, init: tuple[np.ndarray, float]
     ) -> np.ndarray:
@@ -301,6 +342,7 @@ def train_head(
     previous: Head | None = None,
     marked: tuple[np.ndarray, np.ndarray] | None = None,
     metric: Metric | None = None,
+    fresh: np.ndarray | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
@@ -315,6 +357,12 @@ def train_head(
     pb = Problem.checked(positives, negatives, background)
     if cfg.method == "plain":
         metric = None  # the baseline: on the stored vectors
+    scorer = None
+    if fresh is not None and len(fresh) >= MIN_BACKGROUND and cfg.use_fresh:
+        F = check_vectors("fresh vectors", fresh, pb.P.shape[1])
+        back = metric.back if metric is not None else (lambda w: w)
+        prev_f = previous.logits(F) if previous is not None and previous.dim == F.shape[1] else None
+        scorer = Fresh(lambda w, b: (F @ back(w)).astype(np.float64) + b, prev_f, len(F))
     if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
@@ -324,11 +372,21 @@ def train_head(
             previous = Head(w_prev, previous.b, previous.threshold, previous.params)
         if marked is not None:
             marked = (metric.apply(check_vectors("marked", marked[0], metric.dim)), marked[1])
-    head = _train(pb, cfg, seed, previous, marked)
+    head = _train(pb, cfg, seed, previous, marked, scorer)
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
         head.params["metric"] = True
     return head
+
+
+@dataclass
+class Fresh:
+    """Photos of the library out of the training (not in the background, not marked): their
+    logits under a head in training (``scores(w, b)``) and under the previous head."""
+
+    scores: Any
+    previous: np.ndarray | None
+    n: int
 
 
 def _train(
@@ -337,6 +395,7 @@ def _train(
     seed: int,
     previous: Head | None,
     marked: tuple[np.ndarray, np.ndarray] | None,
+    fresh: Fresh | None = None,
 ) -> Head:
     p, m = len(pb.P), len(pb.B)
     rng = np.random.default_rng(seed)
@@ -351,7 +410,7 @@ def _train(
     if cfg.method != "pu-calibrated":
         raise UsageError(f"unknown head method {cfg.method!r}")
 
-    order = pb.diffusion_order(cfg)
+    direct = None
     again = (
         previous is not None
         and marked is not None
@@ -362,10 +421,48 @@ def _train(
     if again:
         assert previous is not None and marked is not None
         n_class, delta = size_after_marks(previous, pb.B, *marked, prior_sd=cfg.prior_sd)
+        slope = 1.0
+        if cfg.again_slope:
+            zm = previous.logits(marked[0]).astype(np.float64)
+            slope, delta = platt(zm, marked[1], prior=(1.0, 0.0), strength=cfg.again_slope)
+            slope = max(slope, 1e-3)
+            n_class = float(sigmoid(slope * previous.logits(pb.B) + delta).sum())
+        if fresh is not None and fresh.previous is not None:  # counted over fresh photos
+            n_fresh = float(sigmoid(slope * fresh.previous + delta).sum())
+            n_class = n_fresh * m / fresh.n
         n_size: int | None = None
-        w, b = pb.fit_pseudo(order, _pseudo_count(cfg.refine_scale * n_class, m), cfg)
+        acfg = replace(cfg, C=cfg.again_C or cfg.C)
+        if cfg.again_soft:
+            soft = sigmoid(previous.logits(pb.B).astype(np.float64) + delta)
+            Xs = np.concatenate([pb.P, pb.N, pb.B])
+            ys = np.concatenate([np.ones(len(pb.P)), np.zeros(len(pb.N)), soft])
+            ws = np.concatenate([np.full(len(pb.P) + len(pb.N), cfg.again_soft), np.ones(m)])
+            w, b = fit_logistic(Xs, ys, ws, acfg.C, init=(previous.w, previous.b))
+        else:
+            if cfg.again_order == "head":
+                order = np.argsort(-previous.logits(pb.B), kind="stable")
+            else:
+                order = pb.diffusion_order(cfg)
+            n_pseudo = _pseudo_count(cfg.refine_scale * n_class, m)
+            w, b = pb.fit_pseudo(order, n_pseudo, acfg)
+            if cfg.again_cv and min(len(pb.P), len(pb.N)) >= 2 and len(pb.P) + len(pb.N) >= 10:
+                zc, yc = pb.cv_logits(order, n_pseudo, acfg, (w, b), cfg.again_cv, rng)
+                zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
+                scale = 1.0 if fresh is None else m / fresh.n
+                prior = calibrate(zs, float(np.clip(n_class / scale, 1.0, len(zs) / 2)))
+                a, c = platt(zc, yc, prior=prior, strength=cfg.again_cv_prior)
+                a = max(a, 1e-3)
+                n_cv = float(sigmoid(a * zs + c).sum()) * scale
+                params.update(n_class_marks=n_cv, n_class_shift=n_class)
+                if cfg.again_cv_refit:
+                    n_pseudo = _pseudo_count(cfg.refine_scale * n_cv, m)
+                    w, b = pb.fit_pseudo(order, n_pseudo, acfg, (w, b))
+                if cfg.again_cv_direct:
+                    direct = (a, c)
+                n_class = n_cv
         params.update(marked=int(len(marked[1])), shift=delta)
     else:
+        order = pb.diffusion_order(cfg)
         w, b, n_size = _first_head(pb, order, cfg, rng, params)
         ws, bs = w, b
         if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
@@ -376,11 +473,16 @@ def _train(
             params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
             w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
     n_class = float(np.clip(n_class, 1.0, m / 2))
+    zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
+    n_s = n_class if fresh is None else n_class * fresh.n / m
     if cfg.calibrate:
-        a, c = calibrate(pb.B @ w + b, n_class)
+        a, c = direct or calibrate(zs, float(np.clip(n_s, 1.0, len(zs) / 2)))
         w, b = w * np.float32(a), b * a + c
+        zs = zs * a + c
         params.update(calibration=[a, c])
-    threshold = cut_off(CutInput(np.sort(pb.B @ w + b)[::-1], n_size), cfg.cut)
+    threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cfg.cut)
+    if fresh is not None:
+        params["fresh"] = fresh.n
     params.update(
         method=cfg.method,
         C=cfg.C,
