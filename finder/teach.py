@@ -255,6 +255,11 @@ class Teaching:
             metric=self.metric(),
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
         )
+        held = head.params.pop("held_out_logits", None)
+        if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
+            order = [p for p, (lab, _) in merged.items() if lab == 1]
+            order += [p for p, (lab, _) in merged.items() if lab == 0]
+            head.params["held_out"] = dict(zip(order, held, strict=True))
         if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
             store = self.folder.open_vectors()
             kept = len(

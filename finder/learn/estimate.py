@@ -49,13 +49,15 @@ class Mark:
     how many strips of the class had been drawn when it was marked (0 for the first examples).
     ``strip``: the strip that offered it (its number, counting from 0), None when none did.
     ``chance``: its probability of being drawn in that strip (a random draw), NaN when the strip
-    chose it."""
+    chose it. ``held``: its logit under a head not trained on it (the class's cross-validated
+    logits, ``Head.params["held_out"]``), NaN when there is none (``score`` stands in)."""
 
     label: int
     score: float
     known_from: int
     strip: int | None = None
     chance: float = float("nan")
+    held: float = float("nan")
 
     @property
     def drawn(self) -> bool:
@@ -91,6 +93,8 @@ def estimate(
         return None
     y = np.asarray([m.label for m in marks], dtype=np.float64)
     g = np.asarray([m.score >= cut for m in marks], dtype=np.float64)
+    held = np.asarray([m.held if np.isfinite(m.held) else m.score for m in marks])
+    h = (held >= cut).astype(np.float64)  # in the answer by a head not trained on it
     known = np.asarray([m.known_from for m in marks])
     strip = np.asarray([-1 if m.strip is None else m.strip for m in marks])
     chance = np.asarray([m.chance for m in marks], dtype=np.float64)
@@ -101,36 +105,43 @@ def estimate(
         return None
     lam = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
     lam /= lam.sum()
-    # each mark's weight in the pooled estimate, and each strip's draws with their 1/π
-    weight = np.zeros(len(marks))
+    # each mark counts itself (as the current head answers it) in the strips it was known to,
+    # chosen in, or drawn in; a draw also speaks for 1/π − 1 photos it stood for, answered as a
+    # head not trained on it answers it (the current head is: it would flatter the estimate)
+    own = np.zeros(len(marks))
+    stood = np.zeros(len(marks))
     samples = []
     for lr, r in zip(lam, rounds, strict=True):
-        weight += lr * ((known <= r) | ((strip == r) & ~drawn))
         here = drawn & (strip == r)
-        weight[here] += lr / chance[here]
+        own += lr * ((known <= r) | (strip == r))
+        stood[here] += lr * (1.0 / chance[here] - 1.0)
         samples.append((lr, here))
 
-    def total(v: np.ndarray) -> float:
-        return float(weight @ v)
+    def parts(v_in: np.ndarray, v_out: np.ndarray) -> tuple[float, list]:
+        t = [(lr, v_in[here] + (1.0 / chance[here] - 1.0) * v_out[here]) for lr, here in samples]
+        return float(own @ v_in + stood @ v_out), t
 
-    def variance(v: np.ndarray) -> float:
+    def variance(t: list) -> float:
         out = 0.0
-        for lr, here in samples:
-            t = v[here] / chance[here]
-            k = len(t)
-            out += lr * lr * k / (k - 1) * float(((t - t.mean()) ** 2).sum())
+        for lr, terms in t:
+            k = len(terms)
+            out += lr * lr * k / (k - 1) * float(((terms - terms.mean()) ** 2).sum())
         return out
 
-    tp, answer, cls = total(y * g), total(g), total(y)
+    tp, t_tp = parts(y * g, y * h)
+    answer, t_a = parts(g, h)
+    cls, t_c = parts(y, y)
     if answer <= 0 or cls <= 0:
         return None
     out: dict = {}
-    for name, num, den, dom in (
-        ("precision", tp, answer, g),
-        ("recall", tp, cls, y),
+    weight = own + stood
+    for name, num, den, t_num, t_den, dom in (
+        ("precision", tp, answer, t_tp, t_a, np.maximum(g, h)),
+        ("recall", tp, cls, t_tp, t_c, y),
     ):
         r = min(max(num / den, 0.0), 1.0)
-        var = variance(y * g - r * dom) / den**2
+        resid = [(lr, a - r * b) for (lr, a), (_, b) in zip(t_num, t_den, strict=True)]
+        var = variance(resid) / den**2
         w = weight[dom > 0]
         kish = float(w.sum() ** 2 / (w * w).sum()) if len(w) else 1.0
         n_eff = min(kish, r * (1 - r) / var) if var > 0 and 0 < r < 1 else kish

@@ -49,6 +49,11 @@ class Teacher(Protocol):
 
     def forget(self, name: str) -> None: ...
 
+    def held_out(self, name: str) -> Mapping[int, float]:
+        """The marks' logits under heads not trained on them (row position → logit), as the
+        class's last learning measured them; empty when it did not."""
+        ...
+
 
 @dataclass
 class ArrayTeacher:
@@ -63,6 +68,7 @@ class ArrayTeacher:
     metric: Metric | None = None  # the library's (finder.learn.metric.library_metric(X))
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
+    _held: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
         new = [(int(i), 1) for i in positives] + [(int(i), 0) for i in negatives]
@@ -93,11 +99,17 @@ class ArrayTeacher:
             kept = int((previous.logits(self.X) >= previous.logit_threshold).sum())
             head = keep_answer(head, head.logits(self.X), kept)
         self._heads[name] = head
+        held = head.params.pop("held_out_logits", None)
+        self._held[name] = dict(zip(pos + neg, held, strict=True)) if held else {}
         return head
 
     def forget(self, name: str) -> None:
         self._marks.pop(name, None)
         self._heads.pop(name, None)
+        self._held.pop(name, None)
+
+    def held_out(self, name: str) -> Mapping[int, float]:
+        return self._held.get(name, {})
 
 
 @dataclass
@@ -107,6 +119,7 @@ class LibraryTeacher:
 
     lib: Any
     paths: Sequence[str]
+    _held: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
         record = self.lib.learn(
@@ -115,10 +128,18 @@ class LibraryTeacher:
             negatives=[self.paths[i] for i in negatives],
             seed=seed,
         )
-        return Head.from_dict(record["head"])
+        head = Head.from_dict(record["head"])
+        held = head.params.get("held_out") or {}
+        where = {p: i for i, p in enumerate(self.paths)}
+        self._held[name] = {where[p]: z for p, z in held.items() if p in where}
+        return head
 
     def forget(self, name: str) -> None:
         self.lib.forget(name)
+        self._held.pop(name, None)
+
+    def held_out(self, name: str) -> Mapping[int, float]:
+        return self._held.get(name, {})
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -154,7 +175,9 @@ class _Run:
             self.marks.append((i, int(self.truth[i]), known_from, strip, float(c)))
         self.marked[picks] = True
 
-    def figures(self, head: Head, X: np.ndarray, z: np.ndarray) -> dict[str, Any]:
+    def figures(
+        self, head: Head, X: np.ndarray, z: np.ndarray, held: Mapping[int, float]
+    ) -> dict[str, Any]:
         """Scores on the held-out photos (all of them unmarked when something is held out;
         else on every unmarked photo), and the estimate beside the truth it estimates: the
         answer over the photos a strip could show or the person has marked (the library
@@ -166,7 +189,10 @@ class _Run:
         answer = z >= np.float32(cut)
         p, r, _ = precision_recall(self.truth[frame], answer[frame])
         out |= {"true_precision": p, "true_recall": r}
-        marks = [Mark(lab, float(z[i]), kf, s, c) for i, lab, kf, s, c in self.marks]
+        nan = float("nan")
+        marks = [
+            Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)) for i, lab, kf, s, c in self.marks
+        ]
         est = estimate(marks, cut)
         out["estimate"] = est
         return out
@@ -240,7 +266,7 @@ def feedback(
                 head = teacher.learn(label, examples, examples[:0], seed=seed + t)
                 for r in range(rounds + 1):
                     z = head.logits(X)
-                    case = run.figures(head, X, z)
+                    case = run.figures(head, X, z, teacher.held_out(label))
                     case["labels"] = int(run.marked.sum()) - k
                     cases[r].append(case)
                     if trace is not None:

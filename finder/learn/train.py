@@ -80,6 +80,7 @@ class HeadConfig:
     again_cv_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
     again_slope: float = 0.0  # >0: the previous head's logit re-fitted to the marks in slope
     # and shift (a prior of this strength at (1, 0)), not in shift alone
+    first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
 
@@ -411,6 +412,7 @@ def _train(
         raise UsageError(f"unknown head method {cfg.method!r}")
 
     direct = None
+    held = None
     again = (
         previous is not None
         and marked is not None
@@ -460,6 +462,7 @@ def _train(
                 if cfg.again_cv_direct:
                     direct = (a, c)
                 n_class = n_cv
+                held = zc  # the marks' logits under heads not trained on them (uncalibrated)
         params.update(marked=int(len(marked[1])), shift=delta)
     else:
         order = pb.diffusion_order(cfg)
@@ -468,6 +471,8 @@ def _train(
         if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
             ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
         n_class = float(((pb.B @ ws + bs) >= 0).sum())
+        if cfg.first_fresh and fresh is not None:  # counted out of the training
+            n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
         n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
         if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
             params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
@@ -483,6 +488,10 @@ def _train(
     threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cfg.cut)
     if fresh is not None:
         params["fresh"] = fresh.n
+    if held is not None:
+        if cfg.calibrate:  # in the calibrated head's scale
+            held = a * held + c
+        params["held_out_logits"] = [round(float(v), 4) for v in held]
     params.update(
         method=cfg.method,
         C=cfg.C,
