@@ -35,6 +35,7 @@ class CutConfig:
     size_offset: float = 0.3
     size_slope: float = 0.4
     size_ref: float = 0.037
+    beta: float = 1.0  # "expected-f1": the F-beta maximised (below 1: precision weighs more)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def _expected_f1(cut: CutInput, cfg: CutConfig) -> float:
     """The cut maximising ``2·Σ_{answer} p / (|answer| + Σ p)`` over the background, ``p`` the
     calibrated probabilities: the expected F1 of the answer, for a library the sample is like."""
     p = sigmoid(cut.zb)
-    f1 = 2 * np.cumsum(p) / (np.arange(1, len(p) + 1) + p.sum())
+    b2 = cfg.beta * cfg.beta
+    f1 = (1 + b2) * np.cumsum(p) / (np.arange(1, len(p) + 1) + b2 * p.sum())
     j = int(np.argmax(f1))
     return float(cut.zb[j] if j + 1 >= len(p) else (cut.zb[j] + cut.zb[j + 1]) / 2)
 

@@ -279,6 +279,7 @@ def feedback(
                                 "z": z.astype(np.float32),
                                 "cut": head.logit_threshold,
                                 "hold": run.hold,
+                                "held": dict(teacher.held_out(label)),
                             }
                         )
                     if r == rounds:

@@ -71,6 +71,7 @@ class HeadConfig:
     # geometric mean of the count and 2 × that rank + 1 (0: never)
     raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
     again_C: float = 0.0  # teaching again: C of the fit (0: C)
+    again_scale: float = 0.0  # teaching again: pseudo-positives = this × the size (0: refine_scale)
     again_order: str = "diffusion"  # teaching again: pseudo-positives by "diffusion" or "head"
     again_soft: float = 0.0  # teaching again: >0: background soft-labelled by the shifted
     # previous head, marks weighing this many background photos (no pseudo-positives)
@@ -80,6 +81,7 @@ class HeadConfig:
     again_cv_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
     again_slope: float = 0.0  # >0: the previous head's logit re-fitted to the marks in slope
     # and shift (a prior of this strength at (1, 0)), not in shift alone
+    first_beta: float = 0.0  # first learning: the cut maximises this F-beta (0: the cut's own)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
@@ -445,7 +447,8 @@ def _train(
                 order = np.argsort(-previous.logits(pb.B), kind="stable")
             else:
                 order = pb.diffusion_order(cfg)
-            n_pseudo = _pseudo_count(cfg.refine_scale * n_class, m)
+            scale_p = cfg.again_scale or cfg.refine_scale
+            n_pseudo = _pseudo_count(scale_p * n_class, m)
             w, b = pb.fit_pseudo(order, n_pseudo, acfg)
             if cfg.again_cv and min(len(pb.P), len(pb.N)) >= 2 and len(pb.P) + len(pb.N) >= 10:
                 zc, yc = pb.cv_logits(order, n_pseudo, acfg, (w, b), cfg.again_cv, rng)
@@ -457,7 +460,7 @@ def _train(
                 n_cv = float(sigmoid(a * zs + c).sum()) * scale
                 params.update(n_class_marks=n_cv, n_class_shift=n_class)
                 if cfg.again_cv_refit:
-                    n_pseudo = _pseudo_count(cfg.refine_scale * n_cv, m)
+                    n_pseudo = _pseudo_count(scale_p * n_cv, m)
                     w, b = pb.fit_pseudo(order, n_pseudo, acfg, (w, b))
                 if cfg.again_cv_direct:
                     direct = (a, c)
@@ -485,7 +488,8 @@ def _train(
         w, b = w * np.float32(a), b * a + c
         zs = zs * a + c
         params.update(calibration=[a, c])
-    threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cfg.cut)
+    cut_cfg = cfg.cut if again or not cfg.first_beta else replace(cfg.cut, beta=cfg.first_beta)
+    threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cut_cfg)
     if fresh is not None:
         params["fresh"] = fresh.n
     if held is not None:
