@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from finder.errors import UsageError
+from finder.errors import Arg, UsageError
 from finder.learn.cutoff import keep_answer
 from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
@@ -237,11 +237,11 @@ def feedback(
     """
     X, y = check_dataset(X, labels)
     if shown not in SHOWN:
-        raise UsageError(f"--shown must be one of {', '.join(SHOWN)}, not {shown!r}")
+        raise UsageError(Arg("shown"), f" must be one of {', '.join(SHOWN)}, not {shown!r}")
     if k < 1 or trials < 1 or rounds < 0 or clicks < 0:
         raise UsageError("k and trials must be at least 1, rounds and clicks at least 0")
     if not 0 <= holdout < 1:
-        raise UsageError(f"--holdout must be at least 0 and less than 1, not {holdout}")
+        raise UsageError(Arg("holdout"), f" must be at least 0 and less than 1, not {holdout}")
     plan = replace(plan or DEFAULT_PLAN, size=clicks)
     n = len(X)
     names = sorted(np.unique(y).tolist())
