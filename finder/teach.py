@@ -39,7 +39,6 @@ from finder.errors import (
 )
 from finder.folder import Folder
 from finder.ingest import crawl, decode
-from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
@@ -222,20 +221,14 @@ class Teaching:
         if not any(m.label == 1 for m in change.marks) and not any(e.label == 1 for e in existing):
             raise UsageError(f"learning {name!r} needs at least one example photo")
         vectors = self._mark_vectors(change.marks)
-        labels = [m.label for m in change.marks]
         rows = [
             (m.path, m.label, vectors[k].astype(np.float32).tobytes())
             for k, m in enumerate(change.marks)
         ]
-        record = catalog.get_class(name)
-        previous = (
-            Head.from_dict(record["head"])
-            if record is not None and record["backbone"] == _backbone_key(info)
-            else None
-        )
         merged = {e.path: (e.label, e.vector) for e in existing}
         for p, label, vec in rows:
             merged[p] = (label, vec)
+        merged = dict(sorted(merged.items()))  # by path: the head is the same whatever the order
         pos = np.array(
             [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
             dtype=np.float32,
@@ -249,9 +242,7 @@ class Teaching:
             pos,
             neg,
             background,
-            seed=change.seed,
-            previous=previous,  # teaching again: the new marks move the previous estimate
-            marked=(vectors, np.asarray(labels)),
+            seed=change.seed,  # from the marks that remain and the seed only (issue 24, item 4)
             metric=self.metric(),
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
         )
@@ -260,13 +251,6 @@ class Teaching:
             order = [p for p, (lab, _) in merged.items() if lab == 1]
             order += [p for p, (lab, _) in merged.items() if lab == 0]
             head.params["held_out"] = dict(zip(order, held, strict=True))
-        if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
-            store = self.folder.open_vectors()
-            kept = len(
-                store.search_linear(previous.w, previous.b, min_score=previous.logit_threshold)[0]
-            )
-            _, top = store.search_linear(head.w, head.b, k=kept) if kept else (None, np.zeros(0))
-            head = keep_answer(head, top, kept)
         with catalog.transaction():  # one commit: marks taken back and given, the new head
             if change.undo:
                 catalog.remove_examples(name, change.undo)

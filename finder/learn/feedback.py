@@ -23,7 +23,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from finder.errors import Arg, UsageError
-from finder.learn.cutoff import keep_answer
 from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
@@ -59,8 +58,8 @@ class Teacher(Protocol):
 class ArrayTeacher:
     """Learns as ``Library.learn`` does, on vectors in memory: marks accumulate (the latest
     label of a photo wins), the background is ``background_indices`` drawn with the seed,
-    excluding every marked photo, teaching again passes the previous head and the new marks,
-    and a teaching of ✓ only keeps at least the previous answer's size (``keep_answer``)."""
+    excluding every marked photo, and the fresh sample after it; the head is trained from the
+    marks as they are (nothing of the previous head carries over)."""
 
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
@@ -81,7 +80,6 @@ class ArrayTeacher:
         known = np.asarray(pos + neg, dtype=np.int64)
         bg = background_indices(len(self.X), known, rng, size)
         fresh = background_indices(len(self.X), np.concatenate([known, bg]), rng, size)
-        marked = (self.X[[i for i, _ in new]], np.asarray([label for _, label in new]))
         train = self.trainer or train_head
         extra = {} if self.metric is None else {"metric": self.metric}
         head = train(
@@ -89,15 +87,9 @@ class ArrayTeacher:
             self.X[neg].reshape(-1, self.X.shape[1]),
             self.X[bg],
             seed=seed,
-            previous=self._heads.get(name),
-            marked=marked,
             fresh=self.X[fresh],
             **extra,
         )
-        previous = self._heads.get(name)
-        if previous is not None and new and all(label == 1 for _, label in new):
-            kept = int((previous.logits(self.X) >= previous.logit_threshold).sum())
-            head = keep_answer(head, head.logits(self.X), kept)
         self._heads[name] = head
         held = head.params.pop("held_out_logits", None)
         self._held[name] = dict(zip(pos + neg, held, strict=True)) if held else {}

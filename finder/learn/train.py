@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.calibrate import calibrate, platt, size_after_marks
+from finder.learn.calibrate import calibrate, platt
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
 from finder.learn.metric import Metric
@@ -70,17 +70,12 @@ class HeadConfig:
     # raise_at × the count (2: the median held-out example ranks past it), the class size is the
     # geometric mean of the count and 2 × that rank + 1 (0: never)
     raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
-    again_C: float = 0.0  # teaching again: C of the fit (0: C)
-    again_scale: float = 0.0  # teaching again: pseudo-positives = this × the size (0: refine_scale)
-    again_order: str = "diffusion"  # teaching again: pseudo-positives by "diffusion" or "head"
-    again_soft: float = 0.0  # teaching again: >0: background soft-labelled by the shifted
-    # previous head, marks weighing this many background photos (no pseudo-positives)
-    again_cv: int = 0  # teaching again: >0: calibrated on the marks' cross-validated logits
-    again_cv_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
-    again_cv_refit: bool = False  # ... and the head fitted again from the size it gives
-    again_cv_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
-    again_slope: float = 0.0  # >0: the previous head's logit re-fitted to the marks in slope
-    # and shift (a prior of this strength at (1, 0)), not in shift alone
+    marks_cv: int = 5  # with marks of both kinds (enough of them): calibrated on their
+    # logits under heads fitted without them (this many folds; 0: never), not on the size alone
+    marks_min: int = 10  # ... once there are this many marks (examples, ✓ and ✗), 2 ✗ at least
+    marks_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
+    marks_refit: bool = False  # ... and the head fitted again from the size that gives
+    marks_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
     first_beta: float = 0.0  # first learning: the cut maximises this F-beta (0: the cut's own)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
@@ -342,8 +337,6 @@ def train_head(
     *,
     seed: int = 0,
     config: HeadConfig = DEFAULT_CONFIG,
-    previous: Head | None = None,
-    marked: tuple[np.ndarray, np.ndarray] | None = None,
     metric: Metric | None = None,
     fresh: np.ndarray | None = None,
 ) -> Head:
@@ -352,9 +345,10 @@ def train_head(
     ``positives``: every example ``[p, d]`` (p ≥ 1); ``negatives``: explicit counter-examples
     ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT`` background vectors);
     ``background``: an unlabelled random sample of the library ``[m, d]`` (may be empty, may
-    contain members of the class). When the class is taught again, ``previous`` is its head
-    and ``marked`` the vectors and labels (1 / 0) of what this teaching adds. The method: the
-    module's docstring.
+    contain members of the class); ``fresh``: another random sample of the library, out of the
+    training, on which the head is calibrated and cut. The head is a function of these and the
+    seed only (no previous head: a class taught, taken back and taught again is the class
+    learned from what remains). The method: the module's docstring.
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
@@ -364,18 +358,12 @@ def train_head(
     if fresh is not None and len(fresh) >= MIN_BACKGROUND and cfg.use_fresh:
         F = check_vectors("fresh vectors", fresh, pb.P.shape[1])
         back = metric.back if metric is not None else (lambda w: w)
-        prev_f = previous.logits(F) if previous is not None and previous.dim == F.shape[1] else None
-        scorer = Fresh(lambda w, b: (F @ back(w)).astype(np.float64) + b, prev_f, len(F))
+        scorer = Fresh(lambda w, b: (F @ back(w)).astype(np.float64) + b, len(F))
     if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
         pb = pb.in_metric(metric, cfg.graph)
-        if previous is not None and previous.dim == metric.dim:
-            w_prev = metric.into(previous.w)  # the previous head in the metric
-            previous = Head(w_prev, previous.b, previous.threshold, previous.params)
-        if marked is not None:
-            marked = (metric.apply(check_vectors("marked", marked[0], metric.dim)), marked[1])
-    head = _train(pb, cfg, seed, previous, marked, scorer)
+    head = _train(pb, cfg, seed, scorer)
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
         head.params["metric"] = True
@@ -385,10 +373,9 @@ def train_head(
 @dataclass
 class Fresh:
     """Photos of the library out of the training (not in the background, not marked): their
-    logits under a head in training (``scores(w, b)``) and under the previous head."""
+    logits under a head in training (``scores(w, b)``), and how many there are."""
 
     scores: Any
-    previous: np.ndarray | None
     n: int
 
 
@@ -396,8 +383,6 @@ def _train(
     pb: Problem,
     cfg: HeadConfig,
     seed: int,
-    previous: Head | None,
-    marked: tuple[np.ndarray, np.ndarray] | None,
     fresh: Fresh | None = None,
 ) -> Head:
     p, m = len(pb.P), len(pb.B)
@@ -415,71 +400,36 @@ def _train(
 
     direct = None
     held = None
-    again = (
-        previous is not None
-        and marked is not None
-        and previous.dim == pb.P.shape[1]
-        and previous.params.get("method") == cfg.method
-        and cfg.calibrate
-    )
-    if again:
-        assert previous is not None and marked is not None
-        n_class, delta = size_after_marks(previous, pb.B, *marked, prior_sd=cfg.prior_sd)
-        slope = 1.0
-        if cfg.again_slope:
-            zm = previous.logits(marked[0]).astype(np.float64)
-            slope, delta = platt(zm, marked[1], prior=(1.0, 0.0), strength=cfg.again_slope)
-            slope = max(slope, 1e-3)
-            n_class = float(sigmoid(slope * previous.logits(pb.B) + delta).sum())
-        if fresh is not None and fresh.previous is not None:  # counted over fresh photos
-            n_fresh = float(sigmoid(slope * fresh.previous + delta).sum())
-            n_class = n_fresh * m / fresh.n
-        n_size: int | None = None
-        acfg = replace(cfg, C=cfg.again_C or cfg.C)
-        if cfg.again_soft:
-            soft = sigmoid(previous.logits(pb.B).astype(np.float64) + delta)
-            Xs = np.concatenate([pb.P, pb.N, pb.B])
-            ys = np.concatenate([np.ones(len(pb.P)), np.zeros(len(pb.N)), soft])
-            ws = np.concatenate([np.full(len(pb.P) + len(pb.N), cfg.again_soft), np.ones(m)])
-            w, b = fit_logistic(Xs, ys, ws, acfg.C, init=(previous.w, previous.b))
-        else:
-            if cfg.again_order == "head":
-                order = np.argsort(-previous.logits(pb.B), kind="stable")
-            else:
-                order = pb.diffusion_order(cfg)
-            scale_p = cfg.again_scale or cfg.refine_scale
-            n_pseudo = _pseudo_count(scale_p * n_class, m)
-            w, b = pb.fit_pseudo(order, n_pseudo, acfg)
-            if cfg.again_cv and min(len(pb.P), len(pb.N)) >= 2 and len(pb.P) + len(pb.N) >= 10:
-                zc, yc = pb.cv_logits(order, n_pseudo, acfg, (w, b), cfg.again_cv, rng)
-                zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
-                scale = 1.0 if fresh is None else m / fresh.n
-                prior = calibrate(zs, float(np.clip(n_class / scale, 1.0, len(zs) / 2)))
-                a, c = platt(zc, yc, prior=prior, strength=cfg.again_cv_prior)
-                a = max(a, 1e-3)
-                n_cv = float(sigmoid(a * zs + c).sum()) * scale
-                params.update(n_class_marks=n_cv, n_class_shift=n_class)
-                if cfg.again_cv_refit:
-                    n_pseudo = _pseudo_count(scale_p * n_cv, m)
-                    w, b = pb.fit_pseudo(order, n_pseudo, acfg, (w, b))
-                if cfg.again_cv_direct:
-                    direct = (a, c)
-                n_class = n_cv
-                held = zc  # the marks' logits under heads not trained on them (uncalibrated)
-        params.update(marked=int(len(marked[1])), shift=delta)
-    else:
-        order = pb.diffusion_order(cfg)
-        w, b, n_size = _first_head(pb, order, cfg, rng, params)
-        ws, bs = w, b
-        if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
-            ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
-        n_class = float(((pb.B @ ws + bs) >= 0).sum())
-        if cfg.first_fresh and fresh is not None:  # counted out of the training
-            n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
-        n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
-        if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
-            params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
+    order = pb.diffusion_order(cfg)
+    w, b, n_size = _first_head(pb, order, cfg, rng, params)
+    ws, bs = w, b
+    if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
+        ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
+    n_class = float(((pb.B @ ws + bs) >= 0).sum())
+    if cfg.first_fresh and fresh is not None:  # counted out of the training
+        n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
+    n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
+    if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
+        params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
+        w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
+    marks = cfg.marks_cv and len(pb.N) >= 2 and len(pb.P) + len(pb.N) >= cfg.marks_min
+    if marks:  # the marks are labels: calibrated (and the size read) on their held-out logits
+        n_pseudo = params["n_pseudo"]
+        zc, yc = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
+        zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
+        scale = 1.0 if fresh is None else m / fresh.n
+        prior = calibrate(zs, float(np.clip(n_class / scale, 1.0, len(zs) / 2)))
+        a, c = platt(zc, yc, prior=prior, strength=cfg.marks_prior)
+        a = max(a, 1e-3)
+        n_cv = float(sigmoid(a * zs + c).sum()) * scale
+        params.update(n_class_marks=n_cv, n_class_count=n_class)
+        if cfg.marks_refit:
+            params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_cv, m)
             w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
+        if cfg.marks_direct:
+            direct = (a, c)
+        n_class = n_cv
+        held = zc  # the marks' logits under heads not trained on them (uncalibrated)
     n_class = float(np.clip(n_class, 1.0, m / 2))
     zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
     n_s = n_class if fresh is None else n_class * fresh.n / m
@@ -488,7 +438,7 @@ def _train(
         w, b = w * np.float32(a), b * a + c
         zs = zs * a + c
         params.update(calibration=[a, c])
-    cut_cfg = cfg.cut if again or not cfg.first_beta else replace(cfg.cut, beta=cfg.first_beta)
+    cut_cfg = cfg.cut if marks or not cfg.first_beta else replace(cfg.cut, beta=cfg.first_beta)
     threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cut_cfg)
     if fresh is not None:
         params["fresh"] = fresh.n
