@@ -73,8 +73,8 @@ class ArrayTeacher:
         new = [(int(i), 1) for i in positives] + [(int(i), 0) for i in negatives]
         marks = self._marks.setdefault(name, {})  # position -> 1 (✓) or 0 (✗), latest wins
         marks.update(new)
-        pos = [i for i, label in marks.items() if label == 1]
-        neg = [i for i, label in marks.items() if label == 0]
+        pos = sorted(i for i, label in marks.items() if label == 1)  # in any order: one head
+        neg = sorted(i for i, label in marks.items() if label == 0)
         rng = np.random.default_rng(seed)
         size = self.background_size or BACKGROUND_SIZE
         known = np.asarray(pos + neg, dtype=np.int64)

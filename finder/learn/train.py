@@ -72,7 +72,8 @@ class HeadConfig:
     raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
     marks_cv: int = 5  # with marks of both kinds (enough of them): calibrated on their
     # logits under heads fitted without them (this many folds; 0: never), not on the size alone
-    marks_min: int = 10  # ... once there are this many marks (examples, ✓ and ✗), 2 ✗ at least
+    marks_min: int = 10  # ... once there are this many ✓ (examples included) and half as many ✗
+    # (fewer: the marks are likely picked by label, five examples or a few wrong ones singled out)
     marks_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
     marks_refit: bool = False  # ... and the head fitted again from the size that gives
     marks_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
@@ -412,7 +413,7 @@ def _train(
     if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
         params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
         w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
-    marks = cfg.marks_cv and len(pb.N) >= 2 and len(pb.P) + len(pb.N) >= cfg.marks_min
+    marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
     if marks:  # the marks are labels: calibrated (and the size read) on their held-out logits
         n_pseudo = params["n_pseudo"]
         zc, yc = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
