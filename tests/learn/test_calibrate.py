@@ -42,5 +42,3 @@ def test_posterior_and_platt_recover_a_logistic():
     r = class_posterior(scores()[0], 0.2)
     assert r[:200].mean() > 0.85 and r[200:].mean() < 0.05
     assert sigmoid(0.5 * z + intercept_for_total(z, 0.5, 1234.0)).sum() == pytest.approx(1234.0)
-
-
