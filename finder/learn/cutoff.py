@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finder.errors import UsageError
-from finder.learn.head import Head, sigmoid
+from finder.learn.head import sigmoid
 
 
 @dataclass(frozen=True)
@@ -115,20 +115,3 @@ def cut_off(cut: CutInput, cfg: CutConfig) -> float:
         raise UsageError(f"unknown cut-off rule {cfg.rule!r}")
     z = RULES[cfg.rule](cut, cfg)
     return float(np.clip(sigmoid(np.array([z]))[0], 1e-4, 1 - 1e-4))
-
-
-def keep_answer(head: Head, scores: np.ndarray, count: int) -> Head:
-    """``head``, its cut lowered if need be so that at least ``count`` of ``scores`` (the
-    library's logits under ``head``) pass it: confirming photos never shrinks the answer."""
-    if count <= 0 or len(scores) == 0:
-        return head
-    kth = float(
-        np.partition(np.asarray(scores, dtype=np.float64), -min(count, len(scores)))[
-            -min(count, len(scores))
-        ]
-    )
-    if kth >= head.logit_threshold:
-        return head
-    floor = kth - 1e-4 * (1.0 + abs(kth))  # below it, whatever float rounding find meets
-    params = dict(head.params, kept_answer=int(count))
-    return Head(w=head.w, b=head.b, threshold=float(sigmoid(np.array([floor]))[0]), params=params)
