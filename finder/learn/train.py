@@ -70,6 +70,9 @@ class HeadConfig:
     # raise_at × the count (2: the median held-out example ranks past it), the class size is the
     # geometric mean of the count and 2 × that rank + 1 (0: never)
     raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
+    rank_top: int = 5  # without the marks' calibration: the class size from the median of the
+    # this many largest held-out ranks (0: of all; random examples rank anywhere in the class,
+    # confirmed top-ranked photos near 0 and would collapse the size)
     marks_cv: int = 5  # with marks of both kinds (enough of them): calibrated on their
     # logits under heads fitted without them (this many folds; 0: never), not on the size alone
     marks_min: int = 10  # ... once there are this many ✓ (examples included) and half as many ✗
@@ -77,7 +80,6 @@ class HeadConfig:
     marks_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
     marks_refit: bool = False  # ... and the head fitted again from the size that gives
     marks_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
-    first_beta: float = 0.0  # first learning: the cut maximises this F-beta (0: the cut's own)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
@@ -401,8 +403,9 @@ def _train(
 
     direct = None
     held = None
+    marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
     order = pb.diffusion_order(cfg)
-    w, b, n_size = _first_head(pb, order, cfg, rng, params)
+    w, b, n_size = _first_head(pb, order, cfg, rng, params, 0 if marks else cfg.rank_top)
     ws, bs = w, b
     if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
         ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
@@ -413,7 +416,6 @@ def _train(
     if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
         params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
         w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
-    marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
     if marks:  # the marks are labels: calibrated (and the size read) on their held-out logits
         n_pseudo = params["n_pseudo"]
         zc, yc = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
@@ -439,8 +441,7 @@ def _train(
         w, b = w * np.float32(a), b * a + c
         zs = zs * a + c
         params.update(calibration=[a, c])
-    cut_cfg = cfg.cut if marks or not cfg.first_beta else replace(cfg.cut, beta=cfg.first_beta)
-    threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cut_cfg)
+    threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cfg.cut)
     if fresh is not None:
         params["fresh"] = fresh.n
     if held is not None:
@@ -485,15 +486,18 @@ def _first_head(
     cfg: HeadConfig,
     rng: np.random.Generator,
     params: dict[str, Any],
+    rank_top: int = 0,
 ) -> tuple[np.ndarray, float, int]:
     """A class's first head: pseudo-positives counted from the examples' held-out ranks, then
-    refined once from the head's own scores. Returns ``(w, b, n_size)``, ``n_size`` the class
+    refined once from the head's own scores (``rank_top``: the median of the largest held-out
+    ranks only, 0: of all). Returns ``(w, b, n_size)``, ``n_size`` the class
     size a probe head estimates once the likely members are out of its negatives."""
     B, m = pb.B, len(pb.B)
     # 1. how many of the background look like the class (held-out ranks of the examples)
     probe = pb.probe(cfg.probe_C)
     if len(pb.P) >= 2:
-        med: float | None = float(np.median(pb.held_out_ranks(cfg, rng, probe)))
+        ranks = np.sort(pb.held_out_ranks(cfg, rng, probe))
+        med: float | None = float(np.median(ranks[-rank_top:] if rank_top else ranks))
         params["median_held_out"] = med
         n_pseudo = _pseudo_count(cfg.count_factor * med, m)
     else:  # one example: no held-out estimate; count what the probe head accepts
