@@ -2,17 +2,18 @@
 
 Everything happens in the library's metric when one is given (:mod:`finder.learn.metric`: the
 vectors whitened, the weights mapped back, so a head stays linear in the stored vectors).
-The background sample is unlabelled, not negative. On a class's first learning, held-out ranks of
-the examples estimate how much of the background belongs to the class, a diffusion over the k-NN
-graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
-is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
-the number of background photos past logit 0 of a sharper head on the same data (``count_C``)
-is the class-size estimate, raised when the median example, held out, ranks past it
-(``raise_at``; the head is then fitted again from the raised size). When a class is taught
-again (more examples, ✓ / ✗ marks), the estimate comes from the previous head and the new marks
-instead (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of the
-class), and the head is retrained from all the marks. Then the head is calibrated to that estimate
-(:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
+The background sample is unlabelled, not negative. Held-out ranks of the examples (the largest
+few: confirmed top-ranked photos rank near 0) estimate how much of the background belongs to
+the class, a diffusion over the k-NN graph of examples + background picks those as
+pseudo-positives, and a weighted logistic regression is trained on examples + pseudo-positives
+against explicit negatives + the rest, refined once; the number of background photos past logit
+0 of a sharper head on the same data (``count_C``) is the class-size estimate, raised when the
+median example, held out, ranks past it (``raise_at``; the head is then fitted again from the
+raised size). With ✓ and ✗ enough the marks are labels: the head is calibrated on their
+cross-validated logits, which also give the size (``marks_*``). Then the head is calibrated to
+that estimate (:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
+A head is a function of the marks, the background, the fresh photos and the seed only: nothing
+of a previous head carries over (issue 24, item 4).
 
 This module imports numpy and scipy only (never TensorFlow).
 """
