@@ -4,6 +4,7 @@ on (``review``), the ones most like a photo (``similar``), as :class:`Match` rec
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,8 +14,9 @@ from finder.embedder import Embedder
 from finder.errors import Arg, UsageError
 from finder.folder import Folder
 from finder.ingest import crawl
-from finder.learn.feedback import near_cut, spread
 from finder.learn.head import logit, sigmoid
+from finder.learn.strip import near_cut, spread
+from finder.moments import Items, group, parse_time, split_moment
 from finder.store import facts as stored_facts
 from finder.store import filtered
 from finder.store.catalog import OK
@@ -31,9 +33,22 @@ class Match:
     score: float  # probability for find, cosine similarity for similar
     id: int
     taken: str | None = None  # date taken, with its UTC offset when known (finder.ingest.facts)
+    kind: str = "photo"  # "photo" or "video" (scored by its best frame)
+    time: float | None = None  # a video's: the best frame's time, seconds from the start
+    frame: int | None = None  # a video's: the best frame's id (its vector's key)
+    #: a video's other frames in the answer, best first: (frame id, time, score)
+    moments: tuple[tuple[int, float, float], ...] = ()
+
+    @property
+    def key(self) -> int:
+        """The id of the vector that stands for this item (a photo's id, a video's frame)."""
+        return self.frame if self.frame is not None else self.id
 
 
 SORTS = ("score", "date")
+#: A search as ``Answers.items`` runs it: the ``n`` best vector ids and their scores, best first
+#: (every one that qualifies when ``n`` is None).
+Search = Callable[[int | None], tuple[np.ndarray, np.ndarray]]
 
 
 def _check_sort(sort: str) -> None:
@@ -73,14 +88,36 @@ class Answers:
             min_prob = head.threshold
         min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
         store = self.folder.open_vectors()
-        if filters is not None and filters.active:
-            catalog = self.folder.open_catalog()
-            ids, scores = filtered.search(
-                catalog, store, filters, head.w, head.b, k=top, min_score=min_score
-            )
-        else:
-            ids, scores = store.search_linear(head.w, head.b, k=top, min_score=min_score)
-        return self.matches(ids, sigmoid(scores), sort)
+
+        def search(k: int | None) -> tuple[np.ndarray, np.ndarray]:
+            if filters is not None and filters.active:
+                catalog = self.folder.open_catalog()
+                return filtered.search(
+                    catalog, store, filters, head.w, head.b, k=k, min_score=min_score
+                )
+            return store.search_linear(head.w, head.b, k=k, min_score=min_score)
+
+        items = self.items(search, top)
+        items.scores = sigmoid(items.scores)
+        for moments in items.moments.values():
+            moments[:] = [(f, t, float(sigmoid(np.asarray([z]))[0])) for f, t, z in moments]
+        return self.item_matches(items, sort)
+
+    def items(self, search: Search, k: int | None) -> Items:
+        """The ``k`` best items of a search (``search(n)`` gives the ``n`` best vector ids,
+        best first, every one when ``n`` is None): frames of one video may crowd the top ids,
+        so it asks again for twice as many until ``k`` items come out (or the store has no
+        more). A threshold search (``k`` None) is complete already: grouping only merges."""
+        catalog = self.folder.open_catalog()
+        if k is None:
+            return group(catalog, *search(None))
+        ask = k
+        while True:
+            ids, scores = search(ask)
+            items = group(catalog, ids, scores)
+            if len(items) >= k or len(ids) < ask:
+                return items.take(slice(0, k))
+            ask *= 2
 
     def review(self, name: str, n: int = 10) -> list[Match]:
         """The ``n`` photos whose verdict (✓ or ✗, then ``learn NAME --add / --not``) would
@@ -90,59 +127,130 @@ class Answers:
             raise UsageError(Arg("n"), " must be at least 1")
         head = self.teaching.head(name)
         catalog, store = self.folder.open_catalog(), self.folder.open_vectors()
-        marked = {
-            row.id
-            for e in catalog.examples(self.teaching.class_record(name)["name"])
-            if (row := catalog.image_by_path(e.path)) is not None
+        marked = {m.id for m in self.teaching.marks(self.teaching.class_record(name)["name"])} - {
+            None
         }
         cut = head.logit_threshold
         above, _ = store.search_linear(head.w, head.b, min_score=cut)
-        ids, z = store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
-        free = np.flatnonzero(~np.isin(ids, np.fromiter(marked, np.int64, len(marked))))
+        # items, one frame per video (its best): a video asked about once
+        items = group(
+            catalog, *store.search_linear(head.w, head.b, k=len(above) + 4 * n + len(marked))
+        )
+        z = items.scores
+        marked_ids = np.fromiter(marked, np.int64, len(marked))
+        free = np.flatnonzero(~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids))
         pool = near_cut(z, cut, free, 4 * n)
-        picked = pool[spread(store.get(ids[pool]), np.abs(z[pool] - cut), n)]
-        return self.matches(ids[picked], sigmoid(z[picked]))
+        picked = pool[spread(store.get(items.keys[pool]), np.abs(z[pool] - cut), n)]
+        chosen = items.take(picked)
+        chosen.scores = sigmoid(chosen.scores)
+        for video in chosen.moments:  # the frame asked about only
+            chosen.moments[video] = [
+                (f, t, float(sigmoid(np.asarray([s]))[0])) for f, t, s in chosen.moments[video][:1]
+            ]
+        return self.item_matches(chosen)
 
     def similar(
-        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+        self,
+        path: str,
+        *,
+        top: int = 20,
+        filters: Filters | None = None,
+        sort: str = "score",
+        at: str | float | None = None,
     ) -> list[Match]:
-        """The ``top`` library images nearest to ``path`` (cosine similarity), best first;
-        ``filters`` and ``sort`` as for ``find``."""
+        """The ``top`` library items nearest to ``path`` (cosine similarity), best first:
+        photos, and videos by their nearest frame; ``filters`` and ``sort`` as for ``find``.
+        A video is asked about at a moment: ``at`` (seconds, ``M:SS``, ``H:MM:SS``) or
+        ``clip.mp4@0:12``; an indexed one by its frame nearest that time, never decoded. The
+        item asked about is left out of the answer."""
         if top < 1:
             raise UsageError(Arg("top"), " must be at least 1")
         _check_sort(sort)
+        moment = split_moment(os.fspath(path)) if at is None else None
+        if moment is not None:
+            path, at = moment
         full = os.path.abspath(os.path.expanduser(os.fspath(path)))
         need_regular_file(full, path)
-        vectors, ids = self.embedder.vectors_for([full])
-        exclude = np.asarray([ids[0]], dtype=np.int64) if ids[0] is not None else None
-        store = self.folder.open_vectors()
-        if filters is not None and filters.active:
-            found, sims = filtered.search(
-                self.folder.open_catalog(),
-                store,
-                filters,
-                vectors[0],
-                k=top,
-                head=False,
-                exclude_ids=exclude,
-            )
+        if at is not None:
+            vector, frame, video = self.embedder.vector_at(full, parse_time(at))
+            exclude_list = [frame, video] if frame is not None else []
+            if video is not None:
+                exclude_list += self.folder.open_catalog().frame_ids_of([video])
         else:
-            found, sims = store.search_similar(vectors[0], top, exclude_ids=exclude)
-        return self.matches(found, sims, sort)
+            if crawl.is_video_name(full):
+                raise UsageError(
+                    f"{path} is a video: say which moment with ",
+                    Arg("at"),
+                    " (seconds, M:SS or H:MM:SS), or write it as clip.mp4@0:12",
+                )
+            vectors, ids = self.embedder.vectors_for([full])
+            vector = vectors[0]
+            exclude_list = [ids[0]] if ids[0] is not None else []
+        return self.similar_to_vector(vector, exclude_list, top=top, filters=filters, sort=sort)
+
+    def similar_to_vector(
+        self,
+        vector: np.ndarray,
+        exclude: list[int],
+        *,
+        top: int,
+        filters: Filters | None = None,
+        sort: str = "score",
+    ) -> list[Match]:
+        """The ``top`` items nearest to ``vector``, the vector ids ``exclude`` left out."""
+        ex = np.asarray(sorted(set(exclude)), dtype=np.int64) if exclude else None
+        store = self.folder.open_vectors()
+
+        def search(k: int | None) -> tuple[np.ndarray, np.ndarray]:
+            assert k is not None
+            if filters is not None and filters.active:
+                return filtered.search(
+                    self.folder.open_catalog(),
+                    store,
+                    filters,
+                    vector,
+                    k=k,
+                    head=False,
+                    exclude_ids=ex,
+                )
+            return store.search_similar(vector, k, exclude_ids=ex)
+
+        return self.item_matches(self.items(search, top), sort)
 
     def matches(self, ids: np.ndarray, scores: np.ndarray, sort: str = "score") -> list[Match]:
-        """Matches of ids (best first) with their paths and dates; by date with ``sort``."""
+        """Matches of vector ids (best first), grouped by item (a video by its best frame),
+        with their paths and dates; by date with ``sort``."""
+        return self.item_matches(group(self.folder.open_catalog(), ids, scores), sort)
+
+    def item_matches(self, items: Items, sort: str = "score") -> list[Match]:
+        """Matches of items (best first) with their paths and dates; by date with ``sort``."""
         catalog = self.folder.open_catalog()
         if sort == "date":
-            order = filtered.by_date(catalog, ids)
-            ids, scores = ids[order], scores[order]
-        paths = catalog.paths_for(ids.tolist(), searchable=True)
-        taken = stored_facts.dates(catalog, ids.tolist())
-        return [
-            Match(paths[int(i)], float(s), int(i), taken.get(int(i)))
-            for i, s in zip(ids, scores, strict=True)
-            if int(i) in paths
-        ]
+            items = items.take(filtered.by_date(catalog, items.ids))
+        ids = items.ids.tolist()
+        paths = catalog.paths_for(ids, searchable=True)
+        taken = stored_facts.dates(catalog, ids)
+        out = []
+        for i, key, s in zip(ids, items.keys.tolist(), items.scores.tolist(), strict=True):
+            if i not in paths:
+                continue
+            moments = items.moments.get(i)
+            if moments is None:
+                out.append(Match(paths[i], float(s), i, taken.get(i)))
+                continue
+            out.append(
+                Match(
+                    paths[i],
+                    float(s),
+                    i,
+                    taken.get(i),
+                    kind="video",
+                    time=moments[0][1],
+                    frame=key,
+                    moments=tuple((f, t, float(z)) for f, t, z in moments[1:]),
+                )
+            )
+        return out
 
     def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
         """Paths and unit vectors of every indexed image under ``root``, sorted by path."""

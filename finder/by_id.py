@@ -16,8 +16,10 @@ from finder.errors import Arg, UnknownImage, UsageError
 from finder.folder import Folder
 from finder.ingest.crawl import open_regular
 from finder.ingest.decode import PHOTO_FORMATS
+from finder.ingest.video import stream_kind
 from finder.learn.head import Head
 from finder.learn.names import class_name
+from finder.moments import moment_key
 from finder.roots import Offline
 from finder.store.catalog import FAILED, OK, PENDING, ImageRow
 from finder.store.thumbs import ThumbCache, render
@@ -71,6 +73,51 @@ class Changes:
     complete: bool = True
 
 
+#: Video codecs browsers play, by container (FFmpeg's demuxer name), with the media type the
+#: file is served as; anything else (MJPEG in AVI, MPEG-TS, HEVC, MPEG-4 part 2) is shown as
+#: stills. Chromium, Firefox and Safari all play H.264 in MP4 and VP8/VP9/AV1 in WebM.
+PLAYABLE = {
+    "mov,mp4,m4a,3gp,3g2,mj2": ({"h264", "av1", "vp9"}, "video/mp4"),
+    "matroska,webm": ({"vp8", "vp9", "av1"}, "video/webm"),
+}
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A frame of a video on the page: its id (its vector's), its time, and the classes it
+    matches (at or above their cut-off)."""
+
+    frame: int
+    time: float
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VideoView:
+    """What the page needs to show video ``row``: ``media_type`` when a browser can play it
+    (None: it shows ``moments`` as stills), the moment asked for (``frame``, ``time``), and
+    every sampled moment, in time order."""
+
+    row: ImageRow
+    media_type: str | None
+    frame: int
+    time: float
+    moments: tuple[Moment, ...]
+
+
+def browser_video(row: ImageRow) -> str | None:
+    """The media type the video of ``row`` is served as when browsers play it, else None.
+    Reads its header only (any thread may call it)."""
+    from finder.errors import DecodeError
+
+    try:
+        container, codec = stream_kind(row.path)
+    except DecodeError:
+        return None
+    codecs, media_type = PLAYABLE.get(container, (set(), ""))
+    return media_type if codec in codecs else None
+
+
 class ById:
     """The library in ``folder`` by image id: what ``finder serve`` needs. Images are named by
     id, never by a path taken from the caller; ✓ and ✗ teach ``teaching`` by id; ``answers``
@@ -91,12 +138,49 @@ class ById:
             raise UnknownImage(f"no indexed image has the id {image_id}")
         return row
 
+    def item(self, key: int) -> tuple[ImageRow, int | None, float | None]:
+        """What an id on the page names: an indexed photo (``(row, None, None)``), a video's
+        frame (``(the video's row, frame id, time)``), or a video (its first frame).
+        ``UnknownImage`` otherwise."""
+        catalog = self.folder.open_catalog() if self.folder.exists else None
+        found = catalog.frame_rows([key]) if catalog is not None else {}
+        if key in found:
+            video, t = found[key]
+            return self.image(video), int(key), t
+        row = self.image(key)
+        frames = catalog.frames_of(row.id) if catalog is not None else []
+        if frames:
+            return row, frames[0][0], frames[0][1]
+        return row, None, None
+
+    def video_view(self, key: int) -> VideoView | None:
+        """The video that ``key`` names (itself or one of its frames) as the page shows it, or
+        None for a photo."""
+        row, frame, t = self.item(key)
+        if frame is None or t is None:
+            return None
+        frames = self.folder.open_catalog().frames_of(row.id)
+        ids = np.asarray([f for f, _ in frames], dtype=np.int64)
+        x = self.folder.open_vectors().get(ids)
+        matched: list[list[str]] = [[] for _ in frames]
+        key_ = _backbone_key(self.folder.require_indexed())
+        for record in self.teaching.classes():
+            if record["backbone"] != key_:
+                continue
+            head = Head.from_dict(record["head"])
+            for k in np.flatnonzero(head.proba(x) >= head.threshold):
+                matched[int(k)].append(record["name"])
+        moments = tuple(Moment(f, ft, tuple(m)) for (f, ft), m in zip(frames, matched, strict=True))
+        return VideoView(row, browser_video(row), frame, t, moments)
+
     def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
         """(number of indexed images, ``limit`` of them from ``offset``, by id; score 0)."""
         if not self.folder.exists:
             return 0, []
-        total, rows = self.folder.open_catalog().ok_page(max(0, offset), max(0, limit))
-        return total, [Match(path, 0.0, i) for i, path in rows]
+        catalog = self.folder.open_catalog()
+        total, rows = catalog.ok_page(max(0, offset), max(0, limit))
+        kinds = catalog.kinds([i for i, _ in rows])
+        return total, [Match(path, 0.0, i, kind=kinds.get(i) or "photo") for i, path in rows]
 
     def last_change(self) -> float:
         """The moment (catalog time) up to which this library's answers are current: its last
@@ -143,30 +227,35 @@ class ById:
         """The ``top`` indexed images nearest to indexed image ``image_id``, best first."""
         if top < 1:
             raise UsageError(Arg("top"), " must be at least 1")
-        self.image(image_id)
-        ids = np.asarray([image_id], dtype=np.int64)
+        row, frame, _ = self.item(image_id)
+        key = frame if frame is not None else row.id
+        ids = np.asarray([key], dtype=np.int64)
         store = self.folder.open_vectors()
         if not store.has(ids)[0]:
             raise UnknownImage(f"no indexed image has the id {image_id}")
-        found, sims = store.search_similar(store.get(ids)[0], top, exclude_ids=ids)
-        return self.answers.matches(found, sims)
+        exclude = [row.id, key]
+        if frame is not None:  # a video's moment: the video itself is left out
+            exclude += self.folder.open_catalog().frame_ids_of([row.id])
+        return self.answers.similar_to_vector(store.get(ids)[0], exclude, top=top)
 
     def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
         """For each class learned with this library's backbone: (name, probability of indexed
         image ``image_id``, its mark: 1 an example, 0 a counter-example, None unmarked)."""
-        row = self.image(image_id)
+        row, frame, t = self.item(image_id)
         records = self.teaching.classes()
         if not records:
             return []
         key = _backbone_key(self.folder.require_indexed())
-        x = self.folder.open_vectors().get(np.asarray([image_id], dtype=np.int64))
+        vector_id = frame if frame is not None else row.id
+        x = self.folder.open_vectors().get(np.asarray([vector_id], dtype=np.int64))
+        path = moment_key(row.path, t) if t is not None else row.path
         catalog = self.folder.open_catalog()
         out = []
         for record in records:
             if record["backbone"] != key:
                 continue
             prob = float(Head.from_dict(record["head"]).proba(x)[0])
-            mark = catalog.example_label(record["name"], row.path)
+            mark = catalog.example_label(record["name"], path)
             out.append((record["name"], prob, mark))
         return out
 
@@ -190,9 +279,9 @@ class ById:
         if set(undo_ids) & set(add_ids + not_ids):
             raise UsageError("a photo cannot be marked and unmarked at once")
         add_rows, not_rows, undo_rows = (
-            [self.image(i) for i in ids] for ids in (add_ids, not_ids, undo_ids)
+            [self._markable(i) for i in ids] for ids in (add_ids, not_ids, undo_ids)
         )
-        undo_paths = [row.path for row in undo_rows]
+        undo_paths = [path for _, path in undo_rows]
         if undo_paths:
             marked = {p for p, _ in self.teaching.examples(name)}
             unmarked = [i for i, p in zip(undo_ids, undo_paths, strict=True) if p not in marked]
@@ -200,14 +289,25 @@ class ById:
                 raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
         name = class_name(name)
         self.folder.require_indexed()
-        marks = [Mark(r.id, r.path, 1) for r in add_rows] + [
-            Mark(r.id, r.path, 0) for r in not_rows
-        ]
+        marks = [Mark(i, path, 1) for i, path in add_rows]
+        marks += [Mark(i, path, 0) for i, path in not_rows]
         record = self.teaching.apply(Change(name, tuple(marks), tuple(undo_paths), seed=seed))
         assert record is not None
         return record
 
+    def _markable(self, key: int) -> tuple[int, str]:
+        """(vector id, example path) of what a ✓ or ✗ on ``key`` marks: a photo, or a video's
+        frame (``moment_key``: the video's path and the frame's time)."""
+        row, frame, t = self.item(key)
+        if frame is None or t is None:
+            return row.id, row.path
+        return frame, moment_key(row.path, t)
+
     def thumbnail(self, image_id: int) -> Path:
         """The thumbnail file (JPEG, short side about 256 px, EXIF-oriented) of an indexed
-        image, made now when missing. ``DecodeError`` when the photo cannot be read."""
-        return self.thumbs.get(self.image(image_id))
+        image or of a video's frame, made now when missing. ``DecodeError`` when the photo
+        cannot be read."""
+        row, frame, t = self.item(image_id)
+        if frame is not None and t is not None:
+            return self.thumbs.frame(row, frame, t)
+        return self.thumbs.get(row)

@@ -110,6 +110,32 @@ class Embedder:
             videos=videos,
         )
 
+    def vector_at(self, path: str, seconds: float) -> tuple[np.ndarray, int | None, int | None]:
+        """The unit vector of the video at ``path`` at ``seconds``, with its frame's id and the
+        video's id: an indexed video's frame nearest that time (from the store, nothing
+        decoded), else the frame shown then, decoded and embedded now (ids None)."""
+        info = self.folder.require_indexed()
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        if row is not None and row.status == OK:
+            frames = catalog.frames_of(row.id)
+            if not frames:
+                raise UsageError(f"{path} is a photo, not a video: no moment to take")
+            frame = min(frames, key=lambda f: (abs(f[1] - seconds), f[1]))[0]
+            vector = self.folder.open_vectors().get(np.asarray([frame], dtype=np.int64))[0]
+            return vector.astype(np.float32), frame, row.id
+        from finder.embed.pipeline import embed_moment
+        from finder.errors import DecodeError
+
+        try:
+            vector, _ = embed_moment(path, seconds, self.backbone())
+        except DecodeError as e:
+            raise UsageError(f"not a video: {path} ({e})") from None
+        out = sync.unit(np.asarray(vector, dtype=np.float32)[None, :])[0]
+        if out.shape[0] != int(info["dim"]):
+            raise UsageError(f"{path}: the backbone gave a vector of another size")
+        return out, None, None
+
     def vectors_for(self, paths: Sequence[str]) -> tuple[np.ndarray, list[int | None]]:
         """Unit vectors of ``paths``: from the store when indexed, else embedded on the fly
         (which imports TensorFlow), with the id of each that is in the catalog (None when not).

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.by_id import BrowserPhoto, ById, Changes, browser_photo
+from finder.by_id import BrowserPhoto, ById, Changes, Moment, VideoView, browser_photo, browser_video
 from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
@@ -51,6 +51,7 @@ from finder.errors import FinderError, UsageError
 from finder.folder import Folder, library_path
 from finder.health import Health
 from finder.indexing import Indexing
+from finder.moments import format_time, parse_time
 from finder.roots import Offline
 from finder.store.catalog import ImageRow
 from finder.store.facts import Filters
@@ -320,10 +321,17 @@ class Library:
         return self.answers.review(name, n)
 
     def similar(
-        self, path: str, *, top: int = 20, filters: Filters | None = None, sort: str = "score"
+        self,
+        path: str,
+        *,
+        top: int = 20,
+        filters: Filters | None = None,
+        sort: str = "score",
+        at: str | float | None = None,
     ) -> list[Match]:
-        """The ``top`` library images nearest to the photo at ``path``, best first."""
-        return self.answers.similar(path, top=top, filters=filters, sort=sort)
+        """The ``top`` library items nearest to the photo at ``path`` (or the video at ``path``
+        at the moment ``at``, or ``path`` written ``clip.mp4@0:12``), best first."""
+        return self.answers.similar(path, top=top, filters=filters, sort=sort, at=at)
 
     def vectors_under(self, root: str) -> tuple[list[str], np.ndarray]:
         """Paths and unit vectors of every indexed image under ``root``, sorted by path."""
@@ -337,6 +345,18 @@ class Library:
     def image(self, image_id: int) -> ImageRow:
         """The catalog row of an indexed image; ``UnknownImage`` otherwise."""
         return self.by_id.image(image_id)
+
+    def item(self, key: int) -> tuple[ImageRow, int | None, float | None]:
+        """What an id of the page names: (row, None, None) for a photo, (the video's row, frame
+        id, time) for a video's frame (a video's own id: its first frame); see
+        :meth:`ById.item`."""
+        return self.by_id.item(key)
+
+    def video_view(self, key: int) -> VideoView | None:
+        """The video ``key`` names (or one of its frames) as the page shows it: whether a
+        browser plays it, the moment, every moment with the classes it matches; None for a
+        photo."""
+        return self.by_id.video_view(key)
 
     def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
         """(number of indexed images, ``limit`` of them from ``offset``, by id)."""
@@ -375,6 +395,12 @@ class Library:
         from it. Reads that file only: safe from any thread."""
         return browser_photo(row)
 
+    @staticmethod
+    def browser_video(row: ImageRow) -> str | None:
+        """The media type a browser is sent the video of ``row`` as, when browsers play its
+        codec; else None (the page shows its moments as stills). Reads its header only."""
+        return browser_video(row)
+
     # -- health -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, backbone, failures and the search index (see :meth:`Health.status`)."""
@@ -412,8 +438,12 @@ __all__ = [
     "Library",
     "Mark",
     "Match",
+    "Moment",
     "Offline",
+    "VideoView",
     "Progress",
     "WatchOptions",
     "default_library_dir",
+    "format_time",
+    "parse_time",
 ]

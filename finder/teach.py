@@ -39,11 +39,11 @@ from finder.errors import (
 )
 from finder.folder import Folder
 from finder.ingest import crawl, decode
-from finder.learn.cutoff import keep_answer
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
+from finder.moments import moment_key, parse_time, split_moment
 from finder.store import files
 from finder.store.catalog import OK
 
@@ -127,8 +127,8 @@ class Teaching:
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
             raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
-        if set(undo) & set(pos_paths + neg_paths):
-            both = sorted(set(undo) & set(pos_paths + neg_paths))[0]
+        if set(undo) & set([*pos_paths, *neg_paths]):
+            both = sorted(set(undo) & set([*pos_paths, *neg_paths]))[0]
             raise UsageError(f"{both} is given both to mark and with ", Arg("drop"))
         if undo and not pos_paths:
             kept = [p for p, label in self.examples(name) if label == 1 and p not in set(undo)]
@@ -137,7 +137,8 @@ class Teaching:
                     f"that takes back every example of {name!r}: a class needs one "
                     f"(`finder forget {name}` removes the class)"
                 )
-        marks = [Mark(None, p, 1) for p in pos_paths] + [Mark(None, p, 0) for p in neg_paths]
+        marks = [Mark(f, p, 1) for p, f in pos_paths.items()]
+        marks += [Mark(f, p, 0) for p, f in neg_paths.items()]
         record = self.apply(Change(name, tuple(marks), tuple(undo), seed=seed))
         assert record is not None
         return record
@@ -220,20 +221,14 @@ class Teaching:
         if not any(m.label == 1 for m in change.marks) and not any(e.label == 1 for e in existing):
             raise UsageError(f"learning {name!r} needs at least one example photo")
         vectors = self._mark_vectors(change.marks)
-        labels = [m.label for m in change.marks]
         rows = [
             (m.path, m.label, vectors[k].astype(np.float32).tobytes())
             for k, m in enumerate(change.marks)
         ]
-        record = catalog.get_class(name)
-        previous = (
-            Head.from_dict(record["head"])
-            if record is not None and record["backbone"] == _backbone_key(info)
-            else None
-        )
         merged = {e.path: (e.label, e.vector) for e in existing}
         for p, label, vec in rows:
             merged[p] = (label, vec)
+        merged = dict(sorted(merged.items()))  # by path: the head is the same whatever the order
         pos = np.array(
             [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
             dtype=np.float32,
@@ -242,23 +237,20 @@ class Teaching:
             [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
             dtype=np.float32,
         ).reshape(-1, pos.shape[1])
-        background = self._background(list(merged), change.seed)
+        background, fresh = self._background(list(merged), change.seed)
         head = train_head(
             pos,
             neg,
             background,
-            seed=change.seed,
-            previous=previous,  # teaching again: the new marks move the previous estimate
-            marked=(vectors, np.asarray(labels)),
+            seed=change.seed,  # from the marks that remain and the seed only (issue 24, item 4)
             metric=self.metric(),
+            fresh=fresh,  # photos out of the training: calibration and cut are measured on them
         )
-        if previous is not None and labels and all(labels):  # only ✓: the answer never shrinks
-            store = self.folder.open_vectors()
-            kept = len(
-                store.search_linear(previous.w, previous.b, min_score=previous.logit_threshold)[0]
-            )
-            _, top = store.search_linear(head.w, head.b, k=kept) if kept else (None, np.zeros(0))
-            head = keep_answer(head, top, kept)
+        held = head.params.pop("held_out_logits", None)
+        if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
+            order = [p for p, (lab, _) in merged.items() if lab == 1]
+            order += [p for p, (lab, _) in merged.items() if lab == 0]
+            head.params["held_out"] = dict(zip(order, held, strict=True))
         with catalog.transaction():  # one commit: marks taken back and given, the new head
             if change.undo:
                 catalog.remove_examples(name, change.undo)
@@ -326,12 +318,21 @@ class Teaching:
             out[by_path] = self.embedder.vectors_for([marks[k].path for k in by_path])[0]
         return out
 
-    def _example_paths(self, examples: Sequence[str], name: str) -> list[str]:
-        """The photos ``examples`` name: a file as given, a folder's photos (in its sub-folders
-        too) those that can be read; each skipped one is named in ``folder.messages``. A folder
-        with no photo that can be read is refused unless class ``name`` has examples already."""
+    def _example_paths(self, examples: Sequence[str], name: str) -> dict[str, int | None]:
+        """The photos ``examples`` name, each with None: a file as given, a folder's photos (in
+        its sub-folders too) those that can be read; each skipped one is named in
+        ``folder.messages``. A folder with no photo that can be read is refused unless class
+        ``name`` has examples already. A video's moment (``clip.mp4@0:12``) is named by
+        ``moment_key``, with its indexed frame's id (the frame nearest that time)."""
         out: list[str] = []
+        frames: dict[str, int | None] = {}
         for ex in examples:
+            moment = split_moment(os.fspath(ex))
+            if moment is not None:
+                key = self.moment_of(*moment)
+                frames[key] = self._moment(key)
+                out.append(key)
+                continue
             path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
             if os.path.isdir(path):
                 found = [f.path for f in crawl.walk([path]) if not f.is_dir]
@@ -347,10 +348,52 @@ class Teaching:
                 self.folder.messages.extend(f"skipped {why}" for why in skipped)
                 out.extend(readable)
             elif os.path.exists(path):
+                if crawl.is_video_name(path):
+                    raise UsageError(
+                        f"{ex} is a video: teach with one of its moments, written {ex}@0:12"
+                    )
                 out.append(path)
             else:
                 raise UsageError(f"no such file: {ex}")
-        return list(dict.fromkeys(out))
+        return {p: frames.get(p) for p in out}
+
+    def moment_of(self, video: str, when: str | float) -> str:
+        """The example key (``moment_key``) of the indexed frame of ``video`` nearest the time
+        ``when``: frames are taught from their stored vectors, a video is never decoded."""
+        try:
+            seconds = parse_time(when)
+        except UsageError:
+            raise UsageError(
+                f"{video}@{when}: a moment's time is seconds, M:SS or H:MM:SS (e.g. 0:12)"
+            ) from None
+        path = os.path.abspath(os.path.expanduser(os.fspath(video)))
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        frames = catalog.frames_of(row.id) if row is not None and row.status == OK else []
+        if not frames:
+            raise UsageError(
+                f"{video} is not an indexed video: index it first, then teach with its moments"
+            )
+        _, t = min(frames, key=lambda f: (abs(f[1] - seconds), f[1]))
+        return moment_key(path, t)
+
+    def _moment(self, key: str) -> int | None:
+        """The frame id an example key names (``moment_key``), None when it names none now."""
+        path, _, when = key.rpartition("@")
+        if not path:
+            return None
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        if row is None or row.status != OK:
+            return None
+        try:
+            t = float(when)
+        except ValueError:
+            return None
+        for frame, ft in catalog.frames_of(row.id):
+            if abs(ft - t) < 1e-3:
+                return frame
+        return None
 
     def _readable(self, paths: Sequence[str]) -> tuple[list[str], list[str]]:
         """``paths`` less the photos that cannot be read, and for each of those its path and
@@ -372,7 +415,10 @@ class Teaching:
     def _has_examples(self, name: str) -> bool:
         return any(e.label == 1 for e in self.folder.open_catalog().examples(name))
 
-    def _background(self, example_paths: Sequence[str], seed: int) -> np.ndarray:
+    def _background(self, example_paths: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The background sample (random photos of the library, the marked ones excepted) and
+        a second sample of the photos left (``fresh``: out of the training), as
+        ``finder.learn.feedback.ArrayTeacher`` draws them."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
@@ -382,9 +428,14 @@ class Teaching:
         exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
         rng = np.random.default_rng(seed)
         picked = background_indices(len(all_ids), exclude, rng)
-        if len(picked) == 0:
-            return np.zeros((0, store.dim), dtype=np.float32)
-        return store.get(all_ids[np.sort(picked)])
+        fresh = background_indices(len(all_ids), np.concatenate([exclude, picked]), rng)
+
+        def vectors(rows: np.ndarray) -> np.ndarray:
+            if len(rows) == 0:
+                return np.zeros((0, store.dim), dtype=np.float32)
+            return store.get(all_ids[np.sort(rows)])
+
+        return vectors(picked), vectors(fresh)
 
     # -- the metric -----------------------------------------------------------------------
     def metric(self) -> Metric | None:
@@ -477,7 +528,10 @@ class Teaching:
         out = []
         for path, label in self.examples(name):
             row = catalog.image_by_path(path)
-            out.append(Mark(row.id if row is not None and row.status == OK else None, path, label))
+            if row is not None:
+                out.append(Mark(row.id if row.status == OK else None, path, label))
+            else:  # a video's frame (``moment_key``), or a photo outside the library
+                out.append(Mark(self._moment(path) if "@" in path else None, path, label))
         return out
 
     def hits(self, ids: Sequence[int]) -> dict[str, list[int]]:

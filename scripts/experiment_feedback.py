@@ -33,13 +33,42 @@ sys.path.insert(0, str(ROOT))
 from finder.learn.evaluate import groups_from_paths, labels_from_paths  # noqa: E402
 from finder.learn.feedback import ArrayTeacher, feedback  # noqa: E402
 from finder.learn.metric import SHRINK, library_metric  # noqa: E402
+from finder.learn.strip import StripPlan  # noqa: E402
 from finder.learn.train import BACKGROUND_SIZE, HeadConfig, train_head  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
 SETS = {"photos": SHARED / "photos", "tf": SHARED / "tf_flowers"}
-LIBRARIES = {"photos": ["photos"], "tf": ["tf"], "both": ["photos", "tf"]}
+LIBRARIES = {
+    "photos": ["photos"],
+    "tf": ["tf"],
+    "both": ["photos", "tf"],
+    "fine": ["tf"],
+    "flowers17": ["photos"],
+}
+FINE = 200
+"""The fine-grained check (``fine``): five flower species, 200 photos of each (drawn once, seed
+0, from ../shared/tf_flowers): one kind of thing, classes that look alike, the size of a
+person's few breeds of one animal."""
 PETS = ("cat", "dog")
+
+
+def library_of(sets: dict, lib: str) -> tuple[list[str], np.ndarray]:
+    """Paths and vectors of one of :data:`LIBRARIES`."""
+    paths = sum((sets[s][0] for s in LIBRARIES[lib]), [])
+    X = np.concatenate([sets[s][1] for s in LIBRARIES[lib]])
+    keep = None
+    if lib == "flowers17":
+        keep = np.asarray(["/flowers17/" in p for p in paths])
+    if lib == "fine":
+        labels = np.asarray(labels_from_paths(paths))
+        rng = np.random.default_rng(0)
+        keep = np.zeros(len(paths), dtype=bool)
+        for c in np.unique(labels):
+            keep[rng.choice(np.flatnonzero(labels == c), size=FINE, replace=False)] = True
+    if keep is not None:
+        paths, X = [p for p, k in zip(paths, keep, strict=True) if k], X[keep]
+    return paths, X
 
 
 def vectors(cache: Path) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -95,50 +124,57 @@ def config_from(settings: list[str]) -> HeadConfig:
 
 
 def summary(result: dict) -> list[dict]:
-    """Per round: flowers (means over the classes that are not pets) and each pet class."""
+    """Per round: flowers (means over the classes that are not pets) and each pet class, the
+    median actions per strip, and the estimate's record over every class."""
+    from finder.learn.feedback import pooled_estimates
+
     out = []
     rows = result["rows"]
-    last = result["rounds"]
-    clicked = {row["class"] for row in rows if row["round"] == last and row["scored"]}
     keys = ("ap", "precision", "recall", "f1", "ece", "best_f1")
-    for r in range(last + 1):
+    for r in range(result["rounds"] + 1):
         at = [row for row in rows if row["round"] == r and row["scored"]]
+        if not at:
+            continue
         flowers = [row for row in at if row["class"] not in PETS]
-        cell: dict = {"round": r, "clicks": r * result["clicks"]}
+        cell: dict = {"round": r, "labels": float(np.mean([row["labels"] for row in at]))}
         if flowers:
             cell["flowers"] = {key: float(np.mean([row[key] for row in flowers])) for key in keys}
             cell["flowers"]["n"] = len(flowers)
-        same = [row for row in flowers if row["class"] in clicked]
-        if r == 0 and last > 0 and same and len(same) < len(flowers):
-            # round 0 over the classes scored after clicks: what the rounds compare with
-            cell["flowers_clicked"] = {
-                key: float(np.mean([row[key] for row in same])) for key in keys
-            } | {"n": len(same)}
+            cell["flowers_estimate"] = pooled_estimates(flowers)
         for row in at:
             if row["class"] in PETS:
                 cell[row["class"]] = {key: row[key] for key in keys}
+        cell |= pooled_estimates(at)
         out.append(cell)
     return out
 
 
 def fmt(c: dict | None) -> str:
     if not c:
-        return "|||"
-    return (
-        f"{c['ap']:.3f} | {c['precision']:.2f} / {c['recall']:.2f} | {c['f1']:.3f} | {c['ece']:.3f}"
-    )
+        return "|"
+    pr = f"({c['precision']:.2f} / {c['recall']:.2f})"
+    return f"{c['f1']:.3f} / {c['best_f1']:.3f} {pr} | {c['ece']:.3f}"
+
+
+def share(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--libraries", nargs="*", default=list(LIBRARIES), choices=list(LIBRARIES))
+    ap.add_argument(
+        "--libraries", nargs="*", default=["photos", "tf", "both", "fine"], choices=list(LIBRARIES)
+    )
     ap.add_argument("--method", default="default", choices=sorted(METHODS))
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--clicks", type=int, default=10)
-    ap.add_argument("--shown", default="top", choices=["top", "review"])
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--clicks", type=int, default=20)
+    ap.add_argument("--shown", default="review", choices=["top", "review"])
+    ap.add_argument("--holdout", type=float, default=0.3)
+    ap.add_argument("--drawn", type=int, help="photos of a strip drawn at random")
+    ap.add_argument("--floor", type=float, help="the draws' usefulness floor")
     ap.add_argument("--classes", nargs="*", help="only these classes")
     ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
     ap.add_argument(
@@ -154,26 +190,34 @@ def main() -> None:
         "--no-metric", action="store_true", help="learn on the stored vectors, without the metric"
     )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/finder_feedback"))
+    ap.add_argument("--out", type=Path, help="also write the full results (JSON) here")
+    ap.add_argument("--trace", type=Path, help="pickle every case (marks, logits) here")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = vectors(args.cache)
     trainer = METHODS[args.method]
     if args.set:
         trainer = partial(train_head, config=config_from(args.set))
-    report = {}
+    plan = StripPlan()
+    if args.drawn is not None:
+        plan = replace(plan, drawn=args.drawn)
+    if args.floor is not None:
+        plan = replace(plan, floor=args.floor)
+    report, full = {}, {}
     print(
         f"method {args.method}, k={args.k}, {args.trials} trials, seed {args.seed}, "
-        f"{args.rounds} rounds of {args.clicks} clicks ({args.shown}) {' '.join(args.set)}"
+        f"{args.rounds} rounds of {args.clicks} ({args.shown}, {plan.drawn} drawn), "
+        f"held out {args.holdout} {' '.join(args.set)}"
     )
     print(
-        "| library | clicks | flowers AP | P / R | F1 | ECE | cat AP | P / R | F1 | ECE "
-        "| dog AP | P / R | F1 | ECE | s |"
+        "| library | labels | flowers F1 / best (P / R) | ECE | cat | ECE | dog | ECE "
+        "| actions | P held | R held | ±P | ±R | s |"
     )
-    print("|---" * 15 + "|")
+    print("|---" * 14 + "|")
     for lib in args.libraries:
-        paths = sum((sets[s][0] for s in LIBRARIES[lib]), [])
-        X = np.concatenate([sets[s][1] for s in LIBRARIES[lib]])
+        paths, X = library_of(sets, lib)
         t0 = time.perf_counter()
+        trace: list | None = [] if args.trace else None
         metric = None if args.no_metric else library_metric(X, shrink=args.shrink)
         result = feedback(
             X,
@@ -187,22 +231,29 @@ def main() -> None:
             seed=args.seed,
             groups=groups_from_paths(paths),
             classes=args.classes,
+            holdout=args.holdout,
+            plan=plan,
+            trace=trace,
         )
+        if args.trace:
+            import pickle
+
+            with open(f"{args.trace}.{lib}.pkl", "wb") as f:
+                pickle.dump({"labels": labels_from_paths(paths), "cases": trace}, f)
         dt = time.perf_counter() - t0
+        full[lib] = result
         report[lib] = summary(result)
         for cell in report[lib]:
             print(
-                f"| {lib} ({len(X)}) | {cell['clicks']} | {fmt(cell.get('flowers'))} | "
-                f"{fmt(cell.get('cat'))} | {fmt(cell.get('dog'))} | {dt:.0f} |",
+                f"| {lib} ({len(X)}) | {cell['labels']:.0f} | {fmt(cell.get('flowers'))} | "
+                f"{fmt(cell.get('cat'))} | {fmt(cell.get('dog'))} | "
+                f"{share(cell['actions_median'])} | {share(cell['precision_coverage'])} | "
+                f"{share(cell['recall_coverage'])} | {share(cell['precision_halfwidth_median'])} "
+                f"| {share(cell['recall_halfwidth_median'])} | {dt:.0f} |",
                 flush=True,
             )
-            if "flowers_clicked" in cell:
-                n = cell["flowers_clicked"]["n"]
-                print(
-                    f"| {lib}, the {n} classes scored after clicks | 0 | "
-                    f"{fmt(cell['flowers_clicked'])} |||||||||",
-                    flush=True,
-                )
+    if args.out:
+        args.out.write_text(json.dumps(full))
     print(
         json.dumps(
             {"method": args.method, "set": args.set, "shown": args.shown, "libraries": report}

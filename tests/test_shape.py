@@ -14,10 +14,6 @@ from finder.show.cli import app
 FINDER = Path(__file__).resolve().parents[1] / "finder"
 SHOW = FINDER / "show"
 
-# Issue 23 rewrites finder/learn/ (feedback.py among it) at the same time; the lead removes this
-# once it has landed: its `--shown` check then words the error with an Arg like the rest.
-KNOWN_FLAG_WORDING = {("learn/feedback.py", "--shown")}
-
 
 def _modules(under: Path = FINDER) -> list[Path]:
     return sorted(under.rglob("*.py"))
@@ -59,7 +55,7 @@ def test_no_message_outside_show_names_a_flag() -> None:
         where = str(path.relative_to(FINDER))
         for node in _strings(ast.parse(path.read_text(encoding="utf-8"))):
             for token in re.findall(r"--[a-z][a-z0-9-]*", node.value):
-                if token in flags and (where, token) not in KNOWN_FLAG_WORDING:
+                if token in flags:
                     found.append(f"{where}:{node.lineno}: {token} in {node.value!r}")
     assert not found, "\n".join(found)
 
@@ -101,11 +97,6 @@ def test_the_cli_is_declared_not_rewritten() -> None:
         for line, what in _rewrites(ast.parse(path.read_text(encoding="utf-8")))
     ]
     assert not found, "\n".join(found)
-
-
-# Issue 23 rewrites finder/learn/ (feedback and evaluate among it) at the same time; the lead
-# removes this pair once it has landed, and the test then holds for every module.
-KNOWN_CYCLES = [{"finder.learn.evaluate", "finder.learn.feedback"}]
 
 
 def _module_name(path: Path) -> str:
@@ -196,7 +187,7 @@ def test_the_import_reader_sees_imports_inside_functions_not_type_checking_ones(
 
 
 def test_no_import_cycles() -> None:
-    cycles = [c for c in _cycles(_graph()) if c not in KNOWN_CYCLES]
+    cycles = _cycles(_graph())
     assert not cycles, "\n".join(" <-> ".join(sorted(c)) for c in cycles)
 
 

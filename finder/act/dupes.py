@@ -13,7 +13,8 @@ re-encoded, lightly cropped or edited). Finds and suggests; never deletes anythi
    say "same picture", so two different photos of one scene (or of one flower species) stay
    apart. Confirmed pairs are joined into groups of kind ``"near"``. Copies already in an
    identical group take part through one of them (the one it suggests keeping), so a near group
-   lists distinct pictures.
+   lists distinct pictures. Videos are near-duplicates when their sampled frames line up (the
+   same clip re-encoded: :mod:`finder.act.video_dupes`); their frames never join photos' groups.
 
 Each group suggests one file to keep: the most pixels, then the oldest (date taken, from the
 catalog's photo facts, else the modification time), then the shortest path. Files that vanished
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from finder.act.video_dupes import near_video_pairs
 from finder.errors import DecodeError
 from finder.ingest.crawl import open_regular
 from finder.store.catalog import OK, Catalog, ImageRow
@@ -379,6 +381,9 @@ def find_dupes(
         confirmed = confirm_pairs(
             pairs, {i: rows[i].path for i in live}, min_correlation=min_correlation
         )
+    # videos (no vector of their own): the same clip re-encoded, where their frames line up
+    videos = list(catalog.durations(ids.tolist())) if len(ids) else []
+    confirmed.update(near_video_pairs(catalog, store, videos))
     sets = _Sets()
     for a, b in confirmed:
         sets.union(a, b)

@@ -24,7 +24,7 @@ from finder.embed.runtime import cpu_count
 from finder.errors import DecodeError
 from finder.ingest.crawl import is_video_name
 from finder.ingest.decode import load_views_facts
-from finder.ingest.video import VideoSample, load_video
+from finder.ingest.video import VideoSample, load_frame_at, load_video
 
 if TYPE_CHECKING:
     from finder.embed.base import Backbone
@@ -66,6 +66,15 @@ def _embed_views(
     out = out.reshape(len(out) // views, views, -1)
     out /= np.maximum(np.linalg.norm(out, axis=2, keepdims=True), 1e-12)
     return out.sum(axis=1)
+
+
+def embed_moment(path: str, seconds: float, backbone: Backbone) -> tuple[np.ndarray, float]:
+    """The vector (not normalised) of the frame a video shows at ``seconds``, and that
+    frame's own time: a moment of a video that is not indexed (``similar clip.mp4 --at``).
+    Raises ``DecodeError`` as ``load_video`` does."""
+    views = backbone.info.views
+    t, pixels = load_frame_at(path, seconds, backbone.info.input_size, views)
+    return _embed_views(backbone, [pixels], views, max(views, 1))[0], t
 
 
 def _pixels(res: tuple[np.ndarray, PhotoFacts] | VideoSample) -> np.ndarray:

@@ -120,6 +120,19 @@ def load_frame_at(
     return _opened(path, lambda video: video.frame_at(float(seconds), (width, height), views))
 
 
+def load_still(path: str | os.PathLike[str], seconds: float, short_side: int) -> np.ndarray:
+    """The frame shown at ``seconds`` as RGB uint8, upright, its aspect kept, its short side
+    ``short_side`` pixels (a moment's thumbnail). Raises ``DecodeError`` like ``load_video``."""
+    side = int(short_side)
+    return _opened(path, lambda video: video.frame_at(float(seconds), (side, side), 1, 1.0)[1])
+
+
+def stream_kind(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(FFmpeg's demuxer name, the video codec's name) of the video at ``path``, read from its
+    header: whether a browser can play it. Raises ``DecodeError`` like ``load_video``."""
+    return _opened(path, lambda video: (str(video.container.format.name), str(video.cc.name)))
+
+
 def read_video_facts(path: str | os.PathLike[str]) -> VideoFacts:
     """The facts of the video at ``path`` (its first keyframe is decoded, for the way it is
     turned). Raises ``DecodeError`` like ``load_video``."""
@@ -343,9 +356,10 @@ class _Video:
         return frames[0] if frames else None
 
     def frame_at(
-        self, seconds: float, size: tuple[int, int], views: int
+        self, seconds: float, size: tuple[int, int], views: int, cover: float | None = None
     ) -> tuple[float, np.ndarray]:
-        """The frame shown at ``seconds`` (see ``load_frame_at``)."""
+        """The frame shown at ``seconds`` (see ``load_frame_at``); with ``cover``, the frame
+        itself, its aspect kept, covering ``size`` scaled by ``cover`` (``load_still``)."""
         target = self.start + int(max(0.0, seconds) / float(self.time_base))
         try:
             self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
@@ -360,8 +374,9 @@ class _Video:
             shown = frame
         if shown is None:
             raise DecodeError("no frame of the video could be decoded")
-        cover = view_cover(views)
-        pixels = _render(shown, size, cover, _rotation(shown))
+        if cover is not None:
+            return self.seconds(shown.pts), _render(shown, size, cover, _rotation(shown))
+        pixels = _render(shown, size, view_cover(views), _rotation(shown))
         return self.seconds(shown.pts), make_views(pixels, size, views)
 
     def first_rotation(self) -> int:

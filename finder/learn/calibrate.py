@@ -9,14 +9,10 @@ by a logistic ``sigmoid(a·z + c)`` (Platt scaling on soft targets), and ``c`` i
 probabilities over the background add up to ``n``. The calibrated head is ``(a·w, a·b + c)``:
 still linear.
 
-:func:`size_after_marks` is how ✓ / ✗ marks change the estimate: the marked photos were chosen by
-what the previous head showed (its ranking, or the review strip near its cut), that is by their
-vectors and not by their labels, so their labels are an unbiased sample of the class probability
-*given* the vector (missing at random). A shift ``δ`` of the previous head's calibrated logit is
-fitted to them (with a prior ``δ ~ N(0, prior_sd²)``), and the new estimate is the expected
-number of members of the new background under the shifted head. Marks on photos the head was sure
-of move it little; marks near the cut move it most. A teaching that is all ✓ or all ✗ is
-probably picked by label (a person singling out the wrong ones), so it shifts nothing.
+:func:`platt` also calibrates a head on a person's marks (their logits under heads not trained on
+them, :func:`finder.learn.train.train_head`): the marked photos were chosen by what a head showed
+(its ranking, or a strip near its cut), that is by their vectors and not by their labels, so their
+labels are an unbiased sample of the class probability *given* the vector (missing at random).
 
 numpy only.
 """
@@ -25,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finder.learn.head import Head, sigmoid
+from finder.learn.head import sigmoid
 
 MIN_SPREAD: float = 0.3
 """Smallest standard deviation of a mixture component (logit units)."""
@@ -55,18 +51,28 @@ def class_posterior(z: np.ndarray, share: float, iters: int = 100) -> np.ndarray
     return r
 
 
-def platt(z: np.ndarray, target: np.ndarray, iters: int = 50) -> tuple[float, float]:
+def platt(
+    z: np.ndarray,
+    target: np.ndarray,
+    iters: int = 50,
+    *,
+    prior: tuple[float, float] | None = None,
+    strength: float = 0.0,
+) -> tuple[float, float]:
     """``(a, c)`` minimising the cross-entropy of ``sigmoid(a·z + c)`` against ``target`` (soft
-    labels in [0, 1]), by Newton's method."""
+    labels in [0, 1]), by Newton's method; with ``prior``, plus ``strength/2·‖(a, c) − prior‖²``
+    (a maximum a posteriori fit that few labels move little)."""
     z = np.asarray(z, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
-    a, c = 1.0, 0.0
+    a, c = prior if prior is not None else (1.0, 0.0)
+    a0, c0 = a, c
+    lam = strength if prior is not None else 0.0
     for _ in range(iters):
         p = sigmoid(a * z + c)
-        g = np.array([((p - t) * z).sum(), (p - t).sum()])
+        g = np.array([((p - t) * z).sum() + lam * (a - a0), (p - t).sum() + lam * (c - c0)])
         v = p * (1 - p) + 1e-9
         H = np.array([[(v * z * z).sum(), (v * z).sum()], [(v * z).sum(), v.sum()]])
-        step = np.linalg.solve(H + 1e-6 * np.eye(2), g)
+        step = np.linalg.solve(H + (1e-6 + lam) * np.eye(2), g)
         a, c = a - step[0], c - step[1]
         if np.abs(step).max() < 1e-8:
             break
@@ -94,27 +100,3 @@ def calibrate(z: np.ndarray, n_class: float) -> tuple[float, float]:
     a, _ = platt(z, class_posterior(z, share))
     a = max(a, 1e-3)  # the ranking is the head's: never reversed
     return a, intercept_for_total(z, a, share * m)
-
-
-def size_after_marks(
-    previous: Head,
-    background: np.ndarray,
-    marked: np.ndarray,
-    labels: np.ndarray,
-    prior_sd: float = 1.0,
-) -> tuple[float, float]:
-    """The expected number of class members in ``background`` once the photos ``marked``
-    (vectors) are labelled ``labels`` (1 ✓, 0 ✗), from the ``previous`` (calibrated) head.
-    Returns ``(n, δ)``, δ the fitted shift of the previous head's logit."""
-    z = previous.logits(marked).astype(np.float64).reshape(-1)
-    y = np.asarray(labels, dtype=np.float64).reshape(-1)
-    d = 0.0
-    one_sided = len(y) == 0 or y.min() == y.max()
-    for _ in range(0 if one_sided else 50):
-        p = sigmoid(z + d)
-        step = ((y - p).sum() - d / prior_sd**2) / ((p * (1 - p)).sum() + 1 / prior_sd**2)
-        d += step
-        if abs(step) < 1e-9:
-            break
-    zb = previous.logits(background).astype(np.float64)
-    return float(sigmoid(zb + d).sum()), float(d)

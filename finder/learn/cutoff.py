@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finder.errors import UsageError
-from finder.learn.head import Head, sigmoid
+from finder.learn.head import sigmoid
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class CutConfig:
     size_offset: float = 0.3
     size_slope: float = 0.4
     size_ref: float = 0.037
+    beta: float = 1.0  # "expected-f1": the F-beta maximised (below 1: precision weighs more)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def _expected_f1(cut: CutInput, cfg: CutConfig) -> float:
     """The cut maximising ``2·Σ_{answer} p / (|answer| + Σ p)`` over the background, ``p`` the
     calibrated probabilities: the expected F1 of the answer, for a library the sample is like."""
     p = sigmoid(cut.zb)
-    f1 = 2 * np.cumsum(p) / (np.arange(1, len(p) + 1) + p.sum())
+    b2 = cfg.beta * cfg.beta
+    f1 = (1 + b2) * np.cumsum(p) / (np.arange(1, len(p) + 1) + b2 * p.sum())
     j = int(np.argmax(f1))
     return float(cut.zb[j] if j + 1 >= len(p) else (cut.zb[j] + cut.zb[j + 1]) / 2)
 
@@ -113,20 +115,3 @@ def cut_off(cut: CutInput, cfg: CutConfig) -> float:
         raise UsageError(f"unknown cut-off rule {cfg.rule!r}")
     z = RULES[cfg.rule](cut, cfg)
     return float(np.clip(sigmoid(np.array([z]))[0], 1e-4, 1 - 1e-4))
-
-
-def keep_answer(head: Head, scores: np.ndarray, count: int) -> Head:
-    """``head``, its cut lowered if need be so that at least ``count`` of ``scores`` (the
-    library's logits under ``head``) pass it: confirming photos never shrinks the answer."""
-    if count <= 0 or len(scores) == 0:
-        return head
-    kth = float(
-        np.partition(np.asarray(scores, dtype=np.float64), -min(count, len(scores)))[
-            -min(count, len(scores))
-        ]
-    )
-    if kth >= head.logit_threshold:
-        return head
-    floor = kth - 1e-4 * (1.0 + abs(kth))  # below it, whatever float rounding find meets
-    params = dict(head.params, kept_answer=int(count))
-    return Head(w=head.w, b=head.b, threshold=float(sigmoid(np.array([floor]))[0]), params=params)

@@ -31,6 +31,7 @@ from scipy.optimize import minimize
 from finder.errors import UsageError
 from finder.learn.head import Head
 from finder.learn.metric import library_metric
+from finder.learn.scores import average_precision
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
 
 DEFAULT_KS: tuple[int, ...] = (1, 2, 5, 10)
@@ -57,27 +58,6 @@ def groups_from_paths(paths: Sequence[str]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
-def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of a ranking (ties handled like scikit-learn: one step per threshold).
-
-    ``nan`` when there is no positive.
-    """
-    y = np.asarray(y_true, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    tp = np.cumsum(y)
-    fp = np.cumsum(~y)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tie group
-    tp, fp = tp[last], fp[last]
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def _precision_recall(y: np.ndarray, returned: np.ndarray) -> tuple[float, float]:
@@ -300,70 +280,3 @@ def classic(
             f"stratified {round(100 * (1 - test_fraction))}/{round(100 * test_fraction)} splits"
         ),
     }
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def render(result: Mapping[str, Any]) -> list[Any]:
-    """Rich tables for the terminal, for a result of :func:`few_shot` or :func:`classic` (or a
-    dict ``{"few_shot": ..., "classic": ...}`` holding both)."""
-    from rich.table import Table
-
-    if "protocol" not in result:
-        tables: list[Any] = []
-        for key in ("few_shot", "classic", "feedback"):
-            if key in result:
-                tables += render(result[key])
-        return tables
-    if result["protocol"] == "feedback":
-        from finder.learn.feedback import render_feedback
-
-        return render_feedback(result)
-    if result["protocol"] == "classic":
-        t = Table(title=f"classic protocol ({result['note']})")
-        for col in ("images", "classes", "test/split", "top-1", "top-5"):
-            t.add_column(col, justify="right")
-        t.add_row(
-            str(result["n_images"]),
-            str(result["n_classes"]),
-            str(result["test_images_per_split"]),
-            f"{result['top1']:.3f} ± {result['top1_std']:.3f}",
-            f"{result['top5']:.3f} ± {result['top5_std']:.3f}",
-        )
-        return [t]
-    title = (
-        f"few-shot: {result['n_images']} images, {result['trials']} trials, seed {result['seed']}"
-        f" — AP, and precision/recall of the default find output"
-    )
-    per_class = [
-        [r["class"], str(r["k"])]
-        + [f"{r[key]:.3f}" for key in ("ap", "precision", "recall")]
-        + [f"{r['returned']:.1f}"]
-        for r in result["rows"]
-    ]
-    means = [
-        [r["group"], str(r["k"]), str(r["n_classes"])]
-        + [f"{r[key]:.3f}" for key in ("ap", "precision", "recall")]
-        for r in result["means"]
-    ]
-    return [
-        table(title, ["class", "k", "AP", "precision", "recall", "returned"], per_class),
-        table(
-            "few-shot: means over classes",
-            ["classes", "k", "n", "mean AP", "precision", "recall"],
-            means,
-        ),
-    ]
-
-
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
-    """A rich table: the first column left-aligned, the others right-aligned."""
-    from rich.table import Table
-
-    t = Table(title=title)
-    for i, col in enumerate(columns):
-        t.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*row)
-    return t

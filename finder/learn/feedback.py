@@ -17,21 +17,27 @@ experiments), ``finder eval`` passes one that calls ``Library.learn``, the code 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from finder.errors import UsageError
-from finder.learn.cutoff import keep_answer
-from finder.learn.evaluate import average_precision, check_dataset
+from finder.errors import Arg, UsageError
+from finder.learn.estimate import Mark, estimate
+from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
 from finder.learn.metric import Metric
+from finder.learn.scores import METRICS, answer_scores, precision_recall
+from finder.learn.strip import DEFAULT_PLAN, StripPlan, choose_strip, top_picks
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
 
 SHOWN: tuple[str, ...] = ("top", "review")
+HOLDOUT: float = 0.3
+"""The share of the library held out (drawn per trial, the same share of every class): never
+marked, every figure scored on it."""
 MIN_LEFT: int = 10
-"""After clicks, a class is scored only if at least this many of its photos are left to find."""
+"""Without a held-out share: after clicks, a class is scored only if at least this many of its
+photos are left to find."""
 
 
 class Teacher(Protocol):
@@ -42,13 +48,18 @@ class Teacher(Protocol):
 
     def forget(self, name: str) -> None: ...
 
+    def held_out(self, name: str) -> Mapping[int, float]:
+        """The marks' logits under heads not trained on them (row position → logit), as the
+        class's last learning measured them; empty when it did not."""
+        ...
+
 
 @dataclass
 class ArrayTeacher:
     """Learns as ``Library.learn`` does, on vectors in memory: marks accumulate (the latest
     label of a photo wins), the background is ``background_indices`` drawn with the seed,
-    excluding every marked photo, teaching again passes the previous head and the new marks,
-    and a teaching of ✓ only keeps at least the previous answer's size (``keep_answer``)."""
+    excluding every marked photo, and the fresh sample after it; the head is trained from the
+    marks as they are (nothing of the previous head carries over)."""
 
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
@@ -56,17 +67,19 @@ class ArrayTeacher:
     metric: Metric | None = None  # the library's (finder.learn.metric.library_metric(X))
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
+    _held: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
         new = [(int(i), 1) for i in positives] + [(int(i), 0) for i in negatives]
         marks = self._marks.setdefault(name, {})  # position -> 1 (✓) or 0 (✗), latest wins
         marks.update(new)
-        pos = [i for i, label in marks.items() if label == 1]
-        neg = [i for i, label in marks.items() if label == 0]
+        pos = sorted(i for i, label in marks.items() if label == 1)  # in any order: one head
+        neg = sorted(i for i, label in marks.items() if label == 0)
         rng = np.random.default_rng(seed)
         size = self.background_size or BACKGROUND_SIZE
-        bg = background_indices(len(self.X), np.asarray(pos + neg, dtype=np.int64), rng, size)
-        marked = (self.X[[i for i, _ in new]], np.asarray([label for _, label in new]))
+        known = np.asarray(pos + neg, dtype=np.int64)
+        bg = background_indices(len(self.X), known, rng, size)
+        fresh = background_indices(len(self.X), np.concatenate([known, bg]), rng, size)
         train = self.trainer or train_head
         extra = {} if self.metric is None else {"metric": self.metric}
         head = train(
@@ -74,20 +87,21 @@ class ArrayTeacher:
             self.X[neg].reshape(-1, self.X.shape[1]),
             self.X[bg],
             seed=seed,
-            previous=self._heads.get(name),
-            marked=marked,
+            fresh=self.X[fresh],
             **extra,
         )
-        previous = self._heads.get(name)
-        if previous is not None and new and all(label == 1 for _, label in new):
-            kept = int((previous.logits(self.X) >= previous.logit_threshold).sum())
-            head = keep_answer(head, head.logits(self.X), kept)
         self._heads[name] = head
+        held = head.params.pop("held_out_logits", None)
+        self._held[name] = dict(zip(pos + neg, held, strict=True)) if held else {}
         return head
 
     def forget(self, name: str) -> None:
         self._marks.pop(name, None)
         self._heads.pop(name, None)
+        self._held.pop(name, None)
+
+    def held_out(self, name: str) -> Mapping[int, float]:
+        return self._held.get(name, {})
 
 
 @dataclass
@@ -97,6 +111,7 @@ class LibraryTeacher:
 
     lib: Any
     paths: Sequence[str]
+    _held: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
         record = self.lib.learn(
@@ -105,103 +120,74 @@ class LibraryTeacher:
             negatives=[self.paths[i] for i in negatives],
             seed=seed,
         )
-        return Head.from_dict(record["head"])
+        head = Head.from_dict(record["head"])
+        held = head.params.get("held_out") or {}
+        where = {p: i for i, p in enumerate(self.paths)}
+        self._held[name] = {where[p]: z for p, z in held.items() if p in where}
+        return head
 
     def forget(self, name: str) -> None:
         self.lib.forget(name)
+        self._held.pop(name, None)
 
-
-# ----------------------------------------------------------------------------- choosing photos
-
-
-def review_picks(
-    z: np.ndarray, cut: float, X: np.ndarray, candidates: np.ndarray, n: int
-) -> np.ndarray:
-    """The ``n`` photos (positions into ``z`` / ``X``, among ``candidates``) whose verdict teaches
-    a head most: near the cut-off (:func:`near_cut`) and unlike each other (:func:`spread`)."""
-    pool = near_cut(z, cut, candidates, 4 * n)
-    return pool[spread(X[pool], np.abs(z[pool] - cut), n)]
-
-
-def near_cut(z: np.ndarray, cut: float, candidates: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` of ``candidates`` whose score ``z`` is nearest ``cut``, nearest first."""
-    candidates = np.asarray(candidates, dtype=np.int64)
-    return candidates[np.argsort(np.abs(z[candidates] - cut), kind="stable")[: max(size, 0)]]
-
-
-def spread(V: np.ndarray, near: np.ndarray, n: int) -> np.ndarray:
-    """``n`` rows of ``V`` (unit vectors; ``near``: their distance to the cut) unlike each
-    other: the nearest the cut first, then one at a time the row whose smallest cosine distance
-    to those picked is largest (ties to the nearer the cut). Returns row positions."""
-    if n <= 0 or not len(V):
-        return np.zeros(0, dtype=np.int64)
-    first = int(np.argmin(near))
-    picked = [first]
-    closest = 1.0 - V @ V[first]
-    while len(picked) < min(n, len(V)):
-        key = closest - 1e-6 * near
-        key[picked] = -np.inf
-        j = int(np.argmax(key))
-        picked.append(j)
-        closest = np.minimum(closest, 1.0 - V @ V[j])
-    return np.asarray(picked, dtype=np.int64)
-
-
-def top_picks(z: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` best-ranked of ``candidates``: what a person scrolling the answer sees first."""
-    candidates = np.asarray(candidates, dtype=np.int64)
-    return candidates[np.argsort(-z[candidates], kind="stable")[:n]]
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def calibration_error(truth: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: over ``bins`` equal-width probability bins, the share of the
-    photos in the bin times |fraction right − mean probability|."""
-    truth = np.asarray(truth, dtype=np.float64)
-    proba = np.asarray(proba, dtype=np.float64)
-    which = np.minimum((proba * bins).astype(int), bins - 1)
-    hit = np.bincount(which, weights=truth, minlength=bins)
-    conf = np.bincount(which, weights=proba, minlength=bins)
-    return float(np.abs(hit - conf).sum() / max(len(proba), 1))
-
-
-def best_f1(truth: np.ndarray, z: np.ndarray) -> float:
-    """The F1 of the best answer the ranking ``z`` allows (its best cut, an oracle): what is
-    the ranking's and not the cut's."""
-    truth = np.asarray(truth, dtype=bool)
-    if not truth.any():
-        return 0.0
-    tp = np.cumsum(truth[np.argsort(-np.asarray(z), kind="stable")])
-    return float((2 * tp / (np.arange(1, len(tp) + 1) + truth.sum())).max())
-
-
-def answer_scores(truth: np.ndarray, head: Head, X: np.ndarray) -> dict[str, float]:
-    """AP of the ranking, precision / recall / F1 of the default answer (``proba >= threshold``;
-    an empty answer has precision 0), its size, the calibration error, and the F1 at the
-    ranking's best cut (:func:`best_f1`), over ``X``."""
-    z = head.logits(X)
-    returned = z >= np.float32(head.logit_threshold)
-    tp = int((truth & returned).sum())
-    precision = tp / int(returned.sum()) if returned.any() else 0.0
-    recall = tp / max(int(truth.sum()), 1)
-    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-    return {
-        "ap": average_precision(truth, z),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "returned": float(returned.sum()),
-        "ece": calibration_error(truth, head.proba(X)),
-        "best_f1": best_f1(truth, z),
-    }
-
-
-METRICS = ("ap", "precision", "recall", "f1", "returned", "ece", "best_f1")
+    def held_out(self, name: str) -> Mapping[int, float]:
+        return self._held.get(name, {})
 
 
 # ----------------------------------------------------------------------------- the protocol
+
+
+def held_out(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask of ``round(fraction·n)`` photos of each class (of ``n``), drawn with ``rng``."""
+    out = np.zeros(len(y), dtype=bool)
+    if fraction <= 0:
+        return out
+    for name in np.unique(y):
+        members = np.flatnonzero(y == name)
+        out[rng.choice(members, size=int(round(fraction * len(members))), replace=False)] = True
+    return out
+
+
+@dataclass
+class _Run:
+    """One class in one trial: what the simulated person has marked, and the figures."""
+
+    truth: np.ndarray  # bool over the library: of the class
+    hold: np.ndarray  # bool over the library: held out (never marked, scored)
+    marked: np.ndarray = field(init=False)
+    marks: list[tuple[int, int, int, int | None, float]] = field(default_factory=list)
+    # (position, label, known_from, strip, chance)
+
+    def __post_init__(self) -> None:
+        self.marked = np.zeros(len(self.truth), dtype=bool)
+
+    def mark(self, picks: np.ndarray, known_from: int, strip: int | None, chance=None) -> None:
+        chance = np.full(len(picks), np.nan) if chance is None else chance
+        for i, c in zip(picks.tolist(), np.asarray(chance).tolist(), strict=True):
+            self.marks.append((i, int(self.truth[i]), known_from, strip, float(c)))
+        self.marked[picks] = True
+
+    def figures(
+        self, head: Head, X: np.ndarray, z: np.ndarray, held: Mapping[int, float]
+    ) -> dict[str, Any]:
+        """Scores on the held-out photos (all of them unmarked when something is held out;
+        else on every unmarked photo), and the estimate beside the truth it estimates: the
+        answer over the photos a strip could show or the person has marked (the library
+        without the held-out ones)."""
+        scored = self.hold if self.hold.any() else ~self.marked
+        out = answer_scores(self.truth[scored], head, X[scored])
+        cut = head.logit_threshold
+        frame = ~self.hold
+        answer = z >= np.float32(cut)
+        p, r, _ = precision_recall(self.truth[frame], answer[frame])
+        out |= {"true_precision": p, "true_recall": r}
+        nan = float("nan")
+        marks = [
+            Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)) for i, lab, kf, s, c in self.marks
+        ]
+        est = estimate(marks, cut)
+        out["estimate"] = est
+        return out
 
 
 def feedback(
@@ -217,58 +203,108 @@ def feedback(
     seed: int = 0,
     groups: Mapping[str, str] | None = None,
     classes: Sequence[str] | None = None,
+    holdout: float = HOLDOUT,
+    plan: StripPlan | None = None,
+    trace: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The feedback protocol over the library ``X`` (unit vectors) labelled by ``labels``.
 
-    For each class (all, or ``classes``) and trial (examples drawn as :func:`few_shot` draws
-    them, generator ``(seed, class position, k, trial)``): learn from k examples, then ``rounds``
-    rounds of ``clicks`` photos chosen by ``shown`` and marked from their labels. Round r's
-    scores are over the photos not marked by then. A class is scored after clicks only if at
-    least :data:`MIN_LEFT` of its photos are left whatever the clicks were (size ≥ k +
-    rounds·clicks + MIN_LEFT). Returns a JSON-able dict: ``rows`` (class, round: means over
-    trials) and ``means`` (group, round: means over the classes scored in that round).
+    For each class (all, or ``classes``) and trial: a share ``holdout`` of the library is held
+    out (:func:`held_out`, generator ``(seed, trial)``: the same photos for every class of a
+    trial), never shown and never marked; the class is learned from k random examples of the
+    rest (generator ``(seed, class position, k, trial)``), then ``rounds`` rounds in each of
+    which the simulated person marks a strip of ``clicks`` photos from their labels: ``top``,
+    the best-ranked unmarked photos; ``review``, a strip of :func:`~finder.learn.strip.
+    choose_strip` (``plan``, its size ``clicks``), each pre-set to finder's guess, the wrong
+    ones flipped (``actions``: the flips + 1 to confirm). A held-out photo is never offered
+    (the strip is filled from the next ones). After each round: AP, the default answer's
+    precision / recall / F1, the calibration error and the best-cut F1 over the held-out
+    photos, and the estimate (:func:`~finder.learn.estimate.estimate`) beside the truth it
+    estimates. With ``holdout`` 0, the older protocol: scores over the unmarked photos, and
+    after clicks only classes with :data:`MIN_LEFT` photos left are scored.
+
+    Returns a JSON-able dict: ``rows`` (class, round: means over trials) and ``means`` (group,
+    round: means over the classes scored in that round). ``trace`` (experiments) receives one
+    record per class, trial and round: the marks, the head's logits over the library, the cut.
     """
     X, y = check_dataset(X, labels)
     if shown not in SHOWN:
-        raise UsageError(f"--shown must be one of {', '.join(SHOWN)}, not {shown!r}")
+        raise UsageError(Arg("shown"), f" must be one of {', '.join(SHOWN)}, not {shown!r}")
     if k < 1 or trials < 1 or rounds < 0 or clicks < 0:
         raise UsageError("k and trials must be at least 1, rounds and clicks at least 0")
+    if not 0 <= holdout < 1:
+        raise UsageError(Arg("holdout"), f" must be at least 0 and less than 1, not {holdout}")
+    plan = replace(plan or DEFAULT_PLAN, size=clicks)
     n = len(X)
     names = sorted(np.unique(y).tolist())
     wanted = names if classes is None else [c for c in names if c in set(classes)]
+    holds = [held_out(y, holdout, np.random.default_rng([seed, t, 1])) for t in range(trials)]
     rows: list[dict[str, Any]] = []
     for ci, name in enumerate(names):
         members = np.flatnonzero(y == name)
         if name not in wanted or len(members) <= k:
             continue
-        acc = np.zeros((trials, rounds + 1, len(METRICS)))
+        cases: list[list[dict[str, Any]]] = [[] for _ in range(rounds + 1)]
         for t in range(trials):
+            run = _Run(y == name, holds[t])
+            free = members[~run.hold[members]]
+            if len(free) < k:
+                continue
             rng = np.random.default_rng([seed, ci, k, t])
-            examples = np.sort(rng.choice(members, size=k, replace=False))
-            marked = np.zeros(n, dtype=bool)
-            marked[examples] = True
+            examples = np.sort(rng.choice(free, size=k, replace=False))
+            run.mark(examples, 0, None)
             label = f"eval {name} {t}"
             try:
                 head = teacher.learn(label, examples, examples[:0], seed=seed + t)
                 for r in range(rounds + 1):
-                    rest = np.flatnonzero(~marked)
-                    scores = answer_scores(y[rest] == name, head, X[rest])
-                    acc[t, r] = [scores[m] for m in METRICS]
+                    z = head.logits(X)
+                    case = run.figures(head, X, z, teacher.held_out(label))
+                    case["labels"] = int(run.marked.sum()) - k
+                    cases[r].append(case)
+                    if trace is not None:
+                        trace.append(
+                            {
+                                "class": name,
+                                "trial": t,
+                                "round": r,
+                                "marks": list(run.marks),
+                                "z": z.astype(np.float32),
+                                "cut": head.logit_threshold,
+                                "hold": run.hold,
+                                "held": dict(teacher.held_out(label)),
+                            }
+                        )
                     if r == rounds:
                         break
-                    z = head.logits(X)
+                    rest = np.flatnonzero(~run.marked & ~run.hold)
+                    if not len(rest):
+                        break
+                    cut = head.logit_threshold
                     if shown == "top":
-                        pick = top_picks(z, rest, clicks)
+                        pick, chance = top_picks(z, rest, clicks), None
                     else:
-                        pick = review_picks(z, head.logit_threshold, X, rest, clicks)
-                    marked[pick] = True
-                    right = y[pick] == name
+                        strip = choose_strip(
+                            z[rest],
+                            cut,
+                            lambda pos, rest=rest: X[rest[pos]],
+                            rng=np.random.default_rng([seed, ci, k, t, r]),
+                            plan=plan,
+                        )
+                        pick, chance = rest[strip.picks], strip.chance
+                    guess = z[pick] >= np.float32(cut)
+                    right = run.truth[pick]
+                    if r + 1 < len(cases):
+                        cases[r + 1].append({"actions": int((guess != right).sum()) + 1})
+                    run.mark(pick, r + 1, r, chance)
                     head = teacher.learn(label, pick[right], pick[~right], seed=seed + t)
             finally:
                 teacher.forget(label)
-        m = acc.mean(axis=0)
-        big = len(members) >= k + rounds * clicks + MIN_LEFT
+        big = holdout > 0 or len(members) >= k + rounds * clicks + MIN_LEFT
         for r in range(rounds + 1):
+            got = [c for c in cases[r] if "f1" in c]
+            if not got:
+                continue
+            actions = [c["actions"] for c in cases[r] if "actions" in c]
             rows.append(
                 {
                     "class": name,
@@ -276,8 +312,11 @@ def feedback(
                     "n_images": int(len(members)),
                     "round": r,
                     "clicks": r * clicks,
+                    "labels": float(np.mean([c["labels"] for c in got])),
                     "scored": bool(r == 0 or big),
-                    **{key: float(v) for key, v in zip(METRICS, m[r], strict=True)},
+                    **{key: float(np.mean([c[key] for c in got])) for key in METRICS},
+                    "actions": actions,
+                    **_estimates(got),
                 }
             )
     return {
@@ -289,21 +328,51 @@ def feedback(
         "shown": shown,
         "trials": int(trials),
         "seed": int(seed),
+        "holdout": float(holdout),
+        "strip": {"size": plan.size, "drawn": plan.drawn} if shown == "review" else None,
         "rows": rows,
         "means": feedback_means(rows, rounds),
         "note": (
-            "per class and round: means over trials, over the photos not marked by then, of AP, "
-            "the default answer's precision/recall/F1 (an empty answer has precision 0) and the "
-            f"expected calibration error (10 bins); after clicks only classes with >= {MIN_LEFT} "
-            "photos left are scored, and round means are over the classes scored in every round"
+            "per class and round: means over trials, over the held-out photos (never marked), "
+            "of AP, the default answer's precision/recall/F1 (an empty answer has precision 0), "
+            "the expected calibration error (10 bins) and the best-cut F1; labels: photos "
+            "marked after the k examples; actions: flips + 1 per strip; the estimate beside "
+            "its truth (the answer over the library without the held-out photos)"
         ),
     }
+
+
+ESTIMATE_KEYS = ("estimates", "precision_covered", "recall_covered")
+
+
+def _estimates(cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How the estimate did over the trials of one class and round: how many trials had one
+    (``estimates``), in how many its precision and recall range held the truth, their mean
+    half-widths, and the mean estimate beside the mean truth."""
+    got = [c for c in cases if c.get("estimate")]
+    out: dict[str, Any] = {
+        "trials_scored": len(cases),
+        "estimates": len(got),
+        "true_precision": float(np.mean([c["true_precision"] for c in cases])),
+        "true_recall": float(np.mean([c["true_recall"] for c in cases])),
+    }
+    for key in ("precision", "recall"):
+        lo_hi = [c["estimate"][f"{key}_range"] for c in got]
+        truth = [c[f"true_{key}"] for c in got]
+        out[f"{key}_covered"] = int(
+            sum(lo - 1e-9 <= t <= hi + 1e-9 for (lo, hi), t in zip(lo_hi, truth, strict=True))
+        )
+        out[f"{key}_halfwidths"] = [(hi - lo) / 2 for lo, hi in lo_hi]
+        out[f"estimated_{key}"] = float(np.mean([c["estimate"][key] for c in got])) if got else None
+    return out
 
 
 def feedback_means(rows: Sequence[Mapping[str, Any]], rounds: int) -> list[dict[str, Any]]:
     """Means over classes per group (``all`` and each group) and round. Round 0 is over every
     class; ``"after clicks"`` rows (``set == "clicked"``) are over the classes scored in every
-    round, round 0 included, so that rounds compare like with like."""
+    round, round 0 included, so that rounds compare like with like. Actions: the median over
+    every strip of the round; the estimate: the share of (class, trial) cases whose range held
+    the truth, and the median and largest half-width of the ranges."""
     out = []
     groups = ["all"] + sorted({r["group"] for r in rows if r["group"]})
     for g in groups:
@@ -327,40 +396,27 @@ def feedback_means(rows: Sequence[Mapping[str, Any]], rounds: int) -> list[dict[
                         "round": r,
                         "set": set_name,
                         "n_classes": len(part),
+                        "labels": float(np.mean([row["labels"] for row in part])),
                         **{key: float(np.mean([row[key] for row in part])) for key in METRICS},
+                        **pooled_estimates(part),
                     }
                 )
     return out
 
 
-def render_feedback(result: Mapping[str, Any]) -> list[Any]:
-    """Rich tables of a :func:`feedback` result: per class and round, then the means."""
-    from finder.learn.evaluate import table
-
-    cols = ["AP", "precision", "recall", "F1", "ECE", "best-cut F1"]
-    keys = ("ap", "precision", "recall", "f1", "ece", "best_f1")
-    title = (
-        f"feedback: {result['n_images']} images, k={result['k']}, {result['trials']} trials, "
-        f"{result['rounds']} rounds of {result['clicks']} clicks ({result['shown']}), seed "
-        f"{result['seed']} — marked photos left out"
-    )
-    per_class = [
-        [r["class"], str(r["clicks"])]
-        + [f"{r[key]:.3f}" for key in keys]
-        + [f"{r['returned']:.1f}"]
-        for r in result["rows"]
-        if r["scored"]
-    ]
-    means = [
-        [r["group"], r["set"], str(r["round"]), str(r["n_classes"])]
-        + [f"{r[key]:.3f}" for key in keys]
-        for r in result["means"]
-    ]
-    return [
-        table(title, ["class", "clicks"] + cols + ["returned"], per_class),
-        table(
-            "feedback: means over classes (clicked: the classes scored after clicks)",
-            ["classes", "set", "round", "n"] + cols,
-            means,
-        ),
-    ]
+def pooled_estimates(part: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Actions and the estimate's record over rows (classes) of one round."""
+    actions = [a for row in part for a in row.get("actions", [])]
+    n = sum(row.get("estimates", 0) for row in part)
+    out: dict[str, Any] = {
+        "actions_median": float(np.median(actions)) if actions else None,
+        "estimates": n,
+        "cases": sum(row.get("trials_scored", 0) for row in part),
+    }
+    for key in ("precision", "recall"):
+        half = [h for row in part for h in row.get(f"{key}_halfwidths", [])]
+        covered = sum(row.get(f"{key}_covered", 0) for row in part)
+        out[f"{key}_coverage"] = covered / n if n else None
+        out[f"{key}_halfwidth_median"] = float(np.median(half)) if half else None
+        out[f"{key}_halfwidth_max"] = float(np.max(half)) if half else None
+    return out

@@ -2,17 +2,18 @@
 
 Everything happens in the library's metric when one is given (:mod:`finder.learn.metric`: the
 vectors whitened, the weights mapped back, so a head stays linear in the stored vectors).
-The background sample is unlabelled, not negative. On a class's first learning, held-out ranks of
-the examples estimate how much of the background belongs to the class, a diffusion over the k-NN
-graph of examples + background picks those as pseudo-positives, and a weighted logistic regression
-is trained on examples + pseudo-positives against explicit negatives + the rest, refined once;
-the number of background photos past logit 0 of a sharper head on the same data (``count_C``)
-is the class-size estimate, raised when the median example, held out, ranks past it
-(``raise_at``; the head is then fitted again from the raised size). When a class is taught
-again (more examples, ✓ / ✗ marks), the estimate comes from the previous head and the new marks
-instead (:func:`finder.learn.calibrate.size_after_marks`: marks are not a random sample of the
-class), and the head is retrained from all the marks. Then the head is calibrated to that estimate
-(:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
+The background sample is unlabelled, not negative. Held-out ranks of the examples (the largest
+few: confirmed top-ranked photos rank near 0) estimate how much of the background belongs to
+the class, a diffusion over the k-NN graph of examples + background picks those as
+pseudo-positives, and a weighted logistic regression is trained on examples + pseudo-positives
+against explicit negatives + the rest, refined once; the number of background photos past logit
+0 of a sharper head on the same data (``count_C``) is the class-size estimate, raised when the
+median example, held out, ranks past it (``raise_at``; the head is then fitted again from the
+raised size). With ✓ and ✗ enough the marks are labels: the head is calibrated on their
+cross-validated logits, which also give the size (``marks_*``). Then the head is calibrated to
+that estimate (:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.learn.cutoff`.
+A head is a function of the marks, the background, the fresh photos and the seed only: nothing
+of a previous head carries over (issue 24, item 4).
 
 This module imports numpy and scipy only (never TensorFlow).
 """
@@ -26,7 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.calibrate import calibrate, size_after_marks
+from finder.learn.calibrate import calibrate, platt
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
 from finder.learn.metric import Metric
@@ -70,6 +71,18 @@ class HeadConfig:
     # raise_at × the count (2: the median held-out example ranks past it), the class size is the
     # geometric mean of the count and 2 × that rank + 1 (0: never)
     raise_refit: bool = True  # when raised, the head is fitted again with refine_scale × the size
+    rank_top: int = 5  # without the marks' calibration: the class size from the median of the
+    # this many largest held-out ranks (0: of all; random examples rank anywhere in the class,
+    # confirmed top-ranked photos near 0 and would collapse the size)
+    marks_cv: int = 5  # with marks of both kinds (enough of them): calibrated on their
+    # logits under heads fitted without them (this many folds; 0: never), not on the size alone
+    marks_min: int = 10  # ... once there are this many ✓ (examples included) and half as many ✗
+    # (fewer: the marks are likely picked by label, five examples or a few wrong ones singled out)
+    marks_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
+    marks_refit: bool = False  # ... and the head fitted again from the size that gives
+    marks_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
+    first_fresh: bool = False  # first learning: the size counted over the fresh photos
+    use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -274,6 +287,36 @@ class Problem:
         )
         return np.argsort(-f[p + q :], kind="stable")
 
+    def cv_logits(
+        self,
+        order: np.ndarray,
+        n_pseudo: int,
+        cfg: HeadConfig,
+        init: tuple[np.ndarray, float],
+        folds: int,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The logits of the examples and explicit negatives under heads fitted without them
+        (``folds`` folds, each fitted as :meth:`fit_pseudo`), and their labels (1 / 0)."""
+        p, q = len(self.P), len(self.N)
+        labels = np.concatenate([np.ones(p), np.zeros(q)])
+        which = rng.permutation(p + q) % folds
+        z = np.zeros(p + q)
+        Q = order[:n_pseudo]
+        for f in range(folds):
+            kp, kq = which[:p] != f, which[p:] != f
+            pos = np.concatenate([self.P[kp], self.B[Q]])
+            pos_w = np.concatenate([np.ones(int(kp.sum())), np.full(len(Q), cfg.pseudo_weight)])
+            R = self.B[order[n_pseudo:]]
+            neg = np.concatenate([self.N[kq], R])
+            neg_w = np.concatenate(
+                [np.full(int(kq.sum()), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))]
+            )
+            w, b = fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
+            out = which == f
+            z[out] = np.concatenate([self.P, self.N])[out] @ w + b
+        return z, labels
+
     def held_out_ranks(
         self, cfg: HeadConfig, rng: np.random.Generator, init: tuple[np.ndarray, float]
     ) -> np.ndarray:
@@ -298,45 +341,53 @@ def train_head(
     *,
     seed: int = 0,
     config: HeadConfig = DEFAULT_CONFIG,
-    previous: Head | None = None,
-    marked: tuple[np.ndarray, np.ndarray] | None = None,
     metric: Metric | None = None,
+    fresh: np.ndarray | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
     ``positives``: every example ``[p, d]`` (p ≥ 1); ``negatives``: explicit counter-examples
     ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT`` background vectors);
     ``background``: an unlabelled random sample of the library ``[m, d]`` (may be empty, may
-    contain members of the class). When the class is taught again, ``previous`` is its head
-    and ``marked`` the vectors and labels (1 / 0) of what this teaching adds. The method: the
-    module's docstring.
+    contain members of the class); ``fresh``: another random sample of the library, out of the
+    training, on which the head is calibrated and cut. The head is a function of these and the
+    seed only (no previous head: a class taught, taken back and taught again is the class
+    learned from what remains). The method: the module's docstring.
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
     if cfg.method == "plain":
         metric = None  # the baseline: on the stored vectors
+    scorer = None
+    if fresh is not None and len(fresh) >= MIN_BACKGROUND and cfg.use_fresh:
+        F = check_vectors("fresh vectors", fresh, pb.P.shape[1])
+        back = metric.back if metric is not None else (lambda w: w)
+        scorer = Fresh(lambda w, b: (F @ back(w)).astype(np.float64) + b, len(F))
     if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
         pb = pb.in_metric(metric, cfg.graph)
-        if previous is not None and previous.dim == metric.dim:
-            w_prev = metric.into(previous.w)  # the previous head in the metric
-            previous = Head(w_prev, previous.b, previous.threshold, previous.params)
-        if marked is not None:
-            marked = (metric.apply(check_vectors("marked", marked[0], metric.dim)), marked[1])
-    head = _train(pb, cfg, seed, previous, marked)
+    head = _train(pb, cfg, seed, scorer)
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
         head.params["metric"] = True
     return head
 
 
+@dataclass
+class Fresh:
+    """Photos of the library out of the training (not in the background, not marked): their
+    logits under a head in training (``scores(w, b)``), and how many there are."""
+
+    scores: Any
+    n: int
+
+
 def _train(
     pb: Problem,
     cfg: HeadConfig,
     seed: int,
-    previous: Head | None,
-    marked: tuple[np.ndarray, np.ndarray] | None,
+    fresh: Fresh | None = None,
 ) -> Head:
     p, m = len(pb.P), len(pb.B)
     rng = np.random.default_rng(seed)
@@ -351,36 +402,53 @@ def _train(
     if cfg.method != "pu-calibrated":
         raise UsageError(f"unknown head method {cfg.method!r}")
 
+    direct = None
+    held = None
+    marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
     order = pb.diffusion_order(cfg)
-    again = (
-        previous is not None
-        and marked is not None
-        and previous.dim == pb.P.shape[1]
-        and previous.params.get("method") == cfg.method
-        and cfg.calibrate
-    )
-    if again:
-        assert previous is not None and marked is not None
-        n_class, delta = size_after_marks(previous, pb.B, *marked, prior_sd=cfg.prior_sd)
-        n_size: int | None = None
-        w, b = pb.fit_pseudo(order, _pseudo_count(cfg.refine_scale * n_class, m), cfg)
-        params.update(marked=int(len(marked[1])), shift=delta)
-    else:
-        w, b, n_size = _first_head(pb, order, cfg, rng, params)
-        ws, bs = w, b
-        if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
-            ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
-        n_class = float(((pb.B @ ws + bs) >= 0).sum())
-        n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
-        if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
-            params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
+    w, b, n_size = _first_head(pb, order, cfg, rng, params, 0 if marks else cfg.rank_top)
+    ws, bs = w, b
+    if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
+        ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
+    n_class = float(((pb.B @ ws + bs) >= 0).sum())
+    if cfg.first_fresh and fresh is not None:  # counted out of the training
+        n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
+    n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
+    if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
+        params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
+        w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
+    if marks:  # the marks are labels: calibrated (and the size read) on their held-out logits
+        n_pseudo = params["n_pseudo"]
+        zc, yc = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
+        zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
+        scale = 1.0 if fresh is None else m / fresh.n
+        prior = calibrate(zs, float(np.clip(n_class / scale, 1.0, len(zs) / 2)))
+        a, c = platt(zc, yc, prior=prior, strength=cfg.marks_prior)
+        a = max(a, 1e-3)
+        n_cv = float(sigmoid(a * zs + c).sum()) * scale
+        params.update(n_class_marks=n_cv, n_class_count=n_class)
+        if cfg.marks_refit:
+            params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_cv, m)
             w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
+        if cfg.marks_direct:
+            direct = (a, c)
+        n_class = n_cv
+        held = zc  # the marks' logits under heads not trained on them (uncalibrated)
     n_class = float(np.clip(n_class, 1.0, m / 2))
+    zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
+    n_s = n_class if fresh is None else n_class * fresh.n / m
     if cfg.calibrate:
-        a, c = calibrate(pb.B @ w + b, n_class)
+        a, c = direct or calibrate(zs, float(np.clip(n_s, 1.0, len(zs) / 2)))
         w, b = w * np.float32(a), b * a + c
+        zs = zs * a + c
         params.update(calibration=[a, c])
-    threshold = cut_off(CutInput(np.sort(pb.B @ w + b)[::-1], n_size), cfg.cut)
+    threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cfg.cut)
+    if fresh is not None:
+        params["fresh"] = fresh.n
+    if held is not None:
+        if cfg.calibrate:  # in the calibrated head's scale
+            held = a * held + c
+        params["held_out_logits"] = [round(float(v), 4) for v in held]
     params.update(
         method=cfg.method,
         C=cfg.C,
@@ -419,15 +487,18 @@ def _first_head(
     cfg: HeadConfig,
     rng: np.random.Generator,
     params: dict[str, Any],
+    rank_top: int = 0,
 ) -> tuple[np.ndarray, float, int]:
     """A class's first head: pseudo-positives counted from the examples' held-out ranks, then
-    refined once from the head's own scores. Returns ``(w, b, n_size)``, ``n_size`` the class
+    refined once from the head's own scores (``rank_top``: the median of the largest held-out
+    ranks only, 0: of all). Returns ``(w, b, n_size)``, ``n_size`` the class
     size a probe head estimates once the likely members are out of its negatives."""
     B, m = pb.B, len(pb.B)
     # 1. how many of the background look like the class (held-out ranks of the examples)
     probe = pb.probe(cfg.probe_C)
     if len(pb.P) >= 2:
-        med: float | None = float(np.median(pb.held_out_ranks(cfg, rng, probe)))
+        ranks = np.sort(pb.held_out_ranks(cfg, rng, probe))
+        med: float | None = float(np.median(ranks[-rank_top:] if rank_top else ranks))
         params["median_held_out"] = med
         n_pseudo = _pseudo_count(cfg.count_factor * med, m)
     else:  # one example: no held-out estimate; count what the probe head accepts

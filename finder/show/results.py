@@ -137,7 +137,7 @@ def print_matches(
     """Matches as JSON (``path``, ``key``, ``taken``), NUL-ended paths, or lines of score and
     path (with the date taken when ``dates``)."""
     if as_json:
-        ui.echo_json([{"path": m.path, key: m.score, "taken": m.taken} for m in matches])
+        ui.echo_json([match_json(m, key) for m in matches])
         return
     if print0:
         out = typer.get_binary_stream("stdout")
@@ -149,11 +149,21 @@ def print_matches(
         lines = text.match_lines(matches)
     else:
         lines = [
-            f"{m.score:.3f}  {m.taken or '-':<25}  ".encode() + text.path_bytes(m.path)
-            for m in matches
+            f"{m.score:.3f}  {m.taken or '-':<25}  ".encode() + text.shown_match(m) for m in matches
         ]
     for line in lines:
         typer.echo(line)
+
+
+def match_json(m: Match, key: str) -> dict[str, Any]:
+    """A match as ``--json`` gives it: ``path``, the score under ``key``, ``taken``, ``kind``
+    ("photo" or "video"); a video's also ``time`` (seconds: its best moment) and ``moments``
+    (its other frames in the answer, each ``time`` and score)."""
+    row: dict[str, Any] = {"path": m.path, key: m.score, "taken": m.taken, "kind": m.kind}
+    if m.kind == "video":
+        row["time"] = m.time
+        row["moments"] = [{"time": t, key: s} for _, t, s in m.moments]
+    return row
 
 
 def export_matches(matches: list[Match], choice: tuple[str, Path] | None) -> None:

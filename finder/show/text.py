@@ -39,8 +39,17 @@ class _Scored(Protocol):
 
 
 def match_lines(matches: Iterable[_Scored]) -> list[bytes]:
-    """One line a match: the score (probability or similarity) then the path."""
-    return [f"{m.score:.3f}  ".encode() + path_bytes(m.path) for m in matches]
+    """One line a match: the score (probability or similarity) then the path (a video's
+    with its moment: ``clip.mp4 @ 0:12``)."""
+    return [f"{m.score:.3f}  ".encode() + shown_match(m) for m in matches]
+
+
+def shown_match(m: _Scored) -> bytes:
+    """A match's path for the terminal; a video's followed by `` @ M:SS``, its moment."""
+    from finder.library import format_time
+
+    t = getattr(m, "time", None)
+    return path_bytes(m.path) + (f" @ {format_time(t)}".encode() if t is not None else b"")
 
 
 def index_summary_line(summary: Any) -> str:

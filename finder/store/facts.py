@@ -315,9 +315,15 @@ def allowed(cat: Catalog, filters: Filters, limit: int | None = None) -> np.ndar
     """Sorted ids of the images passing ``filters`` (whatever their status: only ok images
     have vectors to be found); with ``limit``, None when more than ``limit`` rows pass the SQL
     part (so that a broad filter costs little to ask about)."""
-    where, params = filters.where(cat.db.conn)
-    cols = "id, lat, lon" if filters.near is not None else "id"
-    sql = f"SELECT {cols} FROM images WHERE {where}"
+    where, params = filters.where(cat.db.conn, "i")
+    cols = "i.lat, i.lon" if filters.near is not None else ""
+    # a video's frames (the vectors that stand for it) pass when it does
+    sql = (
+        f"SELECT i.id{', ' + cols if cols else ''} FROM images i WHERE {where} UNION ALL "
+        f"SELECT f.id{', ' + cols if cols else ''} FROM frames f "
+        f"CROSS JOIN images i ON i.id = f.video_id WHERE {where}"
+    )
+    params = [*params, *params]
     if limit is not None:
         sql += f" LIMIT {int(limit) + 1}"
     rows = cat.db.conn.execute(sql, params).fetchall()
@@ -327,13 +333,17 @@ def allowed(cat: Catalog, filters: Filters, limit: int | None = None) -> np.ndar
 
 
 def passing(cat: Catalog, filters: Filters, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-    """The ids among ``ids`` that pass ``filters``, sorted."""
+    """The ids among ``ids`` that pass ``filters``, sorted (a frame's id passes when its
+    video does)."""
     ids = np.asarray(ids, dtype=np.int64)
     if not len(ids):
         return ids
     where, params = filters.where(cat.db.conn, "i")
-    cols = "i.id, i.lat, i.lon" if filters.near is not None else "i.id"
-    sql = f"SELECT {cols} FROM json_each(?) j CROSS JOIN images i ON i.id = j.value WHERE {where}"
+    cols = "j.value, i.lat, i.lon" if filters.near is not None else "j.value"
+    sql = (
+        f"SELECT {cols} FROM json_each(?) j LEFT JOIN frames f ON f.id = j.value "
+        f"CROSS JOIN images i ON i.id = coalesce(f.video_id, j.value) WHERE {where}"
+    )
     rows = cat.db.conn.execute(sql, [json.dumps(ids.tolist()), *params]).fetchall()
     return _finish(filters, rows)
 

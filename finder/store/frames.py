@@ -117,6 +117,17 @@ class FrameTables:
             out.update((int(i), k) for i, k in self.db.execute(sql, chunk))
         return out
 
+    def durations(self, video_ids: Sequence[int]) -> dict[int, float | None]:
+        """The duration in seconds of each of these ids that is a video (None: unknown)."""
+        out: dict[int, float | None] = {}
+        ids = [int(i) for i in video_ids]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id, duration FROM images WHERE kind = 'video' AND id IN ({marks})"
+            out.update((int(i), d) for i, d in self.db.execute(sql, chunk))
+        return out
+
     def video_counts(self) -> dict[str, int]:
         """``videos``: ok videos; ``frames``: their frames (the vectors that stand for them)."""
         videos = self.db.execute(

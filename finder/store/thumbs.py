@@ -27,6 +27,7 @@ from PIL import Image
 
 from finder.errors import DecodeError
 from finder.ingest.decode import load_rgb
+from finder.ingest.video import load_still
 from finder.store.catalog import ImageRow
 
 SIZE = 256  # short side, pixels
@@ -38,9 +39,15 @@ _NAME = re.compile(r"^(\d+)-(\d+)-(-?\d+)\.jpg$")
 StampsFn = Callable[[int, int], Iterable[ImageRow]]
 
 
-def render(path: str, size: int = SIZE, quality: int = QUALITY) -> bytes:
-    """The JPEG bytes of the thumbnail of ``path``; ``DecodeError`` when it cannot be read."""
-    rgb = load_rgb(path, (size, size), cover=1.0)
+def render(
+    path: str, size: int = SIZE, quality: int = QUALITY, seconds: float | None = None
+) -> bytes:
+    """The JPEG bytes of the thumbnail of ``path`` (a video's frame at ``seconds``, when
+    given); ``DecodeError`` when it cannot be read."""
+    if seconds is not None:
+        rgb = load_still(path, seconds, size)
+    else:
+        rgb = load_rgb(path, (size, size), cover=1.0)
     im = Image.fromarray(rgb)
     longest = max(im.size)
     if longest > MAX_ASPECT * size:
@@ -81,16 +88,23 @@ class ThumbCache:
 
     def make(self, row: ImageRow) -> Path:
         """Decode ``row``'s image, write its thumbnail, drop any older one of the same id."""
-        data = render(row.path, self.size)
         target = self.file_for(row)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write(target, render(row.path, self.size))
         self._drop_others(row.id, keep=target.name)
+        return target
+
+    # A video's moments: ``frames/<frame id // 1000>/<frame id>-<size>-<mtime_ns>.jpg`` (out of
+    # ``sweep``'s way; a changed video's frames get new ids, so a stale one is never shown).
+    def frame_file(self, row: ImageRow, frame: int) -> Path:
+        """Where the thumbnail of frame ``frame`` of video ``row`` lives."""
+        return self.dir / "frames" / str(frame // SHARD) / f"{frame}-{row.size}-{row.mtime_ns}.jpg"
+
+    def frame(self, row: ImageRow, frame: int, seconds: float) -> Path:
+        """The thumbnail of the frame ``frame`` of video ``row`` (at ``seconds``), made now
+        when missing."""
+        target = self.frame_file(row, frame)
+        if not target.is_file():
+            _write(target, render(row.path, self.size, seconds=seconds))
         return target
 
     def _drop_others(self, image_id: int, keep: str | None = None) -> int:
@@ -160,6 +174,17 @@ class ThumbCache:
 
 
 CHUNK = 64
+
+
+def _write(target: Path, data: bytes) -> None:
+    """Write ``data`` at ``target`` atomically (a temporary file renamed into place)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _chunks(items: Iterable[ImageRow], n: int) -> Iterable[list[ImageRow]]:

@@ -14,7 +14,6 @@ from finder.learn.evaluate import (
     few_shot,
     groups_from_paths,
     labels_from_paths,
-    render,
 )
 
 
@@ -126,12 +125,3 @@ def test_labels_and_groups_from_paths():
     paths = ["/p/flowers17/daisy/1.jpg", "/p/pets/cat/cat.1.jpg", "rel/dog/x.png", "/p/pets/cat/2"]
     assert labels_from_paths(paths) == ["daisy", "cat", "dog", "cat"]
     assert groups_from_paths(paths) == {"daisy": "flowers17", "cat": "pets", "dog": "rel"}
-
-
-def test_render_gives_tables():
-    X, labels = clusters(n_classes=2, per_class=10)
-    few = few_shot(X, labels, ks=(1,), trials=1)
-    cl = classic(X, labels, splits=1, test_fraction=0.2)
-    tables = render({"few_shot": few, "classic": cl})
-    assert len(tables) == 3
-    assert tables[0].row_count == 2 and tables[2].row_count == 1

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 from finder.errors import UsageError
-from finder.learn.feedback import (
-    ArrayTeacher,
-    answer_scores,
-    best_f1,
-    calibration_error,
-    feedback,
-    review_picks,
-    top_picks,
-)
+from finder.learn.feedback import ArrayTeacher, feedback
 from finder.learn.metric import library_metric
+from finder.learn.scores import answer_scores, best_f1, calibration_error
+from finder.learn.strip import review_picks, top_picks
 from tests.learn.synthetic import _unit, library
 
 METRIC = pytest.mark.parametrize("metric", [False, True], ids=["stored", "metric"])
@@ -63,26 +57,29 @@ def test_a_round_of_rejections_lowers_the_wrong_photos(seed, metric):
     assert answer(after, X[rest]).mean() >= answer(before, X[rest]).mean() - 0.05
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("size", [30, 60, 150])
+@pytest.mark.parametrize("seed", [0, 1])
 @METRIC
-def test_a_round_of_confirmations_never_shrinks_the_answer(seed, size, metric):
-    X, y = confusable(sizes=(size, 40, 100, 100), seed=seed)
-    teacher = teacher_for(X, metric)
+def test_a_class_taught_in_rounds_is_the_class_taught_its_marks_at_once(seed, metric):
+    """Nothing of a previous head carries over (issue 24, item 4): rounds of ✓ and ✗ (enough
+    for the marks' own calibration) give the head that one teaching of every mark gives."""
+    X, y = confusable(sizes=(60, 40, 100, 100), seed=seed)
+    rounds = teacher_for(X, metric)
     rng = np.random.default_rng(seed)
     ex = rng.choice(np.flatnonzero(y == 0), size=5, replace=False)
-    head = teacher.learn("a", ex, ex[:0], seed=seed)
+    head = rounds.learn("a", ex, ex[:0], seed=seed)
     marked = set(ex.tolist())
-    for _ in range(2):
-        z = head.logits(X)
+    for _ in range(3):
         free = np.setdiff1d(np.arange(len(X)), list(marked))
-        shown = top_picks(z, free, 10)
-        right = shown[y[shown] == 0]  # the person confirms the right ones, says nothing else
-        marked |= set(right.tolist())
-        new = teacher.learn("a", right, right[:0], seed=seed)
-        assert answer(new, X).sum() >= answer(head, X).sum()
-        assert np.all(answer(new, X[list(marked)]))  # every confirmed photo is in it
-        head = new
+        shown = review_picks(head.logits(X), head.logit_threshold, X, free, 8)
+        marked |= set(shown.tolist())
+        head = rounds.learn("a", shown[y[shown] == 0], shown[y[shown] != 0], seed=seed)
+    assert "n_class_marks" in head.params  # calibrated on the marks
+    everything = np.asarray(sorted(marked))
+    at_once = teacher_for(X, metric).learn(
+        "a", everything[y[everything] == 0], everything[y[everything] != 0], seed=seed
+    )
+    assert np.array_equal(head.w, at_once.w)
+    assert (head.b, head.threshold) == (at_once.b, at_once.threshold)
 
 
 @METRIC
@@ -137,7 +134,9 @@ def test_best_f1_is_the_best_cut_of_the_ranking():
 def test_feedback_protocol_on_separated_clusters():
     X, y = library(n_classes=4, per_class=40, dim=32, spread=0.05, seed=1)
     labels = [f"c{i}" for i in y]
-    result = feedback(X, labels, ArrayTeacher(X), k=3, rounds=2, clicks=5, trials=2, seed=0)
+    result = feedback(
+        X, labels, ArrayTeacher(X), k=3, rounds=2, clicks=5, trials=2, seed=0, holdout=0
+    )
     rows = result["rows"]
     assert {r["round"] for r in rows} == {0, 1, 2} and len(rows) == 4 * 3
     for r in rows:
@@ -150,7 +149,8 @@ def test_feedback_protocol_on_separated_clusters():
 
 def test_feedback_scores_after_clicks_only_classes_with_photos_left():
     X, y = confusable(sizes=(20, 40, 40, 40), spread=0.05, seed=2)
-    result = feedback(X, [f"c{i}" for i in y], ArrayTeacher(X), k=5, rounds=1, clicks=10, trials=1)
+    labels = [f"c{i}" for i in y]
+    result = feedback(X, labels, ArrayTeacher(X), k=5, rounds=1, clicks=10, trials=1, holdout=0)
     scored = {(r["class"], r["round"]): r["scored"] for r in result["rows"]}
     assert scored[("c0", 0)] and not scored[("c0", 1)]  # 20 < 5 + 10 + 10
     assert scored[("c1", 1)]

@@ -162,7 +162,7 @@ def test_find_answers_as_the_cli_with_ids_and_thumbnails(server: Server, library
     assert [g["path"] for g in got] == [w["path"] for w in want]
     assert [g["probability"] for g in got] == pytest.approx([w["probability"] for w in want])
     for g in got:
-        assert set(g) == {"id", "path", "probability", "thumb"}
+        assert set(g) == {"id", "path", "probability", "thumb", "kind"} and g["kind"] == "photo"
         assert paths[g["path"]] == g["id"] and g["thumb"] == f"/thumb/{g['id']}"
     top = server.client.get("/api/find/red", params={"top": 7}).json()
     assert len(top) == 7
@@ -179,7 +179,7 @@ def test_similar_by_id(server: Server, library: Path) -> None:
     me = id_of(library, "blue/1.jpg")
     got = server.client.get(f"/api/similar/{me}", params={"top": 5}).json()
     assert len(got) == 5 and me not in [g["id"] for g in got]
-    assert set(got[0]) == {"id", "path", "similarity", "thumb"}
+    assert set(got[0]) == {"id", "path", "similarity", "thumb", "kind"}
     sims = [g["similarity"] for g in got]
     assert sims == sorted(sims, reverse=True)
     by_path = cli_json(library, "similar", str(Path(got[0]["path"]).parent / "1.jpg"), "--top", "5")
@@ -744,7 +744,7 @@ def test_review_strip(server: Server) -> None:
     from finder.show.web.app import REVIEW
 
     got = server.client.get("/api/review/red", params={"n": REVIEW}).json()
-    assert 0 < len(got) <= REVIEW and set(got[0]) == {"id", "path", "probability", "thumb"}
+    assert 0 < len(got) <= REVIEW and set(got[0]) == {"id", "path", "probability", "thumb", "kind"}
     marked = {m["id"] for m in server.client.get("/api/examples/red").json()}
     assert not marked & {g["id"] for g in got}
     page = server.client.get("/class/red").text

@@ -26,7 +26,7 @@ LearnNameArg = ui.argument(
 ExamplesArg = ui.argument(
     list[Path] | None,
     "EXAMPLE...",
-    "Example photos of the class, or folders of them.",
+    "Example photos of the class, or folders of them; a video's moment as clip.mp4@0:12.",
     show_default=False,
 )
 AddOpt = ui.option(
@@ -95,7 +95,16 @@ ReviewOpt = ui.option(
     "unlike each other); mark them with `learn NAME --add` / `--not`.",
     min=1,
 )
-ImageArg = ui.argument(Path, "IMAGE", "A photo, indexed or not.")
+ImageArg = ui.argument(
+    Path, "IMAGE", "A photo, indexed or not; or a video with --at (or written clip.mp4@0:12)."
+)
+AtOpt = ui.option(
+    str | None,
+    "--at",
+    metavar="TIME",
+    help="IMAGE is a video: the moment to look for, in seconds, M:SS or H:MM:SS (e.g. 0:12).",
+    show_default=False,
+)
 SimilarTopOpt = ui.option(int, "--top", metavar="K", help="How many to show.", min=1)
 DryRunOpt = ui.option(bool, "--dry-run", help="Only list the sidecars that would be written.")
 TagTopOpt = _top("Only the K best photos of the class.")
@@ -336,6 +345,7 @@ def find(
 
 def similar(
     image: ImageArg,
+    at: AtOpt = None,
     top: SimilarTopOpt = 20,
     sort: out.SortOpt = "score",
     print0: out.Print0Opt = False,
@@ -348,12 +358,13 @@ def similar(
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
-    """Print the indexed photos most like IMAGE, with their cosine similarity; the filters
-    narrow the answer (the TOP most alike among the photos that pass)."""
+    """Print the indexed photos (and videos' moments) most like IMAGE, with their cosine
+    similarity; the filters narrow the answer (the TOP most alike among the photos that
+    pass)."""
     filters = out.filters_from(after, before, camera, under, near, within)
     out.check_output(as_json, print0)
     with ui.open_library(library) as lib:
-        matches = lib.similar(str(image), top=top, filters=filters, sort=sort)
+        matches = lib.similar(str(image), top=top, filters=filters, sort=sort, at=at)
         ui.print_messages(lib)
         out.say_if_empty(lib, matches, None, as_json, top, None, filters)
     out.print_matches(matches, "similarity", as_json=as_json, print0=print0, dates=sort == "date")

@@ -36,7 +36,16 @@ ShownOpt = ui.option(
     "--shown",
     metavar="top|review",
     help="Which photos a round marks: top (the best-ranked unmarked) or review "
-    "(`find NAME --review`).",
+    "(a strip: the photos whose verdict teaches most, and a few drawn at random).",
+)
+HoldoutOpt = ui.option(
+    float,
+    "--holdout",
+    metavar="SHARE",
+    help="With --feedback: the share of the library held out (drawn per trial), never "
+    "marked; every figure is scored on it (0: on the photos not marked).",
+    min=0.0,
+    max=0.9,
 )
 
 
@@ -53,6 +62,7 @@ def evaluate(
     feedback: FeedbackOpt = None,
     clicks: ClicksOpt = 10,
     shown: ShownOpt = "top",
+    holdout: HoldoutOpt = 0.3,
     views: ui.ViewsOpt = None,
     precision: ui.PrecisionOpt = None,
     quiet: ui.QuietOpt = False,
@@ -101,6 +111,7 @@ def evaluate(
                     trials=trials,
                     seed=seed,
                     groups=groups,
+                    holdout=holdout,
                 ),
             }
     if feedback is None:
@@ -116,6 +127,8 @@ def evaluate(
         return
     from rich.console import Console
 
+    from finder.show.evaluate import render
+
     console = Console()
-    for table in ev.render(result):
+    for table in render(result):
         console.print(table)

@@ -49,6 +49,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from finder.errors import Arg, DecodeError, FinderError, UsageError
+from finder.library import format_time
 from finder.show import as_json
 from finder.show.text import class_json, forgotten_json, path_bytes
 from finder.show.web.backend import Backend, mark_key
@@ -63,7 +64,7 @@ MAX_ID = 2**63 - 1  # image ids are SQLite's 64-bit integers
 REVIEW = 8  # photos in the "is this right?" strip
 NAV_INLINE = 6  # classes named in the top bar; past that, a menu with a search box
 CSP = (
-    "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
+    "default-src 'none'; img-src 'self'; media-src 'self'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _ID = re.compile(r"^[0-9]{1,18}$")
@@ -96,7 +97,12 @@ class JSON(JSONResponse):
 
 
 def match_json(m: Any, key: str) -> dict:
-    return {"id": m.id, "path": m.path, key: m.score, "thumb": f"/thumb/{m.id}"}
+    """A match as the API gives it; a video's also with its moment (``time``, ``frame``: the
+    id that names that frame: ``/thumb/FRAME``, ``/view/FRAME``, ✓/✗ by id)."""
+    row = {"id": m.id, "path": m.path, key: m.score, "thumb": f"/thumb/{m.key}", "kind": m.kind}
+    if m.kind == "video":
+        row |= {"time": m.time, "frame": m.frame}
+    return row
 
 
 # -- reading the request ----------------------------------------------------------------------
@@ -245,6 +251,7 @@ def create_app(
     env.filters["name"] = lambda path: shown(os.path.basename(path))
     env.filters["key"] = mark_key
     env.filters["day"] = lambda seconds: time.strftime("%Y-%m-%d", time.localtime(seconds))
+    env.filters["clock"] = format_time
     env.globals["has_review"] = hasattr(backend.lib, "review")
     env.globals["nav_inline"] = NAV_INLINE
 
@@ -439,16 +446,29 @@ def create_app(
     # -- images ------------------------------------------------------------------------
     @route("/thumb/{id}")
     async def thumb(request: Request) -> Response:
-        row = backend.image(image_id(request))
-        etag = f'"{backend.thumbs.stamp(row)}"'
+        row, frame, seconds = backend.item(image_id(request))
+        etag = f'"{backend.thumbs.stamp(row)}{"" if frame is None else f"-{frame}"}"'
         headers = {"etag": etag, "cache-control": "private, no-cache"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
         try:
-            path = await backend.thumbnail(row)
+            path = await backend.thumbnail(row, frame, seconds)
         except DecodeError as e:
             raise unreadable(e) from None
         return Response(path.read_bytes(), media_type="image/jpeg", headers=headers)
+
+    @route("/video/{id}")
+    async def video(request: Request) -> Response:
+        """A video's file, by its id (or a frame's) only, for the player: HTTP Range
+        requests answered (seeking), only when browsers play its codec."""
+        row, frame, _ = backend.item(image_id(request))
+        if frame is None:
+            raise HTTPException(404)
+        media_type = await anyio.to_thread.run_sync(backend.lib.browser_video, row)
+        if media_type is None:
+            raise UnsupportedMedia("browsers cannot play this video's codec: see its stills")
+        headers = {"cache-control": "private, no-cache", "content-disposition": "inline"}
+        return FileResponse(row.path, media_type=media_type, headers=headers)
 
     @route("/photo/{id}")
     async def photo(request: Request) -> Response:
@@ -464,7 +484,7 @@ def create_app(
 
     def error(request: Request, status: int, message: str) -> Response:
         path = request.url.path
-        if path.startswith(("/api/", "/thumb/", "/photo/", "/static/")):
+        if path.startswith(("/api/", "/thumb/", "/photo/", "/video/", "/static/")):
             return JSON({"error": message}, status)
         try:
             return page("error.html", status, status=status, message=message)
@@ -504,6 +524,12 @@ def create_app(
     )
     app.state.backend = backend
     return Guard(app, token=token, port=port, host=host, allow_hosts=allow_hosts)
+
+
+class UnsupportedMedia(FinderError):
+    """A video browsers cannot play (status 415)."""
+
+    http_status = 415
 
 
 def field_of(arg: Arg) -> str:

@@ -68,6 +68,12 @@ class Backend:
             self._reader = Library.open_shared(self.lib.dir)
         return self._reader.image(image_id)
 
+    def item(self, key: int) -> tuple[ImageRow, int | None, float | None]:
+        """``Library.item`` answered on the event loop's thread, as ``image`` is."""
+        if self._reader is None:
+            self._reader = Library.open_shared(self.lib.dir)
+        return self._reader.item(key)
+
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the library's thread."""
         return await asyncio.wrap_future(self._pool.submit(self._call, fn, args, kwargs))
@@ -84,8 +90,18 @@ class Backend:
                 return result
         return fn(*args, **kwargs)
 
-    async def thumbnail(self, row: ImageRow) -> Path:
-        """The thumbnail file of ``row``, decoded now (off the event loop) when missing."""
+    async def thumbnail(
+        self, row: ImageRow, frame: int | None = None, seconds: float | None = None
+    ) -> Path:
+        """The thumbnail file of ``row`` (of its video's frame ``frame``, at ``seconds``),
+        decoded now (off the event loop) when missing."""
+        if frame is not None and seconds is not None:
+            path = self.thumbs.frame_file(row, frame)
+            if not path.is_file():
+                path = await anyio.to_thread.run_sync(
+                    self.thumbs.frame, row, frame, seconds, limiter=self._decoders
+                )
+            return path
         path = self.thumbs.cached(row)
         if path is None:
             path = await anyio.to_thread.run_sync(self.thumbs.make, row, limiter=self._decoders)
@@ -219,7 +235,7 @@ class Backend:
         marks = lib.marks(name)
         marked = {m.id for m in marks if m.id is not None}
         top = offset + limit + 1 + len(marked)
-        ranked = [m for m in lib.find(name, top=top) if m.id not in marked]
+        ranked = [m for m in lib.find(name, top=top) if m.key not in marked]
         before = ranked[offset - 1].score if 0 < offset <= len(ranked) else None
         page = Ranked(ranked[offset : offset + limit], offset, before, len(ranked) > offset + limit)
         return {
@@ -263,11 +279,12 @@ class Backend:
     def photo_view(self, image_id: int, offset: int, limit: int) -> dict[str, Any]:
         """The photo's row, its probability in each class and one page of similar photos."""
         lib = self.lib
-        row = lib.image(image_id)
+        row = lib.item(image_id)[0]
         similar = lib.similar_to_id(image_id, top=offset + limit + 1)[offset:]
         return {
             "row": row,
             "offline": lib.offline(image_id) if offset == 0 else None,
+            "video": lib.video_view(image_id) if offset == 0 else None,
             "scores": lib.class_scores(image_id) if offset == 0 else [],
             "similar": similar[:limit],
             "more": len(similar) > limit,
