@@ -43,7 +43,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.by_id import BrowserPhoto, ById, Changes, Moment, VideoView, browser_photo, browser_video
+from finder.by_id import (
+    BrowserPhoto,
+    ById,
+    Changes,
+    Moment,
+    VideoView,
+    browser_photo,
+    browser_video,
+)
 from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
