@@ -283,7 +283,7 @@ class Backend:
         similar = lib.similar_to_id(image_id, top=offset + limit + 1)[offset:]
         return {
             "row": row,
-            "offline": lib.offline(image_id) if offset == 0 else None,
+            "offline": lib.offline(row.id) if offset == 0 else None,
             "video": lib.video_view(image_id) if offset == 0 else None,
             "scores": lib.class_scores(image_id) if offset == 0 else [],
             "similar": similar[:limit],
