@@ -270,6 +270,8 @@ class Answers:
         deletes anything. See :mod:`finder.act.dupes`."""
         from finder.act.dupes import find_dupes
 
+        if under is not None and not os.fspath(under):
+            raise UsageError(Arg("under"), " needs a folder, not an empty path")
         self.folder.require_indexed()
         folder = stored_facts.folder_under(under) if under is not None else None
         return find_dupes(self.folder.open_catalog(), self.folder.open_vectors(), folder)

@@ -13,8 +13,7 @@ re-encoded, lightly cropped or edited). Finds and suggests; never deletes anythi
    say "same picture", so two different photos of one scene (or of one flower species) stay
    apart. Confirmed pairs are joined into groups of kind ``"near"``. Copies already in an
    identical group take part through one of them (the one it suggests keeping), so a near group
-   lists distinct pictures. Videos are near-duplicates when their sampled frames line up (the
-   same clip re-encoded: :mod:`finder.act.video_dupes`); their frames never join photos' groups.
+   lists distinct pictures.
 
 Each group suggests one file to keep: the most pixels, then the oldest (date taken, from the
 catalog's photo facts, else the modification time), then the shortest path. Files that vanished
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from finder.act.video_dupes import near_video_pairs
+from finder.act import candidates
 from finder.errors import DecodeError
 from finder.ingest.crawl import open_regular
 from finder.store.catalog import OK, Catalog, ImageRow
@@ -46,8 +45,6 @@ if TYPE_CHECKING:
 #: edits which move a vector (crops, rotations, brightness) stay candidates with the backbones
 #: finder offers; the pixel check decides.
 MIN_COSINE = 0.80
-#: Vectors compared at a time by the range search.
-BLOCK = 4096
 #: The pixel check (see :func:`signature`): grey thumbnails of this side, cut from a decode of
 #: ``SOURCE`` pixels a side, compared under these crops (kept fraction of each side) and turns.
 THUMB = 32
@@ -258,28 +255,20 @@ class _Sets:
 
 
 def candidate_pairs(
-    store: VectorStore, ids: Sequence[int], *, min_cosine: float = MIN_COSINE
+    store: VectorStore,
+    ids: Sequence[int],
+    *,
+    min_cosine: float = MIN_COSINE,
+    within: Sequence[int] | None = None,
+    exact_below: int = candidates.EXACT_BELOW,
 ) -> dict[tuple[int, int], float]:
-    """Every pair (a < b) of ``ids`` whose stored vectors have cosine similarity >=
-    ``min_cosine``, with it: an exact range search, by blocks of ``BLOCK`` vectors read from the
-    store (memory stays at a few blocks; time grows with the square of ``len(ids)``)."""
-    order = np.unique(np.asarray(ids, dtype=np.int64))
-    pairs: dict[tuple[int, int], float] = {}
-    starts = range(0, len(order), BLOCK)
-    for bi in starts:
-        left = order[bi : bi + BLOCK]
-        x = store.get(left)
-        for bj in starts[bi // BLOCK :]:
-            right = order[bj : bj + BLOCK]
-            sims = x @ (x if bj == bi else store.get(right)).T
-            if bj == bi:
-                sims = np.triu(sims, k=1) - np.tril(np.full_like(sims, 2.0))
-            rows, cols = np.nonzero(sims >= np.float32(min_cosine))
-            for r, c, v in zip(
-                left[rows].tolist(), right[cols].tolist(), sims[rows, cols].tolist(), strict=True
-            ):
-                pairs[(r, c)] = float(v)
-    return pairs
+    """Every pair (a < b) of ``ids`` (with ``within``: with at least one of those) whose stored
+    vectors have cosine similarity >= ``min_cosine``, with it (:func:`candidates.near_pairs`:
+    all pairs compared while the library is small, else candidates from the search index)."""
+    found = candidates.near_pairs(
+        store, np.asarray(ids, dtype=np.int64), min_cosine, within=within, exact_below=exact_below
+    )
+    return found.as_dict()
 
 
 def confirm_pairs(
@@ -355,43 +344,59 @@ def _keep_first(files: Iterable[DupeFile]) -> tuple[DupeFile, ...]:
     )
 
 
-def find_dupes(
+def _identical(
+    catalog: Catalog, rows: dict[int, ImageRow], inside: set[int] | None
+) -> list[DupeGroup]:
+    """The identical groups with a member in ``inside`` (every group when None), whole."""
+    pool: Iterable[ImageRow] = rows.values()
+    if inside is not None:
+        keys = {(rows[i].size, rows[i].fingerprint) for i in inside if rows[i].fingerprint}
+        pool = [r for r in rows.values() if (r.size, r.fingerprint) in keys]
+    out = []
+    for same in identical_sets(pool):
+        if inside is None or any(r.id in inside for r in same):
+            out.append(DupeGroup("identical", _keep_first(_files(catalog, same)), 1.0))
+    return out
+
+
+def _near(
     catalog: Catalog,
     store: VectorStore,
-    under: str | None = None,
+    rows: dict[int, ImageRow],
+    ids: list[int],
+    start: list[int] | None,
     *,
-    min_cosine: float = MIN_COSINE,
-    min_correlation: float = MIN_CORRELATION,
+    min_cosine: float,
+    min_correlation: float,
+    exact_below: int,
 ) -> list[DupeGroup]:
-    """Groups of identical files, then of near-duplicates, among the ``ok`` images under the
-    folder ``under`` (every image when None); each group's first file is the one to keep.
-    Groups are sorted by the path of that file."""
-    rows = {r.id: r for r in catalog.rows_under(under or os.sep) if r.status == OK}
-    identical: list[DupeGroup] = []
-    stands_for: dict[int, int] = {}  # an identical copy -> the one that represents its set
-    for same in identical_sets(rows.values()):
-        files = _keep_first(_files(catalog, same))
-        identical.append(DupeGroup("identical", files, 1.0))
-        for f in files[1:]:
-            stands_for[f.id] = files[0].id
-    ids = np.asarray([i for i in rows if i not in stands_for], dtype=np.int64)
-    live = ids[store.has(ids)].tolist() if len(ids) else []
-    pairs = candidate_pairs(store, live, min_cosine=min_cosine)
-    with threadpool_limits(1):  # many tiny products: threads only fight
-        confirmed = confirm_pairs(
-            pairs, {i: rows[i].path for i in live}, min_correlation=min_correlation
-        )
-    # videos (no vector of their own): the same clip re-encoded, where their frames line up
-    videos = list(catalog.durations(ids.tolist())) if len(ids) else []
-    confirmed.update(near_video_pairs(catalog, store, videos))
+    """Near-duplicate groups among ``ids``; with ``start``, only the groups holding one of
+    those, whole: the pairs of ``start`` are found and confirmed, then those of the images
+    they brought in, until no new image joins."""
     sets = _Sets()
-    for a, b in confirmed:
-        sets.union(a, b)
+    confirmed: dict[tuple[int, int], float] = {}
+    paths = {i: rows[i].path for i in ids}
+    asked: set[int] = set()
+    frontier = None if start is None else sorted(set(start) & set(ids))
+    while frontier is None or frontier:
+        pairs = candidate_pairs(
+            store, ids, min_cosine=min_cosine, within=frontier, exact_below=exact_below
+        )
+        pairs = {p: c for p, c in pairs.items() if p not in confirmed}
+        with threadpool_limits(1):  # many tiny products: threads only fight
+            new = confirm_pairs(pairs, paths, min_correlation=min_correlation)
+        confirmed.update(new)
+        for a, b in new:
+            sets.union(a, b)
+        if frontier is None:
+            break
+        asked.update(frontier)
+        frontier = sorted({i for pair in new for i in pair} - asked)
     lowest: dict[int, float] = {}
     for (a, _), cos in confirmed.items():
         root = sets.find(a)
         lowest[root] = min(lowest.get(root, 1.0), cos)
-    near = [
+    return [
         DupeGroup(
             "near",
             _keep_first(_files(catalog, [rows[i] for i in members])),
@@ -399,4 +404,55 @@ def find_dupes(
         )
         for members in sets.groups()
     ]
+
+
+def find_dupes(
+    catalog: Catalog,
+    store: VectorStore,
+    under: str | None = None,
+    *,
+    min_cosine: float = MIN_COSINE,
+    min_correlation: float = MIN_CORRELATION,
+    exact_below: int = candidates.EXACT_BELOW,
+) -> list[DupeGroup]:
+    """Groups of identical files, then of near-duplicates, among the ``ok`` images; with
+    ``under`` (a folder), the groups with at least one file in it or below, each shown whole
+    (its other files may be elsewhere, and the one to keep is chosen over all of them). Each
+    group's first file is the one to keep. Groups are sorted by the path of that file.
+    ``exact_below``: up to this many images, candidate pairs come from comparing every pair of
+    vectors, else from the search index (:mod:`finder.act.candidates`)."""
+    rows = {r.id: r for r in catalog.rows_under(os.sep) if r.status == OK}
+    inside = None
+    if under is not None:
+        inside = {r.id for r in catalog.rows_under(under) if r.status == OK}
+    identical = _identical(catalog, rows, inside)
+    stands_for = {f.id: g.files[0].id for g in identical for f in g.files[1:]}
+    ids = np.asarray([i for i in rows if i not in stands_for], dtype=np.int64)
+    live = ids[store.has(ids)].tolist() if len(ids) else []
+    start = None if inside is None else sorted({stands_for.get(i, i) for i in inside})
+    near = _near(
+        catalog,
+        store,
+        rows,
+        live,
+        start,
+        min_cosine=min_cosine,
+        min_correlation=min_correlation,
+        exact_below=exact_below,
+    )
+    if inside is not None:
+        near = [_one_of_each_copy(catalog, g) for g in near]
     return sorted(identical + near, key=lambda g: (g.keep.path, g.kind))
+
+
+def _one_of_each_copy(catalog: Catalog, group: DupeGroup) -> DupeGroup:
+    """The near group with byte-identical files outside the folder asked about (their
+    identical group is not shown) taking part through the one their group keeps, as in a run
+    over the whole library."""
+    rows = catalog.rows_by_id([f.id for f in group.files])
+    drop = set()
+    for same in identical_sets(rows.values()):
+        drop.update(f.id for f in _keep_first(_files(catalog, same))[1:])
+    if not drop:
+        return group
+    return DupeGroup("near", tuple(f for f in group.files if f.id not in drop), group.similarity)

@@ -321,6 +321,11 @@ class VectorStore:
             self._rebuild_reason = None
         return self._index
 
+    def tier(self) -> Tier:
+        """The search tier, built from the raw vectors if it is not in memory yet (for joins
+        over the whole library: ``finder.act.candidates``)."""
+        return self._ensure_index()
+
     def index_name(self) -> str:
         if self._index is not None:
             return self._index.name()

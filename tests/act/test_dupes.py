@@ -179,21 +179,97 @@ def test_library_groups_identical_and_near_duplicates(
     assert all(Path(p).exists() for p in grouped)
 
 
+def _touching(groups: list[dupes.DupeGroup], folder: Path) -> list[dupes.DupeGroup]:
+    return [g for g in groups if any(f.path.startswith(str(folder) + os.sep) for f in g.files)]
+
+
 def test_dupes_under_a_folder(tmp_path: Path, album: Path, model_args) -> None:
     shutil.copyfile(album / "resized.jpg", album / "backup" / "resized-copy.jpg")
     (tmp_path / "album-2").mkdir()  # a sibling whose name extends the folder's
     shutil.copyfile(album / "shot.jpg", tmp_path / "album-2" / "shot.jpg")
+    backup = album / "backup"
     with Library(tmp_path / "lib", backbone=_choice(model_args)) as lib:
         lib.index([str(album), str(tmp_path / "album-2")])
-        inside = lib.dupes(under=str(album / "backup"))
-        assert len(inside) == 1 and inside[0].kind == "near"
-        assert {Path(f.path).name for f in inside[0].files} == {"shot-copy.jpg", "resized-copy.jpg"}
+        inside = lib.dupes(under=str(backup))
         everything = lib.dupes()
         in_album = lib.dupes(under=str(album))
         with pytest.raises(UsageError, match="no such folder"):
             lib.dupes(under=str(tmp_path / "nowhere"))
-    assert sum(len(g.files) for g in everything) > sum(len(g.files) for g in in_album)
-    assert all(f.path.startswith(str(album) + os.sep) for g in in_album for f in g.files)
+        with pytest.raises(UsageError, match="empty path"):
+            lib.dupes(under="")
+    # Each group with a file in the folder, whole, as a run over the whole library gives it:
+    # the copies elsewhere are shown, and the one to keep is chosen over all of them.
+    assert inside == _touching(everything, backup)
+    kinds = sorted((g.kind, len(g.files)) for g in inside)
+    assert kinds == [("identical", 2), ("identical", 3), ("near", 2)]
+    shot_copies = next(g for g in inside if g.kind == "identical" and len(g.files) == 3)
+    assert {f.path for f in shot_copies.files} == {
+        str(backup / "shot-copy.jpg"),
+        str(album / "shot.jpg"),
+        str(tmp_path / "album-2" / "shot.jpg"),  # outside the folder, in its group
+    }
+    assert in_album == _touching(everything, album) == everything
+
+
+def test_dupes_under_a_folder_keeps_the_original_outside_it(
+    tmp_path: Path, shots: dict[str, Path], model_args
+) -> None:
+    """Issue 24, 7: worse copies in a folder, the original elsewhere: the group is shown whole
+    and the original is the one to keep (not the best of the worse copies)."""
+    root = tmp_path / "photos"
+    (root / "phone").mkdir(parents=True)
+    (root / "other").mkdir()
+    shutil.copyfile(shots["shot.jpg"], root / "shot.jpg")
+    shutil.copyfile(shots["resized.jpg"], root / "phone" / "resized.jpg")
+    shutil.copyfile(shots["cropped.jpg"], root / "phone" / "cropped.jpg")
+    shutil.copyfile(shots["framed.jpg"], root / "other" / "framed.jpg")  # another shot
+    with Library(tmp_path / "lib", backbone=_choice(model_args)) as lib:
+        lib.index([str(root)])
+        phone = lib.dupes(under=str(root / "phone"))
+        whole = lib.dupes()
+        other = lib.dupes(under=str(root / "other"))
+    assert len(phone) == 1 and phone == whole
+    group = phone[0]
+    assert group.kind == "near" and group.keep.path == str(root / "shot.jpg")
+    assert {f.path for f in group.files[1:]} == {
+        str(root / "phone" / "resized.jpg"),
+        str(root / "phone" / "cropped.jpg"),
+    }
+    assert other == []
+
+
+def test_index_and_exact_candidates_give_the_same_groups(
+    tmp_path: Path, shots: dict[str, Path], model_args
+) -> None:
+    """The candidate pairs from the search index (an IVF tier, forced on a small library) and
+    from every pair of vectors give the same groups, for the whole library and a folder."""
+    from finder.store.vectors import VectorStore
+
+    root = tmp_path / "photos"
+    (root / "edits").mkdir(parents=True)
+    for name in ("shot.jpg", "framed.jpg", "moved.jpg"):
+        shutil.copyfile(shots[name], root / name)
+    for name in ("resized.jpg", "cropped.jpg", "turned.jpg", "brighter.png"):
+        shutil.copyfile(shots[name], root / "edits" / name)
+    shutil.copyfile(shots["shot.jpg"], root / "edits" / "shot-copy.jpg")
+    other = scene(seed=2).crop((100, 100, 740, 580))
+    other.save(root / "second.jpg", quality=92)
+    other.resize((400, 300)).save(root / "edits" / "second-small.jpg", quality=70)
+    with Library(tmp_path / "lib", backbone=_choice(model_args)) as lib:
+        lib.index([str(root)])
+        dim = lib.read_store.dim
+        ivf = VectorStore(tmp_path / "lib" / "vectors", dim, flat_max=2, read_only=True)
+        assert "ivf" in ivf.index_name()
+        for under in (None, str(root / "edits")):
+            exact = dupes.find_dupes(lib.reader, ivf, under, exact_below=10**9)
+            index = dupes.find_dupes(lib.reader, ivf, under, exact_below=0)
+            assert index == exact
+            assert sorted((g.kind, len(g.files)) for g in index) == [
+                ("identical", 2),
+                ("near", 2),
+                ("near", 5),
+            ]
+        ivf.close()
 
 
 def test_cli_dupes_text_and_json(tmp_path: Path, album: Path, cli, model_args) -> None:
@@ -212,6 +288,9 @@ def test_cli_dupes_text_and_json(tmp_path: Path, album: Path, cli, model_args) -
     bad = cli("dupes", "--under", str(tmp_path / "nowhere"), ok=False)
     assert bad.exit_code != 0 and "no such folder" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    empty = cli("dupes", "--under", "", ok=False)  # not the current folder
+    assert empty.exit_code == 2 and "empty path" in empty.stderr
+    assert len(empty.stderr.strip().splitlines()) == 1 and not empty.stdout
 
 
 def test_dupes_before_indexing_is_one_line(tmp_path: Path, cli) -> None:

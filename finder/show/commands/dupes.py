@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from finder.show import app as ui
 from finder.show import text
 
-UnderOpt = ui.option(Path | None, "--under", metavar="PATH", help="Only the photos in this folder.")
+# A str, not a Path: Path("") would be "." and an empty --under would mean this folder.
+UnderOpt = ui.option(
+    str | None,
+    "--under",
+    metavar="PATH",
+    help="Only the groups with a photo in this folder (each shown whole).",
+)
 
 
 def dupes(
@@ -18,7 +22,7 @@ def dupes(
     """Print groups of duplicate photos: identical files, and near-duplicates (the same shot
     resized, re-encoded, lightly cropped or edited), the one to keep first. Deletes nothing."""
     with ui.open_library(library) as lib:
-        groups = lib.dupes(str(under) if under is not None else None)
+        groups = lib.dupes(under)
         ui.print_messages(lib)
     if as_json:
         ui.echo_json(
