@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import ceil, log2, sqrt
 from pathlib import Path
@@ -330,114 +329,14 @@ class IvfTier:
         return np.concatenate([labels, self.overflow]) if len(self.overflow) else labels
 
     # -- pairs -------------------------------------------------------------------------------------
-    def lists(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(ids, 8-bit codes) of every inverted list: views into the index, valid while it is
-        not changed."""
-        inv = self.index.invlists
-        size = int(inv.code_size)
-        out = []
-        for k in range(self.nlist):
-            n = int(inv.list_size(k))
-            if n == 0:
-                out.append((np.zeros(0, np.int64), np.zeros((0, size), np.uint8)))
-                continue
-            ids = faiss.rev_swig_ptr(inv.get_ids(k), n)
-            codes = faiss.rev_swig_ptr(inv.get_codes(k), n * size).reshape(n, size)
-            out.append((ids, codes))
-        return out
-
-    def neighbour_lists(self, probes: int) -> list[np.ndarray]:
-        """For each list, the lists it is joined with by :meth:`pairs`: those among the
-        ``probes`` nearest centroids of either one, itself included, numbered from itself up
-        (each unordered pair of lists once)."""
-        probes = max(1, min(self.nlist, int(probes)))
-        centroids = self.quantizer.reconstruct_n(0, self.nlist)
-        flat = faiss.IndexFlatL2(centroids.shape[1])
-        flat.add(centroids)
-        _, near = flat.search(centroids, probes)
-        a = np.repeat(np.arange(self.nlist), probes)
-        b = near.reshape(-1)
-        ok = b >= 0
-        lo, hi = np.minimum(a[ok], b[ok]), np.maximum(a[ok], b[ok])
-        both = np.unique(
-            np.concatenate([lo * self.nlist + hi, np.arange(self.nlist) * (self.nlist + 1)])
-        )
-        firsts, seconds = both // self.nlist, both % self.nlist
-        cuts = np.searchsorted(firsts, np.arange(self.nlist + 1))
-        return [seconds[cuts[k] : cuts[k + 1]] for k in range(self.nlist)]
-
-    def _sides(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The two sides of the pair bound for these codes: ``[y^, rho^, eps^, |y^| + eps^]``
-        (left) and ``[y^, rho^, |y^|, eps^]`` (right), float32."""
-        p = self.p
-        dec = self.sq.decode(np.ascontiguousarray(codes))
-        norm = np.sqrt(np.einsum("ij,ij->i", dec[:, :p], dec[:, :p]))
-        left = np.empty((len(dec), p + 3), dtype=np.float32)
-        left[:, : p + 2] = dec
-        left[:, p + 2] = norm + dec[:, p + 1]
-        right = np.empty_like(left)
-        right[:, : p + 1] = dec[:, : p + 1]
-        right[:, p + 1] = norm
-        right[:, p + 2] = dec[:, p + 1]
-        return left, right
-
     def pairs(
         self, threshold: float, *, probes: int, within: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Candidate pairs of stored vectors whose inner product can reach ``threshold``: every
-        such pair of two vectors in joined lists (:meth:`neighbour_lists`), as arrays of ids
-        (a, b), each unordered pair once; with ``within``, only the pairs with at least one
-        of those ids. A superset within the lists joined; pairs across lists further apart are
-        missed (near-duplicates are close: they share a list or sit in neighbouring ones).
+        """Candidate pairs whose inner product can reach ``threshold``, each vector against the
+        ``probes`` lists nearest to it (:func:`finder.store.tiers.ivf_join.pairs`)."""
+        from finder.store.tiers.ivf_join import pairs
 
-        Bound: with ``x = P^T y + x_perp``, ``|x_perp| <= rho^`` and ``|y - y^| <= eps^``,
-        ``x.x' <= y^.y'^ + rho^ rho'^ + eps^ |y'^| + (|y^| + eps^) eps'^``: the inner product of
-        the two sides of :meth:`_sides`. One list at a time against all it is joined with (one
-        matrix product), on a thread per core with one BLAS thread each."""
-        from finder.embed.runtime import cpu_count
-        from finder.store.exact import one_thread
-
-        lists = self.lists()
-        joined = self.neighbour_lists(probes)
-        keep = None if within is None else np.unique(np.asarray(within, dtype=np.int64))
-        member = [
-            np.ones(len(ids), bool) if keep is None else np.isin(ids, keep, assume_unique=True)
-            for ids, _ in lists
-        ]
-        wanted = np.array([m.any() for m in member])
-        limit = np.float32(threshold - 1e-3)  # float32 rounding in the products
-
-        def join(a: int) -> tuple[np.ndarray, np.ndarray]:
-            ids_a, codes_a = lists[a]
-            partners = [b for b in joined[a] if len(lists[b][0]) and (wanted[a] or wanted[b])]
-            if not len(ids_a) or not partners:
-                return np.zeros(0, np.int64), np.zeros(0, np.int64)
-            left_a, right_a = self._sides(codes_a)
-            ids = np.concatenate([lists[b][0] for b in partners])
-            left, right = self._sides(np.concatenate([lists[b][1] for b in partners]))
-            asked = np.concatenate([member[b] for b in partners])
-            own = np.concatenate([np.full(len(lists[b][0]), b == a) for b in partners])
-            found_a, found_b = [], []
-            qa = np.flatnonzero(member[a])
-            if len(qa):
-                rows, cols = np.nonzero(left_a[qa] @ right.T >= limit)
-                x, y = ids_a[qa[rows]], ids[cols]
-                # within a's own list, each pair once (from its smaller id when both are asked)
-                ok = ~own[cols] | ((x != y) & ((x < y) | ~asked[cols]))
-                found_a.append(x[ok])
-                found_b.append(y[ok])
-            qb = np.flatnonzero(asked & ~own)
-            others = np.flatnonzero(~member[a])
-            if len(qb) and len(others):  # the others' asked ids against a's ids not asked
-                rows, cols = np.nonzero(left[qb] @ right_a[others].T >= limit)
-                found_a.append(ids[qb[rows]])
-                found_b.append(ids_a[others[cols]])
-            if not found_a:
-                return np.zeros(0, np.int64), np.zeros(0, np.int64)
-            return np.concatenate(found_a), np.concatenate(found_b)
-
-        with one_thread(), ThreadPoolExecutor(cpu_count()) as pool:
-            yield from pool.map(join, range(self.nlist))
+        return pairs(self, threshold, probes=probes, within=within)
 
 
 @dataclass(frozen=True)
