@@ -4,17 +4,17 @@ a threshold, with that similarity computed exactly from the raw float16 vectors.
 Two ways, one answer shape (:class:`Pairs`):
 
 * :func:`exact_pairs`: every pair, compared block by block (a matrix product per pair of blocks
-  of ``BLOCK`` vectors). Complete; time grows with the square of the library (about 11 minutes
-  for 100,000 vectors of 4096 dimensions on two cores).
+  of ``BLOCK`` vectors). Complete; time grows with the square of the library.
 * :func:`index_pairs`: candidates from the library's IVF search tier
-  (:meth:`finder.store.tiers.ivf.IvfTier.pairs`: each inverted list joined with its
-  ``PROBES`` nearest lists, on the 8-bit PCA codes, with an upper bound on the cosine that the
-  code's error bounds give), then the exact cosine of each candidate from the raw vectors. Time
-  grows about linearly; a pair whose two photos fall into lists further apart is missed
-  (``scripts/bench_dupes.py --scale N`` measures how many: none of 100,000's).
+  (:meth:`finder.store.tiers.ivf.IvfTier.pairs`: each vector against the ``PROBES`` inverted
+  lists nearest to it, on the 8-bit PCA codes, kept when an upper bound on the cosine that the
+  codes' error bounds give reaches the threshold), then the exact cosine of each candidate from
+  the raw vectors. Time grows about linearly; a pair whose two photos fall into lists that
+  neither probes is missed (``scripts/bench_dupes.py --scale N`` measures how many).
 
 :func:`near_pairs` picks: the exact way while the store searches exactly (its flat tier, up to
-10,000 vectors) or the images compared are at most ``exact_below``, else the index.
+10,000 vectors) or the images compared are at most ``exact_below``, else the index. Both ways
+score with :func:`cosines` (FAISS's float16 kernel), so they agree on every pair they share.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 #: Vectors compared at a time by the exact way (a 4096 x 4096 block of similarities: 64 MB).
 BLOCK = 4096
-#: Nearest inverted lists each list is joined with by the index way (at 1,000,000 vectors in
-#: 4096 lists, 16 lists hold about 4,000 vectors: a join costs ~1/250 of the exact way).
+#: Inverted lists each vector is compared with by the index way, the nearest to it (at
+#: 1,000,000 vectors in 4096 lists, 10 lists hold about 2,400 vectors: ~1/400 of the library).
 PROBES = 10
 #: Pairs whose exact cosine is computed at a time.
 RESCORE = 8192
