@@ -20,7 +20,8 @@ score with :func:`cosines` (FAISS's float16 kernel), so they agree on every pair
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,14 +39,15 @@ PROBES = 10
 RESCORE = 8192
 
 
-class Pairs(NamedTuple):
+@dataclass(frozen=True)
+class Pairs:
     """Pairs of image ids (``a < b``, sorted) and their exact cosine similarity."""
 
     a: np.ndarray
     b: np.ndarray
     cosine: np.ndarray
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return len(self.a)
 
     def as_dict(self) -> dict[tuple[int, int], float]:
@@ -176,7 +178,7 @@ def index_pairs(
     cand = index_candidates(store, ids, min_cosine, within=within, probes=probes)
     if cand is None:
         return None
-    return _scored(store, *cand, min_cosine)
+    return _scored(store, cand[0], cand[1], min_cosine)
 
 
 #: Up to this many images the exact way is used whatever the tier (a few seconds).
