@@ -377,12 +377,14 @@ def _near(
     confirmed: dict[tuple[int, int], float] = {}
     paths = {i: rows[i].path for i in ids}
     asked: set[int] = set()
+    checked: set[tuple[int, int]] = set()  # pairs whose pixels were compared
     frontier = None if start is None else sorted(set(start) & set(ids))
     while frontier is None or frontier:
         pairs = candidate_pairs(
             store, ids, min_cosine=min_cosine, within=frontier, exact_below=exact_below
         )
-        pairs = {p: c for p, c in pairs.items() if p not in confirmed}
+        pairs = {p: c for p, c in pairs.items() if p not in checked}
+        checked.update(pairs)
         with threadpool_limits(1):  # many tiny products: threads only fight
             new = confirm_pairs(pairs, paths, min_correlation=min_correlation)
         confirmed.update(new)
