@@ -181,11 +181,11 @@ def dupes_through_index(lib: Library) -> list:
     from finder.store.vectors import VectorStore
 
     store = VectorStore(
-        lib.dir / "vectors", lib.read_store.dim, flat_max=0, pca_dim=382, read_only=True
+        lib.dir / "vectors", lib.folder.open_vectors().dim, flat_max=0, pca_dim=382, read_only=True
     )
     try:
         print(f"tier: {store.index_name()}", file=sys.stderr)
-        return find_dupes(lib.reader, store, exact_below=0)
+        return find_dupes(lib.folder.open_catalog(), store, exact_below=0)
     finally:
         store.close()
 

@@ -257,12 +257,12 @@ def test_index_and_exact_candidates_give_the_same_groups(
     other.resize((400, 300)).save(root / "edits" / "second-small.jpg", quality=70)
     with Library(tmp_path / "lib", backbone=_choice(model_args)) as lib:
         lib.index([str(root)])
-        dim = lib.read_store.dim
+        dim = lib.folder.open_vectors().dim
         ivf = VectorStore(tmp_path / "lib" / "vectors", dim, flat_max=2, read_only=True)
         assert "ivf" in ivf.index_name()
         for under in (None, str(root / "edits")):
-            exact = dupes.find_dupes(lib.reader, ivf, under, exact_below=10**9)
-            index = dupes.find_dupes(lib.reader, ivf, under, exact_below=0)
+            exact = dupes.find_dupes(lib.folder.open_catalog(), ivf, under, exact_below=10**9)
+            index = dupes.find_dupes(lib.folder.open_catalog(), ivf, under, exact_below=0)
             assert index == exact
             assert sorted((g.kind, len(g.files)) for g in index) == [
                 ("identical", 2),
