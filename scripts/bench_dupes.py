@@ -27,8 +27,15 @@ cosine similarity >= ``MIN_COSINE``, exact scores) on N synthetic 4096-d vectors
 width) in a real ``VectorStore`` (float16 raw file, and the search tier the store picks for N:
 PCA + IVF + 8-bit codes beyond 10,000), the way ``finder index`` leaves a library::
 
-    python scripts/bench_dupes.py --scale 100000              # the index way and the exact way
-    python scripts/bench_dupes.py --scale 1000000 --no-exact  # 8 GB of scratch disk
+    python scripts/bench_dupes.py --scale 100000    # the index way and the exact way
+    python scripts/bench_dupes.py --scale 1000000   # the index way alone; 8 GB of scratch disk
+
+The exact way runs up to ``EXACT_UP_TO`` vectors unless ``--no-exact`` (``--exact`` forces it).
+Memory stays bounded whatever N: vectors are generated and stored 16,384 at a time (float16 on
+disk), the tier is built and filled chunk by chunk, the join holds one list's probers at a time
+per core and the exact cosines ``RESCORE`` pairs at a time; the largest parts in memory are the
+tier's 8-bit codes (N x 1,536 bytes) and the candidate pairs (16 bytes each). The peak resident
+memory of the process is reported (``peak_rss_gb``, and after each stage).
 
 The generator (:class:`Embeddings`) makes vectors shaped like a CNN layer after its ReLU, as
 VGG16 fc1 is: a pre-activation ``h = mu + (w_c + z) A + sigma e`` is cut at zero and
@@ -53,9 +60,9 @@ pairs (and, always, against the planted pairs at or above the threshold). The pi
 that follows in ``finder dupes`` is the same for both ways and not part of it (there are no
 pixels). Wall-clock and CPU seconds both: the machine is shared. Last line: JSON with ``n``,
 ``candidate_recall`` (of the exact pairs; None without them), ``candidate_seconds`` (join +
-exact cosines), ``exact_seconds`` (None with ``--no-exact``) and the details. Bars: at 100,000
-a recall >= 0.99 at <= 0.2 of the exact way's time; at 1,000,000 the candidate stage under
-15 minutes.
+exact cosines), ``exact_seconds`` (None without the exact way), ``peak_rss_gb`` and the
+details. Bars: at 100,000 a recall >= 0.99 at <= 0.2 of the exact way's time; at 1,000,000 the
+candidate stage under 15 minutes.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -217,6 +225,13 @@ def candidate_margins(lib: Library, truth: dict[str, tuple[str, str]]) -> dict[s
 
 DIM = 4096
 CHUNK = 16384
+#: Up to this many vectors the exact way (every pair) runs unless --no-exact (at 100,000: ~5 min).
+EXACT_UP_TO = 200_000
+
+
+def peak_rss_gb() -> float:
+    """The process's peak resident memory so far, GB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
 
 
 class Embeddings:
@@ -342,9 +357,11 @@ def scale(args: argparse.Namespace) -> None:
         t = clock()
         store, planted = build_store(n, directory)
         result["generate_seconds"] = since(t)[0]
+        result["rss_after_generate_gb"] = peak_rss_gb()
         t = clock()
         store.save_index()  # what finder index does at the end of a run
         result["index_build_seconds"], result["index_build_cpu"] = since(t)
+        result["rss_after_index_build_gb"] = peak_rss_gb()
         store.close()
         np.save(directory / "planted.npy", planted)
         print(f"built: {result}", file=sys.stderr, flush=True)
@@ -365,6 +382,7 @@ def scale(args: argparse.Namespace) -> None:
     t = clock()
     cos = candidates.cosines(store, *cand)
     rescore_s, rescore_cpu = since(t)
+    result["rss_after_candidates_gb"] = peak_rss_gb()
     hit = cos >= np.float32(MIN_COSINE)
     found = keys(cand[0][hit], cand[1][hit], n)
     result.update(
@@ -392,7 +410,7 @@ def scale(args: argparse.Namespace) -> None:
         result[f"planted_{name}_recall"] = round(float(got.mean()), 4) if mine.any() else None
 
     result["candidate_recall"] = result["exact_seconds"] = None
-    if not args.no_exact:
+    if args.exact if args.exact is not None else n <= EXACT_UP_TO:
         t = clock()
         exact = candidates.exact_pairs(store, ids, MIN_COSINE)
         result["exact_seconds"], result["exact_cpu"] = since(t)
@@ -403,6 +421,7 @@ def scale(args: argparse.Namespace) -> None:
         result["time_ratio"] = round(result["candidate_seconds"] / result["exact_seconds"], 4)
         result["cpu_ratio"] = round(result["candidate_cpu"] / result["exact_cpu"], 4)
     result["load_end"] = [round(x, 1) for x in os.getloadavg()]
+    result["peak_rss_gb"] = peak_rss_gb()
     store.close()
     if not args.keep_store:
         shutil.rmtree(directory, ignore_errors=True)
@@ -429,7 +448,12 @@ def main() -> None:
         help="candidate pairs from an IVF tier forced on this small library",
     )
     ap.add_argument("--scale", type=int, metavar="N", help="the candidate stage on N vectors")
-    ap.add_argument("--no-exact", action="store_true", help="with --scale: skip the exact way")
+    ap.add_argument(
+        "--exact",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"with --scale: the exact way too (default: up to {EXACT_UP_TO:,} vectors)",
+    )
     ap.add_argument("--probes", type=int, default=None, help="with --scale: lists joined")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench-dupes")
     ap.add_argument("--keep-store", action="store_true", help="with --scale: keep the store")
