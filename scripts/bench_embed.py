@@ -1,6 +1,6 @@
 """Embedding throughput end to end: the naive loop against finder's pipeline, side by side.
 
-Over the photos under FOLDER (default /work/shared/photos, the first --limit in walk order),
+Over the photos under FOLDER (default ../shared/photos, the first --limit in walk order),
 in one run on the same files:
 
 (a) naive: walk, then for each file a full Pillow decode + resize, the backbone's
@@ -62,8 +62,9 @@ from finder.embed import registry, runtime  # noqa: E402
 from finder.embed.pipeline import embed_paths  # noqa: E402
 from finder.embed.runtime import PRECISIONS  # noqa: E402
 
-DEFAULT_ROOT = "/work/shared/photos"
-SHARED_TFLITE = "/work/shared/models/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEFAULT_ROOT = str(SHARED / "photos")
+SHARED_TFLITE = str(SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 EXTS = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
 
