@@ -285,6 +285,8 @@ def test_cli_dupes_text_and_json(tmp_path: Path, album: Path, cli, model_args) -
     out = cli("dupes").stdout
     assert "identical, 2 files:" in out and "near-duplicates (" in out
     assert "keep" in out and "2 groups: 2 files could go" in out and "nothing was deleted" in out
+    # --under the backup folder: both groups hold its copy, each shown whole, the same keeper.
+    assert cli.json("dupes", "--under", str(album / "backup"))["groups"] == data["groups"]
     bad = cli("dupes", "--under", str(tmp_path / "nowhere"), ok=False)
     assert bad.exit_code != 0 and "no such folder" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
