@@ -265,13 +265,12 @@ class Answers:
 
     def dupes(self, under: str | None = None) -> list[DupeGroup]:
         """Groups of byte-identical files and of near-duplicates (the same shot resized,
-        re-encoded, lightly cropped or edited) among the indexed images, under the folder
-        ``under`` when given; each group's first file is the one suggested to keep. Never
-        deletes anything. See :mod:`finder.act.dupes`."""
+        re-encoded, lightly cropped or edited) among the indexed images; with ``under`` (a
+        folder), the groups with a file in it or below, each whole (its other files may be
+        elsewhere). Each group's first file is the one suggested to keep, chosen over the whole
+        group. Never deletes anything. See :mod:`finder.act.dupes`."""
         from finder.act.dupes import find_dupes
 
-        if under is not None and not os.fspath(under):
-            raise UsageError(Arg("under"), " needs a folder, not an empty path")
         self.folder.require_indexed()
         folder = stored_facts.folder_under(under) if under is not None else None
         return find_dupes(self.folder.open_catalog(), self.folder.open_vectors(), folder)

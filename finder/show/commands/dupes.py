@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from finder.show import app as ui
 from finder.show import text
 
-# A str, not a Path: Path("") would be "." and an empty --under would mean this folder.
 UnderOpt = ui.option(
-    str | None,
+    Path | None,
     "--under",
     metavar="PATH",
     help="Only the groups with a photo in this folder (each shown whole).",
@@ -22,7 +23,7 @@ def dupes(
     """Print groups of duplicate photos: identical files, and near-duplicates (the same shot
     resized, re-encoded, lightly cropped or edited), the one to keep first. Deletes nothing."""
     with ui.open_library(library) as lib:
-        groups = lib.dupes(under)
+        groups = lib.dupes(str(under) if under is not None else None)
         ui.print_messages(lib)
     if as_json:
         ui.echo_json(
