@@ -6,14 +6,16 @@ re-encoded, lightly cropped or edited). Finds and suggests; never deletes anythi
 1. **Identical**: ``ok`` images sharing the catalog's content fingerprint (size plus the first
    and last 64 KiB, ``crawl.fingerprint``) are hashed in full (BLAKE2b) to confirm; each set of
    equal hashes is a group of kind ``"identical"``.
-2. **Near**: pairs of images whose stored vectors have cosine similarity at least
-   ``min_cosine`` (an exact range search over the library's own vectors,
-   :func:`candidate_pairs`) are candidates. A candidate pair is confirmed by a perceptual check
-   on pixels (:func:`signature`, :func:`correlation`): the vectors say "same content", the pixels
-   say "same picture", so two different photos of one scene (or of one flower species) stay
-   apart. Confirmed pairs are joined into groups of kind ``"near"``. Copies already in an
-   identical group take part through one of them (the one it suggests keeping), so a near group
-   lists distinct pictures.
+2. **Near**: pairs of images whose stored vectors have cosine similarity at least ``min_cosine``
+   are candidates (:func:`candidate_pairs`: every pair of vectors compared in a small library,
+   else pairs from the search index, :mod:`finder.act.candidates`). A candidate pair is
+   confirmed by a perceptual check on pixels (:func:`signature`, :func:`correlation`): the
+   vectors say "same content", the pixels say "same picture", so two different photos of one
+   scene (or of one flower species) stay apart. Confirmed pairs are joined into groups of kind
+   ``"near"``. Copies already in an identical group take part through one of them (the one it
+   suggests keeping), so a near group lists distinct pictures. Videos are near-duplicates when
+   their sampled frames line up (the same clip re-encoded: :mod:`finder.act.video_dupes`); their
+   frames never join photos' groups.
 
 Each group suggests one file to keep: the most pixels, then the oldest (date taken, from the
 catalog's photo facts, else the modification time), then the shortest path. Files that vanished
@@ -34,6 +36,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from finder.act import candidates
+from finder.act.video_dupes import near_video_pairs
 from finder.errors import DecodeError
 from finder.ingest.crawl import open_regular
 from finder.store.catalog import OK, Catalog, ImageRow
@@ -394,6 +397,41 @@ def _near(
             break
         asked.update(frontier)
         frontier = sorted({i for pair in new for i in pair} - asked)
+    return _groups(catalog, rows, sets, confirmed)
+
+
+def _near_videos(
+    catalog: Catalog,
+    store: VectorStore,
+    rows: dict[int, ImageRow],
+    ids: list[int],
+    start: list[int] | None,
+) -> list[DupeGroup]:
+    """Near-duplicate videos among ``ids`` (no vector of their own: the same clip re-encoded,
+    where their frames line up, :mod:`finder.act.video_dupes`); with ``start``, only the
+    groups holding one of those, whole. Their frames never join photos' groups."""
+    videos = list(catalog.durations(ids)) if ids else []
+    confirmed = near_video_pairs(catalog, store, videos)
+    sets = _Sets()
+    for a, b in confirmed:
+        sets.union(a, b)
+    if start is not None:
+        wanted = {sets.find(i) for i in start if i in sets.parent}
+        confirmed = {p: c for p, c in confirmed.items() if sets.find(p[0]) in wanted}
+        kept = _Sets()
+        for a, b in confirmed:
+            kept.union(a, b)
+        sets = kept
+    return _groups(catalog, rows, sets, confirmed)
+
+
+def _groups(
+    catalog: Catalog,
+    rows: dict[int, ImageRow],
+    sets: _Sets,
+    confirmed: dict[tuple[int, int], float],
+) -> list[DupeGroup]:
+    """The near groups of ``sets``, each with the lowest similarity of its confirmed pairs."""
     lowest: dict[int, float] = {}
     for (a, _), cos in confirmed.items():
         root = sets.find(a)
@@ -442,6 +480,7 @@ def find_dupes(
         min_correlation=min_correlation,
         exact_below=exact_below,
     )
+    near += _near_videos(catalog, store, rows, ids.tolist(), start)
     if inside is not None:
         near = [_one_of_each_copy(catalog, g) for g in near]
     return sorted(identical + near, key=lambda g: (g.keep.path, g.kind))
