@@ -16,6 +16,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,31 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+@contextmanager
+def serving(library: Path) -> Iterator[str]:
+    """``finder serve`` on ``library`` in a process of its own (any free port, no browser opened,
+    gone with this one): its URL with the token; stopped by Ctrl-C (SIGINT) after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finder", "serve", "--library", str(library)]
+        + ["--no-open", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def cat_library(photos: Path, tflite_model: Path, tmp_path_factory) -> Path:
     _need_browser()
@@ -79,25 +106,8 @@ def cat_library(photos: Path, tflite_model: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(cat_library: Path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finder", "serve", "--library", str(cat_library)]
-        + ["--no-open", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
-    try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+    with serving(cat_library) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,6 @@ the library). Screenshots go to the test's folder.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,9 +24,9 @@ from tests.show.test_web_browser import (
     ARGS,
     CHROMIUM,
     WAIT,
-    _die_with_parent,
     _need_browser,
     base,
+    serving,
     wait_decoded,
 )
 
@@ -55,25 +52,8 @@ def flower_library(photos: Path, tflite_model: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(flower_library: Path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finder", "serve", "--library", str(flower_library)]
-        + ["--no-open", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
-    try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+    with serving(flower_library) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module", name="browser")

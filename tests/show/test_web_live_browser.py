@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CLI, make_photo
-from tests.show.test_web_browser import ARGS, CHROMIUM, WAIT, _die_with_parent, _need_browser
+from tests.show.test_web_browser import ARGS, CHROMIUM, WAIT, _need_browser, serving
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +33,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory, model_args: list[str]) -> P
 
 @pytest.fixture(scope="module")
 def served(folder: Path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finder", "serve", "--library", str(folder / "library")]
-        + ["--no-open", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
-    try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+    with serving(folder / "library") as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

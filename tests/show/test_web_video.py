@@ -15,9 +15,6 @@ the photos it is made of), with class cat learned from the cat photos."""
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -26,11 +23,11 @@ import pytest
 from finder.library import Library
 from tests.conftest import CLI, TFLITE_MODEL
 from tests.show.test_web_browser import (  # noqa: F401
-    _die_with_parent,
     _need_browser,
     base,
     browser,
     page,  # noqa: F401
+    serving,
 )
 from tests.test_videos import indexed, sources, tree  # noqa: F401
 
@@ -51,25 +48,8 @@ def video_library(indexed, tree, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(video_library: Path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finder", "serve", "--library", str(video_library)]
-        + ["--no-open", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
-    try:
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+    with serving(video_library) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
