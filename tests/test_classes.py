@@ -16,7 +16,7 @@ import pytest
 from finder.errors import ClassExists, UnknownClass, UsageError
 from finder.library import Change, Library
 from finder.teach import KEEP_FORGOTTEN
-from tests.conftest import make_photo
+from tests.conftest import make_photo, need_real_model
 from tests.test_library import _choice
 
 
@@ -232,6 +232,7 @@ def test_export_then_import_matches_by_path_then_by_fingerprint(
 def test_import_into_another_backbone_embeds_or_names_what_it_cannot_find(
     tmp_path: Path, indexed: Path, photo_tree: Path, tiny_keras_model: Path
 ) -> None:
+    need_real_model()
     from finder.library import BackboneChoice
 
     reds = _reds(photo_tree)
