@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from finder.store.progress import alive
+
 FILE = "owner.json"
 
 
@@ -77,7 +79,7 @@ def read(directory: str | os.PathLike) -> dict[str, Any] | None:
         command = str(data["command"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if pid == os.getpid() or not _alive(pid):
+    if pid == os.getpid() or not alive(pid):
         return None
     following = data.get("following")
     if following is not None and not (
@@ -88,15 +90,3 @@ def read(directory: str | os.PathLike) -> dict[str, Any] | None:
     if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
         argv = []
     return {"pid": pid, "command": command, "argv": argv, "following": following}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True

@@ -57,11 +57,12 @@ def read(directory: str | os.PathLike) -> dict[str, Any] | None:
         pid = int(data["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    data["running"] = data.get("phase") != "done" and _alive(pid)
+    data["running"] = data.get("phase") != "done" and alive(pid)
     return data
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLI, make_photo
-from tests.show.test_web_browser import ARGS, CHROMIUM, WAIT, _need_browser, serving
+from tests.show.test_web_browser import WAIT, _need_browser, browser, serving  # noqa: F401 (browser: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +37,8 @@ def served(folder: Path):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser, served: str):
+def page(browser, served: str):  # noqa: F811 (browser: the imported fixture)
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     pg = context.new_page()
     errors: list[str] = []
