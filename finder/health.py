@@ -47,6 +47,8 @@ class Health:
                 "roots": [],
                 "offline_roots": [],
                 "offline": 0,
+                "with_keywords": 0,
+                "keywords": 0,
             }
         cat = folder.open_catalog()
         problems = checks.catalog_problems(cat, quick=True)

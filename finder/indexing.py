@@ -146,7 +146,10 @@ class Indexing:
         if not summary.interrupted:
             repairs.after_index(catalog, folder.dir)  # a backup, the image map
         summary.seconds = time.monotonic() - started
-        summary.messages = list(folder.messages)
+        summary.messages = [
+            *summary.messages,
+            *folder.messages,
+        ]  # the run's own, then the library's
         if progress:
             progress(Progress("done", summary.embedded, summary.embedded))
         return summary

@@ -1,7 +1,8 @@
 """An index run's bookkeeping: walk a root, plan what changed, apply the plan, store results.
 
     plan = plan_root(catalog, root)              # walk → new / changed / moved / gone
-    apply_plan(catalog, store, plan, summary)     # catalog and vectors follow the disk
+    apply_plan(catalog, store, plan, summary)     # catalog and vectors follow the disk,
+                                                  # sidecars added / changed / removed read
     items, dirs = pending_items(catalog, root)    # what is left to embed
     store_results(catalog, store, items, results, summary)   # vectors, then "ok"
     fill_facts(catalog, root, summary)           # facts of photos indexed before finder kept them
@@ -20,6 +21,13 @@ fingerprinted, and when its content fingerprint is the recorded one it only gets
 A changed file keeps its vector, and so its place in answers, until its new vector replaces it.
 A new file whose size matches a vanished ``ok`` image is fingerprinted; on a match it is a
 move: the row keeps its id, so its vector is reused.
+
+Sidecars (``photo.jpg.xmp``, else ``photo.xmp``) are seen by the walk (their size, modification
+time and name: ``crawl.Sidecar.stamp``) and compared with the stamp recorded when their keywords
+were last read: an added, changed, renamed or removed sidecar is read again (:func:`read_sidecars`,
+run by :func:`apply_plan`) whatever happened to its photo, and an unchanged one is never opened.
+A sidecar that is not XMP leaves a note on its photo (``Catalog.sidecar_notes``) and a line in
+``IndexSummary.messages``; the photo is indexed all the same and the sidecar never rewritten.
 
 Crash safety of :func:`store_results`: vectors are appended and fsynced before the catalog
 marks their images ``ok``, in commits of ``COMMIT_EVERY`` images or ``COMMIT_SECONDS``.
@@ -66,6 +74,8 @@ class IndexSummary:
     embedded: int = 0  # photos and videos
     frames: int = 0  # of the videos embedded: the frames sampled and embedded
     facts_read: int = 0  # photos indexed earlier whose facts (date, camera, ...) were read now
+    sidecars_read: int = 0  # sidecars added, changed or removed since last read
+    sidecars_unreadable: int = 0  # of those, sidecars that are not XMP (a note on the photo)
     seconds: float = 0.0
     interrupted: bool = False
     messages: list[str] = field(default_factory=list)
@@ -198,6 +208,49 @@ def apply_plan(catalog: Catalog, store: VectorStore, plan: Plan, summary: IndexS
         catalog.mark_redo([(i, f) for i, f, _ in plan.redo])
     summary.new += len(plan.new)
     catalog.insert_pending(plan.new)
+    read_sidecars(catalog, summary)
+
+
+SIDECARS_BATCH = 512  # sidecars read between two catalog commits
+NOTES_SHOWN = 3  # unreadable sidecars named in the run's messages
+
+
+def read_sidecars(catalog: Catalog, summary: IndexSummary, workers: int | None = None) -> None:
+    """Read the sidecars of the loaded walk that changed since they were last read (added,
+    edited, renamed, removed: by their stamp), and store their keywords; nothing else is read.
+    An unreadable sidecar is noted on its photo and ignored."""
+    todo = catalog.sidecars_to_read()
+    if not todo:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finder.ingest.keywords import XmpError, sidecar_keywords
+
+    def read(item: tuple[int, str | None, str]) -> tuple[int, str, tuple[str, ...], str | None]:
+        image_id, path, stamp = item
+        if path is None:
+            return image_id, stamp, (), None
+        try:
+            return image_id, stamp, sidecar_keywords(path), None
+        except XmpError as e:
+            return image_id, stamp, (), str(e)
+
+    notes: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for start in range(0, len(todo), SIDECARS_BATCH):
+            batch = todo[start : start + SIDECARS_BATCH]
+            got = list(pool.map(read, batch))
+            catalog.record_sidecars(got)
+            summary.sidecars_read += sum(1 for _, path, _ in batch if path is not None)
+            notes += [f"{item[1]}: {r[3]}" for item, r in zip(batch, got, strict=True) if r[3]]
+    if notes:
+        summary.sidecars_unreadable += len(notes)
+        shown = "; ".join(notes[:NOTES_SHOWN]) + ("; ..." if len(notes) > NOTES_SHOWN else "")
+        summary.messages.append(
+            f"{len(notes)} sidecar{'s' if len(notes) > 1 else ''} could not be read and "
+            f"{'were' if len(notes) > 1 else 'was'} ignored (the photos are indexed; "
+            f"the sidecars left as they are): {shown}"
+        )
 
 
 def pending_items(catalog: Catalog, root: str) -> tuple[list[tuple[int, str]], list[int]]:

@@ -20,13 +20,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from finder.errors import ExportError
+from finder.ingest.crawl import sidecar_names
+from finder.ingest.keywords import NS as KEYWORD_NS
+from finder.ingest.keywords import XmpError, parse_xmp, rdf_root
 
-NS = {
-    "x": "adobe:ns:meta/",
-    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
-    "dc": "http://purl.org/dc/elements/1.1/",
-    "lr": "http://ns.adobe.com/lightroom/1.0/",
-}
+NS = {k: KEYWORD_NS[k] for k in ("x", "rdf", "dc", "lr")}
 GROUP = "finder"  # lr:hierarchicalSubject parent of every class keyword
 CREATE, ADD, HAS = "create", "add", "has"
 
@@ -46,12 +44,12 @@ class Tagged:
 
 
 def sidecar_for(photo: str) -> str:
-    """The sidecar of ``photo`` (see the module docstring for the choice)."""
-    long = photo + ".xmp"
+    """The sidecar of ``photo`` (see the module docstring for the choice; the index reads
+    the same one, ``finder.ingest.crawl.sidecar_names``)."""
+    long, short = sidecar_names(photo)
     if os.path.exists(long):
         return long
-    short = os.path.splitext(photo)[0] + ".xmp"
-    if short != photo and os.path.exists(short):
+    if short is not None and os.path.exists(short):
         return short
     return long
 
@@ -77,14 +75,12 @@ def tag(photo: str, keyword: str, *, dry_run: bool = False) -> Tagged:
 def merge(data: bytes, keyword: str, where: str = "sidecar") -> tuple[str, bool]:
     """The XMP ``data`` with ``keyword`` in its keyword bags, and whether anything changed."""
     prefixes = _prefixes(data, where)
-    try:
-        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
-        root = ET.fromstring(data, parser=parser)
-    except ET.ParseError as e:
-        raise ExportError(f"the sidecar {where} is not valid XML ({e}); left as it is") from None
-    rdf = root if root.tag == _q("rdf", "RDF") else root.find(f".//{_q('rdf', 'RDF')}")
-    if rdf is None:
-        raise ExportError(f"the sidecar {where} holds no XMP (no rdf:RDF); left as it is")
+    try:  # the parser the index reads keywords with (finder.ingest.keywords)
+        root = parse_xmp(data, comments=True)
+    except XmpError as e:
+        raise ExportError(f"the sidecar {where} {e}; left as it is") from None
+    rdf = rdf_root(root)
+    assert rdf is not None  # parse_xmp refuses a packet without one
     descriptions = rdf.findall(_q("rdf", "Description"))
     if not descriptions:
         descriptions = [ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})]

@@ -38,8 +38,11 @@ Rules of the walk (``walk``):
 - Entries that vanish or cannot be stat-ed during the walk, and folders that cannot be listed,
   are skipped; pass ``on_error`` to hear about them.
 - Order is deterministic: depth first, entries of each folder in sorted name order.
-- Cost: one ``scandir`` per folder and one ``stat`` per photo file and per folder; other files
-  cost nothing beyond their directory entry.
+- A photo's XMP sidecar (``photo.jpg.xmp``, else ``photo.xmp``: ``sidecar_names``) is found in
+  the same listing and yielded with it (``FileFact.sidecar``: path, size, modification time), so
+  that an index run sees a sidecar added, changed or removed without opening any file.
+- Cost: one ``scandir`` per folder and one ``stat`` per photo file, per sidecar and per folder;
+  other files cost nothing beyond their directory entry.
 
 Also here: ``fingerprint(path, size)`` (content hash to recognise moved files) and
 ``open_regular(path)`` (open for reading without ever blocking on a FIFO; ``DecodeError`` with a
@@ -192,15 +195,73 @@ MOUNTINFO = "/proc/self/mountinfo"
 _CHUNK = 64 * 1024
 
 
+SIDECAR_SUFFIX = ".xmp"
+
+
+@dataclass(frozen=True, slots=True)
+class Sidecar:
+    """A photo's XMP sidecar as the walk saw it: where, how large, modified when."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def stamp(self) -> str:
+        """What changes when the sidecar does: its size, modification time and name."""
+        return f"{self.size}:{self.mtime_ns}:{os.path.basename(self.path)}"
+
+
 @dataclass(frozen=True, slots=True)
 class FileFact:
     """One photo or video file (or a folder named like one, ``is_dir=True``) found by
-    ``walk``."""
+    ``walk``, with its sidecar when it has one."""
 
     path: str
     size: int
     mtime_ns: int
     is_dir: bool = False
+    sidecar: Sidecar | None = None
+
+
+def sidecar_names(photo: str) -> tuple[str, str | None]:
+    """The names a photo's XMP sidecar may have, in the order they are taken: ``photo.jpg.xmp``
+    (darktable's and digiKam's naming), then ``photo.xmp`` (Lightroom's and digiKam's other
+    naming; None for a photo without an extension)."""
+    stem, ext = os.path.splitext(photo)
+    short = stem + SIDECAR_SUFFIX
+    return photo + SIDECAR_SUFFIX, (short if ext and short != photo else None)
+
+
+def find_sidecar(photo: str) -> Sidecar | None:
+    """The sidecar of ``photo`` on disk (the first of ``sidecar_names`` that is a regular
+    file), or None."""
+    for name in sidecar_names(photo):
+        if name is None:
+            continue
+        try:
+            st = os.stat(name)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return Sidecar(name, st.st_size, st.st_mtime_ns)
+    return None
+
+
+def _listed_sidecar(sidecars: dict[str, os.DirEntry[str]], name: str) -> Sidecar | None:
+    """The sidecar of the photo ``name`` among the ``.xmp`` entries of its folder's listing."""
+    dot = name.rfind(".")
+    for candidate in (name + SIDECAR_SUFFIX, name[:dot] + SIDECAR_SUFFIX):
+        entry = sidecars.get(candidate)
+        if entry is None:
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return Sidecar(entry.path, st.st_size, st.st_mtime_ns)
+    return None
 
 
 def is_image_name(name: str) -> bool:
@@ -432,8 +493,11 @@ def _walk(
         if on_error is not None:
             on_error(path, e)
 
-    def listing(path: str) -> tuple[Iterator[os.DirEntry[str]], frozenset[str]] | None:
-        """A folder's entries in name order, and the stems of its Live Photos' photos."""
+    Listing = tuple[Iterator[os.DirEntry[str]], frozenset[str], dict[str, os.DirEntry[str]]]
+
+    def listing(path: str) -> Listing | None:
+        """A folder's entries in name order, the stems of its Live Photos' photos, and its
+        sidecars by name."""
         try:
             with os.scandir(path) as it:
                 entries = list(it)
@@ -442,13 +506,13 @@ def _walk(
             return None
         entries.sort(key=lambda d: d.name)
         stems = live_photo_stems(d.name for d in entries) if videos else frozenset()
-        return iter(entries), stems
+        return iter(entries), stems, {d.name: d for d in entries if d.name.endswith(SIDECAR_SUFFIX)}
 
     for root, st in roots:
         if not stat.S_ISDIR(st.st_mode):
             if stat.S_ISREG(st.st_mode) and wanted(root) and _key(st) not in seen_files:
                 seen_files.add(_key(st))
-                yield FileFact(root, st.st_size, st.st_mtime_ns)
+                yield FileFact(root, st.st_size, st.st_mtime_ns, sidecar=find_sidecar(root))
             continue
         if _key(st) in seen_dirs:
             continue
@@ -456,7 +520,7 @@ def _walk(
         first = listing(root)
         stack = [first] if first is not None else []
         while stack:
-            entries, stems = stack[-1]
+            entries, stems, sidecars = stack[-1]
             entry = next(entries, None)
             if entry is None:
                 stack.pop()
@@ -501,7 +565,8 @@ def _walk(
                     stack.append(sub)
             elif key not in seen_files:
                 seen_files.add(key)
-                yield FileFact(entry.path, est.st_size, est.st_mtime_ns)
+                side = _listed_sidecar(sidecars, name) if sidecars else None
+                yield FileFact(entry.path, est.st_size, est.st_mtime_ns, sidecar=side)
 
 
 def fingerprint(path: str | os.PathLike[str], size: int) -> str:

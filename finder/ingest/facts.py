@@ -15,6 +15,9 @@ and EXIF only, no pixels), so the decoder that opens each file once gets them fo
 - **Position**: GPS latitude and longitude in signed decimal degrees (south and west negative),
   dropped when out of range or when the receiver marked the fix void (``GPSStatus`` V).
 - **Size**: width and height as the photo is shown, i.e. after its EXIF orientation.
+- **Keywords** embedded in the photo (its XMP packet and IPTC record, as Pillow read them with
+  the header; ``finder.ingest.keywords``): hierarchy paths like ``Animals|Pets|Rex``. The
+  keywords of a sidecar beside the photo are read by the index run, not here.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from PIL import Image
+
+from finder.ingest.keywords import embedded_keywords
 
 EXIF_IFD = 0x8769
 GPS_IFD = 0x8825
@@ -56,6 +61,11 @@ class PhotoFacts:
     lens: str | None = None
     lat: float | None = None
     lon: float | None = None
+    keywords: tuple[str, ...] = ()  # embedded in the photo (XMP, IPTC): "Animals|Pets|Rex"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.keywords, tuple):  # a list, from JSON (finder.embed.cluster)
+            object.__setattr__(self, "keywords", tuple(self.keywords))
 
     @property
     def taken_iso(self) -> str | None:
@@ -108,6 +118,7 @@ def photo_facts(im: Image.Image, orientation: int, mtime_ns: int | None) -> Phot
         lens=lens or lens_make,
         lat=lat,
         lon=lon,
+        keywords=embedded_keywords(im),
     )
 
 

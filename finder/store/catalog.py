@@ -23,8 +23,10 @@ import sqlite_utils
 from finder.errors import FinderError, LibraryError
 from finder.ingest.crawl import FileFact, is_video_name
 from finder.store import facts as stored_facts
+from finder.store import keywords as stored_keywords
 from finder.store.classes import ClassTables
 from finder.store.frames import PHOTO, VIDEO, FrameTables, StoredVideo
+from finder.store.keywords import KeywordTables
 from finder.store.rows import ExampleRow, ImageRow, Scan, decode_path, encode_path, path_range
 from finder.store.schema import (
     FAILED,
@@ -68,7 +70,7 @@ __all__ = [
 ]
 
 
-class Catalog(ClassTables, FrameTables):
+class Catalog(ClassTables, FrameTables, KeywordTables):
     """The library's SQLite file. Every public method commits before it returns.
 
     SQLite errors that mean damage (a malformed page, not a database) become
@@ -291,12 +293,22 @@ class Catalog(ClassTables, FrameTables):
         self.db.execute("DROP TABLE IF EXISTS temp.walk")
         self.db.execute(
             "CREATE TEMP TABLE walk(path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-            " is_dir INTEGER)"
+            " is_dir INTEGER, xmp_path BLOB, xmp_stamp TEXT NOT NULL)"
         )
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO temp.walk VALUES (?, ?, ?, ?)",
-                ((encode_path(f.path), f.size, f.mtime_ns, int(f.is_dir)) for f in facts),
+                "INSERT OR IGNORE INTO temp.walk VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        encode_path(f.path),
+                        f.size,
+                        f.mtime_ns,
+                        int(f.is_dir),
+                        None if f.sidecar is None else encode_path(f.sidecar.path),
+                        "" if f.sidecar is None else f.sidecar.stamp,
+                    )
+                    for f in facts
+                ),
             )
         return self.db.execute("SELECT count(*) FROM temp.walk").fetchone()[0]
 
@@ -347,6 +359,7 @@ class Catalog(ClassTables, FrameTables):
         with self.transaction() as conn:
             conn.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
             conn.executemany("DELETE FROM frames WHERE video_id = ?", [(int(i),) for i in ids])
+            stored_keywords.delete(conn, ids)
 
     def insert_pending(self, facts: Sequence[FileFact]) -> list[int]:
         """Insert new files as pending; returns their ids in order."""
@@ -414,6 +427,7 @@ class Catalog(ClassTables, FrameTables):
             conn.executemany(
                 "DELETE FROM frames WHERE video_id = ?", [(int(i),) for i, _ in failed]
             )
+            stored_keywords.write_embedded(conn, [(i, f.keywords) for i, f in facts])
             conn.executemany(
                 "UPDATE images SET status = 'ok', error = NULL, fingerprint = ?, updated = ? "
                 "WHERE id = ?",
@@ -439,23 +453,30 @@ class Catalog(ClassTables, FrameTables):
     def record_facts(self, rows: Sequence[tuple[int, PhotoFacts]]) -> None:
         with self.transaction() as conn:
             stored_facts.write(conn, rows)
+            stored_keywords.write_embedded(conn, [(i, f.keywords) for i, f in rows])
 
     def missing_facts_under(self, root: str) -> list[tuple[int, str]]:
-        """Ok images under ``root`` whose facts were never read (indexed before finder kept
-        them)."""
+        """Ok images under ``root`` whose facts were never read, or read before finder kept
+        the keywords embedded in photos (indexed by an older finder)."""
         lo, hi = path_range(root)
-        return [
-            (i, decode_path(p))
+        found: dict[int, str] = {}
+        for index, column in (
+            ("idx_images_no_facts", "date_source"),
+            ("idx_images_no_keywords", "keywords_read"),
+        ):
             for i, p in self.db.execute(
-                "SELECT id, path FROM images INDEXED BY idx_images_no_facts "
-                "WHERE status = 'ok' AND date_source IS NULL "
-                "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
+                f"SELECT id, path FROM images INDEXED BY {index} "
+                f"WHERE status = 'ok' AND {column} IS NULL "
+                "AND ((path >= ? AND path < ?) OR path = ?)",
                 [lo, hi, encode_path(root)],
-            )
-        ]
+            ):
+                found[i] = decode_path(p)
+        return sorted(found.items(), key=lambda item: encode_path(item[1]))
 
     def fact_counts(self) -> dict[str, int]:
-        return stored_facts.counts(self.db.conn)
+        """Among ok images: ``with_date``, ``with_file_date``, ``with_position``,
+        ``with_keywords`` and ``keywords`` (distinct)."""
+        return {**stored_facts.counts(self.db.conn), **stored_keywords.counts(self.db.conn)}
 
     # -- by id (finder serve: the page names images by id, never by path) -----------------
     def image(self, image_id: int) -> ImageRow | None:

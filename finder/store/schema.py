@@ -8,8 +8,9 @@ import json
 import sqlite_utils
 
 from finder.store import facts as stored_facts
+from finder.store import keywords as stored_keywords
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -163,6 +164,13 @@ def _migrate_to_8(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_images_status_updated ON images(status, updated)")
 
 
+def _migrate_keywords(db: sqlite_utils.Database) -> None:
+    """Keywords as facts: the ``keywords`` and ``image_keywords`` tables and the sidecar
+    columns of ``images`` (see ``finder.store.keywords``). Self-contained: it may take any
+    place in the order."""
+    stored_keywords.migrate(db)
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
 MIGRATIONS = [
     _migrate_to_1,
@@ -173,4 +181,5 @@ MIGRATIONS = [
     _migrate_to_6,
     _migrate_to_7,
     _migrate_to_8,
+    _migrate_keywords,
 ]

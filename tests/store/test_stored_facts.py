@@ -101,7 +101,13 @@ def test_a_version_1_catalog_migrates_and_keeps_its_rows(tmp_path: Path) -> None
     row = cat.image_by_path("/p/x.jpg")
     assert (row.status, row.fingerprint) == ("ok", "f")
     assert cat.missing_facts_under("/p") == [(row.id, "/p/x.jpg")]
-    assert cat.fact_counts() == {"with_date": 0, "with_file_date": 0, "with_position": 0}
+    assert cat.fact_counts() == {
+        "with_date": 0,
+        "with_file_date": 0,
+        "with_position": 0,
+        "with_keywords": 0,
+        "keywords": 0,
+    }
     cat.record_facts([(row.id, PhotoFacts(10, 20, "2001-02-03T04:05:06", None, "exif"))])
     assert cat.missing_facts_under("/p") == []
     assert cat.fact_counts()["with_date"] == 1
