@@ -11,7 +11,9 @@ pushes out a good backup.
 SQLite's ``integrity_check`` and holds valid meta, then merges in every row it can still read
 from the damaged file (images, videos' frames, classes and their examples changed since the
 backup), reading around the damaged pages range by range. The damaged file is kept beside it
-(``catalog.db.damaged-TIME``). The result is marked dirty: the library then reconciles it with
+(``catalog.db.damaged-TIME``). Keywords are facts read from the photos and their sidecars:
+the keyword rows of an image whose salvaged row does not match the backup's are forgotten and
+read again by the next index run. The result is marked dirty: the library then reconciles it with
 the vectors (``finder.library.Library.repair``), and the next index run with the disk. Image ids
 are never given twice (``Catalog.next_id``), so an id restored from a backup still names the
 photo whose vector the store holds under it.
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import FinderError, LibraryDamaged, LibraryError
+from finder.store import keywords as stored_keywords
 from finder.store.catalog import PENDING, SCHEMA_VERSION, Catalog
 from finder.store.check import bad_vectors, meta_problems, sqlite_problems
 from finder.store.sqlite import connect, meta_problem
@@ -356,9 +359,15 @@ def _merge(cat: Catalog, saved: Salvage, restored: bool) -> dict[str, int]:
         "examples": _good_example,
     }
     rows = {t: [r for r in saved.rows.get(t, {}).values() if ok(r)] for t, ok in good.items()}
+    stale: list[int] = []  # images whose keywords must be read again
     with cat.transaction():
         for r in rows["images"]:
             db.execute("DELETE FROM images WHERE path = ? AND id != ?", [r["path"], r["id"]])
+            before = db.execute(
+                "SELECT keywords_read, xmp_stamp FROM images WHERE id = ?", [r["id"]]
+            ).fetchone()
+            if before is None or tuple(before) != (r.get("keywords_read"), r.get("xmp_stamp")):
+                stale.append(r["id"])  # the keyword rows (from the backup) are not this row's
             _upsert(db, "images", r)
         for r in rows["frames"]:
             _upsert(db, "frames", r)
@@ -386,6 +395,7 @@ def _merge(cat: Catalog, saved: Salvage, restored: bool) -> dict[str, int]:
         )
         # examples of a class whose record is lost teach nothing on their own
         db.execute("DELETE FROM examples WHERE class_name NOT IN (SELECT name FROM classes)")
+        stored_keywords.forget(db, stale)  # keywords are facts on disk: read again next index
         meta = saved.meta()
         keys = ["memory_budget"] if restored else [k for k in meta if k != "schema_version"]
         for key in keys:

@@ -168,6 +168,21 @@ def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
     prune(conn)
 
 
+def forget(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    """Forget what was read of these images' keywords, so that the next index run reads them
+    again (a catalog repaired from a backup: its keyword rows may not match their stamps)."""
+    conn.executemany(
+        "UPDATE images SET keywords_read = NULL, xmp_stamp = NULL, xmp_note = NULL WHERE id = ?",
+        [(int(i),) for i in ids],
+    )
+    delete(conn, ids)
+    conn.execute(  # and the keywords of images the catalog no longer has
+        "DELETE FROM image_keywords WHERE NOT EXISTS "
+        "(SELECT 1 FROM images i WHERE i.id = image_keywords.image_id)"
+    )
+    prune(conn)
+
+
 def counts(conn: Any) -> dict[str, int]:
     """Among ok images: how many hold at least one keyword, and how many keywords they hold."""
     row = conn.execute(
