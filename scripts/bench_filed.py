@@ -16,32 +16,45 @@ Each case is filed two ways, one after the other in the same tree: **folders** (
 ``photo.xmp`` with ``lr:hierarchicalSubject`` ``Flowers|Daisy`` for the rest; cats and dogs under
 ``Pets``). The library is indexed once (the shared TFLite MobileNet, one view); every later
 arrangement only moves files and writes sidecars, and ``finder index`` keeps each moved photo's
-vector (nothing is embedded twice) and reads the sidecars. The classes and their photos are
+vector (nothing is embedded twice) and reads the sidecars. One library serves both: the
+combined one is indexed first, then tf_flowers alone is what is left once the other photos are
+deleted from the tree (its metric computed anew). The classes and their photos are
 then read back through the catalog's own API: ``folder_counts`` and the folders' photos, or
 ``keyword_counts``, ``keyword_class_names`` and ``images_with_keyword``.
 
 Each class's suggestions are its photos in ``unsorted/`` at or above its cut, scored against
-the truth there: precision, recall, F1 and ECE (over every unsorted photo), as
-``finder.learn.feedback.answer_scores`` gives them; means over the classes. The variants:
+the truth there: precision, recall, F1, and the ECE of its probabilities over every unsorted
+photo (``finder.learn.feedback.calibration_error``); means over the classes. The variants:
 
-- ``plain``: today's path, ``Library.learn(CLASS, its filed photos)`` (what the issue measured:
+- ``plain``: today's path, ``Library.learn(CLASS, its filed photos)`` (the issue measured
   tf_flowers F1 0.881 at 25%, 0.855 at 10%);
-- ``siblings``: the photos filed under the other classes given as counter-examples
-  (``learn --not``: a photo in one folder is not in its siblings);
-- ``weak W``: the same photos as counter-examples of weight W instead of the 3 an explicit
-  counter-example weighs (a thoroughly tagged photo without a keyword is weak evidence against
-  it); ``--weak`` lists the weights;
-- ``one-folder``: the siblings' heads, each unsorted photo suggested for at most one class, the
-  one of highest probability among those whose cut it passes (a photo is filed in one folder);
-- ``many``: a head for hundreds of labels (see :func:`many_label_head`), with one-folder.
+- ``siblings``: the photos filed under the other classes given as counter-examples, as
+  ``learn --not`` gives them (weight ``EXPLICIT_NEGATIVE_WEIGHT``, 3): a photo in one folder is
+  not in its siblings;
+- ``weak W``: the same photos as counter-examples of weight W (``--weak``; 1 is a background
+  photo's weight): what a thoroughly tagged photo without the keyword is worth as evidence
+  against it (in these trees the tagged photos without a keyword are its siblings);
+- ``one-folder``: the siblings' heads, each unsorted photo suggested for one class at most:
+  among the classes whose cut it passes, the one whose head gives it the highest logit;
+- ``joint``: the same, but the class is chosen by a multinomial logistic head over the filed
+  classes, trained on the filed photos alone (in the library's metric): the one-vs-rest head
+  says *whether* a photo is of a filed class (its cut), the joint head *which*; ``joint -1``
+  with the cuts lowered by one logit.
 
-Everything but ``plain`` is an experiment of this script, not the product (``Library.learn``
-is called for ``plain``; the others call ``finder.learn.train.train_head`` with the same inputs
-``Library.learn`` gives it). ``--variants`` picks them. Prints a table per library and case, the
-bars of issue 25, and the last line is JSON: per library, per case, per filing, per variant:
-``precision``, ``recall``, ``f1``, ``ece`` (means) and per class.
+The ECE of the last two is that of the siblings' heads (what the page would show). Everything
+but ``plain`` is an experiment of this script, not the product: ``plain`` calls
+``Library.learn``; the others call ``finder.learn.train.train_head`` with the inputs
+``Library.learn`` gives it (background draw, metric, marks), the counter-examples' weight set
+for the call. Training is deterministic: a head trained from the same ids is taken from a cache
+rather than trained twice (folders and keywords that file the same photos give the same heads;
+the script says how many it reused). The tables' rows are per library, case, filing and
+variant; then each bar of issue 25 with today's path and the best variant; the last line is
+JSON (per library, case, filing, variant: ``precision``, ``recall``, ``f1``, ``ece``, per class,
+and for the one-vs-rest variants each class's size estimate against its truth in the
+background sample).
 
-    python scripts/bench_filed.py [--libraries tf both] [--cases 25% 10% two] [--keep DIR]
+    python scripts/bench_filed.py [--libraries both tf] [--cases 25% 10% two] [--keep DIR]
+        [--variants plain siblings weak one-folder joint] [--weak 1 10] [--weak-on tf]
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +76,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from finder.learn import train as train_module  # noqa: E402
-from finder.learn.feedback import answer_scores, calibration_error  # noqa: E402
+from finder.learn.evaluate import _fit_softmax  # noqa: E402
+from finder.learn.feedback import calibration_error  # noqa: E402
 from finder.learn.head import Head  # noqa: E402
 from finder.learn.names import class_name  # noqa: E402
 from finder.learn.train import background_indices, train_head  # noqa: E402
@@ -76,8 +90,7 @@ PHOTOS = SHARED / "photos"
 LIBRARIES = {"tf": (TF,), "both": (PHOTOS / "flowers17", PHOTOS / "pets", TF)}
 PETS = ("cat", "dog")
 CASES = {"25%": 0.25, "10%": 0.10, "two": 0.25}
-VARIANTS = ("plain", "siblings", "weak", "one-folder", "many")
-DEFAULT_VARIANTS = ("plain", "siblings", "weak", "one-folder")
+VARIANTS = ("plain", "siblings", "weak", "one-folder", "joint")
 BARS = {  # issue 25: mean F1 by library and case
     ("tf", "25%"): 0.90,
     ("both", "25%"): 0.87,
@@ -218,6 +231,12 @@ def filed_classes(lib: Library, tree: Path, how: str) -> dict[str, np.ndarray]:
 
 
 # -- training ---------------------------------------------------------------------------------
+@dataclass
+class Taught:
+    head: Head
+    background: np.ndarray  # the ids of its background sample
+
+
 def teach(
     lib: Library,
     pos: np.ndarray,
@@ -225,135 +244,208 @@ def teach(
     *,
     neg_weight: float = train_module.EXPLICIT_NEGATIVE_WEIGHT,
     seed: int = 0,
-) -> Head:
+) -> Taught:
     """What ``Library.learn`` does for a new class from these ids (examples ``pos``,
-    counter-examples ``neg``), with counter-examples weighing ``neg_weight``."""
+    counter-examples ``neg``: the same background draw, metric and call of ``train_head``),
+    with counter-examples weighing ``neg_weight`` instead of ``EXPLICIT_NEGATIVE_WEIGHT``."""
     store = lib.read_store
     all_ids = np.sort(store.ids())
-    given = np.concatenate([pos, neg])
-    exclude = np.flatnonzero(np.isin(all_ids, given))
+    exclude = np.flatnonzero(np.isin(all_ids, np.concatenate([pos, neg])))
     picked = background_indices(len(all_ids), exclude, np.random.default_rng(seed))
-    background = store.get(all_ids[np.sort(picked)])
-    P, N = store.get(pos), store.get(neg) if len(neg) else np.zeros((0, store.dim), np.float32)
+    background_ids = all_ids[np.sort(picked)]
+    P = store.get(pos)
+    N = store.get(neg) if len(neg) else np.zeros((0, store.dim), np.float32)
     labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(int)
     saved = train_module.EXPLICIT_NEGATIVE_WEIGHT
-    train_module.EXPLICIT_NEGATIVE_WEIGHT = neg_weight
+    train_module.EXPLICIT_NEGATIVE_WEIGHT = neg_weight  # read by Problem.negatives
     try:
-        return train_head(
+        head = train_head(
             P,
             N,
-            background,
+            store.get(background_ids),
             seed=seed,
             marked=(np.concatenate([P, N]), labels),
             metric=lib.metric(),
         )
     finally:
         train_module.EXPLICIT_NEGATIVE_WEIGHT = saved
+    return Taught(head, background_ids)
 
 
-def learn_plain(lib: Library, name: str, pos: np.ndarray) -> Head:
+def learn_plain(lib: Library, name: str, pos: np.ndarray) -> Taught:
     """Today's path: ``Library.learn(name, its filed photos)``."""
     paths = lib.reader.paths_for(pos.tolist())
     if name in lib.reader.class_names():
         lib.forget(name)
     record = lib.learn(name, [paths[int(i)] for i in pos])
-    head = Head.from_dict(record["head"])
     lib.forget(name)
-    return head
+    return Taught(Head.from_dict(record["head"]), np.zeros(0, np.int64))
 
 
-def many_label_head(lib: Library, pos: np.ndarray, neg: np.ndarray, seed: int = 0) -> Head:
-    """A head for hundreds of labels (to be written: see the report)."""
-    raise NotImplementedError
+def joint_scores(lib: Library, classes: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """A multinomial logistic head over the filed classes, trained on the filed photos alone
+    (in the library's metric, ``C`` = ``JOINT_C``): which of the siblings a photo is most like.
+    Scores of ``X``, one column per class in sorted order."""
+    names = sorted(classes)
+    metric = lib.metric()
+    store = lib.read_store
+    F = np.concatenate([store.get(classes[c]) for c in names])
+    y = np.concatenate([np.full(len(classes[c]), k) for k, c in enumerate(names)])
+    apply = metric.apply if metric is not None else (lambda A: A)
+    W = _fit_softmax(apply(F), y, len(names), JOINT_C)
+    return np.hstack([apply(X), np.ones((len(X), 1))]) @ W
+
+
+JOINT_C = 3.0
 
 
 # -- scoring ----------------------------------------------------------------------------------
-def scores(truth: np.ndarray, head: Head, X: np.ndarray) -> dict[str, float]:
-    s = answer_scores(truth, head, X)
-    return {k: float(s[k]) for k in ("precision", "recall", "f1", "ece", "ap", "best_f1")}
-
-
-def one_folder(
-    heads: dict[str, Head], X: np.ndarray, truth: dict[str, np.ndarray]
-) -> dict[str, dict[str, float]]:
-    """Each photo suggested for at most one class: the most probable among those whose cut it
-    passes."""
-    names = sorted(heads)
-    P = np.stack([heads[c].proba(X) for c in names], axis=1)
-    passes = np.stack(
-        [heads[c].logits(X) >= np.float32(heads[c].logit_threshold) for c in names], axis=1
-    )
-    best = np.argmax(np.where(passes, P, -1.0), axis=1)
-    out = {}
-    for j, c in enumerate(names):
-        returned = passes[:, j] & (best == j)
-        y = truth[c]
-        tp = int((y & returned).sum())
-        precision = tp / int(returned.sum()) if returned.any() else 0.0
-        recall = tp / max(int(y.sum()), 1)
-        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-        out[c] = {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "ece": calibration_error(y, P[:, j]),
-        }
-    return out
-
-
-def means(per_class: dict[str, dict[str, float]]) -> dict:
-    keys = ("precision", "recall", "f1", "ece")
-    return {k: float(np.mean([v[k] for v in per_class.values()])) for k in keys} | {
-        "classes": {c: {k: round(v[k], 4) for k in keys} for c, v in per_class.items()}
+def answer(truth: np.ndarray, returned: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of the suggestions ``returned`` (an empty answer has precision
+    0), and the ECE of ``proba`` over every unsorted photo."""
+    tp = int((truth & returned).sum())
+    precision = tp / int(returned.sum()) if returned.any() else 0.0
+    recall = tp / max(int(truth.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "ece": calibration_error(truth, proba),
     }
 
 
-def evaluate(
-    lib: Library,
-    tree: Path,
-    how: str,
-    label_of: dict[str, str],
-    variants: Sequence[str],
-    weak: Sequence[float],
-    log: Callable[[str], None],
-) -> dict[str, dict]:
-    classes = filed_classes(lib, tree, how)
-    cat = lib.reader
-    unsorted = np.sort(np.asarray(cat.ids_under(str(tree / "unsorted"), "ok"), dtype=np.int64))
-    paths = cat.paths_for(unsorted.tolist())
-    labels = np.asarray([label_of[os.path.basename(paths[int(i)])] for i in unsorted])
-    X = lib.read_store.get(unsorted)
-    truth = {c: labels == c for c in classes}
-    out: dict[str, dict] = {}
-    sibling_heads: dict[str, Head] = {}
-
-    def others(c: str) -> np.ndarray:
-        rest = [ids for name, ids in classes.items() if name != c]
-        return np.sort(np.concatenate(rest)) if rest else np.zeros(0, np.int64)
-
-    for variant in variants:
-        started = time.monotonic()
-        if variant == "plain":
-            per = {c: scores(truth[c], learn_plain(lib, c, ids), X) for c, ids in classes.items()}
-            out["plain"] = means(per)
-        elif variant == "siblings":
-            for c, ids in classes.items():
-                sibling_heads[c] = teach(lib, ids, others(c))
-            out["siblings"] = means({c: scores(truth[c], h, X) for c, h in sibling_heads.items()})
-        elif variant == "weak":
-            for w in weak:
-                heads = {c: teach(lib, ids, others(c), neg_weight=w) for c, ids in classes.items()}
-                out[f"weak {w:g}"] = means({c: scores(truth[c], h, X) for c, h in heads.items()})
-        elif variant == "one-folder":
-            if not sibling_heads:
-                sibling_heads = {c: teach(lib, ids, others(c)) for c, ids in classes.items()}
-            out["one-folder"] = means(one_folder(sibling_heads, X, truth))
-        elif variant == "many":
-            heads = {c: many_label_head(lib, ids, others(c)) for c, ids in classes.items()}
-            out["many"] = means({c: scores(truth[c], h, X) for c, h in heads.items()})
-            out["many one-folder"] = means(one_folder(heads, X, truth))
-        log(f"    {how} {variant}: {time.monotonic() - started:.0f} s")
+def independent(heads: dict[str, Taught], X: np.ndarray, truth: dict) -> dict[str, dict]:
+    """Each class's suggestions: the photos at or above its own cut."""
+    out = {}
+    for c, t in heads.items():
+        z = t.head.logits(X)
+        out[c] = answer(truth[c], z >= np.float32(t.head.logit_threshold), t.head.proba(X))
     return out
+
+
+def exclusive(
+    heads: dict[str, Taught],
+    X: np.ndarray,
+    truth: dict,
+    chooser: np.ndarray | None = None,
+    margin: float = 0.0,
+) -> dict[str, dict]:
+    """A photo suggested for one class at most (a photo is filed in one folder): among the
+    classes whose cut (lowered by ``margin`` logits) it passes, the one ``chooser`` (scores per
+    class) ranks first, else the one whose head gives it the highest probability."""
+    names = sorted(heads)
+    Z = np.stack([heads[c].head.logits(X) for c in names], axis=1)
+    cut = np.asarray([heads[c].head.logit_threshold for c in names], dtype=np.float32)
+    passes = Z >= cut - margin
+    if chooser is None:
+        best = np.argmax(np.where(passes, Z, -np.inf), axis=1)
+        pick = passes[np.arange(len(X)), best]
+    else:
+        best = np.argmax(chooser, axis=1)
+        pick = passes[np.arange(len(X)), best]
+    return {
+        c: answer(truth[c], pick & (best == j), heads[c].head.proba(X)) for j, c in enumerate(names)
+    }
+
+
+def means(per_class: dict[str, dict[str, float]], extra: dict | None = None) -> dict:
+    keys = ("precision", "recall", "f1", "ece")
+    out = {k: float(np.mean([v[k] for v in per_class.values()])) for k in keys}
+    out["classes"] = {c: {k: round(v[k], 4) for k in keys} for c, v in per_class.items()}
+    if extra:
+        out |= extra
+    return out
+
+
+@dataclass
+class Bench:
+    lib: Library
+    tree: Path
+    label_of: dict[str, str]  # file name → class
+    log: Callable[[str], None]
+    cache: dict = field(default_factory=dict)  # (variant, class, inputs) → Taught
+    reused: int = 0
+
+    def taught(self, key: tuple, make: Callable[[], Taught]) -> Taught:
+        """A head from the cache when trained from the very same ids before (training is
+        deterministic: the same ids give the same head), else made now."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        else:
+            self.reused += 1
+        return self.cache[key]
+
+    def evaluate(self, how: str, variants: Sequence[str], weak: Sequence[float]) -> dict:
+        cat = self.lib.reader
+        classes = filed_classes(self.lib, self.tree, how)
+        unsorted = np.sort(
+            np.asarray(cat.ids_under(str(self.tree / "unsorted"), "ok"), dtype=np.int64)
+        )
+        paths = cat.paths_for(unsorted.tolist())
+        labels = np.asarray([self.label_of[os.path.basename(paths[int(i)])] for i in unsorted])
+        X = self.lib.read_store.get(unsorted)
+        truth = {c: labels == c for c in classes}
+        every = np.sort(np.asarray(cat.ok_ids(), dtype=np.int64))
+        every_paths = cat.paths_for(every.tolist())
+        label_by_id = {int(i): self.label_of[os.path.basename(p)] for i, p in every_paths.items()}
+
+        def digest(ids: np.ndarray) -> bytes:
+            return ids.tobytes()
+
+        def others(c: str) -> np.ndarray:
+            rest = [ids for name, ids in classes.items() if name != c]
+            return np.sort(np.concatenate(rest)) if rest else np.zeros(0, np.int64)
+
+        def heads(kind: str, w: float | None = None) -> dict[str, Taught]:
+            out = {}
+            for c, ids in classes.items():
+                if kind == "plain":
+                    key = ("plain", c, digest(ids))
+                    out[c] = self.taught(key, lambda c=c, ids=ids: learn_plain(self.lib, c, ids))
+                else:
+                    neg = others(c)
+                    key = ("siblings", w, c, digest(ids), digest(neg))
+                    out[c] = self.taught(
+                        key, lambda ids=ids, neg=neg: teach(self.lib, ids, neg, neg_weight=w)
+                    )
+            return out
+
+        def sizes(hs: dict[str, Taught]) -> dict:
+            """The class size each head estimated in its background, and the truth there."""
+            return {
+                "size_estimate": {
+                    c: [
+                        round(float(t.head.params.get("n_class_estimate", 0))),
+                        sum(1 for i in t.background if label_by_id.get(int(i)) == c),
+                    ]
+                    for c, t in hs.items()
+                }
+            }
+
+        out: dict[str, dict] = {}
+        strong = train_module.EXPLICIT_NEGATIVE_WEIGHT
+        for variant in variants:
+            started = time.monotonic()
+            if variant == "plain":
+                out["plain"] = means(independent(heads("plain"), X, truth))
+            elif variant == "siblings":
+                hs = heads("siblings", strong)
+                out["siblings"] = means(independent(hs, X, truth), sizes(hs))
+            elif variant == "weak":
+                for w in weak:
+                    hs = heads("siblings", w)
+                    out[f"weak {w:g}"] = means(independent(hs, X, truth), sizes(hs))
+            elif variant == "one-folder":
+                out["one-folder"] = means(exclusive(heads("siblings", strong), X, truth))
+            elif variant == "joint":
+                hs = heads("siblings", strong)
+                chooser = joint_scores(self.lib, classes, X) if len(classes) > 1 else None
+                out["joint"] = means(exclusive(hs, X, truth, chooser))
+                out["joint -1"] = means(exclusive(hs, X, truth, chooser, margin=1.0))
+            self.log(f"    {how} {variant}: {time.monotonic() - started:.0f} s")
+        out["filed"] = {c: int(len(ids)) for c, ids in classes.items()}
+        return out
 
 
 def load() -> str:
@@ -363,13 +455,79 @@ def load() -> str:
         return "?"
 
 
+def print_rows(library: str, case: str, how: str, got: dict) -> None:
+    for variant, m in got.items():
+        if variant == "filed":
+            continue
+        print(
+            f"| {library} | {case} | {how} | {variant} | {m['precision']:.3f} | "
+            f"{m['recall']:.3f} | {m['f1']:.3f} | {m['ece']:.3f} |",
+            flush=True,
+        )
+
+
+def bars(report: dict, two: Sequence[str]) -> list[dict]:
+    """Each bar of issue 25 against today's path (plain) and the best variant."""
+    out = []
+    for library, cases in report.items():
+        for case, filings in cases.items():
+            for how, got in filings.items():
+                variants = {v: m for v, m in got.items() if v != "filed"}
+                best = max(variants, key=lambda v: variants[v]["f1"])
+                if (library, case) in BARS:
+                    bar = BARS[(library, case)]
+                    for v in dict.fromkeys(("plain", best)):
+                        if v in variants:
+                            f1 = variants[v]["f1"]
+                            out.append(
+                                {
+                                    "bar": f"{library} {case} {how}: mean F1 >= {bar}",
+                                    "variant": v,
+                                    "value": round(f1, 4),
+                                    "holds": f1 >= bar,
+                                }
+                            )
+                elif case == "two":
+                    for v in dict.fromkeys(("plain", best)):
+                        if v not in variants:
+                            continue
+                        per = variants[v]["classes"]
+                        worst_p = min(per[c]["precision"] for c in two if c in per)
+                        worst_r = min(per[c]["recall"] for c in two if c in per)
+                        out.append(
+                            {
+                                "bar": f"{library} two {how}: P >= 0.85, R >= 0.80 for "
+                                + ", ".join(two),
+                                "variant": v,
+                                "value": [worst_p, worst_r],
+                                "holds": worst_p >= TWO_BARS["precision"]
+                                and worst_r >= TWO_BARS["recall"],
+                            }
+                        )
+        for case in cases:
+            if {"folders", "keywords"} <= set(cases[case]):
+                a, b = cases[case]["folders"], cases[case]["keywords"]
+                common = [v for v in a if v in b and v != "filed"]
+                diff = max((abs(a[v]["f1"] - b[v]["f1"]) for v in common), default=float("nan"))
+                out.append(
+                    {
+                        "bar": f"{library} {case}: folders and keywords within 0.01",
+                        "variant": "all",
+                        "value": round(diff, 4),
+                        "holds": diff <= 0.01,
+                    }
+                )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--libraries", nargs="*", default=list(LIBRARIES), choices=list(LIBRARIES))
+    ap.add_argument("--libraries", nargs="*", default=["both", "tf"], choices=list(LIBRARIES))
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--filings", nargs="*", default=["folders", "keywords"])
-    ap.add_argument("--variants", nargs="*", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--weak", nargs="*", type=float, default=[1.0])
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--weak", nargs="*", type=float, default=[1.0, 10.0])
+    ap.add_argument("--weak-on", nargs="*", default=["tf"], help="libraries the weak runs on")
     ap.add_argument("--two", default="daisy,dandelion", help="the two species of case 'two'")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="work here and keep it (else a temporary folder)")
@@ -383,44 +541,60 @@ def main() -> None:
     started = time.monotonic()
 
     def log(text: str) -> None:
-        print(f"[{time.monotonic() - started:6.0f} s, load {load()}] {text}", file=sys.stderr)
+        print(f"[{time.monotonic() - started:5.0f} s, load {load()}] {text}", file=sys.stderr)
 
-    report: dict = {"load_start": load(), "libraries": {}}
+    # One library, indexed once: the largest set first, then the others by deleting photos from
+    # its tree (finder index drops them; no photo is embedded twice).
+    order = sorted(args.libraries, key=lambda name: -len(LIBRARIES[name]))
+    photos_all = collect(order[0])
+    tree, lib_dir = work / "tree", work / "library"
+    if tree.exists():  # a kept work folder: the tree is laid out anew, the library reused
+        shutil.rmtree(tree)
+    report: dict = {}
+    two = args.two.split(",")
+    print("| library | case | filed as | variant | precision | recall | F1 | ECE |")
+    print("|---|---|---|---|---|---|---|---|")
+    choice = BackboneChoice(model=str(MODEL), views=1)
     try:
-        for library in args.libraries:
-            photos = collect(library)
-            label_of = {p.name: p.label for p in photos}
-            tree = work / library / "tree"
-            if tree.exists():
-                shutil.rmtree(tree)
-            lib_dir = work / library / "library"
-            with Library(lib_dir, backbone=BackboneChoice(model=str(MODEL), views=1)) as lib:
+        with Library(lib_dir, backbone=choice) as lib:
+            for library in order:
+                bases = LIBRARIES[library]
+                photos = [p for p in photos_all if any(b in p.source.parents for b in bases)]
+                kept = {id(p) for p in photos}
+                for p in photos_all:
+                    if id(p) not in kept and p.where is not None:
+                        p.where.unlink()
+                        p.where = None
+                photos_all = photos
+                (lib_dir / "metric.npz").unlink(missing_ok=True)  # the library's own metric
+                bench = Bench(lib, tree, {p.name: p.label for p in photos}, log)
                 for case in args.cases:
-                    only = args.two.split(",") if case == "two" else None
+                    only = two if case == "two" else None
                     filed = choose_filed(photos, CASES[case], only, args.seed)
                     for how in args.filings:
                         arrange(tree, photos, filed, how)
                         t0 = time.monotonic()
-                        summary = lib.index([str(tree)])
+                        s = lib.index([str(tree)])
                         log(
                             f"{library} {case} {how}: indexed in {time.monotonic() - t0:.0f} s "
-                            f"(embedded {summary.embedded}, moved {summary.moved}, "
-                            f"sidecars read {summary.sidecars_read})"
+                            f"(embedded {s.embedded}, moved {s.moved}, deleted {s.deleted}, "
+                            f"sidecars read {s.sidecars_read})"
                         )
-                        got = evaluate(lib, tree, how, label_of, args.variants, args.weak, log)
-                        report["libraries"].setdefault(library, {}).setdefault(case, {})[how] = got
-                        for variant, m in got.items():
-                            print(
-                                f"{library:5} {case:4} {how:8} {variant:16} P {m['precision']:.3f}"
-                                f"  R {m['recall']:.3f}  F1 {m['f1']:.3f}  ECE {m['ece']:.3f}",
-                                flush=True,
-                            )
+                        weak = args.weak if library in args.weak_on else []
+                        got = bench.evaluate(how, args.variants, weak)
+                        report.setdefault(library, {}).setdefault(case, {})[how] = got
+                        print_rows(library, case, how, got)
+                log(f"{library}: {bench.reused} heads reused (the same filed ids)")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    report["seconds"] = time.monotonic() - started
-    report["load_end"] = load()
-    print(json.dumps(report))
+    checked = bars(report, two)
+    print()
+    for b in checked:
+        print(f"{'holds' if b['holds'] else 'FAILS'}  {b['bar']}  ({b['variant']}: {b['value']})")
+    seconds = time.monotonic() - started
+    print(f"{seconds:.0f} s in all, load {load()}")
+    print(json.dumps({"libraries": report, "bars": checked, "seconds": seconds, "load": load()}))
 
 
 if __name__ == "__main__":
