@@ -192,3 +192,11 @@ def test_class_names_leaf_else_path() -> None:
 
 def test_a_name_normalise_refuses_gets_no_class() -> None:
     assert class_names(["x" * 300, "ok"], class_name) == {"ok": "ok"}  # class names are ≤ 200
+
+
+def test_keywords_cross_a_ray_cluster_with_the_other_facts() -> None:
+    from finder.embed.cluster_actor import facts_from_json, facts_json
+    from finder.ingest.facts import PhotoFacts
+
+    facts = PhotoFacts(4, 3, keywords=("Animals|Cat", "Garden"))
+    assert facts_from_json(facts_json(facts)) == facts
