@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -593,8 +594,20 @@ def main() -> None:
     for b in checked:
         print(f"{'holds' if b['holds'] else 'FAILS'}  {b['bar']}  ({b['variant']}: {b['value']})")
     seconds = time.monotonic() - started
-    print(f"{seconds:.0f} s in all, load {load()}")
-    print(json.dumps({"libraries": report, "bars": checked, "seconds": seconds, "load": load()}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime  # what the run cost, whatever else shared the cores
+    print(f"{seconds:.0f} s in all ({cpu:.0f} s of CPU), load {load()}")
+    print(
+        json.dumps(
+            {
+                "libraries": report,
+                "bars": checked,
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "load": load(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
