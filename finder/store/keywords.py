@@ -32,11 +32,33 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from finder.ingest.keywords import SEP, class_names, path_parts
 from finder.store.rows import decode_path, path_range
 
 PHOTO, SIDECAR = "photo", "sidecar"  # image_keywords.source
 _END = chr(ord(SEP) + 1)  # the first character after the separator: the end of a subtree
+# keywords → their photos → the photos' rows, in that order (CROSS JOIN fixes it: a catalog
+# without statistics would otherwise start from every ok image)
+_FROM_KEYWORDS = (
+    "FROM keywords k CROSS JOIN image_keywords ik ON ik.keyword_id = k.id "
+    "CROSS JOIN images i ON i.id = ik.image_id"
+)
+
+
+def _prefixes(path: str) -> list[str]:
+    """The nodes from the top of a keyword's hierarchy down to itself."""
+    parts = path_parts(path)
+    return [SEP.join(parts[:k]) for k in range(1, len(parts) + 1)]
+
+
+def _subtree(path: str, descendants: bool) -> tuple[str, list[Any]]:
+    """SQL condition on ``k.path``: the keyword ``path``, and with ``descendants`` every
+    keyword below it (one range of the path index)."""
+    if not descendants:
+        return "k.path = ?", [path]
+    return "(k.path = ? OR (k.path >= ? AND k.path < ?))", [path, path + SEP, path + _END]
 
 
 def migrate(db: Any) -> None:
@@ -246,19 +268,11 @@ class KeywordTables:
         """Ids of the images filed under keyword ``path`` (and, with ``descendants``, under
         any keyword below it: ``Animals`` finds ``Animals|Pets|Rex``), sorted; only ok images
         unless ``ok_only`` is False."""
-        sql = (
-            "SELECT DISTINCT ik.image_id FROM keywords k "
-            "JOIN image_keywords ik ON ik.keyword_id = k.id "
-            "JOIN images i ON i.id = ik.image_id WHERE (k.path = ?"
-        )
-        params: list[Any] = [path]
-        if descendants:
-            sql += " OR (k.path >= ? AND k.path < ?)"
-            params += [path + SEP, path + _END]
-        sql += ")"
+        where, params = _subtree(path, descendants)
+        sql = f"SELECT DISTINCT ik.image_id {_FROM_KEYWORDS} WHERE {where}"
         if ok_only:
             sql += " AND i.status = 'ok'"
-        return sorted(int(r[0]) for r in self.db.execute(sql + " ORDER BY 1", params))
+        return sorted(int(r[0]) for r in self.db.execute(sql, params))
 
     def tagged_ids(self) -> list[int]:
         """Ids of the ok images that hold at least one keyword, sorted."""
@@ -272,19 +286,47 @@ class KeywordTables:
 
     def keyword_counts(self) -> list[KeywordCount]:
         """Every keyword and every node above one, with its count of ok photos (under it or
-        below it; exactly under it), by path."""
-        below: dict[str, set[int]] = {}
-        own: dict[str, set[int]] = {}
-        for path, image_id in self.db.execute(
-            "SELECT k.path, ik.image_id FROM image_keywords ik "
-            "JOIN keywords k ON k.id = ik.keyword_id "
-            "JOIN images i ON i.id = ik.image_id WHERE i.status = 'ok'"
-        ):
-            own.setdefault(path, set()).add(image_id)
-            parts = path_parts(path)
-            for k in range(1, len(parts) + 1):
-                below.setdefault(SEP.join(parts[:k]), set()).add(image_id)
-        return [KeywordCount(p, len(below[p]), len(own.get(p, ()))) for p in sorted(below)]
+        below it; exactly under it), by path. One pass over the keyword rows, counted with
+        numpy: each (node, photo) pair once, whichever keywords below the node and sources
+        it came from."""
+        paths = dict(self.db.execute("SELECT id, path FROM keywords").fetchall())
+        if not paths:
+            return []
+        rows = np.asarray(
+            self.db.execute("SELECT keyword_id, image_id FROM image_keywords").fetchall(),
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        ok = np.asarray(
+            self.db.execute("SELECT id FROM images WHERE status = 'ok'").fetchall(),
+            dtype=np.int64,
+        ).reshape(-1)
+        rows = rows[np.isin(rows[:, 1], ok)]
+        chains = {kid: _prefixes(path) for kid, path in paths.items()}
+        nodes = sorted({node for chain in chains.values() for node in chain})
+        index = {node: j for j, node in enumerate(nodes)}
+        depth = max(len(chain) for chain in chains.values())
+        # ancestors[d][keyword id]: the node of its first d + 1 parts (-1: it has fewer)
+        ancestors = np.full((depth, max(paths) + 1), -1, dtype=np.int64)
+        for kid, chain in chains.items():
+            ancestors[: len(chain), kid] = [index[node] for node in chain]
+        itself = np.full(max(paths) + 1, -1, dtype=np.int64)
+        itself[list(paths)] = [index[p] for p in paths.values()]
+        span = int(rows[:, 1].max()) + 1 if len(rows) else 1
+
+        def distinct_per_node(node: np.ndarray, image: np.ndarray) -> np.ndarray:
+            # sorted and deduplicated by hand: np.unique hashes int64 here, ten times slower
+            keys = np.sort(node[node >= 0] * span + image[node >= 0])
+            pairs = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+            return np.bincount(pairs // span, minlength=len(nodes))
+
+        kids, images = rows[:, 0], rows[:, 1]
+        below = distinct_per_node(ancestors[:, kids].ravel(), np.tile(images, depth))
+        own = distinct_per_node(itself[kids], images)
+        return [
+            KeywordCount(node, int(below[j]), int(own[j]))
+            for j, node in enumerate(nodes)
+            if below[j]
+        ]
 
     def keyword_class_names(self, normalise: Callable[[str], str]) -> dict[str, str]:
         """The class each keyword (and each node above one) becomes: its leaf, normalised by
@@ -298,13 +340,14 @@ class KeywordTables:
         counts, by path (``""`` is ``root`` itself)."""
         root = os.path.abspath(root).rstrip(os.sep) or os.sep
         lo, hi = path_range(root)
-        own: dict[str, int] = {}
+        sep = os.fsencode(os.sep)
+        by_folder: dict[bytes, int] = {}
         for (p,) in self.db.execute(
             "SELECT path FROM images WHERE path >= ? AND path < ? AND status = 'ok'", [lo, hi]
         ):
-            folder = os.path.relpath(os.path.dirname(decode_path(p)), root)
-            folder = "" if folder == "." else folder.replace(os.sep, "/")
-            own[folder] = own.get(folder, 0) + 1
+            folder = bytes(p[len(lo) : max(len(lo), p.rfind(sep))])  # relative to root
+            by_folder[folder] = by_folder.get(folder, 0) + 1
+        own = {decode_path(f).replace(os.sep, "/"): n for f, n in by_folder.items()}
         total: dict[str, int] = {}
         for folder, n in own.items():
             parts = folder.split("/") if folder else []
