@@ -217,7 +217,7 @@ def arrange(tree: Path, photos: list[Photo], filed: dict[int, str], how: str) ->
 
 def filed_classes(lib: Library, tree: Path, how: str) -> dict[str, np.ndarray]:
     """Each filed class and its photos' ids, as the catalog tells them."""
-    cat = lib.reader
+    cat = lib.folder.open_catalog()
     out = {}
     if how == "folders":
         for f in cat.folder_counts(str(tree)):
@@ -251,7 +251,7 @@ def teach(
     """What ``Library.learn`` does for a new class from these ids (examples ``pos``,
     counter-examples ``neg``: the same background draw, metric and call of ``train_head``),
     with counter-examples weighing ``neg_weight`` instead of ``EXPLICIT_NEGATIVE_WEIGHT``."""
-    store = lib.read_store
+    store = lib.folder.open_vectors()
     all_ids = np.sort(store.ids())
     exclude = np.flatnonzero(np.isin(all_ids, np.concatenate([pos, neg])))
     picked = background_indices(len(all_ids), exclude, np.random.default_rng(seed))
@@ -277,8 +277,8 @@ def teach(
 
 def learn_plain(lib: Library, name: str, pos: np.ndarray) -> Taught:
     """Today's path: ``Library.learn(name, its filed photos)``."""
-    paths = lib.reader.paths_for(pos.tolist())
-    if name in lib.reader.class_names():
+    paths = lib.folder.open_catalog().paths_for(pos.tolist())
+    if name in lib.folder.open_catalog().class_names():
         lib.forget(name)
     record = lib.learn(name, [paths[int(i)] for i in pos])
     lib.forget(name)
@@ -291,7 +291,7 @@ def joint_scores(lib: Library, classes: dict[str, np.ndarray], X: np.ndarray) ->
     Scores of ``X``, one column per class in sorted order."""
     names = sorted(classes)
     metric = lib.metric()
-    store = lib.read_store
+    store = lib.folder.open_vectors()
     F = np.concatenate([store.get(classes[c]) for c in names])
     y = np.concatenate([np.full(len(classes[c]), k) for k, c in enumerate(names)])
     apply = metric.apply if metric is not None else (lambda A: A)
@@ -406,14 +406,14 @@ class Bench:
         return self.cache[key]
 
     def evaluate(self, how: str, variants: Sequence[str], weak: Sequence[float]) -> dict:
-        cat = self.lib.reader
+        cat = self.lib.folder.open_catalog()
         classes = filed_classes(self.lib, self.tree, how)
         unsorted = np.sort(
             np.asarray(cat.ids_under(str(self.tree / "unsorted"), "ok"), dtype=np.int64)
         )
         paths = cat.paths_for(unsorted.tolist())
         labels = np.asarray([self.label_of[os.path.basename(paths[int(i)])] for i in unsorted])
-        X = self.lib.read_store.get(unsorted)
+        X = self.lib.folder.open_vectors().get(unsorted)
         truth = {c: labels == c for c in classes}
         every = np.sort(np.asarray(cat.ok_ids(), dtype=np.int64))
         every_paths = cat.paths_for(every.tolist())

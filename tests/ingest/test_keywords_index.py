@@ -71,7 +71,7 @@ def indexed(tmp_path: Path, model_args) -> tuple[CLI, Path, dict[str, tuple[str,
 
 def keywords(library: Path) -> dict[str, tuple[str, ...]]:
     with Library(library) as lib:
-        cat = lib.reader
+        cat = lib.folder.open_catalog()
         rows = cat.db.execute("SELECT id, path FROM images WHERE status = 'ok'").fetchall()
         got = cat.keywords_by_image([i for i, _ in rows])
         return {os.fsdecode(p): tuple(got.get(i, ())) for i, p in rows}
@@ -103,7 +103,7 @@ def test_a_malformed_sidecar_is_reported_ignored_and_never_rewritten(
     assert "1 sidecar could not be read" in result.stderr and str(bad) in result.stderr
     assert "not valid XML" in result.stderr
     with Library(cli.library) as lib:
-        notes = lib.reader.sidecar_notes()
+        notes = lib.folder.open_catalog().sidecar_notes()
         assert [(p, n.split(" (")[0]) for p, n in notes] == [
             (str(root / "bad" / "broken.jpg"), "sidecar not valid XML")
         ]
@@ -114,7 +114,7 @@ def test_a_malformed_sidecar_is_reported_ignored_and_never_rewritten(
     fixed = cli.json("index", str(root), "-q")
     assert (fixed["sidecars_read"], fixed["sidecars_unreadable"], fixed["embedded"]) == (1, 0, 0)
     with Library(cli.library) as lib:
-        assert lib.reader.sidecar_notes() == []
+        assert lib.folder.open_catalog().sidecar_notes() == []
     assert keywords(cli.library)[str(root / "bad" / "broken.jpg")] == ("Fixed",)
     bad.write_bytes(MALFORMED)
     cli.json("index", str(root), "-q")
@@ -134,7 +134,7 @@ def test_a_keyword_removed_from_a_sidecar_then_a_reindex(indexed) -> None:
     got = keywords(cli.library)
     assert got[str(rex)] == ("Places|Paris",)
     with Library(cli.library) as lib:
-        cat = lib.reader
+        cat = lib.folder.open_catalog()
         assert cat.images_with_keyword("Animals|Pets|Rex") == []
         assert "Animals|Pets" not in {c.path for c in cat.keyword_counts()}
         assert len(cat.images_with_keyword("Animals")) == 3  # cat, gull, dog
@@ -222,4 +222,4 @@ def test_tagging_then_indexing_reads_finders_own_keyword(indexed) -> None:
     shutil.rmtree(root / "plain")
     cli.json("index", str(root), "-q")
     with Library(cli.library) as lib:
-        assert lib.reader.images_with_keyword("finder") == []
+        assert lib.folder.open_catalog().images_with_keyword("finder") == []
