@@ -146,10 +146,8 @@ class Indexing:
         if not summary.interrupted:
             repairs.after_index(catalog, folder.dir)  # a backup, the image map
         summary.seconds = time.monotonic() - started
-        summary.messages = [
-            *summary.messages,
-            *folder.messages,
-        ]  # the run's own, then the library's
+        # the run's own messages, then the library's
+        summary.messages = [*summary.messages, *folder.messages]
         if progress:
             progress(Progress("done", summary.embedded, summary.embedded))
         return summary
