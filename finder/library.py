@@ -16,9 +16,10 @@ A :class:`Library` is made of parts, each handed what it needs: a :class:`~finde
 :class:`~finder.embedder.Embedder` (the backbone, photos' vectors), :class:`~finder.teach.Teaching`
 (classes; every change to one passes through ``Teaching.apply``),
 :class:`~finder.answers.Answers` (find, review, similar, dupes), :class:`~finder.by_id.ById`
-(the web page's calls, by image id), :class:`~finder.health.Health` (status, check, repair) and
-:class:`~finder.indexing.Indexing` (index runs, thumbnails). The methods below are the Python
-API; each hands the call to its part.
+(the web page's calls, by image id), :class:`~finder.health.Health` (status, check, repair),
+:class:`~finder.indexing.Indexing` (index runs, thumbnails) and :class:`~finder.filing.Filing`
+(classes made from the person's keywords and folders, and suggestions for the rest). The
+methods below are the Python API; each hands the call to its part.
 
 Damage a crash cannot explain (a bad disk, a hand edit) is met as
 :class:`~finder.errors.LibraryDamaged`, one line naming ``finder repair``. Each successful index
@@ -56,6 +57,7 @@ from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
 from finder.errors import FinderError, UsageError
+from finder.filing import DEFAULT_MIN, Filing, FilingReport
 from finder.folder import Folder, library_path
 from finder.health import Health
 from finder.indexing import Indexing
@@ -125,6 +127,7 @@ class Library:
         self.watcher = Watcher(
             self.folder, self.embedder, self.indexing, self.teaching, self.thumbs
         )
+        self.filing = Filing(self.folder, self.teaching, self.answers)
 
     @classmethod
     def open_shared(cls, directory: str | os.PathLike | None = None) -> Library:
@@ -348,6 +351,65 @@ class Library:
     def dupes(self, under: str | None = None) -> list[DupeGroup]:
         """Groups of identical files and near-duplicates, the one to keep first."""
         return self.answers.dupes(under)
+
+    # -- what the person filed --------------------------------------------------------------
+    def learn_from_keywords(
+        self,
+        *,
+        min_photos: int = DEFAULT_MIN,
+        only: str | None = None,
+        parents: bool = False,
+        seed: int = 0,
+    ) -> FilingReport:
+        """A class of each keyword on at least ``min_photos`` photos, or those refreshed (see
+        :meth:`Filing.learn_from_keywords`)."""
+        return self.filing.learn_from_keywords(
+            min_photos=min_photos, only=only, parents=parents, seed=seed
+        )
+
+    def learn_from_folders(
+        self,
+        root: str,
+        *,
+        min_photos: int = DEFAULT_MIN,
+        only: str | None = None,
+        parents: bool = False,
+        seed: int = 0,
+    ) -> FilingReport:
+        """A class of each folder under ``root`` with at least ``min_photos`` photos, or those
+        refreshed (see :meth:`Filing.learn_from_folders`)."""
+        return self.filing.learn_from_folders(
+            root, min_photos=min_photos, only=only, parents=parents, seed=seed
+        )
+
+    def suggest(
+        self,
+        name: str,
+        *,
+        top: int | None = None,
+        min_prob: float | None = None,
+        filters: Filters | None = None,
+        sort: str = "score",
+    ) -> list[Match]:
+        """The photos not filed under filed class ``name`` that belong to it, best first (see
+        :meth:`Filing.suggest`)."""
+        return self.filing.suggest(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
+
+    def suggestion_counts(self) -> list[tuple[str, str, int]]:
+        """(class, source, number of suggestions) of every filed class."""
+        return self.filing.suggestion_counts()
+
+    def apply_suggestions(
+        self, name: str, photos: Sequence[str], *, dry_run: bool = False
+    ) -> tuple[list, list[str]]:
+        """Write keyword class ``name``'s keyword into these photos' sidecars (see
+        :meth:`Filing.apply_suggestions`)."""
+        return self.filing.apply_suggestions(name, photos, dry_run=dry_run)
+
+    def unapply_suggestions(self, name: str, photos: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Take back the keyword finder wrote for ``name`` into these photos' sidecars, and
+        mark them ✗ (see :meth:`Filing.unapply`)."""
+        return self.filing.unapply(name, photos)
 
     # -- by image id (the web page) ---------------------------------------------------------
     def image(self, image_id: int) -> ImageRow:

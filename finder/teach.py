@@ -46,6 +46,8 @@ from finder.learn.train import background_indices, train_head
 from finder.moments import moment_key, parse_time, split_moment
 from finder.store import files
 from finder.store.catalog import OK
+from finder.store.filing import FilingRecord
+from finder.store.filing import digest as filing_digest
 
 METRIC_FILE = "metric.npz"
 """The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
@@ -81,7 +83,9 @@ class Change:
     * ``restore``: the newest forgotten class ``name`` back, as it was;
     * ``rename_to``: the class renamed, nothing else changed.
 
-    ``seed`` makes the retraining repeatable."""
+    ``seed`` makes the retraining repeatable. ``filing``: the class is (re)made from what the
+    person filed (a keyword or a folder, :mod:`finder.store.filing`): trained anew from its
+    filed photos, its siblings' as counter-examples, and the person's marks, which win."""
 
     name: str
     marks: tuple[Mark, ...] = ()
@@ -90,6 +94,7 @@ class Change:
     seed: int = 0
     rename_to: str | None = None
     restore: bool = False
+    filing: FilingRecord | None = None
 
 
 class Teaching:
@@ -218,7 +223,13 @@ class Teaching:
         info = self.folder.require_indexed()
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
-        if not any(m.label == 1 for m in change.marks) and not any(e.label == 1 for e in existing):
+        filing = change.filing or catalog.get_filing(name)
+        filed_pos, filed_neg = self._filed(catalog, filing, existing, change, undone)
+        if (
+            not any(m.label == 1 for m in change.marks)
+            and not any(e.label == 1 for e in existing)
+            and not len(filed_pos)
+        ):
             raise UsageError(f"learning {name!r} needs at least one example photo")
         vectors = self._mark_vectors(change.marks)
         rows = [
@@ -229,15 +240,29 @@ class Teaching:
         for p, label, vec in rows:
             merged[p] = (label, vec)
         merged = dict(sorted(merged.items()))  # by path: the head is the same whatever the order
-        pos = np.array(
-            [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
-            dtype=np.float32,
+        dim = int(info["dim"])
+        filed_vectors = self.folder.open_vectors().get(np.concatenate([filed_pos, filed_neg]))
+        pos = np.concatenate(
+            [
+                np.array(
+                    [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
+                    dtype=np.float32,
+                ).reshape(-1, dim),
+                filed_vectors[: len(filed_pos)],
+            ]
         )
-        neg = np.array(
-            [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
-            dtype=np.float32,
-        ).reshape(-1, pos.shape[1])
-        background, fresh = self._background(list(merged), change.seed)
+        neg = np.concatenate(
+            [
+                np.array(
+                    [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
+                    dtype=np.float32,
+                ).reshape(-1, dim),
+                filed_vectors[len(filed_pos) :],
+            ]
+        )
+        background, fresh = self._background(
+            list(merged), change.seed, np.concatenate([filed_pos, filed_neg])
+        )
         head = train_head(
             pos,
             neg,
@@ -248,15 +273,24 @@ class Teaching:
         )
         held = head.params.pop("held_out_logits", None)
         if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
+            filed_paths = catalog.paths_for(np.concatenate([filed_pos, filed_neg]).tolist())
             order = [p for p, (lab, _) in merged.items() if lab == 1]
+            order += [filed_paths.get(int(i), f"#{int(i)}") for i in filed_pos]
             order += [p for p, (lab, _) in merged.items() if lab == 0]
-            head.params["held_out"] = dict(zip(order, held, strict=True))
+            order += [filed_paths.get(int(i), f"#{int(i)}") for i in filed_neg]
+            every = dict(zip(order, held, strict=True))  # the marks' only: filed ones are many
+            head.params["held_out"] = {p: every[p] for p in merged}
         with catalog.transaction():  # one commit: marks taken back and given, the new head
             if change.undo:
                 catalog.remove_examples(name, change.undo)
             catalog.add_examples(name, rows)
             catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
             self.folder.journal.learned(catalog, name, [r[0] for r in rows])  # before the commit
+            if filing is not None:
+                stamp = filing_digest(filed_pos, filed_neg, _backbone_key(info), change.seed)
+                catalog.save_filing(
+                    FilingRecord(name, filing.source, filing.key, filing.siblings, stamp)
+                )
         return catalog.get_class(name)
 
     def _restore(self, name: str) -> dict:
@@ -415,17 +449,45 @@ class Teaching:
     def _has_examples(self, name: str) -> bool:
         return any(e.label == 1 for e in self.folder.open_catalog().examples(name))
 
-    def _background(self, example_paths: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """The background sample (random photos of the library, the marked ones excepted) and
-        a second sample of the photos left (``fresh``: out of the training), as
+    def _filed(
+        self,
+        catalog,
+        filing: FilingRecord | None,
+        existing: Sequence,
+        change: Change,
+        undone: set[str],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(examples, counter-examples) by id that the class's filing gives, less the photos
+        the person marked (their marks win); none without a filing."""
+        if filing is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        marked: dict[int, int] = {}
+        for e in existing:
+            row = catalog.image_by_path(e.path)
+            if row is not None:
+                marked[int(row.id)] = e.label
+        for m in change.marks:
+            mid = m.id
+            if mid is None and (row := catalog.image_by_path(m.path)) is not None:
+                mid = row.id
+            if mid is not None:
+                marked[int(mid)] = m.label
+        return catalog.filed_ids(filing, marked, change.seed)
+
+    def _background(
+        self, example_paths: Sequence[str], seed: int, example_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The background sample (random photos of the library, the marked and filed ones
+        excepted) and a second sample of the photos left (``fresh``: out of the training), as
         ``finder.learn.feedback.ArrayTeacher`` draws them."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
-        example_ids = [
-            row.id for p in example_paths if (row := catalog.image_by_path(p)) is not None
-        ]
-        exclude = np.flatnonzero(np.isin(all_ids, np.asarray(example_ids, dtype=np.int64)))
+        by_path = [row.id for p in example_paths if (row := catalog.image_by_path(p)) is not None]
+        ids = np.asarray(by_path, dtype=np.int64)
+        if example_ids is not None:
+            ids = np.concatenate([ids, np.asarray(example_ids, dtype=np.int64)])
+        exclude = np.flatnonzero(np.isin(all_ids, ids))
         rng = np.random.default_rng(seed)
         picked = background_indices(len(all_ids), exclude, rng)
         fresh = background_indices(len(all_ids), np.concatenate([exclude, picked]), rng)

@@ -24,7 +24,7 @@ from finder.ingest.crawl import sidecar_names
 from finder.ingest.keywords import NS as KEYWORD_NS
 from finder.ingest.keywords import XmpError, parse_xmp, rdf_root
 
-NS = {k: KEYWORD_NS[k] for k in ("x", "rdf", "dc", "lr")}
+NS = {k: KEYWORD_NS[k] for k in ("x", "rdf", "dc", "lr", "digiKam")}
 GROUP = "finder"  # lr:hierarchicalSubject parent of every class keyword
 CREATE, ADD, HAS = "create", "add", "has"
 
@@ -41,6 +41,7 @@ class Tagged:
     photo: str
     sidecar: str
     action: str  # "create" (a new sidecar), "add" (merged into one), "has" (already there)
+    added: tuple[tuple[str, str], ...] = ()  # (property, value) added (file_keyword)
 
 
 def sidecar_for(photo: str) -> str:
@@ -74,8 +75,30 @@ def tag(photo: str, keyword: str, *, dry_run: bool = False) -> Tagged:
 
 def merge(data: bytes, keyword: str, where: str = "sidecar") -> tuple[str, bool]:
     """The XMP ``data`` with ``keyword`` in its keyword bags, and whether anything changed."""
+    # the parser the index reads keywords with (finder.ingest.keywords)
+    root, descriptions, prefixes = _parsed(data, where)
+    changed = _add(descriptions, _q("dc", "subject"), keyword)
+    changed |= _add(descriptions, _q("lr", "hierarchicalSubject"), f"{GROUP}|{keyword}")
+    return _serialise(root, data, prefixes), changed
+
+
+def _serialise(root: ET.Element, data: bytes, prefixes: dict[str, str]) -> str:
+    """The tree written back in the style ``data`` came in, with its own prefixes."""
+    for prefix, uri in {**prefixes, **NS}.items():
+        _register(prefix, uri)
+    body = ET.tostring(root, encoding="unicode")
+    if b"<?xpacket" in data:
+        return _PACKET_BEGIN + body + _PACKET_END
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml"):
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+    return body + "\n"
+
+
+def _parsed(data: bytes, where: str) -> tuple[ET.Element, list[ET.Element], dict[str, str]]:
+    """(root, its rdf:Descriptions, its prefixes) of a sidecar's bytes; ExportError when it
+    is not XMP (and then it is left as it is)."""
     prefixes = _prefixes(data, where)
-    try:  # the parser the index reads keywords with (finder.ingest.keywords)
+    try:
         root = parse_xmp(data, comments=True)
     except XmpError as e:
         raise ExportError(f"the sidecar {where} {e}; left as it is") from None
@@ -84,16 +107,104 @@ def merge(data: bytes, keyword: str, where: str = "sidecar") -> tuple[str, bool]
     descriptions = rdf.findall(_q("rdf", "Description"))
     if not descriptions:
         descriptions = [ET.SubElement(rdf, _q("rdf", "Description"), {_q("rdf", "about"): ""})]
-    changed = _add(descriptions, _q("dc", "subject"), keyword)
-    changed |= _add(descriptions, _q("lr", "hierarchicalSubject"), f"{GROUP}|{keyword}")
-    for prefix, uri in {**prefixes, **NS}.items():
-        _register(prefix, uri)
-    body = ET.tostring(root, encoding="unicode")
-    if b"<?xpacket" in data:  # written back in the style it came in
-        return _PACKET_BEGIN + body + _PACKET_END, changed
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml"):
-        return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n", changed
-    return body + "\n", changed
+    return root, descriptions, prefixes
+
+
+def keyword_values(parts: list[str], digikam: bool) -> list[tuple[str, str]]:
+    """(property, value) that file a photo under the keyword of these parts, as the
+    applications read them: its leaf in ``dc:subject``, the path in ``lr:hierarchicalSubject``
+    (``Flowers|Daisy``) and, in a digiKam sidecar, in ``digiKam:TagsList`` (``Flowers/Daisy``)."""
+    out = [("dc:subject", parts[-1])]
+    if len(parts) > 1:
+        out.append(("lr:hierarchicalSubject", "|".join(parts)))
+    if digikam:
+        out.append(("digiKam:TagsList", "/".join(parts)))
+    return out
+
+
+def file_keyword(photo: str, parts: list[str], *, dry_run: bool = False) -> Tagged:
+    """File ``photo`` under the keyword of ``parts`` (its own hierarchy, not under
+    ``finder|``) in its sidecar, merged as ``tag`` merges; ``added`` says what was added."""
+    sidecar = sidecar_for(photo)
+    if not os.path.exists(sidecar):
+        values = keyword_values(parts, digikam=False)
+        if not dry_run:
+            _write(sidecar, _new_filed_packet(values), mode=None)
+        return Tagged(photo, sidecar, CREATE, (("file", "created"), *values))
+    data = _read(sidecar)
+    root, descriptions, prefixes = _parsed(data, sidecar)
+    digikam = any(d.find(_q("digiKam", "TagsList")) is not None for d in descriptions)
+    added = []
+    for prop, value in keyword_values(parts, digikam):
+        if _add(descriptions, _q(*prop.split(":")), value):
+            added.append((prop, value))
+    if added and not dry_run:
+        _write(sidecar, _serialise(root, data, prefixes), os.stat(sidecar).st_mode & 0o7777)
+    return Tagged(photo, sidecar, ADD if added else HAS, tuple(added))
+
+
+def unfile_keyword(sidecar: str, added: list[tuple[str, str]]) -> None:
+    """Take back what ``file_keyword`` added to ``sidecar`` (and nothing else): each value
+    from its property (the property dropped once empty); a sidecar finder created and that
+    holds nothing else is removed."""
+    if not os.path.exists(sidecar):
+        return
+    values = [(p, v) for p, v in added if p != "file"]
+    data = _read(sidecar)
+    if ("file", "created") in [tuple(a) for a in added]:
+        if data.decode("utf-8", "replace") == _new_filed_packet(values):
+            try:
+                os.unlink(sidecar)
+            except OSError as e:
+                raise ExportError(f"cannot remove the sidecar {sidecar}: {e.strerror}") from None
+            return
+    root, descriptions, prefixes = _parsed(data, sidecar)
+    changed = False
+    for prop, value in values:
+        for d in descriptions:
+            element = d.find(_q(*prop.split(":")))
+            if element is None:
+                continue
+            for bag in element:
+                for li in bag.findall(_q("rdf", "li")):
+                    if (li.text or "").strip() == value:
+                        bag.remove(li)
+                        changed = True
+                if not bag.findall(_q("rdf", "li")):
+                    element.remove(bag)
+            if not len(element) and not (element.text or "").strip():
+                d.remove(element)
+    if changed:
+        _write(sidecar, _serialise(root, data, prefixes), os.stat(sidecar).st_mode & 0o7777)
+
+
+def _read(sidecar: str) -> bytes:
+    try:
+        with open(sidecar, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ExportError(f"cannot read the sidecar {sidecar}: {e.strerror}") from None
+
+
+def _new_filed_packet(values: list[tuple[str, str]]) -> str:
+    x, rdf = NS["x"], NS["rdf"]
+    props = "".join(
+        f"   <{p}><rdf:Bag><rdf:li>{_escape(v)}</rdf:li></rdf:Bag></{p}>\n" for p, v in values
+    )
+    spaces = " ".join(
+        f'xmlns:{k}="{NS[k]}"' for k in dict.fromkeys(p.split(":")[0] for p, _ in values)
+    )
+    return (
+        f"{_PACKET_BEGIN}"
+        f'<x:xmpmeta xmlns:x="{x}" x:xmptk="finder">\n'
+        f' <rdf:RDF xmlns:rdf="{rdf}">\n'
+        f'  <rdf:Description rdf:about="" {spaces}>\n'
+        f"{props}"
+        f"  </rdf:Description>\n"
+        f" </rdf:RDF>\n"
+        f"</x:xmpmeta>"
+        f"{_PACKET_END}"
+    )
 
 
 def _add(descriptions: list[ET.Element], prop: str, keyword: str) -> bool:

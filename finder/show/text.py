@@ -137,6 +137,7 @@ def class_json(record: Mapping[str, Any]) -> dict[str, Any]:
         "negatives": record["n_neg"],
         "threshold": record["threshold"],
         "updated": record["updated"],
+        "source": record.get("source"),  # "keyword", "folder" (filed), or null (taught)
     }
 
 

@@ -25,6 +25,7 @@ from finder.ingest.crawl import FileFact, is_video_name
 from finder.store import facts as stored_facts
 from finder.store import keywords as stored_keywords
 from finder.store.classes import ClassTables
+from finder.store.filing import FilingTables
 from finder.store.frames import PHOTO, VIDEO, FrameTables, StoredVideo
 from finder.store.keywords import KeywordTables
 from finder.store.rows import ExampleRow, ImageRow, Scan, decode_path, encode_path, path_range
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 
-class Catalog(ClassTables, FrameTables, KeywordTables):
+class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables):
     """The library's SQLite file. Every public method commits before it returns.
 
     SQLite errors that mean damage (a malformed page, not a database) become

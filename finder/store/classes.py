@@ -30,6 +30,8 @@ class ClassTables:
             return None
         keys = ["name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
         out = dict(zip(keys, row, strict=True))
+        filed = self.db.execute("SELECT source FROM filing WHERE class_name = ?", [name]).fetchone()
+        out["source"] = filed[0] if filed else None  # "keyword", "folder", or taught by hand
         try:
             out["head"] = json.loads(out["head"])
             out["threshold"] = float(out["head"].get("threshold", 0.5))
@@ -132,6 +134,8 @@ class ClassTables:
                 )
             self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
             self.db.execute("DELETE FROM classes WHERE name = ?", [name])
+            self.db.execute("DELETE FROM filing WHERE class_name = ?", [name])
+            self.db.execute("DELETE FROM sidecar_writes WHERE class_name = ?", [name])
 
     def forgotten_classes(self, since: float = 0.0) -> list[dict]:
         """The forgotten classes forgotten at ``since`` or later, newest first: their record

@@ -8,6 +8,7 @@ import json
 import sqlite_utils
 
 from finder.store import facts as stored_facts
+from finder.store import filing as stored_filing
 from finder.store import keywords as stored_keywords
 
 SCHEMA_VERSION = 9
@@ -166,9 +167,11 @@ def _migrate_to_8(db: sqlite_utils.Database) -> None:
 
 def _migrate_keywords(db: sqlite_utils.Database) -> None:
     """Keywords as facts: the ``keywords`` and ``image_keywords`` tables and the sidecar
-    columns of ``images`` (see ``finder.store.keywords``). Self-contained: it may take any
-    place in the order."""
+    columns of ``images`` (see ``finder.store.keywords``); classes made from them and from
+    folders, and what finder wrote into sidecars (``finder.store.filing``). Self-contained: it
+    may take any place in the order."""
     stored_keywords.migrate(db)
+    stored_filing.migrate(db)
 
 
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.

@@ -1,0 +1,181 @@
+"""Classes made from what a person filed (issue 25), in the catalog.
+
+Tables (added by the keywords' migration step, :func:`migrate`):
+
+- ``filing(class_name, source, key, siblings, digest)``: the class ``class_name`` was made from
+  a keyword (``source`` ``keyword``, ``key`` its path, ``Flowers|Daisy``) or a folder (``folder``,
+  ``key`` its absolute path); ``siblings`` (JSON) the keys learned beside it (the other
+  children of its parent: their photos are its counter-examples, and a photo is suggested for
+  one of them at most); ``digest`` what it was trained from last (:func:`digest`), so that a
+  refresh retrains only the classes whose filing changed.
+- ``sidecar_writes(class_name, path, sidecar, added)``: the keywords ``finder suggest --apply``
+  wrote into a photo's sidecar (``added``: JSON of ``[property, value]``, only what was not
+  there), so that they can be taken back (``--unapply``) and nothing else.
+
+The filed photos are never copied into ``examples``: they are read from the keyword tables or
+the folders when the class is trained (:func:`filed_ids`), so a keyword removed from a photo
+removes the example at the next refresh. The person's own ✓ and ✗ stay in ``examples``, and win
+over the filing (a ✗ on a filed photo makes it a counter-example).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from finder.store.rows import decode_path, encode_path
+
+KEYWORD, FOLDER = "keyword", "folder"
+SOURCES = (KEYWORD, FOLDER)
+MAX_COUNTER_EXAMPLES = 2000  # the siblings' photos a class is trained against, at most
+MAX_FILED = 5000  # a class's filed photos it is trained from, at most (a sample beyond)
+
+
+@dataclass(frozen=True)
+class FilingRecord:
+    """Where class ``name`` came from (see the module docstring)."""
+
+    name: str
+    source: str  # KEYWORD or FOLDER
+    key: str
+    siblings: tuple[str, ...] = ()
+    digest: str = ""
+
+
+def migrate(db: Any) -> None:
+    """Schema step (with the keyword tables): the ``filing`` and ``sidecar_writes`` tables."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS filing(class_name TEXT PRIMARY KEY, source TEXT NOT NULL, "
+        "key TEXT NOT NULL, siblings TEXT NOT NULL DEFAULT '[]', digest TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS sidecar_writes(class_name TEXT NOT NULL, path BLOB NOT NULL, "
+        "sidecar TEXT NOT NULL, added TEXT NOT NULL, PRIMARY KEY (class_name, path))"
+    )
+
+
+def digest(positives: np.ndarray, negatives: np.ndarray, backbone: str, seed: int) -> str:
+    """What a filed class is trained from: its filed photos and counter-examples (ids), the
+    backbone and the seed. The same digest, the same head."""
+    h = hashlib.sha1(backbone.encode())
+    h.update(str(seed).encode())
+    h.update(np.asarray(positives, dtype=np.int64).tobytes())
+    h.update(b"/")
+    h.update(np.asarray(negatives, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _sample(ids: np.ndarray, at_most: int, seed: int) -> np.ndarray:
+    if len(ids) <= at_most:
+        return ids
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(ids, size=at_most, replace=False))
+
+
+class FilingTables:
+    """Filed classes and the sidecar keywords finder wrote (a part of
+    :class:`~finder.store.catalog.Catalog`)."""
+
+    def get_filing(self, name: str) -> FilingRecord | None:
+        row = self.db.execute(
+            "SELECT class_name, source, key, siblings, digest FROM filing WHERE class_name = ?",
+            [name],
+        ).fetchone()
+        if row is None:
+            return None
+        return FilingRecord(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4])
+
+    def filings(self) -> list[FilingRecord]:
+        """Every filed class, by name."""
+        names = [r[0] for r in self.db.execute("SELECT class_name FROM filing ORDER BY 1")]
+        return [f for n in names if (f := self.get_filing(n)) is not None]
+
+    def save_filing(self, record: FilingRecord) -> None:
+        """Insert or replace a class's filing (inside the caller's transaction)."""
+        self.db.execute(
+            "INSERT INTO filing(class_name, source, key, siblings, digest) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(class_name) DO UPDATE SET source = excluded.source, key = excluded.key,"
+            " siblings = excluded.siblings, digest = excluded.digest",
+            [
+                record.name,
+                record.source,
+                record.key,
+                json.dumps(list(record.siblings)),
+                record.digest,
+            ],
+        )
+
+    def source_ids(self, source: str, key: str) -> np.ndarray:
+        """The ok images filed under one keyword (and below it) or in one folder (and below
+        it), sorted."""
+        if source == KEYWORD:
+            ids = self.images_with_keyword(key)
+        else:
+            ids = self.ids_under(key, "ok")
+        return np.unique(np.asarray(ids, dtype=np.int64))
+
+    def filed_ids(
+        self, record: FilingRecord, marked: dict[int, int], seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(examples, counter-examples) of a filed class, by id: its filed photos, and the
+        photos filed under its siblings and not under it; ``marked`` (id → the person's label)
+        wins over both (those photos are left out here: they are the person's marks)."""
+        own = self.source_ids(record.source, record.key)
+        others = [self.source_ids(record.source, k) for k in record.siblings]
+        rest = np.unique(np.concatenate(others)) if others else np.zeros(0, np.int64)
+        rest = np.setdiff1d(rest, own)
+        if marked:
+            mine = np.asarray(list(marked), dtype=np.int64)
+            own, rest = np.setdiff1d(own, mine), np.setdiff1d(rest, mine)
+        return _sample(own, MAX_FILED, seed), _sample(rest, MAX_COUNTER_EXAMPLES, seed)
+
+    # -- what suggest --apply wrote -----------------------------------------------------------
+    def record_write(self, name: str, path: str, sidecar: str, added: Sequence) -> None:
+        """What was added to ``path``'s sidecar for class ``name`` (merged with any earlier)."""
+        row = self.db.execute(
+            "SELECT added FROM sidecar_writes WHERE class_name = ? AND path = ?",
+            [name, encode_path(path)],
+        ).fetchone()
+        before = [tuple(a) for a in json.loads(row[0])] if row else []
+        merged = list(dict.fromkeys([*before, *(tuple(a) for a in added)]))
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO sidecar_writes(class_name, path, sidecar, added) "
+                "VALUES (?, ?, ?, ?)",
+                [name, encode_path(path), sidecar, json.dumps(merged)],
+            )
+
+    def written(self, name: str, path: str) -> tuple[str, list[tuple[str, str]]] | None:
+        """(sidecar, [property, value]...) finder wrote for class ``name`` into ``path``'s
+        sidecar, or None."""
+        row = self.db.execute(
+            "SELECT sidecar, added FROM sidecar_writes WHERE class_name = ? AND path = ?",
+            [name, encode_path(path)],
+        ).fetchone()
+        return None if row is None else (row[0], [tuple(a) for a in json.loads(row[1])])
+
+    def written_paths(self, name: str) -> list[str]:
+        return [
+            decode_path(p)
+            for (p,) in self.db.execute(
+                "SELECT path FROM sidecar_writes WHERE class_name = ? ORDER BY path", [name]
+            )
+        ]
+
+    def forget_write(self, name: str, path: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM sidecar_writes WHERE class_name = ? AND path = ?",
+                [name, encode_path(path)],
+            )
+
+
+def folder_key(root: str, relative: str) -> str:
+    """The key of the folder ``relative`` (``/``-separated) under ``root``."""
+    return os.path.join(os.path.abspath(root), *relative.split("/")) if relative else root
