@@ -179,12 +179,12 @@ class Filing:
             if before is not None and name in known and before["backbone"] == info_key:
                 marked = self._marked(name)
                 pos, neg = catalog.filed_ids(record, marked, seed)
-                stored = known[name]
-                if stored.digest == digest(pos, neg, info_key, seed) and (
-                    stored.source,
-                    stored.key,
-                    stored.siblings,
-                ) == (source, key, siblings):
+                stamp = digest(pos, neg, info_key, seed)
+                if known[name].digest == stamp:  # the same photos: the same head
+                    if known[name] != FilingRecord(name, source, key, siblings, stamp):
+                        catalog = self.folder.open_catalog_for_writing()
+                        with catalog.transaction():  # filed otherwise, the same photos
+                            catalog.save_filing(FilingRecord(name, source, key, siblings, stamp))
                     report.unchanged.append(name)
                     continue
             elif before is not None and name in known:

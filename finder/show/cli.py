@@ -15,7 +15,7 @@ import sys
 import typer
 
 from finder.show.app import Command, make_app, say, stdout_gone
-from finder.show.commands import classes, dupes, evaluate, index, serve
+from finder.show.commands import classes, dupes, evaluate, filing, index, serve
 
 app = make_app(
     [
@@ -32,6 +32,7 @@ app = make_app(
         ("find", classes.find, Command),
         ("similar", classes.similar, Command),
         ("tag", classes.tag, Command),
+        ("suggest", filing.suggest, Command),
         ("dupes", dupes.dupes, Command),
         ("serve", serve.serve, Command),
         ("eval", evaluate.evaluate, Command),

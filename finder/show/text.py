@@ -196,7 +196,7 @@ def example_lines(rows: Iterable[tuple[str, int]]) -> list[bytes]:
     return [(b"+ " if label else b"- ") + path_bytes(path) for path, label in rows]
 
 
-FLAGS = {"n": "--review", "negatives": "--not", "within_km": "--within"}
+FLAGS = {"n": "--review", "negatives": "--not", "within_km": "--within", "min_photos": "--min"}
 """The library's arguments whose flag is not ``--`` and their name with dashes."""
 
 

@@ -15,12 +15,13 @@ from finder.errors import ClassExists, UsageError
 from finder.show import app as ui
 from finder.show import results as out
 from finder.show import text
+from finder.show.commands import filing
 
 ClassArg = ui.argument(str, "NAME", "Class name, e.g. cat.")
 LearnNameArg = ui.argument(
     str | None,
     "NAME",
-    "Class name, e.g. cat (with --import: only this class of the file).",
+    "Class name, e.g. cat (with --import: only this class of the file; none with --from-*).",
     show_default=False,
 )
 ExamplesArg = ui.argument(
@@ -118,11 +119,28 @@ def learn(
     negatives: NotOpt = None,
     drop: DropOpt = None,
     from_file: ImportOpt = None,
+    from_keywords: filing.FromKeywordsOpt = False,
+    from_folders: filing.FromFoldersOpt = None,
+    min_photos: filing.MinOpt = 5,
+    only: filing.OnlyOpt = None,
+    parents: filing.ParentsOpt = False,
     library: ui.LibraryOpt = None,
     as_json: ui.JsonOpt = False,
 ) -> None:
     """Learn class NAME from example photos; learning it again refines it (--add, --not,
-    --drop). --import FILE learns the classes another library exported."""
+    --drop). --import FILE learns the classes another library exported. --from-keywords /
+    --from-folders: a class of each keyword or folder the photos are filed under (then
+    `finder suggest`)."""
+    if from_keywords or from_folders is not None:
+        if name is not None or examples or add or negatives or drop or from_file is not None:
+            raise UsageError("--from-keywords and --from-folders take no NAME nor examples")
+        with ui.open_library(library) as lib:
+            filing.learn_from_filing(
+                lib, from_keywords, from_folders, min_photos, only, parents, as_json
+            )
+        return
+    if only is not None or parents:
+        raise UsageError("--only and --parents go with --from-keywords or --from-folders")
     positives = [str(p) for p in (examples or [])] + [str(p) for p in (add or [])]
     if from_file is not None:
         if positives or negatives or drop:
