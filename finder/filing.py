@@ -90,8 +90,8 @@ class Filing:
         _check_min(min_photos)
         self.folder.require_indexed()
         catalog = self.folder.open_catalog()
-        counts = catalog.keyword_counts()
-        names = catalog.keyword_class_names(class_name)
+        counts = _same_keywords_once(catalog, catalog.keyword_counts())
+        names = class_names((c.path for c in counts), class_name)
         inner = {c.parent for c in counts if c.parent is not None}
         planned = [
             Planned(names[c.path], c.path)
@@ -148,20 +148,26 @@ class Filing:
         root: str | None = None,
     ) -> FilingReport:
         report = FilingReport()
-        catalog = self.folder.open_catalog()
-        known = {f.name: f for f in catalog.filings()}
+        known = {f.name: f for f in self.folder.open_catalog().filings()}
         mine = {
             n: f
             for n, f in known.items()
             if f.source == source
-            and (root is None or f.key == root or f.key.startswith(root.rstrip(os.sep) + os.sep))
+            and _under(f.key, root)
             and _matches(only, f.key.replace(SEP, "/"), path_parts(f.key)[-1], n)
         }
         by_name = {p.name: p for p in planned}
         for name, f in mine.items():  # made before and not planned now: refreshed while filed
-            if name not in by_name and len(catalog.source_ids(source, f.key)):
+            if name not in by_name and len(self.folder.open_catalog().source_ids(source, f.key)):
                 by_name[name] = Planned(name, f.key)
-        keys = {p.key for p in by_name.values()}
+        # the counter-examples come from every class filed the same way (--only or not)
+        keys = {p.key for p in by_name.values()} | {
+            f.key
+            for f in known.values()
+            if f.source == source
+            and _under(f.key, root)
+            and len(self.folder.open_catalog().source_ids(source, f.key))
+        }
         info_key = _backbone_key(self.folder.require_indexed())
         for name in sorted(set(mine) - set(by_name)):  # its keyword or folder holds no photo
             if not any(label == 1 for _, label in self.teaching.examples(name)):
@@ -173,25 +179,22 @@ class Filing:
             key = by_name[name].key
             siblings = tuple(sorted(k for k in keys if k != key and not _related(source, k, key)))
             record = FilingRecord(name, source, key, siblings)
-            before = catalog.get_class(name)
+            before = self.folder.open_catalog().get_class(name)
             if before is not None and name not in known:
                 report.taken_over.append(name)
             if before is not None and name in known and before["backbone"] == info_key:
                 marked = self._marked(name)
-                pos, neg = catalog.filed_ids(record, marked, seed)
+                pos, neg = self.folder.open_catalog().filed_ids(record, marked, seed)
                 stamp = digest(pos, neg, info_key, seed)
                 if known[name].digest == stamp:  # the same photos: the same head
                     if known[name] != FilingRecord(name, source, key, siblings, stamp):
-                        catalog = self.folder.open_catalog_for_writing()
-                        with catalog.transaction():  # filed otherwise, the same photos
-                            catalog.save_filing(FilingRecord(name, source, key, siblings, stamp))
+                        writing = self.folder.open_catalog_for_writing()
+                        with writing.transaction():  # filed otherwise, the same photos
+                            writing.save_filing(FilingRecord(name, source, key, siblings, stamp))
                     report.unchanged.append(name)
                     continue
-            elif before is not None and name in known:
-                pass  # another backbone: trained anew
             self.teaching.apply(Change(name, seed=seed, filing=record))
             (report.refreshed if before is not None else report.learned).append(name)
-            catalog = self.folder.open_catalog()
         return report
 
     def _marked(self, name: str) -> dict[int, int]:
@@ -327,6 +330,30 @@ class Filing:
         if marks:
             self.teaching.apply(Change(record.name, tuple(marks)))
         return done, errors
+
+
+def _same_keywords_once(catalog, counts: list) -> list:
+    """The keyword counts less each plain keyword (``Red``, as IPTC or ``dc:subject`` alone
+    keep it) whose every photo also holds a path ending in it (``Shapes|Red``, from another
+    source of the same photo): one keyword, as within one packet."""
+    by_leaf: dict[str, list[str]] = {}
+    for c in counts:
+        if len(c.parts) > 1:
+            by_leaf.setdefault(c.leaf.lower(), []).append(c.path)
+    out = []
+    for c in counts:
+        longer = by_leaf.get(c.leaf.lower()) if len(c.parts) == 1 else None
+        if longer:
+            under = set().union(*(catalog.images_with_keyword(p) for p in longer))
+            if set(catalog.images_with_keyword(c.path)) <= under:
+                continue
+        out.append(c)
+    return out
+
+
+def _under(key: str, root: str | None) -> bool:
+    """Whether a filing's key is under the folders' ``root`` (any key when None)."""
+    return root is None or key == root or key.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _check_min(min_photos: int) -> None:
