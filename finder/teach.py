@@ -224,7 +224,7 @@ class Teaching:
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
         filing = change.filing or catalog.get_filing(name)
-        filed_pos, filed_neg = self._filed(catalog, filing, existing, change, undone)
+        filed_pos, filed_neg = self._filed(catalog, filing, existing, change)
         if (
             not any(m.label == 1 for m in change.marks)
             and not any(e.label == 1 for e in existing)
@@ -455,7 +455,6 @@ class Teaching:
         filing: FilingRecord | None,
         existing: Sequence,
         change: Change,
-        undone: set[str],
     ) -> tuple[np.ndarray, np.ndarray]:
         """(examples, counter-examples) by id that the class's filing gives, less the photos
         the person marked (their marks win); none without a filing."""

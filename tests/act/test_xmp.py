@@ -123,3 +123,68 @@ def test_a_broken_sidecar_is_reported_and_left_alone(tmp_path: Path, jpg: Path) 
 def test_keywords_with_markup_characters_round_trip(jpg: Path) -> None:
     tag(str(jpg), "cats & <dogs>")
     assert keywords(Path(str(jpg) + ".xmp")) == (["cats & <dogs>"], ["finder|cats & <dogs>"])
+
+
+# -- a keyword in its own hierarchy (finder suggest --apply / --unapply) ------------------------
+def _elements(sidecar: Path) -> list[tuple[str, str, tuple]]:
+    """Every element of a sidecar: (tag, text, attributes), in document order."""
+    root = ET.parse(sidecar).getroot()
+    return [(e.tag, (e.text or "").strip(), tuple(sorted(e.attrib.items()))) for e in root.iter()]
+
+
+def test_file_keyword_into_a_lightroom_sidecar_and_back(tmp_path: Path, jpg: Path) -> None:
+    from finder.act.xmp import file_keyword, unfile_keyword
+    from finder.ingest.keywords import sidecar_keywords
+    from tests.ingest.keyword_files import lightroom_sidecar
+
+    side = jpg.with_suffix(".xmp")  # Lightroom's photo.xmp
+    side.write_text(lightroom_sidecar(["Places|Paris"], ["Paris", "Places"]))
+    before, photo = _elements(side), hashlib.sha256(jpg.read_bytes()).hexdigest()
+    done = file_keyword(str(jpg), ["Flowers", "Tulip"])
+    assert (done.sidecar, done.action) == (str(side), ADD)
+    assert done.added == (("dc:subject", "Tulip"), ("lr:hierarchicalSubject", "Flowers|Tulip"))
+    assert sidecar_keywords(side) == ("Flowers|Tulip", "Places|Paris")
+    after = _elements(side)
+    assert [e for e in after if e[1] not in ("Tulip", "Flowers|Tulip")] == before
+    assert side.read_text().startswith("<?xpacket")  # written back in its own style
+    again = file_keyword(str(jpg), ["Flowers", "Tulip"])
+    assert (again.action, again.added) == (HAS, ())
+    unfile_keyword(str(side), list(done.added))
+    assert _elements(side) == before
+    assert hashlib.sha256(jpg.read_bytes()).hexdigest() == photo
+
+
+def test_file_keyword_creates_a_sidecar_and_unfile_removes_it(jpg: Path) -> None:
+    from finder.act.xmp import file_keyword, unfile_keyword
+    from finder.ingest.keywords import sidecar_keywords
+
+    dry = file_keyword(str(jpg), ["Animals", "Pets", "Rex"], dry_run=True)
+    assert dry.action == CREATE and not Path(dry.sidecar).exists()
+    done = file_keyword(str(jpg), ["Animals", "Pets", "Rex"])
+    assert done.sidecar == f"{jpg}.xmp"
+    assert sidecar_keywords(done.sidecar) == ("Animals|Pets|Rex",)
+    unfile_keyword(done.sidecar, list(done.added))
+    assert not Path(done.sidecar).exists()
+
+
+def test_file_keyword_in_a_digikam_sidecar_adds_its_tags_list(tmp_path: Path, jpg: Path) -> None:
+    from finder.act.xmp import file_keyword
+    from finder.ingest.keywords import sidecar_keywords
+    from tests.ingest.keyword_files import digikam_sidecar
+
+    side = Path(f"{jpg}.xmp")
+    side.write_text(digikam_sidecar(["Places/Paris"]))
+    done = file_keyword(str(jpg), ["Flowers", "Tulip"])
+    assert ("digiKam:TagsList", "Flowers/Tulip") in done.added
+    assert sidecar_keywords(side) == ("Flowers|Tulip", "Places|Paris")
+
+
+def test_a_broken_sidecar_is_not_filed_into(jpg: Path) -> None:
+    from finder.act.xmp import file_keyword
+    from finder.errors import ExportError
+
+    side = Path(f"{jpg}.xmp")
+    side.write_bytes(b"<x:xmpmeta><rdf:RDF><dc:subj")
+    with pytest.raises(ExportError, match="left as it is"):
+        file_keyword(str(jpg), ["Flowers", "Tulip"])
+    assert side.read_bytes() == b"<x:xmpmeta><rdf:RDF><dc:subj"
