@@ -200,7 +200,9 @@ class ClassTables:
             )
             self.db.execute("UPDATE examples SET class_name = ? WHERE class_name = ?", [new, old])
             for table in ("filing", "sidecar_writes"):  # a filed class keeps its source
-                self.db.execute(f"UPDATE {table} SET class_name = ? WHERE class_name = ?", [new, old])
+                self.db.execute(
+                    f"UPDATE {table} SET class_name = ? WHERE class_name = ?", [new, old]
+                )
 
     def example_label(self, name: str, path: str) -> int | None:
         """The label of ``path`` among the examples of class ``name`` (None: not one)."""
