@@ -162,7 +162,8 @@ def test_suggest_rows_are_find_rows_and_every_class_is_counted(filed) -> None:
     cli, root = filed
     cli("learn", "--from-keywords", "--min", "3")
     rows = cli.json("suggest", "red")
-    assert rows and set(rows[0]) == {"path", "probability", "taken"}
+    assert rows and set(rows[0]) >= {"path", "probability", "taken"}
+    assert set(rows[0]) == set(cli.json("find", "red")[0])  # the rows of find --json
     probs = [r["probability"] for r in rows]
     assert probs == sorted(probs, reverse=True)
     assert not any("/tagged/" in r["path"] for r in rows)
