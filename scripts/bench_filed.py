@@ -258,7 +258,6 @@ def teach(
     background_ids = all_ids[np.sort(picked)]
     P = store.get(pos)
     N = store.get(neg) if len(neg) else np.zeros((0, store.dim), np.float32)
-    labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(int)
     saved = train_module.EXPLICIT_NEGATIVE_WEIGHT
     train_module.EXPLICIT_NEGATIVE_WEIGHT = neg_weight  # read by Problem.negatives
     try:
@@ -267,7 +266,6 @@ def teach(
             N,
             store.get(background_ids),
             seed=seed,
-            marked=(np.concatenate([P, N]), labels),
             metric=lib.metric(),
         )
     finally:
