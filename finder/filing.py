@@ -235,7 +235,8 @@ class Filing:
         for key in record.siblings:
             skip.update(catalog.source_ids(record.source, key).tolist())
         skip.update(m.id for m in self.teaching.marks(record.name) if m.id is not None)
-        kept = [m for m in found if m.id not in skip]
+        written = set(catalog.written_paths(record.name))  # filed by finder, not read back yet
+        kept = [m for m in found if m.id not in skip and m.path not in written]
         kept = self._exclusive(record, kept)
         if top is not None:
             kept = kept[:top]
@@ -302,10 +303,48 @@ class Filing:
                 catalog.record_write(record.name, photo, tagged.sidecar, tagged.added)
         return done, errors
 
-    def unapply(self, name: str, photos: Sequence[str]) -> tuple[list[str], list[str]]:
+    def written(self, name: str) -> list[str]:
+        """The photos into whose sidecars ``apply_suggestions`` wrote class ``name``'s keyword
+        (and which it can take back), by path."""
+        return self.folder.open_catalog().written_paths(self.filing(name).name)
+
+    def confirmed(self, name: str) -> list[Match]:
+        """The photos a folder class ``name`` was given ✓ on and that are not in its folder:
+        those to copy or link into it (``file_confirmed``), in the order they were marked."""
+        record = self.filing(name)
+        if record.source != FOLDER:
+            return []
+        return [
+            Match(m.path, 1.0, m.id)
+            for m in self.teaching.marks(record.name)
+            if m.label == 1 and m.id is not None and not _under(m.path, record.key)
+        ]
+
+    def file_confirmed(self, name: str, mode: str) -> list:
+        """Copy (``mode`` ``copy``), link (``link``) or hard-link (``hardlink``) the photos
+        ``confirmed`` for folder class ``name`` into its folder (``finder.act.export``: a name
+        taken is given another, a file already there is left); never moved. Returns what was
+        done to each."""
+        from finder.act.export import export
+
+        record = self.filing(name)
+        if record.source != FOLDER:
+            raise UsageError(
+                f"class {record.name!r} is a keyword: its suggestions are filed by writing the "
+                "keyword into their sidecars"
+            )
+        if mode not in ("copy", "link", "hardlink"):
+            raise UsageError(Arg("mode"), f" must be copy, link or hardlink, not {mode!r}")
+        photos = [m.path for m in self.confirmed(record.name)]
+        return export(photos, record.key, mode) if photos else []
+
+    def unapply(
+        self, name: str, photos: Sequence[str], *, mark: bool = True
+    ) -> tuple[list[str], list[str]]:
         """Take back what ``apply_suggestions`` wrote for class ``name`` into these photos'
-        sidecars (only that), and mark each photo ✗ for the class. Returns (the photos taken
-        back, one line per photo for which nothing was)."""
+        sidecars (only that), and mark each photo ✗ for the class (unless ``mark`` is False:
+        a confirmation undone leaves the photo unjudged). Returns (the photos taken back, one
+        line per photo for which nothing was)."""
         from finder.act.xmp import unfile_keyword
 
         record = self.filing(name)
@@ -327,7 +366,7 @@ class Filing:
             row = catalog.image_by_path(path)
             marks.append(Mark(row.id if row is not None and row.status == OK else None, path, 0))
             done.append(path)
-        if marks:
+        if marks and mark:
             self.teaching.apply(Change(record.name, tuple(marks)))
         return done, errors
 

@@ -406,10 +406,12 @@ class Library:
         :meth:`Filing.apply_suggestions`)."""
         return self.filing.apply_suggestions(name, photos, dry_run=dry_run)
 
-    def unapply_suggestions(self, name: str, photos: Sequence[str]) -> tuple[list[str], list[str]]:
+    def unapply_suggestions(
+        self, name: str, photos: Sequence[str], *, mark: bool = True
+    ) -> tuple[list[str], list[str]]:
         """Take back the keyword finder wrote for ``name`` into these photos' sidecars, and
-        mark them ✗ (see :meth:`Filing.unapply`)."""
-        return self.filing.unapply(name, photos)
+        mark them ✗ unless ``mark`` is False (see :meth:`Filing.unapply`)."""
+        return self.filing.unapply(name, photos, mark=mark)
 
     # -- by image id (the web page) ---------------------------------------------------------
     def image(self, image_id: int) -> ImageRow:

@@ -53,6 +53,7 @@ from finder.library import format_time
 from finder.show import as_json
 from finder.show.text import class_json, forgotten_json, path_bytes
 from finder.show.web.backend import Backend, mark_key
+from finder.show.web.filing_routes import add_routes as add_filing_routes
 from finder.show.web.guard import Guard
 
 HERE = Path(__file__).parent
@@ -419,6 +420,18 @@ def create_app(
             raise BadRequest("nothing to take back: give ids or marks")
         record = await run(backend.drop, request.path_params["name"], ids, keys)
         return JSON(class_json(record))
+
+    add_filing_routes(  # the Suggestions view: /suggest, /api/suggest (issue 25)
+        route,
+        run,
+        page,
+        backend.lib,
+        learn_body=learn_body,
+        object_body=object_body,
+        int_param=int_param,
+        json=JSON,
+        match_json=match_json,
+    )
 
     # -- live updates (static/live.js) ------------------------------------------------
     @route("/api/changes")
