@@ -80,9 +80,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from finder.learn import train as train_module  # noqa: E402
-from finder.learn.scores import calibration_error  # noqa: E402
 from finder.learn.head import Head  # noqa: E402
 from finder.learn.names import class_name  # noqa: E402
+from finder.learn.scores import calibration_error  # noqa: E402
 from finder.learn.train import background_indices, train_head  # noqa: E402
 from finder.library import BackboneChoice, Library  # noqa: E402
 

@@ -83,7 +83,7 @@ def test_confirm_on_the_page_writes_the_same_keyword_in_the_same_hierarchy(
 
     card(pg, first_id).locator('button[data-act="add"]').click()  # ✓
     card(pg, first_id).wait_for(state="detached")
-    pg.locator('#filed-by-finder .card[data-id="%d"]' % first_id).wait_for()
+    pg.locator(f'#filed-by-finder .card[data-id="{first_id}"]').wait_for()
     assert "filed under red" in pg.locator("#toast").inner_text()
     # the sidecar holds the very keyword, in the hierarchy it was found in; nothing else changed
     assert sidecar_keywords(dk) == ("Places|Paris", "Shapes|Red")
@@ -102,8 +102,8 @@ def test_confirm_on_the_page_writes_the_same_keyword_in_the_same_hierarchy(
     assert pg.locator("#filed-by-finder .card[data-id]").count() == 2
 
     # ✗ on a photo finder filed: the keyword taken back (the sidecar it made, gone), marked ✗
-    pg.locator('#filed-by-finder .card[data-id="%d"] button[data-act="not"]' % second_id).click()
-    pg.locator('#suggest-rejected .card[data-id="%d"]' % second_id).wait_for()
+    pg.locator(f'#filed-by-finder .card[data-id="{second_id}"] button[data-act="not"]').click()
+    pg.locator(f'#suggest-rejected .card[data-id="{second_id}"]').wait_for()
     assert not Path(f"{second}.xmp").exists()
     with Library(lib) as library:
         assert library.examples("red") == [(second, 0)]
@@ -111,13 +111,13 @@ def test_confirm_on_the_page_writes_the_same_keyword_in_the_same_hierarchy(
     pg.keyboard.press("ArrowLeft")
     third_id = int(pg.locator("#suggested .card.current").get_attribute("data-id"))
     pg.keyboard.press("n")  # ✗ a suggestion: marked, no longer suggested
-    pg.locator('#suggest-rejected .card[data-id="%d"]' % third_id).wait_for()
+    pg.locator(f'#suggest-rejected .card[data-id="{third_id}"]').wait_for()
     assert card(pg, third_id).count() == 0
-    assert dict((i, p) for i, p in rows)[third_id] not in [p for _, p in suggested(lib)]
-    pg.locator('#suggest-rejected .card[data-id="%d"] button[data-act="undo"]' % third_id).click()
+    assert dict(rows)[third_id] not in [p for _, p in suggested(lib)]
+    pg.locator(f'#suggest-rejected .card[data-id="{third_id}"] button[data-act="undo"]').click()
     card(pg, third_id).wait_for()  # taken back: suggested again
-    pg.locator('#filed-by-finder .card[data-id="%d"] button[data-act="undo"]' % first_id).click()
-    pg.locator('#filed-by-finder .card[data-id="%d"]' % first_id).wait_for(state="detached")
+    pg.locator(f'#filed-by-finder .card[data-id="{first_id}"] button[data-act="undo"]').click()
+    pg.locator(f'#filed-by-finder .card[data-id="{first_id}"]').wait_for(state="detached")
     assert _items(dk) == original  # exactly what finder wrote, taken back
     card(pg, first_id).wait_for()
 
