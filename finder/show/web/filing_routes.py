@@ -33,11 +33,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from finder.answers import Match
 from finder.errors import Arg, UsageError
-from finder.library import Library
-from finder.store.filing import FOLDER, KEYWORD
+from finder.library import Library, Match
 
+KEYWORD, FOLDER = "keyword", "folder"  # a filed class's source, as classes --json says it
 STRIP = 20  # photos judged at one glance
 SHOWN = 200  # suggestions on the page at once (the next ones come as these are judged)
 Route = Callable[..., Callable[[Callable[[Request], Awaitable[Response]]], Any]]
