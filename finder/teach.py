@@ -14,7 +14,10 @@ class; ``restore`` then refuses, saying to rename the new one first.
 
 Inside each change's transaction the change is also appended to the teaching journal
 (``folder.journal``, fsynced before the commit: see :mod:`finder.store.teaching`), so it is
-durable the moment ``apply`` returns and survives the loss of the catalog."""
+durable the moment ``apply`` returns and survives the loss of the catalog.
+
+What the example paths name (files, folders, a video's moments, the marks ``drop`` names) and
+what a filed class's filing gives are read by :mod:`finder.teach_inputs`."""
 
 from __future__ import annotations
 
@@ -33,21 +36,19 @@ from finder.errors import (
     Arg,
     BackboneMismatch,
     ClassExists,
-    DecodeError,
     UnknownClass,
     UsageError,
 )
 from finder.folder import Folder
-from finder.ingest import crawl, decode
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
 from finder.learn.train import background_indices, train_head
-from finder.moments import moment_key, parse_time, split_moment
 from finder.store import files
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
 from finder.store.filing import digest as filing_digest
+from finder.teach_inputs import ExamplePaths, filed_ids
 
 METRIC_FILE = "metric.npz"
 """The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
@@ -106,6 +107,7 @@ class Teaching:
         self.folder = folder
         self.embedder = embedder
         self._metric_memo: tuple[tuple[int, int], tuple[int, str, Metric] | None] | None = None
+        self.inputs = ExamplePaths(folder)  # what example paths name (teach_inputs)
 
     # -- changes --------------------------------------------------------------------------
     def learn(
@@ -127,8 +129,8 @@ class Teaching:
         name = class_name(name)
         self.folder.require_indexed()
         undo = self.marked_paths(name, drop) if drop else []
-        pos_paths = self._example_paths(examples, name)
-        neg_paths = self._example_paths(negatives, name)
+        pos_paths = self.inputs.example_paths(examples, name)
+        neg_paths = self.inputs.example_paths(negatives, name)
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
             raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
@@ -149,28 +151,14 @@ class Teaching:
         return record
 
     def marked_paths(self, name: str, photos: Sequence[str]) -> list[str]:
-        """The paths of class ``name``'s marks (examples and counter-examples) that ``photos``
-        name: a photo's path (it need not exist any more), or a folder holding marked photos.
-        ``UsageError`` for one that names none."""
-        marked = [p for p, _ in self.examples(name)]
-        out: list[str] = []
-        for photo in photos:
-            given = os.fspath(photo)
-            if not given:
-                raise UsageError(Arg("drop"), " needs a photo, not an empty path")
-            wanted = {os.path.abspath(os.path.expanduser(given))}
-            wanted.add(os.path.realpath(next(iter(wanted))))
-            found = [
-                p
-                for p in marked
-                if p in wanted or any(p.startswith(w.rstrip(os.sep) + os.sep) for w in wanted)
-            ]
-            if not found:
-                raise UsageError(
-                    Arg("drop"), f" {given}: not an example or counter-example of {name!r}"
-                )
-            out.extend(found)
-        return list(dict.fromkeys(out))
+        """The paths of class ``name``'s marks that ``photos`` name (see
+        :meth:`ExamplePaths.marked_paths`)."""
+        return self.inputs.marked_paths(name, [p for p, _ in self.examples(name)], photos)
+
+    def moment_of(self, video: str, when: str | float) -> str:
+        """The example key of ``video``'s indexed frame nearest ``when`` (see
+        :meth:`ExamplePaths.moment_of`)."""
+        return self.inputs.moment_of(video, when)
 
     def forget(self, name: str) -> str:
         """Forget class ``name`` (kept ``KEEP_FORGOTTEN``, see ``restore``); returns its name
@@ -224,7 +212,7 @@ class Teaching:
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
         filing = change.filing or catalog.get_filing(name)
-        filed_pos, filed_neg = self._filed(catalog, filing, existing, change)
+        filed_pos, filed_neg = filed_ids(catalog, filing, existing, change.marks, change.seed)
         if (
             not any(m.label == 1 for m in change.marks)
             and not any(e.label == 1 for e in existing)
@@ -352,127 +340,6 @@ class Teaching:
             out[by_path] = self.embedder.vectors_for([marks[k].path for k in by_path])[0]
         return out
 
-    def _example_paths(self, examples: Sequence[str], name: str) -> dict[str, int | None]:
-        """The photos ``examples`` name, each with None: a file as given, a folder's photos (in
-        its sub-folders too) those that can be read; each skipped one is named in
-        ``folder.messages``. A folder with no photo that can be read is refused unless class
-        ``name`` has examples already. A video's moment (``clip.mp4@0:12``) is named by
-        ``moment_key``, with its indexed frame's id (the frame nearest that time)."""
-        out: list[str] = []
-        frames: dict[str, int | None] = {}
-        for ex in examples:
-            moment = split_moment(os.fspath(ex))
-            if moment is not None:
-                key = self.moment_of(*moment)
-                frames[key] = self._moment(key)
-                out.append(key)
-                continue
-            path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
-            if os.path.isdir(path):
-                found = [f.path for f in crawl.walk([path]) if not f.is_dir]
-                if not found:
-                    raise UsageError(f"no photos in the folder {ex}")
-                readable, skipped = self._readable(found)
-                if not readable and not self._has_examples(name):
-                    more = f", and {len(skipped) - 1} more" if len(skipped) > 1 else ""
-                    raise UsageError(
-                        f"no photo in the folder {ex} can be read ({skipped[0]}{more}): "
-                        f"learning {name!r} needs at least one example photo"
-                    )
-                self.folder.messages.extend(f"skipped {why}" for why in skipped)
-                out.extend(readable)
-            elif os.path.exists(path):
-                if crawl.is_video_name(path):
-                    raise UsageError(
-                        f"{ex} is a video: teach with one of its moments, written {ex}@0:12"
-                    )
-                out.append(path)
-            else:
-                raise UsageError(f"no such file: {ex}")
-        return {p: frames.get(p) for p in out}
-
-    def moment_of(self, video: str, when: str | float) -> str:
-        """The example key (``moment_key``) of the indexed frame of ``video`` nearest the time
-        ``when``: frames are taught from their stored vectors, a video is never decoded."""
-        try:
-            seconds = parse_time(when)
-        except UsageError:
-            raise UsageError(
-                f"{video}@{when}: a moment's time is seconds, M:SS or H:MM:SS (e.g. 0:12)"
-            ) from None
-        path = os.path.abspath(os.path.expanduser(os.fspath(video)))
-        catalog = self.folder.open_catalog()
-        row = catalog.image_by_path(path)
-        frames = catalog.frames_of(row.id) if row is not None and row.status == OK else []
-        if not frames:
-            raise UsageError(
-                f"{video} is not an indexed video: index it first, then teach with its moments"
-            )
-        _, t = min(frames, key=lambda f: (abs(f[1] - seconds), f[1]))
-        return moment_key(path, t)
-
-    def _moment(self, key: str) -> int | None:
-        """The frame id an example key names (``moment_key``), None when it names none now."""
-        path, _, when = key.rpartition("@")
-        if not path:
-            return None
-        catalog = self.folder.open_catalog()
-        row = catalog.image_by_path(path)
-        if row is None or row.status != OK:
-            return None
-        try:
-            t = float(when)
-        except ValueError:
-            return None
-        for frame, ft in catalog.frames_of(row.id):
-            if abs(ft - t) < 1e-3:
-                return frame
-        return None
-
-    def _readable(self, paths: Sequence[str]) -> tuple[list[str], list[str]]:
-        """``paths`` less the photos that cannot be read, and for each of those its path and
-        why: an indexed photo is read from the store; another is decoded (small: it is cheap)."""
-        catalog = self.folder.open_catalog()
-        readable, skipped = [], []
-        for path in paths:
-            row = catalog.image_by_path(path)
-            if row is None or row.status != OK:
-                try:
-                    decode.load_rgb(path, (32, 32))
-                except DecodeError as e:
-                    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-                    skipped.append(f"{shown}: {e}")
-                    continue
-            readable.append(path)
-        return readable, skipped
-
-    def _has_examples(self, name: str) -> bool:
-        return any(e.label == 1 for e in self.folder.open_catalog().examples(name))
-
-    def _filed(
-        self,
-        catalog,
-        filing: FilingRecord | None,
-        existing: Sequence,
-        change: Change,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(examples, counter-examples) by id that the class's filing gives, less the photos
-        the person marked (their marks win); none without a filing."""
-        if filing is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        marked: dict[int, int] = {}
-        for e in existing:
-            row = catalog.image_by_path(e.path)
-            if row is not None:
-                marked[int(row.id)] = e.label
-        for m in change.marks:
-            mid = m.id
-            if mid is None and (row := catalog.image_by_path(m.path)) is not None:
-                mid = row.id
-            if mid is not None:
-                marked[int(mid)] = m.label
-        return catalog.filed_ids(filing, marked, change.seed)
-
     def _background(
         self, example_paths: Sequence[str], seed: int, example_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -592,7 +459,7 @@ class Teaching:
             if row is not None:
                 out.append(Mark(row.id if row.status == OK else None, path, label))
             else:  # a video's frame (``moment_key``), or a photo outside the library
-                out.append(Mark(self._moment(path) if "@" in path else None, path, label))
+                out.append(Mark(self.inputs.moment(path) if "@" in path else None, path, label))
         return out
 
     def hits(self, ids: Sequence[int]) -> dict[str, list[int]]:

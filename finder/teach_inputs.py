@@ -1,0 +1,173 @@
+"""What a teaching change is taught from (a part of :mod:`finder.teach`): the photos that
+example paths name (a file, a folder's photos that can be read, a video's moment ``clip.mp4@0:12``
+as its indexed frame), the marks a ``--drop`` names, and the photos a filed class's filing gives
+(:mod:`finder.store.filing`), less those the person marked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from finder.errors import Arg, DecodeError, UsageError
+from finder.folder import Folder
+from finder.ingest import crawl, decode
+from finder.moments import moment_key, parse_time, split_moment
+from finder.store.catalog import OK
+from finder.store.filing import FilingRecord
+
+
+class ExamplePaths:
+    """The photos example paths name in the library in ``folder`` (its catalog: which are
+    indexed, a video's frames); skipped photos are named in ``folder.messages``."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.folder = folder
+
+    def marked_paths(self, name: str, marked: Sequence[str], photos: Sequence[str]) -> list[str]:
+        """The paths among ``marked`` (class ``name``'s examples and counter-examples) that
+        ``photos`` name: a photo's path (it need not exist any more), or a folder holding marked
+        photos. ``UsageError`` for one that names none."""
+        out: list[str] = []
+        for photo in photos:
+            given = os.fspath(photo)
+            if not given:
+                raise UsageError(Arg("drop"), " needs a photo, not an empty path")
+            wanted = {os.path.abspath(os.path.expanduser(given))}
+            wanted.add(os.path.realpath(next(iter(wanted))))
+            found = [
+                p
+                for p in marked
+                if p in wanted or any(p.startswith(w.rstrip(os.sep) + os.sep) for w in wanted)
+            ]
+            if not found:
+                raise UsageError(
+                    Arg("drop"), f" {given}: not an example or counter-example of {name!r}"
+                )
+            out.extend(found)
+        return list(dict.fromkeys(out))
+
+    def example_paths(self, examples: Sequence[str], name: str) -> dict[str, int | None]:
+        """The photos ``examples`` name, each with None: a file as given, a folder's photos (in
+        its sub-folders too) those that can be read; each skipped one is named in
+        ``folder.messages``. A folder with no photo that can be read is refused unless class
+        ``name`` has examples already. A video's moment (``clip.mp4@0:12``) is named by
+        ``moment_key``, with its indexed frame's id (the frame nearest that time)."""
+        out: list[str] = []
+        frames: dict[str, int | None] = {}
+        for ex in examples:
+            moment = split_moment(os.fspath(ex))
+            if moment is not None:
+                key = self.moment_of(*moment)
+                frames[key] = self.moment(key)
+                out.append(key)
+                continue
+            path = os.path.abspath(os.path.expanduser(os.fspath(ex)))
+            if os.path.isdir(path):
+                found = [f.path for f in crawl.walk([path]) if not f.is_dir]
+                if not found:
+                    raise UsageError(f"no photos in the folder {ex}")
+                readable, skipped = self.readable(found)
+                if not readable and not self._has_examples(name):
+                    more = f", and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+                    raise UsageError(
+                        f"no photo in the folder {ex} can be read ({skipped[0]}{more}): "
+                        f"learning {name!r} needs at least one example photo"
+                    )
+                self.folder.messages.extend(f"skipped {why}" for why in skipped)
+                out.extend(readable)
+            elif os.path.exists(path):
+                if crawl.is_video_name(path):
+                    raise UsageError(
+                        f"{ex} is a video: teach with one of its moments, written {ex}@0:12"
+                    )
+                out.append(path)
+            else:
+                raise UsageError(f"no such file: {ex}")
+        return {p: frames.get(p) for p in out}
+
+    def moment_of(self, video: str, when: str | float) -> str:
+        """The example key (``moment_key``) of the indexed frame of ``video`` nearest the time
+        ``when``: frames are taught from their stored vectors, a video is never decoded."""
+        try:
+            seconds = parse_time(when)
+        except UsageError:
+            raise UsageError(
+                f"{video}@{when}: a moment's time is seconds, M:SS or H:MM:SS (e.g. 0:12)"
+            ) from None
+        path = os.path.abspath(os.path.expanduser(os.fspath(video)))
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        frames = catalog.frames_of(row.id) if row is not None and row.status == OK else []
+        if not frames:
+            raise UsageError(
+                f"{video} is not an indexed video: index it first, then teach with its moments"
+            )
+        _, t = min(frames, key=lambda f: (abs(f[1] - seconds), f[1]))
+        return moment_key(path, t)
+
+    def moment(self, key: str) -> int | None:
+        """The frame id an example key names (``moment_key``), None when it names none now."""
+        path, _, when = key.rpartition("@")
+        if not path:
+            return None
+        catalog = self.folder.open_catalog()
+        row = catalog.image_by_path(path)
+        if row is None or row.status != OK:
+            return None
+        try:
+            t = float(when)
+        except ValueError:
+            return None
+        for frame, ft in catalog.frames_of(row.id):
+            if abs(ft - t) < 1e-3:
+                return frame
+        return None
+
+    def readable(self, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+        """``paths`` less the photos that cannot be read, and for each of those its path and
+        why: an indexed photo is read from the store; another is decoded (small: it is cheap)."""
+        catalog = self.folder.open_catalog()
+        readable, skipped = [], []
+        for path in paths:
+            row = catalog.image_by_path(path)
+            if row is None or row.status != OK:
+                try:
+                    decode.load_rgb(path, (32, 32))
+                except DecodeError as e:
+                    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+                    skipped.append(f"{shown}: {e}")
+                    continue
+            readable.append(path)
+        return readable, skipped
+
+    def _has_examples(self, name: str) -> bool:
+        return any(e.label == 1 for e in self.folder.open_catalog().examples(name))
+
+
+def filed_ids(
+    catalog: Any,
+    filing: FilingRecord | None,
+    existing: Sequence[Any],
+    marks: Sequence[Any],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(examples, counter-examples) by id that a class's ``filing`` gives, less the photos the
+    person marked, in ``existing`` (the catalog's examples kept) and ``marks`` (given now):
+    their marks win. None without a filing."""
+    if filing is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    marked: dict[int, int] = {}
+    for e in existing:
+        row = catalog.image_by_path(e.path)
+        if row is not None:
+            marked[int(row.id)] = e.label
+    for m in marks:
+        mid = m.id
+        if mid is None and (row := catalog.image_by_path(m.path)) is not None:
+            mid = row.id
+        if mid is not None:
+            marked[int(mid)] = m.label
+    return catalog.filed_ids(filing, marked, seed)

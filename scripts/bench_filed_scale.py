@@ -1,0 +1,137 @@
+"""What importing a large filed library costs (issue 25's scale item: 2,000 keywords over
+200,000 tagged photos "in minutes"; a refresh after 50 keywords changed retrains only those).
+
+Two measures, CPU seconds (what the run costs whatever else shares the cores) and wall-clock:
+
+1. **One head by its sizes**: ``finder.learn.train.train_head`` as a filed class calls it (the
+   library's metric, a background of 2,000, 2,000 fresh photos), on unit vectors of 1,024 values
+   drawn around 200 centres (the shapes cost the time, not the content), for a keyword on 20,
+   100 (200,000 photos / 2,000 keywords), 1,000 and 5,000 (``MAX_FILED``) photos, each with up to
+   2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings.
+2. **The product path** (``--library DIR``: an indexed library holding keyword classes, e.g.
+   the one ``bench_filed.py --keep`` leaves): copied to a temporary folder, every keyword class
+   trained again (``Library.learn_from_keywords`` with another seed: every digest changes), then
+   refreshed with nothing changed (no class trained: the digests only).
+
+The projection: 2,000 classes x the CPU seconds of a head of the typical size, on one core (a
+refresh trains the changed classes only: 50 x that).
+
+    python scripts/bench_filed_scale.py [--library DIR] [--sizes 20 100 1000 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from finder.learn.metric import whitener  # noqa: E402
+from finder.learn.train import BACKGROUND_SIZE, train_head  # noqa: E402
+from finder.library import Library  # noqa: E402
+from finder.store.filing import MAX_COUNTER_EXAMPLES, MAX_FILED  # noqa: E402
+
+KEYWORDS, PHOTOS, CHANGED = 2000, 200_000, 50
+
+
+def load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def heads_by_size(sizes: list[int], dim: int = 1024, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(200, dim)).astype(np.float32)
+
+    def draw(n: int, centre: int | None = None) -> np.ndarray:
+        c = rng.integers(0, len(centres), n) if centre is None else np.full(n, centre)
+        x = np.maximum(centres[c] + 2.5 * rng.normal(size=(n, dim)).astype(np.float32), 0)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    metric = whitener(draw(8000))
+    background, fresh = draw(BACKGROUND_SIZE), draw(BACKGROUND_SIZE)
+    out = []
+    for p in sizes:
+        p = min(p, MAX_FILED)
+        q = MAX_COUNTER_EXAMPLES
+        P, N = draw(p, 0), draw(q)
+        _, wall, cpu = timed(
+            lambda P=P, N=N: train_head(P, N, background, seed=0, metric=metric, fresh=fresh)
+        )
+        out.append({"filed": p, "counter": q, "cpu_s": round(cpu, 2), "wall_s": round(wall, 1)})
+        print(f"| {p} | {q} | {cpu:.2f} | {wall:.1f} | {load()} |", flush=True)
+    return out
+
+
+def product(library: Path) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="finder-bench-filed-scale-"))
+    try:
+        copy = work / "library"
+        shutil.copytree(library, copy, ignore=shutil.ignore_patterns("thumbs", "*.lock"))
+        with Library(copy) as lib:
+            n = len(lib.folder.open_catalog().filings())
+            report, wall, cpu = timed(lambda: lib.learn_from_keywords(min_photos=1, seed=1))
+            trained = len(report.learned) + len(report.refreshed)
+            again, wall2, cpu2 = timed(lambda: lib.learn_from_keywords(min_photos=1, seed=1))
+        got = {
+            "classes": n,
+            "trained": trained,
+            "cpu_s": round(cpu, 1),
+            "wall_s": round(wall, 1),
+            "cpu_s_per_class": round(cpu / max(trained, 1), 2),
+            "refresh_unchanged": len(again.unchanged),
+            "refresh_trained": len(again.learned) + len(again.refreshed),
+            "refresh_cpu_s": round(cpu2, 2),
+            "refresh_wall_s": round(wall2, 1),
+            "load": load(),
+        }
+        print(json.dumps(got), flush=True)
+        return got
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--library", type=Path, help="an indexed library with keyword classes")
+    ap.add_argument("--sizes", nargs="*", type=int, default=[20, 100, 1000, 5000])
+    args = ap.parse_args()
+    print("| filed photos | counter-examples | head CPU s | wall s | load |")
+    print("|---|---|---|---|---|")
+    sizes = heads_by_size(args.sizes)
+    typical = min(sizes, key=lambda s: abs(s["filed"] - PHOTOS // KEYWORDS))
+    report: dict = {"heads": sizes, "load": load()}
+    if args.library is not None:
+        report["product"] = product(args.library)
+    per = typical["cpu_s"]
+    report["projection"] = {
+        "keywords": KEYWORDS,
+        "photos_per_keyword": typical["filed"],
+        "import_cpu_min": round(KEYWORDS * per / 60, 1),
+        "refresh_after_50_cpu_min": round(CHANGED * per / 60, 1),
+    }
+    print(
+        f"\n{KEYWORDS} keywords of ~{typical['filed']} photos: {KEYWORDS * per / 60:.0f} min of "
+        f"CPU (one core) to import; {CHANGED} changed: {CHANGED * per / 60:.1f} min"
+    )
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
