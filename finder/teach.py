@@ -43,12 +43,12 @@ from finder.folder import Folder
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
-from finder.learn.train import background_indices, train_head
+from finder.learn.train import DEFAULT_CONFIG, background_indices, train_head
 from finder.store import files
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
 from finder.store.filing import digest as filing_digest
-from finder.teach_inputs import ExamplePaths, filed_ids
+from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
 
 METRIC_FILE = "metric.npz"
 """The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
@@ -258,6 +258,7 @@ class Teaching:
             seed=change.seed,  # from the marks that remain and the seed only (issue 24, item 4)
             metric=self.metric(),
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
+            config=FILED_HEAD if filing is not None else DEFAULT_CONFIG,
         )
         held = head.params.pop("held_out_logits", None)
         if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
