@@ -3,11 +3,14 @@
 
 Two measures, CPU seconds (what the run costs whatever else shares the cores) and wall-clock:
 
-1. **One head by its sizes**: ``finder.learn.train.train_head`` as a filed class calls it (the
-   library's metric, a background of 2,000, 2,000 fresh photos), on unit vectors of 1,024 values
-   drawn around 200 centres (the shapes cost the time, not the content), for a keyword on 20,
-   100 (200,000 photos / 2,000 keywords), 1,000 and 5,000 (``MAX_FILED``) photos, each with up to
-   2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings.
+1. **One head by its sizes**: ``finder.learn.train.train_head`` as a filed class calls it
+   (``FILED_HEAD``, the library's metric, a background of 2,000, 2,000 fresh photos) for a
+   keyword on 20, 100 (200,000 photos / 2,000 keywords), 1,000 and 5,000 (``MAX_FILED``)
+   photos, each with 2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings. With
+   ``--library`` (``bench_filed.py --keep``'s, whose tree hard-links ../shared): a real class of
+   its photos (the first with 100 photos or more, labelled by the file each is a link of) and
+   real counter-examples; else unit vectors of 1,024 values drawn around 200 centres (which
+   converge faster: they understate the cost).
 2. **The product path** (``--library DIR``: an indexed library holding keyword classes, e.g.
    the one ``bench_filed.py --keep`` leaves): copied to a temporary folder, every keyword class
    trained again (``Library.learn_from_keywords`` with another seed: every digest changes), then
@@ -38,6 +41,7 @@ from finder.learn.metric import whitener  # noqa: E402
 from finder.learn.train import BACKGROUND_SIZE, train_head  # noqa: E402
 from finder.library import Library  # noqa: E402
 from finder.store.filing import MAX_COUNTER_EXAMPLES, MAX_FILED  # noqa: E402
+from finder.teach_inputs import FILED_HEAD  # noqa: E402
 
 KEYWORDS, PHOTOS, CHANGED = 2000, 200_000, 50
 
@@ -55,27 +59,77 @@ def timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def heads_by_size(sizes: list[int], dim: int = 1024, seed: int = 0) -> list[dict]:
+def synthetic(dim: int = 1024, seed: int = 0):
+    """Unit vectors drawn around 200 centres: ``draw(n, centre)`` (any centre when None)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(200, dim)).astype(np.float32)
 
     def draw(n: int, centre: int | None = None) -> np.ndarray:
-        c = rng.integers(0, len(centres), n) if centre is None else np.full(n, centre)
+        if centre is None or centre < 0:  # any centre (the siblings: any but the class's)
+            c = rng.integers(1 if centre else 0, len(centres), n)
+        else:
+            c = np.full(n, centre)
         x = np.maximum(centres[c] + 2.5 * rng.normal(size=(n, dim)).astype(np.float32), 0)
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
-    metric = whitener(draw(8000))
+    return draw, whitener(draw(8000))
+
+
+def real(library: Path, seed: int = 0):
+    """The library's own vectors, each photo labelled by the folder of the file in
+    ../shared/tf_flowers or ../shared/photos it is a hard link of (``bench_filed.py``'s tree):
+    ``draw(n, label)`` (any photo when None)."""
+    labels: dict[tuple[int, int], str] = {}
+    for base in (ROOT.parent / "shared" / "tf_flowers", ROOT.parent / "shared" / "photos"):
+        for f in base.rglob("*"):
+            if f.is_file():
+                st = f.stat()
+                labels[(st.st_dev, st.st_ino)] = f.parent.name
+    lib = Library(library)
+    store = lib.folder.open_vectors()
+    ids = np.sort(store.ids())
+    paths = lib.folder.open_catalog().paths_for(ids.tolist())
+    got = []
+    for i in ids:
+        try:
+            st = Path(paths[int(i)]).stat()
+        except OSError:
+            got.append("")
+            continue
+        got.append(labels.get((st.st_dev, st.st_ino), ""))
+    names = np.asarray(got)
+    classes = [c for c in np.unique(names) if c and (names == c).sum() >= 100]
+    rng = np.random.default_rng(seed)
+    X = store.get(ids)
+    metric = lib.metric()
+    lib.close()
+
+    def draw(n: int, centre: int | None = None) -> np.ndarray:
+        if centre is None:
+            pool = np.arange(len(ids))
+        elif centre < 0:  # the siblings': photos of the other classes
+            pool = np.flatnonzero((names != classes[0]) & (names != ""))
+        else:
+            pool = np.flatnonzero(names == classes[centre])
+        return X[rng.choice(pool, size=min(n, len(pool)), replace=False)]
+
+    return draw, metric
+
+
+def heads_by_size(sizes: list[int], draw, metric) -> list[dict]:
     background, fresh = draw(BACKGROUND_SIZE), draw(BACKGROUND_SIZE)
     out = []
     for p in sizes:
-        p = min(p, MAX_FILED)
-        q = MAX_COUNTER_EXAMPLES
-        P, N = draw(p, 0), draw(q)
+        P = draw(min(p, MAX_FILED), 0)
+        N = draw(MAX_COUNTER_EXAMPLES, -1)
         _, wall, cpu = timed(
-            lambda P=P, N=N: train_head(P, N, background, seed=0, metric=metric, fresh=fresh)
+            lambda P=P, N=N: train_head(
+                P, N, background, seed=0, metric=metric, fresh=fresh, config=FILED_HEAD
+            )
         )
-        out.append({"filed": p, "counter": q, "cpu_s": round(cpu, 2), "wall_s": round(wall, 1)})
-        print(f"| {p} | {q} | {cpu:.2f} | {wall:.1f} | {load()} |", flush=True)
+        row = {"filed": len(P), "counter": len(N), "cpu_s": round(cpu, 2), "wall_s": round(wall, 1)}
+        out.append(row)
+        print(f"| {len(P)} | {len(N)} | {cpu:.2f} | {wall:.1f} | {load()} |", flush=True)
     return out
 
 
@@ -114,7 +168,8 @@ def main() -> None:
     args = ap.parse_args()
     print("| filed photos | counter-examples | head CPU s | wall s | load |")
     print("|---|---|---|---|---|")
-    sizes = heads_by_size(args.sizes)
+    draw, metric = real(args.library) if args.library is not None else synthetic()
+    sizes = heads_by_size(args.sizes, draw, metric)
     typical = min(sizes, key=lambda s: abs(s["filed"] - PHOTOS // KEYWORDS))
     report: dict = {"heads": sizes, "load": load()}
     if args.library is not None:
