@@ -67,14 +67,28 @@ def platt(
     a, c = prior if prior is not None else (1.0, 0.0)
     a0, c0 = a, c
     lam = strength if prior is not None else 0.0
+
+    def loss(a: float, c: float) -> float:
+        u = a * z + c
+        return float((np.logaddexp(0.0, u) - t * u).sum()) + lam / 2 * (
+            (a - a0) ** 2 + (c - c0) ** 2
+        )
+
+    f = loss(a, c)
     for _ in range(iters):
         p = sigmoid(a * z + c)
         g = np.array([((p - t) * z).sum() + lam * (a - a0), (p - t).sum() + lam * (c - c0)])
         v = p * (1 - p) + 1e-9
         H = np.array([[(v * z * z).sum(), (v * z).sum()], [(v * z).sum(), v.sum()]])
         step = np.linalg.solve(H + (1e-6 + lam) * np.eye(2), g)
-        a, c = a - step[0], c - step[1]
-        if np.abs(step).max() < 1e-8:
+        s = 1.0  # backtracking: a full Newton step can overshoot far (the loss is convex)
+        while s > 1e-6 and loss(a - s * step[0], c - s * step[1]) > f - 1e-4 * s * float(g @ step):
+            s /= 2
+        if s <= 1e-6:
+            break
+        a, c = a - s * step[0], c - s * step[1]
+        f = loss(a, c)
+        if np.abs(s * step).max() < 1e-8:
             break
     return float(a), float(c)
 
