@@ -76,11 +76,16 @@ class HeadConfig:
     # confirmed top-ranked photos near 0 and would collapse the size)
     marks_cv: int = 5  # with marks of both kinds (enough of them): calibrated on their
     # logits under heads fitted without them (this many folds; 0: never), not on the size alone
-    marks_min: int = 10  # ... once there are this many ✓ (examples included) and half as many ✗
-    # (fewer: the marks are likely picked by label, five examples or a few wrong ones singled out)
-    marks_prior: float = 1.0  # ... towards the two-Gaussian calibration with this strength
+    marks_min: int = 6  # ... once there are this many ✓ (examples included) and half as many ✗
+    # (fewer: the marks are likely picked by label, five examples or a few wrong ones singled out;
+    # 6 ✓ and 3 ✗: most classes after their first strip)
+    marks_prior: float = 0.1  # ... towards the two-Gaussian calibration with this strength
     marks_refit: bool = False  # ... and the head fitted again from the size that gives
-    marks_direct: bool = False  # ... and calibrated by that fit (not two Gaussians)
+    marks_direct: bool = True  # ... and calibrated by that fit (False: by two Gaussians at the
+    # size it gives)
+    marks_raise: bool = False  # ... the raise rule still applies (default: not once marks fire)
+    marks_order: str = "diffusion"  # ... pseudo-positives in this order ("head": by a probe's
+    # logits, no diffusion)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
@@ -405,7 +410,11 @@ def _train(
     direct = None
     held = None
     marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
-    order = pb.diffusion_order(cfg)
+    if marks and cfg.marks_order == "head":
+        w0, b0 = pb.probe(cfg.probe_C)
+        order = np.argsort(-(pb.B @ w0 + b0), kind="stable")
+    else:
+        order = pb.diffusion_order(cfg)
     w, b, n_size = _first_head(pb, order, cfg, rng, params, 0 if marks else cfg.rank_top)
     ws, bs = w, b
     if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
@@ -413,7 +422,8 @@ def _train(
     n_class = float(((pb.B @ ws + bs) >= 0).sum())
     if cfg.first_fresh and fresh is not None:  # counted out of the training
         n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
-    n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
+    if not marks or cfg.marks_raise:
+        n_class = _raised(n_class, params.get("median_held_out"), cfg, params)
     if cfg.raise_refit and "raised_from" in params:  # the head too, from the raised size
         params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_class, m)
         w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
