@@ -144,3 +144,22 @@ def test_a_count_that_misses_most_of_the_class_is_raised_by_the_held_out_ranks()
     for med, config in [(30.0, cfg), (40.0, cfg), (None, cfg), (60.0, replace(cfg, raise_at=0.0))]:
         params = {}
         assert _raised(40.0, med, config, params) == 40.0 and "raised_from" not in params
+
+
+def test_six_checks_and_three_crosses_are_labels_the_head_is_calibrated_on():
+    """Issue 23, second pass: from 6 ✓ (examples included) and 3 ✗ the marks calibrate the head
+    (their held-out logits, `HeadConfig.marks_*`) and the raise rule is not applied; with 2 ✗
+    the class is still sized by the count."""
+    X, y = library(n_classes=4, per_class=60, spread=0.3, seed=11)
+    rng = np.random.default_rng(11)
+    pos = rng.choice(np.flatnonzero(y == 0), size=6, replace=False)
+    neg = rng.choice(np.flatnonzero(y == 1), size=3, replace=False)
+    bg = np.setdiff1d(np.arange(len(X)), np.concatenate([pos, neg]))
+    head = train_head(X[pos], X[neg], X[bg])
+    assert "n_class_marks" in head.params and "raised_from" not in head.params
+    held = np.asarray(head.params["held_out_logits"])  # in the calibrated head's scale
+    assert held[:6].mean() > 0 > held[6:].mean()
+    fewer = train_head(X[pos], X[neg[:2]], X[bg])
+    assert "n_class_marks" not in fewer.params
+    members = np.setdiff1d(np.flatnonzero(y == 0), pos)
+    assert (head.proba(X[members]) >= head.threshold).mean() > 0.8
