@@ -63,6 +63,6 @@ def test_platt_from_a_far_prior_reaches_the_minimum_and_never_overshoots():
         z = np.concatenate([rng.normal(0.9, 0.9, 71), rng.normal(-1.0, 0.7, 74)])
         t = np.r_[np.ones(71), np.zeros(74)]
         a, c = platt(z, t, prior=prior, strength=1.0)
-        best = minimize(lambda v: _penalised(z, t, v[0], v[1], prior, 1.0), x0=[1.0, 0.0]).x
+        best = minimize(lambda v, z=z, t=t: _penalised(z, t, *v, prior, 1.0), x0=[1.0, 0.0]).x
         assert 0 < a < 10
         assert abs(a - best[0]) < 1e-3 and abs(c - best[1]) < 1e-3
