@@ -98,15 +98,7 @@ class ClassTables:
             self.db.execute(
                 "INSERT OR REPLACE INTO classes(name, head, backbone, n_pos, n_neg, created, "
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    name,
-                    json.dumps(record["head"]),
-                    record["backbone"],
-                    int(record["n_pos"]),
-                    int(record["n_neg"]),
-                    float(record["created"]),
-                    float(record["updated"]),
-                ],
+                _record_values(record),
             )
             self.db.conn.executemany(
                 "INSERT INTO examples(class_name, path, label, vector, added) "
@@ -217,16 +209,7 @@ class ClassTables:
                 cur = self.db.execute(
                     "INSERT INTO forgotten(name, head, backbone, n_pos, n_neg, created, updated,"
                     " forgotten_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        record["name"],
-                        json.dumps(record["head"]),
-                        record["backbone"],
-                        int(record["n_pos"]),
-                        int(record["n_neg"]),
-                        float(record["created"]),
-                        float(record["updated"]),
-                        float(record["forgotten_at"]),
-                    ],
+                    [*_record_values(record), float(record["forgotten_at"])],
                 )
                 self.db.conn.executemany(
                     "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added)"
@@ -279,3 +262,17 @@ class ClassTables:
             "DELETE FROM examples WHERE class_name = ? AND path = ?",
             [(name, encode_path(p)) for p in paths],
         )
+
+
+def _record_values(record: dict) -> list:
+    """A class record's columns as ``classes`` (and ``forgotten``) hold them: name, head JSON,
+    backbone, n_pos, n_neg, created, updated."""
+    return [
+        record["name"],
+        json.dumps(record["head"]),
+        record["backbone"],
+        int(record["n_pos"]),
+        int(record["n_neg"]),
+        float(record["created"]),
+        float(record["updated"]),
+    ]

@@ -18,7 +18,14 @@ from typing import Any
 from finder.errors import FinderError
 from finder.ingest import crawl
 from finder.store.catalog import Catalog
-from finder.store.journal import KEEP_FORGOTTEN, ClassState, Example, Forgotten, State
+from finder.store.journal import (
+    KEEP_FORGOTTEN,
+    ClassState,
+    Example,
+    Forgotten,
+    State,
+    class_fields,
+)
 
 
 def _file_fingerprint(path: str) -> tuple[str | None, int | None]:
@@ -69,19 +76,6 @@ def from_record(record: dict[str, Any]) -> ClassState:
         created=float(record["created"] or 0.0),
         updated=float(record["updated"] or 0.0),
     )
-
-
-def class_fields(cls: ClassState) -> dict[str, Any]:
-    """The fields of a class record (``Catalog.put_class``), without its examples."""
-    return {
-        "name": cls.name,
-        "head": cls.head,
-        "backbone": cls.backbone,
-        "n_pos": cls.n_pos,
-        "n_neg": cls.n_neg,
-        "created": cls.created,
-        "updated": cls.updated,
-    }
 
 
 def catalog_state(catalog: Catalog, known: State | None = None, read_files: bool = True) -> State:
