@@ -434,6 +434,9 @@ def test_the_journal_is_compacted_and_keeps_every_change(lib, monkeypatch) -> No
 
 def test_a_library_from_before_the_journal_gets_one(lib) -> None:
     cli, tree = lib
+    cli("learn", "green", str(tree / "green" / "0.jpg"))
+    cli("forget", "green", "--yes")
+    kept = forgotten(cli)
     (cli.library / jr.JOURNAL).unlink()
     with sqlite3.connect(cli.library / "catalog.db") as conn:
         conn.execute("DELETE FROM meta WHERE key = 'journal_seq'")
@@ -442,11 +445,14 @@ def test_a_library_from_before_the_journal_gets_one(lib) -> None:
     assert check_code(cli) == 0  # nothing was ever recorded: nothing missing
     cli("learn", "blue", str(tree / "blue" / "1.jpg"))
     model["blue"] = teaching(cli)["blue"]
-    assert set(jr.Journal(cli.library / jr.JOURNAL).replay().state.classes) == {"red", "blue"}
+    state = jr.Journal(cli.library / jr.JOURNAL).replay().state
+    assert set(state.classes) == {"red", "blue"}
+    assert [f.cls.name for f in state.forgotten] == ["green"]  # the catalog's forgotten too
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
         (cli.library / name).unlink(missing_ok=True)
     repaired_and_indexed(cli, tree)
     assert teaching(cli) == model
+    assert forgotten(cli) == kept
 
 
 def test_a_replayed_state_applied_onto_an_empty_catalog_matches_moved_photos(

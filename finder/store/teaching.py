@@ -154,8 +154,8 @@ class Recorder:
                 if not tail.existed or (tail.last_seq == 0 and tail.last_op is None):
                     if have > 0:
                         raise _damaged(journal, f"it lacks the last {have} changes")
-                    if catalog.class_names():  # a library from before the journal
-                        writer.rewrite(catalog_state(catalog))
+                    if catalog.class_names() or catalog.forgotten_classes():
+                        writer.rewrite(_whole_state(catalog))  # a library from before the journal
                 elif tail.last_seq < have:
                     raise _damaged(journal, f"it lacks the last {have - tail.last_seq} changes")
                 elif tail.last_seq > have + 1 or (
@@ -173,6 +173,13 @@ class Recorder:
                 seq = have + 1
                 writer.append({"seq": seq, "t": time.time(), **record})
             catalog.set_meta("journal_seq", seq)
+
+
+def _whole_state(catalog: Catalog) -> State:
+    """What the catalog holds as the journal would: its classes and its forgotten classes."""
+    state = catalog_state(catalog)
+    state.forgotten = forgotten_state(catalog)
+    return state
 
 
 def _damaged(journal: Journal, what: str) -> LibraryDamaged:
