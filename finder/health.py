@@ -16,13 +16,15 @@ from finder.store import check as checks
 from finder.store import repair as repairs
 from finder.store import teaching
 from finder.store.catalog import FAILED, OK, PENDING
+from finder.store.thumbs import ThumbCache
 
 
 class Health:
     """``status``, ``failures``, ``check`` and ``repair`` of the library in ``folder``."""
 
-    def __init__(self, folder: Folder) -> None:
+    def __init__(self, folder: Folder, thumbs: ThumbCache) -> None:
         self.folder = folder
+        self.thumbs = thumbs  # the page's thumbnails: a repair drops those of no image now
 
     # -- status -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -142,4 +144,6 @@ class Health:
             open_store=lambda info: folder.open_vectors_for_writing(),
             settle=folder.settle,
         )
+        catalog = folder.open_catalog_for_writing()  # what it holds now names the thumbnails
+        report.thumbnails_dropped = self.thumbs.sweep(catalog.ok_rows, catalog.frame_stamps)
         return report

@@ -211,7 +211,8 @@ class Indexing:
 
     # -- thumbnails -----------------------------------------------------------------------
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
-        """Make the missing thumbnails of every indexed image: (made, failed)."""
+        """Make the missing thumbnails of every indexed image (a video's: its frames'):
+        (made, failed), a video counted once."""
         catalog = self.folder.open_catalog_for_writing()
         ids = catalog.ok_ids()
         last = max(ids, default=-1)
@@ -219,13 +220,16 @@ class Indexing:
         report = (
             (lambda done: progress(Progress("thumbnails", done, len(ids)))) if progress else None
         )
-        return self.thumbs.make_many(rows, workers=self.embedder.workers, progress=report)
+        return self.thumbs.make_many(
+            rows, frames=catalog.frames_by_video, workers=self.embedder.workers, progress=report
+        )
 
     def _thumbnails_after_run(self, make: bool, progress: ProgressFn | None) -> bool:
         """End of an index run: drop the thumbnails of images that changed or left, make the
         missing ones when asked. Returns True when Ctrl-C stopped it."""
         try:
-            self.thumbs.sweep(self.folder.open_catalog_for_writing().ok_rows)
+            catalog = self.folder.open_catalog_for_writing()
+            self.thumbs.sweep(catalog.ok_rows, catalog.frame_stamps)
             if make:
                 self.make_thumbnails(progress)
         except KeyboardInterrupt:

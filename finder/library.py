@@ -122,7 +122,7 @@ class Library:
         self.carrying = Carrying(self.folder, self.teaching)
         self.answers = Answers(self.folder, self.embedder, self.teaching)
         self.by_id = ById(self.folder, self.teaching, self.answers, self.thumbs)
-        self.health = Health(self.folder)
+        self.health = Health(self.folder, self.thumbs)
         self.indexing = Indexing(self.folder, self.embedder, self.thumbs)
         self.watcher = Watcher(
             self.folder, self.embedder, self.indexing, self.teaching, self.thumbs
@@ -212,7 +212,8 @@ class Library:
         return self.indexing.roots()
 
     def make_thumbnails(self, progress: ProgressFn | None = None) -> tuple[int, int]:
-        """Make the missing thumbnails of every indexed image: (made, failed)."""
+        """Make the missing thumbnails of every indexed image (a video's: its frames'):
+        (made, failed), a video counted once."""
         return self.indexing.make_thumbnails(progress)
 
     def index_progress(self) -> dict[str, Any] | None:

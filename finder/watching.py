@@ -440,7 +440,7 @@ class Watching:
         ok = [r.id for r in cat.rows_by_id([i for i, _ in items]).values() if r.status == "ok"]
         if ok and self.o.thumbnails:
             rows = [r for r in cat.rows_by_id(ok).values()]
-            self.thumbs.make_many(rows, workers=self.embedder.workers)
+            self.thumbs.make_many(rows, frames=cat.frames_by_video, workers=self.embedder.workers)
         batch = Batch(
             new=summary.new,
             changed=summary.changed,

@@ -28,7 +28,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -38,12 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finder.library import Library  # noqa: E402
 from finder.store.catalog import OK  # noqa: E402
+from scripts.chaos_run import data_flags, finder, finder_env, killed_after, tracebacks  # noqa: E402
 
 CORRUPTIONS = (
     "catalog-page",
@@ -216,41 +214,13 @@ def corrupt(library: Path, mode: str, rng: random.Random, cmd_env: dict) -> None
             "store.compact_min, store.compact_fraction = 1, 0.0\n"
             "store.save_index(); lib.close()\n"
         )
-        proc = subprocess.Popen([sys.executable, "-c", code], env=cmd_env)
-        try:
-            proc.wait(timeout=rng.uniform(0.5, 4.0))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-
-
-def finder(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "finder", *args], env=env, capture_output=True, timeout=3600
-    )
-
-
-def tracebacks(*runs: subprocess.CompletedProcess) -> int:
-    """Runs that ended in a traceback, or said more than one line on an error."""
-    bad = 0
-    for run in runs:
-        err = run.stderr.decode(errors="replace")
-        several = run.returncode > 0 and run.returncode != 130 and len(err.splitlines()) > 1
-        if "Traceback" in err or several:  # a killed run (returncode < 0) may say anything
-            print(f"    not one line (exit {run.returncode}): {err[-400:]}")
-            bad += 1
-    return bad
+        killed_after([sys.executable, "-c", code], cmd_env, rng.uniform(0.5, 4.0))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=50)
-    ap.add_argument("--photos", type=Path, default=SHARED / "photos")
-    ap.add_argument(
-        "--model",
-        type=Path,
-        default=SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
-    )
+    data_flags(ap)
     ap.add_argument("--max-delay", type=float, default=16.0, help="seconds before a kill, at most")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--touch", type=int, default=80, help="photos changed before each run")
@@ -271,7 +241,7 @@ def main() -> None:
     rng.shuffle(spare)
     cmd = [sys.executable, "-m", "finder", "index", str(tree), "--library", str(library)]
     cmd += ["--model", str(args.model), "--quiet"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = finder_env()
     inconsistencies = 0
     completed_runs = 0
     corruptions = traced = lost = 0
@@ -281,15 +251,9 @@ def main() -> None:
         for k in range(1, args.kills + 1):
             mutate(tree, rng, spare, args.touch)
             before = ok_paths(library, up_to_date=True)  # indexed, and unchanged since
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             delay = rng.uniform(0.2, args.max_delay)
-            try:
-                proc.wait(timeout=delay)
-                completed_runs += 1  # it finished before the kill: nothing to kill this time
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-            killed = subprocess.CompletedProcess(cmd, proc.returncode, b"", proc.stderr.read())
+            killed, finished = killed_after(cmd, env, delay)
+            completed_runs += finished  # it finished before the kill: nothing to kill this time
             traced += tracebacks(killed)
             mode = order[corruptions % len(order)] if rng.random() < args.corrupt else None
             if not (library / "vectors" / "manifest.json").exists():

@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -42,12 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finder.library import Library  # noqa: E402
 from finder.store.journal import JOURNAL  # noqa: E402
+from scripts.chaos_run import data_flags, finder, finder_env, killed_after, tracebacks  # noqa: E402
 
 CORRUPTIONS = (
     "catalog-truncated",
@@ -66,30 +64,6 @@ CORRUPTIONS = (
 CLASSES = ("alpha", "beta", "gamma", "delta")
 
 Teaching = dict[str, frozenset[tuple[str, int]]]
-
-
-# ------------------------------------------------------------------------------ running
-def finder(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "finder", *args], env=env, capture_output=True, timeout=3600
-    )
-
-
-def tracebacks(*runs: subprocess.CompletedProcess) -> int:
-    """Runs that ended in a traceback, or said more than one line on an error."""
-    bad = 0
-    for run in runs:
-        err = run.stderr.decode(errors="replace")
-        lines = [ln for ln in err.splitlines() if not ln.startswith("finder: next:")]
-        several = run.returncode > 0 and len(lines) > 1
-        if "Traceback" in err or several:  # a killed run (returncode < 0) may say anything
-            print(f"    not one line (exit {run.returncode}): {err[-600:]}")
-            bad += 1
-    return bad
-
-
-def start(argv: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 # ------------------------------------------------------------------------------ the model
@@ -261,12 +235,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=12)
     ap.add_argument("--corrupt", type=float, default=0.5, help="chance a round damages a file")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--photos", type=Path, default=SHARED / "photos")
-    ap.add_argument(
-        "--model",
-        type=Path,
-        default=SHARED / "models" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
-    )
+    data_flags(ap)
     ap.add_argument("--ops", type=int, default=2, help="acknowledged changes per round, at most")
     args = ap.parse_args()
     if not args.photos.is_dir() or not args.model.is_file():
@@ -274,7 +243,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="finder-chaos-teach-"))
     library = work / "library"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = finder_env()
     index_args = ["index", str(args.photos), "--library", str(library), "--quiet"]
     kills = corruptions = traced = inconsistencies = photos_lost = teachings_lost = 0
     undetected = finished = 0
@@ -318,16 +287,10 @@ def main() -> None:
             op = pick_op(rng, candidates, photos)  # this one is killed at a random moment
             median = float(np.median(durations[-20:]))
             delay = rng.uniform(0.3 * median, 1.1 * median)
-            proc = start(op_argv(op, library, path_ids), env)
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
+            killed, _ = killed_after(op_argv(op, library, path_ids), env, delay)
             kills += 1
-            killed = subprocess.CompletedProcess([], proc.returncode, b"", proc.stderr.read())
             traced += tracebacks(killed)
-            unsettled = proc.returncode != 0
+            unsettled = killed.returncode != 0
             finished += not unsettled
             uncertain |= unsettled
             if not unsettled:  # it finished first: acknowledged

@@ -166,6 +166,82 @@ def test_renames_drops_forgets_and_restores_survive_the_loss_of_catalog_and_back
     assert [f.cls.name for f in forgotten] == ["blue"]
 
 
+def lose_catalog(library: Path, backups: bool = False) -> None:
+    """The catalog lost with its -wal/-shm files (and its backups, unless ``backups``)."""
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (library / name).unlink(missing_ok=True)
+    if not backups:
+        shutil.rmtree(library / "backups")
+
+
+class Forgotten(tuple):
+    """A forgotten class as ``classes --forgotten`` lists it: (name, examples, negatives,
+    forgotten at); equal to another when forgotten within a second of it (the journal's record
+    and the catalog's row of one forget are stamped a moment apart)."""
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, tuple) and self[:3] == other[:3] and abs(self[3] - other[3]) < 1.0  # type: ignore[operator]
+        )
+
+    __hash__ = tuple.__hash__
+
+
+def forgotten(cli: CLI) -> list[Forgotten]:
+    return [
+        Forgotten((f["name"], f["examples"], f["negatives"], f["forgotten_at"]))
+        for f in cli.json("classes", "--forgotten")
+    ]
+
+
+def test_forgotten_classes_can_be_listed_and_restored_after_the_catalog_is_lost(lib) -> None:
+    """A forgotten class stays restorable (``classes --forgotten``, ``restore``) when the
+    catalog, its -wal/-shm files and its backups are lost: `repair` puts the forgotten classes
+    the journal keeps back into the catalog; one forgotten and then restored stays a class."""
+    cli, tree = lib
+    teach_after_backup(cli, tree)
+    cli("learn", "blue", str(tree / "blue" / "0.jpg"), "--not", str(tree / "red" / "3.jpg"))
+    model = teaching(cli)
+    cli("forget", "blue", "--yes")
+    cli("forget", "green", "--yes")
+    cli("restore", "green")
+    kept = forgotten(cli)
+    assert [k[:3] for k in kept] == [("blue", 1, 1)]
+    lose_catalog(cli.library)
+    cli.json("repair")
+    assert forgotten(cli) == kept  # before any index
+    cli("index", str(tree), "-q")
+    assert cli("check").stdout.strip() == "no problems found"
+    assert forgotten(cli) == kept
+    assert set(teaching(cli)) == {"red", "green"}
+    cli("restore", "blue")
+    assert teaching(cli) == model and forgotten(cli) == []
+    assert cli("check").stdout.strip() == "no problems found"
+
+
+def test_a_backup_older_than_a_forget_and_a_restore_lists_each_forgotten_class_once(lib) -> None:
+    """The backup holds ``blue`` forgotten and ``red`` live; since then ``blue`` was restored
+    and ``red`` forgotten. After the catalog is lost, `repair` (from that backup and the
+    journal) lists ``red`` alone as forgotten, once, and restores it as it was."""
+    cli, tree = lib
+    cli("learn", "blue", str(tree / "blue" / "0.jpg"), str(tree / "blue" / "1.jpg"))
+    cli("forget", "blue", "--yes")
+    cli("index", str(tree), "-q")  # the backup: red live, blue forgotten
+    cli("restore", "blue")
+    model = teaching(cli)
+    cli("forget", "red", "--yes")
+    kept = forgotten(cli)
+    assert [k[0] for k in kept] == ["red"]
+    lose_catalog(cli.library, backups=True)
+    report = repaired_and_indexed(cli, tree)
+    assert report["restored"]
+    assert forgotten(cli) == kept
+    assert set(teaching(cli)) == {"blue"}
+    cli("restore", "red")
+    assert teaching(cli) == model and forgotten(cli) == []
+    assert cli("check").stdout.strip() == "no problems found"
+
+
 def test_2_nothing_says_which_backbone_the_library_starts_anew(lib, tiny_keras_model: Path) -> None:
     cli, tree = lib
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm", jr.JOURNAL):
@@ -358,6 +434,9 @@ def test_the_journal_is_compacted_and_keeps_every_change(lib, monkeypatch) -> No
 
 def test_a_library_from_before_the_journal_gets_one(lib) -> None:
     cli, tree = lib
+    cli("learn", "green", str(tree / "green" / "0.jpg"))
+    cli("forget", "green", "--yes")
+    kept = forgotten(cli)
     (cli.library / jr.JOURNAL).unlink()
     with sqlite3.connect(cli.library / "catalog.db") as conn:
         conn.execute("DELETE FROM meta WHERE key = 'journal_seq'")
@@ -366,11 +445,14 @@ def test_a_library_from_before_the_journal_gets_one(lib) -> None:
     assert check_code(cli) == 0  # nothing was ever recorded: nothing missing
     cli("learn", "blue", str(tree / "blue" / "1.jpg"))
     model["blue"] = teaching(cli)["blue"]
-    assert set(jr.Journal(cli.library / jr.JOURNAL).replay().state.classes) == {"red", "blue"}
+    state = jr.Journal(cli.library / jr.JOURNAL).replay().state
+    assert set(state.classes) == {"red", "blue"}
+    assert [f.cls.name for f in state.forgotten] == ["green"]  # the catalog's forgotten too
     for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
         (cli.library / name).unlink(missing_ok=True)
     repaired_and_indexed(cli, tree)
     assert teaching(cli) == model
+    assert forgotten(cli) == kept
 
 
 def test_a_replayed_state_applied_onto_an_empty_catalog_matches_moved_photos(

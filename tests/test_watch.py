@@ -20,7 +20,7 @@ import pytest
 
 from finder.library import Library
 from finder.store.catalog import OK
-from tests.conftest import REPO, make_photo, need_real_model
+from tests.conftest import REPO, make_photo
 from tests.test_library import assert_consistent
 
 WAIT = 120.0  # seconds an outcome may take on a loaded machine before a test fails
@@ -135,7 +135,6 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_added_changed_moved_renamed_deleted_while_watching(tmp_path, tree, model_args) -> None:
-    need_real_model()
     library = tmp_path / "lib"
     with Watcher.index(library, [tree], model_args) as w:
         assert w.out[0]["new"] == 9 and status(library)["images"] == 9
@@ -225,7 +224,6 @@ def test_added_changed_moved_renamed_deleted_while_watching(tmp_path, tree, mode
 
 
 def test_a_root_removed_and_put_back_loses_nothing(tmp_path, tree, model_args) -> None:
-    need_real_model()
     library = tmp_path / "lib"
     away = tmp_path / "unplugged"
     with Watcher.index(library, [tree], model_args) as w:
@@ -375,7 +373,6 @@ def test_find_from_another_process_sees_a_watched_photo(tmp_path, tree, model_ar
     """What the watcher commits is what a reader sees: `finder similar` run as its own process
     returns the new photo, and a library held open as `finder serve` holds it (shared, its
     store opened before the photo came) sees it once it refreshes."""
-    need_real_model()
     library = tmp_path / "lib"
     with Watcher.index(library, [tree], model_args, "--thumbnails") as w:
         served = Library.open_shared(library)

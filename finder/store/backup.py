@@ -91,6 +91,7 @@ class RepairReport:
     teaching: dict[str, Any] = field(default_factory=dict)  # teaching.TeachingReport
     started_anew: str | None = None  # nothing said which backbone made the vectors: why
     to_embed: int = 0  # images pending after the repair: what the next index embeds
+    thumbnails_dropped: int = 0  # thumbnails (thumbs/, frames/) of no image or frame now
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

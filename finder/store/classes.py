@@ -98,15 +98,7 @@ class ClassTables:
             self.db.execute(
                 "INSERT OR REPLACE INTO classes(name, head, backbone, n_pos, n_neg, created, "
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    name,
-                    json.dumps(record["head"]),
-                    record["backbone"],
-                    int(record["n_pos"]),
-                    int(record["n_neg"]),
-                    float(record["created"]),
-                    float(record["updated"]),
-                ],
+                _record_values(record),
             )
             self.db.conn.executemany(
                 "INSERT INTO examples(class_name, path, label, vector, added) "
@@ -177,6 +169,57 @@ class ClassTables:
             self.db.execute("DELETE FROM forgotten WHERE id = ?", [row[0]])
         return True
 
+    def forgotten_entries(self) -> list[tuple[dict, list[tuple[str, int, bytes, float]]]]:
+        """Every forgotten class, oldest first: its record (as ``get_class`` gives it, with
+        ``forgotten_at``) and its examples (path, label, vector bytes, added) in their order."""
+        keys = ["id", "name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
+        out = []
+        rows = self.db.execute(
+            f"SELECT {', '.join(keys)}, forgotten_at FROM forgotten ORDER BY forgotten_at, id"
+        ).fetchall()
+        for row in rows:
+            record = dict(zip([*keys, "forgotten_at"], row, strict=True))
+            try:
+                record["head"] = json.loads(record["head"])
+            except (TypeError, ValueError):
+                raise damaged(
+                    self.path, f"the head of forgotten class {record['name']!r} is unreadable"
+                ) from None
+            examples = [
+                (decode_path(p), int(label), vec, float(added or 0.0))
+                for p, label, vec, added in self.db.execute(
+                    "SELECT path, label, vector, added FROM forgotten_examples"
+                    " WHERE forgotten_id = ? ORDER BY id",
+                    [record["id"]],
+                )
+            ]
+            out.append((record, examples))
+        return out
+
+    def put_forgotten(
+        self, entries: Iterable[tuple[dict, Iterable[tuple[str, int, bytes, float]]]]
+    ) -> None:
+        """Make the forgotten classes exactly ``entries`` (a record as ``forgotten_entries``
+        gives it, its examples), in one transaction: what the teaching journal keeps, put back
+        (``finder.store.forgotten``)."""
+        with self.transaction():
+            self.db.execute("DELETE FROM forgotten_examples")
+            self.db.execute("DELETE FROM forgotten")
+            for record, examples in entries:
+                cur = self.db.execute(
+                    "INSERT INTO forgotten(name, head, backbone, n_pos, n_neg, created, updated,"
+                    " forgotten_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [*_record_values(record), float(record["forgotten_at"])],
+                )
+                self.db.conn.executemany(
+                    "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (cur.lastrowid, encode_path(p), int(lab), vec, t)
+                        for p, lab, vec, t in examples
+                    ],
+                )
+
     def purge_forgotten(self, before: float) -> int:
         """Drop the classes forgotten before ``before`` for good; returns how many."""
         with self.transaction():
@@ -219,3 +262,17 @@ class ClassTables:
             "DELETE FROM examples WHERE class_name = ? AND path = ?",
             [(name, encode_path(p)) for p in paths],
         )
+
+
+def _record_values(record: dict) -> list:
+    """A class record's columns as ``classes`` (and ``forgotten``) hold them: name, head JSON,
+    backbone, n_pos, n_neg, created, updated."""
+    return [
+        record["name"],
+        json.dumps(record["head"]),
+        record["backbone"],
+        int(record["n_pos"]),
+        int(record["n_neg"]),
+        float(record["created"]),
+        float(record["updated"]),
+    ]

@@ -25,7 +25,7 @@ crash (``Folder.settle``) and ``finder check`` read the catalog through these.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,60 +73,60 @@ class FrameTables:
             self._set_meta("next_id", start + n)
         return list(range(start, start + n))
 
-    def frame_ids_of(self, video_ids: Sequence[int]) -> list[int]:
-        """The frame ids of these videos (other ids have none)."""
-        out: list[int] = []
-        ids = [int(i) for i in video_ids]
+    def _where_in(self, sql: str, ids: Sequence[int]) -> Iterator[tuple]:
+        """The rows of ``sql`` for ``ids``: its ``{}`` becomes the placeholders of ``_CHUNK``
+        ids at a time (SQLite's limit on variables)."""
+        ids = [int(i) for i in ids]
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id FROM frames WHERE video_id IN ({marks})"
-            out += [r[0] for r in self.db.execute(sql, chunk)]
-        return out
+            yield from self.db.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+    def frame_ids_of(self, video_ids: Sequence[int]) -> list[int]:
+        """The frame ids of these videos (other ids have none)."""
+        return [
+            r[0] for r in self._where_in("SELECT id FROM frames WHERE video_id IN ({})", video_ids)
+        ]
 
     def frames_of(self, video_id: int) -> list[tuple[int, float]]:
         """(frame id, time in seconds) of a video's frames, in time order."""
-        return [
-            (int(i), float(t))
-            for i, t in self.db.execute(
-                "SELECT id, time FROM frames WHERE video_id = ? ORDER BY time", [int(video_id)]
-            )
-        ]
+        return self.frames_by_video([video_id]).get(int(video_id), [])
+
+    def frames_by_video(self, video_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
+        """(frame id, time in seconds) of the frames of each of these ids that is a video with
+        frames, in time order."""
+        out: dict[int, list[tuple[int, float]]] = {}
+        sql = "SELECT video_id, id, time FROM frames WHERE video_id IN ({}) ORDER BY time, id"
+        for v, i, t in self._where_in(sql, video_ids):
+            out.setdefault(int(v), []).append((int(i), float(t)))
+        return out
 
     def frame_rows(self, frame_ids: Sequence[int]) -> dict[int, tuple[int, float]]:
         """For the frame ids among ``frame_ids``: (video id, time in seconds). Ids that are
         not frames (photos) are left out."""
-        out: dict[int, tuple[int, float]] = {}
-        ids = [int(i) for i in frame_ids]
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, video_id, time FROM frames WHERE id IN ({marks})"
-            for i, v, t in self.db.execute(sql, chunk):
-                out[int(i)] = (int(v), float(t))
-        return out
+        sql = "SELECT id, video_id, time FROM frames WHERE id IN ({})"
+        return {int(i): (int(v), float(t)) for i, v, t in self._where_in(sql, frame_ids)}
+
+    def frame_stamps(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """(frame id, its video's size, mtime_ns) of the frames with ``lo <= id < hi``: what
+        names their thumbnails (``ThumbCache.sweep``)."""
+        return [
+            (int(i), int(size), int(mtime))
+            for i, size, mtime in self.db.execute(
+                "SELECT f.id, i.size, i.mtime_ns FROM frames f JOIN images i ON i.id = f.video_id"
+                " WHERE f.id >= ? AND f.id < ?",
+                [int(lo), int(hi)],
+            )
+        ]
 
     def kinds(self, image_ids: Sequence[int]) -> dict[int, str]:
         """The kind ("photo" or "video") of each of these image ids that the catalog has."""
-        out: dict[int, str] = {}
-        ids = [int(i) for i in image_ids]
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, kind FROM images WHERE id IN ({marks})"
-            out.update((int(i), k) for i, k in self.db.execute(sql, chunk))
-        return out
+        sql = "SELECT id, kind FROM images WHERE id IN ({})"
+        return {int(i): k for i, k in self._where_in(sql, image_ids)}
 
     def durations(self, video_ids: Sequence[int]) -> dict[int, float | None]:
         """The duration in seconds of each of these ids that is a video (None: unknown)."""
-        out: dict[int, float | None] = {}
-        ids = [int(i) for i in video_ids]
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, duration FROM images WHERE kind = 'video' AND id IN ({marks})"
-            out.update((int(i), d) for i, d in self.db.execute(sql, chunk))
-        return out
+        sql = "SELECT id, duration FROM images WHERE kind = 'video' AND id IN ({})"
+        return {int(i): d for i, d in self._where_in(sql, video_ids)}
 
     def video_counts(self) -> dict[str, int]:
         """``videos``: ok videos; ``frames``: their frames (the vectors that stand for them)."""

@@ -112,15 +112,24 @@ def decode_vector(entry: dict[str, Any]) -> bytes:
     return raw
 
 
-def class_to_json(cls: ClassState, with_vectors: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "class": cls.name,
+def class_fields(cls: ClassState) -> dict[str, Any]:
+    """The fields of a class record (``Catalog.put_class``), without its examples."""
+    return {
+        "name": cls.name,
         "head": cls.head,
         "backbone": cls.backbone,
         "n_pos": cls.n_pos,
         "n_neg": cls.n_neg,
         "created": cls.created,
         "updated": cls.updated,
+    }
+
+
+def class_to_json(cls: ClassState, with_vectors: bool = True) -> dict[str, Any]:
+    fields = class_fields(cls)
+    out: dict[str, Any] = {
+        "class": fields.pop("name"),
+        **fields,
         "examples": [[encode_path(e.path), e.label] for e in cls.examples.values()],
     }
     if with_vectors:

@@ -19,15 +19,13 @@ changes that were made).
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finder.errors import FinderError, LibraryDamaged
-from finder.ingest import crawl
+from finder.errors import LibraryDamaged
 from finder.store.catalog import Catalog
 from finder.store.journal import (
     JOURNAL,
@@ -36,10 +34,22 @@ from finder.store.journal import (
     Journal,
     Root,
     State,
+    class_fields,
     class_to_json,
     encode_path,
     example_to_json,
     root_to_json,
+)
+from finder.store.taught import (
+    apply_classes,
+    apply_state,
+    catalog_state,
+    class_state,
+    fingerprint_of,
+    forgotten_state,
+    from_record,
+    put_forgotten,
+    same_class,
 )
 
 __all__ = [
@@ -52,158 +62,6 @@ __all__ = [
     "journal_problems",
     "restore_teaching",
 ]
-
-
-# ------------------------------------------------------------------------------ the catalog's side
-def _file_fingerprint(path: str) -> tuple[str | None, int | None]:
-    try:
-        size = os.stat(path).st_size
-        return crawl.fingerprint(path, size), size
-    except (OSError, FinderError):
-        return None, None
-
-
-def _fingerprint(
-    catalog: Catalog, path: str, known: Example | None, read_files: bool = True
-) -> tuple[str | None, int | None]:
-    """A photo's content fingerprint and size: the catalog's, else what the journal recorded,
-    else read from the file."""
-    row = catalog.image_by_path(path)
-    if row is not None and row.fingerprint:
-        return row.fingerprint, row.size
-    if known is not None and known.fingerprint:
-        return known.fingerprint, known.size
-    return _file_fingerprint(path) if read_files else (None, None)
-
-
-def class_state(
-    catalog: Catalog, name: str, known: ClassState | None = None, read_files: bool = True
-) -> ClassState | None:
-    """Class ``name`` as the catalog holds it (fingerprints from the catalog's images, else
-    ``known``'s, else the files)."""
-    record = catalog.get_class(name)
-    if record is None:
-        return None
-    cls = _from_record(record)
-    for path, label, vector, added in catalog.example_rows(name):
-        old = known.examples.get(path) if known is not None else None
-        fp, size = _fingerprint(catalog, path, old, read_files)
-        cls.examples[path] = Example(path, label, vector, fp, size, added)
-    return cls
-
-
-def _from_record(record: dict[str, Any]) -> ClassState:
-    """A catalog class record (``get_class``) as a class state, without its examples."""
-    return ClassState(
-        name=record["name"],
-        head=record["head"],
-        backbone=record["backbone"],
-        n_pos=int(record["n_pos"] or 0),
-        n_neg=int(record["n_neg"] or 0),
-        created=float(record["created"] or 0.0),
-        updated=float(record["updated"] or 0.0),
-    )
-
-
-def class_fields(cls: ClassState) -> dict[str, Any]:
-    """The fields of a class record (``Catalog.put_class``), without its examples."""
-    return {
-        "name": cls.name,
-        "head": cls.head,
-        "backbone": cls.backbone,
-        "n_pos": cls.n_pos,
-        "n_neg": cls.n_neg,
-        "created": cls.created,
-        "updated": cls.updated,
-    }
-
-
-def catalog_state(catalog: Catalog, known: State | None = None, read_files: bool = True) -> State:
-    """The teaching the catalog holds, as a journal :class:`State` (its classes; the library
-    record from its meta). ``known`` lends fingerprints of photos the catalog lacks."""
-    state = State(seq=int(catalog.get_meta("journal_seq", 0) or 0))
-    for name in catalog.class_names():
-        cls = class_state(
-            catalog, name, known.classes.get(name) if known else None, read_files=read_files
-        )
-        if cls is not None:
-            state.classes[name] = cls
-    state.backbone = catalog.get_meta("backbone")
-    state.memory_budget = catalog.get_meta("memory_budget")
-    return state
-
-
-def apply_classes(
-    catalog: Catalog, classes: Iterable[ClassState], remove: Iterable[str] = ()
-) -> int:
-    """Put ``classes`` into the catalog exactly (heads, counts, examples with their vectors),
-    and remove the classes named in ``remove``. An example whose photo is not in the catalog
-    by its path is matched back to an image by its content fingerprint (a moved photo), its
-    path then the image's. Returns how many examples were matched so."""
-    classes = list(classes)
-    by_fp = _images_by_fingerprint(catalog, classes)
-    matched = 0
-    with catalog.transaction():
-        for name in remove:
-            catalog.forget_class(name)
-        for cls in classes:
-            rows: dict[str, tuple[str, int, bytes, float]] = {}
-            for e in cls.examples.values():
-                if e.vector is None:
-                    continue
-                path = e.path
-                if catalog.image_by_path(path) is None and e.fingerprint in by_fp:
-                    path = by_fp[e.fingerprint]
-                    matched += 1
-                rows.setdefault(path, (path, e.label, e.vector, e.added))
-            catalog.put_class(class_fields(cls), rows.values())
-    return matched
-
-
-def apply_state(catalog: Catalog, state: State) -> int:
-    """Make the catalog's classes exactly ``state``'s (a replayed journal): its classes put in
-    (see :func:`apply_classes`), the catalog's others removed, ``meta.journal_seq`` its change
-    number. Returns how many examples were matched back by fingerprint."""
-    gone = [n for n in catalog.class_names() if n not in state.classes]
-    matched = apply_classes(catalog, state.classes.values(), gone)
-    catalog.set_meta("journal_seq", state.seq)
-    return matched
-
-
-def _images_by_fingerprint(catalog: Catalog, classes: Sequence[ClassState]) -> dict[str, str]:
-    """Paths of catalog images by the fingerprints of examples whose path is no image; for
-    an image whose fingerprint is not known yet (pending), of the same size, read now."""
-    lost = [
-        e
-        for cls in classes
-        for e in cls.examples.values()
-        if e.fingerprint and catalog.image_by_path(e.path) is None
-    ]
-    if not lost:
-        return {}
-    wanted = {e.fingerprint for e in lost}
-    out: dict[str, str] = {}
-    db = catalog.db
-    fps = sorted(wanted)  # type: ignore[arg-type]
-    for start in range(0, len(fps), 500):
-        chunk = fps[start : start + 500]
-        sql = (
-            "SELECT fingerprint, path FROM images WHERE fingerprint IN "  # noqa: S608
-            f"({','.join('?' * len(chunk))}) AND status != 'failed' ORDER BY id"
-        )
-        for fp, path in db.execute(sql, chunk):
-            out.setdefault(fp, os.fsdecode(path))
-    sizes = {e.size for e in lost if e.fingerprint not in out and e.size is not None}
-    for size in sorted(sizes):
-        for (path,) in db.execute(
-            "SELECT path FROM images WHERE size = ? AND fingerprint IS NULL "
-            "AND status != 'failed' ORDER BY id",
-            [size],
-        ).fetchall():
-            fp, _ = _file_fingerprint(os.fsdecode(path))
-            if fp in wanted:
-                out.setdefault(fp, os.fsdecode(path))
-    return out
 
 
 # ------------------------------------------------------------------------------ recording
@@ -226,9 +84,9 @@ class Recorder:
         vectors = []
         for path, label, vector, when in rows:
             if path in added_set:
-                fp, size = _fingerprint(catalog, path, None)
+                fp, size = fingerprint_of(catalog, path, None)
                 vectors.append(example_to_json(Example(path, label, vector, fp, size, when)))
-        cls = {k: v for k, v in class_fields(_from_record(record)).items() if k != "name"}
+        cls = {k: v for k, v in class_fields(from_record(record)).items() if k != "name"}
         self._record(
             catalog,
             {
@@ -296,8 +154,8 @@ class Recorder:
                 if not tail.existed or (tail.last_seq == 0 and tail.last_op is None):
                     if have > 0:
                         raise _damaged(journal, f"it lacks the last {have} changes")
-                    if catalog.class_names():  # a library from before the journal
-                        writer.rewrite(catalog_state(catalog))
+                    if catalog.class_names() or catalog.forgotten_classes():
+                        writer.rewrite(_whole_state(catalog))  # a library from before the journal
                 elif tail.last_seq < have:
                     raise _damaged(journal, f"it lacks the last {have - tail.last_seq} changes")
                 elif tail.last_seq > have + 1 or (
@@ -315,6 +173,13 @@ class Recorder:
                 seq = have + 1
                 writer.append({"seq": seq, "t": time.time(), **record})
             catalog.set_meta("journal_seq", seq)
+
+
+def _whole_state(catalog: Catalog) -> State:
+    """What the catalog holds as the journal would: its classes and its forgotten classes."""
+    state = catalog_state(catalog)
+    state.forgotten = forgotten_state(catalog)
+    return state
 
 
 def _damaged(journal: Journal, what: str) -> LibraryDamaged:
@@ -381,8 +246,10 @@ def restore_teaching(
             del final[name]
             report.removed.append(name)
     report.examples_matched = apply_classes(catalog, changed, report.removed)
+    if counts:
+        report.examples_lost += _settle_forgotten(catalog, js, leads)
     after = catalog_state(catalog, known=js)
-    after.forgotten = js.forgotten
+    after.forgotten = forgotten_state(catalog, known=js.forgotten)
     after.retired = {k: v for k, v in js.retired.items() if k not in after.classes}
     after.roots = js.roots
     after.backbone = after.backbone or js.backbone
@@ -392,6 +259,22 @@ def restore_teaching(
     journal.compact(after)
     catalog.set_meta("journal_seq", after.seq)
     return report
+
+
+def _settle_forgotten(catalog: Catalog, js: State, leads: bool) -> int:
+    """Put the journal's forgotten classes into the catalog (restorable again after the
+    catalog was lost): when the journal ``leads``, exactly its; else its with the catalog's
+    that it does not know. A class live again (restored since) is no forgotten one. Returns
+    how many of their examples were lost (no vector anywhere)."""
+    ours = forgotten_state(catalog, known=js.forgotten, read_files=False)
+    live = catalog_state(catalog, read_files=False).classes.values()
+    kept = list(js.forgotten)
+    if not leads:
+        theirs = {same_class(f.cls) for f in kept}
+        kept += [f for f in ours if same_class(f.cls) not in theirs]
+    alive = {same_class(c) for c in live}
+    kept = sorted((f for f in kept if same_class(f.cls) not in alive), key=lambda f: f.at)
+    return put_forgotten(catalog, kept, lend=[*(f.cls for f in ours), *live])
 
 
 def _with_vectors(jc: ClassState, cc: ClassState | None) -> tuple[ClassState, int]:

@@ -3,9 +3,10 @@
 ``LIBRARY/thumbs/<id // 1000>/<id>-<size>-<mtime_ns>.jpg``: sharded so that no folder holds more
 than a thousand files, and named after the file's size and modification time as the catalog
 records them, so a changed image never shows its old thumbnail (the index run re-embeds an image
-exactly when its size or mtime changes). A thumbnail is made on demand (``get``), or for many
-images at once during an index run (``make_many``, ``finder index --thumbnails``); ``sweep``
-drops those whose image changed or left the library.
+exactly when its size or mtime changes). A video's are its frames' (``frames/``, by frame id).
+A thumbnail is made on demand (``get``, ``frame``), or for many images at once during an index
+run (``make_many``, ``finder index --thumbnails``); ``sweep`` (at the end of each index run and
+in ``finder repair``) drops those whose image or frame changed or left the library.
 
 A thumbnail is the draft (DCT-scaled) decode of ``finder.ingest.decode`` with the EXIF
 orientation applied, aspect kept, its short side ``SIZE`` pixels (its long side at most
@@ -19,7 +20,8 @@ import io
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +39,8 @@ SHARD = 1000  # images per folder
 _NAME = re.compile(r"^(\d+)-(\d+)-(-?\d+)\.jpg$")
 
 StampsFn = Callable[[int, int], Iterable[ImageRow]]
+FrameStampsFn = Callable[[int, int], Iterable[tuple[int, int, int]]]
+FramesFn = Callable[[Sequence[int]], Mapping[int, Sequence[tuple[int, float]]]]
 
 
 def render(
@@ -71,7 +75,7 @@ class ThumbCache:
 
     def file_for(self, row: ImageRow) -> Path:
         """Where the thumbnail of ``row`` (as the catalog has it now) lives."""
-        return self.dir / str(row.id // SHARD) / f"{row.id}-{row.size}-{row.mtime_ns}.jpg"
+        return self.dir / str(row.id // SHARD) / _name(row.id, row.size, row.mtime_ns)
 
     @staticmethod
     def stamp(row: ImageRow) -> str:
@@ -93,11 +97,11 @@ class ThumbCache:
         self._drop_others(row.id, keep=target.name)
         return target
 
-    # A video's moments: ``frames/<frame id // 1000>/<frame id>-<size>-<mtime_ns>.jpg`` (out of
-    # ``sweep``'s way; a changed video's frames get new ids, so a stale one is never shown).
+    # A video's moments: ``frames/<frame id // 1000>/<frame id>-<size>-<mtime_ns>.jpg`` (a
+    # changed video's frames get new ids, so a stale one is never shown; ``sweep`` drops it).
     def frame_file(self, row: ImageRow, frame: int) -> Path:
         """Where the thumbnail of frame ``frame`` of video ``row`` lives."""
-        return self.dir / "frames" / str(frame // SHARD) / f"{frame}-{row.size}-{row.mtime_ns}.jpg"
+        return self.dir / "frames" / str(frame // SHARD) / _name(frame, row.size, row.mtime_ns)
 
     def frame(self, row: ImageRow, frame: int, seconds: float) -> Path:
         """The thumbnail of the frame ``frame`` of video ``row`` (at ``seconds``), made now
@@ -125,20 +129,42 @@ class ThumbCache:
         """Delete the thumbnails of ``ids``; returns how many files went."""
         return sum(self._drop_others(int(i)) for i in ids)
 
-    def sweep(self, rows_between: StampsFn) -> int:
+    def sweep(self, rows_between: StampsFn, frames_between: FrameStampsFn | None = None) -> int:
         """Delete every thumbnail whose image is no longer an ok image of the catalog, or has
-        changed since. ``rows_between(lo, hi)`` gives the ok rows with ``lo <= id < hi``."""
-        if not self.dir.is_dir():
+        changed since, and (with ``frames_between``) every frame's thumbnail whose frame is no
+        longer one or whose video has changed; also what a killed write left (a temporary file
+        older than a minute). ``rows_between(lo, hi)`` gives the ok rows with ``lo <= id < hi``;
+        ``frames_between(lo, hi)`` the (frame id, its video's size, mtime_ns) of the frames
+        with ``lo <= frame id < hi``. Returns how many files went."""
+        dropped = self._sweep(
+            self.dir, lambda lo, hi: {self.file_for(r).name for r in rows_between(lo, hi)}
+        )
+        if frames_between is not None:
+            dropped += self._sweep(
+                self.dir / "frames",
+                lambda lo, hi: {_name(*stamp) for stamp in frames_between(lo, hi)},
+            )
+        return dropped
+
+    @staticmethod
+    def _sweep(folder: Path, names_between: Callable[[int, int], set[str]]) -> int:
+        """Delete the thumbnails in the shards of ``folder`` not named in ``names_between``
+        (the names to keep in the shard of ids ``lo <= id < hi``)."""
+        if not folder.is_dir():
             return 0
         dropped = 0
-        for shard in os.scandir(self.dir):
+        old = time.time() - 60
+        for shard in os.scandir(folder):
             if not (shard.is_dir() and shard.name.isdigit()):
                 continue
             lo = int(shard.name) * SHARD
-            keep = {self.file_for(r).name for r in rows_between(lo, lo + SHARD)}
+            keep = names_between(lo, lo + SHARD)
             for entry in os.scandir(shard.path):
-                stale_tmp = entry.name.startswith(".") and entry.name.endswith(".tmp")
-                if (stale_tmp or _NAME.match(entry.name)) and entry.name not in keep:
+                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    stale = _mtime(entry) < old  # a write in flight is younger
+                else:
+                    stale = bool(_NAME.match(entry.name)) and entry.name not in keep
+                if stale:
                     Path(entry.path).unlink(missing_ok=True)
                     dropped += 1
         return dropped
@@ -147,24 +173,32 @@ class ThumbCache:
         self,
         rows: Iterable[ImageRow],
         *,
+        frames: FramesFn | None = None,
         workers: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[int, int]:
         """Make the missing thumbnails of ``rows`` in a thread pool (Pillow decodes without the
-        GIL). Returns (made, failed); ``progress(done)`` is called as they complete."""
+        GIL): a photo's, and a video's frames' (``frames(ids)`` gives the frames, (frame id,
+        time), of the videos among ``ids``: what the page shows for a video). Returns (made,
+        failed), counting items (a video is one); ``progress(done)`` is called as they
+        complete."""
         made = failed = done = 0
 
-        def one(row: ImageRow) -> bool:
+        def one(job: tuple[ImageRow, Sequence[tuple[int, float]] | None]) -> bool:
+            row, moments = job
             try:
-                self.make(row)
+                if moments is None:
+                    self.make(row)
+                for frame, seconds in moments or ():
+                    self.frame(row, frame, seconds)
                 return True
             except (DecodeError, OSError):
                 return False
 
         # In chunks, so that Ctrl-C waits for one chunk, not for every image of the library.
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for chunk in _chunks((r for r in rows if self.cached(r) is None), CHUNK):
-                for ok in pool.map(one, chunk):
+            for chunk in _chunks(rows, CHUNK):
+                for ok in pool.map(one, self._missing(chunk, frames)):
                     made += ok
                     failed += not ok
                     done += 1
@@ -172,8 +206,37 @@ class ThumbCache:
                         progress(done)
         return made, failed
 
+    def _missing(
+        self, rows: list[ImageRow], frames: FramesFn | None
+    ) -> list[tuple[ImageRow, list[tuple[int, float]] | None]]:
+        """What of ``rows`` lacks a thumbnail: (a photo's row, None), (a video's row, its frames
+        that lack one)."""
+        videos = frames([r.id for r in rows]) if frames is not None else {}
+        out: list[tuple[ImageRow, list[tuple[int, float]] | None]] = []
+        for row in rows:
+            if row.id in videos:
+                todo = [m for m in videos[row.id] if not self.frame_file(row, m[0]).is_file()]
+                if todo:
+                    out.append((row, todo))
+            elif self.cached(row) is None:
+                out.append((row, None))
+        return out
+
 
 CHUNK = 64
+
+
+def _name(key: int, size: int, mtime_ns: int) -> str:
+    """The file name of the thumbnail of image (or frame) ``key`` of a file of this size and
+    modification time."""
+    return f"{key}-{size}-{mtime_ns}.jpg"
+
+
+def _mtime(entry: os.DirEntry) -> float:
+    try:
+        return entry.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already
 
 
 def _write(target: Path, data: bytes) -> None:

@@ -248,3 +248,30 @@ def test_keras_file_and_tflite_run_as_saved(tmp_path):
     assert build(model=str(path), precision="auto").info.precision == "float32"
     with pytest.raises(BackboneError, match="runs as its model file says"):
         build(model=str(path), precision="bfloat16")
+
+
+def test_the_tiny_model_of_the_suite_tells_its_photos_apart(tmp_path, tiny_keras_model) -> None:
+    """The suite without ../shared runs on conftest's tiny untrained model: its vectors must
+    tell the test photos apart by more than the float16 the store keeps them in can blur (a
+    first version put every photo at cosine 0.9999+ to the others: a photo embedded afresh did
+    not find its own twin first), and a kind's photos nearer one another than other kinds'."""
+    from finder.ingest.decode import load_views
+    from tests.conftest import make_photo
+
+    kinds = ("red", "blue", "green")
+    paths = [
+        make_photo(tmp_path / f"{kind}{i}.jpg", kind, seed=10 * k + i)
+        for k, kind in enumerate(kinds)
+        for i in range(4)
+    ]
+    b = build(model=str(tiny_keras_model), layer="pool")
+    v = b.embed(np.concatenate([load_views(p, b.info.input_size, 1) for p in paths]))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    stored = v.astype(np.float16).astype(np.float32)
+    sims = v @ stored.T
+    assert list(np.argmax(sims, axis=1)) == list(range(len(paths)))  # each finds itself
+    others = sims - 10 * np.eye(len(paths))
+    assert others.max() < 0.999
+    kind = np.repeat(np.arange(len(kinds)), 4)
+    same = kind[:, None] == kind[None, :]
+    assert sims[same & ~np.eye(len(paths), dtype=bool)].mean() > sims[~same].mean() + 0.3

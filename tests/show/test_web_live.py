@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from finder.library import Library
-from tests.conftest import CLI, make_photo, need_real_model
+from tests.conftest import CLI, make_photo
 from tests.show.test_web import TOKEN, Server
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _real_model() -> None:
-    need_real_model()  # the module's library is shared by its tests, in order
 
 
 @pytest.fixture(scope="module")
