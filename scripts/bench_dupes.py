@@ -51,7 +51,8 @@ unrelated 0.45, ~2 neighbours >= 0.8 a photo). Planted pairs: in every chunk of 
 the photos are edited copies of a random earlier photo (``h`` plus ``tau`` times fresh
 variation, ``tau`` uniform in [0.1, 1.0]: cosine 0.80 to 0.998) and 5 % are burst shots of one
 (``tau`` in [1.0, 1.5]: cosine 0.65 to 0.85, near the threshold, many just below it). Vectors
-are generated and stored in chunks (never all in memory).
+are generated and stored in chunks (never all in memory), float32, the per-unit noise (most of
+the generator's work) drawn on a thread per core, cut and normalised in place.
 
 It reports the index way's two steps apart (the join of the IVF lists on the codes, giving
 candidates; the exact cosine of each candidate from the raw vectors), the exact way (every
