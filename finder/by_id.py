@@ -61,7 +61,8 @@ def browser_photo(row: ImageRow) -> BrowserPhoto:
 class Changes:
     """What changed in the library's answers after the moment ``since``
     (:meth:`ById.changes_since`): ``added``, the photos embedded since (new, or changed and
-    embedded again), oldest first; ``classes``, which of them each class finds now; ``counts``
+    embedded again), oldest first; ``classes``, which of them each class finds now (a video by
+    the moment it is found at, its best: :meth:`~finder.teach.Teaching.hits`); ``counts``
     (``ok``, ``pending``, ``failed``) as they are. ``stamp`` is the moment they go up to, the
     next call's ``since``; ``complete`` False: more changed than one answer holds, or some are
     not in the read-only vectors yet (they come after ``refresh``): ask again soon."""

@@ -44,6 +44,7 @@ from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
 from finder.learn.train import DEFAULT_CONFIG, background_indices, train_head
+from finder.moments import group
 from finder.store import files
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
@@ -466,21 +467,26 @@ class Teaching:
     def hits(self, ids: Sequence[int]) -> dict[str, list[int]]:
         """For each class learned on this library's backbone, which of ``ids`` it finds now (at
         or above its cut-off): every class scores them at once, one product of their stored
-        vectors with the stacked heads, without a search of the library. Ids without a stored
-        vector (not indexed, or not yet seen by read-only vectors) are left out."""
+        vectors with the stacked heads, without a search of the library. A video is scored by
+        its frames, as ``find`` scores it: found when one of its moments is, and named by the
+        best of them (the id its card on a class page has). In the order of ``ids``; ids
+        without a stored vector (not indexed, or not yet seen by read-only vectors) are left
+        out."""
         info = self.folder.recorded_backbone()
         if not len(ids) or not info:
             return {}
         key = _backbone_key(info)
+        catalog = self.folder.open_catalog()
         heads = [
             (c["name"], Head.from_dict(c["head"]))
-            for c in self.folder.open_catalog().classes()
+            for c in catalog.classes()
             if c["backbone"] == key
         ]
         if not heads:
             return {}
         store = self.folder.open_vectors()
-        wanted = np.asarray(ids, dtype=np.int64)
+        asked = [int(i) for i in ids]
+        wanted = np.asarray(asked + catalog.frame_ids_of(asked), dtype=np.int64)
         wanted = wanted[store.has(wanted)]
         if not len(wanted):
             return {}
@@ -488,9 +494,15 @@ class Teaching:
         w = np.stack([h.w for _, h in heads], axis=1)
         b = np.asarray([h.b for _, h in heads], dtype=np.float32)
         cut = np.asarray([h.logit_threshold for _, h in heads], dtype=np.float32)
-        found = (x @ w + b) >= cut
+        z = x @ w + b
+        place = {i: k for k, i in enumerate(asked)}
         out = {}
         for k, (name, _) in enumerate(heads):
-            if found[:, k].any():
-                out[name] = wanted[found[:, k]].tolist()
+            hit = np.flatnonzero(z[:, k] >= cut[k])
+            if not len(hit):
+                continue
+            best = hit[np.argsort(-z[hit, k], kind="stable")]
+            items = group(catalog, wanted[best], z[best, k])  # a video once, at its best frame
+            order = np.argsort([place.get(int(i), len(place)) for i in items.ids], kind="stable")
+            out[name] = items.keys[order].tolist()
         return out

@@ -238,3 +238,39 @@ def test_dupes_groups_a_clip_re_encoded(taught, tree, sources, tmp_path) -> None
     assert sorted(Path(f["path"]).name for f in group["files"]) == sorted(VIDEOS)
     under = cli.json("dupes", "--under", str(tree / "videos"))["groups"]
     assert [sorted(Path(f["path"]).name for f in g["files"]) for g in under] == [sorted(VIDEOS)]
+
+
+def test_a_new_video_is_among_the_new_finds_of_a_class_at_its_best_moment(taught) -> None:
+    """The page's live note ("1 new photo of cat") and a class page's re-rank come from
+    ``/api/changes``' ``classes``: a video embedded since the page was shown is there once for
+    each class that finds one of its moments, by the frame its card on the class page shows
+    (its best for that class), as photos are by their id; and it agrees with ``find``."""
+    from tests.show.test_web import TOKEN, Server
+
+    server = Server(taught)
+    try:
+        r = server.client.get("/api/changes", params={"since": "page:0.0", "token": TOKEN})
+        assert r.status_code == 200, r.text
+        live = r.json()
+    finally:
+        server.stop()
+    assert not live["again"]
+    told = live["classes"]["cat"]
+    assert len(told) == len(set(told))
+    with Library(taught) as lib:
+        found = lib.find("cat")
+        videos = [m for m in found if m.kind == "video"]
+        assert len(videos) == len(VIDEOS)
+        assert {m.id for m in videos} <= set(live["added"])  # the videos arrived...
+        assert not {m.id for m in videos} & set(told)  # ...and are named by a moment
+        catalog = lib.folder.open_catalog()
+        for m in videos:
+            frames = {f for f, _ in catalog.frames_of(m.id)}
+            (moment,) = frames & set(told)  # once a video
+            prob = {name: p for name, p, _ in lib.class_scores(moment)}["cat"]
+            assert prob == pytest.approx(m.score, abs=1e-5)  # its best moment (ties aside)
+        photos = {m.id for m in found if m.kind == "photo"}
+        assert set(told) - photos == {m for m in told if catalog.frame_rows([m])}
+        assert photos <= set(told)
+        # the watcher's lines count a video once too
+        assert len(told) == len(found)
