@@ -6,7 +6,8 @@
 * ``live.py``: the page's live updates (``/api/changes``, ``/live/cards``);
 * ``media.py``: images and videos by catalog id only (``/thumb/``, ``/photo/``, ``/video/``);
 * ``filing_routes.py``: the Suggestions view (``/suggest``, ``/api/suggest``, ``/api/file``:
-  issue 25), given the site's helpers (``add_filing``).
+  issue 25), given the site's helpers (``add_filing``);
+* ``strips.py``: teaching by the strip (``/strip/{name}``, ``/api/strip/{name}``).
 
 Errors are one line: ``{"error": "..."}`` with a 4xx status (an HTML page for the pages), and
 the library is left as it was. ``guard.py`` checks the Host, the token and the origin first.
@@ -31,7 +32,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from finder.library import format_time
-from finder.show.web import api, live, media, pages
+from finder.show.web import api, live, media, pages, strips
 from finder.show.web.backend import Backend, mark_key
 from finder.show.web.filing_routes import add_routes as add_filing_routes
 from finder.show.web.guard import Guard
@@ -57,7 +58,7 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 #: The modules of routes, in the order their routes are matched.
-ROUTES = (pages, api, live, media)
+ROUTES = (pages, api, live, media, strips)
 
 
 def add_filing(site: Site) -> None:

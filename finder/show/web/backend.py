@@ -243,6 +243,8 @@ class Backend:
             "marks": marks,
             "ranked": page,
             "review": None,  # fetched apart (review_view), or given by teach_class
+            "strip": None,  # fetched apart (strip_view), or given by teach_strip
+            "estimate": lib.estimate(record["name"]),
             "classes": lib.classes(),
             "stamp": stamp,
         }
@@ -251,10 +253,25 @@ class Backend:
         self, name: str, marks: dict[str, list[int]], limit: int, n: int
     ) -> dict[str, Any]:
         """A ✓, ✗ or undo on the class page (``marks``: ``add``, ``not``, ``undo`` ids), and the
-        class page after it, its ``n`` photos to review included: one request a click."""
+        class page after it: one request a click. (The strip on the page stays as it is, the
+        person's flips on it kept: ``n`` is not used since strips replaced the review row.)"""
+        record = self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        return self.class_view(record["name"], 0, limit)
+
+    def strip_view(self, name: str, n: int) -> dict[str, Any]:
+        """The strip of ``n`` photos class ``name`` wants a verdict on (``Library.strip``)."""
+        record = self.lib.class_record(name)
+        return {"record": record, "strip": self.lib.strip(record["name"], n)}
+
+    def teach_strip(
+        self, name: str, marks: dict[str, list[int]], limit: int, n: int
+    ) -> dict[str, Any]:
+        """A strip confirmed (``add``: its ✓, ``not``: its ✗) or taken back (``undo``): every
+        photo of it taught at once, one retraining, and the class page after it with the next
+        strip of ``n``."""
         record = self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
         view = self.class_view(record["name"], 0, limit)
-        view["review"] = self.review(record["name"], n)
+        view["strip"] = self.lib.strip(record["name"], n)
         return view
 
     def teach_photo(
