@@ -800,7 +800,8 @@ def test_a_strip_through_the_api_and_the_page(server: Server, library: Path) -> 
     tile = r'class="verdict (is-yes|is-no)[^"]*" data-id="(\d+)" data-guess="(\d)"'
     shown = re.findall(tile, page)
     assert [int(i) for _, i, _ in shown] == [p["id"] for p in photos]  # the same strip again
-    assert all((k == "is-yes") == (g == "1") == p["guess"] for (k, _, g), p in zip(shown, photos, strict=True))
+    for (kind, _, guess), p in zip(shown, photos, strict=True):
+        assert (kind == "is-yes") == (guess == "1") == p["guess"]
     ids = [p["id"] for p in photos]
     add = [i for i in ids if i in blue]
     not_ = [i for i in ids if i not in blue]
