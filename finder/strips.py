@@ -29,7 +29,7 @@ from finder.learn.estimate import Mark as EstimateMark
 from finder.learn.estimate import estimate
 from finder.learn.head import sigmoid
 from finder.learn.strip import StripPlan, choose_strip
-from finder.moments import group
+from finder.moments import Items, group
 from finder.store.strips import Offer
 from finder.teach import Teaching
 
@@ -83,7 +83,11 @@ class Strips:
                 and not marked & {o.image_id for o in offers}
             ):
                 return self._shown(name, last, offers, head)
-        items = group(catalog, *store.search_linear(head.w, head.b))
+        ids, scores = store.search_linear(head.w, head.b)  # every image: the draws need all
+        if catalog.video_counts()["frames"]:  # one item per video (its best frame)
+            items = group(catalog, ids, scores)
+        else:  # photos only: no lookup of 100,000 ids for frames
+            items = Items(ids, ids.copy(), scores)
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = np.flatnonzero(~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids))
         z = items.scores[free].astype(np.float64)

@@ -43,7 +43,7 @@ def add(site: Site) -> None:
 
     @route("/api/classes")
     async def api_classes(request: Request) -> Response:
-        return JSON([class_json(r) for r in await run(backend.lib.classes)])
+        return JSON(await run(backend.classes_json))
 
     @route("/api/progress")
     async def api_progress(request: Request) -> Response:

@@ -22,6 +22,7 @@ import anyio
 
 from finder.errors import Arg, FinderError, UsageError
 from finder.library import Change, ImageRow, Library, Match
+from finder.show.text import class_json
 
 T = TypeVar("T")
 KEY_LENGTH = 16  # hex digits of a mark's key
@@ -183,6 +184,17 @@ class Backend:
             "forgotten": lib.forgotten(),
             "stamp": stamp,
         }
+
+    def classes_json(self) -> list[dict[str, Any]]:
+        """The classes as ``classes --json`` gives them, each with its ``estimate``."""
+        out = []
+        for record in self.lib.classes():
+            try:
+                estimate = self.lib.estimate(record["name"])
+            except FinderError:  # learned with another backbone
+                estimate = None
+            out.append(class_json(record) | {"estimate": estimate})
+        return out
 
     # -- a class's life ------------------------------------------------------------------------
     def rename(self, name: str, new: str) -> dict[str, Any]:
