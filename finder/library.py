@@ -339,6 +339,11 @@ class Library:
         strip's (see :class:`~finder.strips.Strips`). Teach it with one ``learn_ids``."""
         return self.strips.strip(name, n)
 
+    def skip(self, name: str, ids: Sequence[int], skipped: bool = True) -> None:
+        """Photos of class ``name``'s strips skipped ("not sure": they teach nothing and are
+        not offered again); ``skipped`` False offers them again."""
+        self.strips.skip(name, list(ids), skipped)
+
     def estimate(self, name: str) -> dict | None:
         """How good class ``name``'s answer is: ``{"precision", "precision_range",
         "recall", "recall_range", "marks"}`` from the marks of random draws; None until there

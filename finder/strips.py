@@ -74,6 +74,7 @@ class Strips:
         head = self.teaching.head(name)
         catalog, store = self.folder.open_catalog(), self.folder.open_vectors()
         marked = {m.id for m in self.teaching.marks(name)} - {None}
+        marked |= catalog.skipped(name)  # "not sure": never offered again
         last = catalog.last_strip(name)
         if last is not None:
             offers = catalog.strip_offers(name, last)
@@ -109,6 +110,17 @@ class Strips:
             offers = [Offer(i, -1, c, g, at) for i, c, g in rows]
             return self._shown(name, None, offers, head)  # answered, not remembered
         return self._shown(name, number, writer.strip_offers(name, number), head)
+
+    def skip(self, name: str, ids: list[int], skipped: bool = True) -> None:
+        """Photos (image ids, a video's by its frame) of class ``name``'s strips skipped: "not
+        sure", they teach nothing and are never offered again; or, ``skipped`` False, offered
+        again (a strip taken back). Ids no strip of the class offered are refused."""
+        name = self.teaching.class_record(name)["name"]
+        offered = {o.image_id for o in self.folder.open_catalog().strip_offers(name)}
+        wrong = next((i for i in ids if i not in offered), None)
+        if wrong is not None:
+            raise UsageError(Arg("skip"), f": photo {wrong} was not offered in a strip of {name!r}")
+        self.folder.open_catalog_for_writing().skip(name, ids, skipped)
 
     def _shown(self, name: str, number: int | None, offers: list[Offer], head) -> Strip:
         """The strip's photos as matches (scored by the head as it is now)."""

@@ -176,13 +176,14 @@ def _migrate_keywords(db: sqlite_utils.Database) -> None:
 
 def _migrate_to_9(db: sqlite_utils.Database) -> None:
     """The strips a class offered (``store/strips.py``): each photo of each strip, finder's
-    guess on it, and for a photo drawn at random its chance of being drawn (NULL: chosen), so a
+    guess on it, when the person skipped it ("not sure": never offered again; NULL: not
+    skipped), and for a photo drawn at random its chance of being drawn (NULL: chosen), so a
     mark given later, by the page or ``learn``, is known as a random draw's (the estimate of
     how good the answer is stands on those)."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS strips (class_name TEXT NOT NULL, strip INTEGER NOT NULL,"
         " image_id INTEGER NOT NULL, chance REAL, guess INTEGER NOT NULL, offered REAL NOT NULL,"
-        " PRIMARY KEY (class_name, strip, image_id))"
+        " skipped REAL, PRIMARY KEY (class_name, strip, image_id))"
     )
     db.execute("CREATE INDEX IF NOT EXISTS idx_strips_image ON strips(class_name, image_id)")
 

@@ -69,3 +69,21 @@ class StripTables:
             "SELECT MAX(strip) FROM strips WHERE class_name = ?", [name]
         ).fetchone()[0]
         return None if last is None else int(last)
+
+    def skip(self, name: str, image_ids: Sequence[int], skipped: bool = True) -> None:
+        """Photos of class ``name``'s strips skipped ("not sure": never offered again), or no
+        longer (``skipped`` False: a strip taken back)."""
+        at = time.time() if skipped else None
+        with self.transaction():
+            self.db.conn.executemany(
+                "UPDATE strips SET skipped = ? WHERE class_name = ? AND image_id = ?",
+                [(at, name, int(i)) for i in image_ids],
+            )
+
+    def skipped(self, name: str) -> set[int]:
+        """The photos skipped in class ``name``'s strips."""
+        rows = self.db.execute(
+            "SELECT DISTINCT image_id FROM strips WHERE class_name = ? AND skipped IS NOT NULL",
+            [name],
+        )
+        return {int(r[0]) for r in rows}

@@ -68,6 +68,7 @@ def tiles(page) -> list[dict]:
     return page.evaluate(
         "() => [...document.querySelectorAll('#verdicts .verdict')].map(t => ({id: "
         "Number(t.dataset.id), guess: t.dataset.guess === '1', say: t.dataset.say === 'yes', "
+        "verdict: t.dataset.say, "
         "cat: t.querySelector('img').alt.startsWith('cat.'), at: t.classList.contains('at')}))"
     )
 
@@ -77,12 +78,20 @@ def marks(lib: Path) -> dict[int, int]:
         return {m.id: m.label for m in library.marks("cat")}
 
 
-def judge_by_keys(page) -> list[dict]:
-    """Flip every wrong guess with the keyboard: l (or →) moves on, space flips."""
+def skipped(lib: Path) -> set[int]:
+    with Library.open_shared(lib) as library:
+        return library.folder.open_catalog().skipped("cat")
+
+
+def judge_by_keys(page, unsure: int | None = None) -> list[dict]:
+    """Flip every wrong guess with the keyboard: l (or →) moves on, space flips; the photo at
+    ``unsure`` is "not sure" (s)."""
     shown = tiles(page)
     assert shown[0]["at"]  # the cursor starts on the first photo
     for i, t in enumerate(shown):
-        if t["guess"] != t["cat"]:
+        if i == unsure:
+            page.keyboard.press("s")
+        elif t["guess"] != t["cat"]:
             page.keyboard.press(" ")
         if i < len(shown) - 1:
             page.keyboard.press("ArrowRight" if i % 2 else "l")
@@ -116,31 +125,37 @@ def test_a_strip_judged_and_confirmed_with_the_keyboard_alone_then_taken_back(
     page.keyboard.press("h")
     assert tiles(page)[0]["at"] is True
     first = strip_number(page)
-    judge_by_keys(page)
+    judge_by_keys(page, unsure=2)
     judged = tiles(page)
+    unsure = judged.pop(2)
+    assert unsure["verdict"] == "skip" and page.locator(".verdict.is-skip").count() == 1
     assert all(t["say"] == t["cat"] for t in judged)  # every verdict right now
     flips = sum(t["say"] != t["guess"] for t in judged)
-    assert page.locator(".verdict.flipped").count() == flips
+    assert page.locator(".verdict.flipped").count() == flips + 1
     page.keyboard.press("Enter")
     page.wait_for_function("(n) => document.querySelector('#teach').dataset.strip !== n", arg=first)
     page.wait_for_selector("#teach .verdict")
     got = marks(pets)
     assert all(got.get(t["id"]) == int(t["cat"]) for t in judged)  # taught, every one
-    assert len(got) == 25 and page.locator("#n-pos").inner_text() == str(
-        5 + sum(t["cat"] for t in judged)
-    )
+    cats = 5 + sum(t["cat"] for t in judged)
+    assert len(got) == 24 and page.locator("#n-pos").inner_text() == str(cats)
+    assert unsure["id"] not in got  # "not sure" teaches nothing ...
     nxt = tiles(page)
     assert len(nxt) == 20 and not {t["id"] for t in nxt} & {t["id"] for t in judged}
+    assert unsure["id"] not in {t["id"] for t in nxt}  # ... and is not asked again
+    assert skipped(pets) == {unsure["id"]}
     in_grid = set(page.locator("#grid .card").evaluate_all("e => e.map(c => Number(c.dataset.id))"))
     assert not in_grid & {t["id"] for t in judged}  # the grid re-ranked without them
-    assert "taught 20" in page.locator("#toast").inner_text()
+    assert "taught 19" in page.locator("#toast").inner_text()  # and 1 not sure
     # u takes the whole strip back: the marks are gone and the strip returns as judged
     page.keyboard.press("u")
     page.wait_for_function("(n) => document.querySelector('#teach').dataset.strip === n", arg=first)
     page.wait_for_function("() => document.querySelector('#n-pos').textContent === '5'")
     assert set(marks(pets)) == set(got) - {t["id"] for t in judged}
     back = tiles(page)
-    assert [(t["id"], t["say"]) for t in back] == [(t["id"], t["say"]) for t in judged]
+    judged.insert(2, unsure)
+    assert [(t["id"], t["verdict"]) for t in back] == [(t["id"], t["verdict"]) for t in judged]
+    assert skipped(pets) == set()  # offered again
     assert page.evaluate("() => window.pointed") == 0  # not one mouse, pointer or touch event
 
 

@@ -278,12 +278,18 @@ class Backend:
     def teach_strip(
         self, name: str, marks: dict[str, list[int]], limit: int, n: int
     ) -> dict[str, Any]:
-        """A strip confirmed (``add``: its ✓, ``not``: its ✗) or taken back (``undo``): every
-        photo of it taught at once, one retraining, and the class page after it with the next
-        strip of ``n``."""
-        record = self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
-        view = self.class_view(record["name"], 0, limit)
-        view["strip"] = self.lib.strip(record["name"], n)
+        """A strip confirmed (``add``: its ✓, ``not``: its ✗, ``skip``: its "not sure") or
+        taken back (``undo``, ``unskip``): every photo of it taught at once, one retraining,
+        and the class page after it with the next strip of ``n``."""
+        name = self.lib.class_record(name)["name"]
+        if marks.get("skip"):  # "not sure": teaches nothing, never offered again
+            self.lib.skip(name, marks["skip"])
+        if marks.get("unskip"):  # a strip taken back: its skipped photos offered again
+            self.lib.skip(name, marks["unskip"], skipped=False)
+        if marks["add"] or marks["not"] or marks["undo"]:
+            self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        view = self.class_view(name, 0, limit)
+        view["strip"] = self.lib.strip(name, n)
         return view
 
     def teach_photo(

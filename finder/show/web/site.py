@@ -139,7 +139,14 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def learn_body(request: Request) -> dict[str, list[int]]:
+LEARN_FIELDS = ("add", "not", "undo")
+
+
+async def learn_body(
+    request: Request, fields: tuple[str, ...] = LEARN_FIELDS
+) -> dict[str, list[int]]:
+    """The body of a ✓ / ✗ / undo: ``{"add": [ids], "not": [ids], "undo": [ids]}`` (each list
+    of image ids; ``fields`` may name more, as a strip's ``skip``), every field in the answer."""
     body = await read_body(request)
     try:
         data = json.loads(body)
@@ -149,11 +156,12 @@ async def learn_body(request: Request) -> dict[str, list[int]]:
         raise BadRequest("the body is not JSON that can be read: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest('the body must be a JSON object like {"add": [ids], "not": [ids]}')
-    unknown = set(data) - {"add", "not", "undo"}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: use add, not and undo")
+        named = f"{', '.join(fields[:-1])} and {fields[-1]}"
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}: use {named}")
     out: dict[str, list[int]] = {}
-    for key in ("add", "not", "undo"):
+    for key in fields:
         ids = data.get(key, [])
         if not isinstance(ids, list) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in ids
@@ -165,7 +173,8 @@ async def learn_body(request: Request) -> dict[str, list[int]]:
             raise BadRequest(Arg(key), f" holds {shown_id}, which is no image id (0 to 2^63-1)")
         out[key] = ids
     if not any(out.values()):
-        raise BadRequest("nothing to learn: give add, not or undo image ids")
+        named = f"{', '.join(fields[:-1])} or {fields[-1]}"
+        raise BadRequest(f"nothing to learn: give {named} image ids")
     return out
 
 

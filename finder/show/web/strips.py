@@ -2,8 +2,9 @@
 
 * ``GET /strip/{name}?n=20``: the strip of ``n`` photos class ``name`` wants a verdict on, each
   pre-set to finder's guess (the class page fetches it after it is shown);
-* ``POST /strip/{name}?n=20&limit=L`` with ``{"add": [ids], "not": [ids]}`` (a strip
-  confirmed) or ``{"undo": [ids]}`` (a strip taken back): taught at once, one retraining, and
+* ``POST /strip/{name}?n=20&limit=L`` with ``{"add": [ids], "not": [ids], "skip": [ids]}`` (a
+  strip confirmed; ``skip``: "not sure", never offered again) or ``{"undo": [ids], "unskip":
+  [ids]}`` (a strip taken back): taught at once, one retraining, and
   the class page as it now is, the next strip and the estimate in it;
 * ``GET /api/strip/{name}?n=20``: the strip as JSON, ``{"name", "strip", "photos": [...]}``,
   each photo as ``/api/find`` gives it with ``guess``, ``random`` and ``chance``;
@@ -18,9 +19,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from finder.show.text import class_json
-from finder.show.web.site import JSON, Site, int_param, learn_body, match_json, paging
+from finder.show.web.site import (
+    JSON,
+    LEARN_FIELDS,
+    Site,
+    int_param,
+    learn_body,
+    match_json,
+    paging,
+)
 
 STRIP = 20  # photos in a strip, by default
+STRIP_FIELDS = (*LEARN_FIELDS, "skip", "unskip")  # a strip's body: "not sure" too
 MAX_STRIP = 200
 
 
@@ -51,7 +61,7 @@ def add(site: Site) -> None:
     @route("/strip/{name:path}", "POST")
     async def strip_teach(request: Request) -> Response:
         """A strip confirmed or taken back, answered with the class page as it now is."""
-        body = await learn_body(request)
+        body = await learn_body(request, STRIP_FIELDS)
         _, limit = paging(request)
         name = request.path_params["name"]
         view = await run(backend.teach_strip, name, body, limit, size(request))

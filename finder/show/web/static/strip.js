@@ -1,7 +1,8 @@
 // Teaching by the strip (the class page's "Is this right?"): photos pre-set to finder's guess,
 // the wrong ones flipped, the strip confirmed whole (one request, one retraining), the next
-// strip slides in and the grid re-ranks. Keyboard: arrows or h/j/k/l move, space flips, Enter
-// confirms, u or Backspace takes the last strip back, ? shows the keys; a click or tap flips.
+// strip slides in and the grid re-ranks. Keyboard: arrows or h/j/k/l move, space flips, s says
+// "not sure" (taught nothing, never offered again), Enter confirms, u or Backspace takes the
+// last strip back, ? shows the keys; a click or tap flips.
 // On the ranked grid, "✓↑" (all above here are right) marks ✓ a photo and every one above it.
 "use strict";
 (() => {
@@ -10,7 +11,7 @@
   const className = document.body.dataset.class || null;
   if (!className || document.body.dataset.page !== "class") return;
   const N = 20;
-  const taught = [];  // strips confirmed, newest last: {ids, html} (u takes one back)
+  const taught = [];  // strips confirmed, newest last: {ids, skipped, html} (u takes one back)
   let busy = false;
 
   const page = () => window.finderPage;
@@ -28,26 +29,33 @@
     toast.timer = setTimeout(() => { box.hidden = true; }, 5000);
   }
 
-  function say(tile, yes) {
-    tile.dataset.say = yes ? "yes" : "no";
-    tile.classList.toggle("is-yes", yes);
-    tile.classList.toggle("is-no", !yes);
-    tile.classList.toggle("flipped", (tile.dataset.guess === "1") !== yes);
-    $(".say", tile).textContent = yes ? "✓" : "✗";
+  // a tile's verdict: "yes" (✓), "no" (✗) or "skip" (not sure)
+  function say(tile, verdict) {
+    tile.dataset.say = verdict;
+    tile.classList.toggle("is-yes", verdict === "yes");
+    tile.classList.toggle("is-no", verdict === "no");
+    tile.classList.toggle("is-skip", verdict === "skip");
+    tile.classList.toggle("flipped", verdict !== (tile.dataset.guess === "1" ? "yes" : "no"));
+    $(".say", tile).textContent = { yes: "✓", no: "✗", skip: "?" }[verdict];
     const button = $(".flip", tile);
-    button.setAttribute("aria-pressed", yes ? "true" : "false");
-    const label = button.getAttribute("aria-label").replace(/: is( not)? /, `: ${yes ? "is" : "is not"} `);
+    button.setAttribute("aria-pressed", verdict === "yes" ? "true" : "false");
+    const words = { yes: "is", no: "is not", skip: "not sure it is" }[verdict];
+    const label = button.getAttribute("aria-label").replace(/: (is|is not|not sure it is) /, `: ${words} `);
     button.setAttribute("aria-label", label);
     count();
   }
+  const flipped = (tile) => (tile.dataset.say === "yes" ? "no" : "yes");
+  const unsure = (tile) => (tile.dataset.say === "skip"
+    ? (tile.dataset.guess === "1" ? "yes" : "no") : "skip");
 
   function count() {
     const all = tiles();
     const out = $("#strip-count");
     if (!out) return;
     const yes = all.filter((t) => t.dataset.say === "yes").length;
+    const skip = all.filter((t) => t.dataset.say === "skip").length;
     const flips = all.filter((t) => t.classList.contains("flipped")).length;
-    out.textContent = `${yes} ✓ · ${all.length - yes} ✗ · ${flips} flipped`;
+    out.textContent = `${yes} ✓ · ${all.length - yes - skip} ✗ · ${skip} not sure · ${flips} changed`;
     const undo = $("#strip-undo");
     if (undo) undo.disabled = taught.length === 0;
   }
@@ -98,17 +106,18 @@
     if (busy || !all.length) return;
     busy = true;
     document.body.classList.add("busy");
-    const add = all.filter((t) => t.dataset.say === "yes").map((t) => Number(t.dataset.id));
-    const not = all.filter((t) => t.dataset.say !== "yes").map((t) => Number(t.dataset.id));
+    const ids = (verdict) => all.filter((t) => t.dataset.say === verdict).map((t) => Number(t.dataset.id));
+    const [add, not, skip] = [ids("yes"), ids("no"), ids("skip")];
     const flips = all.filter((t) => t.classList.contains("flipped")).length;
     const html = section.outerHTML;
     try {
       const doc = await page().fetchPage(
-        `${stripPath()}?n=${all.length}&limit=${shown()}`, { add, not });
-      taught.push({ ids: add.concat(not), html });
+        `${stripPath()}?n=${all.length}&limit=${shown()}`, { add, not, skip });
+      taught.push({ ids: add.concat(not), skipped: skip, html });
       page().swap(doc, ["classinfo", "marks", "teach", "ranking"]);
       placed($("#teach"));
-      toast(`taught ${all.length}: ${add.length} ✓, ${not.length} ✗ (${flips} flipped); ${className} retrained`);
+      const unsure = skip.length ? `, ${skip.length} not sure` : "";
+      toast(`taught ${add.length + not.length}: ${add.length} ✓, ${not.length} ✗${unsure} (${flips} changed); ${className} retrained`);
     } catch (e) {
       toast(`error: ${e.message}`);
     } finally {
@@ -123,14 +132,16 @@
     document.body.classList.add("busy");
     const last = taught[taught.length - 1];
     try {
-      const doc = await page().fetchPage(`${classPath()}?limit=${shown()}`, { undo: last.ids });
+      const n = tiles().length || N;
+      const doc = await page().fetchPage(
+        `${stripPath()}?n=${n}&limit=${shown()}`, { undo: last.ids, unskip: last.skipped });
       taught.pop();
       page().swap(doc, ["classinfo", "marks", "ranking"]);
       const back = new DOMParser().parseFromString(last.html, "text/html").getElementById("teach");
       $("#teach").replaceWith(back);  // the strip as it was, its verdicts with it
       back.classList.remove("slide-in");
       count();
-      toast(`taken back: the last strip (${last.ids.length} photos); ${className} retrained`);
+      toast(`taken back: the last strip (${last.ids.length + last.skipped.length} photos); ${className} retrained`);
     } catch (e) {
       toast(`error: ${e.message}`);
     } finally {
@@ -165,11 +176,11 @@
   }
 
   document.addEventListener("click", (event) => {
-    const flip = event.target.closest("#verdicts .flip");
+    const flip = event.target.closest("#verdicts .flip, #verdicts .unsure");
     if (flip) {
       const tile = flip.closest(".verdict");
       moveTo(tiles().indexOf(tile));
-      say(tile, tile.dataset.say !== "yes");
+      say(tile, flip.classList.contains("unsure") ? unsure(tile) : flipped(tile));
       return;
     }
     if (event.target.closest("#strip-confirm")) confirm();
@@ -206,7 +217,10 @@
       event.preventDefault();
     } else if (key === " " && !outside) {
       const tile = tiles()[Math.max(at(), 0)];
-      if (tile) { say(tile, tile.dataset.say !== "yes"); event.preventDefault(); }
+      if (tile) { say(tile, flipped(tile)); event.preventDefault(); }
+    } else if (key === "s" && !outside) {
+      const tile = tiles()[Math.max(at(), 0)];
+      if (tile) say(tile, unsure(tile));
     } else if (key === "Enter" && !outside) {
       event.preventDefault();
       confirm();
