@@ -36,6 +36,9 @@ from finder.teach import Teaching
 STRIP = 20
 """Photos in a strip, by default."""
 
+FAR = 6.0
+"""Logits this far below the cut are not scored for a strip (``Strips._scored``)."""
+
 DRAWN_SHARE = 0.3
 """The share of a strip drawn at random (6 of 20: ``learn.strip.DEFAULT_PLAN``)."""
 
@@ -84,15 +87,11 @@ class Strips:
                 and not marked & {o.image_id for o in offers}
             ):
                 return self._shown(name, last, offers, head)
-        ids, scores = store.search_linear(head.w, head.b)  # every image: the draws need all
-        if catalog.video_counts()["frames"]:  # one item per video (its best frame)
-            items = group(catalog, ids, scores)
-        else:  # photos only: no lookup of 100,000 ids for frames
-            items = Items(ids, ids.copy(), scores)
+        cut = head.logit_threshold
+        items = self._scored(head, cut - FAR)
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = np.flatnonzero(~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids))
         z = items.scores[free].astype(np.float64)
-        cut = head.logit_threshold
         rng = np.random.default_rng([len(marked), (last + 1) if last is not None else 0])
         chosen = choose_strip(
             z, cut, lambda pos: store.get(items.keys[free[pos]]), rng=rng, plan=plan_for(n)
@@ -110,6 +109,23 @@ class Strips:
             offers = [Offer(i, -1, c, g, at) for i, c, g in rows]
             return self._shown(name, None, offers, head)  # answered, not remembered
         return self._shown(name, number, writer.strip_offers(name, number), head)
+
+    def _scored(self, head, low: float) -> Items:
+        """Every item of the library with its logit under ``head`` as the strip needs it: exact
+        at or above ``low`` (a complete search), ``-inf`` below it (their ids only, ordered by
+        id: no vector read). A photo below ``low`` is far below the cut: it is never among the
+        chosen ones, and its worth as a draw is the floor alone (``usefulness(-inf)``), a
+        design as known as any other (its chance is recorded), so the draws need no score of
+        the far photos, whose scan (100,000 vectors) would cost seconds."""
+        catalog, store = self.folder.open_catalog(), self.folder.open_vectors()
+        ids, scores = store.search_linear(head.w, head.b, min_score=low)
+        every = store.ids()
+        far = every[~np.isin(every, ids)]
+        ids = np.concatenate([ids, far])
+        scores = np.concatenate([scores.astype(np.float64), np.full(len(far), -np.inf)])
+        if catalog.video_counts()["frames"]:  # one item per video (its best frame)
+            return group(catalog, ids, scores)
+        return Items(ids, ids.copy(), scores)  # photos only: no lookup of every id for frames
 
     def skip(self, name: str, ids: list[int], skipped: bool = True) -> None:
         """Photos (image ids, a video's by its frame) of class ``name``'s strips skipped: "not

@@ -56,6 +56,10 @@ def test_strips_are_numbered_per_class_and_follow_a_rename_but_not_a_forget(
     ]
     assert [o.random for o in cat.strip_offers("cat", 1)] == [True, False]
     assert cat.last_strip("cat") == 1
+    cat.skip("cat", [4])  # "not sure", in both strips that offered it
+    assert cat.skipped("cat") == {4} and cat.skipped("dog") == set()
+    cat.skip("cat", [4], skipped=False)
+    assert cat.skipped("cat") == set()
     cat.rename_class("cat", "kitty")
     assert cat.strip_offers("cat") == [] and len(cat.strip_offers("kitty")) == 4
     cat.forget_class("kitty")
