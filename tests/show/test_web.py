@@ -803,17 +803,20 @@ def test_a_strip_through_the_api_and_the_page(server: Server, library: Path) -> 
     for (kind, _, guess), p in zip(shown, photos, strict=True):
         assert (kind == "is-yes") == (guess == "1") == p["guess"]
     ids = [p["id"] for p in photos]
-    add = [i for i in ids if i in blue]
-    not_ = [i for i in ids if i not in blue]
-    r = server.client.post("/api/strip/stripy", params={"n": 6}, json={"add": add, "not": not_})
+    unsure = ids[-1]  # "not sure": teaches nothing, never offered again
+    add = [i for i in ids[:-1] if i in blue]
+    not_ = [i for i in ids[:-1] if i not in blue]
+    body = {"add": add, "not": not_, "skip": [unsure]}
+    r = server.client.post("/api/strip/stripy", params={"n": 6}, json=body)
     assert r.status_code == 200, r.text
     out = r.json()
     assert set(out) == {"class", "estimate", "next"} and out["estimate"] is None  # 2 draws
     assert out["class"]["examples"] == 1 + len(add) and out["class"]["negatives"] == len(not_)
     assert out["next"]["strip"] == 1 and not set(ids) & {p["id"] for p in out["next"]["photos"]}
     marked = {m["id"] for m in server.client.get("/api/examples/stripy").json()}
-    assert set(ids) <= marked
-    r = server.client.post("/strip/stripy", params={"n": 4, "limit": 5}, json={"undo": ids})
+    assert set(ids) - {unsure} <= marked and unsure not in marked
+    body = {"undo": add + not_, "unskip": [unsure]}
+    r = server.client.post("/strip/stripy", params={"n": 4, "limit": 5}, json=body)
     assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text
     teach = r.text.split('id="teach"')[1].split("</section>")[0]
     assert len(re.findall(r'class="verdict ', teach)) == 4  # the next strip comes with it
@@ -822,3 +825,5 @@ def test_a_strip_through_the_api_and_the_page(server: Server, library: Path) -> 
     assert marked == {blue[0]}  # taken back, whole
     bad = server.client.get("/api/strip/stripy", params={"n": 0})
     assert bad.status_code == 400 and "n must be between" in bad.json()["error"]
+    bad = server.client.post("/api/strip/stripy", json={"skip": [10**12]})
+    assert bad.status_code == 400 and "not offered in a strip" in bad.json()["error"]

@@ -275,12 +275,9 @@ class Backend:
         record = self.lib.class_record(name)
         return {"record": record, "strip": self.lib.strip(record["name"], n)}
 
-    def teach_strip(
-        self, name: str, marks: dict[str, list[int]], limit: int, n: int
-    ) -> dict[str, Any]:
-        """A strip confirmed (``add``: its ✓, ``not``: its ✗, ``skip``: its "not sure") or
-        taken back (``undo``, ``unskip``): every photo of it taught at once, one retraining,
-        and the class page after it with the next strip of ``n``."""
+    def strip_taught(self, name: str, marks: dict[str, list[int]]) -> str:
+        """A strip's verdicts given (``add``, ``not``, ``skip``) or taken back (``undo``,
+        ``unskip``): one retraining at most. Returns the class's stored name."""
         name = self.lib.class_record(name)["name"]
         if marks.get("skip"):  # "not sure": teaches nothing, never offered again
             self.lib.skip(name, marks["skip"])
@@ -288,6 +285,15 @@ class Backend:
             self.lib.skip(name, marks["unskip"], skipped=False)
         if marks["add"] or marks["not"] or marks["undo"]:
             self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        return name
+
+    def teach_strip(
+        self, name: str, marks: dict[str, list[int]], limit: int, n: int
+    ) -> dict[str, Any]:
+        """A strip confirmed (``add``: its ✓, ``not``: its ✗, ``skip``: its "not sure") or
+        taken back (``undo``, ``unskip``): every photo of it taught at once, one retraining,
+        and the class page after it with the next strip of ``n``."""
+        name = self.strip_taught(name, marks)
         view = self.class_view(name, 0, limit)
         view["strip"] = self.lib.strip(name, n)
         return view

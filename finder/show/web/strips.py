@@ -8,7 +8,8 @@
   the class page as it now is, the next strip and the estimate in it;
 * ``GET /api/strip/{name}?n=20``: the strip as JSON, ``{"name", "strip", "photos": [...]}``,
   each photo as ``/api/find`` gives it with ``guess``, ``random`` and ``chance``;
-* ``POST /api/strip/{name}`` (the body as ``/api/learn``'s): ``{"class", "estimate", "next"}``.
+* ``POST /api/strip/{name}`` (the body as ``POST /strip``'s): ``{"class", "estimate",
+  "next"}``.
 """
 
 from __future__ import annotations
@@ -74,16 +75,16 @@ def add(site: Site) -> None:
 
     @route("/api/strip/{name:path}", "POST")
     async def api_strip_teach(request: Request) -> Response:
-        body = await learn_body(request)
+        body = await learn_body(request, STRIP_FIELDS)
         name, n = request.path_params["name"], size(request)
 
         def teach() -> dict[str, Any]:
             lib = backend.lib
-            record = lib.learn_ids(name, body["add"], body["not"], body["undo"])
+            stored = backend.strip_taught(name, body)
             return {
-                "class": class_json(record),
-                "estimate": lib.estimate(record["name"]),
-                "next": strip_json(lib.strip(record["name"], n)),
+                "class": class_json(lib.class_record(stored)),
+                "estimate": lib.estimate(stored),
+                "next": strip_json(lib.strip(stored, n)),
             }
 
         return JSON(await run(teach))
