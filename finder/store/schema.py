@@ -174,7 +174,7 @@ def _migrate_keywords(db: sqlite_utils.Database) -> None:
     stored_filing.migrate(db)
 
 
-def _migrate_to_9(db: sqlite_utils.Database) -> None:
+def _migrate_strips(db: sqlite_utils.Database) -> None:
     """The strips a class offered (``store/strips.py``): each photo of each strip, finder's
     guess on it, when the person skipped it ("not sure": never offered again; NULL: not
     skipped), and for a photo drawn at random its chance of being drawn (NULL: chosen), so a
@@ -199,5 +199,5 @@ MIGRATIONS = [
     _migrate_to_7,
     _migrate_to_8,
     _migrate_keywords,
-    _migrate_to_9,
+    _migrate_strips,
 ]
