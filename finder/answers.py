@@ -38,6 +38,15 @@ class Match:
     frame: int | None = None  # a video's: the best frame's id (its vector's key)
     #: a video's other frames in the answer, best first: (frame id, time, score)
     moments: tuple[tuple[int, float, float], ...] = ()
+    #: a strip's photo (``Library.strip``): finder's own verdict (above the cut), and for a
+    #: photo drawn at random its chance of being drawn (None: chosen, or no strip)
+    guess: bool | None = None
+    chance: float | None = None
+
+    @property
+    def random(self) -> bool:
+        """Whether a strip drew this photo at random (its mark then speaks for others)."""
+        return self.chance is not None
 
     @property
     def key(self) -> int:

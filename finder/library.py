@@ -66,6 +66,7 @@ from finder.roots import Offline
 from finder.store.catalog import ImageRow
 from finder.store.facts import Filters
 from finder.store.thumbs import ThumbCache
+from finder.strips import STRIP, Strip, Strips
 from finder.sync import IndexSummary, Progress, ProgressFn
 from finder.teach import Change, Mark, Teaching
 from finder.watching import Batch, Watcher, WatchOptions
@@ -121,6 +122,7 @@ class Library:
         self.teaching = Teaching(self.folder, self.embedder)
         self.carrying = Carrying(self.folder, self.teaching)
         self.answers = Answers(self.folder, self.embedder, self.teaching)
+        self.strips = Strips(self.folder, self.teaching, self.answers)
         self.by_id = ById(self.folder, self.teaching, self.answers, self.thumbs)
         self.health = Health(self.folder, self.thumbs)
         self.indexing = Indexing(self.folder, self.embedder, self.thumbs)
@@ -331,6 +333,23 @@ class Library:
     def review(self, name: str, n: int = 10) -> list[Match]:
         """The ``n`` photos whose verdict would teach class ``name`` most."""
         return self.answers.review(name, n)
+
+    def strip(self, name: str, n: int = STRIP) -> Strip:
+        """A strip of ``n`` photos class ``name`` wants a verdict on, each with finder's guess
+        and, when drawn at random, its chance; recorded, so that their marks are known as a
+        strip's (see :class:`~finder.strips.Strips`). Teach it with one ``learn_ids``."""
+        return self.strips.strip(name, n)
+
+    def skip(self, name: str, ids: Sequence[int], skipped: bool = True) -> None:
+        """Photos of class ``name``'s strips skipped ("not sure": they teach nothing and are
+        not offered again); ``skipped`` False offers them again."""
+        self.strips.skip(name, list(ids), skipped)
+
+    def estimate(self, name: str) -> dict | None:
+        """How good class ``name``'s answer is: ``{"precision", "precision_range",
+        "recall", "recall_range", "marks"}`` from the marks of random draws; None until there
+        are enough (see :meth:`~finder.strips.Strips.estimate`)."""
+        return self.strips.estimate(name)
 
     def similar(
         self,

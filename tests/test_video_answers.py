@@ -181,6 +181,23 @@ def test_review_asks_about_a_video_once(taught) -> None:
         assert (m.kind == "video") == (m.time is not None) and not m.moments
 
 
+def test_a_strip_asks_about_a_video_once_by_its_frame(taught, tmp_path) -> None:
+    import shutil
+
+    library = tmp_path / "lib"
+    shutil.copytree(taught, library)  # the strip is remembered: the module's library unchanged
+    with Library(library) as lib:
+        strip = lib.strip("cat", 20)
+        keys = [m.key for m in strip.photos]
+        assert len(keys) == len(set(keys)) == len({m.id for m in strip.photos})
+        videos = [m for m in strip.photos if m.kind == "video"]
+        assert videos and all(m.frame is not None and not m.moments for m in videos)
+        # a video's strip tile is its frame: marking it by that id marks the moment
+        lib.learn_ids("cat", [videos[0].key], [])
+        assert videos[0].key in {m.id for m in lib.marks("cat")}
+        assert videos[0].key not in {m.key for m in lib.strip("cat", 20).photos}
+
+
 def test_export_copies_the_whole_video_and_tag_writes_its_sidecar(taught, tree, tmp_path):
     cli = CLI(taught)
     out = tmp_path / "out"

@@ -80,7 +80,9 @@ def choose_strip(
     n = min(plan.size, len(z))
     n_drawn = min(plan.drawn, n)
     chosen = review_picks(z, cut, vectors, np.arange(len(z)), n - n_drawn)
-    rest = np.setdiff1d(np.arange(len(z)), chosen)
+    free = np.ones(len(z), dtype=bool)
+    free[chosen] = False
+    rest = np.flatnonzero(free)  # the others, in order (a mask: no sort of every candidate)
     drawn, chance = draw_pps(usefulness(z[rest], plan.floor), n_drawn, rng, order=z[rest])
     drawn = rest[drawn]
     near = np.argsort(np.abs(z[drawn] - cut), kind="stable")

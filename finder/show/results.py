@@ -158,11 +158,15 @@ def print_matches(
 def match_json(m: Match, key: str) -> dict[str, Any]:
     """A match as ``--json`` gives it: ``path``, the score under ``key``, ``taken``, ``kind``
     ("photo" or "video"); a video's also ``time`` (seconds: its best moment) and ``moments``
-    (its other frames in the answer, each ``time`` and score)."""
+    (its other frames in the answer, each ``time`` and score); a strip's photo also ``guess``
+    (finder's verdict: above the cut), ``random`` (drawn at random) and ``chance`` (a random
+    draw's chance of being drawn, else null)."""
     row: dict[str, Any] = {"path": m.path, key: m.score, "taken": m.taken, "kind": m.kind}
     if m.kind == "video":
         row["time"] = m.time
         row["moments"] = [{"time": t, key: s} for _, t, s in m.moments]
+    if m.guess is not None:  # a strip's photo (find --review)
+        row |= {"guess": m.guess, "random": m.random, "chance": m.chance}
     return row
 
 

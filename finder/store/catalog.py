@@ -44,6 +44,7 @@ from finder.store.sqlite import (
     damaged,
     meta_problem,
 )
+from finder.store.strips import StripTables
 
 if TYPE_CHECKING:
     from finder.ingest.facts import PhotoFacts
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 
-class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables):
+class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables):
     """The library's SQLite file. Every public method commits before it returns.
 
     SQLite errors that mean damage (a malformed page, not a database) become

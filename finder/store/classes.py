@@ -128,6 +128,7 @@ class ClassTables:
             self.db.execute("DELETE FROM classes WHERE name = ?", [name])
             self.db.execute("DELETE FROM filing WHERE class_name = ?", [name])
             self.db.execute("DELETE FROM sidecar_writes WHERE class_name = ?", [name])
+            self.db.execute("DELETE FROM strips WHERE class_name = ?", [name])  # offers end
 
     def forgotten_classes(self, since: float = 0.0) -> list[dict]:
         """The forgotten classes forgotten at ``since`` or later, newest first: their record
@@ -246,6 +247,7 @@ class ClassTables:
                 self.db.execute(
                     f"UPDATE {table} SET class_name = ? WHERE class_name = ?", [new, old]
                 )
+            self.db.execute("UPDATE strips SET class_name = ? WHERE class_name = ?", [new, old])
 
     def example_label(self, name: str, path: str) -> int | None:
         """The label of ``path`` among the examples of class ``name`` (None: not one)."""

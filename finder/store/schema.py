@@ -11,7 +11,7 @@ from finder.store import facts as stored_facts
 from finder.store import filing as stored_filing
 from finder.store import keywords as stored_keywords
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -174,6 +174,20 @@ def _migrate_keywords(db: sqlite_utils.Database) -> None:
     stored_filing.migrate(db)
 
 
+def _migrate_strips(db: sqlite_utils.Database) -> None:
+    """The strips a class offered (``store/strips.py``): each photo of each strip, finder's
+    guess on it, when the person skipped it ("not sure": never offered again; NULL: not
+    skipped), and for a photo drawn at random its chance of being drawn (NULL: chosen), so a
+    mark given later, by the page or ``learn``, is known as a random draw's (the estimate of
+    how good the answer is stands on those)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS strips (class_name TEXT NOT NULL, strip INTEGER NOT NULL,"
+        " image_id INTEGER NOT NULL, chance REAL, guess INTEGER NOT NULL, offered REAL NOT NULL,"
+        " skipped REAL, PRIMARY KEY (class_name, strip, image_id))"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_strips_image ON strips(class_name, image_id)")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
 MIGRATIONS = [
     _migrate_to_1,
@@ -185,4 +199,5 @@ MIGRATIONS = [
     _migrate_to_7,
     _migrate_to_8,
     _migrate_keywords,
+    _migrate_strips,
 ]

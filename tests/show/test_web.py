@@ -232,10 +232,8 @@ def test_a_click_on_the_page_teaches_and_answers_with_the_page(
     assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text
     examples = r.text.split('id="examples"')[1].split('id="negatives"')[0]
     assert f'data-id="{green[1]}"' in examples  # the new mark, on the page it answers with
-    review = r.text.split('id="review"')[1].split("</section>")[0]
-    assert "data-src" not in review.split(">")[0]  # the photos to review come with it
-    want = [m["id"] for m in server.client.get("/api/review/grassy", params={"n": 8}).json()]
-    assert re.findall(r'class="card" data-id="(\d+)"', review) == [str(i) for i in want]
+    # the strip is the page's to keep (the person's flips on it): a placeholder it ignores
+    assert 'id="teach" class="teach" data-src="/strip/grassy"' in r.text
     grid = r.text.split('id="grid"')[1]
     assert len(re.findall(r'class="card" data-id="', grid)) == 5  # the page's limit
     assert cli_json(library, "classes", "--examples", "grassy") == [
@@ -747,8 +745,8 @@ def test_review_strip(server: Server) -> None:
     assert 0 < len(got) <= REVIEW and set(got[0]) == {"id", "path", "probability", "thumb", "kind"}
     marked = {m["id"] for m in server.client.get("/api/examples/red").json()}
     assert not marked & {g["id"] for g in got}
-    page = server.client.get("/class/red").text
-    assert 'id="review" class="strip review" data-src="/review/red"' in page
+    page = server.client.get("/class/red").text  # strips took the review row's place
+    assert 'id="teach" class="teach" data-src="/strip/red"' in page
     strip = server.client.get("/review/red").text  # what the class page fetches into it
     for g in got:
         assert f'data-id="{g["id"]}"' in strip.split('id="review"')[1]
@@ -778,3 +776,54 @@ def test_an_empty_library_is_served_and_left_alone(tmp_path: Path) -> None:
     finally:
         s.stop()
     assert not empty.exists()  # looking created nothing
+
+
+def test_a_strip_through_the_api_and_the_page(server: Server, library: Path) -> None:
+    """Issue 23: ``/api/strip`` gives unmarked photos with finder's guess and the random draws'
+    chances; one POST teaches the whole strip (one retraining) and answers with the next strip
+    and the estimate; ``/strip`` is the page's strip, pre-set to the guesses; ``POST /strip``
+    answers with the class page, the next strip in it, and takes a strip back (undo)."""
+    blue = [id_of(library, f"blue/{i}.jpg") for i in range(6)]
+    server.client.post("/api/learn/stripy", json={"add": blue[:1]})
+    got = server.client.get("/api/strip/stripy", params={"n": 6}).json()
+    photos = got["photos"]
+    assert got["name"] == "stripy" and got["strip"] == 0 and len(photos) == 6
+    assert {"id", "path", "probability", "thumb", "kind", "guess", "random", "chance"} <= set(
+        photos[0]
+    )
+    assert sum(p["random"] for p in photos) == 2 and blue[0] not in {p["id"] for p in photos}
+    assert all((p["chance"] is not None) == p["random"] for p in photos)
+    threshold = server.client.get("/api/classes").json()
+    cut = next(c["threshold"] for c in threshold if c["name"] == "stripy")
+    assert all(p["guess"] == (p["probability"] >= cut) for p in photos)
+    page = server.client.get("/strip/stripy", params={"n": 6}).text
+    tile = r'class="verdict (is-yes|is-no)[^"]*" data-id="(\d+)" data-guess="(\d)"'
+    shown = re.findall(tile, page)
+    assert [int(i) for _, i, _ in shown] == [p["id"] for p in photos]  # the same strip again
+    for (kind, _, guess), p in zip(shown, photos, strict=True):
+        assert (kind == "is-yes") == (guess == "1") == p["guess"]
+    ids = [p["id"] for p in photos]
+    unsure = ids[-1]  # "not sure": teaches nothing, never offered again
+    add = [i for i in ids[:-1] if i in blue]
+    not_ = [i for i in ids[:-1] if i not in blue]
+    body = {"add": add, "not": not_, "skip": [unsure]}
+    r = server.client.post("/api/strip/stripy", params={"n": 6}, json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out) == {"class", "estimate", "next"} and out["estimate"] is None  # 2 draws
+    assert out["class"]["examples"] == 1 + len(add) and out["class"]["negatives"] == len(not_)
+    assert out["next"]["strip"] == 1 and not set(ids) & {p["id"] for p in out["next"]["photos"]}
+    marked = {m["id"] for m in server.client.get("/api/examples/stripy").json()}
+    assert set(ids) - {unsure} <= marked and unsure not in marked
+    body = {"undo": add + not_, "unskip": [unsure]}
+    r = server.client.post("/strip/stripy", params={"n": 4, "limit": 5}, json=body)
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"], r.text
+    teach = r.text.split('id="teach"')[1].split("</section>")[0]
+    assert len(re.findall(r'class="verdict ', teach)) == 4  # the next strip comes with it
+    assert 'id="estimate"' in r.text
+    marked = {m["id"] for m in server.client.get("/api/examples/stripy").json()}
+    assert marked == {blue[0]}  # taken back, whole
+    bad = server.client.get("/api/strip/stripy", params={"n": 0})
+    assert bad.status_code == 400 and "n must be between" in bad.json()["error"]
+    bad = server.client.post("/api/strip/stripy", json={"skip": [10**12]})
+    assert bad.status_code == 400 and "not offered in a strip" in bad.json()["error"]

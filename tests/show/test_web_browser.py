@@ -217,13 +217,13 @@ def test_class_page_shows_decoded_thumbnails_best_first(page, served: str) -> No
     assert decoded(page, "#grid .card img") >= 20
     assert page.locator("#examples .card").count() == 5  # the examples, shown apart
     wait_decoded(page, "#examples .card img", 5)
-    if hasattr(Library, "review"):  # "is this right?": unmarked photos near the cut-off
-        review = page.locator("#review .card")
-        review.first.wait_for()  # fetched once the page shows
-        assert 1 <= review.count() <= 8
-        wait_decoded(page, "#review .card img", review.count())
-        marked = set(page.locator("#examples .card").evaluate_all("e => e.map(c => c.dataset.id)"))
-        assert not marked & set(review.evaluate_all("e => e.map(c => c.dataset.id)"))
+    # "is this right?": a strip of unmarked photos to judge (tests/show/test_web_strips_browser)
+    strip = page.locator("#teach .verdict")
+    strip.first.wait_for()  # fetched once the page shows
+    assert strip.count() == 20
+    wait_decoded(page, "#teach .verdict img", 20)
+    marked = set(page.locator("#examples .card").evaluate_all("e => e.map(c => c.dataset.id)"))
+    assert not marked & set(strip.evaluate_all("e => e.map(c => c.dataset.id)"))
     scores = [s for _, s in grid(page)]
     assert len(scores) == 100 and scores == sorted(scores, reverse=True)
     # every match is reachable: scrolling to the end pages in the rest of the ranking
@@ -263,8 +263,7 @@ def test_a_no_and_a_yes_move_and_rerank(page, served: str, tmp_path: Path) -> No
     assert page.locator(f'#grid .card[data-id="{dog_id}"]').count() == 0
     assert page.locator("#n-neg").inner_text() == "1"
 
-    if page.locator("#review").count():  # the strip fetched once the page showed is in
-        page.wait_for_selector("#review:not([data-src])", state="attached")
+    page.wait_for_selector("#teach:not([data-src])", state="attached")  # the strip is in
     with Requests(page) as sent:  # a ✓ is one request: it teaches and brings the page back
         page.locator(f'#grid .card[data-id="{cat_id}"] button[data-act=add]').click()
         page.wait_for_selector(f'#examples .card[data-id="{cat_id}"]')

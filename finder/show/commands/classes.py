@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from finder.errors import ClassExists, UsageError
+from finder.errors import ClassExists, FinderError, UsageError
 from finder.show import app as ui
 from finder.show import results as out
 from finder.show import text
@@ -92,8 +92,10 @@ ReviewOpt = ui.option(
     int | None,
     "--review",
     metavar="N",
-    help="Instead: the N photos whose verdict would teach NAME most (near the cut-off, "
-    "unlike each other); mark them with `learn NAME --add` / `--not`.",
+    help="Instead: a strip of N photos to judge, most whose verdict would teach NAME most (near "
+    "the cut-off, unlike each other), some drawn at random (what the estimate in `classes "
+    "--json` stands on); with --json each has its guess and whether it was drawn at random. "
+    "Mark them with `learn NAME --add` / `--not`.",
     min=1,
 )
 ImageArg = ui.argument(
@@ -233,10 +235,23 @@ def classes(
                 ui.echo_lines(text.example_lines(rows))
             return
         records = lib.classes()
+        if as_json:  # each with how good its answer is (null until enough random marks)
+            estimates = [estimate_of(lib, r["name"]) for r in records]
     if as_json:
-        ui.echo_json([text.class_json(r) for r in records])
+        ui.echo_json(
+            [text.class_json(r) | {"estimate": e} for r, e in zip(records, estimates, strict=True)]
+        )
     else:
         ui.echo_lines(text.class_lines(records))
+
+
+def estimate_of(lib: Any, name: str) -> dict | None:
+    """Class ``name``'s estimate (``Library.estimate``); None when it has none, or cannot have
+    one here (learned with another backbone)."""
+    try:
+        return lib.estimate(name)
+    except FinderError:
+        return None
 
 
 def _export(file: str, library: Path | None, as_json: bool) -> None:
@@ -352,7 +367,7 @@ def find(
         if review is not None:
             if filters is not None:
                 raise UsageError("--review picks photos to mark: it takes no filters")
-            matches = lib.review(name, review)
+            matches = lib.strip(name, review).photos  # recorded: its draws' marks count
         else:
             matches = lib.find(name, top=top, min_prob=min_prob, filters=filters, sort=sort)
         ui.print_messages(lib)

@@ -22,6 +22,7 @@ import anyio
 
 from finder.errors import Arg, FinderError, UsageError
 from finder.library import Change, ImageRow, Library, Match
+from finder.show.text import class_json
 
 T = TypeVar("T")
 KEY_LENGTH = 16  # hex digits of a mark's key
@@ -184,6 +185,17 @@ class Backend:
             "stamp": stamp,
         }
 
+    def classes_json(self) -> list[dict[str, Any]]:
+        """The classes as ``classes --json`` gives them, each with its ``estimate``."""
+        out = []
+        for record in self.lib.classes():
+            try:
+                estimate = self.lib.estimate(record["name"])
+            except FinderError:  # learned with another backbone
+                estimate = None
+            out.append(class_json(record) | {"estimate": estimate})
+        return out
+
     # -- a class's life ------------------------------------------------------------------------
     def rename(self, name: str, new: str) -> dict[str, Any]:
         return self.lib.rename(self.lib.class_record(name)["name"], new)
@@ -243,6 +255,8 @@ class Backend:
             "marks": marks,
             "ranked": page,
             "review": None,  # fetched apart (review_view), or given by teach_class
+            "strip": None,  # fetched apart (strip_view), or given by teach_strip
+            "estimate": lib.estimate(record["name"]),
             "classes": lib.classes(),
             "stamp": stamp,
         }
@@ -251,10 +265,37 @@ class Backend:
         self, name: str, marks: dict[str, list[int]], limit: int, n: int
     ) -> dict[str, Any]:
         """A ✓, ✗ or undo on the class page (``marks``: ``add``, ``not``, ``undo`` ids), and the
-        class page after it, its ``n`` photos to review included: one request a click."""
+        class page after it: one request a click. (The strip on the page stays as it is, the
+        person's flips on it kept: ``n`` is not used since strips replaced the review row.)"""
         record = self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
-        view = self.class_view(record["name"], 0, limit)
-        view["review"] = self.review(record["name"], n)
+        return self.class_view(record["name"], 0, limit)
+
+    def strip_view(self, name: str, n: int) -> dict[str, Any]:
+        """The strip of ``n`` photos class ``name`` wants a verdict on (``Library.strip``)."""
+        record = self.lib.class_record(name)
+        return {"record": record, "strip": self.lib.strip(record["name"], n)}
+
+    def strip_taught(self, name: str, marks: dict[str, list[int]]) -> str:
+        """A strip's verdicts given (``add``, ``not``, ``skip``) or taken back (``undo``,
+        ``unskip``): one retraining at most. Returns the class's stored name."""
+        name = self.lib.class_record(name)["name"]
+        if marks.get("skip"):  # "not sure": teaches nothing, never offered again
+            self.lib.skip(name, marks["skip"])
+        if marks.get("unskip"):  # a strip taken back: its skipped photos offered again
+            self.lib.skip(name, marks["unskip"], skipped=False)
+        if marks["add"] or marks["not"] or marks["undo"]:
+            self.lib.learn_ids(name, marks["add"], marks["not"], marks["undo"])
+        return name
+
+    def teach_strip(
+        self, name: str, marks: dict[str, list[int]], limit: int, n: int
+    ) -> dict[str, Any]:
+        """A strip confirmed (``add``: its ✓, ``not``: its ✗, ``skip``: its "not sure") or
+        taken back (``undo``, ``unskip``): every photo of it taught at once, one retraining,
+        and the class page after it with the next strip of ``n``."""
+        name = self.strip_taught(name, marks)
+        view = self.class_view(name, 0, limit)
+        view["strip"] = self.lib.strip(name, n)
         return view
 
     def teach_photo(
