@@ -163,3 +163,24 @@ def test_six_checks_and_three_crosses_are_labels_the_head_is_calibrated_on():
     assert "n_class_marks" not in fewer.params
     members = np.setdiff1d(np.flatnonzero(y == 0), pos)
     assert (head.proba(X[members]) >= head.threshold).mean() > 0.8
+
+
+def test_dozens_of_examples_are_a_sample_of_the_class_not_the_edge_of_its_ranking():
+    """A folder of examples (``HeadConfig.rank_all_from`` of them or more) sizes the class from
+    the median held-out rank of all of them: the median of their 5 largest ranks (meant for a
+    few examples beside ✓ clicked at the top of the ranking) takes in far more than the class."""
+    X, y = library(n_classes=4, per_class=200, spread=0.3, seed=12)
+    rng = np.random.default_rng(12)
+    pos = rng.choice(np.flatnonzero(y == 0), size=60, replace=False)
+    bg = np.setdiff1d(np.arange(len(X)), pos)
+    folder = train_head(X[pos], X[:0], X[bg])
+    edge = train_head(X[pos], X[:0], X[bg], config=replace(DEFAULT_CONFIG, rank_all_from=0))
+    assert folder.params["median_held_out"] < edge.params["median_held_out"]
+
+    def precision_recall(head) -> tuple[float, float]:
+        answer = head.proba(X[bg]) >= head.threshold
+        return float(np.mean(y[bg][answer] == 0)), float(np.mean(answer[y[bg] == 0]))
+
+    p, r = precision_recall(folder)
+    assert p > 0.9 and r > 0.9  # the edge's answer: precision 0.72 (recall 0.99)
+    assert precision_recall(edge)[0] < p - 0.1
