@@ -121,18 +121,28 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, served: str):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    pg = context.new_page()
+@contextmanager
+def page_at(browser, url: str, **context: object) -> Iterator:
+    """A page of ``browser`` in a context of its own (a 1280×860 viewport unless ``context``
+    says otherwise) opened at ``url``; once done with, no script error may have happened."""
+    ctx = browser.new_context(**{"viewport": {"width": 1280, "height": 860}, **context})
+    pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.set_default_timeout(WAIT)
-    pg.goto(served)  # the URL with the token: sets the cookie
-    assert "token=" not in pg.url  # ... and the token leaves the address bar
-    yield pg
-    context.close()
+    pg.goto(url)
+    try:
+        yield pg
+    finally:
+        ctx.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def page(browser, served: str):
+    with page_at(browser, served) as pg:  # the URL with the token: sets the cookie
+        assert "token=" not in pg.url  # ... and the token leaves the address bar
+        yield pg
 
 
 def base(url: str) -> str:

@@ -16,7 +16,7 @@ from finder.ingest.keywords import sidecar_keywords
 from finder.library import Library
 from tests.conftest import CLI
 from tests.ingest.keyword_files import digikam_sidecar
-from tests.show.test_web_browser import ARGS, CHROMIUM, WAIT, _need_browser, base, serving
+from tests.show.test_web_browser import ARGS, CHROMIUM, _need_browser, base, page_at, serving
 from tests.test_filing import _items, build
 
 
@@ -38,17 +38,10 @@ def page(filed_library):
     lib, _ = filed_library
     with serving(lib) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.set_default_timeout(WAIT)
-        pg.goto(url)  # the URL with the token: sets the cookie
-        pg.base = base(url)
-        yield pg
-        context.close()
+        with page_at(browser, url) as pg:  # the URL with the token: sets the cookie
+            pg.base = base(url)
+            yield pg
         browser.close()
-        assert not errors, errors
 
 
 def suggested(lib: Path) -> list[tuple[int, str]]:

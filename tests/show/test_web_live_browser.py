@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CLI, make_photo
-from tests.show.test_web_browser import WAIT, _need_browser, browser, serving  # noqa: F401 (browser: a fixture)
+from tests.show.test_web_browser import (  # noqa: F401 (browser: a fixture)
+    WAIT,
+    _need_browser,
+    browser,
+    page_at,
+    serving,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +45,8 @@ def served(folder: Path):
 
 @pytest.fixture
 def page(browser, served: str):  # noqa: F811 (browser: the imported fixture)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.set_default_timeout(WAIT)
-    pg.goto(served)
-    yield pg
-    context.close()
-    assert not errors, errors
+    with page_at(browser, served) as pg:
+        yield pg
 
 
 def index_elsewhere(folder: Path, root: Path) -> None:

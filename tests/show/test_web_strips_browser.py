@@ -20,6 +20,7 @@ from tests.show.test_web_browser import (  # noqa: F401 (browser: a fixture)
     _need_browser,
     base,
     browser,
+    page_at,
     serving,
     wait_decoded,
 )
@@ -43,15 +44,8 @@ def served(pets: Path):
 
 @pytest.fixture
 def page(browser, served: str):  # noqa: F811 (browser: the imported fixture)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, has_touch=True)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.set_default_timeout(WAIT)
-    pg.goto(served)
-    yield pg
-    context.close()
-    assert not errors, errors
+    with page_at(browser, served, viewport={"width": 1280, "height": 900}, has_touch=True) as pg:
+        yield pg
 
 
 def open_class(page, served: str) -> None:
