@@ -107,7 +107,11 @@ def test_folders_become_classes_the_unsorted_folder_does_not(filed) -> None:
     rows = cli.json("suggest", "red")
     paths = [r["path"] for r in rows]
     assert all(str(root / "unsorted") in p for p in paths)  # nothing filed is suggested
-    assert len([p for p in paths if kind(p) == "r"]) == 4 and "b" not in map(kind, paths)
+    # the cut (a head of 5 examples on a library of 34) takes in most of the reds, no blue; the
+    # ranking puts all four first
+    assert len([p for p in paths if kind(p) == "r"]) >= 3 and "b" not in map(kind, paths)
+    ranked = [r["path"] for r in cli.json("find", "red", "--top", "34")]
+    assert [kind(p) for p in ranked if str(root / "unsorted") in p][:4] == ["r"] * 4
     result = cli("suggest", "red", "--apply", ok=False)
     assert result.exit_code != 0 and "copying or linking" in result.stderr
     exported = cli("suggest", "red", "--link", str(root.parent / "out"))
