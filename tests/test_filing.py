@@ -17,6 +17,7 @@ from finder.ingest.keywords import sidecar_keywords
 from finder.library import Library
 from tests.conftest import CLI, make_photo
 from tests.ingest.keyword_files import (
+    MALFORMED,
     digikam_sidecar,
     iptc_record,
     jpeg_with,
@@ -24,8 +25,6 @@ from tests.ingest.keyword_files import (
     photoshop_app13,
     xmp_app1,
 )
-
-MALFORMED = b'<?xml version="1.0"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>\n  <dc:subj'
 
 
 def build(root: Path) -> None:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from tests.conftest import make_photo
 
+# a sidecar cut off mid-element, as a crash while saving leaves it
+MALFORMED = b'<?xml version="1.0"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>\n  <dc:subj'
+
 
 def _lis(items: list[str], indent: str = "     ") -> str:
     return "\n".join(f"{indent}<rdf:li>{item}</rdf:li>" for item in items)

@@ -16,6 +16,7 @@ import pytest
 from finder.library import Library
 from tests.conftest import CLI, make_photo
 from tests.ingest.keyword_files import (
+    MALFORMED,
     darktable_sidecar,
     digikam_sidecar,
     iptc_record,
@@ -24,8 +25,6 @@ from tests.ingest.keyword_files import (
     photoshop_app13,
     xmp_app1,
 )
-
-MALFORMED = b'<?xml version="1.0"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>\n  <dc:subj'
 
 
 def build(root: Path) -> dict[str, tuple[str, ...]]:

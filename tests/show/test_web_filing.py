@@ -12,30 +12,20 @@ from pathlib import Path
 import pytest
 
 from finder.ingest.keywords import sidecar_keywords
-from tests.conftest import CLI
 from tests.ingest.keyword_files import digikam_sidecar
 from tests.show.test_web import Server, catalog_ids, snapshot
-from tests.test_filing import _items, build, kind
+from tests.test_filing import _items, filed, kind  # noqa: F401 (filed: a fixture)
 
 
 @pytest.fixture
-def filed(tmp_path: Path, model_args) -> tuple[CLI, Path]:
-    root = tmp_path / "photos"
-    build(root)
-    cli = CLI(tmp_path / "library")
-    cli("index", str(root), *model_args, "-q")
-    return cli, root
-
-
-@pytest.fixture
-def served(filed):
+def served(filed):  # noqa: F811 (filed: the imported fixture)
     cli, _ = filed
     s = Server(cli.library)
     yield s
     s.stop()
 
 
-def test_the_list_and_a_class_s_suggestions_are_suggest_s(filed, served) -> None:
+def test_the_list_and_a_class_s_suggestions_are_suggest_s(filed, served) -> None:  # noqa: F811
     cli, root = filed
     empty = served.client.get("/suggest")
     assert empty.status_code == 200 and "No class was made from keywords" in empty.text
@@ -56,7 +46,7 @@ def test_the_list_and_a_class_s_suggestions_are_suggest_s(filed, served) -> None
     assert page.count('data-act="add"') == len(rows) and "data-all" in page
 
 
-def test_confirm_writes_the_keyword_reject_and_undo_take_it_back(filed, served) -> None:
+def test_confirm_writes_the_keyword_reject_and_undo_take_it_back(filed, served) -> None:  # noqa: F811
     cli, root = filed
     cli("learn", "--from-keywords", "--min", "3")
     ids = catalog_ids(cli.library)
@@ -97,7 +87,7 @@ def test_confirm_writes_the_keyword_reject_and_undo_take_it_back(filed, served) 
     assert first in [r["path"] for r in served.client.get("/api/suggest/red").json()]
 
 
-def test_a_folder_class_s_confirmed_photos_are_copied_never_moved(filed, served) -> None:
+def test_a_folder_class_s_confirmed_photos_are_copied_never_moved(filed, served) -> None:  # noqa: F811
     cli, root = filed
     cli("learn", "--from-folders", str(root), "--min", "5")
     ids = catalog_ids(cli.library)
@@ -126,7 +116,7 @@ def test_a_folder_class_s_confirmed_photos_are_copied_never_moved(filed, served)
     assert len(os.listdir(folder)) == 5 + 2
 
 
-def test_bad_requests_are_one_line_and_change_nothing(filed, served) -> None:
+def test_bad_requests_are_one_line_and_change_nothing(filed, served) -> None:  # noqa: F811
     cli, root = filed
     cli("learn", "--from-keywords", "--min", "3")
     cli("learn", "hand", str(root / "unsorted" / "g0.jpg"))
