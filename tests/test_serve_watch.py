@@ -9,11 +9,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,7 @@ import pytest
 from finder.library import Library
 from finder.store import owner
 from tests.conftest import CLI, REPO, make_photo, run_finder
-from tests.test_watch import WAIT, Watcher, nearest, status
+from tests.test_watch import Child, Watcher, nearest, status
 
 
 @pytest.fixture
@@ -95,7 +93,7 @@ time.sleep(600)
 """
 
 
-class Served:
+class Served(Child):
     """``finder serve --watch`` in its own process: its URL, its stderr lines."""
 
     def __init__(self, library: Path) -> None:
@@ -120,25 +118,6 @@ class Served:
 
     def api(self, route: str) -> dict:
         return httpx.get(self.url.replace("/?", f"{route}?"), timeout=60).json()
-
-    def wait_for(self, outcome, what: str):
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"serve ended: {self.err}"
-            got = outcome()
-            if got:
-                return got
-            time.sleep(0.1)
-        raise AssertionError(f"{what}: not within {WAIT}s; stderr: {self.err[-5:]}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
 
 
 def test_serve_watch_is_the_one_writer(tmp_path, tree, model_args) -> None:

@@ -26,7 +26,35 @@ from tests.test_library import assert_consistent
 WAIT = 120.0  # seconds an outcome may take on a loaded machine before a test fails
 
 
-class Watcher:
+class Child:
+    """A finder process of a test's: ``proc``, and its stderr lines in ``err`` (read by a
+    thread of the subclass's)."""
+
+    proc: subprocess.Popen
+    err: list
+
+    def wait_for(self, outcome: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"finder ended ({self.proc.returncode}): {self.err}")
+            got = outcome()
+            if got:
+                return got
+            time.sleep(0.1)
+        raise AssertionError(f"{what}: not within {timeout}s; stderr: {self.err[-5:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+class Watcher(Child):
     """A watcher in its own process (``Watcher.index(...)``: ``python -m finder index ROOT...
     --watch --json``); its JSON lines (the first pass's summary, then one per batch) and its
     stderr lines are collected."""
@@ -57,17 +85,6 @@ class Watcher:
             elif line:
                 sink.append(line)
 
-    def wait_for(self, outcome: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the watcher ended ({self.proc.returncode}): {self.err}")
-            got = outcome()
-            if got:
-                return got
-            time.sleep(0.1)
-        raise AssertionError(f"{what}: not within {timeout}s; stderr: {self.err[-5:]}")
-
     def settled(self, images: int) -> dict:
         """Wait until another process's ``status`` counts ``images``, nothing pending."""
 
@@ -80,15 +97,6 @@ class Watcher:
     @property
     def batches(self) -> list[dict]:
         return [d for d in self.out if d.get("batch")]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
 
     def __enter__(self) -> Watcher:
         return self
