@@ -248,14 +248,21 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
             )
         ]
 
-    def ids_under(self, root: str, status: str | None = None) -> list[int]:
+    @staticmethod
+    def _under(root: str, status: str | None) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its parameters) of the images at ``root`` or below it, with
+        ``status`` when given: an index range, however large the library."""
         lo, hi = path_range(root)
-        sql = "SELECT id FROM images WHERE ((path >= ? AND path < ?) OR path = ?)"
+        where = "((path >= ? AND path < ?) OR path = ?)"
         params: list[Any] = [lo, hi, encode_path(root)]
         if status:
-            sql += " AND status = ?"
+            where += " AND status = ?"
             params.append(status)
-        return [r[0] for r in self.db.execute(sql, params)]
+        return where, params
+
+    def ids_under(self, root: str, status: str | None = None) -> list[int]:
+        where, params = self._under(root, status)
+        return [r[0] for r in self.db.execute(f"SELECT id FROM images WHERE {where}", params)]
 
     def has_under(self, root: str) -> bool:
         """Whether any image is at ``root`` or below it (one index probe)."""
@@ -265,13 +272,10 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
 
     def count_under(self, root: str, status: str | None = None) -> int:
         """How many images are at ``root`` or below it (with ``status``, when given)."""
-        lo, hi = path_range(root)
-        sql = "SELECT count(*) FROM images WHERE ((path >= ? AND path < ?) OR path = ?)"
-        params: list[Any] = [lo, hi, encode_path(root)]
-        if status:
-            sql += " AND status = ?"
-            params.append(status)
-        return int(self.db.execute(sql, params).fetchone()[0])
+        where, params = self._under(root, status)
+        return int(
+            self.db.execute(f"SELECT count(*) FROM images WHERE {where}", params).fetchone()[0]
+        )
 
     def rows_under(self, root: str) -> Iterator[ImageRow]:
         lo, hi = path_range(root)
