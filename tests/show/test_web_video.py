@@ -14,14 +14,12 @@ the photos it is made of), with class cat learned from the cat photos."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
 from finder.library import Library
-from tests.conftest import CLI, TFLITE_MODEL
 from tests.show.test_web_browser import (  # noqa: F401
     _need_browser,
     base,
@@ -29,21 +27,16 @@ from tests.show.test_web_browser import (  # noqa: F401
     page,  # noqa: F401
     serving,
 )
+from tests.test_video_answers import taught  # noqa: F401
 from tests.test_videos import indexed, sources, tree  # noqa: F401
 
 WAIT = 60_000
 
 
 @pytest.fixture(scope="module")
-def video_library(indexed, tree, tmp_path_factory) -> Path:
-    if not TFLITE_MODEL.exists():
-        pytest.skip(f"needs {TFLITE_MODEL} (a trained backbone), absent here")
-    library = tmp_path_factory.mktemp("webvideo") / "library"
-    shutil.copytree(indexed, library)
-    cats = sorted(str(p) for p in (tree / "photos").glob("cat-*.jpg"))
-    dogs = sorted(str(p) for p in (tree / "photos").glob("dog-*.jpg"))
-    CLI(library)("learn", "cat", *cats, *[a for p in dogs for a in ("--not", p)])
-    return library
+def video_library(taught: Path) -> Path:  # noqa: F811 (taught: the imported fixture)
+    """The indexed videos with class ``cat`` learned from the cat photos (this module's own)."""
+    return taught
 
 
 @pytest.fixture(scope="module")
