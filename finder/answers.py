@@ -13,7 +13,7 @@ import numpy as np
 from finder.embedder import Embedder
 from finder.errors import Arg, UsageError
 from finder.folder import Folder
-from finder.ingest import crawl
+from finder.ingest import crawl, files
 from finder.learn.head import logit, sigmoid
 from finder.learn.strip import near_cut, spread
 from finder.moments import Items, group, parse_time, split_moment
@@ -287,7 +287,7 @@ class Answers:
 
 def need_regular_file(full: str, given: str) -> None:
     """A one-line UsageError unless ``full`` is a regular file, saying what it is instead."""
-    what = crawl.file_kind(full)
+    what = files.file_kind(full)
     if what == "missing":
         raise UsageError(f"no such file: {given}")
     if what != "file":

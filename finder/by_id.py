@@ -14,8 +14,8 @@ from finder.answers import Answers, Match
 from finder.embed.registry import identity_key as _backbone_key
 from finder.errors import Arg, UnknownImage, UsageError
 from finder.folder import Folder
-from finder.ingest.crawl import open_regular
 from finder.ingest.decode import PHOTO_FORMATS
+from finder.ingest.files import open_regular
 from finder.ingest.video import stream_kind
 from finder.learn.head import Head
 from finder.learn.names import class_name

@@ -16,7 +16,7 @@ from finder import sync
 from finder.embedder import Embedder
 from finder.errors import Arg, UsageError
 from finder.folder import Folder
-from finder.ingest import crawl
+from finder.ingest import mounts
 from finder.store import repair as repairs
 from finder.store.thumbs import ThumbCache
 from finder.sync import IndexSummary, Progress, ProgressFn
@@ -73,7 +73,7 @@ class Indexing:
                     raise UsageError(f"no such folder: {root}")
                 resolved.append(path)  # indexed before: offline, its photos kept (below)
                 continue
-            reason = crawl.pseudo_reason(path)
+            reason = mounts.pseudo_reason(path)
             if reason:
                 raise UsageError(reason)
             resolved.append(path)

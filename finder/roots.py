@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from finder import sync
 from finder.errors import Arg, UsageError, flag, worded
 from finder.ingest import mounts
-from finder.ingest.crawl import os_error_reason
+from finder.ingest.files import os_error_reason
 from finder.store.catalog import OK, Catalog
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from finder.act import candidates
 from finder.act.video_dupes import near_video_pairs
 from finder.errors import DecodeError
-from finder.ingest.crawl import open_regular
+from finder.ingest.files import open_regular
 from finder.store.catalog import OK, Catalog, ImageRow
 
 if TYPE_CHECKING:

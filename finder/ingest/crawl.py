@@ -25,10 +25,10 @@ Rules of the walk (``walk``):
   not yielded again; for folders and files alike the first path in walk order wins).
   ``/proc``, ``/sys``, ``/dev`` and ``/run`` are never entered from above (they are marked
   visited up front), though a root below them, like ``/run/media/usb``, can be walked. Pseudo
-  file systems (``PSEUDO_FS``: proc, sysfs, devtmpfs, ..., told by their device number in
-  ``/proc/self/mountinfo``) are never walked at all: a root on one, or reached through one
-  (``/proc/self/root``), yields nothing (``pseudo_reason`` says why); a symbolic link into one
-  is skipped.
+  file systems (``mounts.PSEUDO_FS``: proc, sysfs, devtmpfs, ..., told by their device number
+  in ``/proc/self/mountinfo``) are never walked at all: a root on one, or reached through one
+  (``/proc/self/root``), yields nothing (``mounts.pseudo_reason`` says why); a symbolic link
+  into one is skipped.
 - Only regular files are yielded: a FIFO or device named like a photo is skipped.
 - A folder whose name has a photo extension is yielded with ``is_dir=True`` (so it can be
   recorded as failed) and is also entered.
@@ -44,14 +44,12 @@ Rules of the walk (``walk``):
 - Cost: one ``scandir`` per folder and one ``stat`` per photo file, per sidecar and per folder;
   other files cost nothing beyond their directory entry.
 
-Also here: ``fingerprint(path, size)`` (content hash to recognise moved files) and
-``open_regular(path)`` (open for reading without ever blocking on a FIFO; ``DecodeError`` with a
-short reason otherwise), which ``decode`` uses too.
+Also here: ``fingerprint(path, size)`` (content hash to recognise moved files; the file opened
+by ``files.open_regular``, which never blocks on a FIFO).
 """
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import hashlib
 import os
@@ -59,9 +57,10 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from finder.errors import DecodeError, UsageError
+from finder.ingest.files import open_regular, os_error_reason
+from finder.ingest.mounts import links_through_pseudo, pseudo_devices, pseudo_reason
 
 #: RAW extensions decoded through LibRaw (``finder.ingest.raw``) (lowercase, with the dot).
 RAW_EXTENSIONS: frozenset[str] = frozenset(
@@ -164,33 +163,6 @@ JUNK_PREFIXES: tuple[str, ...] = ("._", ".trash-")
 
 #: Pseudo file systems never entered from above.
 PSEUDO_DIRS: tuple[str, ...] = ("/proc", "/sys", "/dev", "/run")
-#: File system types that hold kernel interfaces, not photos: never walked, wherever a path or a
-#: symbolic link leads into them (``/proc/self/root`` leads back to ``/``).
-PSEUDO_FS: frozenset[str] = frozenset(
-    {
-        "proc",
-        "sysfs",
-        "devtmpfs",
-        "devpts",
-        "cgroup",
-        "cgroup2",
-        "securityfs",
-        "debugfs",
-        "tracefs",
-        "pstore",
-        "bpf",
-        "configfs",
-        "fusectl",
-        "mqueue",
-        "hugetlbfs",
-        "binfmt_misc",
-        "efivarfs",
-        "selinuxfs",
-        "rpc_pipefs",
-        "nsfs",
-    }
-)
-MOUNTINFO = "/proc/self/mountinfo"
 
 _CHUNK = 64 * 1024
 
@@ -306,120 +278,6 @@ def is_junk(name: str) -> bool:
     """True for file-system clutter skipped even when hidden files are wanted."""
     low = name.lower()
     return low in JUNK_NAMES or low.startswith(JUNK_PREFIXES)
-
-
-def os_error_reason(e: OSError) -> str:
-    """A short reason for an ``OSError`` met while reading a file."""
-    if isinstance(e, FileNotFoundError):
-        return "file vanished"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    if isinstance(e, IsADirectoryError):
-        return "is a directory"
-    if e.errno == errno.EIO:
-        return "input/output error"
-    return e.strerror or str(e) or type(e).__name__
-
-
-def file_kind(path: str | os.PathLike[str]) -> str:
-    """What ``path`` is, in words: "file" (a regular one), "missing", "a folder", "a FIFO
-    (named pipe)", "a socket", "a character device", "a block device" or "unreadable (...)"."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError as e:
-        return f"unreadable ({os_error_reason(e)})"
-    kinds = [
-        (stat.S_ISREG, "file"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
-def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open a regular file for reading, or raise ``DecodeError`` with the reason it cannot be.
-
-    ``O_NONBLOCK`` keeps a FIFO named like a photo from blocking the open; ``fstat`` then
-    refuses anything that is not a regular file (no race between a check and the open).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise DecodeError(os_error_reason(e)) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise DecodeError("is a directory")
-        if not stat.S_ISREG(mode):
-            raise DecodeError("not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException as e:
-        os.close(fd)
-        if isinstance(e, OSError):
-            raise DecodeError(os_error_reason(e)) from None
-        raise
-
-
-def pseudo_devices(mountinfo: str = MOUNTINFO) -> dict[int, str]:
-    """The device number (``st_dev``) of every mounted pseudo file system, with its type, read
-    from ``/proc/self/mountinfo``; empty where that cannot be read."""
-    out: dict[int, str] = {}
-    try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
-    except OSError:
-        return out
-    for line in lines:
-        fields = line.split()
-        try:
-            fstype = fields[fields.index("-", 6) + 1]
-            major, minor = fields[2].split(":")
-        except (ValueError, IndexError):
-            continue
-        if fstype in PSEUDO_FS:
-            out[os.makedev(int(major), int(minor))] = fstype
-    return out
-
-
-def pseudo_reason(path: str, pseudo: dict[int, str] | None = None) -> str | None:
-    """Why ``path`` is not walked, when it or a folder on its way is on a pseudo file system
-    (``pseudo``: from :func:`pseudo_devices`, read when not given)."""
-    pseudo = pseudo_devices() if pseudo is None else pseudo
-    probe = path
-    while True:
-        try:
-            fstype = pseudo.get(os.stat(probe).st_dev)
-        except OSError:
-            fstype = None
-        if fstype is not None:
-            return f"{path} is on {fstype}, a pseudo file system that holds no photos"
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return None
-        probe = parent
-
-
-def _links_through_pseudo(path: str) -> bool:
-    """True when the symbolic link ``path`` (or a link it leads to) names a path through a
-    pseudo file system, like ``/proc/self/root``, a way back to ``/``."""
-    for _ in range(40):
-        try:
-            target = os.path.join(os.path.dirname(path), os.readlink(path))
-        except OSError:
-            return False
-        path = os.path.normpath(target)
-        if pseudo_reason(path) is not None:
-            return True
-        if not os.path.islink(path):
-            return False
-    return True  # a loop of links: nothing to walk either
 
 
 def walk(
@@ -550,7 +408,7 @@ def _walk(
                 report(entry.path, e)
                 continue
             if est.st_dev in pseudo_devs or (  # a symbolic link into /proc, /sys, /dev, ...
-                pseudo_devs and entry.is_symlink() and _links_through_pseudo(entry.path)
+                pseudo_devs and entry.is_symlink() and links_through_pseudo(entry.path)
             ):
                 continue
             key = _key(est)

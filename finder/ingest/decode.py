@@ -3,7 +3,7 @@
 ``load_rgb(path, size)`` is the entry point (``load_views`` builds on it; ``read_facts`` reads
 only a header). What it does, in order:
 
-1. Opens the file itself (``crawl.open_regular``: non-blocking, regular files only), so that
+1. Opens the file itself (``files.open_regular``: non-blocking, regular files only), so that
    operating-system failures get their own reasons ("empty file", "file vanished",
    "permission denied", "is a directory", "not a regular file").
 2. Identifies the image from its content, not its name, among the photo formats only
@@ -61,8 +61,8 @@ from PIL import Image, UnidentifiedImageError
 
 from finder.errors import Arg, DecodeError, UsageError
 from finder.ingest import pixels, reduced, truncation
-from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.facts import PhotoFacts, photo_facts
+from finder.ingest.files import open_regular, os_error_reason
 from finder.ingest.raw import is_raw_name
 
 #: Largest image accepted, in pixels (width × height from the header). 250 MP: a 100+ MP

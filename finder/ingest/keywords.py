@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from finder.errors import DecodeError, FinderError
-from finder.ingest.crawl import open_regular
+from finder.ingest.files import open_regular
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 NS = {

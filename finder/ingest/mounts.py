@@ -1,9 +1,10 @@
-"""What is mounted where: the mount points under a folder, whether one is still mounted, and
+"""What is mounted where: the mount points under a folder, whether one is still mounted,
 whether a folder lives on a network file system (where the operating system sends no events
-for changes made by other machines, so a watcher must rescan it).
+for changes made by other machines, so a watcher must rescan it), and which paths are on a
+pseudo file system (proc, sysfs, ...: kernel interfaces, never walked for photos).
 
 Read from ``/proc/self/mountinfo`` on Linux; elsewhere only :func:`os.path.ismount` is known
-(no mount points are listed and no file system is called a network one).
+(no mount points are listed and no file system is called a network or a pseudo one).
 """
 
 from __future__ import annotations
@@ -12,7 +13,34 @@ import os
 import re
 from dataclasses import dataclass
 
-from finder.ingest.crawl import MOUNTINFO, PSEUDO_FS
+MOUNTINFO = "/proc/self/mountinfo"
+
+#: File system types that hold kernel interfaces, not photos: never walked, wherever a path or a
+#: symbolic link leads into them (``/proc/self/root`` leads back to ``/``).
+PSEUDO_FS: frozenset[str] = frozenset(
+    {
+        "proc",
+        "sysfs",
+        "devtmpfs",
+        "devpts",
+        "cgroup",
+        "cgroup2",
+        "securityfs",
+        "debugfs",
+        "tracefs",
+        "pstore",
+        "bpf",
+        "configfs",
+        "fusectl",
+        "mqueue",
+        "hugetlbfs",
+        "binfmt_misc",
+        "efivarfs",
+        "selinuxfs",
+        "rpc_pipefs",
+        "nsfs",
+    }
+)
 
 #: File system types whose changes can come from another machine: no events for those.
 NETWORK_FS: frozenset[str] = frozenset(
@@ -117,3 +145,43 @@ def is_mounted(point: str, table: list[Mount] | None = None) -> bool:
         return os.path.ismount(point)
     except OSError:
         return False
+
+
+def pseudo_devices(mountinfo: str = MOUNTINFO) -> dict[int, str]:
+    """The device number (``st_dev``) of every mounted pseudo file system, with its type, read
+    from ``/proc/self/mountinfo``; empty where that cannot be read."""
+    return {m.dev: m.fstype for m in mounts(mountinfo) if m.fstype in PSEUDO_FS}
+
+
+def pseudo_reason(path: str, pseudo: dict[int, str] | None = None) -> str | None:
+    """Why ``path`` is not walked, when it or a folder on its way is on a pseudo file system
+    (``pseudo``: from :func:`pseudo_devices`, read when not given)."""
+    pseudo = pseudo_devices() if pseudo is None else pseudo
+    probe = path
+    while True:
+        try:
+            fstype = pseudo.get(os.stat(probe).st_dev)
+        except OSError:
+            fstype = None
+        if fstype is not None:
+            return f"{path} is on {fstype}, a pseudo file system that holds no photos"
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+
+
+def links_through_pseudo(path: str) -> bool:
+    """True when the symbolic link ``path`` (or a link it leads to) names a path through a
+    pseudo file system, like ``/proc/self/root``, a way back to ``/``."""
+    for _ in range(40):
+        try:
+            target = os.path.join(os.path.dirname(path), os.readlink(path))
+        except OSError:
+            return False
+        path = os.path.normpath(target)
+        if pseudo_reason(path) is not None:
+            return True
+        if not os.path.islink(path):
+            return False
+    return True  # a loop of links: nothing to walk either

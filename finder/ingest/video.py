@@ -4,7 +4,7 @@ its time in seconds, and the facts its container gives.
 ``load_video(path, size, views)`` is the entry point (``read_video_facts`` reads the facts
 alone). It reads the file through PyAV (FFmpeg's libraries; imported on the first video):
 
-1. Opens the file itself (``crawl.open_regular``) and lets FFmpeg identify it by its content,
+1. Opens the file itself (``files.open_regular``) and lets FFmpeg identify it by its content,
    among the video containers only (``VIDEO_FORMATS``: MP4/MOV/3GP/M4V, Matroska/WebM, AVI,
    MPEG-TS for ``.mts``/``.m2ts``): a JPEG named ``.mp4`` is "not a video". The first video
    stream that is not a cover picture is read; none is "no video stream", a codec FFmpeg has
@@ -48,8 +48,8 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 
 from finder.errors import DecodeError
-from finder.ingest.crawl import open_regular, os_error_reason
 from finder.ingest.decode import check_views, make_views, view_cover
+from finder.ingest.files import open_regular, os_error_reason
 from finder.ingest.video_facts import VideoFacts, video_facts
 from finder.ingest.video_reasons import ffmpeg_reason, open_reason, short
 from finder.ingest.video_sample import SAMPLING, Sampler, Sampling

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from finder.ingest import crawl
+from finder.ingest import crawl, files
 
 QUICK = 0.25  # seconds without a change after a file was closed for writing, or renamed
 SETTLE = 1.0  # seconds without a change after any other event (or a change seen by a rescan)
@@ -323,7 +323,7 @@ def limit_reason(e: OSError) -> str:
         return "the system's limit of file watches is reached (fs.inotify.max_user_watches)"
     if e.errno == errno.EMFILE:
         return "the system's limit of file watchers is reached (fs.inotify.max_user_instances)"
-    return f"its changes cannot be watched ({crawl.os_error_reason(e)})"
+    return f"its changes cannot be watched ({files.os_error_reason(e)})"
 
 
 class EventSource:
