@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlite_utils
 
 from finder.errors import FinderError, LibraryError
-from finder.ingest.crawl import FileFact, is_video_name
 from finder.store import facts as stored_facts
 from finder.store import keywords as stored_keywords
 from finder.store.classes import ClassTables
 from finder.store.filing import FilingTables
-from finder.store.frames import PHOTO, VIDEO, FrameTables, StoredVideo
+from finder.store.frames import FrameTables, StoredVideo
 from finder.store.keywords import KeywordTables
-from finder.store.rows import ExampleRow, ImageRow, Scan, decode_path, encode_path, path_range
+from finder.store.rows import (
+    IMAGE_COLUMNS,
+    ExampleRow,
+    ImageRow,
+    Scan,
+    decode_path,
+    encode_path,
+    image_row,
+    path_range,
+)
+from finder.store.scans import ScanTables
 from finder.store.schema import (
     FAILED,
     META_TYPES,
@@ -45,10 +53,6 @@ from finder.store.sqlite import (
     meta_problem,
 )
 from finder.store.strips import StripTables
-
-if TYPE_CHECKING:
-    from finder.ingest.facts import PhotoFacts
-
 
 # What the rest of finder takes from the catalog (its parts live in rows, schema, sqlite).
 __all__ = [
@@ -72,7 +76,7 @@ __all__ = [
 ]
 
 
-class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables):
+class Catalog(ScanTables, ClassTables, FrameTables, KeywordTables, FilingTables, StripTables):
     """The library's SQLite file. Every public method commits before it returns.
 
     SQLite errors that mean damage (a malformed page, not a database) become
@@ -187,11 +191,10 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
 
     def image_by_path(self, path: str) -> ImageRow | None:
         row = self.db.execute(
-            "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
-            "WHERE path = ?",
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE path = ?",
             [encode_path(path)],
         ).fetchone()
-        return None if row is None else _image_row(row)
+        return None if row is None else image_row(row)
 
     def paths_for(
         self, ids: Sequence[int], ok_only: bool = False, searchable: bool = False
@@ -219,12 +222,12 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                f"SELECT {IMAGE_COLUMNS} FROM images "
                 f"WHERE status = 'ok' AND fingerprint IN ({','.join('?' * len(chunk))}) "
                 "ORDER BY id",
                 chunk,
             ):
-                out.setdefault(row[4], _image_row(row))
+                out.setdefault(row[4], image_row(row))
         return out
 
     def rows_by_id(self, ids: Sequence[int]) -> dict[int, ImageRow]:
@@ -233,11 +236,10 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
-                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ):
-                out[row[0]] = _image_row(row)
+                out[row[0]] = image_row(row)
         return out
 
     def failed(self) -> list[tuple[str, str]]:
@@ -280,111 +282,10 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
     def rows_under(self, root: str) -> Iterator[ImageRow]:
         lo, hi = path_range(root)
         for row in self.db.execute(
-            "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
-            "WHERE (path >= ? AND path < ?) OR path = ?",
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE (path >= ? AND path < ?) OR path = ?",
             [lo, hi, encode_path(root)],
         ):
-            yield _image_row(row)
-
-    def set_pending(self, ids: Iterable[int]) -> None:
-        with self.transaction():
-            self.db.conn.executemany(
-                "UPDATE images SET status = 'pending', error = NULL WHERE id = ?",
-                [(int(i),) for i in ids],
-            )
-
-    # -- incremental scans (mark and sweep, set-based) -----------------------------------
-    def load_walk(self, facts: Iterable[FileFact]) -> int:
-        """Fill the temporary table ``walk`` with the facts of one root's walk."""
-        self.db.execute("DROP TABLE IF EXISTS temp.walk")
-        self.db.execute(
-            "CREATE TEMP TABLE walk(path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-            " is_dir INTEGER, xmp_path BLOB, xmp_stamp TEXT NOT NULL)"
-        )
-        with self.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO temp.walk VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        encode_path(f.path),
-                        f.size,
-                        f.mtime_ns,
-                        int(f.is_dir),
-                        None if f.sidecar is None else encode_path(f.sidecar.path),
-                        "" if f.sidecar is None else f.sidecar.stamp,
-                    )
-                    for f in facts
-                ),
-            )
-        return self.db.execute("SELECT count(*) FROM temp.walk").fetchone()[0]
-
-    def scan(self, root: str) -> Scan:
-        """Compare the loaded walk with what the catalog holds under ``root``."""
-        lo, hi = path_range(root)
-        same = "i.size = w.size AND i.mtime_ns = w.mtime_ns"
-        unchanged = self.db.execute(
-            f"SELECT count(*) FROM temp.walk w JOIN images i ON i.path = w.path "
-            f"WHERE {same} AND i.status != 'pending'"
-        ).fetchone()[0]
-        redo = [
-            (i, _fact(p, size, mtime, is_dir), status)
-            for i, p, size, mtime, is_dir, status in self.db.execute(
-                f"SELECT i.id, w.path, w.size, w.mtime_ns, w.is_dir, i.status "
-                f"FROM temp.walk w JOIN images i ON i.path = w.path "
-                f"WHERE NOT ({same} AND i.status != 'pending')"
-            )
-        ]
-        new = [
-            _fact(p, size, mtime, is_dir)
-            for p, size, mtime, is_dir in self.db.execute(
-                "SELECT w.path, w.size, w.mtime_ns, w.is_dir FROM temp.walk w "
-                "WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = w.path) ORDER BY w.path"
-            )
-        ]
-        gone = [
-            _image_row(row)
-            for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images i "
-                "WHERE ((i.path >= ? AND i.path < ?) OR i.path = ?) "
-                "AND NOT EXISTS (SELECT 1 FROM temp.walk w WHERE w.path = i.path)",
-                [lo, hi, encode_path(root)],
-            )
-        ]
-        return Scan(unchanged=unchanged, redo=redo, new=new, gone=gone)
-
-    def move(self, image_id: int, fact: FileFact) -> None:
-        """A photo moved: its new path (its vector, and ``updated``, stay: nothing about the
-        photo changed; see ``updated_since``)."""
-        self.db.execute(
-            "UPDATE images SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
-            [encode_path(fact.path), fact.size, fact.mtime_ns, image_id],
-        )
-
-    def delete_images(self, ids: Sequence[int]) -> None:
-        """Delete these images, and the frames of those that are videos."""
-        with self.transaction() as conn:
-            conn.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in ids])
-            conn.executemany("DELETE FROM frames WHERE video_id = ?", [(int(i),) for i in ids])
-            stored_keywords.delete(conn, ids)
-
-    def insert_pending(self, facts: Sequence[FileFact]) -> list[int]:
-        """Insert new files as pending; returns their ids in order."""
-        ids = []
-        now = time.time()
-        with self.transaction() as conn:
-            next_id = self.next_id()
-            for f in facts:
-                kind = VIDEO if is_video_name(f.path) else PHOTO
-                conn.execute(
-                    "INSERT INTO images(id, path, size, mtime_ns, status, updated, kind) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                    [next_id, encode_path(f.path), f.size, f.mtime_ns, now, kind],
-                )
-                ids.append(next_id)
-                next_id += 1
-            if ids:
-                self._set_meta("next_id", next_id)
-        return ids
+            yield image_row(row)
 
     def next_id(self) -> int:
         """The id the next new image (or video frame) gets. Ids are never given twice
@@ -397,88 +298,14 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
         ).fetchone()[0]
         return max(int(self.get_meta("next_id", 1)), int(top) + 1)
 
-    def touch(self, rows: Sequence[tuple[int, FileFact]]) -> None:
-        """Files whose modification time changed but not their content: the new time only."""
-        with self.transaction() as conn:
-            conn.executemany(
-                "UPDATE images SET mtime_ns = ? WHERE id = ?",
-                [(f.mtime_ns, int(i)) for i, f in rows],
+    def set_pending(self, ids: Iterable[int]) -> None:
+        with self.transaction():
+            self.db.conn.executemany(
+                "UPDATE images SET status = 'pending', error = NULL WHERE id = ?",
+                [(int(i),) for i in ids],
             )
-
-    def mark_redo(self, rows: Sequence[tuple[int, FileFact]]) -> None:
-        """Changed files: new size and mtime, back to pending until re-embedded (a vector the
-        store holds for them stays, and keeps them in answers, until the new one replaces it)."""
-        now = time.time()
-        with self.transaction() as conn:
-            conn.executemany(
-                "UPDATE images SET size = ?, mtime_ns = ?, status = 'pending', error = NULL, "
-                "fingerprint = NULL, updated = ? WHERE id = ?",
-                [(f.size, f.mtime_ns, now, int(i)) for i, f in rows],
-            )
-
-    def record_results(
-        self,
-        ok: Sequence[tuple[int, str | None]],
-        failed: Sequence[tuple[int, str]],
-        facts: Sequence[tuple[int, PhotoFacts]] = (),
-        videos: Sequence[StoredVideo] = (),
-    ) -> None:
-        """Mark images embedded (id, fingerprint) and failed (id, reason), and store the facts
-        of the embedded ones (id, facts) and the frames of the videos among them (which
-        replace their old ones; a failed video loses its frames), in one commit."""
-        now = time.time()
-        with self.transaction() as conn:
-            stored_facts.write(conn, facts)
-            self._record_videos(conn, videos)
-            conn.executemany(
-                "DELETE FROM frames WHERE video_id = ?", [(int(i),) for i, _ in failed]
-            )
-            stored_keywords.write_embedded(conn, [(i, f.keywords) for i, f in facts])
-            conn.executemany(
-                "UPDATE images SET status = 'ok', error = NULL, fingerprint = ?, updated = ? "
-                "WHERE id = ?",
-                [(fp, now, int(i)) for i, fp in ok],
-            )
-            conn.executemany(
-                "UPDATE images SET status = 'failed', error = ?, updated = ? WHERE id = ?",
-                [(reason, now, int(i)) for i, reason in failed],
-            )
-
-    def pending_under(self, root: str) -> list[tuple[int, str]]:
-        lo, hi = path_range(root)
-        return [
-            (i, decode_path(p))
-            for i, p in self.db.execute(
-                "SELECT id, path FROM images WHERE status = 'pending' "
-                "AND ((path >= ? AND path < ?) OR path = ?) ORDER BY path",
-                [lo, hi, encode_path(root)],
-            )
-        ]
 
     # -- photo facts ----------------------------------------------------------------------
-    def record_facts(self, rows: Sequence[tuple[int, PhotoFacts]]) -> None:
-        with self.transaction() as conn:
-            stored_facts.write(conn, rows)
-            stored_keywords.write_embedded(conn, [(i, f.keywords) for i, f in rows])
-
-    def missing_facts_under(self, root: str) -> list[tuple[int, str]]:
-        """Ok images under ``root`` whose facts were never read, or read before finder kept
-        the keywords embedded in photos (indexed by an older finder)."""
-        lo, hi = path_range(root)
-        found: dict[int, str] = {}
-        for index, column in (
-            ("idx_images_no_facts", "date_source"),
-            ("idx_images_no_keywords", "keywords_read"),
-        ):
-            for i, p in self.db.execute(
-                f"SELECT id, path FROM images INDEXED BY {index} "
-                f"WHERE status = 'ok' AND {column} IS NULL "
-                "AND ((path >= ? AND path < ?) OR path = ?)",
-                [lo, hi, encode_path(root)],
-            ):
-                found[i] = decode_path(p)
-        return sorted(found.items(), key=lambda item: encode_path(item[1]))
-
     def fact_counts(self) -> dict[str, int]:
         """Among ok images: ``with_date``, ``with_file_date``, ``with_position``,
         ``with_keywords`` and ``keywords`` (distinct)."""
@@ -487,17 +314,17 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
     # -- by id (finder serve: the page names images by id, never by path) -----------------
     def image(self, image_id: int) -> ImageRow | None:
         row = self.db.execute(
-            "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images WHERE id = ?",
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?",
             [int(image_id)],
         ).fetchone()
-        return None if row is None else _image_row(row)
+        return None if row is None else image_row(row)
 
     def ok_rows(self, lo: int, hi: int) -> list[ImageRow]:
         """Rows of the images with status ok and ``lo <= id < hi``, by id."""
         return [
-            _image_row(row)
+            image_row(row)
             for row in self.db.execute(
-                "SELECT id, path, size, mtime_ns, fingerprint, status, error FROM images "
+                f"SELECT {IMAGE_COLUMNS} FROM images "
                 "WHERE id >= ? AND id < ? AND status = 'ok' ORDER BY id",
                 [int(lo), int(hi)],
             )
@@ -541,12 +368,3 @@ class Catalog(ClassTables, FrameTables, KeywordTables, FilingTables, StripTables
             [int(limit), int(offset)],
         )
         return total, [(i, decode_path(p)) for i, p in rows]
-
-
-def _fact(p: bytes, size: int, mtime_ns: int, is_dir: int) -> FileFact:
-    return FileFact(decode_path(p), size, mtime_ns, bool(is_dir))
-
-
-def _image_row(row: Sequence[Any]) -> ImageRow:
-    i, p, size, mtime_ns, fp, status, err = row
-    return ImageRow(i, decode_path(p), size, mtime_ns, fp, status, err)

@@ -4,7 +4,9 @@ that are not valid UTF-8 round-trip exactly; the Python side always sees ``str``
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from finder.ingest.crawl import FileFact
 
@@ -34,6 +36,16 @@ class ImageRow:
     fingerprint: str | None
     status: str
     error: str | None
+
+
+#: The columns of ``images`` an :class:`ImageRow` is made of, in its order (``image_row``).
+IMAGE_COLUMNS = "id, path, size, mtime_ns, fingerprint, status, error"
+
+
+def image_row(row: Sequence[Any]) -> ImageRow:
+    """The :class:`ImageRow` of a row of ``SELECT {IMAGE_COLUMNS} FROM images``."""
+    i, p, size, mtime_ns, fp, status, err = row
+    return ImageRow(i, decode_path(p), size, mtime_ns, fp, status, err)
 
 
 @dataclass
