@@ -348,3 +348,13 @@ class Folder:
 def library_path(directory: str | os.PathLike) -> Path:
     """``directory`` as a library folder's absolute path (``~`` expanded)."""
     return Path(directory).expanduser().absolute()
+
+
+def default_library_dir() -> Path:
+    """``$FINDER_LIBRARY``, else the XDG data directory (``~/.local/share/finder``)."""
+    env = os.environ.get("FINDER_LIBRARY")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("finder", appauthor=False))

@@ -19,7 +19,9 @@ A :class:`Library` is made of parts, each handed what it needs: a :class:`~finde
 (the web page's calls, by image id), :class:`~finder.health.Health` (status, check, repair),
 :class:`~finder.indexing.Indexing` (index runs, thumbnails) and :class:`~finder.filing.Filing`
 (classes made from the person's keywords and folders, and suggestions for the rest). The
-methods below are the Python API; each hands the call to its part.
+methods below are the Python API; each hands the call to its part. Those by image id, the web
+page's (``image``, ``item``, ``browse``, ``changes_since``, ``thumbnail``, ...), are
+:class:`~finder.library_page.PageCalls`'s, which :class:`Library` inherits.
 
 Damage a crash cannot explain (a bad disk, a hand edit) is met as
 :class:`~finder.errors.LibraryDamaged`, one line naming ``finder repair``. Each successful index
@@ -38,29 +40,21 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.by_id import (
-    BrowserPhoto,
-    ById,
-    Changes,
-    Moment,
-    VideoView,
-    browser_photo,
-    browser_video,
-)
+from finder.by_id import BrowserPhoto, ById, Changes, Moment, VideoView
 from finder.carry import Carrying, ClassImport, ImportReport
 from finder.embed.registry import BackboneChoice, check_precision
 from finder.embedder import Embedder
 from finder.errors import FinderError, UsageError
 from finder.filing import DEFAULT_MIN, Filing, FilingReport
-from finder.folder import Folder, library_path
+from finder.folder import Folder, default_library_dir, library_path
 from finder.health import Health
 from finder.indexing import Indexing
+from finder.library_page import PageCalls
 from finder.moments import format_time, parse_time
 from finder.roots import Offline
 from finder.store.catalog import ImageRow
@@ -79,17 +73,7 @@ if TYPE_CHECKING:
     from finder.store.check import Problem
 
 
-def default_library_dir() -> Path:
-    """``$FINDER_LIBRARY``, else the XDG data directory (``~/.local/share/finder``)."""
-    env = os.environ.get("FINDER_LIBRARY")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("finder", appauthor=False))
-
-
-class Library:
+class Library(PageCalls):
     """A photo library on disk. Usable from Python; ``finder.show.cli`` is a thin layer over it.
 
     ``backbone`` is the choice for a new library (a recorded one must agree); ``memory_budget``
@@ -432,66 +416,6 @@ class Library:
         """Take back the keyword finder wrote for ``name`` into these photos' sidecars, and
         mark them ✗ unless ``mark`` is False (see :meth:`Filing.unapply`)."""
         return self.filing.unapply(name, photos, mark=mark)
-
-    # -- by image id (the web page) ---------------------------------------------------------
-    def image(self, image_id: int) -> ImageRow:
-        """The catalog row of an indexed image; ``UnknownImage`` otherwise."""
-        return self.by_id.image(image_id)
-
-    def item(self, key: int) -> tuple[ImageRow, int | None, float | None]:
-        """What an id of the page names: (row, None, None) for a photo, (the video's row, frame
-        id, time) for a video's frame (a video's own id: its first frame); see
-        :meth:`ById.item`."""
-        return self.by_id.item(key)
-
-    def video_view(self, key: int) -> VideoView | None:
-        """The video ``key`` names (or one of its frames) as the page shows it: whether a
-        browser plays it, the moment, every moment with the classes it matches; None for a
-        photo."""
-        return self.by_id.video_view(key)
-
-    def browse(self, offset: int = 0, limit: int = 100) -> tuple[int, list[Match]]:
-        """(number of indexed images, ``limit`` of them from ``offset``, by id)."""
-        return self.by_id.browse(offset, limit)
-
-    def similar_to_id(self, image_id: int, *, top: int = 20) -> list[Match]:
-        """The ``top`` indexed images nearest to indexed image ``image_id``."""
-        return self.by_id.similar_to_id(image_id, top=top)
-
-    def class_scores(self, image_id: int) -> list[tuple[str, float, int | None]]:
-        """(class, probability, mark) of indexed image ``image_id`` in each class."""
-        return self.by_id.class_scores(image_id)
-
-    def last_change(self) -> float:
-        """The moment up to which this library's answers are current (see
-        :meth:`ById.last_change`): what a page shown now asks ``changes_since``."""
-        return self.by_id.last_change()
-
-    def changes_since(self, since: float, limit: int = 500) -> Changes:
-        """The photos embedded after ``since``, which of them each class finds, and the counts
-        (see :meth:`ById.changes_since`): a page's live updates."""
-        return self.by_id.changes_since(since, limit)
-
-    def offline(self, image_id: int) -> Offline | None:
-        """The offline root (or disk) indexed image ``image_id`` is on, when its file is not
-        there now because of it; None otherwise (see :mod:`finder.roots`)."""
-        return self.by_id.offline(image_id)
-
-    def thumbnail(self, image_id: int) -> Path:
-        """The thumbnail file of an indexed image, made now when missing."""
-        return self.by_id.thumbnail(image_id)
-
-    @staticmethod
-    def browser_photo(row: ImageRow) -> BrowserPhoto:
-        """The photo of an image's row as a browser is sent it: its own file, or a JPEG made
-        from it. Reads that file only: safe from any thread."""
-        return browser_photo(row)
-
-    @staticmethod
-    def browser_video(row: ImageRow) -> str | None:
-        """The media type a browser is sent the video of ``row`` as, when browsers play its
-        codec; else None (the page shows its moments as stills). Reads its header only."""
-        return browser_video(row)
 
     # -- health -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
