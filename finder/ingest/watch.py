@@ -406,22 +406,13 @@ class EventSource:
             return
         wanted = self.rules.wanted
         settler = self.settler
-        if isinstance(event, ev.DirMovedEvent):
+        if isinstance(event, ev.DirMovedEvent | ev.FileMovedEvent):
+            folder = isinstance(event, ev.DirMovedEvent)  # a file's move settles quickly
             dst = os.fsdecode(event.dest_path)
-            ok_src, ok_dst = wanted(src, root, folder=True), wanted(dst, root, folder=True)
-            if ok_src:
-                settler.note(src, folder=True)
-            if ok_dst:
-                settler.note(dst, folder=True)
-            if ok_src and ok_dst:
-                settler.rename(src, dst)
-        elif isinstance(event, ev.FileMovedEvent):
-            dst = os.fsdecode(event.dest_path)
-            ok_src, ok_dst = wanted(src, root), wanted(dst, root)
-            if ok_src:
-                settler.note(src, quick=True)
-            if ok_dst:
-                settler.note(dst, quick=True)
+            ok_src, ok_dst = wanted(src, root, folder=folder), wanted(dst, root, folder=folder)
+            for path, ok in ((src, ok_src), (dst, ok_dst)):
+                if ok:
+                    settler.note(path, quick=not folder, folder=folder)
             if ok_src and ok_dst:
                 settler.rename(src, dst)
         elif isinstance(event, ev.DirDeletedEvent):
