@@ -59,13 +59,24 @@ def make_photo(path: Path, kind: str, seed: int, size: tuple[int, int] = (160, 1
     return path
 
 
+def make_kinds(
+    root: Path,
+    n: int,
+    kinds: tuple[str, ...] = ("red", "blue", "green"),
+    size: tuple[int, int] = (160, 120),
+) -> Path:
+    """``root/KIND/I.jpg``: ``n`` photos of each kind (``make_photo``, seed ``10 * k + i`` for
+    the k-th kind's i-th photo, so the same call makes the same photos); returns ``root``."""
+    for k, kind in enumerate(kinds):
+        for i in range(n):
+            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i, size=size)
+    return root
+
+
 @pytest.fixture
 def photo_tree(tmp_path: Path) -> Path:
     """photos/{red,blue,green}/N.jpg: 4 of each, plus one PNG."""
-    root = tmp_path / "photos"
-    for k, kind in enumerate(("red", "blue", "green")):
-        for i in range(4):
-            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i)
+    root = make_kinds(tmp_path / "photos", 4)
     make_photo(root / "green" / "extra.png", "green", seed=99)
     return root
 

@@ -20,22 +20,24 @@ from filelock import FileLock
 from finder import sync
 from finder.library import Library
 from finder.store.catalog import Catalog
-from tests.conftest import CLI, REPO, make_photo, run_finder
+from tests.conftest import CLI, REPO, make_kinds, make_photo, run_finder
 
-KINDS = ("red", "blue", "green")
+
+def index_red(base: Path, model: Path) -> CLI:
+    """``base/photos`` (4 photos of each kind) indexed into ``base/library`` with the tiny
+    Keras ``model``, the class ``red`` learned from two of them; the library's CLI."""
+    tree = make_kinds(base / "photos", 4, size=(320, 240))
+    cli = CLI(base / "library")
+    cli("index", str(tree), "--model", str(model), "--layer", "pool", "-q")
+    cli("learn", "red", str(tree / "red" / "0.jpg"), str(tree / "red" / "1.jpg"))
+    return cli
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path) -> Path:
     """A library of 12 photos with the class ``red`` learned; the tree beside it."""
     base = tmp_path_factory.mktemp("damage")
-    tree = base / "photos"
-    for k, kind in enumerate(KINDS):
-        for i in range(4):
-            make_photo(tree / kind / f"{i}.jpg", kind, seed=10 * k + i, size=(320, 240))
-    cli = CLI(base / "library")
-    cli("index", str(tree), "--model", str(tiny_keras_model), "--layer", "pool", "-q")
-    cli("learn", "red", str(tree / "red" / "0.jpg"), str(tree / "red" / "1.jpg"))
+    index_red(base, tiny_keras_model)
     return base
 
 

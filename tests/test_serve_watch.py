@@ -19,17 +19,13 @@ import pytest
 
 from finder.library import Library
 from finder.store import owner
-from tests.conftest import CLI, REPO, make_photo, run_finder
+from tests.conftest import CLI, REPO, make_kinds, make_photo, run_finder
 from tests.test_watch import Child, Watcher, nearest, status
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "photos"
-    for k, kind in enumerate(("red", "blue")):
-        for i in range(3):
-            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i)
-    return root
+    return make_kinds(tmp_path / "photos", 3, kinds=("red", "blue"))
 
 
 def second_writer(library: Path, *args: str) -> tuple[int, list[str]]:

@@ -16,9 +16,8 @@ import pytest
 
 from finder.library import Library
 from finder.store import journal as jr
-from tests.conftest import CLI, make_photo
-
-KINDS = ("red", "blue", "green")
+from tests.conftest import CLI
+from tests.test_damage import index_red
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +25,8 @@ def taught(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model: Path) -> 
     """12 photos indexed, class ``red`` learned from two of them: the last index run's backup
     holds it; what each test teaches next is newer than any backup."""
     base = tmp_path_factory.mktemp("taught")
-    tree = base / "photos"
-    for k, kind in enumerate(KINDS):
-        for i in range(4):
-            make_photo(tree / kind / f"{i}.jpg", kind, seed=10 * k + i, size=(320, 240))
-    cli = CLI(base / "library")
-    cli("index", str(tree), "--model", str(tiny_keras_model), "--layer", "pool", "-q")
-    cli("learn", "red", str(tree / "red" / "0.jpg"), str(tree / "red" / "1.jpg"))
-    cli("index", str(tree), "-q")  # a backup holding red
+    cli = index_red(base, tiny_keras_model)
+    cli("index", str(base / "photos"), "-q")  # a backup holding red
     return base
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from finder.library import Library
 from finder.store.catalog import OK
-from tests.conftest import REPO, make_photo
+from tests.conftest import REPO, make_kinds, make_photo
 from tests.test_library import assert_consistent
 
 WAIT = 120.0  # seconds an outcome may take on a loaded machine before a test fails
@@ -135,11 +135,7 @@ def nearest(library: Path, twin: Path) -> tuple[str, float]:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "photos"
-    for k, kind in enumerate(("red", "blue", "green")):
-        for i in range(3):
-            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i)
-    return root
+    return make_kinds(tmp_path / "photos", 3)
 
 
 def test_added_changed_moved_renamed_deleted_while_watching(tmp_path, tree, model_args) -> None:

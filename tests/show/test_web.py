@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from finder.library import Library
-from tests.conftest import CLI, make_photo
+from tests.conftest import CLI, make_kinds, make_photo
 
 TOKEN = "test-token-0123456789"
 
@@ -35,9 +35,7 @@ TOKEN = "test-token-0123456789"
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("web") / "photos"
-    for k, kind in enumerate(("red", "blue", "green")):
-        for i in range(6):
-            make_photo(root / kind / f"{i}.jpg", kind, seed=10 * k + i)
+    make_kinds(root, 6)
     # a portrait photo stored landscape with EXIF orientation 6 (rotate 90° clockwise to show)
     im = Image.open(make_photo(root / "turned" / "src.jpg", "red", seed=77, size=(200, 100)))
     exif = Image.Exif()

@@ -20,12 +20,11 @@ import pytest
 
 from finder.library import Library
 from tests.conftest import CLI
-from tests.show.test_web_browser import (
-    ARGS,
-    CHROMIUM,
+from tests.show.test_web_browser import (  # noqa: F401 (browser: a fixture)
     WAIT,
     _need_browser,
     base,
+    browser,
     serving,
     wait_decoded,
 )
@@ -56,18 +55,7 @@ def served(flower_library: Path):
         yield url
 
 
-@pytest.fixture(scope="module", name="browser")
-def chromium():
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-def new_page(browser, served: str, width: int = 1280, height: int = 860):
+def new_page(browser, served: str, width: int = 1280, height: int = 860):  # noqa: F811
     context = browser.new_context(viewport={"width": width, "height": height})
     pg = context.new_page()
     pg.errors = []
@@ -78,7 +66,7 @@ def new_page(browser, served: str, width: int = 1280, height: int = 860):
 
 
 @pytest.fixture
-def page(browser, served: str):
+def page(browser, served: str):  # noqa: F811 (browser: the imported fixture)
     context, pg = new_page(browser, served)
     yield pg
     context.close()
@@ -151,7 +139,11 @@ def _apart(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 860), (640, 700)])
 def test_the_error_message_never_covers_the_selection_bar(
-    browser, served: str, tmp_path: Path, width: int, height: int
+    browser,  # noqa: F811 (browser: the imported fixture)
+    served: str,
+    tmp_path: Path,
+    width: int,
+    height: int,
 ) -> None:
     context, page = new_page(browser, served, width, height)
     try:

@@ -12,16 +12,14 @@ from pathlib import Path
 import pytest
 
 from finder.library import Library
-from tests.conftest import CLI, make_photo
+from tests.conftest import CLI, make_kinds, make_photo
 from tests.show.test_web import TOKEN, Server
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory, model_args: list[str]) -> Path:
     base = tmp_path_factory.mktemp("live")
-    for k, kind in enumerate(("red", "blue", "green")):
-        for i in range(5):
-            make_photo(base / "photos" / kind / f"{i}.jpg", kind, seed=10 * k + i)
+    make_kinds(base / "photos", 5)
     lib = base / "library"
     CLI(lib)("index", str(base / "photos"), *model_args, "--quiet")
     CLI(lib)("learn", "red", *(str(base / "photos" / "red" / f"{i}.jpg") for i in range(3)))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, make_photo
+from tests.conftest import CLI, make_kinds, make_photo
 from tests.show.test_web_browser import (  # noqa: F401 (browser: a fixture)
     WAIT,
     _need_browser,
@@ -27,9 +27,7 @@ from tests.show.test_web_browser import (  # noqa: F401 (browser: a fixture)
 def folder(tmp_path_factory: pytest.TempPathFactory, model_args: list[str]) -> Path:
     _need_browser()
     base = tmp_path_factory.mktemp("livebrowser")
-    for k, kind in enumerate(("red", "blue", "green")):
-        for i in range(4):
-            make_photo(base / "photos" / kind / f"{i}.jpg", kind, seed=10 * k + i)
+    make_kinds(base / "photos", 4)
     make_photo(base / "disk" / "d.jpg", "blue", seed=99)
     lib = base / "library"
     CLI(lib)("index", str(base / "photos"), str(base / "disk"), *model_args, "--quiet")
