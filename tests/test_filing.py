@@ -11,9 +11,13 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from finder.filing import EXCLUSIVE_SLACK
 from finder.ingest.keywords import sidecar_keywords
+from finder.learn.head import Head
 from finder.library import Library
 from tests.conftest import CLI, make_photo
 from tests.ingest.keyword_files import (
@@ -186,6 +190,40 @@ def test_suggest_rows_are_find_rows_and_every_class_is_counted(filed) -> None:
     cli("learn", "hand", str(root / "unsorted" / "g0.jpg"))
     refused = cli("suggest", "hand", ok=False)
     assert refused.exit_code != 0 and "not made from keywords or folders" in refused.stderr
+
+
+def test_below_its_cut_a_photo_no_sibling_takes_is_suggested(tmp_path: Path, model_args) -> None:
+    """Among exclusive siblings the cut is lowered by ``EXCLUSIVE_SLACK`` for the photos no
+    sibling ranks higher above its own cut; a cut given (``min_prob``) is kept as given."""
+    root = tmp_path / "photos"
+    build(root)
+    for k, share in enumerate(np.linspace(0.1, 0.9, 17)):  # red over green, from faint to full
+        red = Image.open(make_photo(tmp_path / "parts" / f"r{k}.jpg", "red", seed=700 + k))
+        green = Image.open(make_photo(tmp_path / "parts" / f"g{k}.jpg", "green", seed=800 + k))
+        Image.blend(green, red, float(share)).save(root / "unsorted" / f"m{k}.jpg")
+    cli = CLI(tmp_path / "library")
+    cli("index", str(root), *model_args, "-q")
+    cli("learn", "--from-keywords", "--min", "3")
+    with Library(cli.library) as lib:
+        red, blue = (Head.from_dict(lib.class_record(c)["head"]) for c in ("red", "blue"))
+        catalog = lib.folder.open_catalog()
+        filed = set(catalog.ids_under(str(root / "tagged"), "ok"))  # red's and blue's
+        ids = np.asarray(sorted(set(catalog.ok_ids()) - filed), dtype=np.int64)
+        paths = catalog.paths_for(ids.tolist())
+        X = lib.folder.open_vectors().get(ids)
+        mine = red.logits(X) - red.logit_threshold
+        theirs = blue.logits(X) - blue.logit_threshold
+        margin = {
+            paths[int(i)]: (float(a), float(b)) for i, a, b in zip(ids, mine, theirs, strict=True)
+        }
+        got = {m.path: m.score for m in lib.suggest("red")}
+        assert set(got) == {p for p, (a, b) in margin.items() if a >= -EXCLUSIVE_SLACK and a >= b}
+        below = [p for p in got if margin[p][0] < 0]
+        assert below, "no suggestion under red's own cut: the slack is not at work"
+        assert all(got[p] < red.threshold for p in below)  # shown with its own probability
+        strict = {m.path for m in lib.suggest("red", min_prob=red.threshold)}
+        assert strict == {p for p, (a, b) in margin.items() if a >= 0 and a >= b}
+        assert strict < set(got)
 
 
 def _items(path: Path) -> list[tuple[str, str]]:
