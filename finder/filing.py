@@ -55,11 +55,12 @@ it, when no sibling ranks the photo higher above its own cut. A head's probabili
 counts the siblings' look-alikes among its wrong answers (it is calibrated over the whole
 library), but among the photos no sibling takes those are gone, so the odds of the class are
 higher there than the probability says: e¹ ≈ 2.7 times when the siblings' photos are most of
-the wrong answers. Measured (``scripts/bench_filed.py``; the same heads, 3 draws each): tf_flowers
-25% filed, mean F1 +0.007 to +0.010; 10% +0.004 to +0.011; two species filed (three unfiled
-species among the rest) +0.000 to +0.010, precision 0.94 or more; the combined library
-25% ±0.002, 10% and two species +0.01. A larger slack gains little more on tf_flowers and costs
-precision where unfiled kinds are near the cut (``docs/heads.md``, issue 25)."""
+the wrong answers. Measured in ``scripts/bench_filed.py``'s protocol on the same heads, 3
+draws of the filed photos each, mean F1: tf_flowers 25% filed +0.005 to +0.007, 10% +0.006 to
++0.011, two species filed (three unfiled species among the rest) +0.000 to +0.010 at precision
+0.94 or more; the combined library 25% -0.001 to +0.002, 10% +0.002 to +0.014, two species
++0.001 to +0.015. A larger slack gains little more on tf_flowers and costs precision where
+unfiled kinds are near the cut (``docs/heads.md``, issue 25)."""
 
 
 @dataclass

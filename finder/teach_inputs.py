@@ -35,9 +35,9 @@ look-alikes (tf_flowers' daisy, dandelion and tulip by 10-25%, so their cut was 
 0.65-0.85 at precision 0.95-0.99), while dozens of filed photos, held out, are a sample of the
 class's ranks and not five draws: the size is the geometric mean of the two as soon as twice
 their median rank passes the count (``raise_at=1``, not only past twice the count). Measured in
-the bench's protocol, 3 draws of the filed photos each: tf_flowers 25% mean F1 +0.003 to +0.007,
-10% +0.007 to +0.018, two species +0.004 to +0.013 (daisy's recall +0.02 to +0.03), ECE lower;
-the combined library +0.002 (25%) and +0.002 (10%)."""
+the bench's protocol, 3 draws of the filed photos each, mean F1: tf_flowers 25% +0.005 to
++0.007, 10% +0.007 to +0.018, two species +0.004 to +0.013, ECE lower; the combined library 25%
+-0.004 to +0.004, 10% -0.006 to +0.011, two species +0.005 to +0.013."""
 
 
 class ExamplePaths:
