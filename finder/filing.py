@@ -237,7 +237,8 @@ class Filing:
     ) -> list[Match]:
         """The photos finder believes are of filed class ``name`` and are not filed under it
         (see the module docstring), best first (or by date); ``top``, ``min_prob`` and
-        ``filters`` as ``find`` takes them."""
+        ``filters`` as ``find`` takes them (without ``min_prob``: the class's cut, lowered by
+        ``EXCLUSIVE_SLACK`` when it has exclusive siblings; a ``min_prob`` given is the cut)."""
         record = self.filing(name)
         if top is not None and top < 1:
             raise UsageError(Arg("top"), " must be at least 1")

@@ -81,7 +81,8 @@ SuggestMinProbOpt = ui.option(
     float | None,
     "--min-prob",
     metavar="P",
-    help="Those at or above this probability (default: the class's cut-off).",
+    help="Those at or above this probability (default: the class's cut-off, a logit lower for "
+    "photos no exclusive sibling ranks higher).",
     min=0,
     max=1,
 )
