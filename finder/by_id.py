@@ -19,6 +19,7 @@ from finder.ingest.files import open_regular
 from finder.ingest.video import stream_kind
 from finder.learn.head import Head
 from finder.learn.names import class_name
+from finder.learn.origin import TOP
 from finder.moments import moment_key
 from finder.roots import Offline
 from finder.store.catalog import FAILED, OK, PENDING, ImageRow
@@ -290,8 +291,8 @@ class ById:
                 raise UsageError(f"photo {unmarked[0]} is not marked for class {name!r}")
         name = class_name(name)
         self.folder.require_indexed()
-        marks = [Mark(i, path, 1) for i, path in add_rows]
-        marks += [Mark(i, path, 0) for i, path in not_rows]
+        marks = [Mark(i, path, 1, origin=TOP) for i, path in add_rows]  # a photo the page showed
+        marks += [Mark(i, path, 0, origin=TOP) for i, path in not_rows]
         record = self.teaching.apply(Change(name, tuple(marks), tuple(undo_paths), seed=seed))
         assert record is not None
         return record

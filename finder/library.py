@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +54,7 @@ from finder.filing import DEFAULT_MIN, Filing, FilingReport
 from finder.folder import Folder, default_library_dir, library_path
 from finder.health import Health
 from finder.indexing import Indexing
+from finder.learn.origin import TOP
 from finder.library_page import PageCalls
 from finder.moments import format_time, parse_time
 from finder.roots import Offline
@@ -219,12 +220,16 @@ class Library(PageCalls):
         negatives: Sequence[str] = (),
         drop: Sequence[str] = (),
         seed: int = 0,
+        origins: Mapping[str, str] | None = None,
     ) -> dict:
         """Learn (or refine) class ``name`` from example photos or folders of them; examples
         accumulate, ``negatives`` are photos that are not of the class, ``drop`` takes the
         marks of these photos (or of the photos under these folders) back; one retraining.
-        Returns the class record (see :meth:`Teaching.learn`)."""
-        return self.teaching.learn(name, examples, negatives=negatives, drop=drop, seed=seed)
+        ``origins``: where some marks come from, by path given (``"top"``: a photo finder
+        showed; the rest are examples). Returns the class record (see :meth:`Teaching.learn`)."""
+        return self.teaching.learn(
+            name, examples, negatives=negatives, drop=drop, seed=seed, origins=origins
+        )
 
     def learn_ids(
         self,
@@ -458,6 +463,7 @@ __all__ = [
     "Offline",
     "VideoView",
     "Progress",
+    "TOP",
     "WatchOptions",
     "default_library_dir",
     "format_time",

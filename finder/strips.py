@@ -174,7 +174,7 @@ class Strips:
         held = head.params.get("held_out") or {}
         times = np.sort(np.fromiter(when.values(), np.float64, len(when)))
         marks = []
-        for path, label, vector, added in catalog.example_rows(name):
+        for path, label, vector, added, _ in catalog.example_rows(name):
             score = float(head.logits(np.frombuffer(vector, np.float32)))
             given = [o for o in offers.get(ids.get(path), []) if o.offered <= added]  # type: ignore[arg-type]
             offer = given[-1] if given else None

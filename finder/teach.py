@@ -25,7 +25,7 @@ import io
 import os
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,10 +43,11 @@ from finder.folder import Folder
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
+from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
 from finder.learn.train import DEFAULT_CONFIG, background_indices, train_head
 from finder.moments import group
 from finder.store import files
-from finder.store.catalog import OK
+from finder.store.catalog import OK, Catalog
 from finder.store.filing import FilingRecord
 from finder.store.filing import digest as filing_digest
 from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
@@ -70,6 +71,10 @@ class Mark:
     # a vector carried with a mark of a photo not indexed here (an import from a library of
     # the same backbone): used as it is instead of embedding the photo
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # where the mark comes from (finder.learn.origin): an example the person gave, a photo
+    # finder showed ranked (``TOP``: made ``STRIP`` or ``RANDOM`` when a strip of the class
+    # offered it), ...; None: not known (an import)
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,19 +124,24 @@ class Teaching:
         negatives: Sequence[str] = (),
         drop: Sequence[str] = (),
         seed: int = 0,
+        origins: Mapping[str, str] | None = None,
     ) -> dict:
         """Learn (or refine) class ``name`` from example photos or folders of them.
 
         Examples accumulate: learning a class again adds to what it was taught before.
         ``negatives`` are photos that are *not* of the class; ``drop`` takes marks back: the
         examples and counter-examples at these paths, or under these folders (the photos need
-        not exist any more). One retraining for all of it. Returns the class record.
+        not exist any more). ``origins``: where the marks of some of the photos (or folders)
+        given come from, by the path as given (:mod:`finder.learn.origin`; ``TOP`` for a photo
+        finder showed, as ``learn --add`` and ``--not`` give them); the others are examples the
+        person gave (``EXAMPLE``). One retraining for all of it. Returns the class record.
         """
         name = class_name(name)
         self.folder.require_indexed()
         undo = self.marked_paths(name, drop) if drop else []
-        pos_paths = self.inputs.example_paths(examples, name)
-        neg_paths = self.inputs.example_paths(negatives, name)
+        whence: dict[str, str] = {}
+        pos_paths = self._paths(examples, name, origins or {}, whence)
+        neg_paths = self._paths(negatives, name, origins or {}, whence)
         if set(pos_paths) & set(neg_paths):
             both = sorted(set(pos_paths) & set(neg_paths))[0]
             raise UsageError(f"{both} is given both as an example and with ", Arg("negatives"))
@@ -145,11 +155,26 @@ class Teaching:
                     f"that takes back every example of {name!r}: a class needs one "
                     f"(`finder forget {name}` removes the class)"
                 )
-        marks = [Mark(f, p, 1) for p, f in pos_paths.items()]
-        marks += [Mark(f, p, 0) for p, f in neg_paths.items()]
+        marks = [Mark(f, p, 1, origin=whence[p]) for p, f in pos_paths.items()]
+        marks += [Mark(f, p, 0, origin=whence[p]) for p, f in neg_paths.items()]
         record = self.apply(Change(name, tuple(marks), tuple(undo), seed=seed))
         assert record is not None
         return record
+
+    def _paths(
+        self, given: Sequence[str], name: str, origins: Mapping[str, str], whence: dict[str, str]
+    ) -> dict[str, int | None]:
+        """``inputs.example_paths`` of ``given``, the origin of each photo into ``whence``
+        (that of the path given that names it)."""
+        out: dict[str, int | None] = {}
+        groups: dict[str, list[str]] = {}
+        for g in given:
+            groups.setdefault(origins.get(os.fspath(g), EXAMPLE), []).append(g)
+        for origin, items in groups.items():
+            found = self.inputs.example_paths(items, name)
+            out.update(found)
+            whence.update(dict.fromkeys(found, origin))
+        return out
 
     def marked_paths(self, name: str, photos: Sequence[str]) -> list[str]:
         """The paths of class ``name``'s marks that ``photos`` name (see
@@ -221,20 +246,21 @@ class Teaching:
         ):
             raise UsageError(f"learning {name!r} needs at least one example photo")
         vectors = self._mark_vectors(change.marks)
+        offered = _offered(catalog, name, change.marks)
         rows = [
-            (m.path, m.label, vectors[k].astype(np.float32).tobytes())
+            (m.path, m.label, vectors[k].astype(np.float32).tobytes(), offered.get(k, m.origin))
             for k, m in enumerate(change.marks)
         ]
-        merged = {e.path: (e.label, e.vector) for e in existing}
-        for p, label, vec in rows:
-            merged[p] = (label, vec)
+        merged = {e.path: (e.label, e.vector, e.origin) for e in existing}
+        for p, label, vec, origin in rows:
+            merged[p] = (label, vec, origin)
         merged = dict(sorted(merged.items()))  # by path: the head is the same whatever the order
         dim = int(info["dim"])
         filed_vectors = self.folder.open_vectors().get(np.concatenate([filed_pos, filed_neg]))
         pos = np.concatenate(
             [
                 np.array(
-                    [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 1],
+                    [np.frombuffer(v, np.float32) for lab, v, _ in merged.values() if lab == 1],
                     dtype=np.float32,
                 ).reshape(-1, dim),
                 filed_vectors[: len(filed_pos)],
@@ -243,13 +269,16 @@ class Teaching:
         neg = np.concatenate(
             [
                 np.array(
-                    [np.frombuffer(v, np.float32) for lab, v in merged.values() if lab == 0],
+                    [np.frombuffer(v, np.float32) for lab, v, _ in merged.values() if lab == 0],
                     dtype=np.float32,
                 ).reshape(-1, dim),
                 filed_vectors[len(filed_pos) :],
             ]
         )
-        background, fresh = self._background(
+        sample = sample_mask([o for lab, _, o in merged.values() if lab == 1])
+        if sample is not None:  # filed photos are a sample of the class
+            sample = np.concatenate([sample, np.ones(len(filed_pos), dtype=bool)])
+        background, fresh, pool = self._background(
             list(merged), change.seed, np.concatenate([filed_pos, filed_neg])
         )
         head = train_head(
@@ -260,13 +289,16 @@ class Teaching:
             metric=self.metric(),
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
             config=FILED_HEAD if filing is not None else DEFAULT_CONFIG,
+            sample=sample,  # which ✓ may size the class (not those finder showed ranked high)
+            pool=pool,
+            strips=_from_strips(list(merged.values())),
         )
         held = head.params.pop("held_out_logits", None)
         if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
             filed_paths = catalog.paths_for(np.concatenate([filed_pos, filed_neg]).tolist())
-            order = [p for p, (lab, _) in merged.items() if lab == 1]
+            order = [p for p, (lab, _, _) in merged.items() if lab == 1]
             order += [filed_paths.get(int(i), f"#{int(i)}") for i in filed_pos]
-            order += [p for p, (lab, _) in merged.items() if lab == 0]
+            order += [p for p, (lab, _, _) in merged.items() if lab == 0]
             order += [filed_paths.get(int(i), f"#{int(i)}") for i in filed_neg]
             every = dict(zip(order, held, strict=True))  # the marks' only: filed ones are many
             head.params["held_out"] = {p: every[p] for p in merged}
@@ -344,10 +376,11 @@ class Teaching:
 
     def _background(
         self, example_paths: Sequence[str], seed: int, example_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """The background sample (random photos of the library, the marked and filed ones
-        excepted) and a second sample of the photos left (``fresh``: out of the training), as
-        ``finder.learn.feedback.ArrayTeacher`` draws them."""
+        excepted), a second sample of the photos left (``fresh``: out of the training), as
+        ``finder.learn.feedback.ArrayTeacher`` draws them, and how many photos the background
+        was drawn from."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
@@ -365,7 +398,7 @@ class Teaching:
                 return np.zeros((0, store.dim), dtype=np.float32)
             return store.get(all_ids[np.sort(rows)])
 
-        return vectors(picked), vectors(fresh)
+        return vectors(picked), vectors(fresh), len(all_ids) - len(exclude)
 
     # -- the metric -----------------------------------------------------------------------
     def metric(self) -> Metric | None:
@@ -506,3 +539,29 @@ class Teaching:
             order = np.argsort([place.get(int(i), len(place)) for i in items.ids], kind="stable")
             out[name] = items.keys[order].tolist()
         return out
+
+
+def _offered(catalog: Catalog, name: str, marks: Sequence[Mark]) -> dict[int, str]:
+    """For the marks (by position) of photos finder showed (``TOP``) that a strip of class
+    ``name`` offered: ``RANDOM`` when its latest offer drew the photo at random, else
+    ``STRIP``."""
+    shown = {}
+    for k, m in enumerate(marks):
+        if m.origin != TOP:
+            continue
+        if m.id is None:  # a photo given by its path (``learn --add``)
+            row = catalog.image_by_path(m.path)
+            if row is None:
+                continue
+        shown[k] = m.id if m.id is not None else row.id
+    if not shown:
+        return {}
+    last = {o.image_id: o for o in catalog.strip_offers(name)}  # by strip: the latest wins
+    return {k: RANDOM if last[i].random else STRIP for k, i in shown.items() if i in last}
+
+
+def _from_strips(marks: Sequence[tuple[int, bytes, str | None]]) -> bool | None:
+    """Whether any of these marks (label, vector, origin) was given on a strip's photo: True;
+    False when none was and some ✓ was given on a photo finder showed ranked (``TOP``); else
+    None (not known: examples and counter-examples the person gave, marks from before)."""
+    return strips_of([o for _, _, o in marks], [o for lab, _, o in marks if lab == 1])

@@ -105,3 +105,31 @@ def test_cli_review_json_carries_guess_and_random_and_classes_json_the_estimate(
     out = json.loads(cli("classes", "--json").stdout)
     assert all("estimate" in c for c in out)
     assert np.isfinite(after["precision"])
+    with Library(pets) as lib:  # and kept as random draws, which size the class
+        origin = {e.path: e.origin for e in lib.folder.open_catalog().examples("cat")}
+    assert {origin[p] for p in drawn} == {"random"}
+
+
+def test_checks_on_the_best_ranked_photos_train_the_class_but_do_not_size_it(
+    pets: Path, photos: Path
+):
+    """Issue 23: ✓ and ✗ given while scrolling the grid (the best-ranked photos, by
+    ``learn_ids``) are kept as ``top`` marks, the examples as the person's: the class is
+    sized from the examples' held-out ranks alone (the clicks counted where they rank and the
+    ✓ among them taken off), and not calibrated on marks that came from no strip; on
+    synthetic classes ``tests/learn/test_train.py`` shows what that keeps."""
+    cats = sorted(str(p) for p in (photos / "pets" / "cat").iterdir())
+    with Library(pets) as lib:
+        lib.learn("puss", cats[20:25])
+        marked = set(cats[20:25])
+        for _ in range(2):  # two rounds of 10 clicks on the top of the grid
+            shown = [m for m in lib.find("puss", top=40) if m.path not in marked][:10]
+            add = [m.key for m in shown if is_cat(m.path)]
+            lib.learn_ids("puss", add, [m.key for m in shown if not is_cat(m.path)])
+            marked |= {m.path for m in shown}
+        origins = sorted(e.origin for e in lib.folder.open_catalog().examples("puss"))
+        assert origins == ["example"] * 5 + ["top"] * 20
+        params = lib.class_record("puss")["head"]["params"]
+        n_top = sum(label for path, label in lib.examples("puss") if path not in cats[20:25])
+        assert params["n_sample"] == 5 and params["marked_share"] == n_top  # all the library
+        assert "n_class_marks" not in params

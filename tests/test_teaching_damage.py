@@ -479,3 +479,41 @@ def test_a_replayed_state_applied_onto_an_empty_catalog_matches_moved_photos(
         }
         assert all(p.startswith(str(moved)) for n in got for p, _ in library.examples(n))
     assert got == {n: marks for n, (_, marks) in model.items()}
+
+
+def origins(library: Path) -> dict[str, list[tuple[str, int, str | None]]]:
+    """Every class's marks with where each comes from, as the catalog holds them."""
+    with Library(library) as lib:
+        catalog = lib.folder.open_catalog()
+        return {
+            name: sorted((Path(e.path).name, e.label, e.origin) for e in catalog.examples(name))
+            for name in catalog.class_names()
+        }
+
+
+def test_where_each_mark_comes_from_survives_the_loss_of_catalog_and_backups(lib) -> None:
+    """Issue 23: a mark's origin (an example given, a ✓ or ✗ on a photo finder showed, a strip's
+    photo) sizes the class, so it is taught as the mark is: journalled, and put back by
+    `repair` when the catalog, its -wal/-shm files and its backups are all lost."""
+    cli, tree = lib
+    cli("learn", "red", "--add", str(tree / "red" / "2.jpg"), "--not", str(tree / "blue" / "1.jpg"))
+    with Library(cli.library) as library:
+        strip = library.strip("red", 3)  # one drawn at random, two chosen
+        drawn = next(m for m in strip.photos if m.random)
+        chosen = next(m for m in strip.photos if not m.random)
+        library.learn_ids("red", [drawn.key], [chosen.key])
+    before = origins(cli.library)
+    by_origin: dict[str | None, list[int]] = {}
+    for _, label, origin in before["red"]:
+        by_origin.setdefault(origin, []).append(label)
+    # red/0 and red/1 given; red/2 and blue/1 marked on what finder showed; the strip's
+    # drawn photo ✓ and chosen one ✗
+    assert by_origin == {"example": [1, 1], "top": [0, 1], "random": [1], "strip": [0]}, before
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    cli.json("repair")
+    assert origins(cli.library) == before
+    cli("index", str(tree), "-q")
+    assert cli("check").stdout.strip() == "no problems found"
+    assert origins(cli.library) == before

@@ -27,6 +27,7 @@ from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
 from finder.learn.metric import Metric
+from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
 from finder.learn.scores import METRICS, answer_scores, precision_recall
 from finder.learn.strip import DEFAULT_PLAN, StripPlan, choose_strip, top_picks
 from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
@@ -41,9 +42,19 @@ photos are left to find."""
 
 
 class Teacher(Protocol):
-    def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
+    def learn(
+        self,
+        name: str,
+        positives: np.ndarray,
+        negatives: np.ndarray,
+        *,
+        seed: int,
+        origins: Sequence[str] | None = None,
+    ) -> Head:
         """Teach class ``name`` these new examples and counter-examples (row positions of the
-        library; they add to what it was taught before); return the class's head."""
+        library; they add to what it was taught before); return the class's head. ``origins``:
+        where each mark (positives, then negatives) comes from (:mod:`finder.learn.origin`;
+        None: every one an example the person gave)."""
         ...
 
     def forget(self, name: str) -> None: ...
@@ -66,13 +77,24 @@ class ArrayTeacher:
     background_size: int | None = None
     metric: Metric | None = None  # the library's (finder.learn.metric.library_metric(X))
     _marks: dict[str, dict[int, int]] = field(default_factory=dict)
+    _origins: dict[str, dict[int, str]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
     _held: dict[str, dict[int, float]] = field(default_factory=dict)
 
-    def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
+    def learn(
+        self,
+        name: str,
+        positives: np.ndarray,
+        negatives: np.ndarray,
+        *,
+        seed: int,
+        origins: Sequence[str] | None = None,
+    ) -> Head:
         new = [(int(i), 1) for i in positives] + [(int(i), 0) for i in negatives]
         marks = self._marks.setdefault(name, {})  # position -> 1 (✓) or 0 (✗), latest wins
         marks.update(new)
+        whence = self._origins.setdefault(name, {})  # position -> origin, latest wins
+        whence.update(zip([i for i, _ in new], origins or [EXAMPLE] * len(new), strict=True))
         pos = sorted(i for i, label in marks.items() if label == 1)  # in any order: one head
         neg = sorted(i for i, label in marks.items() if label == 0)
         rng = np.random.default_rng(seed)
@@ -82,6 +104,9 @@ class ArrayTeacher:
         fresh = background_indices(len(self.X), np.concatenate([known, bg]), rng, size)
         train = self.trainer or train_head
         extra = {} if self.metric is None else {"metric": self.metric}
+        extra["sample"] = sample_mask([whence[i] for i in pos])  # which ✓ may size the class
+        extra["pool"] = len(self.X) - len(known)  # what the background was drawn from
+        extra["strips"] = strips_of([whence[i] for i in pos + neg], [whence[i] for i in pos])
         head = train(
             self.X[pos],
             self.X[neg].reshape(-1, self.X.shape[1]),
@@ -97,6 +122,7 @@ class ArrayTeacher:
 
     def forget(self, name: str) -> None:
         self._marks.pop(name, None)
+        self._origins.pop(name, None)
         self._heads.pop(name, None)
         self._held.pop(name, None)
 
@@ -113,12 +139,22 @@ class LibraryTeacher:
     paths: Sequence[str]
     _held: dict[str, dict[int, float]] = field(default_factory=dict)
 
-    def learn(self, name: str, positives: np.ndarray, negatives: np.ndarray, *, seed: int) -> Head:
+    def learn(
+        self,
+        name: str,
+        positives: np.ndarray,
+        negatives: np.ndarray,
+        *,
+        seed: int,
+        origins: Sequence[str] | None = None,
+    ) -> Head:
+        marked = [self.paths[i] for i in [*positives, *negatives]]
         record = self.lib.learn(
             name,
             [self.paths[i] for i in positives],
             negatives=[self.paths[i] for i in negatives],
             seed=seed,
+            origins=dict(zip(marked, origins, strict=True)) if origins is not None else None,
         )
         head = Head.from_dict(record["head"])
         held = head.params.get("held_out") or {}
@@ -282,6 +318,7 @@ def feedback(
                     cut = head.logit_threshold
                     if shown == "top":
                         pick, chance = top_picks(z, rest, clicks), None
+                        whence = np.full(len(pick), TOP)
                     else:
                         strip = choose_strip(
                             z[rest],
@@ -291,12 +328,19 @@ def feedback(
                             plan=plan,
                         )
                         pick, chance = rest[strip.picks], strip.chance
+                        whence = np.where(strip.random, RANDOM, STRIP)
                     guess = z[pick] >= np.float32(cut)
                     right = run.truth[pick]
                     if r + 1 < len(cases):
                         cases[r + 1].append({"actions": int((guess != right).sum()) + 1})
                     run.mark(pick, r + 1, r, chance)
-                    head = teacher.learn(label, pick[right], pick[~right], seed=seed + t)
+                    head = teacher.learn(
+                        label,
+                        pick[right],
+                        pick[~right],
+                        seed=seed + t,
+                        origins=[*whence[right].tolist(), *whence[~right].tolist()],
+                    )
             finally:
                 teacher.forget(label)
         big = holdout > 0 or len(members) >= k + rounds * clicks + MIN_LEFT

@@ -78,6 +78,12 @@ class HeadConfig:
     # of all: dozens of examples are a sample of the class (a folder), not a few examples and
     # clicks on the top of its ranking, and the median of their 5 largest ranks took nearly the
     # whole library (tf_flowers, 25% of a class as examples: P 0.35, R 0.996)
+    rank_sample: bool = True  # when the positives' origins are known (``train_head``'s
+    # ``sample``): the size from the median held-out rank of those that are a sample of the
+    # class (examples given, random draws) only, never of ✓ given on photos finder showed (the
+    # top of its ranking, a strip's chosen photos), whatever their number (False: the rule above)
+    rank_sample_marks: bool = False  # ... also once the marks calibrate (their size is the
+    # marks', the ranks then give the pseudo-positives' count)
     marks_cv: int = 5  # with marks of both kinds (enough of them): calibrated on their
     # logits under heads fitted without them (this many folds; 0: never), not on the size alone
     marks_min: int = 6  # ... once there are this many ✓ (examples included) and half as many ✗
@@ -88,6 +94,9 @@ class HeadConfig:
     marks_direct: bool = True  # ... and calibrated by that fit (False: by two Gaussians at the
     # size it gives)
     marks_raise: bool = False  # ... the raise rule still applies (default: not once marks fire)
+    marks_top: bool = False  # ... also when no mark came from a strip (``train_head``'s
+    # ``strips`` False: every ✓ and ✗ given on the top of the ranking, which says nothing of
+    # the photos below it)
     marks_order: str = "diffusion"  # ... pseudo-positives in this order ("head": by a probe's
     # logits, no diffusion)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
@@ -261,6 +270,10 @@ class Problem:
         p, q = len(self.P), len(self.N)
         return Problem(Y[:p], Y[p : p + q], Y[p + q :], G)
 
+    def sample_only(self, sample: np.ndarray) -> Problem:
+        """The problem with only the examples ``sample`` marks (those that size the class)."""
+        return Problem(self.P[sample], self.N, self.B, None)
+
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
         R = self.B if rest is None else self.B[rest]
@@ -327,19 +340,32 @@ class Problem:
         return z, labels
 
     def held_out_ranks(
-        self, cfg: HeadConfig, rng: np.random.Generator, init: tuple[np.ndarray, float]
+        self,
+        cfg: HeadConfig,
+        rng: np.random.Generator,
+        init: tuple[np.ndarray, float],
+        sample: np.ndarray | None = None,
+        share: float = 1.0,
     ) -> np.ndarray:
         """For each example: how many background vectors outscore it under a head trained
         without it (at most ``cfg.folds`` folds). Tells how many of the background look like
-        the class."""
-        p = len(self.P)
+        the class. ``sample``: only the examples it marks, each under heads trained on the
+        others it marks (the rest were picked for ranking near those: trained on, they would
+        rank them near the top), and the other marked photos (out of the background, but
+        photos of the library it was drawn from) counted where they rank, each as ``share``
+        of one (the background's share of the photos it was drawn from)."""
+        P = self.P if sample is None else self.P[sample]
+        E = self.P[:0] if sample is None else np.concatenate([self.P[~sample], self.N])
+        p = len(P)
         Neg, neg_w = self.negatives()
         ranks = []
         for held in np.array_split(rng.permutation(p), min(p, cfg.folds)):
             keep = np.setdiff1d(np.arange(p), held)
-            w, b = fit_weighted(self.P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
-            zb = self.B @ w + b
-            ranks += [int((zb > self.P[j] @ w + b).sum()) for j in held]
+            w, b = fit_weighted(P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
+            zb, ze = self.B @ w + b, E @ w + b
+            for j in held:
+                zj = P[j] @ w + b
+                ranks.append(float((zb > zj).sum()) + share * float((ze > zj).sum()))
         return np.asarray(ranks)
 
 
@@ -352,6 +378,9 @@ def train_head(
     config: HeadConfig = DEFAULT_CONFIG,
     metric: Metric | None = None,
     fresh: np.ndarray | None = None,
+    sample: np.ndarray | None = None,
+    pool: int | None = None,
+    strips: bool | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
@@ -359,9 +388,15 @@ def train_head(
     ``[q, d]`` (may be empty; each weighs ``EXPLICIT_NEGATIVE_WEIGHT`` background vectors);
     ``background``: an unlabelled random sample of the library ``[m, d]`` (may be empty, may
     contain members of the class); ``fresh``: another random sample of the library, out of the
-    training, on which the head is calibrated and cut. The head is a function of these and the
-    seed only (no previous head: a class taught, taken back and taught again is the class
-    learned from what remains). The method: the module's docstring.
+    training, on which the head is calibrated and cut; ``sample``: for each positive, whether it
+    is a sample of the class (an example the person gave, a random draw they marked), not a ✓
+    given on a photo finder showed because it ranked high or near the cut (those rank near the
+    top when held out and would shrink the size estimate; they still train the head); None:
+    not known (the rule of ``rank_top``); ``pool``: how many photos the background was drawn
+    from (the library less the marked ones; None: the background is all of them); ``strips``:
+    whether any mark was given on a strip's photo (None: not known). The head is
+    a function of these and the seed only (no previous head: a class taught, taken back and
+    taught again is the class learned from what remains). The method: the module's docstring.
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
@@ -376,7 +411,14 @@ def train_head(
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
         pb = pb.in_metric(metric, cfg.graph)
-    head = _train(pb, cfg, seed, scorer)
+    if sample is not None:
+        sample = np.asarray(sample, dtype=bool).reshape(-1)
+        if len(sample) != len(pb.P):
+            raise UsageError(f"sample has {len(sample)} entries for {len(pb.P)} examples")
+    share = min(1.0, len(pb.B) / pool) if pool else 1.0
+    if strips is False and not cfg.marks_top:
+        cfg = replace(cfg, marks_cv=0)  # marks on the top of the ranking only: no labels
+    head = _train(pb, cfg, seed, scorer, sample, share)
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
         head.params["metric"] = True
@@ -397,6 +439,8 @@ def _train(
     cfg: HeadConfig,
     seed: int,
     fresh: Fresh | None = None,
+    sample: np.ndarray | None = None,
+    share: float = 1.0,
 ) -> Head:
     p, m = len(pb.P), len(pb.B)
     rng = np.random.default_rng(seed)
@@ -420,10 +464,17 @@ def _train(
     else:
         order = pb.diffusion_order(cfg)
     top = 0 if marks or (cfg.rank_all_from and len(pb.P) >= cfg.rank_all_from) else cfg.rank_top
-    w, b, n_size = _first_head(pb, order, cfg, rng, params, top)
+    use = cfg.rank_sample and (cfg.rank_sample_marks or not marks)
+    if use and sample is not None and sample.sum() >= 2:
+        top = 0  # the ranks of the sample only, all of them (a sample of the class)
+        params["n_sample"] = int(sample.sum())
+    else:
+        sample = None
+    w, b, n_size = _first_head(pb, order, cfg, rng, params, top, sample, share)
     ws, bs = w, b
     if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
-        ws, bs = pb.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
+        sizing = pb if sample is None else pb.sample_only(sample)  # not sized by the top's ✓
+        ws, bs = sizing.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
     n_class = float(((pb.B @ ws + bs) >= 0).sum())
     if cfg.first_fresh and fresh is not None:  # counted out of the training
         n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
@@ -484,12 +535,16 @@ def _raised(n_class: float, med: float | None, cfg: HeadConfig, params: dict[str
     unbiased for random examples (``2·median + 1`` estimates the size) but five draws. When the
     median held-out example ranks past the count (more of the background above it than the
     count), an answer of that size would miss more than half of the class: the size becomes the
-    geometric mean of the two (docs/heads.md).
+    geometric mean of the two (docs/heads.md). Both are compared with the marked ✓ that are not
+    a sample of the class put back (``params["marked_share"]``, their share of the background:
+    they rank above the examples, and ties at the class's end must stay ties).
     """
-    if not cfg.raise_at or med is None or 2.0 * med <= cfg.raise_at * n_class:
+    marked = float(params.get("marked_share", 0.0))
+    med = None if med is None else med + 0.5 * marked
+    if not cfg.raise_at or med is None or 2.0 * med <= cfg.raise_at * (n_class + marked):
         return n_class
     params["raised_from"] = n_class
-    return float(np.sqrt(max(n_class, 1.0) * (2.0 * med + 1.0)))
+    return float(np.sqrt(max(n_class + marked, 1.0) * (2.0 * med + 1.0))) - marked
 
 
 def _pseudo_count(n: float, m: int) -> int:
@@ -503,17 +558,25 @@ def _first_head(
     rng: np.random.Generator,
     params: dict[str, Any],
     rank_top: int = 0,
+    sample: np.ndarray | None = None,
+    share: float = 1.0,
 ) -> tuple[np.ndarray, float, int]:
     """A class's first head: pseudo-positives counted from the examples' held-out ranks, then
     refined once from the head's own scores (``rank_top``: the median of the largest held-out
-    ranks only, 0: of all). Returns ``(w, b, n_size)``, ``n_size`` the class
-    size a probe head estimates once the likely members are out of its negatives."""
+    ranks only, 0: of all; ``sample``: of these positives only, the other marked photos counted
+    where they rank, ``share`` of one each, and the other ✓ then taken off the size: they are
+    of the class but no longer in the background). Returns ``(w, b, n_size)``,
+    ``n_size`` the class size a probe head estimates once the likely members are out of its
+    negatives."""
     B, m = pb.B, len(pb.B)
     # 1. how many of the background look like the class (held-out ranks of the examples)
     probe = pb.probe(cfg.probe_C)
     if len(pb.P) >= 2:
-        ranks = np.sort(pb.held_out_ranks(cfg, rng, probe))
+        ranks = np.sort(pb.held_out_ranks(cfg, rng, probe, sample, share))
         med: float | None = float(np.median(ranks[-rank_top:] if rank_top else ranks))
+        if sample is not None:  # 2·median + 1 sizes the class with its marked ✓: less them
+            params["marked_share"] = share * float((~sample).sum())
+            med = max(0.0, med - 0.5 * params["marked_share"])
         params["median_held_out"] = med
         n_pseudo = _pseudo_count(cfg.count_factor * med, m)
     else:  # one example: no held-out estimate; count what the probe head accepts
@@ -523,7 +586,8 @@ def _first_head(
     w, b = pb.fit_pseudo(order, n_pseudo, cfg)
     # class size once the likely members are out of the negatives: a probe head's count
     drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo
-    w3, b3 = pb.probe(cfg.probe_C, order[min(drop, m - 1) :], probe)
+    sizing = pb if sample is None else pb.sample_only(sample)
+    w3, b3 = sizing.probe(cfg.probe_C, order[min(drop, m - 1) :], probe)
     n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
     # 3. refine: re-pick the pseudo-positives from how many the head puts past the gap
     for _ in range(cfg.refine_rounds):

@@ -53,33 +53,43 @@ class ClassTables:
             [name, json.dumps(head), backbone, n_pos, n_neg, now, now],
         )
 
-    def add_examples(self, name: str, rows: Iterable[tuple[str, int, bytes]]) -> None:
-        """Add or relabel examples (path, label, vector bytes) of class ``name``."""
+    def add_examples(
+        self,
+        name: str,
+        rows: Iterable[tuple[str, int, bytes] | tuple[str, int, bytes, str | None]],
+    ) -> None:
+        """Add or relabel examples (path, label, vector bytes[, origin]; without one: not
+        known) of class ``name``."""
         now = time.time()
         self.db.conn.executemany(
-            "INSERT INTO examples(class_name, path, label, vector, added) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(class_name, path) DO UPDATE SET label = excluded.label, "
-            "vector = excluded.vector, added = excluded.added",
-            [(name, encode_path(p), int(label), vec, now) for p, label, vec in rows],
+            "INSERT INTO examples(class_name, path, label, vector, added, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(class_name, path) DO UPDATE SET "
+            "label = excluded.label, vector = excluded.vector, added = excluded.added, "
+            "origin = excluded.origin",
+            [
+                (name, encode_path(r[0]), int(r[1]), r[2], now, r[3] if len(r) > 3 else None)
+                for r in rows
+            ],
         )
 
     def examples(self, name: str) -> list[ExampleRow]:
         return [
-            ExampleRow(name, decode_path(p), label, vec)
-            for p, label, vec in self.db.execute(
-                "SELECT path, label, vector FROM examples WHERE class_name = ? "
+            ExampleRow(name, decode_path(p), label, vec, origin)
+            for p, label, vec, origin in self.db.execute(
+                "SELECT path, label, vector, origin FROM examples WHERE class_name = ? "
                 "ORDER BY label DESC, path",
                 [name],
             )
         ]
 
-    def example_rows(self, name: str) -> list[tuple[str, int, bytes, float]]:
-        """The examples of class ``name`` as (path, label, vector bytes, added), in the order
-        they were first given."""
+    def example_rows(self, name: str) -> list[tuple[str, int, bytes, float, str | None]]:
+        """The examples of class ``name`` as (path, label, vector bytes, added, origin), in the
+        order they were first given."""
         return [
-            (decode_path(p), int(label), vec, float(added or 0.0))
-            for p, label, vec, added in self.db.execute(
-                "SELECT path, label, vector, added FROM examples WHERE class_name = ? ORDER BY id",
+            (decode_path(p), int(label), vec, float(added or 0.0), origin)
+            for p, label, vec, added, origin in self.db.execute(
+                "SELECT path, label, vector, added, origin FROM examples WHERE class_name = ? "
+                "ORDER BY id",
                 [name],
             )
         ]
@@ -87,11 +97,11 @@ class ClassTables:
     def put_class(
         self,
         record: dict,
-        examples: Iterable[tuple[str, int, bytes, float]],
+        examples: Iterable[tuple[str, int, bytes, float, str | None]],
     ) -> None:
         """Set class ``record["name"]`` exactly as given (head, backbone, counts, times) with
-        exactly these examples (path, label, vector bytes, added), in one transaction: what
-        the teaching journal recorded, put back (``finder.store.teaching``)."""
+        exactly these examples (path, label, vector bytes, added, origin), in one transaction:
+        what the teaching journal recorded, put back (``finder.store.teaching``)."""
         name = record["name"]
         with self.transaction():
             self.db.execute("DELETE FROM examples WHERE class_name = ?", [name])
@@ -101,9 +111,9 @@ class ClassTables:
                 _record_values(record),
             )
             self.db.conn.executemany(
-                "INSERT INTO examples(class_name, path, label, vector, added) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(name, encode_path(p), int(lab), vec, added) for p, lab, vec, added in examples],
+                "INSERT INTO examples(class_name, path, label, vector, added, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(name, encode_path(p), int(lab), vec, t, o) for p, lab, vec, t, o in examples],
             )
 
     def forget_class(self, name: str, at: float | None = None) -> None:
@@ -119,8 +129,9 @@ class ClassTables:
             )
             if cur.rowcount:
                 self.db.execute(
-                    "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added)"
-                    " SELECT ?, path, label, vector, added FROM examples WHERE class_name = ?"
+                    "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added,"
+                    " origin) SELECT ?, path, label, vector, added, origin FROM examples"
+                    " WHERE class_name = ?"
                     " ORDER BY id",
                     [cur.lastrowid, name],
                 )
@@ -161,8 +172,8 @@ class ClassTables:
                 [row[0]],
             )
             self.db.execute(
-                "INSERT INTO examples(class_name, path, label, vector, added)"
-                " SELECT ?, path, label, vector, added FROM forgotten_examples"
+                "INSERT INTO examples(class_name, path, label, vector, added, origin)"
+                " SELECT ?, path, label, vector, added, origin FROM forgotten_examples"
                 " WHERE forgotten_id = ? ORDER BY id",
                 [name, row[0]],
             )
@@ -170,9 +181,12 @@ class ClassTables:
             self.db.execute("DELETE FROM forgotten WHERE id = ?", [row[0]])
         return True
 
-    def forgotten_entries(self) -> list[tuple[dict, list[tuple[str, int, bytes, float]]]]:
+    def forgotten_entries(
+        self,
+    ) -> list[tuple[dict, list[tuple[str, int, bytes, float, str | None]]]]:
         """Every forgotten class, oldest first: its record (as ``get_class`` gives it, with
-        ``forgotten_at``) and its examples (path, label, vector bytes, added) in their order."""
+        ``forgotten_at``) and its examples (path, label, vector bytes, added, origin) in their
+        order."""
         keys = ["id", "name", "head", "backbone", "n_pos", "n_neg", "created", "updated"]
         out = []
         rows = self.db.execute(
@@ -187,9 +201,9 @@ class ClassTables:
                     self.path, f"the head of forgotten class {record['name']!r} is unreadable"
                 ) from None
             examples = [
-                (decode_path(p), int(label), vec, float(added or 0.0))
-                for p, label, vec, added in self.db.execute(
-                    "SELECT path, label, vector, added FROM forgotten_examples"
+                (decode_path(p), int(label), vec, float(added or 0.0), origin)
+                for p, label, vec, added, origin in self.db.execute(
+                    "SELECT path, label, vector, added, origin FROM forgotten_examples"
                     " WHERE forgotten_id = ? ORDER BY id",
                     [record["id"]],
                 )
@@ -198,7 +212,7 @@ class ClassTables:
         return out
 
     def put_forgotten(
-        self, entries: Iterable[tuple[dict, Iterable[tuple[str, int, bytes, float]]]]
+        self, entries: Iterable[tuple[dict, Iterable[tuple[str, int, bytes, float, str | None]]]]
     ) -> None:
         """Make the forgotten classes exactly ``entries`` (a record as ``forgotten_entries``
         gives it, its examples), in one transaction: what the teaching journal keeps, put back
@@ -213,11 +227,11 @@ class ClassTables:
                     [*_record_values(record), float(record["forgotten_at"])],
                 )
                 self.db.conn.executemany(
-                    "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO forgotten_examples(forgotten_id, path, label, vector, added,"
+                    " origin) VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (cur.lastrowid, encode_path(p), int(lab), vec, t)
-                        for p, lab, vec, t in examples
+                        (cur.lastrowid, encode_path(p), int(lab), vec, t, o)
+                        for p, lab, vec, t, o in examples
                     ],
                 )
 

@@ -28,9 +28,11 @@ Records (``op``), each with ``seq`` (its change number) and ``t`` (when):
 * ``learn``: class ``class`` after the change: ``head`` (the head's JSON, its cut-off and
   settings), ``backbone``, ``n_pos``, ``n_neg``, ``created``, ``updated``; ``examples``, every
   example and counter-example now in it as ``[path, label]`` in the order taught (so a mark taken
-  back is simply absent); ``vectors``, for those added or relabelled by this change, their
-  vector bytes as the catalog keeps them (float32, base64; ``"dt": "f2"`` when float16 holds
-  them exactly), content ``fp`` (:func:`finder.ingest.crawl.fingerprint`) and ``size``.
+  back is simply absent), with a third item, the mark's ``origin`` (:mod:`finder.learn.origin`:
+  "example", "top", "strip", "random"), when it is known; ``vectors``, for those added or
+  relabelled by this change, their vector bytes as the catalog keeps them (float32, base64;
+  ``"dt": "f2"`` when float16 holds them exactly), content ``fp``
+  (:func:`finder.ingest.crawl.fingerprint`) and ``size``.
 * ``forget``: class ``class`` is forgotten; its state is kept (``State.forgotten``) so that it
   can be restored.
 * ``rename``: class ``class`` is now named ``to``. ``restore``: the newest forgotten class named
@@ -80,6 +82,7 @@ from finder.store.journal_state import (
     decode_vector,
     encode_path,
     encode_vector,
+    example_entry,
     example_to_json,
     root_to_json,
     state_records,
@@ -104,6 +107,7 @@ __all__ = [
     "encode_line",
     "encode_path",
     "encode_vector",
+    "example_entry",
     "example_to_json",
     "replay_bytes",
     "root_to_json",

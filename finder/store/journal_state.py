@@ -34,6 +34,7 @@ class Example:
     fingerprint: str | None = None
     size: int | None = None
     added: float = 0.0
+    origin: str | None = None  # where the mark comes from (finder.learn.origin); None: not known
 
 
 @dataclass
@@ -130,11 +131,17 @@ def class_to_json(cls: ClassState, with_vectors: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "class": fields.pop("name"),
         **fields,
-        "examples": [[encode_path(e.path), e.label] for e in cls.examples.values()],
+        "examples": [example_entry(e.path, e.label, e.origin) for e in cls.examples.values()],
     }
     if with_vectors:
         out["vectors"] = [example_to_json(e) for e in cls.examples.values() if e.vector]
     return out
+
+
+def example_entry(path: str, label: int, origin: str | None) -> list[Any]:
+    """An example as a record's ``examples`` list holds it: ``[path, label]``, and its origin
+    third when it is known (a journal from before origins reads as not known)."""
+    return [encode_path(path), label] if origin is None else [encode_path(path), label, origin]
 
 
 def example_to_json(e: Example) -> dict[str, Any]:
@@ -166,14 +173,17 @@ def _class_from_json(rec: dict[str, Any], before: ClassState | None) -> ClassSta
         path, label = decode_path(entry[0]), int(entry[1])
         if label not in (0, 1):
             raise ValueError(f"a label of {label}")
+        origin = entry[2] if len(entry) > 2 else None
+        if origin is not None and not isinstance(origin, str):
+            raise ValueError(f"an origin of {origin!r}")
         if path in vectors:
             vec, fp, size, added = vectors[path]
-            examples[path] = Example(path, label, vec, fp, size, added)
+            examples[path] = Example(path, label, vec, fp, size, added, origin)
         elif path in old:
             o = old[path]
-            examples[path] = Example(path, label, o.vector, o.fingerprint, o.size, o.added)
+            examples[path] = Example(path, label, o.vector, o.fingerprint, o.size, o.added, origin)
         else:  # recorded in a part of the journal that is lost
-            examples[path] = Example(path, label, None)
+            examples[path] = Example(path, label, None, origin=origin)
     head = rec["head"]
     if not isinstance(head, dict):
         raise ValueError("a head that is not an object")

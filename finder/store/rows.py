@@ -64,3 +64,4 @@ class ExampleRow:
     path: str
     label: int  # 1 positive, 0 negative
     vector: bytes  # float32 unit vector
+    origin: str | None = None  # where the mark comes from (finder.learn.origin); None: not known

@@ -11,7 +11,7 @@ from finder.store import facts as stored_facts
 from finder.store import filing as stored_filing
 from finder.store import keywords as stored_keywords
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -188,6 +188,17 @@ def _migrate_strips(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_strips_image ON strips(class_name, image_id)")
 
 
+def _migrate_origins(db: sqlite_utils.Database) -> None:
+    """Where each mark comes from (``origin`` of ``examples`` and ``forgotten_examples``:
+    "example", "top", "strip" or "random", :mod:`finder.learn.origin`; NULL: not known, a mark
+    given before origins were kept), so that ✓ given on photos finder ranked high do not
+    size the class as the examples do. Self-contained: it may take any place in the order."""
+    for table in ("examples", "forgotten_examples"):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if "origin" not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN origin TEXT")
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
 MIGRATIONS = [
     _migrate_to_1,
@@ -200,4 +211,5 @@ MIGRATIONS = [
     _migrate_to_8,
     _migrate_keywords,
     _migrate_strips,
+    _migrate_origins,
 ]

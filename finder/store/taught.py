@@ -58,10 +58,10 @@ def class_state(
     if record is None:
         return None
     cls = from_record(record)
-    for path, label, vector, added in catalog.example_rows(name):
+    for path, label, vector, added, origin in catalog.example_rows(name):
         old = known.examples.get(path) if known is not None else None
         fp, size = fingerprint_of(catalog, path, old, read_files)
-        cls.examples[path] = Example(path, label, vector, fp, size, added)
+        cls.examples[path] = Example(path, label, vector, fp, size, added, origin)
     return cls
 
 
@@ -107,7 +107,7 @@ def apply_classes(
         for name in remove:
             catalog.forget_class(name)
         for cls in classes:
-            rows: dict[str, tuple[str, int, bytes, float]] = {}
+            rows: dict[str, tuple[str, int, bytes, float, str | None]] = {}
             for e in cls.examples.values():
                 if e.vector is None:
                     continue
@@ -115,7 +115,7 @@ def apply_classes(
                 if catalog.image_by_path(path) is None and e.fingerprint in by_fp:
                     path = by_fp[e.fingerprint]
                     matched += 1
-                rows.setdefault(path, (path, e.label, e.vector, e.added))
+                rows.setdefault(path, (path, e.label, e.vector, e.added, e.origin))
             catalog.put_class(class_fields(cls), rows.values())
     return matched
 
@@ -178,10 +178,10 @@ def forgotten_state(
     for record, rows in catalog.forgotten_entries():
         cls = from_record(record)
         other = lent.get(same_class(cls))
-        for path, label, vector, added in rows:
+        for path, label, vector, added, origin in rows:
             old = other.examples.get(path) if other is not None else None
             fp, size = fingerprint_of(catalog, path, old, read_files)
-            cls.examples[path] = Example(path, label, vector, fp, size, added)
+            cls.examples[path] = Example(path, label, vector, fp, size, added, origin)
         out.append(Forgotten(float(record["forgotten_at"]), cls))
     return out
 
@@ -215,7 +215,7 @@ def put_forgotten(
             if vector is None:
                 lost += 1
                 continue
-            rows.append((e.path, e.label, vector, e.added))
+            rows.append((e.path, e.label, vector, e.added, e.origin))
         entries.append(({**class_fields(f.cls), "forgotten_at": f.at}, rows))
     catalog.put_forgotten(entries)
     return lost

@@ -36,7 +36,7 @@ from finder.store.journal import (
     State,
     class_fields,
     class_to_json,
-    encode_path,
+    example_entry,
     example_to_json,
     root_to_json,
 )
@@ -82,7 +82,7 @@ class Recorder:
             return
         rows = catalog.example_rows(name)
         vectors = []
-        for path, label, vector, when in rows:
+        for path, label, vector, when, _ in rows:
             if path in added_set:
                 fp, size = fingerprint_of(catalog, path, None)
                 vectors.append(example_to_json(Example(path, label, vector, fp, size, when)))
@@ -93,7 +93,7 @@ class Recorder:
                 "op": "learn",
                 "class": name,
                 **cls,
-                "examples": [[encode_path(p), label] for p, label, _, _ in rows],
+                "examples": [example_entry(p, label, o) for p, label, _, _, o in rows],
                 "vectors": vectors,
             },
         )
@@ -284,7 +284,9 @@ def _with_vectors(jc: ClassState, cc: ClassState | None) -> tuple[ClassState, in
     for path, e in jc.examples.items():
         if e.vector is None and cc is not None and path in cc.examples:
             other = cc.examples[path]
-            e = Example(path, e.label, other.vector, other.fingerprint, other.size, other.added)
+            e = Example(
+                path, e.label, other.vector, other.fingerprint, other.size, other.added, e.origin
+            )
         if e.vector is None:
             lost += 1
             continue
@@ -304,7 +306,7 @@ def _key(c: ClassState) -> tuple:
         c.backbone,
         c.n_pos,
         c.n_neg,
-        [(e.path, e.label, e.vector) for e in c.examples.values()],
+        [(e.path, e.label, e.vector, e.origin) for e in c.examples.values()],
     )
 
 

@@ -184,3 +184,57 @@ def test_dozens_of_examples_are_a_sample_of_the_class_not_the_edge_of_its_rankin
     p, r = precision_recall(folder)
     assert p > 0.9 and r > 0.9  # the edge's answer: precision 0.72 (recall 0.99)
     assert precision_recall(edge)[0] < p - 0.1
+
+
+def _f1(head, X, y, rows, cls=0) -> float:
+    answer = head.proba(X[rows]) >= head.threshold
+    truth = y[rows] == cls
+    return 2 * float((answer & truth).sum()) / float(answer.sum() + truth.sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_checks_on_the_top_of_the_ranking_do_not_size_the_class(seed):
+    """Issue 23: ✓ given on the photos a class ranks highest are not a sample of it (held out,
+    they rank near the top; trained on, they rank the examples near it). Marked as such
+    (``sample``), they train the head but the class is sized from the examples alone, so a
+    round of them does not lower the answer's F1 over the photos left unmarked."""
+    X, y = library(n_classes=5, per_class=200, spread=0.3, seed=seed)
+    rng = np.random.default_rng(seed)
+    ex = rng.choice(np.flatnonzero(y == 0), size=5, replace=False)
+    first = train_head(X[ex], X[:0], X[np.setdiff1d(np.arange(len(X)), ex)])
+    z = first.logits(X)
+    z[ex] = -np.inf
+    top = np.argsort(-z)[:15]
+    assert (y[top] == 0).all()  # fifteen ✓, no ✗: the count, not the marks, sizes the class
+    pos = np.concatenate([ex, top])
+    rest = np.setdiff1d(np.arange(len(X)), pos)
+    sample = np.arange(len(pos)) < len(ex)
+    head = train_head(X[pos], X[:0], X[rest], sample=sample)
+    assert head.params["n_sample"] == 5
+    assert _f1(head, X, y, rest) >= _f1(first, X, y, rest) - 0.01
+    answer = (head.proba(X[rest]) >= head.threshold).sum()
+    assert answer >= 0.9 * (first.proba(X[rest]) >= first.threshold).sum() - len(top)
+
+
+def test_a_sample_of_examples_only_sizes_the_class_from_all_of_their_ranks():
+    """With every positive an example the person gave: five size the class as before (the
+    median of the largest five is the median of all), twenty from the median of all their
+    held-out ranks (``rank_top=0``), not of the largest five; one sample positive is too few
+    to size on (the rule of ``rank_top`` over all); a mask of the wrong length is refused."""
+    X, y = library(n_classes=4, per_class=200, spread=0.3, seed=5)
+    rng = np.random.default_rng(5)
+    pos = rng.choice(np.flatnonzero(y == 0), size=20, replace=False)
+    bg = np.setdiff1d(np.arange(len(X)), pos)
+    five = pos[:5]
+    same = train_head(X[five], X[:0], X[bg], sample=np.ones(5, bool))
+    assert np.array_equal(same.w, train_head(X[five], X[:0], X[bg]).w)
+    twenty = train_head(X[pos], X[:0], X[bg], sample=np.ones(20, bool))
+    of_all = train_head(X[pos], X[:0], X[bg], config=replace(DEFAULT_CONFIG, rank_top=0))
+    assert twenty.params["median_held_out"] == of_all.params["median_held_out"]
+    assert np.array_equal(twenty.w, of_all.w) and twenty.threshold == of_all.threshold
+    edge = train_head(X[pos], X[:0], X[bg])
+    assert edge.params["median_held_out"] > twenty.params["median_held_out"]
+    one = train_head(X[pos], X[:0], X[bg], sample=np.arange(20) == 3)
+    assert "n_sample" not in one.params and np.array_equal(one.w, edge.w)
+    with pytest.raises(UsageError, match="sample"):
+        train_head(X[pos], X[:0], X[bg], sample=np.ones(5, bool))

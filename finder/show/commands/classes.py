@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from finder.errors import ClassExists, FinderError, UsageError
+from finder.library import TOP
 from finder.show import app as ui
 from finder.show import results as out
 from finder.show import text
@@ -153,8 +154,13 @@ def learn(
         raise UsageError("learn needs a class NAME and example photos (or --import FILE)")
     with ui.open_library(library) as lib:
         before = {p for p, _ in lib.examples(name)} if drop else set()
+        shown = [str(p) for p in (add or [])] + [str(p) for p in (negatives or [])]
         record = lib.learn(
-            name, positives, negatives=[str(p) for p in (negatives or [])], drop=drop or ()
+            name,
+            positives,
+            negatives=[str(p) for p in (negatives or [])],
+            drop=drop or (),
+            origins=dict.fromkeys(shown, TOP),  # marks on photos finder showed
         )
         ui.print_messages(lib)
         if drop:
