@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -157,6 +158,10 @@ def main() -> None:
     ap.add_argument("--cli-singles", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    # The watcher is stopped as Ctrl-C stops it. A shell without job control starts a background
+    # job with SIGINT ignored, and its children inherit that; a handler of ours is reset to the
+    # default in them instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for need in (MODEL, SHARED / "photos", SHARED / "tf_flowers"):
         if not need.exists():
             raise SystemExit(f"bench_watch: needs {need}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+# The tests stop finder's processes as Ctrl-C does (SIGINT). A shell without job control starts
+# a background job with SIGINT ignored and its children inherit that; a handler of ours is reset
+# to the default in them instead, so a suite run in the background stops them too.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FINDER_TEST_SHARED") or REPO.parent / "shared")
