@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from finder.backgrounds import Backgrounds
 from finder.embed.registry import identity_key as _backbone_key
 from finder.embedder import Embedder
 from finder.errors import (
@@ -40,10 +41,11 @@ from finder.errors import (
     UsageError,
 )
 from finder.folder import Folder
+from finder.learn.background import Prepared
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
-from finder.learn.train import DEFAULT_CONFIG, background_indices, train_head
+from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG, train_head
 from finder.moments import group
 from finder.store import files
 from finder.store.catalog import OK
@@ -109,6 +111,7 @@ class Teaching:
         self.embedder = embedder
         self._metric_memo: tuple[tuple[int, int], tuple[int, str, Metric] | None] | None = None
         self.inputs = ExamplePaths(folder)  # what example paths name (teach_inputs)
+        self.backgrounds = Backgrounds(BACKGROUND_SIZE)  # kept while the library is unchanged
 
     # -- changes --------------------------------------------------------------------------
     def learn(
@@ -249,16 +252,18 @@ class Teaching:
                 filed_vectors[len(filed_pos) :],
             ]
         )
-        background, fresh = self._background(
-            list(merged), change.seed, np.concatenate([filed_pos, filed_neg])
+        metric = self.metric()
+        background, fresh, prepared = self._background(
+            list(merged), change.seed, np.concatenate([filed_pos, filed_neg]), metric
         )
         head = train_head(
             pos,
             neg,
             background,
             seed=change.seed,  # from the marks that remain and the seed only (issue 24, item 4)
-            metric=self.metric(),
+            metric=metric,
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
+            prepared=prepared,  # what the library's pool computed of the background once
             config=FILED_HEAD if filing is not None else DEFAULT_CONFIG,
         )
         held = head.params.pop("held_out_logits", None)
@@ -343,11 +348,17 @@ class Teaching:
         return out
 
     def _background(
-        self, example_paths: Sequence[str], seed: int, example_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        example_paths: Sequence[str],
+        seed: int,
+        example_ids: np.ndarray | None = None,
+        metric: Metric | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, Prepared]:
         """The background sample (random photos of the library, the marked and filed ones
         excepted) and a second sample of the photos left (``fresh``: out of the training), as
-        ``finder.learn.feedback.ArrayTeacher`` draws them."""
+        ``finder.learn.feedback.ArrayTeacher`` draws them (``finder.learn.background.draw``),
+        from the library's pool for ``seed`` (``finder.backgrounds``), with what it prepared
+        of them in ``metric``."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
@@ -356,16 +367,7 @@ class Teaching:
         if example_ids is not None:
             ids = np.concatenate([ids, np.asarray(example_ids, dtype=np.int64)])
         exclude = np.flatnonzero(np.isin(all_ids, ids))
-        rng = np.random.default_rng(seed)
-        picked = background_indices(len(all_ids), exclude, rng)
-        fresh = background_indices(len(all_ids), np.concatenate([exclude, picked]), rng)
-
-        def vectors(rows: np.ndarray) -> np.ndarray:
-            if len(rows) == 0:
-                return np.zeros((0, store.dim), dtype=np.float32)
-            return store.get(all_ids[np.sort(rows)])
-
-        return vectors(picked), vectors(fresh)
+        return self.backgrounds.draw(store, all_ids, exclude, seed, metric)
 
     # -- the metric -----------------------------------------------------------------------
     def metric(self) -> Metric | None:

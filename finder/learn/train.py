@@ -27,6 +27,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
+from finder.learn.background import Prepared, graph_neighbours
 from finder.learn.calibrate import calibrate, platt
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.head import Head, sigmoid
@@ -39,6 +40,13 @@ docs/heads.md)."""
 
 EXPLICIT_NEGATIVE_WEIGHT: float = 3.0
 """An explicit negative (the user said so) weighs this many times a background vector."""
+
+FIT_OPTIONS: dict[str, float] = {"maxiter": 300, "gtol": 1e-5, "ftol": 1e-7}
+"""L-BFGS-B's stopping rule for :func:`fit_logistic`: the loss is summed from float32 logits,
+so it is known to about 1e-7 of itself; asking the fit to stop only at a gradient of 1e-5 (the
+rule before) left its line search chasing rounding noise (half the evaluations of a filed
+head, many ending "ABNORMAL"). Stopping once an iteration gains less than ``ftol`` of the loss
+changes the logits by about 0.002 and takes 2-3x fewer evaluations (docs/heads.md, speed)."""
 
 MIN_BACKGROUND: int = 20
 """Below this many background vectors the head is plain and the cut-off falls back to 0.5."""
@@ -146,7 +154,7 @@ def fit_logistic(
     theta0 = np.zeros(d + 1)
     if init is not None:
         theta0[:d], theta0[d] = init
-    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 300, "gtol": 1e-5})
+    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options=FIT_OPTIONS)
     return res.x[:d].astype(np.float32), float(res.x[d])
 
 
@@ -178,12 +186,14 @@ def knn_diffusion(
     alpha: float = 0.8,
     gamma: float = 3.0,
     against: np.ndarray | None = None,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Scores of the rows of ``V`` (unit vectors) after diffusing from ``seeds`` over their
     k-nearest-neighbour graph: ``f = (I - αS)⁻¹ y`` with ``S`` the symmetrically normalised
     affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only.
     ``against``: rows whose own diffusion is subtracted (``y`` is -1 there; one solve, the
-    diffusion being linear in ``y``)."""
+    diffusion being linear in ``y``). ``known``: the last rows' neighbours among themselves
+    (:func:`finder.learn.background.graph_neighbours`), computed once per library."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import cg
 
@@ -191,11 +201,9 @@ def knn_diffusion(
     k = min(k, n - 1)
     if k < 1:
         return np.ones(n)
-    A = V @ V.T
-    np.fill_diagonal(A, -np.inf)
-    nbr = np.argpartition(-A, k - 1, axis=1)[:, :k]
+    nbr, sims = graph_neighbours(V, k, known)
     rows = np.repeat(np.arange(n), k)
-    vals = np.maximum(A[rows, nbr.ravel()], 0.0).astype(np.float64) ** gamma
+    vals = np.maximum(sims.ravel(), 0.0).astype(np.float64) ** gamma
     W = sp.csr_matrix((vals, (rows, nbr.ravel())), shape=(n, n))
     W = W + W.T
     deg = np.asarray(W.sum(axis=1)).ravel()
@@ -235,6 +243,7 @@ class Problem:
     N: np.ndarray
     B: np.ndarray
     G: np.ndarray | None = None  # the rows of the k-NN graph (P, N, B as stored); None: P, N, B
+    known: tuple[np.ndarray, np.ndarray] | None = None  # B's neighbours in G, computed before
 
     @classmethod
     def checked(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray):
@@ -248,18 +257,25 @@ class Problem:
             raise UsageError("a class needs negatives or a background sample to learn from")
         return cls(P, N, B)
 
-    def in_metric(self, metric: Metric, graph: str) -> Problem:
+    def in_metric(
+        self, metric: Metric, graph: str, prepared: Prepared | None = None, k: int = 5
+    ) -> Problem:
         """The same problem in the library's metric (:mod:`finder.learn.metric`: the vectors as
         ``Metric.apply`` gives them); the k-NN graph stays on the stored unit vectors unless
-        ``graph == "metric"``."""
+        ``graph == "metric"``. ``prepared``: the background in the metric and its neighbours,
+        computed once for the library (:mod:`finder.learn.background`)."""
         X = np.concatenate([self.P, self.N, self.B])
-        Y = metric.apply(X)
+        p, q = len(self.P), len(self.N)
+        if prepared is not None and prepared.metric_rows is not None:
+            Y = np.concatenate([metric.apply(X[: p + q]), prepared.metric_rows])
+        else:
+            Y = metric.apply(X)
         if graph == "metric":
             G = Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
         else:
             G = X
-        p, q = len(self.P), len(self.N)
-        return Problem(Y[:p], Y[p : p + q], Y[p + q :], G)
+        known = prepared.neighbours(graph, k) if prepared is not None else None
+        return Problem(Y[:p], Y[p : p + q], Y[p + q :], G, known)
 
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
@@ -292,7 +308,13 @@ class Problem:
         V = np.concatenate([self.P, self.N, self.B]) if self.G is None else self.G
         against = p + np.arange(q) if q else None
         f = knn_diffusion(
-            V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma, against=against
+            V,
+            np.arange(p),
+            k=cfg.knn,
+            alpha=cfg.alpha,
+            gamma=cfg.gamma,
+            against=against,
+            known=self.known,
         )
         return np.argsort(-f[p + q :], kind="stable")
 
@@ -352,6 +374,7 @@ def train_head(
     config: HeadConfig = DEFAULT_CONFIG,
     metric: Metric | None = None,
     fresh: np.ndarray | None = None,
+    prepared: Prepared | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
@@ -361,7 +384,9 @@ def train_head(
     contain members of the class); ``fresh``: another random sample of the library, out of the
     training, on which the head is calibrated and cut. The head is a function of these and the
     seed only (no previous head: a class taught, taken back and taught again is the class
-    learned from what remains). The method: the module's docstring.
+    learned from what remains). The method: the module's docstring. ``prepared``: what a
+    :class:`~finder.learn.background.Pool` computed once of ``background`` (in ``metric``):
+    the same head, sooner.
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
@@ -375,7 +400,9 @@ def train_head(
     if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
-        pb = pb.in_metric(metric, cfg.graph)
+        if prepared is not None and prepared.metric is not metric:
+            prepared = None  # computed in another metric
+        pb = pb.in_metric(metric, cfg.graph, prepared, cfg.knn)
     head = _train(pb, cfg, seed, scorer)
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
