@@ -45,13 +45,14 @@ from finder.learn.background import Prepared
 from finder.learn.head import Head
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.learn.names import class_name
-from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG, train_head
+from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG
 from finder.moments import group
 from finder.store import files
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
 from finder.store.filing import digest as filing_digest
 from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
+from finder.training import Training, train_all
 
 METRIC_FILE = "metric.npz"
 """The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
@@ -212,6 +213,20 @@ class Teaching:
             return self._restore(change.name)
         if change.rename_to is not None:
             return self._rename(change.name, change.rename_to)
+        return train_all([change], self._training, workers=1)[0]
+
+    def apply_all(self, changes: Sequence[Change], workers: int | None = None) -> list[dict]:
+        """Teaching changes of distinct classes (marks or a filing) applied in order, as
+        ``apply`` applies each, their heads trained ``workers`` at a time (all the cores by
+        default; :mod:`finder.training`). Returns their class records."""
+        if any(c.forget or c.restore or c.rename_to is not None for c in changes):
+            raise UsageError("apply_all teaches classes; forget, restore or rename one by one")
+        return train_all(changes, self._training, workers)  # type: ignore[return-value]
+
+    def _training(self, change: Change) -> Training:
+        """A teaching change read and checked (its marks' vectors, the filed photos, the
+        background), ready to train; its ``finish`` writes it in one transaction."""
+        catalog = self.folder.open_catalog_for_writing()
         info = self.folder.require_indexed()
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
@@ -256,16 +271,27 @@ class Teaching:
         background, fresh, prepared = self._background(
             list(merged), change.seed, np.concatenate([filed_pos, filed_neg]), metric
         )
-        head = train_head(
-            pos,
-            neg,
-            background,
+        inputs = dict(
+            positives=pos,
+            negatives=neg,
+            background=background,
             seed=change.seed,  # from the marks that remain and the seed only (issue 24, item 4)
             metric=metric,
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
             prepared=prepared,  # what the library's pool computed of the background once
             config=FILED_HEAD if filing is not None else DEFAULT_CONFIG,
         )
+        sizes = (len(pos), len(neg))
+
+        def finish(head: Head) -> dict | None:
+            return self._save(change, head, rows, merged, filed_pos, filed_neg, filing, sizes)
+
+        return Training(inputs, finish)
+
+    def _save(self, change, head, rows, merged, filed_pos, filed_neg, filing, sizes) -> dict:
+        """A change's marks and its new ``head`` written in one transaction (``apply``)."""
+        catalog, info = self.folder.open_catalog_for_writing(), self.folder.require_indexed()
+        name = change.name
         held = head.params.pop("held_out_logits", None)
         if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
             filed_paths = catalog.paths_for(np.concatenate([filed_pos, filed_neg]).tolist())
@@ -279,14 +305,16 @@ class Teaching:
             if change.undo:
                 catalog.remove_examples(name, change.undo)
             catalog.add_examples(name, rows)
-            catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
+            catalog.save_class(name, head.to_dict(), _backbone_key(info), *sizes)
             self.folder.journal.learned(catalog, name, [r[0] for r in rows])  # before the commit
             if filing is not None:
                 stamp = filing_digest(filed_pos, filed_neg, _backbone_key(info), change.seed)
                 catalog.save_filing(
                     FilingRecord(name, filing.source, filing.key, filing.siblings, stamp)
                 )
-        return catalog.get_class(name)
+        record = catalog.get_class(name)
+        assert record is not None
+        return record
 
     def _restore(self, name: str) -> dict:
         """``Change(name, restore=True)``: the newest forgotten class ``name`` back."""

@@ -19,6 +19,7 @@ numpy only.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,6 +92,7 @@ class Pool:
     vectors: np.ndarray = field(init=False)  # the stored vectors of perm[:2·size + margin]
     _metric_rows: np.ndarray | None = field(init=False, default=None)
     _graphs: dict[str, tuple[np.ndarray, np.ndarray]] = field(init=False, default_factory=dict)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)  # heads in threads
 
     def __post_init__(self) -> None:
         self.perm = permutation(self.n, self.seed)
@@ -130,7 +132,7 @@ class Pool:
         return bg, fresh, B, F, Prepared(self.metric, metric_rows, self, ranks)
 
     def _in_metric(self) -> np.ndarray:
-        if self._metric_rows is None:
+        if self._metric_rows is None:  # under the lock or in the one thread that draws
             assert self.metric is not None
             self._metric_rows = self.metric.apply(self.vectors[: self.candidates])
         return self._metric_rows
@@ -148,9 +150,10 @@ class Pool:
         ranks = np.asarray(ranks, dtype=np.int64)
         if not len(ranks) or ranks[-1] >= self.candidates or k > NEIGHBOURS_KEPT:
             return None
-        if graph not in self._graphs:
-            self._graphs[graph] = nearest(self._graph_rows(graph), NEIGHBOURS_KEPT)
-        idx, sims = self._graphs[graph]
+        with self._lock:  # computed once, whichever thread asks first
+            if graph not in self._graphs:
+                self._graphs[graph] = nearest(self._graph_rows(graph), NEIGHBOURS_KEPT)
+            idx, sims = self._graphs[graph]
         local = np.full(self.candidates, -1, dtype=np.int64)
         local[ranks] = np.arange(len(ranks))
         mapped = np.where(idx >= 0, local[np.maximum(idx, 0)], -1)[ranks]
