@@ -21,10 +21,7 @@ what a filed class's filing gives are read by :mod:`finder.teach_inputs`."""
 
 from __future__ import annotations
 
-import io
-import os
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -43,21 +40,16 @@ from finder.errors import (
 from finder.folder import Folder
 from finder.learn.background import Prepared
 from finder.learn.head import Head
-from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
+from finder.learn.metric import Metric
 from finder.learn.names import class_name
 from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG
+from finder.metric_file import MetricFile
 from finder.moments import group
-from finder.store import files
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
 from finder.store.filing import digest as filing_digest
 from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
 from finder.training import Training, train_all
-
-METRIC_FILE = "metric.npz"
-"""The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
-library's folder; recomputed when missing, unreadable, of another backbone, or when the library
-has grown or shrunk by a quarter since."""
 
 KEEP_FORGOTTEN = 30 * 24 * 3600.0
 """How long a forgotten class is kept, restorable (seconds); then it is dropped for good."""
@@ -105,12 +97,12 @@ class Change:
 class Teaching:
     """How the library in ``folder`` learns: ``learn`` from example photos and counter-examples
     (their vectors through ``embedder``), the classes, their marks, ``forget``; every change
-    applied by ``apply``. Keeps the library's metric (``metric``) read from its file once."""
+    applied by ``apply``. Keeps the library's metric (``metric_file``) and background pools."""
 
     def __init__(self, folder: Folder, embedder: Embedder) -> None:
         self.folder = folder
         self.embedder = embedder
-        self._metric_memo: tuple[tuple[int, int], tuple[int, str, Metric] | None] | None = None
+        self.metric_file = MetricFile(folder)  # the metric, read from its file once
         self.inputs = ExamplePaths(folder)  # what example paths name (teach_inputs)
         self.backgrounds = Backgrounds(BACKGROUND_SIZE)  # kept while the library is unchanged
 
@@ -399,47 +391,9 @@ class Teaching:
 
     # -- the metric -----------------------------------------------------------------------
     def metric(self) -> Metric | None:
-        """The library's metric (:mod:`finder.learn.metric`), from the cache file when it is
-        still the library's; None below ``MIN_PHOTOS`` photos."""
-        info = self.folder.require_indexed()
-        store = self.folder.open_vectors()
-        n, key = len(store), _backbone_key(info)
-        if n < MIN_PHOTOS:
-            return None
-        path = self.folder.dir / METRIC_FILE
-        kept = self._kept_metric(path)
-        if kept is not None:
-            count, stored_key, metric = kept
-            fits = metric.U.shape == (store.dim, store.dim) and metric.s.shape == (store.dim,)
-            fits = fits and bool(np.isfinite(metric.U).all() and (metric.s > 0).all())
-            if fits and stored_key == key and 0.8 * n <= count <= 1.25 * n:
-                return metric
-        ids = np.sort(store.ids())
-        metric = whitener(store.get(ids[sample_positions(n)]))
-        buf = io.BytesIO()
-        np.savez(buf, U=metric.U, s=metric.s, count=n, backbone=key)
-        try:
-            files.atomic_write(path, buf.getvalue())
-        except OSError:
-            pass  # a read-only folder: the metric is used, not kept
-        return metric
-
-    def _kept_metric(self, path) -> tuple[int, str, Metric] | None:
-        """``(count, backbone, metric)`` from the metric file, None when missing or damaged
-        (derived data: computed again). Read once per process while the file is unchanged."""
-        try:
-            st = os.stat(path)
-            stamp = (st.st_mtime_ns, st.st_size)
-            memo = self._metric_memo
-            if memo is not None and memo[0] == stamp:
-                return memo[1]
-            with np.load(path) as cached:
-                metric = Metric(cached["U"], cached["s"])
-                kept = (int(cached["count"]), str(cached["backbone"]), metric)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            return None
-        self._metric_memo = (stamp, kept)
-        return kept
+        """The library's metric (:mod:`finder.learn.metric`), kept in its folder
+        (:mod:`finder.metric_file`); None below ``MIN_PHOTOS`` photos."""
+        return self.metric_file.metric()
 
     # -- classes --------------------------------------------------------------------------
     def class_record(self, name: str) -> dict:
