@@ -30,7 +30,6 @@ from finder.errors import UsageError
 from finder.learn.background import Prepared, graph_neighbours
 from finder.learn.calibrate import calibrate, platt
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
-from finder.learn.fit import balanced, fit_many
 from finder.learn.head import Head, sigmoid
 from finder.learn.metric import Metric
 
@@ -334,26 +333,17 @@ class Problem:
         labels = np.concatenate([np.ones(p), np.zeros(q)])
         which = rng.permutation(p + q) % folds
         z = np.zeros(p + q)
-        Q, rest = order[:n_pseudo], order[n_pseudo:]
-        # the folds fitted together (finder.learn.fit): rows P, B[Q], N, B[rest]
-        X = np.concatenate([self.P, self.B[Q], self.N, self.B[rest]])
-        is_pos = np.arange(len(X)) < p + len(Q)
-        weight = np.concatenate(
-            [
-                np.ones(p),
-                np.full(len(Q), cfg.pseudo_weight),
-                np.full(q, EXPLICIT_NEGATIVE_WEIGHT),
-                np.ones(len(rest)),
-            ]
-        )
-        marks_at = np.concatenate([np.arange(p), p + len(Q) + np.arange(q)])
-        keeps = []
+        Q = order[:n_pseudo]
         for f in range(folds):
-            keep = np.ones(len(X), dtype=bool)
-            keep[marks_at[which == f]] = False
-            keeps.append(keep)
-        fits = fit_many(X, is_pos, [balanced(is_pos, weight, k) for k in keeps], cfg.C, init)
-        for f, (w, b) in enumerate(fits):
+            kp, kq = which[:p] != f, which[p:] != f
+            pos = np.concatenate([self.P[kp], self.B[Q]])
+            pos_w = np.concatenate([np.ones(int(kp.sum())), np.full(len(Q), cfg.pseudo_weight)])
+            R = self.B[order[n_pseudo:]]
+            neg = np.concatenate([self.N[kq], R])
+            neg_w = np.concatenate(
+                [np.full(int(kq.sum()), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))]
+            )
+            w, b = fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
             out = which == f
             z[out] = np.concatenate([self.P, self.N])[out] @ w + b
         return z, labels
@@ -366,19 +356,10 @@ class Problem:
         the class."""
         p = len(self.P)
         Neg, neg_w = self.negatives()
-        helds = np.array_split(rng.permutation(p), min(p, cfg.folds))
-        # the folds fitted together (finder.learn.fit): rows P, then the negatives
-        X = np.concatenate([self.P, Neg])
-        is_pos = np.arange(len(X)) < p
-        weight = np.concatenate([np.ones(p), neg_w])
-        keeps = []
-        for held in helds:
-            keep = np.ones(len(X), dtype=bool)
-            keep[held] = False
-            keeps.append(keep)
-        fits = fit_many(X, is_pos, [balanced(is_pos, weight, k) for k in keeps], cfg.probe_C, init)
         ranks = []
-        for held, (w, b) in zip(helds, fits, strict=True):
+        for held in np.array_split(rng.permutation(p), min(p, cfg.folds)):
+            keep = np.setdiff1d(np.arange(p), held)
+            w, b = fit_weighted(self.P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
             zb = self.B @ w + b
             ranks += [int((zb > self.P[j] @ w + b).sum()) for j in held]
         return np.asarray(ranks)
