@@ -244,6 +244,7 @@ class Problem:
     B: np.ndarray
     G: np.ndarray | None = None  # the rows of the k-NN graph (P, N, B as stored); None: P, N, B
     known: tuple[np.ndarray, np.ndarray] | None = None  # B's neighbours in G, computed before
+    Z: np.ndarray | None = None  # P, N, B as one matrix: every fit's rows (0 weight: left out)
 
     @classmethod
     def checked(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray):
@@ -275,7 +276,7 @@ class Problem:
         else:
             G = X
         known = prepared.neighbours(graph, k) if prepared is not None else None
-        return Problem(Y[:p], Y[p : p + q], Y[p + q :], G, known)
+        return Problem(Y[:p], Y[p : p + q], Y[p + q :], G, known, Y)
 
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
@@ -283,23 +284,60 @@ class Problem:
         w = np.concatenate([np.full(len(self.N), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
         return np.concatenate([self.N, R]), w
 
+    def rows(self) -> np.ndarray:
+        """``P``, ``N``, ``B`` as one matrix, the rows of every fit (made once)."""
+        if self.Z is None:
+            self.Z = np.concatenate([self.P, self.N, self.B])
+        return self.Z
+
+    def fit_rows(
+        self, y: np.ndarray, weight: np.ndarray, C: float, init=None
+    ) -> tuple[np.ndarray, float]:
+        """:func:`fit_weighted` on :meth:`rows` (labels ``y``, ``weight`` 0: a row left out),
+        without copying them: positives and negatives each carry half the rows' weight."""
+        pos = y > 0
+        n = 0.5 * int((weight > 0).sum())
+        sw = np.where(pos, weight * (n / weight[pos].sum()), weight * (n / weight[~pos].sum()))
+        return fit_logistic(self.rows(), y, sw, C, init=init)
+
+    def labels(self, Q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and weights of :meth:`rows`: examples 1, explicit negatives 0 (weighing
+        ``EXPLICIT_NEGATIVE_WEIGHT``), the background 0, but the rows ``Q`` of it 1."""
+        p, q = len(self.P), len(self.N)
+        y = np.zeros(p + q + len(self.B))
+        y[:p] = 1.0
+        weight = np.ones(len(y))
+        weight[p : p + q] = EXPLICIT_NEGATIVE_WEIGHT
+        if Q is not None:
+            y[p + q + Q] = 1.0
+        return y, weight
+
     def probe(
         self, C: float, keep: np.ndarray | None = None, init=None
     ) -> tuple[np.ndarray, float]:
         """Examples against explicit negatives + the background rows ``keep``."""
-        Neg, neg_w = self.negatives(keep)
-        return fit_weighted(self.P, np.ones(len(self.P)), Neg, neg_w, C, init)
+        y, weight = self.labels()
+        if keep is not None:
+            start = len(self.P) + len(self.N)
+            weight[start:] = 0.0
+            weight[start + np.asarray(keep, dtype=np.int64)] = 1.0
+        return self.fit_rows(y, weight, C, init)
 
     def fit_pseudo(
         self, order: np.ndarray, n_pseudo: int, cfg: HeadConfig, init=None
     ) -> tuple[np.ndarray, float]:
         """Examples + the first ``n_pseudo`` of ``order`` (weight ``pseudo_weight``) against
         explicit negatives + the rest of the background."""
-        Q = order[:n_pseudo]
-        pos = np.concatenate([self.P, self.B[Q]])
-        pos_w = np.concatenate([np.ones(len(self.P)), np.full(len(Q), cfg.pseudo_weight)])
-        neg, neg_w = self.negatives(order[n_pseudo:])
-        return fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
+        y, weight = self._pseudo(order, n_pseudo, cfg)
+        return self.fit_rows(y, weight, cfg.C, init)
+
+    def _pseudo(
+        self, order: np.ndarray, n_pseudo: int, cfg: HeadConfig
+    ) -> tuple[np.ndarray, np.ndarray]:
+        Q = np.asarray(order[:n_pseudo], dtype=np.int64)
+        y, weight = self.labels(Q)
+        weight[len(self.P) + len(self.N) + Q] = cfg.pseudo_weight
+        return y, weight
 
     def diffusion_order(self, cfg: HeadConfig) -> np.ndarray:
         """The background, best connected first to the examples (and last to the explicit
@@ -333,19 +371,14 @@ class Problem:
         labels = np.concatenate([np.ones(p), np.zeros(q)])
         which = rng.permutation(p + q) % folds
         z = np.zeros(p + q)
-        Q = order[:n_pseudo]
+        y, weight = self._pseudo(order, n_pseudo, cfg)
+        marks = self.rows()[: p + q]
         for f in range(folds):
-            kp, kq = which[:p] != f, which[p:] != f
-            pos = np.concatenate([self.P[kp], self.B[Q]])
-            pos_w = np.concatenate([np.ones(int(kp.sum())), np.full(len(Q), cfg.pseudo_weight)])
-            R = self.B[order[n_pseudo:]]
-            neg = np.concatenate([self.N[kq], R])
-            neg_w = np.concatenate(
-                [np.full(int(kq.sum()), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))]
-            )
-            w, b = fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
             out = which == f
-            z[out] = np.concatenate([self.P, self.N])[out] @ w + b
+            w, b = self.fit_rows(
+                y, np.where(np.r_[out, np.zeros(len(self.B), bool)], 0.0, weight), cfg.C, init
+            )
+            z[out] = marks[out] @ w + b
         return z, labels
 
     def held_out_ranks(
@@ -355,11 +388,12 @@ class Problem:
         without it (at most ``cfg.folds`` folds). Tells how many of the background look like
         the class."""
         p = len(self.P)
-        Neg, neg_w = self.negatives()
+        y, weight = self.labels()
         ranks = []
         for held in np.array_split(rng.permutation(p), min(p, cfg.folds)):
-            keep = np.setdiff1d(np.arange(p), held)
-            w, b = fit_weighted(self.P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
+            kept = weight.copy()
+            kept[held] = 0.0
+            w, b = self.fit_rows(y, kept, cfg.probe_C, init)
             zb = self.B @ w + b
             ranks += [int((zb > self.P[j] @ w + b).sum()) for j in held]
         return np.asarray(ranks)
