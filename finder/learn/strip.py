@@ -80,6 +80,7 @@ def choose_strip(
     n = min(plan.size, len(z))
     n_drawn = min(plan.drawn, n)
     chosen = review_picks(z, cut, vectors, np.arange(len(z)), n - n_drawn)
+    n_drawn = n - len(chosen)  # fewer to choose near the cut than asked: the draws fill it
     free = np.ones(len(z), dtype=bool)
     free[chosen] = False
     rest = np.flatnonzero(free)  # the others, in order (a mask: no sort of every candidate)
