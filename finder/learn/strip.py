@@ -168,6 +168,8 @@ def spread(V: np.ndarray, near: np.ndarray, n: int) -> np.ndarray:
         key = closest - 1e-6 * near
         key[picked] = -np.inf
         j = int(np.argmax(key))
+        if key[j] == -np.inf:  # the rest are far below the cut (no score): not chosen
+            break
         picked.append(j)
         closest = np.minimum(closest, 1.0 - V @ V[j])
     return np.asarray(picked, dtype=np.int64)
