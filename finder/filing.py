@@ -189,6 +189,7 @@ class Filing:
                 report.forgotten.append(name)
                 continue
             by_name[name] = Planned(name, mine[name].key)
+        changes: list[Change] = []
         for name in sorted(by_name):
             key = by_name[name].key
             siblings = tuple(sorted(k for k in keys if k != key and not _related(source, k, key)))
@@ -207,8 +208,9 @@ class Filing:
                             writing.save_filing(FilingRecord(name, source, key, siblings, stamp))
                     report.unchanged.append(name)
                     continue
-            self.teaching.apply(Change(name, seed=seed, filing=record))
+            changes.append(Change(name, seed=seed, filing=record))
             (report.refreshed if before is not None else report.learned).append(name)
+        self.teaching.apply_all(changes)  # trained on every core, written in order
         return report
 
     def _marked(self, name: str) -> dict[int, int]:

@@ -123,7 +123,7 @@ class Strips:
         far = every[~np.isin(every, ids)]
         ids = np.concatenate([ids, far])
         scores = np.concatenate([scores.astype(np.float64), np.full(len(far), -np.inf)])
-        if catalog.video_counts()["frames"]:  # one item per video (its best frame)
+        if catalog.has_frames():  # one item per video (its best frame)
             return group(catalog, ids, scores)
         return Items(ids, ids.copy(), scores)  # photos only: no lookup of every id for frames
 

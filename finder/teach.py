@@ -21,15 +21,14 @@ what a filed class's filing gives are read by :mod:`finder.teach_inputs`."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from finder.backgrounds import Backgrounds
 from finder.embed.registry import identity_key as _backbone_key
 from finder.embedder import Embedder
 from finder.errors import (
@@ -40,22 +39,19 @@ from finder.errors import (
     UsageError,
 )
 from finder.folder import Folder
+from finder.learn.background import Prepared
 from finder.learn.head import Head
-from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
+from finder.learn.metric import Metric
 from finder.learn.names import class_name
 from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
-from finder.learn.train import DEFAULT_CONFIG, background_indices, train_head
+from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG
+from finder.metric_file import MetricFile
 from finder.moments import group
-from finder.store import files
 from finder.store.catalog import OK, Catalog
 from finder.store.filing import FilingRecord
 from finder.store.filing import digest as filing_digest
 from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
-
-METRIC_FILE = "metric.npz"
-"""The library's metric (:mod:`finder.learn.metric`), derived from its vectors and kept in the
-library's folder; recomputed when missing, unreadable, of another backbone, or when the library
-has grown or shrunk by a quarter since."""
+from finder.training import Training, train_all
 
 KEEP_FORGOTTEN = 30 * 24 * 3600.0
 """How long a forgotten class is kept, restorable (seconds); then it is dropped for good."""
@@ -107,13 +103,14 @@ class Change:
 class Teaching:
     """How the library in ``folder`` learns: ``learn`` from example photos and counter-examples
     (their vectors through ``embedder``), the classes, their marks, ``forget``; every change
-    applied by ``apply``. Keeps the library's metric (``metric``) read from its file once."""
+    applied by ``apply``. Keeps the library's metric (``metric_file``) and background pools."""
 
     def __init__(self, folder: Folder, embedder: Embedder) -> None:
         self.folder = folder
         self.embedder = embedder
-        self._metric_memo: tuple[tuple[int, int], tuple[int, str, Metric] | None] | None = None
+        self.metric_file = MetricFile(folder)  # the metric, read from its file once
         self.inputs = ExamplePaths(folder)  # what example paths name (teach_inputs)
+        self.backgrounds = Backgrounds(BACKGROUND_SIZE)  # kept while the library is unchanged
 
     # -- changes --------------------------------------------------------------------------
     def learn(
@@ -234,6 +231,20 @@ class Teaching:
             return self._restore(change.name)
         if change.rename_to is not None:
             return self._rename(change.name, change.rename_to)
+        return train_all([change], self._training, workers=1)[0]
+
+    def apply_all(self, changes: Sequence[Change], workers: int | None = None) -> list[dict]:
+        """Teaching changes of distinct classes (marks or a filing) applied in order, as
+        ``apply`` applies each, their heads trained ``workers`` at a time (all the cores by
+        default; :mod:`finder.training`). Returns their class records."""
+        if any(c.forget or c.restore or c.rename_to is not None for c in changes):
+            raise UsageError("apply_all teaches classes; forget, restore or rename one by one")
+        return train_all(changes, self._training, workers)  # type: ignore[return-value]
+
+    def _training(self, change: Change) -> Training:
+        """A teaching change read and checked (its marks' vectors, the filed photos, the
+        background), ready to train; its ``finish`` writes it in one transaction."""
+        catalog = self.folder.open_catalog_for_writing()
         info = self.folder.require_indexed()
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
@@ -278,21 +289,34 @@ class Teaching:
         sample = sample_mask([o for lab, _, o in merged.values() if lab == 1])
         if sample is not None:  # filed photos are a sample of the class
             sample = np.concatenate([sample, np.ones(len(filed_pos), dtype=bool)])
-        background, fresh, pool = self._background(
-            list(merged), change.seed, np.concatenate([filed_pos, filed_neg])
+        metric = self.metric()
+        background, fresh, prepared, pool = self._background(
+            list(merged), change.seed, np.concatenate([filed_pos, filed_neg]), metric
         )
-        head = train_head(
-            pos,
-            neg,
-            background,
+        inputs = dict(
+            positives=pos,
+            negatives=neg,
+            background=background,
             seed=change.seed,  # from the marks that remain and the seed only (issue 24, item 4)
-            metric=self.metric(),
+            metric=metric,
             fresh=fresh,  # photos out of the training: calibration and cut are measured on them
+            prepared=prepared,  # what the library's pool computed of the background once
             config=FILED_HEAD if filing is not None else DEFAULT_CONFIG,
             sample=sample,  # which ✓ may size the class (not those finder showed ranked high)
             pool=pool,
             strips=_from_strips(list(merged.values())),
         )
+        sizes = (len(pos), len(neg))
+
+        def finish(head: Head) -> dict | None:
+            return self._save(change, head, rows, merged, filed_pos, filed_neg, filing, sizes)
+
+        return Training(inputs, finish)
+
+    def _save(self, change, head, rows, merged, filed_pos, filed_neg, filing, sizes) -> dict:
+        """A change's marks and its new ``head`` written in one transaction (``apply``)."""
+        catalog, info = self.folder.open_catalog_for_writing(), self.folder.require_indexed()
+        name = change.name
         held = head.params.pop("held_out_logits", None)
         if held:  # the marks' cross-validated logits, by path (finder.learn.estimate.Mark.held)
             filed_paths = catalog.paths_for(np.concatenate([filed_pos, filed_neg]).tolist())
@@ -306,14 +330,16 @@ class Teaching:
             if change.undo:
                 catalog.remove_examples(name, change.undo)
             catalog.add_examples(name, rows)
-            catalog.save_class(name, head.to_dict(), _backbone_key(info), len(pos), len(neg))
+            catalog.save_class(name, head.to_dict(), _backbone_key(info), *sizes)
             self.folder.journal.learned(catalog, name, [r[0] for r in rows])  # before the commit
             if filing is not None:
                 stamp = filing_digest(filed_pos, filed_neg, _backbone_key(info), change.seed)
                 catalog.save_filing(
                     FilingRecord(name, filing.source, filing.key, filing.siblings, stamp)
                 )
-        return catalog.get_class(name)
+        record = catalog.get_class(name)
+        assert record is not None
+        return record
 
     def _restore(self, name: str) -> dict:
         """``Change(name, restore=True)``: the newest forgotten class ``name`` back."""
@@ -375,12 +401,17 @@ class Teaching:
         return out
 
     def _background(
-        self, example_paths: Sequence[str], seed: int, example_ids: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, int]:
+        self,
+        example_paths: Sequence[str],
+        seed: int,
+        example_ids: np.ndarray | None = None,
+        metric: Metric | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, Prepared, int]:
         """The background sample (random photos of the library, the marked and filed ones
-        excepted), a second sample of the photos left (``fresh``: out of the training), as
-        ``finder.learn.feedback.ArrayTeacher`` draws them, and how many photos the background
-        was drawn from."""
+        excepted) and a second sample of the photos left (``fresh``: out of the training), as
+        ``finder.learn.feedback.ArrayTeacher`` draws them (``finder.learn.background.draw``),
+        from the library's pool for ``seed`` (``finder.backgrounds``), with what it prepared
+        of them in ``metric``, and how many photos the background was drawn from."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
@@ -389,60 +420,14 @@ class Teaching:
         if example_ids is not None:
             ids = np.concatenate([ids, np.asarray(example_ids, dtype=np.int64)])
         exclude = np.flatnonzero(np.isin(all_ids, ids))
-        rng = np.random.default_rng(seed)
-        picked = background_indices(len(all_ids), exclude, rng)
-        fresh = background_indices(len(all_ids), np.concatenate([exclude, picked]), rng)
-
-        def vectors(rows: np.ndarray) -> np.ndarray:
-            if len(rows) == 0:
-                return np.zeros((0, store.dim), dtype=np.float32)
-            return store.get(all_ids[np.sort(rows)])
-
-        return vectors(picked), vectors(fresh), len(all_ids) - len(exclude)
+        background, fresh, prepared = self.backgrounds.draw(store, all_ids, exclude, seed, metric)
+        return background, fresh, prepared, len(all_ids) - len(exclude)
 
     # -- the metric -----------------------------------------------------------------------
     def metric(self) -> Metric | None:
-        """The library's metric (:mod:`finder.learn.metric`), from the cache file when it is
-        still the library's; None below ``MIN_PHOTOS`` photos."""
-        info = self.folder.require_indexed()
-        store = self.folder.open_vectors()
-        n, key = len(store), _backbone_key(info)
-        if n < MIN_PHOTOS:
-            return None
-        path = self.folder.dir / METRIC_FILE
-        kept = self._kept_metric(path)
-        if kept is not None:
-            count, stored_key, metric = kept
-            fits = metric.U.shape == (store.dim, store.dim) and metric.s.shape == (store.dim,)
-            fits = fits and bool(np.isfinite(metric.U).all() and (metric.s > 0).all())
-            if fits and stored_key == key and 0.8 * n <= count <= 1.25 * n:
-                return metric
-        ids = np.sort(store.ids())
-        metric = whitener(store.get(ids[sample_positions(n)]))
-        buf = io.BytesIO()
-        np.savez(buf, U=metric.U, s=metric.s, count=n, backbone=key)
-        try:
-            files.atomic_write(path, buf.getvalue())
-        except OSError:
-            pass  # a read-only folder: the metric is used, not kept
-        return metric
-
-    def _kept_metric(self, path) -> tuple[int, str, Metric] | None:
-        """``(count, backbone, metric)`` from the metric file, None when missing or damaged
-        (derived data: computed again). Read once per process while the file is unchanged."""
-        try:
-            st = os.stat(path)
-            stamp = (st.st_mtime_ns, st.st_size)
-            memo = self._metric_memo
-            if memo is not None and memo[0] == stamp:
-                return memo[1]
-            with np.load(path) as cached:
-                metric = Metric(cached["U"], cached["s"])
-                kept = (int(cached["count"]), str(cached["backbone"]), metric)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-            return None
-        self._metric_memo = (stamp, kept)
-        return kept
+        """The library's metric (:mod:`finder.learn.metric`), kept in its folder
+        (:mod:`finder.metric_file`); None below ``MIN_PHOTOS`` photos."""
+        return self.metric_file.metric()
 
     # -- classes --------------------------------------------------------------------------
     def class_record(self, name: str) -> dict:

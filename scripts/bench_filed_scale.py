@@ -15,17 +15,27 @@ Two measures, CPU seconds (what the run costs whatever else shares the cores) an
    the one ``bench_filed.py --keep`` leaves): copied to a temporary folder, every keyword class
    trained again (``Library.learn_from_keywords`` with another seed: every digest changes), then
    refreshed with nothing changed (no class trained: the digests only).
+3. **The product path at scale** (``--keywords K``): a library built directly (as
+   ``bench_serve.py`` builds one: symbolic links to real photos, synthetic vectors in clusters
+   of 100) of ``K`` x 100 photos, each cluster tagged with its own keyword (``Tags|kN``, as a
+   sidecar would give it), imported with ``Library.learn_from_keywords`` (K classes of 100
+   photos, each against 2,000 of its siblings' photos), then ``--changed`` keywords changed (a
+   photo of each untagged) and refreshed: the whole import's CPU and wall-clock time, per
+   class, what it projects to for 2,000 keywords, and what the refresh retrained.
 
-The projection: 2,000 classes x the CPU seconds of a head of the typical size, on one core (a
-refresh trains the changed classes only: 50 x that).
+The projection: 2,000 classes x the CPU seconds of a class, on one core (a refresh trains the
+changed classes only: 50 x that); with ``--keywords``, also the wall-clock time of the import
+per class on this machine's cores x 2,000.
 
     python scripts/bench_filed_scale.py [--library DIR] [--sizes 20 100 1000 5000]
+        [--keywords 200 --changed 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -161,10 +171,69 @@ def product(library: Path) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def tagged_library(work: Path, keywords: int) -> Path:
+    """A library of ``keywords`` x 100 photos, each cluster of 100 tagged ``Tags|kN``."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_serve import build, source_photos
+
+    n = keywords * 100
+    directory = work / f"tagged-{n}"
+    build(directory, n, 1024, source_photos(work), [])
+    with Library(directory) as lib:
+        catalog = lib.folder.open_catalog_for_writing()
+        ids = np.sort(np.asarray(catalog.ok_ids(), dtype=np.int64))
+        which = (ids - ids[0]) % keywords  # build's cluster of an image: its rank mod clusters
+        catalog.record_sidecars(
+            [(int(i), "bench", [f"Tags|k{int(c)}"], None) for i, c in zip(ids, which, strict=True)]
+        )
+    return directory
+
+
+def product_at_scale(keywords: int, changed: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="finder-bench-filed-scale-"))
+    try:
+        t = time.perf_counter()
+        directory = tagged_library(work, keywords)
+        built = time.perf_counter() - t
+        with Library(directory) as lib:
+            lib.metric()  # the library's metric, as an index run leaves it
+            report, wall, cpu = timed(lambda: lib.learn_from_keywords(min_photos=10))
+            trained = len(report.learned) + len(report.refreshed)
+            catalog = lib.folder.open_catalog_for_writing()
+            ids = np.sort(np.asarray(catalog.ok_ids(), dtype=np.int64))
+            catalog.record_sidecars([(int(ids[k]), "changed", [], None) for k in range(changed)])
+            again, wall2, cpu2 = timed(lambda: lib.learn_from_keywords(min_photos=10))
+        got = {
+            "photos": keywords * 100,
+            "keywords": keywords,
+            "built_s": round(built, 1),
+            "trained": trained,
+            "cpu_s": round(cpu, 1),
+            "wall_s": round(wall, 1),
+            "cpu_s_per_class": round(cpu / max(trained, 1), 3),
+            "wall_s_per_class": round(wall / max(trained, 1), 3),
+            "changed": changed,
+            "refresh_trained": len(again.learned) + len(again.refreshed),
+            "refresh_unchanged": len(again.unchanged),
+            "refresh_cpu_s": round(cpu2, 2),
+            "refresh_wall_s": round(wall2, 1),
+            "projected_import_wall_min": round(KEYWORDS * wall / max(trained, 1) / 60, 1),
+            "projected_import_cpu_min": round(KEYWORDS * cpu / max(trained, 1) / 60, 1),
+            "cores": os.cpu_count(),
+            "load": load(),
+        }
+        print(json.dumps(got), flush=True)
+        return got
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--library", type=Path, help="an indexed library with keyword classes")
     ap.add_argument("--sizes", nargs="*", type=int, default=[20, 100, 1000, 5000])
+    ap.add_argument("--keywords", type=int, help="the product path on a built library of these")
+    ap.add_argument("--changed", type=int, default=5, help="keywords changed before the refresh")
     args = ap.parse_args()
     print("| filed photos | counter-examples | head CPU s | wall s | load |")
     print("|---|---|---|---|---|")
@@ -174,6 +243,8 @@ def main() -> None:
     report: dict = {"heads": sizes, "load": load()}
     if args.library is not None:
         report["product"] = product(args.library)
+    if args.keywords:
+        report["product_at_scale"] = product_at_scale(args.keywords, args.changed)
     per = typical["cpu_s"]
     report["projection"] = {
         "keywords": KEYWORDS,

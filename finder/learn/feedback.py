@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from finder.errors import Arg, UsageError
+from finder.learn.background import Pool
 from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
@@ -30,7 +31,7 @@ from finder.learn.metric import Metric
 from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
 from finder.learn.scores import METRICS, answer_scores, precision_recall
 from finder.learn.strip import DEFAULT_PLAN, StripPlan, choose_strip, top_picks
-from finder.learn.train import BACKGROUND_SIZE, background_indices, train_head
+from finder.learn.train import BACKGROUND_SIZE, train_head
 
 SHOWN: tuple[str, ...] = ("top", "review")
 HOLDOUT: float = 0.3
@@ -68,9 +69,10 @@ class Teacher(Protocol):
 @dataclass
 class ArrayTeacher:
     """Learns as ``Library.learn`` does, on vectors in memory: marks accumulate (the latest
-    label of a photo wins), the background is ``background_indices`` drawn with the seed,
-    excluding every marked photo, and the fresh sample after it; the head is trained from the
-    marks as they are (nothing of the previous head carries over)."""
+    label of a photo wins), the background and the fresh sample are drawn with the seed,
+    excluding every marked photo, as ``Library.learn`` draws them (a
+    :class:`~finder.learn.background.Pool`); the head is trained from the marks as they are
+    (nothing of the previous head carries over)."""
 
     X: np.ndarray
     trainer: Callable[..., Head] | None = None
@@ -80,6 +82,7 @@ class ArrayTeacher:
     _origins: dict[str, dict[int, str]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
     _held: dict[str, dict[int, float]] = field(default_factory=dict)
+    _pools: dict[tuple[int, int], Pool] = field(default_factory=dict)  # by (seed, size)
 
     def learn(
         self,
@@ -97,22 +100,26 @@ class ArrayTeacher:
         whence.update(zip([i for i, _ in new], origins or [EXAMPLE] * len(new), strict=True))
         pos = sorted(i for i, label in marks.items() if label == 1)  # in any order: one head
         neg = sorted(i for i, label in marks.items() if label == 0)
-        rng = np.random.default_rng(seed)
         size = self.background_size or BACKGROUND_SIZE
         known = np.asarray(pos + neg, dtype=np.int64)
-        bg = background_indices(len(self.X), known, rng, size)
-        fresh = background_indices(len(self.X), np.concatenate([known, bg]), rng, size)
+        pool = self._pools.get((seed, size))
+        if pool is None:
+            pool = Pool(len(self.X), seed, lambda rows: self.X[rows], self.metric, size=size)
+            self._pools[(seed, size)] = pool
+        _, _, background, fresh, prepared = pool.draw(known)
         train = self.trainer or train_head
-        extra = {} if self.metric is None else {"metric": self.metric}
+        extra: dict[str, Any] = {} if self.metric is None else {"metric": self.metric}
         extra["sample"] = sample_mask([whence[i] for i in pos])  # which ✓ may size the class
         extra["pool"] = len(self.X) - len(known)  # what the background was drawn from
         extra["strips"] = strips_of([whence[i] for i in pos + neg], [whence[i] for i in pos])
+        if getattr(train, "func", train) is train_head:  # the library's way, or a variant of it
+            extra["prepared"] = prepared
         head = train(
             self.X[pos],
             self.X[neg].reshape(-1, self.X.shape[1]),
-            self.X[bg],
+            background,
             seed=seed,
-            fresh=self.X[fresh],
+            fresh=fresh,
             **extra,
         )
         self._heads[name] = head

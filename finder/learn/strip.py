@@ -80,6 +80,7 @@ def choose_strip(
     n = min(plan.size, len(z))
     n_drawn = min(plan.drawn, n)
     chosen = review_picks(z, cut, vectors, np.arange(len(z)), n - n_drawn)
+    n_drawn = n - len(chosen)  # fewer to choose near the cut than asked: the draws fill it
     free = np.ones(len(z), dtype=bool)
     free[chosen] = False
     rest = np.flatnonzero(free)  # the others, in order (a mask: no sort of every candidate)
@@ -167,6 +168,8 @@ def spread(V: np.ndarray, near: np.ndarray, n: int) -> np.ndarray:
         key = closest - 1e-6 * near
         key[picked] = -np.inf
         j = int(np.argmax(key))
+        if key[j] == -np.inf:  # the rest are far below the cut (no score): not chosen
+            break
         picked.append(j)
         closest = np.minimum(closest, 1.0 - V @ V[j])
     return np.asarray(picked, dtype=np.int64)

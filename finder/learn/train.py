@@ -15,7 +15,9 @@ that estimate (:mod:`finder.learn.calibrate`) and cut by a rule of :mod:`finder.
 A head is a function of the marks, the background, the fresh photos and the seed only: nothing
 of a previous head carries over (issue 24, item 4).
 
-This module imports numpy and scipy only (never TensorFlow).
+This module is the recipe; its ingredients, one class's problem (its rows, the logistic fits,
+the diffusion, the folds), are :mod:`finder.learn.fit`'s, and the background they are drawn
+against is :mod:`finder.learn.background`'s. It imports numpy and scipy only (never TensorFlow).
 """
 
 from __future__ import annotations
@@ -24,11 +26,20 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from finder.errors import UsageError
+from finder.learn.background import Prepared
 from finder.learn.calibrate import calibrate, platt
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
+from finder.learn.fit import (  # noqa: F401 - the primitives, named here too
+    EXPLICIT_NEGATIVE_WEIGHT,
+    FIT_OPTIONS,
+    Problem,
+    check_vectors,
+    fit_logistic,
+    fit_weighted,
+    knn_diffusion,
+)
 from finder.learn.head import Head, sigmoid
 from finder.learn.metric import Metric
 
@@ -37,8 +48,6 @@ BACKGROUND_SIZE: int = 2000
 rather than 1,000 since issue 12's fourth pass: a rare class has twice the members in it;
 docs/heads.md)."""
 
-EXPLICIT_NEGATIVE_WEIGHT: float = 3.0
-"""An explicit negative (the user said so) weighs this many times a background vector."""
 
 MIN_BACKGROUND: int = 20
 """Below this many background vectors the head is plain and the cut-off falls back to 0.5."""
@@ -124,251 +133,6 @@ def background_indices(
     return np.sort(rng.choice(pool, size=size, replace=False))
 
 
-def fit_logistic(
-    X: np.ndarray,
-    y: np.ndarray,
-    sample_weight: np.ndarray,
-    C: float = 1.0,
-    *,
-    init: tuple[np.ndarray, float] | None = None,
-) -> tuple[np.ndarray, float]:
-    """Weighted L2 logistic regression (sklearn's convention: ``C·Σ sᵢ·loss + ½‖w‖²``).
-
-    ``y`` in {0, 1} (or soft labels in [0, 1]); the intercept is not penalised; ``init`` warm
-    starts. Returns ``(w float32, b)``.
-    """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float64)
-    s = np.asarray(sample_weight, dtype=np.float64) * C
-    d = X.shape[1]
-
-    def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[:d], theta[d]
-        z = (X @ w.astype(np.float32)).astype(np.float64) + b
-        loss = np.logaddexp(0.0, z) - y * z
-        r = s * (sigmoid(z) - y)
-        g = np.empty(d + 1)
-        g[:d] = (r.astype(np.float32) @ X).astype(np.float64) + w
-        g[d] = r.sum()
-        return float(s @ loss) + 0.5 * float(w @ w), g
-
-    theta0 = np.zeros(d + 1)
-    if init is not None:
-        theta0[:d], theta0[d] = init
-    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 300, "gtol": 1e-5})
-    return res.x[:d].astype(np.float32), float(res.x[d])
-
-
-def fit_weighted(
-    P: np.ndarray,
-    pos_weight: np.ndarray,
-    Neg: np.ndarray,
-    neg_weight: np.ndarray,
-    C: float,
-    init: tuple[np.ndarray, float] | None = None,
-    balanced: bool = True,
-) -> tuple[np.ndarray, float]:
-    """Balanced fit: positives and negatives each carry half the total weight (else every
-    vector its own weight)."""
-    n = len(P) + len(Neg)
-    if balanced:
-        pos_weight = pos_weight / pos_weight.sum() * 0.5 * n
-        neg_weight = neg_weight / neg_weight.sum() * 0.5 * n
-    sw = np.concatenate([pos_weight, neg_weight])
-    y = np.concatenate([np.ones(len(P)), np.zeros(len(Neg))])
-    return fit_logistic(np.concatenate([P, Neg]), y, sw, C, init=init)
-
-
-def knn_diffusion(
-    V: np.ndarray,
-    seeds: np.ndarray,
-    *,
-    k: int = 5,
-    alpha: float = 0.8,
-    gamma: float = 3.0,
-    against: np.ndarray | None = None,
-) -> np.ndarray:
-    """Scores of the rows of ``V`` (unit vectors) after diffusing from ``seeds`` over their
-    k-nearest-neighbour graph: ``f = (I - αS)⁻¹ y`` with ``S`` the symmetrically normalised
-    affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only.
-    ``against``: rows whose own diffusion is subtracted (``y`` is -1 there; one solve, the
-    diffusion being linear in ``y``)."""
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import cg
-
-    n = len(V)
-    k = min(k, n - 1)
-    if k < 1:
-        return np.ones(n)
-    A = V @ V.T
-    np.fill_diagonal(A, -np.inf)
-    nbr = np.argpartition(-A, k - 1, axis=1)[:, :k]
-    rows = np.repeat(np.arange(n), k)
-    vals = np.maximum(A[rows, nbr.ravel()], 0.0).astype(np.float64) ** gamma
-    W = sp.csr_matrix((vals, (rows, nbr.ravel())), shape=(n, n))
-    W = W + W.T
-    deg = np.asarray(W.sum(axis=1)).ravel()
-    deg[deg == 0] = 1.0
-    Dm = sp.diags(deg**-0.5)
-    y = np.zeros(n)
-    y[seeds] = 1.0
-    if against is not None:
-        y[against] -= 1.0
-    f, _ = cg(sp.eye(n) - alpha * (Dm @ W @ Dm), y, rtol=1e-6, maxiter=100)
-    return f
-
-
-def check_vectors(name: str, A: np.ndarray, dim: int | None) -> np.ndarray:
-    """``A`` as a finite float32 ``[n, dim]`` array, or a UsageError naming ``name``."""
-    A = np.asarray(A, dtype=np.float32)
-    if A.size == 0:
-        return np.zeros(
-            (0, dim if dim is not None else (A.shape[-1] if A.ndim == 2 else 0)), dtype=np.float32
-        )
-    if A.ndim == 1 and dim is None:
-        A = A.reshape(1, -1)
-    if A.ndim != 2:
-        raise UsageError(f"{name} must be a 2-d array of vectors, got shape {A.shape}")
-    if dim is not None and A.shape[1] != dim:
-        raise UsageError(f"{name} have dimension {A.shape[1]}, the examples have {dim}")
-    if not np.all(np.isfinite(A)):
-        raise UsageError(f"{name} contain non-finite values")
-    return A
-
-
-@dataclass
-class Problem:
-    """One class to learn: examples ``P``, explicit negatives ``N``, background ``B``."""
-
-    P: np.ndarray
-    N: np.ndarray
-    B: np.ndarray
-    G: np.ndarray | None = None  # the rows of the k-NN graph (P, N, B as stored); None: P, N, B
-
-    @classmethod
-    def checked(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray):
-        P = check_vectors("examples", positives, None)
-        if P.shape[0] == 0:
-            raise UsageError("a class needs at least one example")
-        d = P.shape[1]
-        N = check_vectors("negatives", negatives, d)
-        B = check_vectors("background vectors", background, d)
-        if len(N) + len(B) == 0:
-            raise UsageError("a class needs negatives or a background sample to learn from")
-        return cls(P, N, B)
-
-    def in_metric(self, metric: Metric, graph: str) -> Problem:
-        """The same problem in the library's metric (:mod:`finder.learn.metric`: the vectors as
-        ``Metric.apply`` gives them); the k-NN graph stays on the stored unit vectors unless
-        ``graph == "metric"``."""
-        X = np.concatenate([self.P, self.N, self.B])
-        Y = metric.apply(X)
-        if graph == "metric":
-            G = Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
-        else:
-            G = X
-        p, q = len(self.P), len(self.N)
-        return Problem(Y[:p], Y[p : p + q], Y[p + q :], G)
-
-    def sample_only(self, sample: np.ndarray) -> Problem:
-        """The problem with only the examples ``sample`` marks (those that size the class)."""
-        return Problem(self.P[sample], self.N, self.B, None)
-
-    def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
-        R = self.B if rest is None else self.B[rest]
-        w = np.concatenate([np.full(len(self.N), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))])
-        return np.concatenate([self.N, R]), w
-
-    def probe(
-        self, C: float, keep: np.ndarray | None = None, init=None
-    ) -> tuple[np.ndarray, float]:
-        """Examples against explicit negatives + the background rows ``keep``."""
-        Neg, neg_w = self.negatives(keep)
-        return fit_weighted(self.P, np.ones(len(self.P)), Neg, neg_w, C, init)
-
-    def fit_pseudo(
-        self, order: np.ndarray, n_pseudo: int, cfg: HeadConfig, init=None
-    ) -> tuple[np.ndarray, float]:
-        """Examples + the first ``n_pseudo`` of ``order`` (weight ``pseudo_weight``) against
-        explicit negatives + the rest of the background."""
-        Q = order[:n_pseudo]
-        pos = np.concatenate([self.P, self.B[Q]])
-        pos_w = np.concatenate([np.ones(len(self.P)), np.full(len(Q), cfg.pseudo_weight)])
-        neg, neg_w = self.negatives(order[n_pseudo:])
-        return fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
-
-    def diffusion_order(self, cfg: HeadConfig) -> np.ndarray:
-        """The background, best connected first to the examples (and last to the explicit
-        negatives) in the k-NN graph of all the vectors."""
-        p, q = len(self.P), len(self.N)
-        V = np.concatenate([self.P, self.N, self.B]) if self.G is None else self.G
-        against = p + np.arange(q) if q else None
-        f = knn_diffusion(
-            V, np.arange(p), k=cfg.knn, alpha=cfg.alpha, gamma=cfg.gamma, against=against
-        )
-        return np.argsort(-f[p + q :], kind="stable")
-
-    def cv_logits(
-        self,
-        order: np.ndarray,
-        n_pseudo: int,
-        cfg: HeadConfig,
-        init: tuple[np.ndarray, float],
-        folds: int,
-        rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The logits of the examples and explicit negatives under heads fitted without them
-        (``folds`` folds, each fitted as :meth:`fit_pseudo`), and their labels (1 / 0)."""
-        p, q = len(self.P), len(self.N)
-        labels = np.concatenate([np.ones(p), np.zeros(q)])
-        which = rng.permutation(p + q) % folds
-        z = np.zeros(p + q)
-        Q = order[:n_pseudo]
-        for f in range(folds):
-            kp, kq = which[:p] != f, which[p:] != f
-            pos = np.concatenate([self.P[kp], self.B[Q]])
-            pos_w = np.concatenate([np.ones(int(kp.sum())), np.full(len(Q), cfg.pseudo_weight)])
-            R = self.B[order[n_pseudo:]]
-            neg = np.concatenate([self.N[kq], R])
-            neg_w = np.concatenate(
-                [np.full(int(kq.sum()), EXPLICIT_NEGATIVE_WEIGHT), np.ones(len(R))]
-            )
-            w, b = fit_weighted(pos, pos_w, neg, neg_w, cfg.C, init)
-            out = which == f
-            z[out] = np.concatenate([self.P, self.N])[out] @ w + b
-        return z, labels
-
-    def held_out_ranks(
-        self,
-        cfg: HeadConfig,
-        rng: np.random.Generator,
-        init: tuple[np.ndarray, float],
-        sample: np.ndarray | None = None,
-        share: float = 1.0,
-    ) -> np.ndarray:
-        """For each example: how many background vectors outscore it under a head trained
-        without it (at most ``cfg.folds`` folds). Tells how many of the background look like
-        the class. ``sample``: only the examples it marks, each under heads trained on the
-        others it marks (the rest were picked for ranking near those: trained on, they would
-        rank them near the top), and the other marked photos (out of the background, but
-        photos of the library it was drawn from) counted where they rank, each as ``share``
-        of one (the background's share of the photos it was drawn from)."""
-        P = self.P if sample is None else self.P[sample]
-        E = self.P[:0] if sample is None else np.concatenate([self.P[~sample], self.N])
-        p = len(P)
-        Neg, neg_w = self.negatives()
-        ranks = []
-        for held in np.array_split(rng.permutation(p), min(p, cfg.folds)):
-            keep = np.setdiff1d(np.arange(p), held)
-            w, b = fit_weighted(P[keep], np.ones(len(keep)), Neg, neg_w, cfg.probe_C, init)
-            zb, ze = self.B @ w + b, E @ w + b
-            for j in held:
-                zj = P[j] @ w + b
-                ranks.append(float((zb > zj).sum()) + share * float((ze > zj).sum()))
-        return np.asarray(ranks)
-
-
 def train_head(
     positives: np.ndarray,
     negatives: np.ndarray,
@@ -381,6 +145,7 @@ def train_head(
     sample: np.ndarray | None = None,
     pool: int | None = None,
     strips: bool | None = None,
+    prepared: Prepared | None = None,
 ) -> Head:
     """Learn a class from example vectors.
 
@@ -397,6 +162,9 @@ def train_head(
     whether any mark was given on a strip's photo (None: not known). The head is
     a function of these and the seed only (no previous head: a class taught, taken back and
     taught again is the class learned from what remains). The method: the module's docstring.
+    ``prepared``: what a
+    :class:`~finder.learn.background.Pool` computed once of ``background`` (in ``metric``):
+    the same head, sooner.
     """
     cfg = config
     pb = Problem.checked(positives, negatives, background)
@@ -410,7 +178,9 @@ def train_head(
     if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
-        pb = pb.in_metric(metric, cfg.graph)
+        if prepared is not None and prepared.metric is not metric:
+            prepared = None  # computed in another metric
+        pb = pb.in_metric(metric, cfg.graph, prepared, cfg.knn)
     if sample is not None:
         sample = np.asarray(sample, dtype=bool).reshape(-1)
         if len(sample) != len(pb.P):

@@ -72,10 +72,17 @@ def digest(positives: np.ndarray, negatives: np.ndarray, backbone: str, seed: in
 
 
 def _sample(ids: np.ndarray, at_most: int, seed: int) -> np.ndarray:
+    """At most ``at_most`` of ``ids`` (sorted), drawn at random with ``seed``, the same ones
+    whatever else is in ``ids``: those whose hash of (id, seed) is smallest. A photo filed or
+    unfiled changes the sample of the classes it is drawn in, not of every sibling (a draw of
+    the whole set again would), so a refresh retrains the classes whose filing changed."""
     if len(ids) <= at_most:
         return ids
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(ids, size=at_most, replace=False))
+    z = np.asarray(ids, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # splitmix64's finaliser
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return np.sort(np.asarray(ids)[np.argpartition(z, at_most - 1)[:at_most]])
 
 
 class FilingTables:

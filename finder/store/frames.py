@@ -138,6 +138,10 @@ class FrameTables:
         ).fetchone()[0]
         return {"videos": int(videos), "frames": int(frames)}
 
+    def has_frames(self) -> bool:
+        """Whether the catalog holds any video's frames (no count: a look at one row)."""
+        return self.db.execute("SELECT EXISTS (SELECT 1 FROM frames)").fetchone()[0] == 1
+
     def _record_videos(self, conn, videos: Sequence[StoredVideo]) -> None:
         """Inside ``record_results``' transaction: each video's frames replace its old ones."""
         for v in videos:

@@ -108,6 +108,9 @@ class VectorStore:
         self.compact_fraction = float(compact_fraction)
         self.compact_min = int(compact_min)
         self._mean: np.ndarray | None = None
+        # the last complete threshold search (key, ids, scores): a top-k of the same query
+        # that it holds is read from it (a class's next strip, then its page: one search)
+        self._complete: tuple[tuple, np.ndarray, np.ndarray] | None = None
         self.raw = RawLog(self.dir, self.dim, read_only=self.read_only)
         self._index: Tier | None = None
         self._rebuild_reason: str | None = None
@@ -470,6 +473,11 @@ class VectorStore:
         if not len(self) or (k is not None and k <= 0):
             return empty
         index = self._ensure_index()
+        key = (w.tobytes(), b, self.raw.n, len(self))  # a vector added or removed: another
+        if k is not None and min_score is None and self._complete is not None:
+            held, held_ids, held_scores = self._complete
+            if held == key and len(held_ids) >= k:  # its first k are the exact top k
+                return held_ids[:k].copy(), held_scores[:k].copy()
         if min_score is not None:
             if self.scan_threads:
                 cand = index.above(w, float(min_score) - b)
@@ -480,6 +488,7 @@ class VectorStore:
                 ids, scores = rescore(
                     self.raw, cand, w, b, min_score=float(min_score), threads=self.scan_threads
                 )
+            self._complete = (key, ids, scores)
         elif k is not None:
             with one_thread():
                 ids, scores = rescore(

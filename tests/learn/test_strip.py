@@ -105,3 +105,15 @@ def test_no_estimate_without_enough_random_draws():
     chosen_only = [Mark(m.label, m.score, m.known_from, m.strip) for m in marks]
     assert estimate(chosen_only, cut) is None
     assert estimate([], 0.0) is None
+
+
+def test_a_strip_is_full_and_without_repeats_when_few_photos_lie_near_the_cut():
+    rng = np.random.default_rng(0)
+    V = rng.normal(size=(500, 8))
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    z = np.full(500, -np.inf)  # far below the cut: not scored (finder.strips.FAR)
+    z[:5] = [0.5, -0.2, 1.0, -1.0, 0.1]
+    strip = choose_strip(z, 0.0, lambda pos: V[pos], rng=rng, plan=StripPlan(size=20, drawn=6))
+    assert len(strip) == 20 and len(set(strip.picks.tolist())) == 20
+    assert set(range(5)) <= set(strip.picks.tolist())  # the scored ones chosen
+    assert int(strip.random.sum()) == 15  # the draws fill the rest, each with its chance

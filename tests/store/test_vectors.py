@@ -46,3 +46,20 @@ def test_sample_mean_stats(tmp_path: Path) -> None:
     stats = store.stats()
     assert stats["count"] == 100 and stats["index"] == "flat (exact)"
     assert stats["bytes_on_disk"] >= 100 * DIM * 2
+
+
+def test_a_top_k_after_a_complete_search_of_the_same_query_is_its_head(tmp_path: Path) -> None:
+    x = clustered(3000)
+    store = VectorStore(tmp_path / "v", DIM, flat_max=500, nlist=16, nprobe=1)  # IVF: approximate
+    store.add(np.arange(3000), x)
+    w = (x[7] + x[8]) * 2.0
+    exact = np.sort(as_stored(x) @ w)[::-1]
+    ids, scores = store.search_linear(w, 0.5, min_score=float(exact[200]) + 0.5)
+    top_ids, top_scores = store.search_linear(w, 0.5, k=50)
+    assert (top_ids == ids[:50]).all() and np.allclose(top_scores, exact[:50] + 0.5, atol=1e-4)
+    # another query, or the same after a vector is added, is searched anew
+    best = (w / np.linalg.norm(w)).astype(np.float32)[None]
+    store.add(np.array([5000]), best)
+    assert store.search_linear(w, 0.5, k=1)[0].tolist() == [5000]
+    other = store.search_linear(x[9], 0.0, k=3)[0]
+    assert 9 in other.tolist()

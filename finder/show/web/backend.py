@@ -294,8 +294,9 @@ class Backend:
         taken back (``undo``, ``unskip``): every photo of it taught at once, one retraining,
         and the class page after it with the next strip of ``n``."""
         name = self.strip_taught(name, marks)
+        strip = self.lib.strip(name, n)  # first: its complete search serves the page's top too
         view = self.class_view(name, 0, limit)
-        view["strip"] = self.lib.strip(name, n)
+        view["strip"] = strip
         return view
 
     def teach_photo(
