@@ -30,8 +30,8 @@ sys.path.insert(0, str(HERE))
 from experiment_feedback import LIBRARIES, PETS, vectors  # noqa: E402
 
 from finder.learn.evaluate import average_precision, labels_from_paths  # noqa: E402
-from finder.learn.scores import best_f1  # noqa: E402
 from finder.learn.metric import library_metric  # noqa: E402
+from finder.learn.scores import best_f1  # noqa: E402
 from finder.learn.train import BACKGROUND_SIZE, fit_weighted  # noqa: E402
 
 BUDGETS = ("5+bg", "25+bg", "25+25", "25+100", "25+400", "50+200", "half")
