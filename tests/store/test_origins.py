@@ -5,17 +5,15 @@ journal written before origins). Real SQLite files, real journal files."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from finder.store import journal as jr
-from finder.store.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
+from finder.store.catalog import SCHEMA_VERSION, Catalog
 from finder.store.journal import ClassState, Example, Journal, State
+from tests.store.old_catalog import catalog_before
 
 
 def vector(seed: int, dim: int = 8) -> bytes:
@@ -23,23 +21,10 @@ def vector(seed: int, dim: int = 8) -> bytes:
     return (v / np.linalg.norm(v)).astype("<f4").tobytes()
 
 
-def origins_step() -> int:
-    """The number of the migration that adds the origins (renumbered on merges)."""
-    return next(v for v, step in enumerate(MIGRATIONS) if "``origin``" in (step.__doc__ or ""))
-
-
 def test_a_catalog_from_before_origins_keeps_its_marks_as_of_unknown_origin(
     tmp_path: Path,
 ) -> None:
-    step = origins_step()
-    conn = sqlite3.connect(tmp_path / "catalog.db")
-    db = sqlite_utils.Database(conn)
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    for migrate in MIGRATIONS[:step]:
-        migrate(db)
-    db["meta"].insert({"key": "schema_version", "value": str(step)})
-    row = {"backbone": "bb", "n_pos": 1, "n_neg": 0, "created": 1.0, "updated": 1.0}
-    db["classes"].insert({"name": "cat", "head": json.dumps({"threshold": 0.4}), **row})
+    conn, db = catalog_before(tmp_path / "catalog.db", "``origin``")
     db.execute(
         "INSERT INTO examples(class_name, path, label, vector, added) VALUES (?, ?, ?, ?, ?)",
         ["cat", b"/p/a.jpg", 1, vector(1), 2.0],

@@ -3,32 +3,14 @@ before, what a strip records, and what a class's rename and forget do to them.""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 
-import sqlite_utils
-
-from finder.store.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog
-
-
-def strips_migration_step() -> int:
-    """The number of the migration that adds the strips table (renumbered on merges)."""
-    return next(
-        v for v, step in enumerate(MIGRATIONS) if "``store/strips.py``" in (step.__doc__ or "")
-    )
+from finder.store.catalog import SCHEMA_VERSION, Catalog
+from tests.store.old_catalog import catalog_before
 
 
 def test_a_catalog_from_before_strips_keeps_its_classes_and_gains_strips(tmp_path: Path) -> None:
-    step = strips_migration_step()
-    conn = sqlite3.connect(tmp_path / "catalog.db")
-    db = sqlite_utils.Database(conn)
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    for migrate in MIGRATIONS[:step]:
-        migrate(db)
-    db["meta"].insert({"key": "schema_version", "value": str(step)})
-    row = {"backbone": "bb", "n_pos": 1, "n_neg": 0, "created": 1.0, "updated": 1.0}
-    db["classes"].insert({"name": "cat", "head": json.dumps({"threshold": 0.4}), **row})
+    conn, db = catalog_before(tmp_path / "catalog.db", "``store/strips.py``")
     conn.commit()
     conn.close()
     cat = Catalog(tmp_path / "catalog.db")
