@@ -81,8 +81,14 @@ class ClassReads:
         return self.folder.open_catalog().classes()
 
     def examples(self, name: str) -> list[tuple[str, int]]:
+        return [(path, label) for path, label, _ in self.example_origins(name)]
+
+    def example_origins(self, name: str) -> list[tuple[str, int, str | None]]:
+        """(path, label, origin) of each mark of class ``name``: where it comes from
+        (:mod:`finder.learn.origin`; None: not known, a mark from before origins were kept)."""
         record = self.class_record(name)
-        return [(e.path, e.label) for e in self.folder.open_catalog().examples(record["name"])]
+        rows = self.folder.open_catalog().examples(record["name"])
+        return [(e.path, e.label, e.origin) for e in rows]
 
     def marks(self, name: str) -> list[Mark]:
         """The examples (label 1) and counter-examples (label 0) of class ``name``, with the id

@@ -294,6 +294,11 @@ class Library(PageCalls):
         """(path, label) of each photo marked for class ``name``: 1 ✓, 0 ✗."""
         return self.teaching.examples(name)
 
+    def example_origins(self, name: str) -> list[tuple[str, int, str | None]]:
+        """(path, label, origin) of each photo marked for class ``name``: ``origin`` is where
+        the mark comes from ("example", "top", "strip", "random"; None: not known)."""
+        return self.teaching.example_origins(name)
+
     def marks(self, name: str) -> list[Mark]:
         """The marks of class ``name`` with the id of each indexed photo."""
         return self.teaching.marks(name)

@@ -203,3 +203,20 @@ def test_export_and_import_from_the_terminal(
     _one_line_error(fresh("learn", ok=False), "needs a class NAME")
     _one_line_error(fresh("classes", "--export", "", ok=False), "empty path")
     _one_line_error(fresh("classes", "--export", str(file), "--forgotten", ok=False), "give one of")
+
+
+def test_examples_say_where_each_mark_comes_from(taught: CLI, photo_tree: Path) -> None:
+    """`classes --examples NAME --json` gives each mark's origin: the photos given to `learn
+    NAME` are examples; `--add` and `--not` are marks on photos finder showed (`top`)."""
+    taught("learn", "red", "--add", str(photo_tree / "red" / "3.jpg"))
+    rows = {e["path"]: e for e in taught.json("classes", "--examples", "red")}
+    red = [str(photo_tree / "red" / f"{i}.jpg") for i in range(4)]
+    assert {p: (rows[p]["label"], rows[p]["origin"]) for p in red} == {
+        red[0]: ("positive", "example"),
+        red[1]: ("positive", "example"),
+        red[2]: ("positive", "example"),
+        red[3]: ("positive", "top"),
+    }
+    blue = rows[str(photo_tree / "blue" / "0.jpg")]
+    assert (blue["label"], blue["origin"]) == ("negative", "top")
+    assert set(rows) == set(red) | {str(photo_tree / "blue" / "0.jpg")}

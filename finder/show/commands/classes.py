@@ -232,13 +232,16 @@ def classes(
                 ui.echo_lines(text.forgotten_lines(kept))
             return
         if examples is not None:
-            rows = lib.examples(examples)
-            if as_json:
+            rows = lib.example_origins(examples)
+            if as_json:  # origin: where the mark comes from (null: not known)
                 ui.echo_json(
-                    [{"path": p, "label": "positive" if lab else "negative"} for p, lab in rows]
+                    [
+                        {"path": p, "label": "positive" if lab else "negative", "origin": o}
+                        for p, lab, o in rows
+                    ]
                 )
             else:
-                ui.echo_lines(text.example_lines(rows))
+                ui.echo_lines(text.example_lines((p, lab) for p, lab, _ in rows))
             return
         records = lib.classes()
         if as_json:  # each with how good its answer is (null until enough random marks)
