@@ -197,9 +197,11 @@ def test_learn_by_ids_add_not_undo(server: Server, library: Path) -> None:
         (green[1], "positive"),
         (red, "negative"),
     }
-    assert cli_json(library, "classes", "--examples", "greenish") == [
+    listed = cli_json(library, "classes", "--examples", "greenish")
+    assert [{"path": e["path"], "label": e["label"]} for e in listed] == [
         {"path": m["path"], "label": m["label"]} for m in marks
     ]
+    assert {e["origin"] for e in listed} == {"top"}  # marks given on photos the page showed
     r = server.client.post("/api/learn/greenish", json={"undo": [red], "add": [green[2]]})
     assert r.json()["examples"] == 3 and r.json()["negatives"] == 0
     # the last example cannot be taken back: refused, nothing changed
@@ -234,10 +236,12 @@ def test_a_click_on_the_page_teaches_and_answers_with_the_page(
     assert 'id="teach" class="teach" data-src="/strip/grassy"' in r.text
     grid = r.text.split('id="grid"')[1]
     assert len(re.findall(r'class="card" data-id="', grid)) == 5  # the page's limit
-    assert cli_json(library, "classes", "--examples", "grassy") == [
+    listed = cli_json(library, "classes", "--examples", "grassy")
+    assert [{"path": e["path"], "label": e["label"]} for e in listed] == [
         {"path": m["path"], "label": m["label"]}
         for m in server.client.get("/api/examples/grassy").json()
     ]
+    assert {e["origin"] for e in listed} == {"top"}
     photo = server.client.post(
         f"/view/{green[2]}", json={"add": [green[2]]}, params={"class": "grassy"}
     )
