@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from finder.learn import train as train_module
+from finder.learn import fit as fit_module
 from finder.learn.head import Head
 from finder.learn.scores import calibration_error
 from finder.learn.train import background_indices, train_head
@@ -36,7 +36,7 @@ def teach(
     pos: np.ndarray,
     neg: np.ndarray,
     *,
-    neg_weight: float = train_module.EXPLICIT_NEGATIVE_WEIGHT,
+    neg_weight: float = fit_module.EXPLICIT_NEGATIVE_WEIGHT,
     seed: int = 0,
 ) -> Taught:
     """What ``Library.learn`` does for a new class from these ids (examples ``pos``,
@@ -49,8 +49,8 @@ def teach(
     background_ids = all_ids[np.sort(picked)]
     P = store.get(pos)
     N = store.get(neg) if len(neg) else np.zeros((0, store.dim), np.float32)
-    saved = train_module.EXPLICIT_NEGATIVE_WEIGHT
-    train_module.EXPLICIT_NEGATIVE_WEIGHT = neg_weight  # read by Problem.negatives
+    saved = fit_module.EXPLICIT_NEGATIVE_WEIGHT
+    fit_module.EXPLICIT_NEGATIVE_WEIGHT = neg_weight  # read by fit.Problem (negatives, labels)
     try:
         head = train_head(
             P,
@@ -60,7 +60,7 @@ def teach(
             metric=lib.metric(),
         )
     finally:
-        train_module.EXPLICIT_NEGATIVE_WEIGHT = saved
+        fit_module.EXPLICIT_NEGATIVE_WEIGHT = saved
     return Taught(head, background_ids)
 
 
@@ -279,7 +279,7 @@ class Bench:
             }
 
         out: dict[str, dict] = {}
-        strong = train_module.EXPLICIT_NEGATIVE_WEIGHT
+        strong = fit_module.EXPLICIT_NEGATIVE_WEIGHT
         for variant in variants:
             started = time.monotonic()
             if variant == "product":
