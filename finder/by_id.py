@@ -11,7 +11,7 @@ import numpy as np
 
 from finder import roots
 from finder.answers import Answers, Match
-from finder.embed.registry import identity_key as _backbone_key
+from finder.embed.identity import identity_key as _backbone_key
 from finder.errors import Arg, UnknownImage, UsageError
 from finder.folder import Folder
 from finder.ingest.decode import PHOTO_FORMATS

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from finder.embed.registry import identity_key
+from finder.embed.identity import identity_key
 from finder.errors import DecodeError, UnknownClass, UsageError
 from finder.folder import Folder
 from finder.ingest import crawl

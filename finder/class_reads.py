@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from finder.embed.registry import identity_key as _backbone_key
+from finder.embed.identity import identity_key as _backbone_key
 from finder.errors import BackboneMismatch, UnknownClass, UsageError
 from finder.folder import Folder
 from finder.learn.head import Head

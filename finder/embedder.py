@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder import sync
-from finder.embed.registry import BackboneChoice, check_choice, check_precision, same_as
-from finder.embed.registry import describe as describe_backbone
+from finder.embed.identity import (
+    BackboneChoice,
+    BackboneInfo,
+    check_choice,
+    check_precision,
+    same_as,
+)
+from finder.embed.identity import describe as describe_backbone
 from finder.errors import BackboneMismatch, UsageError
 from finder.folder import Folder
 from finder.store.catalog import FAILED, OK
@@ -63,7 +69,7 @@ class Embedder:
             if local is not None and not os.path.isfile(local):
                 raise UsageError(f"no such weights file: {local}")
             bb = registry.from_info(
-                registry.BackboneInfo.from_dict(recorded),
+                BackboneInfo.from_dict(recorded),
                 weights=os.path.abspath(local) if local else None,
             )
         else:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from finder.answers import Answers, Match
-from finder.embed.registry import identity_key as _backbone_key
+from finder.embed.identity import identity_key as _backbone_key
 from finder.errors import Arg, FinderError, UsageError
 from finder.folder import Folder
 from finder.ingest.keywords import SEP, class_names, path_parts

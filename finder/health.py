@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from finder import roots
-from finder.embed.registry import describe as describe_backbone
-from finder.embed.registry import identity_key as _backbone_key
+from finder.embed.identity import describe as describe_backbone
+from finder.embed.identity import identity_key as _backbone_key
 from finder.errors import LibraryDamaged, LibraryError
 from finder.folder import Folder
 from finder.learn.head import Head

@@ -47,7 +47,7 @@ import numpy as np
 from finder.answers import Answers, Match
 from finder.by_id import BrowserPhoto, ById, Changes, Moment, VideoView
 from finder.carry import Carrying, ClassImport, ImportReport
-from finder.embed.registry import BackboneChoice, check_precision
+from finder.embed.identity import BackboneChoice, check_precision
 from finder.embedder import Embedder
 from finder.errors import FinderError, UsageError
 from finder.filing import DEFAULT_MIN, Filing, FilingReport

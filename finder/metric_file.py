@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from finder.embed.registry import identity_key as _backbone_key
+from finder.embed.identity import identity_key as _backbone_key
 from finder.folder import Folder
 from finder.learn.metric import MIN_PHOTOS, Metric, sample_positions, whitener
 from finder.store import files

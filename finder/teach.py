@@ -30,7 +30,7 @@ import numpy as np
 
 from finder.backgrounds import Backgrounds
 from finder.class_reads import ClassReads, Mark
-from finder.embed.registry import identity_key as _backbone_key
+from finder.embed.identity import identity_key as _backbone_key
 from finder.embedder import Embedder
 from finder.errors import (
     Arg,

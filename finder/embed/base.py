@@ -16,7 +16,7 @@ import numpy as np
 from finder.errors import BackboneError
 
 if TYPE_CHECKING:
-    from finder.embed.registry import BackboneInfo
+    from finder.embed.identity import BackboneInfo
 
 
 def _buckets(batch_size: int, unit: int = 1) -> list[int]:

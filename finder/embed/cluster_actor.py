@@ -46,10 +46,11 @@ class Embedder:
         import ray
 
         from finder.embed import registry
+        from finder.embed.identity import BackboneInfo
 
         if blob is not None:  # the model file came through the object store
             model = _materialise(ray.get(blob[0]), model or "model")
-        built = registry.from_info(registry.BackboneInfo.from_dict(info), weights=model)
+        built = registry.from_info(BackboneInfo.from_dict(info), weights=model)
         self.backbone = _Serial(built)
         self.batch_size = batch_size
         node = ray.get_runtime_context().get_node_id()

@@ -22,13 +22,8 @@ import numpy as np
 
 from finder.embed import runtime
 from finder.embed.base import Backbone
-from finder.embed.registry import (
-    RANDOM_FINGERPRINT,
-    RANDOM_SEED,
-    BackboneInfo,
-    file_fingerprint,
-    one_line,
-)
+from finder.embed.identity import BackboneInfo, file_fingerprint, one_line
+from finder.embed.registry import RANDOM_FINGERPRINT, RANDOM_SEED
 from finder.errors import Arg, BackboneError, WeightsUnavailable
 
 _WEIGHTS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"

@@ -19,7 +19,7 @@ import numpy as np
 
 from finder.embed import runtime
 from finder.embed.base import Backbone
-from finder.embed.registry import BackboneInfo, file_fingerprint, one_line
+from finder.embed.identity import BackboneInfo, file_fingerprint, one_line
 from finder.errors import Arg, BackboneError
 
 

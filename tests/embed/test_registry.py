@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from finder.embed import registry
-from finder.embed.registry import BACKBONES, BackboneInfo, build
+from finder.embed import identity, registry
+from finder.embed.identity import BackboneInfo
+from finder.embed.registry import BACKBONES, build
 from finder.errors import BackboneError
 from finder.show.text import error_line
 from tests.conftest import REPO
@@ -64,28 +65,28 @@ def test_info_roundtrip_and_same_as():
 def test_identity_key_is_stable_and_one_for_records_and_infos():
     """The key is stored with every learned class: its format must not change."""
     info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
-    assert registry.identity_key(info) == "vgg16:fc1:4096:" + "abcd" * 4
+    assert identity.identity_key(info) == "vgg16:fc1:4096:" + "abcd" * 4
     d = info.to_dict()
-    assert registry.identity_key(d) == registry.identity_key(info)
+    assert identity.identity_key(d) == identity.identity_key(info)
     four = BackboneInfo("tflite", None, 1024, "/m.tflite", "ef01" * 4, (224, 224), views=4)
-    assert registry.identity_key(four.to_dict()) == "tflite:None:1024:" + "ef01" * 4 + ":views4"
-    assert registry.same_as(info, d) and not registry.same_as(info, four)
+    assert identity.identity_key(four.to_dict()) == "tflite:None:1024:" + "ef01" * 4 + ":views4"
+    assert identity.same_as(info, d) and not identity.same_as(info, four)
 
 
 def test_describe_names_what_a_person_needs():
-    assert registry.describe(None) == "none yet"
+    assert identity.describe(None) == "none yet"
     info = BackboneInfo("vgg16", "fc1", 4096, "imagenet", "abcd" * 4, (224, 224))
-    assert registry.describe(info) == "vgg16 fc1 4096-d" == info.describe()
+    assert identity.describe(info) == "vgg16 fc1 4096-d" == info.describe()
     other = BackboneInfo("resnet50", None, 2048, "/w.h5", "abcd" * 4, (224, 224), views=2)
-    assert registry.describe(other.to_dict()) == "resnet50 2048-d 2 views weights /w.h5"
+    assert identity.describe(other.to_dict()) == "resnet50 2048-d 2 views weights /w.h5"
 
 
 def test_model_kind_by_file_ending():
-    assert registry.model_kind("/a/b/m.TFLITE") == "tflite"
+    assert identity.model_kind("/a/b/m.TFLITE") == "tflite"
     for name in ("m.keras", "m.h5", "m.hdf5"):
-        assert registry.model_kind(name) == "keras-file"
+        assert identity.model_kind(name) == "keras-file"
     with pytest.raises(BackboneError, match="m.onnx"):
-        registry.model_kind("m.onnx")
+        identity.model_kind("m.onnx")
 
 
 def test_check_choice_refuses_another_backbone(tmp_path):
@@ -93,9 +94,9 @@ def test_check_choice_refuses_another_backbone(tmp_path):
 
     model = tmp_path / "m.tflite"
     recorded = BackboneInfo("tflite", None, 1024, str(model), "ab" * 8, (224, 224)).to_dict()
-    C = registry.BackboneChoice
+    C = identity.BackboneChoice
     for ok in (C(), C(model=str(model)), C(name="tflite"), C(views=1), C(weights="x")):
-        registry.check_choice(ok, recorded, "LIB")
+        identity.check_choice(ok, recorded, "LIB")
     for bad in (
         C(name="vgg16"),
         C(model=str(tmp_path / "other.tflite")),
@@ -104,7 +105,7 @@ def test_check_choice_refuses_another_backbone(tmp_path):
         C(layer="fc1"),
     ):
         with pytest.raises(BackboneMismatch) as e:
-            registry.check_choice(bad, recorded, "LIB")
+            identity.check_choice(bad, recorded, "LIB")
         assert "LIB" in str(e.value) and "cannot mix" in str(e.value)
 
 
@@ -113,12 +114,12 @@ def test_precision_is_part_of_the_identity_and_old_records_mean_float32():
     old = info.to_dict()
     del old["precision"]  # recorded before precisions were
     assert BackboneInfo.from_dict(old).precision == "float32"
-    assert registry.same_as(info, old)
+    assert identity.same_as(info, old)
     bf16 = BackboneInfo(
         "vgg16", "fc1", 4096, "none", "random-seed0", (224, 224), precision="bfloat16"
     )
-    assert not bf16.same_as(info) and registry.identity_key(bf16).endswith(":bfloat16")
-    assert registry.identity_key(info) == "vgg16:fc1:4096:random-seed0"  # unchanged for float32
+    assert not bf16.same_as(info) and identity.identity_key(bf16).endswith(":bfloat16")
+    assert identity.identity_key(info) == "vgg16:fc1:4096:random-seed0"  # unchanged for float32
     assert BackboneInfo.from_dict(json.loads(json.dumps(bf16.to_dict()))) == bf16
     with pytest.raises(BackboneError, match="float8"):
         BackboneInfo.from_dict({**old, "precision": "float8"})
@@ -129,19 +130,19 @@ def test_check_choice_refuses_another_precision():
 
     old = BackboneInfo("vgg16", "fc1", 4096, "none", "random-seed0", (224, 224)).to_dict()
     del old["precision"]
-    C = registry.BackboneChoice
+    C = identity.BackboneChoice
     for ok in (C(precision="float32"), C(precision="auto"), C(name="vgg16", precision="float32")):
-        registry.check_choice(ok, old, "LIB")
+        identity.check_choice(ok, old, "LIB")
     with pytest.raises(BackboneMismatch) as e:
-        registry.check_choice(C(precision="bfloat16"), old, "LIB")
+        identity.check_choice(C(precision="bfloat16"), old, "LIB")
     msg = str(e.value)
     assert "LIB" in msg and "float32" in msg and "bfloat16" in msg and "\n" not in msg
     bf16 = {**old, "precision": "bfloat16"}
-    registry.check_choice(C(precision="bfloat16"), bf16, "LIB")
+    identity.check_choice(C(precision="bfloat16"), bf16, "LIB")
     with pytest.raises(BackboneMismatch, match="cannot mix"):
-        registry.check_choice(C(precision="float32"), bf16, "LIB")
+        identity.check_choice(C(precision="float32"), bf16, "LIB")
     with pytest.raises(UsageError) as refused:
-        registry.check_choice(C(precision="half"), bf16, "LIB")
+        identity.check_choice(C(precision="half"), bf16, "LIB")
     said = error_line(refused.value)  # as the command line says it
     assert said.startswith("--precision must be one of auto, float32, bfloat16"), said
 

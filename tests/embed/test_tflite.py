@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from finder.embed.registry import BackboneInfo, build, from_info
+from finder.embed.identity import BackboneInfo
+from finder.embed.registry import build, from_info
 from finder.errors import BackboneError
 from tests.embed.embed_helpers import TFLITE, _photos, _random_pixels
 
