@@ -13,7 +13,7 @@ and dog, as experiment_feedback's "flowers"), scored on the held-out photos as t
 - ``P at R>=Y``: the most precision any cut gives at recall at least Y.
 
     python scripts/trace_cuts.py /work/fb10trace.tf.pkl [more.pkl ...] [--rounds 0 1 5 10]
-        [--precision 0.8] [--recall 0.65]
+        [--precision 0.8] [--recall 0.65] [--classes daisy dandelion roses sunflowers tulips]
 
 numpy only; the last line is JSON.
 """
@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--rounds", nargs="*", type=int)
     ap.add_argument("--precision", type=float, default=0.80)
     ap.add_argument("--recall", type=float, default=0.65)
+    ap.add_argument("--classes", nargs="*", help="only these classes (e.g. tf's five in both)")
     args = ap.parse_args()
     report: dict = {}
     print(
@@ -79,6 +80,8 @@ def main() -> None:
         by_round: dict[int, list[dict]] = {}
         for case in data["cases"]:
             if case["class"] in PETS or (args.rounds and case["round"] not in args.rounds):
+                continue
+            if args.classes and case["class"] not in args.classes:
                 continue
             hold = np.asarray(case["hold"], dtype=bool)
             truth = labels[hold] == case["class"]
