@@ -190,20 +190,20 @@ def estimate(
     if answer <= 0 or cls <= 0:
         return None
     share = min(cls / (len(z) + len(marks)), 1.0)
-    v_free = p * (1.0 - p) + tail * share  # an unmarked photo's residual variance
+    v = p * (1.0 - p) + tail * share  # an unmarked photo's residual variance, by the model
     e_tp, e_c = y * g - h * q, y - q  # a mark's residuals
     precision = min(max(tp / answer, 0.0), 1.0)
     recall = min(max(tp / cls, 0.0), 1.0)
     var_p = var_r = 0.0
     for lr, terms, w_free, later, w_later in parts:
-        d = terms["tp"] - recall * terms["c"]
-        design_p = float(w_free @ (v_free * a) + w_later @ e_tp[later] ** 2)
+        spread_p = _spread(terms["tp"])
+        spread_r = _spread(terms["tp"] - recall * terms["c"])
+        design_p = float(w_free @ (v * a) + w_later @ e_tp[later] ** 2)
         design_r = float(
-            w_free @ (v_free * (a - recall) ** 2)
-            + w_later @ (e_tp[later] - recall * e_c[later]) ** 2
+            w_free @ (v * (a - recall) ** 2) + w_later @ (e_tp[later] - recall * e_c[later]) ** 2
         )
-        var_p += lr * lr * max(_spread(terms["tp"]), design_p)
-        var_r += lr * lr * max(_spread(d), design_r)
+        var_p += lr * lr * max(spread_p, design_p)
+        var_r += lr * lr * max(spread_r, design_r)
     t = _t(level, n_draws - len(rounds))
     out: dict = {}
     for name, value, var, den in (
