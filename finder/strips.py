@@ -10,8 +10,10 @@ asks the same). Teaching a strip is one ``learn`` (``Library.learn_ids``): one r
 
 ``Strips.estimate`` is :func:`finder.learn.estimate.estimate` over the class's marks, each
 with its score under the head, its cross-validated logit, the strip that offered it and its
-chance: the answer's precision and recall over the library with a range (None until enough
-random draws are marked).
+chance, and the head's scores of every unmarked photo (exact within ``FAR`` of the cut, as a
+strip scores them; the ones below, far from the class, count as probability 0): the answer's
+precision and recall over the library with a range (None until enough random draws are
+marked).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import numpy as np
 from finder.answers import Answers, Match
 from finder.errors import Arg, LibraryError, UsageError
 from finder.folder import Folder
+from finder.learn.estimate import MIN_DRAWS, estimate
 from finder.learn.estimate import Mark as EstimateMark
-from finder.learn.estimate import estimate
 from finder.learn.head import sigmoid
 from finder.learn.strip import StripPlan, choose_strip
 from finder.moments import Items, group
@@ -188,4 +190,11 @@ class Strips:
                     held=float(held.get(path, float("nan"))),
                 )
             )
-        return estimate(marks, head.logit_threshold)
+        if sum(m.drawn for m in marks) < MIN_DRAWS:
+            return None  # (before a scan of the library)
+        cut = head.logit_threshold
+        items = self._scored(head, cut - FAR)  # far below the cut: p 0 (the draws see to them)
+        marked = set(ids.values()) - {None}
+        marked_ids = np.fromiter(marked, np.int64, len(marked))
+        free = ~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids)
+        return estimate(marks, cut, unmarked=items.scores[free])
