@@ -69,6 +69,8 @@ class Strips:
         self.folder = folder
         self.teaching = teaching
         self.answers = answers
+        self._last_scored: tuple[tuple, Items] | None = None  # (its key, the items): a strip and
+        # the estimate of one head (the page's POST /api/strip asks both) share one scan
 
     def strip(self, name: str, n: int = STRIP) -> Strip:
         """The strip of ``n`` photos class ``name`` wants a verdict on now (recorded)."""
@@ -120,14 +122,20 @@ class Strips:
         design as known as any other (its chance is recorded), so the draws need no score of
         the far photos, whose scan (100,000 vectors) would cost seconds."""
         catalog, store = self.folder.open_catalog(), self.folder.open_vectors()
+        key = (id(store), len(store), store.raw.n, head.w.tobytes(), float(head.b), low)
+        if self._last_scored is not None and self._last_scored[0] == key:
+            return self._last_scored[1]
         ids, scores = store.search_linear(head.w, head.b, min_score=low)
         every = store.ids()
         far = every[~np.isin(every, ids)]
         ids = np.concatenate([ids, far])
         scores = np.concatenate([scores.astype(np.float64), np.full(len(far), -np.inf)])
         if catalog.has_frames():  # one item per video (its best frame)
-            return group(catalog, ids, scores)
-        return Items(ids, ids.copy(), scores)  # photos only: no lookup of every id for frames
+            items = group(catalog, ids, scores)
+        else:  # photos only: no lookup of every id for frames
+            items = Items(ids, ids.copy(), scores)
+        self._last_scored = (key, items)
+        return items
 
     def skip(self, name: str, ids: list[int], skipped: bool = True) -> None:
         """Photos (image ids, a video's by its frame) of class ``name``'s strips skipped: "not
