@@ -10,8 +10,10 @@ asks the same). Teaching a strip is one ``learn`` (``Library.learn_ids``): one r
 
 ``Strips.estimate`` is :func:`finder.learn.estimate.estimate` over the class's marks, each
 with its score under the head, its cross-validated logit, the strip that offered it and its
-chance: the answer's precision and recall over the library with a range (None until enough
-random draws are marked).
+chance, and the head's scores of every unmarked photo (exact within ``FAR`` of the cut, as a
+strip scores them; the ones below, far from the class, count as probability 0): the answer's
+precision and recall over the library with a range (None until enough random draws are
+marked).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import numpy as np
 from finder.answers import Answers, Match
 from finder.errors import Arg, LibraryError, UsageError
 from finder.folder import Folder
+from finder.learn.estimate import MIN_DRAWS, estimate
 from finder.learn.estimate import Mark as EstimateMark
-from finder.learn.estimate import estimate
 from finder.learn.head import sigmoid
 from finder.learn.strip import StripPlan, choose_strip
 from finder.moments import Items, group
@@ -67,6 +69,8 @@ class Strips:
         self.folder = folder
         self.teaching = teaching
         self.answers = answers
+        self._last_scored: tuple[tuple, Items] | None = None  # (its key, the items): a strip and
+        # the estimate of one head (the page's POST /api/strip asks both) share one scan
 
     def strip(self, name: str, n: int = STRIP) -> Strip:
         """The strip of ``n`` photos class ``name`` wants a verdict on now (recorded)."""
@@ -118,14 +122,20 @@ class Strips:
         design as known as any other (its chance is recorded), so the draws need no score of
         the far photos, whose scan (100,000 vectors) would cost seconds."""
         catalog, store = self.folder.open_catalog(), self.folder.open_vectors()
+        key = (id(store), len(store), store.raw.n, head.w.tobytes(), float(head.b), low)
+        if self._last_scored is not None and self._last_scored[0] == key:
+            return self._last_scored[1]
         ids, scores = store.search_linear(head.w, head.b, min_score=low)
         every = store.ids()
         far = every[~np.isin(every, ids)]
         ids = np.concatenate([ids, far])
         scores = np.concatenate([scores.astype(np.float64), np.full(len(far), -np.inf)])
         if catalog.has_frames():  # one item per video (its best frame)
-            return group(catalog, ids, scores)
-        return Items(ids, ids.copy(), scores)  # photos only: no lookup of every id for frames
+            items = group(catalog, ids, scores)
+        else:  # photos only: no lookup of every id for frames
+            items = Items(ids, ids.copy(), scores)
+        self._last_scored = (key, items)
+        return items
 
     def skip(self, name: str, ids: list[int], skipped: bool = True) -> None:
         """Photos (image ids, a video's by its frame) of class ``name``'s strips skipped: "not
@@ -188,4 +198,11 @@ class Strips:
                     held=float(held.get(path, float("nan"))),
                 )
             )
-        return estimate(marks, head.logit_threshold)
+        if sum(m.drawn for m in marks) < MIN_DRAWS:
+            return None  # (before a scan of the library)
+        cut = head.logit_threshold
+        items = self._scored(head, cut - FAR)  # far below the cut: p 0 (the draws see to them)
+        marked = set(ids.values()) - {None}
+        marked_ids = np.fromiter(marked, np.int64, len(marked))
+        free = ~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids)
+        return estimate(marks, cut, unmarked=items.scores[free])

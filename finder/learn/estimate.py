@@ -4,25 +4,42 @@ A class's answer is every photo at or above its cut. How much of it is right (pr
 much of the class it finds (recall) is known exactly for the photos a person marked, and
 estimated for the rest from the photos a strip drew at random (:mod:`finder.learn.strip`): a
 photo drawn with chance ``π`` speaks for ``1 / π`` photos of the library as it was when that
-strip was drawn (Horvitz-Thompson). Photos chosen because they are near the cut speak only for
-themselves.
+strip was drawn. Photos chosen because they are near the cut speak only for themselves.
 
-Strip ``r`` gives an unbiased estimate of any total over the library (the number of right
-photos in the answer, of photos in the answer, of photos of the class):
+:func:`estimate` is a difference (model-assisted, GREG) estimator: the head's calibrated
+probability ``p`` of every unmarked photo says how many of them are of the class, and the
+draws correct what it gets wrong. Strip ``r`` estimates a total over the library (the right
+photos in the answer; the photos of the class) as
 
-    T_r = Σ marks made before strip r was drawn + Σ photos strip r chose + Σ its draws / π
+    T_r = Σ p over the unmarked photos (in the answer, for the first)
+        + Σ m over the marks + Σ (y − m) over the marks known before strip r or chosen in it
+        + Σ over its draws of (y − m) + (1/π − 1)·(y − m)
 
-and the estimate pools the strips that drew photos, each weighted by its number of draws. A
-ratio of two totals (precision: right answers / answer; recall: right answers / class) gets its
-variance by linearisation, each strip's draws taken as a sample with replacement (Hansen and
-Hurwitz: slightly wider than the truth), and its range is a Wilson interval at the effective
-sample size that variance implies, at most Kish's effective size of the weights (so that a few
-draws that happen to agree do not make a narrow range; Korn and Graubard).
+where ``m`` is a mark's probability under a head not trained on it (its cross-validated logit,
+``Mark.held``: the head trained on a draw knows its label, and residuals measured with it would
+be too small). Whatever ``p`` is, ``T_r`` is unbiased over the strip's draws (the draws' ``1/π``
+correct it); the better ``p`` is calibrated, the smaller the residuals and the narrower the
+range. The estimate pools the strips that drew photos, each weighted by its number of draws;
+the answer's size is known exactly (every photo's score is), so precision is a total over a
+known size, recall a ratio of two totals (variance by linearisation).
+
+The variance of each strip is the larger of two: the spread of its draws' residuals (Hansen
+and Hurwitz, the draws taken with replacement), and the variance its design would have if the
+head's probabilities were right (``Σ (1/π − 1)·v`` over the photos it could have drawn, ``v``
+``p·(1 − p)`` for the unmarked ones, the squared residual for the ones marked since). Six draws
+whose residuals happen to be 0 do not make a range of width 0. The head's probabilities are too
+sure far from the cut (measured on tf_flowers: the photos more than 6 logits below the cut hold
+a few % of the class where ``p`` says 0.05 %), so every unmarked photo's ``v`` gets
+:data:`TAIL` × the class's share of the library on top. The range is the estimate ± Student's
+``t`` (degrees of freedom: the draws less the strips) × its standard error, within [0, 1].
+
+:func:`horvitz_thompson` is the estimate without the model (``p`` taken as 0: only the draws),
+the one before: a Wilson interval at an effective size capped by Kish's. It stands when the
+unmarked photos' scores are not given.
 
 A mark (:class:`Mark`) says: its label, its score under the class's current head, how many
 strips had been drawn when it was made (``known_from``), and, when a strip offered it, which
-strip and with what chance (NaN for a chosen photo). Everything else the estimate needs is in
-the marks: the answer is ``score >= cut``.
+strip and with what chance (NaN for a chosen photo). The answer is ``score >= cut``.
 
 numpy only.
 """
@@ -35,11 +52,19 @@ from statistics import NormalDist
 
 import numpy as np
 
+from finder.learn.head import sigmoid
+from finder.learn.strip import DEFAULT_PLAN, usefulness
+
 LEVEL: float = 0.9
 """The range holds the truth this often (when the sampling assumptions hold)."""
 
 MIN_DRAWS: int = 10
 """No estimate before this many marked random draws."""
+
+TAIL: float = 0.01
+"""Every unmarked photo's variance gets this × the class's share of the library: how much more
+often than the head says a photo far from the cut is of the class (what the range allows for
+the head's too-sure tails, which a few draws rarely reach)."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +107,129 @@ def wilson(p: float, n: float, level: float = LEVEL) -> tuple[float, float]:
     return float(max(0.0, mid - half)), float(min(1.0, mid + half))
 
 
+def _t(level: float, df: float) -> float:
+    """Student's ``t`` quantile of a two-sided ``level`` (Cornish-Fisher from the normal's:
+    within 0.1 % from 5 degrees of freedom; scipy.stats would cost ``classes --json`` a
+    second's import)."""
+    z = _z(level)
+    if not np.isfinite(df) or df <= 0:
+        return z
+    z3, z5, z7 = z**3, z**5, z**7
+    return float(
+        z
+        + (z3 + z) / (4 * df)
+        + (5 * z5 + 16 * z3 + 3 * z) / (96 * df**2)
+        + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * df**3)
+    )
+
+
+def _spread(terms: np.ndarray) -> float:
+    """The variance of a total of draws' ``terms`` taken with replacement (Hansen-Hurwitz)."""
+    k = len(terms)
+    return k / (k - 1) * float(((terms - terms.mean()) ** 2).sum()) if k > 1 else 0.0
+
+
 def estimate(
-    marks: Sequence[Mark], cut: float, *, level: float = LEVEL, min_draws: int = MIN_DRAWS
+    marks: Sequence[Mark],
+    cut: float,
+    *,
+    unmarked: np.ndarray | None = None,
+    level: float = LEVEL,
+    min_draws: int = MIN_DRAWS,
+    tail: float = TAIL,
+    floor: float = DEFAULT_PLAN.floor,
 ) -> dict | None:
     """``{"precision", "precision_range": [lo, hi], "recall", "recall_range": [lo, hi],
-    "marks": n}`` of the answer ``score >= cut`` over the library, from ``marks`` (the
-    module's docstring); ``marks`` counts the random draws it stands on. None until there are
-    ``min_draws`` marked draws, with at least one photo of the class and one of the answer
-    among what the estimate sees."""
+    "marks": n}`` of the answer ``score >= cut`` over the library, from ``marks`` and
+    ``unmarked``, the scores under the class's head of every photo not marked (``-inf`` for
+    photos too far below the cut to score: ``p`` 0), the module's docstring; ``marks`` counts
+    the random draws it stands on. ``floor``: the strips' usefulness floor (their draws'
+    chances, for the design's variance). Without ``unmarked``, :func:`horvitz_thompson`.
+    None until there are ``min_draws`` marked draws, with at least one photo of the answer and
+    of the class among what the estimate sees."""
+    if unmarked is None:
+        return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
+    if not marks:
+        return None
+    y = np.asarray([m.label for m in marks], dtype=np.float64)
+    g = np.asarray([m.score >= cut for m in marks], dtype=np.float64)
+    held = np.asarray([m.held if np.isfinite(m.held) else m.score for m in marks])
+    h = (held >= cut).astype(np.float64)  # in the answer by a head not trained on it
+    q = sigmoid(held)  # its probability by a head not trained on it
+    known = np.asarray([m.known_from for m in marks])
+    strip = np.asarray([-1 if m.strip is None else m.strip for m in marks])
+    chance = np.asarray([m.chance for m in marks], dtype=np.float64)
+    drawn = (strip >= 0) & np.isfinite(chance) & (chance > 0)
+    rounds = [r for r in np.unique(strip[drawn]) if (drawn & (strip == r)).sum() >= 2]
+    sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
+    n_draws = int(sizes.sum())
+    if n_draws < min_draws:
+        return None
+    z = np.asarray(unmarked, dtype=np.float64)
+    p = sigmoid(z)
+    a = (z >= cut).astype(np.float64)  # the unmarked photos in the answer
+    answer = float(a.sum() + g.sum())  # known exactly
+    u_free, u_mark = usefulness(z, floor), usefulness(held, floor)
+    # per total (right answers, the class): each mark as it is (f: its own answer; fh: as a
+    # head not trained on it answers, for the photos a draw stands for), the model's m of it,
+    # and the model's sum over the unmarked photos
+    totals = {"tp": (y * g, y * h, h * q, float(p @ a)), "c": (y, y, q, float(p.sum()))}
+    lam = sizes / sizes.sum()
+    est = dict.fromkeys(totals, 0.0)
+    parts = []
+    for lr, r in zip(lam, rounds, strict=True):
+        here = drawn & (strip == r)
+        exact = ~here & ((known <= r) | (strip == r))  # known to it, or chosen by it
+        later = ~here & ~exact  # in the library it drew from, marked since
+        terms = {}
+        for key, (f, fh, m, m_free) in totals.items():
+            terms[key] = (f - m)[here] + (1.0 / chance[here] - 1.0) * (fh - m)[here]
+            est[key] += lr * (m_free + m.sum() + (f - m)[exact].sum() + terms[key].sum())
+        # the design's 1/π − 1 of each photo it could have drawn (chances as they are now)
+        pool = u_free.sum() + u_mark[here | later].sum()
+        k = float(here.sum())
+        w_free = np.maximum(pool / (k * u_free) - 1.0, 0.0)
+        w_later = np.maximum(pool / (k * u_mark[later]) - 1.0, 0.0)
+        parts.append((lr, terms, w_free, later, w_later))
+    tp, cls = est["tp"], est["c"]
+    if answer <= 0 or cls <= 0:
+        return None
+    share = min(cls / (len(z) + len(marks)), 1.0)
+    v = p * (1.0 - p) + tail * share  # an unmarked photo's residual variance, by the model
+    e_tp, e_c = y * g - h * q, y - q  # a mark's residuals
+    precision = min(max(tp / answer, 0.0), 1.0)
+    recall = min(max(tp / cls, 0.0), 1.0)
+    var_p = var_r = 0.0
+    for lr, terms, w_free, later, w_later in parts:
+        spread_p = _spread(terms["tp"])
+        spread_r = _spread(terms["tp"] - recall * terms["c"])
+        design_p = float(w_free @ (v * a) + w_later @ e_tp[later] ** 2)
+        design_r = float(
+            w_free @ (v * (a - recall) ** 2) + w_later @ (e_tp[later] - recall * e_c[later]) ** 2
+        )
+        var_p += lr * lr * max(spread_p, design_p)
+        var_r += lr * lr * max(spread_r, design_r)
+    t = _t(level, n_draws - len(rounds))
+    out: dict = {}
+    for name, value, var, den in (
+        ("precision", precision, var_p, answer),
+        ("recall", recall, var_r, cls),
+    ):
+        half = t * float(np.sqrt(var)) / den
+        out[name] = value
+        out[f"{name}_range"] = [max(0.0, value - half), min(1.0, value + half)]
+    out["marks"] = n_draws
+    return out
+
+
+def horvitz_thompson(
+    marks: Sequence[Mark], cut: float, *, level: float = LEVEL, min_draws: int = MIN_DRAWS
+) -> dict | None:
+    """:func:`estimate` without a model: each strip's total is the marks known before it, the
+    photos it chose, and its draws each standing for ``1/π`` photos (the ones it stood for
+    answered as a head not trained on it answers); pooled as :func:`estimate` pools; its range
+    a Wilson interval at the effective size its variance implies, at most Kish's effective size
+    of the weights (Korn and Graubard)."""
     if not marks:
         return None
     y = np.asarray([m.label for m in marks], dtype=np.float64)

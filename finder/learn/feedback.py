@@ -197,6 +197,7 @@ class _Run:
 
     truth: np.ndarray  # bool over the library: of the class
     hold: np.ndarray  # bool over the library: held out (never marked, scored)
+    floor: float = DEFAULT_PLAN.floor  # the strips' usefulness floor (the draws' chances)
     marked: np.ndarray = field(init=False)
     marks: list[tuple[int, int, int, int | None, float]] = field(default_factory=list)
     # (position, label, known_from, strip, chance)
@@ -228,8 +229,8 @@ class _Run:
         marks = [
             Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)) for i, lab, kf, s, c in self.marks
         ]
-        est = estimate(marks, cut)
-        out["estimate"] = est
+        unmarked = z[frame & ~self.marked]  # what the strips could draw: the model's part
+        out["estimate"] = estimate(marks, cut, unmarked=unmarked, floor=self.floor)
         return out
 
 
@@ -289,7 +290,7 @@ def feedback(
             continue
         cases: list[list[dict[str, Any]]] = [[] for _ in range(rounds + 1)]
         for t in range(trials):
-            run = _Run(y == name, holds[t])
+            run = _Run(y == name, holds[t], plan.floor)
             free = members[~run.hold[members]]
             if len(free) < k:
                 continue
