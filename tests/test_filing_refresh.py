@@ -73,7 +73,7 @@ def test_a_refresh_retrains_the_classes_whose_examples_changed_or_counters_drift
     # photos; Gamma and Delta lost one counter-example of 45 (2.2 %): their heads stand
     file_under(root, "Alpha", 1, "Beta")
     file_under(root, "Alpha", 2, None)
-    assert cli.json("index", str(root), "-q")["sidecars_read"] == 2
+    cli("index", str(root), "-q")
     second = refresh(cli)
     assert actions(second) == {
         "alpha": "refreshed",
@@ -82,7 +82,7 @@ def test_a_refresh_retrains_the_classes_whose_examples_changed_or_counters_drift
         "delta": "unchanged",
     }
     assert second["alpha"]["examples"] == EACH - 2 and second["beta"]["examples"] == EACH + 1
-    assert second["gamma"]["negatives"] == 3 * EACH - 1  # the filing as it is now
+    assert second["gamma"]["negatives"] == 3 * EACH  # as it was trained: the head stands
     now = heads(cli)
     assert now["gamma"] == trained["gamma"] and now["delta"] == trained["delta"]
     assert now["alpha"] != trained["alpha"] and now["beta"] != trained["beta"]

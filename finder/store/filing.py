@@ -133,7 +133,7 @@ def drift(before: bytes, now: bytes) -> float:
         return 0.0
     union = np.union1d(a, b)[:SKETCH_SIZE]  # the sketch of the union of the two sets
     both = np.isin(union, a) & np.isin(union, b)  # the photos of the union in both sets
-    return 1.0 - float(both.sum()) / len(union)
+    return float(len(union) - both.sum()) / len(union)
 
 
 class FilingTables:
