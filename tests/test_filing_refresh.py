@@ -6,6 +6,7 @@ reported unchanged and keep their heads. A real backbone, SQLite, FAISS, sidecar
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -124,4 +125,25 @@ def test_a_cross_on_a_sibling_photo_and_a_lost_sketch_retrain(tagged) -> None:
         db.execute("UPDATE filing SET sketch = NULL WHERE class_name = 'delta'")
     db.close()
     assert actions(refresh(cli))["delta"] == "refreshed"
+    assert actions(refresh(cli)) == dict.fromkeys(NAMES, "unchanged")
+
+
+def test_filed_classes_come_back_from_the_loss_of_the_catalog_and_are_trained_again(
+    tagged,
+) -> None:
+    """The teaching journal keeps the classes, not their filing (nor the digest and sketch of
+    what they were trained from): after the catalog and its backups are lost, ``repair`` brings
+    the classes back as classes taught by hand, and the next refresh takes each over from its
+    keyword and trains it (what it was trained from is not known); the one after, nothing."""
+    cli, root = tagged
+    refresh(cli)
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (cli.library / name).unlink(missing_ok=True)
+    shutil.rmtree(cli.library / "backups")
+    cli.json("repair")
+    cli("index", str(root), "-q")
+    assert {c["name"]: c["source"] for c in cli.json("classes")} == dict.fromkeys(NAMES)
+    got = cli.json("learn", "--from-keywords", "--min", "5")
+    assert actions({r["name"]: r for r in got["classes"]}) == dict.fromkeys(NAMES, "refreshed")
+    assert {c["name"]: c["source"] for c in cli.json("classes")} == dict.fromkeys(NAMES, "keyword")
     assert actions(refresh(cli)) == dict.fromkeys(NAMES, "unchanged")
