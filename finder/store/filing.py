@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from finder.ingest.keywords import SEP
 from finder.store.rows import decode_path, encode_path
 
 KEYWORD, FOLDER = "keyword", "folder"
@@ -182,6 +183,28 @@ class FilingTables:
             ids = self.ids_under(key, "ok")
         return np.unique(np.asarray(ids, dtype=np.int64))
 
+    def filed_under_any(self, source: str, keys: Sequence[str]) -> np.ndarray:
+        """The ok images filed under any of ``keys`` (and below each), sorted: for keywords one
+        query over the keyword ids (a class's siblings are every other class filed the same
+        way: one query each would make a filing of K keywords K² queries)."""
+        if not keys:
+            return np.zeros(0, np.int64)
+        if source != KEYWORD:
+            return np.unique(np.concatenate([self.source_ids(source, k) for k in keys]))
+        wanted = set(keys)
+        below = [  # the keywords that are one of ``keys`` or below one
+            kid
+            for kid, path in self.db.execute("SELECT id, path FROM keywords")
+            if any(node in wanted for node in _nodes(path))
+        ]
+        rows = self.db.execute(
+            "SELECT DISTINCT ik.image_id FROM json_each(?) j CROSS JOIN image_keywords ik"
+            " ON ik.keyword_id = j.value CROSS JOIN images i ON i.id = ik.image_id"
+            " WHERE i.status = 'ok'",
+            [json.dumps(below)],
+        )
+        return np.unique(np.fromiter((r[0] for r in rows), dtype=np.int64))
+
     def filed_ids(
         self, record: FilingRecord, marked: dict[int, int], seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -189,9 +212,7 @@ class FilingTables:
         photos filed under its siblings and not under it; ``marked`` (id → the person's label)
         wins over both (those photos are left out here: they are the person's marks)."""
         own = self.source_ids(record.source, record.key)
-        others = [self.source_ids(record.source, k) for k in record.siblings]
-        rest = np.unique(np.concatenate(others)) if others else np.zeros(0, np.int64)
-        rest = np.setdiff1d(rest, own)
+        rest = np.setdiff1d(self.filed_under_any(record.source, record.siblings), own)
         if marked:
             mine = np.asarray(list(marked), dtype=np.int64)
             own, rest = np.setdiff1d(own, mine), np.setdiff1d(rest, mine)
@@ -236,6 +257,13 @@ class FilingTables:
                 "DELETE FROM sidecar_writes WHERE class_name = ? AND path = ?",
                 [name, encode_path(path)],
             )
+
+
+def _nodes(path: str) -> list[str]:
+    """A keyword path's nodes from the top down to itself (``A|B|C``: ``A``, ``A|B``,
+    ``A|B|C``)."""
+    parts = path.split(SEP)
+    return [SEP.join(parts[:k]) for k in range(1, len(parts) + 1)]
 
 
 def folder_key(root: str, relative: str) -> str:
