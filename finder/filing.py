@@ -55,10 +55,12 @@ NOT_FILED = frozenset(
 NOT_KEYWORDS = frozenset({"finder"})
 MAX_DRIFT = 0.05
 """The share of a filed class's counter-examples that may change (photos filed under its
-siblings, or no longer) before a refresh trains it again: a head learned against 2,000 photos
-of its siblings is not a worse head for 5 % of them replaced by others of the same kinds, and
-in a library of thousands of keywords each changed photo is a counter-example of most classes.
-Its own examples are never approximate: one filed photo more or less retrains it."""
+siblings, or no longer) before a refresh trains it again. A head already rests on a random
+draw of its siblings' photos (at most ``MAX_COUNTER_EXAMPLES``: another seed draws others), so
+5 % of them replaced changes it less than another draw would; and in a library of thousands of
+keywords each changed photo is a counter-example of most classes. A choice, not a measure of
+the heads' quality. Its own examples are never approximate: one filed photo more or less
+retrains it."""
 EXCLUSIVE_SLACK = 1.0
 """How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude
 it, when no sibling ranks the photo higher above its own cut. A head's probability near its cut
