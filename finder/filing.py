@@ -8,8 +8,12 @@ it came from (``finder.store.filing``) and is trained from it each time: its fil
 examples, the photos filed under the classes learned beside it (not above or below it) the
 counter-examples (a photo in one folder is not in its siblings), the person's own ✓ and ✗ over
 both. Running the command again refreshes them: a class is trained again only when what it
-would be trained from changed (its digest); a class whose keyword or folder holds no photo any
-more, and which the person gave no ✓, is forgotten.
+learns from changed: its own examples, exactly (a filed photo added or taken away, another
+backbone or seed: its digest; the person's marks retrain it as they are given), or its
+counter-examples by more than ``MAX_DRIFT`` of them since it was trained (estimated from a
+sketch of them, ``finder.store.filing.drift``), so that a photo filed or unfiled retrains its
+own classes, not every sibling it is a counter-example of; a class whose keyword or folder
+holds no photo any more, and which the person gave no ✓, is forgotten.
 
 ``suggest(name)`` is the photos not filed under the class (nor under its siblings, nor marked)
 that its head puts at or above its cut, best first; siblings that exclude each other (the
@@ -26,7 +30,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,7 +43,7 @@ from finder.learn.head import Head, sigmoid
 from finder.learn.names import class_name
 from finder.store.catalog import OK
 from finder.store.facts import Filters
-from finder.store.filing import FOLDER, KEYWORD, FilingRecord, digest, folder_key
+from finder.store.filing import FOLDER, KEYWORD, FilingRecord, drift, folder_key
 from finder.teach import Change, Mark, Teaching
 
 DEFAULT_MIN = 5
@@ -49,6 +53,14 @@ NOT_FILED = frozenset(
 )
 #: Keyword groups that are not a person's filing (``finder tag``'s own).
 NOT_KEYWORDS = frozenset({"finder"})
+MAX_DRIFT = 0.05
+"""The share of a filed class's counter-examples that may change (photos filed under its
+siblings, or no longer) before a refresh trains it again. A head already rests on a random
+draw of its siblings' photos (at most ``MAX_COUNTER_EXAMPLES``: another seed draws others), so
+5 % of them replaced changes it less than another draw would; and in a library of thousands of
+keywords each changed photo is a counter-example of most classes. A choice, not a measure of
+the heads' quality. Its own examples are never approximate: one filed photo more or less
+retrains it."""
 EXCLUSIVE_SLACK = 1.0
 """How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude
 it, when no sibling ranks the photo higher above its own cut. A head's probability near its cut
@@ -200,12 +212,13 @@ class Filing:
             if before is not None and name in known and before["backbone"] == info_key:
                 marked = self._marked(name)
                 pos, neg = self.folder.open_catalog().filed_ids(record, marked, seed)
-                stamp = digest(pos, neg, info_key, seed)
-                if known[name].digest == stamp:  # the same photos: the same head
-                    if known[name] != FilingRecord(name, source, key, siblings, stamp):
+                if _fits(known[name], record.trained_on(name, pos, neg, info_key, seed)):
+                    # what it was trained from is kept: the drift adds up from there
+                    kept = replace(record, digest=known[name].digest, sketch=known[name].sketch)
+                    if known[name] != kept:
                         writing = self.folder.open_catalog_for_writing()
-                        with writing.transaction():  # filed otherwise, the same photos
-                            writing.save_filing(FilingRecord(name, source, key, siblings, stamp))
+                        with writing.transaction():  # filed otherwise, the same examples
+                            writing.save_filing(kept)
                     report.unchanged.append(name)
                     continue
             changes.append(Change(name, seed=seed, filing=record))
@@ -396,6 +409,18 @@ class Filing:
         if marks and mark:
             self.teaching.apply(Change(record.name, tuple(marks)))
         return done, errors
+
+
+def _fits(trained: FilingRecord, now: FilingRecord) -> bool:
+    """Whether the head trained from ``trained`` still fits the filing as it is ``now``: the
+    same examples (digest) and counter-examples within ``MAX_DRIFT`` of those it was trained
+    against (a sketch not known: it does not)."""
+    return (
+        trained.digest == now.digest
+        and trained.sketch is not None
+        and now.sketch is not None
+        and drift(trained.sketch, now.sketch) <= MAX_DRIFT
+    )
 
 
 def _same_keywords_once(catalog, counts: list) -> list:

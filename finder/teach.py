@@ -48,7 +48,6 @@ from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG
 from finder.metric_file import MetricFile
 from finder.store.catalog import Catalog
 from finder.store.filing import FilingRecord
-from finder.store.filing import digest as filing_digest
 from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
 from finder.training import Training, train_all
 
@@ -315,11 +314,11 @@ class Teaching(ClassReads):
             catalog.add_examples(name, rows)
             catalog.save_class(name, head.to_dict(), _backbone_key(info), *sizes)
             self.folder.journal.learned(catalog, name, [r[0] for r in rows])  # before the commit
-            if filing is not None:
-                stamp = filing_digest(filed_pos, filed_neg, _backbone_key(info), change.seed)
-                catalog.save_filing(
-                    FilingRecord(name, filing.source, filing.key, filing.siblings, stamp)
+            if filing is not None:  # what it was trained from: digest and sketch
+                trained = filing.trained_on(
+                    name, filed_pos, filed_neg, _backbone_key(info), change.seed
                 )
+                catalog.save_filing(trained)
         record = catalog.get_class(name)
         assert record is not None
         return record

@@ -21,7 +21,11 @@ Two measures, CPU seconds (what the run costs whatever else shares the cores) an
    sidecar would give it), imported with ``Library.learn_from_keywords`` (K classes of 100
    photos, each against 2,000 of its siblings' photos), then ``--changed`` keywords changed (a
    photo of each untagged) and refreshed: the whole import's CPU and wall-clock time, per
-   class, what it projects to for 2,000 keywords, and what the refresh retrained.
+   class, what it projects to for 2,000 keywords, and what the refresh retrained
+   (``refresh_trained``, of which ``refresh_trained_not_changed`` are classes of keywords not
+   changed, against ``keywords_changed``), beside what retraining on any changed id of a
+   class's examples or counter-examples would have (``refresh_trained_if_exact``: the rule
+   before the counter-examples' drift, ``finder.filing.MAX_DRIFT``).
 
 The projection: 2,000 classes x the CPU seconds of a class, on one core (a refresh trains the
 changed classes only: 50 x that); with ``--keywords``, also the wall-clock time of the import
@@ -189,6 +193,17 @@ def tagged_library(work: Path, keywords: int) -> Path:
     return directory
 
 
+def filed_samples(lib: Library) -> dict[str, tuple[bytes, bytes]]:
+    """Each filed class's examples and counter-examples as a training would draw them now
+    (seed 0, no marks), by name: what the exact rule (any id different, retrain) compares."""
+    catalog = lib.folder.open_catalog()
+    out = {}
+    for f in catalog.filings():
+        pos, neg = catalog.filed_ids(f, {}, 0)
+        out[f.name] = (pos.tobytes(), neg.tobytes())
+    return out
+
+
 def product_at_scale(keywords: int, changed: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="finder-bench-filed-scale-"))
     try:
@@ -201,7 +216,11 @@ def product_at_scale(keywords: int, changed: int) -> dict:
             trained = len(report.learned) + len(report.refreshed)
             catalog = lib.folder.open_catalog_for_writing()
             ids = np.sort(np.asarray(catalog.ok_ids(), dtype=np.int64))
+            drawn = filed_samples(lib)  # what each class was trained from and against
             catalog.record_sidecars([(int(ids[k]), "changed", [], None) for k in range(changed)])
+            # the classes of the keywords changed (a photo of each untagged)
+            own = {f"k{int(ids[k] - ids[0]) % keywords}" for k in range(changed)}
+            exact = sum(1 for n, d in filed_samples(lib).items() if d != drawn.get(n))
             again, wall2, cpu2 = timed(lambda: lib.learn_from_keywords(min_photos=10))
         got = {
             "photos": keywords * 100,
@@ -213,8 +232,11 @@ def product_at_scale(keywords: int, changed: int) -> dict:
             "cpu_s_per_class": round(cpu / max(trained, 1), 3),
             "wall_s_per_class": round(wall / max(trained, 1), 3),
             "changed": changed,
+            "keywords_changed": len(own),
             "refresh_trained": len(again.learned) + len(again.refreshed),
+            "refresh_trained_not_changed": len(set(again.refreshed) - own),
             "refresh_unchanged": len(again.unchanged),
+            "refresh_trained_if_exact": exact,
             "refresh_cpu_s": round(cpu2, 2),
             "refresh_wall_s": round(wall2, 1),
             "projected_import_wall_min": round(KEYWORDS * wall / max(trained, 1) / 60, 1),

@@ -11,7 +11,7 @@ from finder.store import facts as stored_facts
 from finder.store import filing as stored_filing
 from finder.store import keywords as stored_keywords
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 PENDING, OK, FAILED = "pending", "ok", "failed"
 
@@ -199,6 +199,16 @@ def _migrate_origins(db: sqlite_utils.Database) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN origin TEXT")
 
 
+def _migrate_filing_sketch(db: sqlite_utils.Database) -> None:
+    """A filed class's counter-examples as last trained against: the ``sketch`` column of
+    ``filing`` (a bottom-k MinHash of their ids, ``finder.store.filing.sketch``), so that a
+    refresh retrains a class whose counter-examples drifted by more than a small share, not
+    each one a changed photo touches; the classes filed before have none (NULL) and are
+    retrained at their next refresh. Self-contained: it may take any place in the order after
+    the keywords' step."""
+    stored_filing.migrate_sketch(db)
+
+
 # Step-by-step migrations: MIGRATIONS[v] brings a catalog from version v to v + 1.
 MIGRATIONS = [
     _migrate_to_1,
@@ -212,4 +222,5 @@ MIGRATIONS = [
     _migrate_keywords,
     _migrate_strips,
     _migrate_origins,
+    _migrate_filing_sketch,
 ]

@@ -192,3 +192,24 @@ def test_a_catalog_of_the_previous_schema_migrates(tmp_path: Path) -> None:
     assert cat.missing_facts_under("/p") == [(row.id, "/p/x.jpg")]
     cat.record_facts([(row.id, PhotoFacts(1, 1, date_source="exif", keywords=("A|B",)))])
     assert cat.missing_facts_under("/p") == [] and cat.keywords_of(row.id) == ["A|B"]
+
+
+def test_the_photos_filed_under_any_of_several_keywords_in_one_query(filled) -> None:
+    """``filed_under_any`` (a filed class's counter-examples: its siblings' photos) is the
+    union of each keyword's ok photos, below each node too (``Animal`` is no node of
+    ``Animals``), as brute force over the rows written finds it."""
+    cat, truth, _, ok = filled
+    for keys in (
+        ["Animals", "Holiday"],
+        ["Animals|Pets", "Animal", "Places|France|Paris"],
+        ["People|Rex"],
+        ["Nothing|Here"],
+        [],
+    ):
+        want = sorted(
+            i for i in ok if any(w == k or w.startswith(k + "|") for w in truth[i] for k in keys)
+        )
+        got = cat.filed_under_any("keyword", keys)
+        assert got.tolist() == want, keys
+        union = [cat.source_ids("keyword", k) for k in keys]
+        assert got.tolist() == sorted(set(np.concatenate(union).tolist()) if union else set())

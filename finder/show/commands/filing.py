@@ -21,7 +21,8 @@ FromKeywordsOpt = ui.option(
     "--from-keywords",
     help="Instead of NAME and examples: make a class of each keyword the photos are filed "
     "under (XMP sidecars, embedded XMP / IPTC) on at least --min photos, or refresh those made "
-    "so (only the classes whose photos changed are trained again).",
+    "so (only the classes whose own photos changed, or whose counter-examples changed by more "
+    "than 5 %, are trained again).",
 )
 FromFoldersOpt = ui.option(
     Path | None,
