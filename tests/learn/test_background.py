@@ -85,6 +85,10 @@ def test_a_pool_reads_what_lies_past_it_and_still_trains_right():
     bg, fresh, B, F, prepared = pool.draw(many)
     assert not set(bg) & set(many) and len(bg) == len(fresh) == 100
     assert (B == X[bg]).all() and (F == X[fresh]).all()
-    assert prepared.neighbours("library", 5) is None  # past its candidates: computed in full
+    known = prepared.neighbours("library", 5)  # past its candidates: added to its universe
+    assert known is not None
+    V = np.concatenate([X[many[:10]], B])
+    full_nbr, _ = graph_neighbours(V, 5)
+    assert (np.sort(graph_neighbours(V, 5, known)[0], 1) == np.sort(full_nbr, 1)).all()
     head = train_head(X[y == 0][:5], X[:0], B, fresh=F, prepared=prepared)
     assert head.logits(X[y == 0]).mean() > head.logits(X[y != 0]).mean()
