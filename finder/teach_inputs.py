@@ -20,7 +20,15 @@ from finder.moments import moment_key, parse_time, split_moment
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
 
-FILED_HEAD = replace(DEFAULT_CONFIG, rank_top=0, marks_cv=0, raise_at=1.0, rank_sample=False)
+FILED_HEAD = replace(
+    DEFAULT_CONFIG,
+    rank_top=0,
+    marks_cv=0,
+    raise_at=1.0,
+    rank_sample=False,
+    rank_enough=40,
+    warm_start=True,
+)
 """How a class made from filing is trained (``finder.learn.train``'s method, four settings
 changed). Its filed photos are a random sample of the class, not marks picked near its edge: the
 class size is read from the median held-out rank of all of them (``rank_top=0``, unbiased for
