@@ -238,3 +238,22 @@ def test_a_sample_of_examples_only_sizes_the_class_from_all_of_their_ranks():
     assert "n_sample" not in one.params and np.array_equal(one.w, edge.w)
     with pytest.raises(UsageError, match="sample"):
         train_head(X[pos], X[:0], X[bg], sample=np.ones(5, bool))
+
+
+def test_rank_enough_fits_only_the_folds_that_rank_that_many_examples():
+    """FILED_HEAD's ``rank_enough``: with hundreds of filed photos the median held-out rank
+    needs the folds that rank 40 of them, not all five (each fold a fit on every row); a class of
+    fewer examples is ranked in full as before."""
+    from finder.learn.fit import Problem
+
+    X, y = library(n_classes=4, per_class=150, dim=32, spread=0.3, seed=3)
+    rng = np.random.default_rng(0)
+    bg = background_indices(len(X), np.flatnonzero(y == 0), rng, size=300)
+    for p, expected in ((100, 40), (30, 30)):
+        pb = Problem.checked(X[y == 0][:p], X[:0], X[bg])
+        probe = pb.probe(DEFAULT_CONFIG.probe_C)
+        cfg = replace(DEFAULT_CONFIG, rank_enough=40)
+        some = pb.held_out_ranks(cfg, np.random.default_rng(1), probe)
+        every = pb.held_out_ranks(DEFAULT_CONFIG, np.random.default_rng(1), probe)
+        assert len(some) == expected and len(every) == p
+        assert np.allclose(some, every[: len(some)])  # the same folds, the first of them
