@@ -72,6 +72,8 @@ class Universe:
     places: np.ndarray  # [u] places in the pool's permutation
     index: np.ndarray  # [n] each place's row here, -1 when not here
     rows: np.ndarray  # [u, d] in the pool's metric (the stored vectors without one)
+    unit: np.ndarray | None  # [u, d] those rows as unit vectors (the "metric" graph's; None
+    # without a metric)
     graphs: dict[str, tuple[np.ndarray, np.ndarray]]  # graph space -> nearest others (rows, sims)
 
 
@@ -89,6 +91,8 @@ class Prepared:
     universe: Universe | None = None
     counter: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     counter_rows: np.ndarray | None = None  # the counter-examples in ``metric``
+    unit_rows: np.ndarray | None = None  # the counter-examples' and the background's metric
+    # rows as unit vectors (the "metric" graph's rows)
 
     def neighbours(
         self, graph: str, k: int, counter: bool = False
@@ -163,11 +167,13 @@ class Pool:
             return bg, fresh, B, F, Prepared(self.metric, None, self, ranks)
         with self._lock:  # grown in the thread that draws, read by the heads' threads
             u = self._grown(np.concatenate([cp, ranks]))
-        metric_rows = counter_rows = None
-        if self.metric is not None:
+        metric_rows = counter_rows = unit = None
+        if self.metric is not None and u.unit is not None:
             metric_rows = u.rows[u.index[ranks]]
             counter_rows = u.rows[u.index[cp]] if len(cp) else None
-        return bg, fresh, B, F, Prepared(self.metric, metric_rows, self, ranks, u, cp, counter_rows)
+            unit = u.unit[u.index[np.concatenate([cp, ranks])]]
+        prepared = Prepared(self.metric, metric_rows, self, ranks, u, cp, counter_rows, unit)
+        return bg, fresh, B, F, prepared
 
     def _grown(self, need: np.ndarray) -> Universe:
         """The universe holding the places ``need``: the latest one, grown by those it lacks;
@@ -193,17 +199,24 @@ class Pool:
         when there is one) grown with them: the same as computed from scratch, ties aside."""
         R = self.rows(places)
         Y = self.metric.apply(R) if self.metric is not None else R
+        unit = unit_rows(Y) if self.metric is not None else None
         if u is None:
             index = np.full(self.n, -1, dtype=np.int64)
             index[places] = np.arange(len(places))
-            made = Universe(places, index, Y, {})
-            if self.metric is not None:
-                made.graphs["metric"] = nearest(_unit(Y), NEIGHBOURS_KEPT)
+            made = Universe(places, index, Y, unit, {})
+            if unit is not None:
+                made.graphs["metric"] = nearest(unit, NEIGHBOURS_KEPT)
             return made
         old = len(u.places)
         index = u.index.copy()
         index[places] = old + np.arange(len(places))
-        grown = Universe(np.concatenate([u.places, places]), index, np.concatenate([u.rows, Y]), {})
+        grown = Universe(
+            np.concatenate([u.places, places]),
+            index,
+            np.concatenate([u.rows, Y]),
+            None if unit is None or u.unit is None else np.concatenate([u.unit, unit]),
+            {},
+        )
         for space, (idx, sims) in u.graphs.items():
             grown.graphs[space] = _grow_graph(
                 self._graph_rows(u, space), self._graph_rows(grown, space)[old:], idx, sims
@@ -214,7 +227,7 @@ class Pool:
         if self.metric is None:
             return u.rows
         if graph == "metric":
-            return _unit(u.rows)
+            return u.unit if u.unit is not None else unit_rows(u.rows)
         return self.rows(u.places)
 
     def neighbours(
@@ -238,8 +251,9 @@ class Pool:
         return np.take_along_axis(mapped, order, 1), np.take_along_axis(vals, order, 1)
 
 
-def _unit(Y: np.ndarray) -> np.ndarray:
-    return Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
+def unit_rows(Y: np.ndarray) -> np.ndarray:
+    """The rows of ``Y`` scaled to length 1 (the k-NN graph's rows in the metric)."""
+    return Y / (np.sqrt(np.einsum("ij,ij->i", Y, Y))[:, None] + np.float32(1e-12))
 
 
 def _best(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

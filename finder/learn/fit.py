@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.background import Prepared, graph_neighbours
+from finder.learn.background import Prepared, graph_neighbours, unit_rows
 from finder.learn.head import sigmoid
 from finder.learn.metric import Metric
 
@@ -181,26 +181,28 @@ class Problem:
         ``Metric.apply`` gives them); the k-NN graph stays on the stored unit vectors unless
         ``graph == "metric"``. ``prepared``: the background in the metric and its neighbours,
         computed once for the library (:mod:`finder.learn.background`)."""
-        X = np.concatenate([self.P, self.N, self.B])
-        p, q = len(self.P), len(self.N)
+        p, q, n = len(self.P), len(self.N), len(self.P) + len(self.N) + len(self.B)
         if prepared is not None and prepared.metric_rows is not None:
             c = len(prepared.counter) if prepared.counter_rows is not None else 0
             c = c if c <= q else 0  # its counter-examples: the last rows of the negatives
-            parts = [metric.apply(X[: p + q - c])]
+            parts = [metric.apply(np.concatenate([self.P, self.N[: q - c]]))]
             if c:
                 parts.append(prepared.counter_rows)
             Y = np.concatenate([*parts, prepared.metric_rows])
         else:
-            c, Y = 0, metric.apply(X)
-        if graph == "metric":
-            G = Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
+            c, Y = 0, metric.apply(np.concatenate([self.P, self.N, self.B]))
+        if graph == "metric" and prepared is not None and prepared.unit_rows is not None:
+            own = unit_rows(Y[: p + q - c])  # the rest as the pool made them
+            G = np.concatenate([own, prepared.unit_rows[len(prepared.counter) - c :]])
+        elif graph == "metric":
+            G = unit_rows(Y)
         else:
-            G = X
+            G = np.concatenate([self.P, self.N, self.B])
         known = None
         if prepared is not None:
             got = prepared.neighbours(graph, k, counter=c > 0)
             if got is not None:  # the rows they are: the counter-examples', the background's
-                known = (np.arange(p + q - c, len(X)), *got)
+                known = (np.arange(p + q - c, n), *got)
         return Problem(Y[:p], Y[p : p + q], Y[p + q :], G, known, Y)
 
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

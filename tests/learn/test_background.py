@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from finder.learn.background import Pool, _unit, draw, graph_neighbours, nearest, permutation
+from finder.learn.background import (
+    Pool,
+    draw,
+    graph_neighbours,
+    nearest,
+    permutation,
+    unit_rows,
+)
 from finder.learn.metric import library_metric
 from finder.learn.train import knn_diffusion, train_head
 from finder.teach_inputs import FILED_HEAD as FILED
@@ -125,7 +132,7 @@ def test_a_filed_class_s_counter_examples_come_prepared_and_give_the_same_head()
     # the graph of the grown universe is the one computed from scratch
     u = pool._universe
     idx, sims = u.graphs["metric"]
-    full_idx, full_sims = nearest(_unit(u.rows), idx.shape[1])
+    full_idx, full_sims = nearest(unit_rows(u.rows), idx.shape[1])
     np.testing.assert_allclose(sims, full_sims, atol=1e-5)
     assert (np.sort(idx[:, :5], 1) == np.sort(full_idx[:, :5], 1)).mean() > 0.99  # ties aside
 
