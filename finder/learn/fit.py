@@ -321,8 +321,7 @@ class Problem:
         share: float = 1.0,
     ) -> np.ndarray:
         """For each example: how many background vectors outscore it under a head trained
-        without it (at most ``cfg.folds`` folds; only as many of them as rank
-        ``cfg.rank_enough`` examples when that is set). Tells how many of the background look like
+        without it (at most ``cfg.folds`` folds). Tells how many of the background look like
         the class. ``sample``: only the examples it marks, each under heads trained on the
         others it marks (the rest were picked for ranking near those: trained on, they would
         rank them near the top), and the other marked photos (out of the background, but
@@ -334,10 +333,8 @@ class Problem:
         y, weight = self.labels()
         if sample is not None:
             weight[:p][~sample] = 0.0  # the other ✓ train no probe
-        ranks: list[float] = []
+        ranks = []
         for held in np.array_split(rng.permutation(len(idx)), min(len(idx), cfg.folds)):
-            if cfg.rank_enough and len(ranks) >= cfg.rank_enough:
-                break  # enough examples ranked: the other folds' heads are not fitted
             kept = weight.copy()
             kept[idx[held]] = 0.0
             w, b = self.fit_rows(y, kept, cfg.probe_C, init)

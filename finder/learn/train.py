@@ -70,8 +70,6 @@ class HeadConfig:
     refine_rounds: int = 1
     refine_scale: float = 0.7  # pseudo-positives = refine_scale × the class-size estimate
     folds: int = 5
-    rank_enough: int = 0  # the held-out ranks of the first folds only, until this many examples
-    # are ranked (0: every fold; each fold is a fit on all the rows)
     warm_start: bool = False  # the first head's fit started from the probe's weights (the same
     # convex problem, fewer evaluations; False: from zero)
     calibrate: bool = True  # probabilities calibrated to the class-size estimate

@@ -240,20 +240,14 @@ def test_a_sample_of_examples_only_sizes_the_class_from_all_of_their_ranks():
         train_head(X[pos], X[:0], X[bg], sample=np.ones(5, bool))
 
 
-def test_rank_enough_fits_only_the_folds_that_rank_that_many_examples():
-    """FILED_HEAD's ``rank_enough``: with hundreds of filed photos the median held-out rank
-    needs the folds that rank 40 of them, not all five (each fold a fit on every row); a class of
-    fewer examples is ranked in full as before."""
-    from finder.learn.fit import Problem
-
-    X, y = library(n_classes=4, per_class=150, dim=32, spread=0.3, seed=3)
-    rng = np.random.default_rng(0)
-    bg = background_indices(len(X), np.flatnonzero(y == 0), rng, size=300)
-    for p, expected in ((100, 40), (30, 30)):
-        pb = Problem.checked(X[y == 0][:p], X[:0], X[bg])
-        probe = pb.probe(DEFAULT_CONFIG.probe_C)
-        cfg = replace(DEFAULT_CONFIG, rank_enough=40)
-        some = pb.held_out_ranks(cfg, np.random.default_rng(1), probe)
-        every = pb.held_out_ranks(DEFAULT_CONFIG, np.random.default_rng(1), probe)
-        assert len(some) == expected and len(every) == p
-        assert np.allclose(some, every[: len(some)])  # the same folds, the first of them
+def test_a_warm_start_gives_the_head_a_cold_start_gives():
+    """``warm_start`` (FILED_HEAD's) starts the first head's fit from the probe's weights: the
+    same convex problem, so the same head within the fit's tolerance."""
+    X, y = library(n_classes=5, per_class=120, dim=32, spread=0.3, seed=4)
+    pos = np.flatnonzero(y == 0)[:60]
+    neg = np.flatnonzero(y == 1)[:40]
+    bg = background_indices(len(X), np.concatenate([pos, neg]), np.random.default_rng(0), 300)
+    cold = train_head(X[pos], X[neg], X[bg], config=replace(DEFAULT_CONFIG, warm_start=False))
+    warm = train_head(X[pos], X[neg], X[bg], config=replace(DEFAULT_CONFIG, warm_start=True))
+    np.testing.assert_allclose(warm.logits(X), cold.logits(X), atol=0.05)
+    assert abs(warm.threshold - cold.threshold) < 0.01
