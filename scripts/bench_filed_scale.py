@@ -6,7 +6,9 @@ Two measures, CPU seconds (what the run costs whatever else shares the cores) an
 1. **One head by its sizes**: ``finder.learn.train.train_head`` as a filed class calls it
    (``FILED_HEAD``, the library's metric, a background of 2,000, 2,000 fresh photos) for a
    keyword on 20, 100 (200,000 photos / 2,000 keywords), 1,000 and 5,000 (``MAX_FILED``)
-   photos, each with 2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings. With
+   photos, each with 2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings,
+   drawn from a background pool with one BLAS thread as ``learn_from_keywords`` trains them: the
+   first class of a filing (the pool grown by its counter-examples) and the next one. With
    ``--library`` (``bench_filed.py --keep``'s, whose tree hard-links ../shared): a real class of
    its photos (the first with 100 photos or more, labelled by the file each is a link of) and
    real counter-examples; else unit vectors of 1,024 values drawn around 200 centres (which
