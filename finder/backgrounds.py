@@ -38,10 +38,14 @@ class Backgrounds:
         exclude: np.ndarray,
         seed: int,
         metric: Metric | None,
+        counter: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Prepared]:
         """The background and fresh vectors of a class of the library whose (sorted) ids are
         ``all_ids``, ``exclude`` the positions among them it excepts (its marked and filed
-        photos), and what the pool prepared of them."""
+        photos), and what the pool prepared of them; ``counter``: the positions of the filed
+        counter-examples it is trained against (the last rows of its negatives, in order),
+        prepared too (put in the metric and in the graph once for all the classes drawing
+        them)."""
         key = (
             id(store),
             store.raw.n,  # grows with every vector added (a photo re-embedded too)
@@ -62,5 +66,5 @@ class Backgrounds:
             while len(self._pools) >= KEPT:
                 self._pools.pop(next(iter(self._pools)))
             self._pools[key] = pool
-        _, _, B, F, prepared = pool.draw(exclude)
+        _, _, B, F, prepared = pool.draw(exclude, counter)
         return B, F, prepared

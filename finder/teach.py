@@ -273,7 +273,7 @@ class Teaching(ClassReads):
             sample = np.concatenate([sample, np.ones(len(filed_pos), dtype=bool)])
         metric = self.metric()
         background, fresh, prepared, pool = self._background(
-            list(merged), change.seed, np.concatenate([filed_pos, filed_neg]), metric
+            list(merged), change.seed, np.concatenate([filed_pos, filed_neg]), metric, filed_neg
         )
         inputs = dict(
             positives=pos,
@@ -388,12 +388,14 @@ class Teaching(ClassReads):
         seed: int,
         example_ids: np.ndarray | None = None,
         metric: Metric | None = None,
+        counter_ids: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Prepared, int]:
         """The background sample (random photos of the library, the marked and filed ones
         excepted) and a second sample of the photos left (``fresh``: out of the training), as
         ``finder.learn.feedback.ArrayTeacher`` draws them (``finder.learn.background.draw``),
         from the library's pool for ``seed`` (``finder.backgrounds``), with what it prepared
-        of them in ``metric``, and how many photos the background was drawn from."""
+        of them in ``metric`` (and of ``counter_ids``, the filed counter-examples: the last rows
+        of the negatives), and how many photos the background was drawn from."""
         store = self.folder.open_vectors()
         catalog = self.folder.open_catalog()
         all_ids = np.sort(store.ids())
@@ -402,7 +404,13 @@ class Teaching(ClassReads):
         if example_ids is not None:
             ids = np.concatenate([ids, np.asarray(example_ids, dtype=np.int64)])
         exclude = np.flatnonzero(np.isin(all_ids, ids))
-        background, fresh, prepared = self.backgrounds.draw(store, all_ids, exclude, seed, metric)
+        counter = None
+        if counter_ids is not None and len(counter_ids):
+            at = np.minimum(np.searchsorted(all_ids, counter_ids), len(all_ids) - 1)
+            counter = at if (all_ids[at] == counter_ids).all() else None
+        background, fresh, prepared = self.backgrounds.draw(
+            store, all_ids, exclude, seed, metric, counter
+        )
         return background, fresh, prepared, len(all_ids) - len(exclude)
 
     # -- the metric -----------------------------------------------------------------------

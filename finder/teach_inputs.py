@@ -20,8 +20,15 @@ from finder.moments import moment_key, parse_time, split_moment
 from finder.store.catalog import OK
 from finder.store.filing import FilingRecord
 
-FILED_HEAD = replace(DEFAULT_CONFIG, rank_top=0, marks_cv=0, raise_at=1.0, rank_sample=False)
-"""How a class made from filing is trained (``finder.learn.train``'s method, four settings
+FILED_HEAD = replace(
+    DEFAULT_CONFIG,
+    rank_top=0,
+    marks_cv=0,
+    raise_at=1.0,
+    rank_sample=False,
+    warm_start=True,
+)
+"""How a class made from filing is trained (``finder.learn.train``'s method, five settings
 changed). Its filed photos are a random sample of the class, not marks picked near its edge: the
 class size is read from the median held-out rank of all of them (``rank_top=0``, unbiased for
 random examples), and the head is not calibrated on the cross-validated logits of the filed
@@ -43,7 +50,15 @@ Its size is read as above, not by the rule for marks whose origin is known (``ra
 the ranks of the sample's positives with the other marked photos, here the siblings' filed
 photos, counted where they rank): with that rule the combined library's mean F1 fell from
 0.838 to 0.806 at 25% filed and from 0.733 to 0.681 at 10%, and daisy's precision with two
-species filed to 0.82 (one run of ``scripts/bench_filed.py`` each, the same draws)."""
+species filed to 0.82 (one run of ``scripts/bench_filed.py`` each, the same draws).
+
+One setting for speed (issue 25's scale: thousands of filed classes): the first head's fit
+starts from the probe's weights (``warm_start``: the same convex problem, fewer evaluations).
+Reading the median held-out rank from the first folds only (until 40 filed photos are ranked:
+two of the five probe fits for a class of 100) saved a third of a head's CPU more but cost the
+two-species case: a noisier median raises the size more often (the raise rule is one-sided):
+daisy's or dandelion's precision fell in 5 of 6 runs, mean F1 -0.012 (combined library) and
+-0.014 (tf_flowers), 3 draws each (docs/heads.md, "Speed"); not taken."""
 
 
 class ExamplePaths:

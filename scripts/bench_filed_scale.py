@@ -6,7 +6,9 @@ Two measures, CPU seconds (what the run costs whatever else shares the cores) an
 1. **One head by its sizes**: ``finder.learn.train.train_head`` as a filed class calls it
    (``FILED_HEAD``, the library's metric, a background of 2,000, 2,000 fresh photos) for a
    keyword on 20, 100 (200,000 photos / 2,000 keywords), 1,000 and 5,000 (``MAX_FILED``)
-   photos, each with 2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings. With
+   photos, each with 2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings,
+   drawn from a background pool with one BLAS thread as ``learn_from_keywords`` trains them: the
+   first class of a filing (the pool grown by its counter-examples) and the next one. With
    ``--library`` (``bench_filed.py --keep``'s, whose tree hard-links ../shared): a real class of
    its photos (the first with 100 photos or more, labelled by the file each is a link of) and
    real counter-examples; else unit vectors of 1,024 values drawn around 200 centres (which
@@ -44,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -130,20 +133,55 @@ def real(library: Path, seed: int = 0):
     return draw, metric
 
 
+def pool_head(pool, L: np.ndarray, own: np.ndarray, counter: np.ndarray, metric):
+    """One filed class's head from ``pool`` (over the rows ``L``), as ``Teaching`` trains it."""
+    exclude = np.concatenate([own, counter])
+    try:
+        _, _, B, F, prepared = pool.draw(exclude, counter)
+    except TypeError:  # a pool that takes no counter-examples (the code before this pass)
+        _, _, B, F, prepared = pool.draw(exclude)
+    return train_head(
+        L[own],
+        L[counter],
+        B,
+        seed=0,
+        metric=metric,
+        fresh=F,
+        config=FILED_HEAD,
+        prepared=prepared,
+    )
+
+
 def heads_by_size(sizes: list[int], draw, metric) -> list[dict]:
-    background, fresh = draw(BACKGROUND_SIZE), draw(BACKGROUND_SIZE)
+    """Each size's head as ``learn_from_keywords`` trains it: from the library's pool (its
+    background's rows in the metric and their graph computed once; the counter-examples too,
+    where the pool's code takes them), one BLAS thread (``finder.training.train_all``'s), the
+    first class of a filing (the pool grown by its counter-examples) and the next one (another
+    class against the same counter-examples, as a filing's classes mostly are)."""
+    from threadpoolctl import threadpool_limits
+
+    from finder.learn.background import Pool
+
     out = []
     for p in sizes:
-        P = draw(min(p, MAX_FILED), 0)
+        P, Q = draw(min(p, MAX_FILED), 0), draw(min(p, MAX_FILED), 0)
         N = draw(MAX_COUNTER_EXAMPLES, -1)
-        _, wall, cpu = timed(
-            lambda P=P, N=N: train_head(
-                P, N, background, seed=0, metric=metric, fresh=fresh, config=FILED_HEAD
-            )
-        )
-        row = {"filed": len(P), "counter": len(N), "cpu_s": round(cpu, 2), "wall_s": round(wall, 1)}
+        L = np.concatenate([P, Q, N, draw(2 * BACKGROUND_SIZE + 500)])
+        at = np.cumsum([0, len(P), len(Q), len(N)])
+        counter = np.arange(at[2], at[3])
+        pool = Pool(len(L), 0, L.__getitem__, metric, size=BACKGROUND_SIZE)
+        row: dict = {"filed": len(P), "counter": len(N)}
+        for key, own in (("first", np.arange(at[0], at[1])), ("next", np.arange(at[1], at[2]))):
+            with threadpool_limits(limits=1, user_api="blas"):
+                _, wall, cpu = timed(partial(pool_head, pool, L, own, counter, metric))
+            row[f"{key}_cpu_s"], row[f"{key}_wall_s"] = round(cpu, 3), round(wall, 2)
+        row["cpu_s"] = row["next_cpu_s"]
         out.append(row)
-        print(f"| {len(P)} | {len(N)} | {cpu:.2f} | {wall:.1f} | {load()} |", flush=True)
+        print(
+            f"| {len(P)} | {len(N)} | {row['first_cpu_s']:.3f} | {row['next_cpu_s']:.3f} | "
+            f"{row['next_wall_s']:.2f} | {load()} |",
+            flush=True,
+        )
     return out
 
 
@@ -257,8 +295,10 @@ def main() -> None:
     ap.add_argument("--keywords", type=int, help="the product path on a built library of these")
     ap.add_argument("--changed", type=int, default=5, help="keywords changed before the refresh")
     args = ap.parse_args()
-    print("| filed photos | counter-examples | head CPU s | wall s | load |")
-    print("|---|---|---|---|---|")
+    print(
+        "| filed photos | counter-examples | first class CPU s | next class CPU s | wall s | load |"
+    )
+    print("|---|---|---|---|---|---|")
     draw, metric = real(args.library) if args.library is not None else synthetic()
     sizes = heads_by_size(args.sizes, draw, metric)
     typical = min(sizes, key=lambda s: abs(s["filed"] - PHOTOS // KEYWORDS))

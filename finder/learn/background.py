@@ -54,32 +54,66 @@ def permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n).astype(np.int64)
 
 
+EXTRA_ROWS: int = 8000
+"""How many rows beyond its candidates a pool's :class:`Universe` may hold (a filed class's
+counter-examples, a background reaching past the candidates) before it starts again from the
+candidates: bounds its memory (about 80 MB at d = 1,024) and the cost of growing it."""
+
+
+@dataclass(frozen=True)
+class Universe:
+    """Photos of a pool (by place in its permutation) whose rows in the metric and whose nearest
+    others among themselves are known: the background's candidates, and what the classes drawn
+    from the pool added (a filed class's counter-examples, its siblings' filed photos: mostly the
+    same ones for every class of a filing, so computed once, not once per class). Never changed
+    once made but for the graphs computed on request: a pool grows by making another, and a head
+    in training keeps the one it was prepared from."""
+
+    places: np.ndarray  # [u] places in the pool's permutation
+    index: np.ndarray  # [n] each place's row here, -1 when not here
+    rows: np.ndarray  # [u, d] in the pool's metric (the stored vectors without one)
+    unit: np.ndarray | None  # [u, d] those rows as unit vectors (the "metric" graph's; None
+    # without a metric)
+    graphs: dict[str, tuple[np.ndarray, np.ndarray]]  # graph space -> nearest others (rows, sims)
+
+
 @dataclass
 class Prepared:
     """What a :class:`Pool` computed of a class's background, handed to ``train_head``:
-    the background in ``metric`` (``metric.apply`` of its rows) and, on request, each
-    background row's nearest others in a graph space (:meth:`neighbours`)."""
+    the background in ``metric`` (``metric.apply`` of its rows), the class's counter-examples
+    the draw named (``counter``: their places, the last rows of its negatives) in ``metric``,
+    and, on request, each of those rows' nearest others in a graph space (:meth:`neighbours`)."""
 
     metric: Metric | None
     metric_rows: np.ndarray | None
     pool: Pool
     ranks: np.ndarray  # the background's places in the pool's permutation
+    universe: Universe | None = None
+    counter: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    counter_rows: np.ndarray | None = None  # the counter-examples in ``metric``
+    unit_rows: np.ndarray | None = None  # the counter-examples' and the background's metric
+    # rows as unit vectors (the "metric" graph's rows)
 
-    def neighbours(self, graph: str, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """For each background row, its nearest other background rows in the graph space
-        ``graph`` ("metric": the metric's unit vectors; "library": the stored ones), best
-        first: ``(rows [m, K], similarities [m, K])``, ``-1`` / ``-inf`` where a row has fewer
-        than ``K`` (the rows it excepts; a row with fewer than ``k`` is to be computed in
-        full). None when the pool cannot tell (the background reaches past its candidates)."""
-        return self.pool.neighbours(graph, self.ranks, k)
+    def neighbours(
+        self, graph: str, k: int, counter: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """For each background row (after each counter-example row when ``counter``), its
+        nearest others among those rows in the graph space ``graph`` ("metric": the metric's
+        unit vectors; "library": the stored ones), best first: ``(rows [m, K], similarities
+        [m, K])``, ``-1`` / ``-inf`` where a row has fewer than ``K`` (the rows it excepts; a
+        row with fewer than ``k`` is to be computed in full). None when the pool cannot tell."""
+        if self.universe is None:
+            return None
+        places = np.concatenate([self.counter, self.ranks]) if counter else self.ranks
+        return self.pool.neighbours(self.universe, graph, places, k)
 
 
 @dataclass
 class Pool:
     """The samples of one library (``n`` photos in the order of ``ids``) and one seed, with
     their vectors (``read(positions)``: the stored vectors at those positions) read once and
-    what training needs of them computed once (:class:`Prepared`). ``metric``: the library's
-    metric the background is put in (None: none)."""
+    what training needs of them computed once (:class:`Prepared`, from a :class:`Universe`).
+    ``metric``: the library's metric the background is put in (None: none)."""
 
     n: int
     seed: int
@@ -87,11 +121,12 @@ class Pool:
     metric: Metric | None = None
     size: int = 2000
     margin: int = 500  # candidates of the background beyond ``size``: the excepted photos
+    extra: int = EXTRA_ROWS  # rows beyond the candidates its universe may hold
     perm: np.ndarray = field(init=False)
     _where: np.ndarray = field(init=False)  # the place of each position in perm
     vectors: np.ndarray = field(init=False)  # the stored vectors of perm[:2·size + margin]
-    _metric_rows: np.ndarray | None = field(init=False, default=None)
-    _graphs: dict[str, tuple[np.ndarray, np.ndarray]] = field(init=False, default_factory=dict)
+    _base: Universe | None = field(init=False, default=None)  # the candidates alone
+    _universe: Universe | None = field(init=False, default=None)  # the latest, grown from _base
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)  # heads in threads
 
     def __post_init__(self) -> None:
@@ -117,80 +152,179 @@ class Pool:
         return out
 
     def draw(
-        self, exclude: np.ndarray
+        self, exclude: np.ndarray, counter: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Prepared]:
         """A class's samples, ``exclude`` its excepted positions: ``(background positions,
-        fresh positions, background vectors, fresh vectors, prepared)`` (:func:`draw`)."""
+        fresh positions, background vectors, fresh vectors, prepared)`` (:func:`draw`).
+        ``counter``: positions of counter-examples the class is trained against (a filed
+        class's siblings' photos, excepted too), prepared as the background is."""
         bg, fresh, ranks = draw(self.perm, exclude, self.size)
-        fresh_ranks = self._where[fresh]
-        B, F = self.rows(ranks), self.rows(fresh_ranks)
-        metric_rows = None
-        if self.metric is not None and len(ranks) and ranks[-1] < self.candidates:
-            metric_rows = self._in_metric()[ranks]
-        elif self.metric is not None:
-            metric_rows = self.metric.apply(B)
-        return bg, fresh, B, F, Prepared(self.metric, metric_rows, self, ranks)
+        B, F = self.rows(ranks), self.rows(self._where[fresh])
+        cp = np.zeros(0, dtype=np.int64)
+        if counter is not None:
+            cp = self._where[np.asarray(counter, dtype=np.int64).reshape(-1)]
+        if not len(ranks):
+            return bg, fresh, B, F, Prepared(self.metric, None, self, ranks)
+        with self._lock:  # grown in the thread that draws, read by the heads' threads
+            u = self._grown(np.concatenate([cp, ranks]))
+        metric_rows = counter_rows = unit = None
+        if self.metric is not None and u.unit is not None:
+            metric_rows = u.rows[u.index[ranks]]
+            counter_rows = u.rows[u.index[cp]] if len(cp) else None
+            unit = u.unit[u.index[np.concatenate([cp, ranks])]]
+        prepared = Prepared(self.metric, metric_rows, self, ranks, u, cp, counter_rows, unit)
+        return bg, fresh, B, F, prepared
 
-    def _in_metric(self) -> np.ndarray:
-        if self._metric_rows is None:  # under the lock or in the one thread that draws
-            assert self.metric is not None
-            self._metric_rows = self.metric.apply(self.vectors[: self.candidates])
-        return self._metric_rows
+    def _grown(self, need: np.ndarray) -> Universe:
+        """The universe holding the places ``need``: the latest one, grown by those it lacks;
+        from the candidates alone when it would pass ``extra`` rows beyond them or when most of
+        ``need`` is new (another part of the library: what it held is of no use)."""
+        if self._base is None:
+            self._base = self._universe = self._extended(None, np.arange(self.candidates))
+        u = self._universe or self._base
+        missing = np.unique(need[u.index[need] < 0])
+        if len(missing) and (
+            len(u.places) - self.candidates + len(missing) > self.extra
+            or 2 * len(missing) > len(need)
+        ):
+            u = self._base
+            missing = np.unique(need[u.index[need] < 0])
+        if len(missing):
+            u = self._extended(u, missing)
+        self._universe = u
+        return u
 
-    def _graph_rows(self, graph: str) -> np.ndarray:
-        if graph == "metric" and self.metric is not None:
-            Y = self._in_metric()
-            return Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
-        return self.vectors[: self.candidates]
+    def _extended(self, u: Universe | None, places: np.ndarray) -> Universe:
+        """``u`` with the rows at ``places`` (not in it) added, and its graphs (the metric's,
+        when there is one) grown with them: the same as computed from scratch, ties aside."""
+        R = self.rows(places)
+        Y = self.metric.apply(R) if self.metric is not None else R
+        unit = unit_rows(Y) if self.metric is not None else None
+        if u is None:
+            index = np.full(self.n, -1, dtype=np.int64)
+            index[places] = np.arange(len(places))
+            made = Universe(places, index, Y, unit, {})
+            if unit is not None:
+                made.graphs["metric"] = nearest(unit, NEIGHBOURS_KEPT)
+            return made
+        old = len(u.places)
+        index = u.index.copy()
+        index[places] = old + np.arange(len(places))
+        grown = Universe(
+            np.concatenate([u.places, places]),
+            index,
+            np.concatenate([u.rows, Y]),
+            None if unit is None or u.unit is None else np.concatenate([u.unit, unit]),
+            {},
+        )
+        for space, (idx, sims) in u.graphs.items():
+            grown.graphs[space] = _grow_graph(
+                self._graph_rows(u, space), self._graph_rows(grown, space)[old:], idx, sims
+            )
+        return grown
+
+    def _graph_rows(self, u: Universe, graph: str) -> np.ndarray:
+        if self.metric is None:
+            return u.rows
+        if graph == "metric":
+            return u.unit if u.unit is not None else unit_rows(u.rows)
+        return self.rows(u.places)
 
     def neighbours(
-        self, graph: str, ranks: np.ndarray, k: int
+        self, u: Universe, graph: str, places: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """See :meth:`Prepared.neighbours`; ``ranks``: the background's places."""
-        ranks = np.asarray(ranks, dtype=np.int64)
-        if not len(ranks) or ranks[-1] >= self.candidates or k > NEIGHBOURS_KEPT:
+        """See :meth:`Prepared.neighbours`: ``places`` (all in ``u``) the rows asked for."""
+        places = np.asarray(places, dtype=np.int64)
+        if not len(places) or k > NEIGHBOURS_KEPT:
             return None
-        with self._lock:  # computed once, whichever thread asks first
-            if graph not in self._graphs:
-                self._graphs[graph] = nearest(self._graph_rows(graph), NEIGHBOURS_KEPT)
-            idx, sims = self._graphs[graph]
-        local = np.full(self.candidates, -1, dtype=np.int64)
-        local[ranks] = np.arange(len(ranks))
-        mapped = np.where(idx >= 0, local[np.maximum(idx, 0)], -1)[ranks]
-        vals = np.where(mapped >= 0, sims[ranks], -np.inf).astype(np.float32)
+        with self._lock:  # computed once per universe, whichever thread asks first
+            if graph not in u.graphs:
+                u.graphs[graph] = nearest(self._graph_rows(u, graph), NEIGHBOURS_KEPT)
+            idx, sims = u.graphs[graph]
+        at = u.index[places]
+        local = np.full(len(u.places), -1, dtype=np.int64)
+        local[at] = np.arange(len(places))
+        mine = idx[at]
+        mapped = np.where(mine >= 0, local[np.maximum(mine, 0)], -1)
+        vals = np.where(mapped >= 0, sims[at], -np.inf).astype(np.float32)
         order = np.argsort(-vals, axis=1, kind="stable")  # the kept ones first, best first
         return np.take_along_axis(mapped, order, 1), np.take_along_axis(vals, order, 1)
+
+
+def unit_rows(Y: np.ndarray) -> np.ndarray:
+    """The rows of ``Y`` scaled to length 1 (the k-NN graph's rows in the metric)."""
+    return Y / (np.sqrt(np.einsum("ij,ij->i", Y, Y))[:, None] + np.float32(1e-12))
+
+
+def _best(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``S``'s ``k`` largest columns, best first: ``(columns, values)`` (``-1`` /
+    ``-inf`` past its columns and where the value is ``-inf``)."""
+    r, c = S.shape
+    idx = np.full((r, k), -1, dtype=np.int64)
+    vals = np.full((r, k), -np.inf, dtype=np.float32)
+    kk = min(k, c)
+    if kk < 1 or r == 0:
+        return idx, vals
+    top = np.argpartition(-S, kk - 1, axis=1)[:, :kk] if kk < c else np.tile(np.arange(c), (r, 1))
+    v = np.take_along_axis(S, top, 1)
+    order = np.argsort(-v, axis=1, kind="stable")
+    idx[:, :kk] = np.take_along_axis(top, order, 1)
+    vals[:, :kk] = np.take_along_axis(v, order, 1)
+    idx[~np.isfinite(vals)] = -1
+    return idx, vals
+
+
+def _grow_graph(
+    G_old: np.ndarray, G_new: np.ndarray, idx: np.ndarray, sims: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest-others lists ``(idx, sims)`` of the rows ``G_old`` with the rows ``G_new``
+    appended (numbered after them): the new rows compared with all, the old rows' lists merged
+    with their similarities to the new ones."""
+    u, e, k = len(G_old), len(G_new), idx.shape[1]
+    new_idx = np.empty((e, k), dtype=np.int64)
+    new_sims = np.empty((e, k), dtype=np.float32)
+    cols_new, sims_new = [], []
+    G_all = np.concatenate([G_old, G_new])
+    for start in range(0, e, 1024):
+        S = G_new[start : start + 1024] @ G_all.T
+        r = np.arange(len(S))
+        S[r, u + start + r] = -np.inf
+        new_idx[start : start + len(S)], new_sims[start : start + len(S)] = _best(S, k)
+        c, v = _best(np.ascontiguousarray(S[:, :u].T), k)  # the old rows against these new
+        cols_new.append(np.where(c >= 0, c + u + start, -1))
+        sims_new.append(v)
+    cand = np.concatenate([sims, *sims_new], axis=1)
+    cand_idx = np.concatenate([idx, *cols_new], axis=1)
+    top, vals = _best(cand, k)
+    old_idx = np.where(top >= 0, np.take_along_axis(cand_idx, np.maximum(top, 0), 1), -1)
+    return np.concatenate([old_idx, new_idx]), np.concatenate([vals, new_sims])
 
 
 def nearest(V: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Each row of ``V``'s ``k`` most similar other rows (inner product), best first:
     ``(rows [n, k], similarities [n, k])`` (``-1`` / ``-inf`` past ``n - 1``)."""
     n = len(V)
-    kk = min(k, n - 1)
     idx = np.full((n, k), -1, dtype=np.int64)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
-    if kk < 1:
+    if n < 2:
         return idx, sims
     for start in range(0, n, block):
         S = V[start : start + block] @ V.T
         r = np.arange(len(S))
         S[r, start + r] = -np.inf
-        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
-        vals = np.take_along_axis(S, top, 1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        idx[start : start + len(S), :kk] = np.take_along_axis(top, order, 1)
-        sims[start : start + len(S), :kk] = np.take_along_axis(vals, order, 1)
+        idx[start : start + len(S)], sims[start : start + len(S)] = _best(S, k)
     return idx, sims
 
 
 def graph_neighbours(
-    V: np.ndarray, k: int, known: tuple[np.ndarray, np.ndarray] | None = None
+    V: np.ndarray, k: int, known: tuple[np.ndarray, ...] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row of ``V``'s ``k`` most similar other rows, ``(rows [n, k], similarities
-    [n, k])`` in no particular order. ``known``: the last ``m`` rows' nearest others among
-    themselves, as :meth:`Prepared.neighbours` gives them (indices among those ``m``): then
-    only the first ``n - m`` rows are compared with all (the same neighbours as comparing all
-    with all, ties aside); a known row left with fewer than ``k`` is compared in full."""
+    [n, k])`` in no particular order. ``known``: some rows' nearest others among themselves, as
+    :meth:`Prepared.neighbours` gives them, ``(rows, idx, sims)`` (``rows``: the rows of ``V``
+    they are; ``idx``: among those rows) or ``(idx, sims)`` for the last ``len(idx)`` rows:
+    then only the other rows are compared with all (the same neighbours as comparing all with
+    all, ties aside); a known row left with fewer than ``k`` is compared in full."""
     n = len(V)
     k = min(k, n - 1)
     if known is None or k < 1:
@@ -198,28 +332,33 @@ def graph_neighbours(
         np.fill_diagonal(A, -np.inf)
         nbr = np.argpartition(-A, k - 1, axis=1)[:, :k]
         return nbr, np.take_along_axis(A, nbr, 1)
-    idx, sims = known
-    m = len(idx)
-    r = n - m
+    if len(known) == 2:
+        rows, (idx, sims) = np.arange(n - len(known[0]), n), known
+    else:
+        rows, idx, sims = known
+    rows = np.asarray(rows, dtype=np.int64)
+    m = len(rows)
+    is_known = np.zeros(n, dtype=bool)
+    is_known[rows] = True
+    other = np.flatnonzero(~is_known)
     nbr = np.empty((n, k), dtype=np.int64)
     vals = np.empty((n, k), dtype=np.float32)
-    if r:
-        S = V[:r] @ V.T
-        S[np.arange(r), np.arange(r)] = -np.inf
+    mapped = np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
+    if len(other):
+        S = V[other] @ V.T
+        S[np.arange(len(other)), other] = -np.inf
         top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        nbr[:r], vals[:r] = top, np.take_along_axis(S, top, 1)
-        cand = np.concatenate([S[:, r:].T, sims], axis=1)  # m x (r + K)
-        cand_idx = np.concatenate(
-            [np.broadcast_to(np.arange(r), (m, r)), np.where(idx >= 0, idx + r, -1)], axis=1
-        )
+        nbr[other], vals[other] = top, np.take_along_axis(S, top, 1)
+        cand = np.concatenate([S[:, rows].T, sims], axis=1)  # m x (others + K)
+        cand_idx = np.concatenate([np.broadcast_to(other, (m, len(other))), mapped], axis=1)
     else:
-        cand, cand_idx = sims, np.where(idx >= 0, idx, -1)
+        cand, cand_idx = sims, mapped
     top = np.argpartition(-cand, k - 1, axis=1)[:, :k]
-    nbr[r:], vals[r:] = np.take_along_axis(cand_idx, top, 1), np.take_along_axis(cand, top, 1)
+    nbr[rows], vals[rows] = np.take_along_axis(cand_idx, top, 1), np.take_along_axis(cand, top, 1)
     short = np.flatnonzero((idx[:, :k] < 0).any(axis=1)) if idx.shape[1] >= k else np.arange(m)
     if len(short):  # rows whose kept neighbours the class excepted: compared in full
-        S = V[r + short] @ V.T
-        S[np.arange(len(short)), r + short] = -np.inf
+        S = V[rows[short]] @ V.T
+        S[np.arange(len(short)), rows[short]] = -np.inf
         top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        nbr[r + short], vals[r + short] = top, np.take_along_axis(S, top, 1)
+        nbr[rows[short]], vals[rows[short]] = top, np.take_along_axis(S, top, 1)
     return nbr, vals

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
-from finder.learn.background import Prepared, graph_neighbours
+from finder.learn.background import Prepared, graph_neighbours, unit_rows
 from finder.learn.head import sigmoid
 from finder.learn.metric import Metric
 
@@ -102,13 +102,13 @@ def knn_diffusion(
     alpha: float = 0.8,
     gamma: float = 3.0,
     against: np.ndarray | None = None,
-    known: tuple[np.ndarray, np.ndarray] | None = None,
+    known: tuple[np.ndarray, ...] | None = None,
 ) -> np.ndarray:
     """Scores of the rows of ``V`` (unit vectors) after diffusing from ``seeds`` over their
     k-nearest-neighbour graph: ``f = (I - αS)⁻¹ y`` with ``S`` the symmetrically normalised
     affinity ``max(0, cos)^γ`` (Zhou et al. 2004; Iscen et al. 2017). Training-time only.
     ``against``: rows whose own diffusion is subtracted (``y`` is -1 there; one solve, the
-    diffusion being linear in ``y``). ``known``: the last rows' neighbours among themselves
+    diffusion being linear in ``y``). ``known``: some rows' neighbours among themselves
     (:func:`finder.learn.background.graph_neighbours`), computed once per library."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import cg
@@ -159,7 +159,7 @@ class Problem:
     N: np.ndarray
     B: np.ndarray
     G: np.ndarray | None = None  # the rows of the k-NN graph (P, N, B as stored); None: P, N, B
-    known: tuple[np.ndarray, np.ndarray] | None = None  # B's neighbours in G, computed before
+    known: tuple[np.ndarray, ...] | None = None  # some rows' neighbours in G, computed before
     Z: np.ndarray | None = None  # P, N, B as one matrix: every fit's rows (0 weight: left out)
 
     @classmethod
@@ -181,17 +181,28 @@ class Problem:
         ``Metric.apply`` gives them); the k-NN graph stays on the stored unit vectors unless
         ``graph == "metric"``. ``prepared``: the background in the metric and its neighbours,
         computed once for the library (:mod:`finder.learn.background`)."""
-        X = np.concatenate([self.P, self.N, self.B])
-        p, q = len(self.P), len(self.N)
+        p, q, n = len(self.P), len(self.N), len(self.P) + len(self.N) + len(self.B)
         if prepared is not None and prepared.metric_rows is not None:
-            Y = np.concatenate([metric.apply(X[: p + q]), prepared.metric_rows])
+            c = len(prepared.counter) if prepared.counter_rows is not None else 0
+            c = c if c <= q else 0  # its counter-examples: the last rows of the negatives
+            parts = [metric.apply(np.concatenate([self.P, self.N[: q - c]]))]
+            if c:
+                parts.append(prepared.counter_rows)
+            Y = np.concatenate([*parts, prepared.metric_rows])
         else:
-            Y = metric.apply(X)
-        if graph == "metric":
-            G = Y / (np.linalg.norm(Y, axis=1, keepdims=True) + 1e-12)
+            c, Y = 0, metric.apply(np.concatenate([self.P, self.N, self.B]))
+        if graph == "metric" and prepared is not None and prepared.unit_rows is not None:
+            own = unit_rows(Y[: p + q - c])  # the rest as the pool made them
+            G = np.concatenate([own, prepared.unit_rows[len(prepared.counter) - c :]])
+        elif graph == "metric":
+            G = unit_rows(Y)
         else:
-            G = X
-        known = prepared.neighbours(graph, k) if prepared is not None else None
+            G = np.concatenate([self.P, self.N, self.B])
+        known = None
+        if prepared is not None:
+            got = prepared.neighbours(graph, k, counter=c > 0)
+            if got is not None:  # the rows they are: the counter-examples', the background's
+                known = (np.arange(p + q - c, n), *got)
         return Problem(Y[:p], Y[p : p + q], Y[p + q :], G, known, Y)
 
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

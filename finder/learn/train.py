@@ -70,6 +70,8 @@ class HeadConfig:
     refine_rounds: int = 1
     refine_scale: float = 0.7  # pseudo-positives = refine_scale × the class-size estimate
     folds: int = 5
+    warm_start: bool = False  # the first head's fit started from the probe's weights (the same
+    # convex problem, fewer evaluations; False: from zero)
     calibrate: bool = True  # probabilities calibrated to the class-size estimate
     prior_sd: float = 1.0  # how far (logit) marks may move the previous head's estimate
     cut: CutConfig = CutConfig()
@@ -353,7 +355,7 @@ def _first_head(
         med = None
         n_pseudo = _pseudo_count(float(((B @ probe[0] + probe[1]) >= 0).sum()), m)
     # 2. the head: examples + the best-connected pseudo-positives against the rest
-    w, b = pb.fit_pseudo(order, n_pseudo, cfg)
+    w, b = pb.fit_pseudo(order, n_pseudo, cfg, probe if cfg.warm_start else None)
     # class size once the likely members are out of the negatives: a probe head's count
     drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo
     sizing = pb if sample is None else pb.sample_only(sample)

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from finder.learn.background import Pool, draw, graph_neighbours, nearest, permutation
+from finder.learn.background import (
+    Pool,
+    draw,
+    graph_neighbours,
+    nearest,
+    permutation,
+    unit_rows,
+)
 from finder.learn.metric import library_metric
 from finder.learn.train import knn_diffusion, train_head
+from finder.teach_inputs import FILED_HEAD as FILED
 from tests.learn.synthetic import library
 
 
@@ -85,6 +93,73 @@ def test_a_pool_reads_what_lies_past_it_and_still_trains_right():
     bg, fresh, B, F, prepared = pool.draw(many)
     assert not set(bg) & set(many) and len(bg) == len(fresh) == 100
     assert (B == X[bg]).all() and (F == X[fresh]).all()
-    assert prepared.neighbours("library", 5) is None  # past its candidates: computed in full
+    known = prepared.neighbours("library", 5)  # past its candidates: added to its universe
+    assert known is not None
+    V = np.concatenate([X[many[:10]], B])
+    full_nbr, _ = graph_neighbours(V, 5)
+    assert (np.sort(graph_neighbours(V, 5, known)[0], 1) == np.sort(full_nbr, 1)).all()
     head = train_head(X[y == 0][:5], X[:0], B, fresh=F, prepared=prepared)
     assert head.logits(X[y == 0]).mean() > head.logits(X[y != 0]).mean()
+
+
+def test_a_filed_class_s_counter_examples_come_prepared_and_give_the_same_head():
+    """The siblings' filed photos a filed class is trained against are put in the metric and in
+    the graph by the pool (once for every class drawing them): the head is the one trained from
+    scratch, and a second class drawing mostly the same counter-examples grows the pool's
+    universe by the few it lacks."""
+    X, y = library(n_classes=10, per_class=120, dim=40, spread=0.35, seed=4)
+    metric = library_metric(X)
+    pool = Pool(len(X), 0, lambda rows: X[rows], metric, size=300, margin=60)
+    heads = {}
+    for c in (0, 1):
+        pos = np.flatnonzero(y == c)[:30]
+        counter = np.flatnonzero((y != c) & (y < 6))[:200]  # its siblings' photos
+        bg, fresh, B, F, prepared = pool.draw(np.concatenate([pos, counter]), counter)
+        np.testing.assert_allclose(prepared.counter_rows, metric.apply(X[counter]), atol=1e-5)
+        np.testing.assert_allclose(prepared.metric_rows, metric.apply(B), atol=1e-5)
+        before = len(prepared.universe.places)
+        cold = train_head(X[pos], X[counter], B, metric=metric, fresh=F, config=FILED)
+        warm = train_head(
+            X[pos], X[counter], B, metric=metric, fresh=F, config=FILED, prepared=prepared
+        )
+        np.testing.assert_allclose(warm.logits(X), cold.logits(X), atol=1e-3)
+        assert abs(warm.threshold - cold.threshold) < 1e-3
+        heads[c] = prepared.universe
+        assert before > pool.candidates
+    # the second class's counter-examples were mostly the first's: grown by the others, kept
+    assert set(heads[0].places) < set(heads[1].places)
+    assert len(heads[1].places) - len(heads[0].places) <= 130
+    # the graph of the grown universe is the one computed from scratch
+    u = pool._universe
+    idx, sims = u.graphs["metric"]
+    full_idx, full_sims = nearest(unit_rows(u.rows), idx.shape[1])
+    np.testing.assert_allclose(sims, full_sims, atol=1e-5)
+    assert (np.sort(idx[:, :5], 1) == np.sort(full_idx[:, :5], 1)).mean() > 0.99  # ties aside
+
+
+def test_a_universe_past_its_bound_starts_again_from_the_candidates():
+    X, y = library(n_classes=8, per_class=100, dim=24, spread=0.3, seed=5)
+    pool = Pool(len(X), 0, lambda rows: X[rows], None, size=100, margin=20, extra=150)
+    first = np.flatnonzero(y == 1)[:100]
+    pool.draw(first, first)
+    grown = len(pool._universe.places) - pool.candidates
+    assert grown >= len(set(first) - set(pool.perm[: pool.candidates]))
+    other = np.flatnonzero(y == 5)[:100]  # another part of the library: started again
+    _, _, B, _, prepared = pool.draw(other, other)
+    assert set(prepared.universe.places) >= set(pool._where[other])
+    assert len(prepared.universe.places) - pool.candidates <= 150 < grown + 80
+    known = prepared.neighbours("library", 5, counter=True)
+    V = np.concatenate([X[other], B])
+    full, _ = graph_neighbours(V, 5)
+    got, _ = graph_neighbours(V, 5, (np.arange(len(V)), *known))
+    assert (np.sort(got, 1) == np.sort(full, 1)).all()
+
+
+def test_known_rows_anywhere_give_the_same_graph():
+    X, _ = library(n_classes=5, per_class=50, dim=16, spread=0.3, seed=6)
+    full_nbr, full_vals = graph_neighbours(X, 4)
+    rows = np.arange(40, 250)  # the first 40 computed in full, the rest known among themselves
+    idx, sims = nearest(X[rows], 8)
+    nbr, vals = graph_neighbours(X, 4, (rows, idx, sims))
+    assert (np.sort(nbr, 1) == np.sort(full_nbr, 1)).all()
+    np.testing.assert_allclose(np.sort(vals, 1), np.sort(full_vals, 1), atol=1e-6)

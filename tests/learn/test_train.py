@@ -238,3 +238,16 @@ def test_a_sample_of_examples_only_sizes_the_class_from_all_of_their_ranks():
     assert "n_sample" not in one.params and np.array_equal(one.w, edge.w)
     with pytest.raises(UsageError, match="sample"):
         train_head(X[pos], X[:0], X[bg], sample=np.ones(5, bool))
+
+
+def test_a_warm_start_gives_the_head_a_cold_start_gives():
+    """``warm_start`` (FILED_HEAD's) starts the first head's fit from the probe's weights: the
+    same convex problem, so the same head within the fit's tolerance."""
+    X, y = library(n_classes=5, per_class=120, dim=32, spread=0.3, seed=4)
+    pos = np.flatnonzero(y == 0)[:60]
+    neg = np.flatnonzero(y == 1)[:40]
+    bg = background_indices(len(X), np.concatenate([pos, neg]), np.random.default_rng(0), 300)
+    cold = train_head(X[pos], X[neg], X[bg], config=replace(DEFAULT_CONFIG, warm_start=False))
+    warm = train_head(X[pos], X[neg], X[bg], config=replace(DEFAULT_CONFIG, warm_start=True))
+    np.testing.assert_allclose(warm.logits(X), cold.logits(X), atol=0.05)
+    assert abs(warm.threshold - cold.threshold) < 0.01
