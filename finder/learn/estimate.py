@@ -129,6 +129,22 @@ def _spread(terms: np.ndarray) -> float:
     return k / (k - 1) * float(((terms - terms.mean()) ** 2).sum()) if k > 1 else 0.0
 
 
+def _columns(marks: Sequence[Mark], cut: float) -> tuple:
+    """The marks as columns: label ``y``, in the answer ``g``, the held-out logit ``held`` (the
+    score where there is none) and in the answer by it ``h``, ``known_from``, ``strip`` (−1:
+    none), ``chance``, whether drawn, and the strips with at least two draws."""
+    y = np.asarray([m.label for m in marks], dtype=np.float64)
+    g = np.asarray([m.score >= cut for m in marks], dtype=np.float64)
+    held = np.asarray([m.held if np.isfinite(m.held) else m.score for m in marks])
+    h = (held >= cut).astype(np.float64)  # in the answer by a head not trained on it
+    known = np.asarray([m.known_from for m in marks])
+    strip = np.asarray([-1 if m.strip is None else m.strip for m in marks])
+    chance = np.asarray([m.chance for m in marks], dtype=np.float64)
+    drawn = (strip >= 0) & np.isfinite(chance) & (chance > 0)
+    rounds = [r for r in np.unique(strip[drawn]) if (drawn & (strip == r)).sum() >= 2]
+    return y, g, held, h, known, strip, chance, drawn, rounds
+
+
 def estimate(
     marks: Sequence[Mark],
     cut: float,
@@ -151,16 +167,8 @@ def estimate(
         return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
     if not marks:
         return None
-    y = np.asarray([m.label for m in marks], dtype=np.float64)
-    g = np.asarray([m.score >= cut for m in marks], dtype=np.float64)
-    held = np.asarray([m.held if np.isfinite(m.held) else m.score for m in marks])
-    h = (held >= cut).astype(np.float64)  # in the answer by a head not trained on it
+    y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
     q = sigmoid(held)  # its probability by a head not trained on it
-    known = np.asarray([m.known_from for m in marks])
-    strip = np.asarray([-1 if m.strip is None else m.strip for m in marks])
-    chance = np.asarray([m.chance for m in marks], dtype=np.float64)
-    drawn = (strip >= 0) & np.isfinite(chance) & (chance > 0)
-    rounds = [r for r in np.unique(strip[drawn]) if (drawn & (strip == r)).sum() >= 2]
     sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
     n_draws = int(sizes.sum())
     if n_draws < min_draws:
@@ -232,15 +240,7 @@ def horvitz_thompson(
     of the weights (Korn and Graubard)."""
     if not marks:
         return None
-    y = np.asarray([m.label for m in marks], dtype=np.float64)
-    g = np.asarray([m.score >= cut for m in marks], dtype=np.float64)
-    held = np.asarray([m.held if np.isfinite(m.held) else m.score for m in marks])
-    h = (held >= cut).astype(np.float64)  # in the answer by a head not trained on it
-    known = np.asarray([m.known_from for m in marks])
-    strip = np.asarray([-1 if m.strip is None else m.strip for m in marks])
-    chance = np.asarray([m.chance for m in marks], dtype=np.float64)
-    drawn = (strip >= 0) & np.isfinite(chance) & (chance > 0)
-    rounds = [r for r in np.unique(strip[drawn]) if (drawn & (strip == r)).sum() >= 2]
+    y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
     n_draws = int(sum((drawn & (strip == r)).sum() for r in rounds))
     if n_draws < min_draws:
         return None
