@@ -15,7 +15,7 @@ and dog, as experiment_feedback's "flowers"), scored on the held-out photos as t
     python scripts/trace_cuts.py /work/fb10trace.tf.pkl [more.pkl ...] [--rounds 0 1 5 10]
         [--precision 0.8] [--recall 0.65] [--classes daisy dandelion roses sunflowers tulips]
 
-numpy only; the last line is JSON.
+The last line is JSON.
 """
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from finder.learn.scores import best_f1, precision_recall  # noqa: E402
 
 PETS = ("cat", "dog")
 
@@ -39,19 +45,15 @@ def curve(truth: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def case_figures(truth: np.ndarray, z: np.ndarray, cut: float, p0: float, r0: float) -> dict:
-    answer = z >= np.float32(cut)
-    tp = int((answer & truth).sum())
-    p = tp / answer.sum() if answer.any() else 0.0
-    r = tp / max(int(truth.sum()), 1)
+    p, r, f1 = precision_recall(truth, z >= np.float32(cut))
     prec, rec = curve(truth, z)
-    f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0)
     at_p = rec[prec >= p0]
     at_r = prec[rec >= r0]
     return {
         "precision": p,
         "recall": r,
-        "f1": 0.0 if tp == 0 else 2 * p * r / (p + r),
-        "best_f1": float(f1.max()),
+        "f1": f1,
+        "best_f1": best_f1(truth, z),
         "recall_at_p": float(at_p.max()) if len(at_p) else 0.0,
         "precision_at_r": float(at_r.max()) if len(at_r) else 0.0,
         "reach": bool(((prec >= p0) & (rec >= r0)).any()),
