@@ -3,7 +3,8 @@
 ``scripts/experiment_feedback.py --trace T`` pickles every (class, trial, round) case: the
 head's logits over the library, its cut, the held-out photos, the marks. This reads those
 pickles back and prints, per library and round, over the flower classes (every class but cat
-and dog, as experiment_feedback's "flowers"), scored on the held-out photos as there:
+and dog, as experiment_feedback's "flowers"; ``--classes`` names others, cat and dog included),
+scored on the held-out photos as there:
 
 - ``P / R``: precision and recall at the head's own cut (what the answer is);
 - ``best F1``: the F1 of the best cut, chosen knowing the labels (the ranking's ceiling);
@@ -81,9 +82,9 @@ def main() -> None:
         lib = path.name.rsplit(".", 2)[-2] if path.name.count(".") >= 2 else path.stem
         by_round: dict[int, list[dict]] = {}
         for case in data["cases"]:
-            if case["class"] in PETS or (args.rounds and case["round"] not in args.rounds):
+            if args.rounds and case["round"] not in args.rounds:
                 continue
-            if args.classes and case["class"] not in args.classes:
+            if case["class"] not in args.classes if args.classes else case["class"] in PETS:
                 continue
             hold = np.asarray(case["hold"], dtype=bool)
             truth = labels[hold] == case["class"]
