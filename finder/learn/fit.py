@@ -13,10 +13,13 @@ This module imports numpy and scipy only (never TensorFlow).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy
 from scipy.optimize import minimize
 
 from finder.errors import UsageError
@@ -72,6 +75,107 @@ def fit_logistic(
         theta0[:d], theta0[d] = init
     res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options=FIT_OPTIONS)
     return res.x[:d].astype(np.float32), float(res.x[d])
+
+
+class _Lockstep:
+    """The evaluations of several L-BFGS-B fits over the same rows ``X``, each in a thread of
+    its own, made together: when every fit still running has asked for its loss and gradient,
+    one pass over ``X`` computes them all (``X @ W`` and ``Rᵀ @ X`` for their weights ``W`` and
+    residuals ``R``: a matrix product reads ``X`` once for all the fits, where each fit alone
+    reads it twice an evaluation). Each fit follows its own iterates, as :func:`fit_logistic`
+    alone would (the products' rounding aside)."""
+
+    def __init__(self, X: np.ndarray, fits: int) -> None:
+        self.X = X
+        self.live = fits
+        self.asked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.answers: dict[int, tuple[float, np.ndarray]] = {}
+        self.cond = threading.Condition()
+
+    def evaluate(
+        self, i: int, theta: np.ndarray, y: np.ndarray, s: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        with self.cond:
+            self.asked[i] = (theta, y, s)
+            if len(self.asked) == self.live:
+                self._run()
+            while i not in self.answers:
+                self.cond.wait()
+            return self.answers.pop(i)
+
+    def leave(self) -> None:
+        """A fit finished (or failed): the others no longer wait for it."""
+        with self.cond:
+            self.live -= 1
+            if self.asked and len(self.asked) == self.live:
+                self._run()
+
+    def _run(self) -> None:  # under the lock, every running fit waiting
+        d = self.X.shape[1]
+        keys = sorted(self.asked)  # in the fits' order: the same products, whoever asks first
+        thetas = [self.asked[i][0] for i in keys]
+        W = np.stack([t[:d] for t in thetas], axis=1).astype(np.float32)
+        Z = (self.X @ W).astype(np.float64)
+        R = np.empty(Z.shape, dtype=np.float32)
+        losses = []
+        for j, i in enumerate(keys):
+            _, y, s = self.asked[i]
+            z = Z[:, j] + thetas[j][d]
+            r = s * (sigmoid(z) - y)
+            R[:, j] = r
+            losses.append((float(s @ (np.logaddexp(0.0, z) - y * z)), float(r.sum())))
+        G = (R.T @ self.X).astype(np.float64)
+        for j, i in enumerate(keys):
+            w = thetas[j][:d]
+            g = np.empty(d + 1)
+            g[:d] = G[j] + w
+            g[d] = losses[j][1]
+            self.answers[i] = (losses[j][0] + 0.5 * float(w @ w), g)
+        self.asked.clear()
+        self.cond.notify_all()
+
+
+LOCKSTEP: bool = tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15)
+"""Whether several fits may run at once in threads (:func:`fit_logistic_many`): SciPy's
+L-BFGS-B keeps all its state in its arguments from 1.15 (its C translation)."""
+
+
+def fit_logistic_many(
+    X: np.ndarray,
+    fits: list[tuple[np.ndarray, np.ndarray]],
+    C: float = 1.0,
+    *,
+    init: tuple[np.ndarray, float] | None = None,
+) -> list[tuple[np.ndarray, float]]:
+    """:func:`fit_logistic` of the same rows ``X`` under several ``(y, sample_weight)`` (the
+    folds of a cross-validation), all from ``init``: the same fits, their evaluations made
+    together (:class:`_Lockstep`), so ``X`` is read once an iteration for all of them."""
+    if len(fits) < 2 or not LOCKSTEP:
+        return [fit_logistic(X, y, sw, C, init=init) for y, sw in fits]
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    d = X.shape[1]
+    batch = _Lockstep(X, len(fits))
+
+    def one(i: int) -> tuple[np.ndarray, float]:
+        y = np.asarray(fits[i][0], dtype=np.float64)
+        s = np.asarray(fits[i][1], dtype=np.float64) * C
+        try:
+            theta0 = np.zeros(d + 1)
+            if init is not None:
+                theta0[:d], theta0[d] = init
+            res = minimize(
+                lambda theta: batch.evaluate(i, theta, y, s),
+                theta0,
+                jac=True,
+                method="L-BFGS-B",
+                options=FIT_OPTIONS,
+            )
+        finally:
+            batch.leave()
+        return res.x[:d].astype(np.float32), float(res.x[d])
+
+    with ThreadPoolExecutor(len(fits), thread_name_prefix="finder-fit") as pool:
+        return list(pool.map(one, range(len(fits))))
 
 
 def fit_weighted(
@@ -227,6 +331,19 @@ class Problem:
         sw = np.where(pos, weight * (n / weight[pos].sum()), weight * (n / weight[~pos].sum()))
         return fit_logistic(self.rows(), y, sw, C, init=init)
 
+    def fit_rows_many(
+        self, y: np.ndarray, weights: list[np.ndarray], C: float, init=None
+    ) -> list[tuple[np.ndarray, float]]:
+        """:meth:`fit_rows` under each of ``weights`` (the folds of a cross-validation), the
+        fits made together (:func:`fit_logistic_many`)."""
+        pos = y > 0
+        fits = []
+        for weight in weights:
+            n = 0.5 * int((weight > 0).sum())
+            sw = np.where(pos, weight * (n / weight[pos].sum()), weight * (n / weight[~pos].sum()))
+            fits.append((y, sw))
+        return fit_logistic_many(self.rows(), fits, C, init=init)
+
     def labels(self, Q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Labels and weights of :meth:`rows`: examples 1, explicit negatives 0 (weighing
         ``EXPLICIT_NEGATIVE_WEIGHT``), the background 0, but the rows ``Q`` of it 1."""
@@ -300,11 +417,9 @@ class Problem:
         z = np.zeros(p + q)
         y, weight = self._pseudo(order, n_pseudo, cfg)
         marks = self.rows()[: p + q]
-        for f in range(folds):
-            out = which == f
-            w, b = self.fit_rows(
-                y, np.where(np.r_[out, np.zeros(len(self.B), bool)], 0.0, weight), cfg.C, init
-            )
+        outs = [which == f for f in range(folds)]
+        weights = [np.where(np.r_[out, np.zeros(len(self.B), bool)], 0.0, weight) for out in outs]
+        for out, (w, b) in zip(outs, self.fit_rows_many(y, weights, cfg.C, init), strict=True):
             z[out] = marks[out] @ w + b
         return z, labels
 
@@ -334,10 +449,14 @@ class Problem:
         if sample is not None:
             weight[:p][~sample] = 0.0  # the other ✓ train no probe
         ranks = []
-        for held in np.array_split(rng.permutation(len(idx)), min(len(idx), cfg.folds)):
+        folds = np.array_split(rng.permutation(len(idx)), min(len(idx), cfg.folds))
+        weights = []
+        for held in folds:
             kept = weight.copy()
             kept[idx[held]] = 0.0
-            w, b = self.fit_rows(y, kept, cfg.probe_C, init)
+            weights.append(kept)
+        heads = self.fit_rows_many(y, weights, cfg.probe_C, init)
+        for held, (w, b) in zip(folds, heads, strict=True):
             zb, ze = self.B @ w + b, E @ w + b
             for j in idx[held]:
                 zj = self.P[j] @ w + b
