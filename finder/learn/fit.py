@@ -91,6 +91,7 @@ class _Lockstep:
         self.asked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.answers: dict[int, tuple[float, np.ndarray]] = {}
         self.cond = threading.Condition()
+        self.error: Exception | None = None
 
     def evaluate(
         self, i: int, theta: np.ndarray, y: np.ndarray, s: np.ndarray
@@ -99,8 +100,10 @@ class _Lockstep:
             self.asked[i] = (theta, y, s)
             if len(self.asked) == self.live:
                 self._run()
-            while i not in self.answers:
+            while i not in self.answers and self.error is None:
                 self.cond.wait()
+            if self.error is not None:  # the evaluation failed: every fit stops with it
+                raise self.error
             return self.answers.pop(i)
 
     def leave(self) -> None:
@@ -110,7 +113,16 @@ class _Lockstep:
             if self.asked and len(self.asked) == self.live:
                 self._run()
 
-    def _run(self) -> None:  # under the lock, every running fit waiting
+    def _run(self) -> None:
+        """Under the lock, every running fit waiting: their answers, or the error."""
+        try:
+            self._evaluate()
+        except Exception as error:  # noqa: BLE001 - raised in every fit's thread
+            self.error = error
+        self.asked.clear()
+        self.cond.notify_all()
+
+    def _evaluate(self) -> None:
         d = self.X.shape[1]
         keys = sorted(self.asked)  # in the fits' order: the same products, whoever asks first
         thetas = [self.asked[i][0] for i in keys]
@@ -131,8 +143,6 @@ class _Lockstep:
             g[:d] = G[j] + w
             g[d] = losses[j][1]
             self.answers[i] = (losses[j][0] + 0.5 * float(w @ w), g)
-        self.asked.clear()
-        self.cond.notify_all()
 
 
 LOCKSTEP: bool = tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15)
