@@ -13,7 +13,7 @@ This module imports numpy and scipy only (never TensorFlow).
 
 from __future__ import annotations
 
-import threading
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -77,84 +77,17 @@ def fit_logistic(
     return res.x[:d].astype(np.float32), float(res.x[d])
 
 
-class _Lockstep:
-    """The evaluations of several L-BFGS-B fits over the same rows ``X``, each in a thread of
-    its own, made together: when every fit still running has asked for its loss and gradient,
-    one pass over ``X`` computes them all (``X @ W`` and ``Rᵀ @ X`` for their weights ``W`` and
-    residuals ``R``: a matrix product reads ``X`` once for all the fits, where each fit alone
-    reads it twice an evaluation). Each fit follows its own iterates, as :func:`fit_logistic`
-    alone would (the products' rounding aside)."""
-
-    def __init__(self, X: np.ndarray, fits: int) -> None:
-        self.X = X
-        self.live = fits
-        self.asked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.answers: dict[int, tuple[float, np.ndarray]] = {}
-        self.cond = threading.Condition()
-        self.error: Exception | None = None
-
-    def evaluate(
-        self, i: int, theta: np.ndarray, y: np.ndarray, s: np.ndarray
-    ) -> tuple[float, np.ndarray]:
-        with self.cond:
-            self.asked[i] = (theta, y, s)
-            if len(self.asked) == self.live:
-                self._run()
-            while i not in self.answers and self.error is None:
-                self.cond.wait()
-            if self.error is not None:  # the evaluation failed: every fit stops with it
-                raise self.error
-            return self.answers.pop(i)
-
-    def leave(self) -> None:
-        """A fit finished (or failed): the others no longer wait for it."""
-        with self.cond:
-            self.live -= 1
-            if self.asked and len(self.asked) == self.live:
-                self._run()
-
-    def _run(self) -> None:
-        """Under the lock, every running fit waiting: their answers, or the error."""
-        try:
-            self._evaluate()
-        except Exception as error:  # noqa: BLE001 - raised in every fit's thread
-            self.error = error
-        self.asked.clear()
-        self.cond.notify_all()
-
-    def _evaluate(self) -> None:
-        d = self.X.shape[1]
-        keys = sorted(self.asked)  # in the fits' order: the same products, whoever asks first
-        thetas = [self.asked[i][0] for i in keys]
-        W = np.stack([t[:d] for t in thetas], axis=1).astype(np.float32)
-        Z = (self.X @ W).astype(np.float64)
-        R = np.empty(Z.shape, dtype=np.float32)
-        losses = []
-        for j, i in enumerate(keys):
-            _, y, s = self.asked[i]
-            z = Z[:, j] + thetas[j][d]
-            r = s * (sigmoid(z) - y)
-            R[:, j] = r
-            losses.append((float(s @ (np.logaddexp(0.0, z) - y * z)), float(r.sum())))
-        G = (R.T @ self.X).astype(np.float64)
-        for j, i in enumerate(keys):
-            w = thetas[j][:d]
-            g = np.empty(d + 1)
-            g[:d] = G[j] + w
-            g[d] = losses[j][1]
-            self.answers[i] = (losses[j][0] + 0.5 * float(w @ w), g)
-
-
-LOCKSTEP: bool = tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15)
+THREADED: bool = tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15)
 """Whether several fits may run at once in threads (:func:`fit_logistic_many`): SciPy's
 L-BFGS-B keeps all its state in its arguments from 1.15 (its C translation)."""
 
 
-LOCKSTEP_BYTES: int = 24 << 20
-"""Rows at least this large (bytes) are fitted in lockstep (:func:`fit_logistic_many`): past the
-processor's last-level cache each evaluation reads them from memory, and one read for all the
-folds is the saving (4,096-d: 2,000 rows are 33 MB). Smaller ones (1,024-d: 8 MB) stay in the
-cache, where one fit after another is as fast, and exactly :func:`fit_logistic`'s."""
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def fit_logistic_many(
@@ -165,35 +98,15 @@ def fit_logistic_many(
     init: tuple[np.ndarray, float] | None = None,
 ) -> list[tuple[np.ndarray, float]]:
     """:func:`fit_logistic` of the same rows ``X`` under several ``(y, sample_weight)`` (the
-    folds of a cross-validation), all from ``init``: the same fits, their evaluations made
-    together (:class:`_Lockstep`) when ``X`` is large (:data:`LOCKSTEP_BYTES`), so it is read
-    once an iteration for all of them."""
-    if len(fits) < 2 or not LOCKSTEP or X.size * 4 < LOCKSTEP_BYTES:
+    folds of a cross-validation), all from ``init``, on every core this process may use: each
+    fit in a thread of its own (their products release the GIL), the very fits made one after
+    another, sooner (a strip's retraining at 4,096-d spends most of its time in its folds)."""
+    workers = min(len(fits), cpu_count())
+    if workers < 2 or not THREADED:
         return [fit_logistic(X, y, sw, C, init=init) for y, sw in fits]
     X = np.ascontiguousarray(X, dtype=np.float32)
-    d = X.shape[1]
-    batch = _Lockstep(X, len(fits))
-
-    def one(i: int) -> tuple[np.ndarray, float]:
-        y = np.asarray(fits[i][0], dtype=np.float64)
-        s = np.asarray(fits[i][1], dtype=np.float64) * C
-        try:
-            theta0 = np.zeros(d + 1)
-            if init is not None:
-                theta0[:d], theta0[d] = init
-            res = minimize(
-                lambda theta: batch.evaluate(i, theta, y, s),
-                theta0,
-                jac=True,
-                method="L-BFGS-B",
-                options=FIT_OPTIONS,
-            )
-        finally:
-            batch.leave()
-        return res.x[:d].astype(np.float32), float(res.x[d])
-
-    with ThreadPoolExecutor(len(fits), thread_name_prefix="finder-fit") as pool:
-        return list(pool.map(one, range(len(fits))))
+    with ThreadPoolExecutor(workers, thread_name_prefix="finder-fit") as pool:
+        return list(pool.map(lambda f: fit_logistic(X, f[0], f[1], C, init=init), fits))
 
 
 def fit_weighted(
