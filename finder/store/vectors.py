@@ -28,7 +28,6 @@ from finder.errors import Arg, LibraryError
 from finder.store import files, tiers
 from finder.store.exact import exact_scores, one_thread, rescore
 from finder.store.raw import CHUNK, RawLog
-from finder.store.scan import dense, dense_rescore
 from finder.store.tiers import Tier, TierOptions, saved
 
 __all__ = ["CHUNK", "StoreStats", "UnknownVectors", "VectorStore", "exact_scores"]
@@ -485,9 +484,8 @@ class VectorStore:
             else:
                 with one_thread():
                     cand = index.above(w, float(min_score) - b)
-            redo = dense_rescore if dense(self.raw, len(cand)) else rescore  # most of them: spans
             with one_thread():
-                ids, scores = redo(
+                ids, scores = rescore(
                     self.raw, cand, w, b, min_score=float(min_score), threads=self.scan_threads
                 )
             self._complete = (key, ids, scores)
@@ -496,8 +494,14 @@ class VectorStore:
                 ids, scores = rescore(
                     self.raw, index.knn(w, k, head=True), w, b, threads=self.scan_threads
                 )
-        else:  # every vector, sorted
-            ids, scores = dense_rescore(self.raw, self.raw.ids(), w, b, threads=self.scan_threads)
+        else:
+            parts_ids, parts_scores = [], []
+            for rows, x in self.raw.scan(self.raw.live_rows()):
+                parts_ids.append(self.raw.ids_of(rows))
+                parts_scores.append(exact_scores(x, w) + np.float32(b))
+            ids, scores = np.concatenate(parts_ids), np.concatenate(parts_scores)
+            best = np.lexsort((ids, -scores))
+            ids, scores = ids[best], scores[best]
         if k is not None:
             ids, scores = ids[:k], scores[:k]
         return ids, scores
