@@ -57,6 +57,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -200,21 +201,12 @@ class Served:
 
 
 def server_cpu_ms() -> float:
-    """CPU time so far of every thread of this process but the main one (the client): the
-    server's event loop, the library's thread and the decoders. Linux; clock-tick resolution,
-    so read it around many requests."""
-    main = threading.main_thread().native_id
-    ticks = 0
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            if int(tid) == main:
-                continue
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    except OSError:
-        return float("nan")
-    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU time so far of this process but its main thread (the client): the server's event
+    loop, the library's thread, the decoders, and the threads they start and end (a scan's, a
+    head's folds): the process's times count those once they end, where the live threads'
+    ``/proc/self/task`` (what this read before) missed them. Call it from the main thread."""
+    t = resource.getrusage(resource.RUSAGE_SELF)
+    return (t.ru_utime + t.ru_stime - time.thread_time()) * 1000
 
 
 def server_ms(response) -> float:
