@@ -205,4 +205,5 @@ class Strips:
         marked = set(ids.values()) - {None}
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = ~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids)
-        return estimate(marks, cut, unmarked=items.scores[free])
+        softened = head.params.get("softened")
+        return estimate(marks, cut, unmarked=items.scores[free], softened=softened)

@@ -65,6 +65,7 @@ def cases(data: dict) -> Iterator[dict]:
             "marks": marks,
             "unmarked": z[frame & ~marked],
             "cut": cut,
+            "softened": case.get("softened"),
             "P": p,
             "R": r,
         }
@@ -114,7 +115,9 @@ def main() -> None:
     else:
 
         def fn(c: dict) -> dict | None:
-            return estimate(c["marks"], c["cut"], unmarked=c["unmarked"], **kw)
+            return estimate(
+                c["marks"], c["cut"], unmarked=c["unmarked"], softened=c["softened"], **kw
+            )
 
     report = {}
     print(

@@ -154,13 +154,17 @@ def estimate(
     min_draws: int = MIN_DRAWS,
     tail: float = TAIL,
     floor: float = DEFAULT_PLAN.floor,
+    softened: Sequence[float] | None = None,
 ) -> dict | None:
     """``{"precision", "precision_range": [lo, hi], "recall", "recall_range": [lo, hi],
     "marks": n}`` of the answer ``score >= cut`` over the library, from ``marks`` and
     ``unmarked``, the scores under the class's head of every photo not marked (``-inf`` for
     photos too far below the cut to score: ``p`` 0), the module's docstring; ``marks`` counts
     the random draws it stands on. ``floor``: the strips' usefulness floor (their draws'
-    chances, for the design's variance). Without ``unmarked``, :func:`horvitz_thompson`.
+    chances, for the design's variance). ``softened``: the head's ``(k, d)`` when its
+    probabilities were softened (``Head.params["softened"]``, :func:`finder.learn.calibrate.
+    soften`): the model ``p`` is then the fit before, ``sigmoid((z − d) / k)`` (the draws'
+    chances stay the head's). Without ``unmarked``, :func:`horvitz_thompson`.
     None until there are ``min_draws`` marked draws, with at least one photo of the answer and
     of the class among what the estimate sees."""
     if unmarked is None:
@@ -168,13 +172,14 @@ def estimate(
     if not marks:
         return None
     y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
-    q = sigmoid(held)  # its probability by a head not trained on it
+    k_soft, d_soft = (1.0, 0.0) if softened is None else (float(softened[0]), float(softened[1]))
+    q = sigmoid((held - d_soft) / k_soft)  # its probability by a head not trained on it
     sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
     n_draws = int(sizes.sum())
     if n_draws < min_draws:
         return None
     z = np.asarray(unmarked, dtype=np.float64)
-    p = sigmoid(z)
+    p = sigmoid((z - d_soft) / k_soft)
     a = (z >= cut).astype(np.float64)  # the unmarked photos in the answer
     answer = float(a.sum() + g.sum())  # known exactly
     u_free, u_mark = usefulness(z, floor), usefulness(held, floor)

@@ -230,7 +230,10 @@ class _Run:
             Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)) for i, lab, kf, s, c in self.marks
         ]
         unmarked = z[frame & ~self.marked]  # what the strips could draw: the model's part
-        out["estimate"] = estimate(marks, cut, unmarked=unmarked, floor=self.floor)
+        softened = head.params.get("softened")
+        out["estimate"] = estimate(
+            marks, cut, unmarked=unmarked, floor=self.floor, softened=softened
+        )
         return out
 
 
@@ -316,6 +319,7 @@ def feedback(
                                 "cut": head.logit_threshold,
                                 "hold": run.hold,
                                 "held": dict(teacher.held_out(label)),
+                                "softened": head.params.get("softened"),
                             }
                         )
                     if r == rounds:
