@@ -16,12 +16,14 @@ labels are an unbiased sample of the class probability *given* the vector (missi
 A fit on a few dozen marks is too sure: :func:`soften` averages the probabilities over the fits
 the marks allow (Bayesian averaging, Laplace's approximation), which flattens them while the marks
 are few (after a first strip of 20, by about half) and leaves them as they are once the marks are
-many.
+many; :func:`sharpen` undoes it where the fit itself is wanted (the strips' draws, the estimate).
 
 numpy only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -150,3 +152,14 @@ def soften(
     k = float(np.mean(1.0 / np.sqrt(1.0 + np.pi * s2 / 8.0))) if len(z) else 1.0
     zb = np.asarray(background, dtype=np.float64)
     return k, intercept_for_total(zb, k, float(sigmoid(zb).sum()))
+
+
+def sharpen(z: float | np.ndarray, softened: Sequence[float] | None) -> float | np.ndarray:
+    """Logits ``z`` of a softened head (``softened``: its ``Head.params["softened"]``, the
+    ``(k, d)`` of :func:`soften`) as the fit before softening gave them, ``(z − d) / k``: what
+    the strips draw by and the estimate models with, so that softening changes the probabilities
+    a head states and nothing it is taught. ``z`` as it is when ``softened`` is None."""
+    if softened is None:
+        return z
+    k, d = float(softened[0]), float(softened[1])
+    return (z - d) / k

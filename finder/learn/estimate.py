@@ -47,11 +47,12 @@ numpy only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
 
+from finder.learn.calibrate import sharpen
 from finder.learn.head import sigmoid
 from finder.learn.strip import DEFAULT_PLAN, usefulness
 
@@ -163,23 +164,28 @@ def estimate(
     the random draws it stands on. ``floor``: the strips' usefulness floor (their draws'
     chances, for the design's variance). ``softened``: the head's ``(k, d)`` when its
     probabilities were softened (``Head.params["softened"]``, :func:`finder.learn.calibrate.
-    soften`): the model ``p`` is then the fit before, ``sigmoid((z − d) / k)`` (the draws'
-    chances stay the head's). Without ``unmarked``, :func:`horvitz_thompson`.
+    soften`): every logit is taken back to the fit before (:func:`~finder.learn.calibrate.
+    sharpen`), the scale the strips drew in. Without ``unmarked``, :func:`horvitz_thompson`.
     None until there are ``min_draws`` marked draws, with at least one photo of the answer and
     of the class among what the estimate sees."""
     if unmarked is None:
         return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
     if not marks:
         return None
+    if softened is not None:  # in the scale of the fit before softening, as the strips drew
+        marks = [
+            replace(m, score=sharpen(m.score, softened), held=sharpen(m.held, softened))
+            for m in marks
+        ]
+        cut, unmarked = sharpen(cut, softened), sharpen(np.asarray(unmarked), softened)
     y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
-    k_soft, d_soft = (1.0, 0.0) if softened is None else (float(softened[0]), float(softened[1]))
-    q = sigmoid((held - d_soft) / k_soft)  # its probability by a head not trained on it
+    q = sigmoid(held)  # its probability by a head not trained on it
     sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
     n_draws = int(sizes.sum())
     if n_draws < min_draws:
         return None
     z = np.asarray(unmarked, dtype=np.float64)
-    p = sigmoid((z - d_soft) / k_soft)
+    p = sigmoid(z)
     a = (z >= cut).astype(np.float64)  # the unmarked photos in the answer
     answer = float(a.sum() + g.sum())  # known exactly
     u_free, u_mark = usefulness(z, floor), usefulness(held, floor)

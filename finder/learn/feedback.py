@@ -24,6 +24,7 @@ import numpy as np
 
 from finder.errors import Arg, UsageError
 from finder.learn.background import Pool
+from finder.learn.calibrate import sharpen
 from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
@@ -328,13 +329,14 @@ def feedback(
                     if not len(rest):
                         break
                     cut = head.logit_threshold
+                    softened = head.params.get("softened")  # drawn by the fit, not softened
                     if shown == "top":
                         pick, chance = top_picks(z, rest, clicks), None
                         whence = np.full(len(pick), TOP)
                     else:
                         strip = choose_strip(
-                            z[rest],
-                            cut,
+                            sharpen(z[rest], softened),
+                            sharpen(cut, softened),
                             lambda pos, rest=rest: X[rest[pos]],
                             rng=np.random.default_rng([seed, ci, k, t, r]),
                             plan=plan,

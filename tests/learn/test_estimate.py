@@ -116,7 +116,8 @@ def test_student_t_quantiles() -> None:
 
 def test_a_softened_head_is_estimated_with_the_fit_before_softening() -> None:
     # finder.learn.calibrate.soften: the head's logits k·z + d (the same answer); given (k, d),
-    # the estimate's model is the fit before, so its estimate is that of the sharp logits
+    # the estimate works in the scale of the fit before (the strips drew in it): the estimate
+    # of the sharp logits, where the softened probabilities taken as the model differ
     y, logit = _library(3)
     rng = np.random.default_rng(3)
     V = _unit(rng.standard_normal((len(y), 8)))
@@ -134,6 +135,7 @@ def test_a_softened_head_is_estimated_with_the_fit_before_softening() -> None:
     got = estimate(soft, 1.5 * k + d, unmarked=k * logit[~marked] + d, softened=(k, d))
     flat = estimate(soft, 1.5 * k + d, unmarked=k * logit[~marked] + d)
     assert sharp is not None and got is not None and flat is not None
-    for key in ("precision", "recall"):
+    for key in ("precision", "recall"):  # the same estimate, its range too
         assert got[key] == pytest.approx(sharp[key], abs=1e-9)
+        assert got[f"{key}_range"] == pytest.approx(sharp[f"{key}_range"], abs=1e-9)
     assert any(flat[key] != pytest.approx(sharp[key], abs=1e-3) for key in ("precision", "recall"))
