@@ -27,6 +27,7 @@ import numpy as np
 from finder.answers import Answers, Match
 from finder.errors import Arg, LibraryError, UsageError
 from finder.folder import Folder
+from finder.learn.calibrate import sharpen
 from finder.learn.estimate import MIN_DRAWS, estimate
 from finder.learn.estimate import Mark as EstimateMark
 from finder.learn.head import sigmoid
@@ -95,10 +96,15 @@ class Strips:
         items = self._scored(head, cut - FAR)
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = np.flatnonzero(~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids))
-        z = items.scores[free].astype(np.float64)
+        softened = head.params.get("softened")  # drawn by the fit, not softened (calibrate)
+        z = sharpen(items.scores[free].astype(np.float64), softened)
         rng = np.random.default_rng([len(marked), (last + 1) if last is not None else 0])
         chosen = choose_strip(
-            z, cut, lambda pos: store.get(items.keys[free[pos]]), rng=rng, plan=plan_for(n)
+            z,
+            sharpen(cut, softened),
+            lambda pos: store.get(items.keys[free[pos]]),
+            rng=rng,
+            plan=plan_for(n),
         )
         keys = items.keys[free[chosen.picks]]
         rows = [
@@ -205,4 +211,5 @@ class Strips:
         marked = set(ids.values()) - {None}
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = ~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids)
-        return estimate(marks, cut, unmarked=items.scores[free])
+        softened = head.params.get("softened")
+        return estimate(marks, cut, unmarked=items.scores[free], softened=softened)

@@ -47,11 +47,12 @@ numpy only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
 
+from finder.learn.calibrate import sharpen
 from finder.learn.head import sigmoid
 from finder.learn.strip import DEFAULT_PLAN, usefulness
 
@@ -154,19 +155,29 @@ def estimate(
     min_draws: int = MIN_DRAWS,
     tail: float = TAIL,
     floor: float = DEFAULT_PLAN.floor,
+    softened: Sequence[float] | None = None,
 ) -> dict | None:
     """``{"precision", "precision_range": [lo, hi], "recall", "recall_range": [lo, hi],
     "marks": n}`` of the answer ``score >= cut`` over the library, from ``marks`` and
     ``unmarked``, the scores under the class's head of every photo not marked (``-inf`` for
     photos too far below the cut to score: ``p`` 0), the module's docstring; ``marks`` counts
     the random draws it stands on. ``floor``: the strips' usefulness floor (their draws'
-    chances, for the design's variance). Without ``unmarked``, :func:`horvitz_thompson`.
+    chances, for the design's variance). ``softened``: the head's ``(k, d)`` when its
+    probabilities were softened (``Head.params["softened"]``, :func:`finder.learn.calibrate.
+    soften`): every logit is taken back to the fit before (:func:`~finder.learn.calibrate.
+    sharpen`), the scale the strips drew in. Without ``unmarked``, :func:`horvitz_thompson`.
     None until there are ``min_draws`` marked draws, with at least one photo of the answer and
     of the class among what the estimate sees."""
     if unmarked is None:
         return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
     if not marks:
         return None
+    if softened is not None:  # in the scale of the fit before softening, as the strips drew
+        marks = [
+            replace(m, score=sharpen(m.score, softened), held=sharpen(m.held, softened))
+            for m in marks
+        ]
+        cut, unmarked = sharpen(cut, softened), sharpen(np.asarray(unmarked), softened)
     y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
     q = sigmoid(held)  # its probability by a head not trained on it
     sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)

@@ -24,6 +24,7 @@ import numpy as np
 
 from finder.errors import Arg, UsageError
 from finder.learn.background import Pool
+from finder.learn.calibrate import sharpen
 from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
@@ -230,7 +231,10 @@ class _Run:
             Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)) for i, lab, kf, s, c in self.marks
         ]
         unmarked = z[frame & ~self.marked]  # what the strips could draw: the model's part
-        out["estimate"] = estimate(marks, cut, unmarked=unmarked, floor=self.floor)
+        softened = head.params.get("softened")
+        out["estimate"] = estimate(
+            marks, cut, unmarked=unmarked, floor=self.floor, softened=softened
+        )
         return out
 
 
@@ -316,6 +320,7 @@ def feedback(
                                 "cut": head.logit_threshold,
                                 "hold": run.hold,
                                 "held": dict(teacher.held_out(label)),
+                                "softened": head.params.get("softened"),
                             }
                         )
                     if r == rounds:
@@ -324,13 +329,14 @@ def feedback(
                     if not len(rest):
                         break
                     cut = head.logit_threshold
+                    softened = head.params.get("softened")  # drawn by the fit, not softened
                     if shown == "top":
                         pick, chance = top_picks(z, rest, clicks), None
                         whence = np.full(len(pick), TOP)
                     else:
                         strip = choose_strip(
-                            z[rest],
-                            cut,
+                            sharpen(z[rest], softened),
+                            sharpen(cut, softened),
                             lambda pos, rest=rest: X[rest[pos]],
                             rng=np.random.default_rng([seed, ci, k, t, r]),
                             plan=plan,

@@ -29,7 +29,7 @@ import numpy as np
 
 from finder.errors import UsageError
 from finder.learn.background import Prepared
-from finder.learn.calibrate import calibrate, platt
+from finder.learn.calibrate import calibrate, platt, soften
 from finder.learn.cutoff import CutConfig, CutInput, cut_off, gap_near_size
 from finder.learn.fit import (  # noqa: F401 - the primitives, named here too
     EXPLICIT_NEGATIVE_WEIGHT,
@@ -40,7 +40,7 @@ from finder.learn.fit import (  # noqa: F401 - the primitives, named here too
     fit_weighted,
     knn_diffusion,
 )
-from finder.learn.head import Head, sigmoid
+from finder.learn.head import Head, logit, sigmoid
 from finder.learn.metric import Metric
 
 BACKGROUND_SIZE: int = 2000
@@ -104,6 +104,8 @@ class HeadConfig:
     marks_refit: bool = False  # ... and the head fitted again from the size that gives
     marks_direct: bool = True  # ... and calibrated by that fit (False: by two Gaussians at the
     # size it gives)
+    marks_soften: bool = True  # ... its probabilities then averaged over the fits the marks
+    # allow (finder.learn.calibrate.soften: flatter while they are few), the answer as cut
     marks_raise: bool = False  # ... the raise rule still applies (default: not once marks fire)
     marks_top: bool = False  # ... also when no mark came from a strip (``train_head``'s
     # ``strips`` False: every ✓ and ✗ given on the top of the ranking, which says nothing of
@@ -281,6 +283,11 @@ def _train(
         zs = zs * a + c
         params.update(calibration=[a, c])
     threshold = cut_off(CutInput(np.sort(zs)[::-1], n_size), cfg.cut)
+    if cfg.calibrate and cfg.marks_soften and direct is not None:  # the same answer, softer
+        k, d = soften(a * held + c, zs)
+        w, b, a, c = w * np.float32(k), b * k + d, a * k, c * k + d
+        threshold = float(sigmoid(np.array([k * logit(threshold) + d]))[0])
+        params.update(calibration=[a, c], softened=[k, d])
     if fresh is not None:
         params["fresh"] = fresh.n
     if held is not None:

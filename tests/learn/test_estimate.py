@@ -112,3 +112,30 @@ def test_student_t_quantiles() -> None:
     assert _t(0.9, 10) == pytest.approx(1.8125, abs=2e-3)
     assert _t(0.9, 5) == pytest.approx(2.0150, abs=3e-3)
     assert _t(0.95, 20) == pytest.approx(2.0860, abs=2e-3)
+
+
+def test_a_softened_head_is_estimated_with_the_fit_before_softening() -> None:
+    # finder.learn.calibrate.soften: the head's logits k·z + d (the same answer); given (k, d),
+    # the estimate works in the scale of the fit before (the strips drew in it): the estimate
+    # of the sharp logits, where the softened probabilities taken as the model differ
+    y, logit = _library(3)
+    rng = np.random.default_rng(3)
+    V = _unit(rng.standard_normal((len(y), 8)))
+    marked = np.zeros(len(y), dtype=bool)
+    marks: list[Mark] = []
+    for r in range(3):
+        rest = np.flatnonzero(~marked)
+        strip = choose_strip(logit[rest], 1.5, lambda p, rest=rest: V[rest[p]], rng=rng)
+        for i, c in zip(rest[strip.picks], strip.chance, strict=True):
+            marks.append(Mark(int(y[i]), float(logit[i]), r + 1, r, float(c)))
+        marked[rest[strip.picks]] = True
+    k, d = 0.6, -0.4
+    soft = [Mark(m.label, k * m.score + d, m.known_from, m.strip, m.chance) for m in marks]
+    sharp = estimate(marks, 1.5, unmarked=logit[~marked])
+    got = estimate(soft, 1.5 * k + d, unmarked=k * logit[~marked] + d, softened=(k, d))
+    flat = estimate(soft, 1.5 * k + d, unmarked=k * logit[~marked] + d)
+    assert sharp is not None and got is not None and flat is not None
+    for key in ("precision", "recall"):  # the same estimate, its range too
+        assert got[key] == pytest.approx(sharp[key], abs=1e-9)
+        assert got[f"{key}_range"] == pytest.approx(sharp[f"{key}_range"], abs=1e-9)
+    assert any(flat[key] != pytest.approx(sharp[key], abs=1e-3) for key in ("precision", "recall"))
