@@ -206,9 +206,42 @@ class FilingTables:
         return np.unique(np.fromiter((r[0] for r in rows), dtype=np.int64))
 
     def filed_draw(self, source: str, keys: Iterable[str]) -> FiledDraw:
-        """The ok images filed under each of ``keys`` (and below each), read once (one
-        :meth:`source_ids` a key): what :meth:`filed_ids` draws from, for many classes."""
-        return FiledDraw(source, {k: self.source_ids(source, k) for k in sorted(set(keys))})
+        """The ok images filed under each of ``keys`` (and below each), as :meth:`source_ids`
+        answers them, read once: what :meth:`filed_ids` draws from, for many classes. Keywords
+        in one pass over the keyword rows (a keyword's photos go to each of its nodes that is
+        one of ``keys``); folders one index range each."""
+        wanted = sorted(set(keys))
+        if source != KEYWORD:
+            return FiledDraw(source, {k: self.source_ids(source, k) for k in wanted})
+        index = {k: j for j, k in enumerate(wanted)}
+        nodes = {  # keyword id → the keys it is, or is below
+            kid: [index[n] for n in _nodes(path) if n in index]
+            for kid, path in self.db.execute("SELECT id, path FROM keywords")
+        }
+        pairs = np.asarray(
+            self.db.execute(
+                "SELECT ik.keyword_id, ik.image_id FROM image_keywords ik"
+                " JOIN images i ON i.id = ik.image_id WHERE i.status = 'ok'"
+            ).fetchall(),
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        sizes = np.zeros(max(nodes, default=0) + 1, dtype=np.int64)
+        for kid, js in nodes.items():
+            sizes[kid] = len(js)
+        at = np.concatenate([[0], np.cumsum(sizes)])  # keyword id → its keys (CSR: flat[at:])
+        flat = np.zeros(at[-1], dtype=np.int64)
+        for kid, js in nodes.items():
+            flat[at[kid] : at[kid] + len(js)] = js
+        counts = at[pairs[:, 0] + 1] - at[pairs[:, 0]]
+        image = np.repeat(pairs[:, 1], counts)
+        key = flat[np.repeat(at[pairs[:, 0]], counts) + _ramp(counts)]
+        order = np.lexsort((image, key))
+        key, image = key[order], image[order]
+        bounds = np.searchsorted(key, np.arange(len(wanted) + 1))
+        return FiledDraw(
+            source,
+            {k: np.unique(image[bounds[j] : bounds[j + 1]]) for j, k in enumerate(wanted)},
+        )
 
     def filed_ids(
         self, record: FilingRecord, marked: dict[int, int], seed: int = 0
@@ -346,6 +379,12 @@ class FiledDraw:
             need -= len(taken[-1])
             at, step = end, 2 * step
         return np.sort(np.concatenate([np.zeros(0, np.int64), *taken]))
+
+
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., c - 1 for each c of ``counts``, one after another."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _nodes(path: str) -> list[str]:

@@ -131,3 +131,12 @@ def test_a_class_whose_keys_were_not_read_is_not_covered(filled) -> None:
     got = nothing.filed_ids(FilingRecord("n", KEYWORD, "Nowhere", ()), {}, 0)
     want = cat.filed_ids(FilingRecord("n", KEYWORD, "Nowhere", ()), {}, 0)
     assert all(len(w) == len(g) == 0 for w, g in zip(want, got, strict=True))
+
+
+def test_a_catalog_with_no_keyword_draws_nothing(tmp_path) -> None:
+    cat = Catalog(tmp_path / "c.db")
+    record = FilingRecord("a", KEYWORD, "A", ("B",))
+    got = cat.filed_draw(KEYWORD, ["A", "B"]).filed_ids(record, {1: 1}, 0)
+    assert [len(g) for g in got] == [0, 0] and all(g.dtype == np.int64 for g in got)
+    assert [len(w) for w in cat.filed_ids(record, {1: 1}, 0)] == [0, 0]
+    cat.close()
