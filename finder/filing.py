@@ -199,9 +199,10 @@ class Filing:
                 continue
             by_name[name] = Planned(name, mine[name].key)
         changes: list[Change] = []
+        ordered = sorted(keys)
         for name in sorted(by_name):
             key = by_name[name].key
-            siblings = tuple(sorted(k for k in keys if k != key and not _related(source, k, key)))
+            siblings = tuple(k for k in ordered if k != key and not _related(source, k, key))
             record = FilingRecord(name, source, key, siblings)
             before = self.folder.open_catalog().get_class(name)
             if before is not None and name not in known:
