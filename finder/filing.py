@@ -174,26 +174,23 @@ class Filing:
         root: str | None = None,
     ) -> FilingReport:
         report = FilingReport()
-        known = {f.name: f for f in self.folder.open_catalog().filings()}
+        catalog = self.folder.open_catalog()
+        known = {f.name: f for f in catalog.filings()}
+        alike = [f for f in known.values() if f.source == source and _under(f.key, root)]
+        # every key's photos read once: each class's examples and counter-examples are drawn
+        # from them, here and in its training (not its siblings' photos read again a class)
+        draw = catalog.filed_draw(source, [p.key for p in planned] + [f.key for f in alike])
         mine = {
-            n: f
-            for n, f in known.items()
-            if f.source == source
-            and _under(f.key, root)
-            and _matches(only, f.key.replace(SEP, "/"), path_parts(f.key)[-1], n)
+            f.name: f
+            for f in alike
+            if _matches(only, f.key.replace(SEP, "/"), path_parts(f.key)[-1], f.name)
         }
         by_name = {p.name: p for p in planned}
         for name, f in mine.items():  # made before and not planned now: refreshed while filed
-            if name not in by_name and len(self.folder.open_catalog().source_ids(source, f.key)):
+            if name not in by_name and len(draw.ids(f.key)):
                 by_name[name] = Planned(name, f.key)
         # the counter-examples come from every class filed the same way (--only or not)
-        keys = {p.key for p in by_name.values()} | {
-            f.key
-            for f in known.values()
-            if f.source == source
-            and _under(f.key, root)
-            and len(self.folder.open_catalog().source_ids(source, f.key))
-        }
+        keys = {p.key for p in by_name.values()} | {f.key for f in alike if len(draw.ids(f.key))}
         info_key = _backbone_key(self.folder.require_indexed())
         for name in sorted(set(mine) - set(by_name)):  # its keyword or folder holds no photo
             if not any(label == 1 for _, label in self.teaching.examples(name)):
@@ -202,16 +199,17 @@ class Filing:
                 continue
             by_name[name] = Planned(name, mine[name].key)
         changes: list[Change] = []
+        ordered = sorted(keys)
         for name in sorted(by_name):
             key = by_name[name].key
-            siblings = tuple(sorted(k for k in keys if k != key and not _related(source, k, key)))
+            siblings = tuple(k for k in ordered if k != key and not _related(source, k, key))
             record = FilingRecord(name, source, key, siblings)
             before = self.folder.open_catalog().get_class(name)
             if before is not None and name not in known:
                 report.taken_over.append(name)
             if before is not None and name in known and before["backbone"] == info_key:
                 marked = self._marked(name)
-                pos, neg = self.folder.open_catalog().filed_ids(record, marked, seed)
+                pos, neg = draw.filed_ids(record, marked, seed)
                 if _fits(known[name], record.trained_on(name, pos, neg, info_key, seed)):
                     # what it was trained from is kept: the drift adds up from there
                     kept = replace(record, digest=known[name].digest, sketch=known[name].sketch)
@@ -221,7 +219,7 @@ class Filing:
                             writing.save_filing(kept)
                     report.unchanged.append(name)
                     continue
-            changes.append(Change(name, seed=seed, filing=record))
+            changes.append(Change(name, seed=seed, filing=record, drawn=draw))
             (report.refreshed if before is not None else report.learned).append(name)
         self.teaching.apply_all(changes)  # trained on every core, written in order
         return report

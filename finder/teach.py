@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips
 from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG
 from finder.metric_file import MetricFile
 from finder.store.catalog import Catalog
-from finder.store.filing import FilingRecord
+from finder.store.filing import FiledDraw, FilingRecord
 from finder.teach_inputs import FILED_HEAD, ExamplePaths, filed_ids
 from finder.training import Training, train_all
 
@@ -70,7 +70,9 @@ class Change:
 
     ``seed`` makes the retraining repeatable. ``filing``: the class is (re)made from what the
     person filed (a keyword or a folder, :mod:`finder.store.filing`): trained anew from its
-    filed photos, its siblings' as counter-examples, and the person's marks, which win."""
+    filed photos, its siblings' as counter-examples, and the person's marks, which win;
+    ``drawn``: those filed photos as one run read them for all its classes (``FiledDraw``),
+    rather than read again from the catalog."""
 
     name: str
     marks: tuple[Mark, ...] = ()
@@ -80,6 +82,7 @@ class Change:
     rename_to: str | None = None
     restore: bool = False
     filing: FilingRecord | None = None
+    drawn: FiledDraw | None = field(default=None, compare=False, repr=False)
 
 
 class Teaching(ClassReads):
@@ -231,7 +234,9 @@ class Teaching(ClassReads):
         name, undone = change.name, set(change.undo)
         existing = [e for e in catalog.examples(name) if e.path not in undone]
         filing = change.filing or catalog.get_filing(name)
-        filed_pos, filed_neg = filed_ids(catalog, filing, existing, change.marks, change.seed)
+        filed_pos, filed_neg = filed_ids(
+            catalog, filing, existing, change.marks, change.seed, change.drawn
+        )
         if (
             not any(m.label == 1 for m in change.marks)
             and not any(e.label == 1 for e in existing)

@@ -18,7 +18,7 @@ from finder.ingest import crawl, decode
 from finder.learn.train import DEFAULT_CONFIG
 from finder.moments import moment_key, parse_time, split_moment
 from finder.store.catalog import OK
-from finder.store.filing import FilingRecord
+from finder.store.filing import FiledDraw, FilingRecord
 
 FILED_HEAD = replace(
     DEFAULT_CONFIG,
@@ -195,10 +195,12 @@ def filed_ids(
     existing: Sequence[Any],
     marks: Sequence[Any],
     seed: int,
+    drawn: FiledDraw | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(examples, counter-examples) by id that a class's ``filing`` gives, less the photos the
     person marked, in ``existing`` (the catalog's examples kept) and ``marks`` (given now):
-    their marks win. None without a filing."""
+    their marks win. None without a filing. Drawn from ``drawn`` (the filed photos one run
+    read once) when it holds the class's keys, else from the catalog: the same ids."""
     if filing is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     marked: dict[int, int] = {}
@@ -212,4 +214,6 @@ def filed_ids(
             mid = row.id
         if mid is not None:
             marked[int(mid)] = m.label
+    if drawn is not None and drawn.covers(filing):
+        return drawn.filed_ids(filing, marked, seed)
     return catalog.filed_ids(filing, marked, seed)

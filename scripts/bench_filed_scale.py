@@ -235,9 +235,12 @@ def filed_samples(lib: Library) -> dict[str, tuple[bytes, bytes]]:
     """Each filed class's examples and counter-examples as a training would draw them now
     (seed 0, no marks), by name: what the exact rule (any id different, retrain) compares."""
     catalog = lib.folder.open_catalog()
+    filings = catalog.filings()
+    keys = {k for f in filings for k in (f.key, *f.siblings)}
+    drawn = catalog.filed_draw("keyword", keys)  # the ids catalog.filed_ids gives, read once
     out = {}
-    for f in catalog.filings():
-        pos, neg = catalog.filed_ids(f, {}, 0)
+    for f in filings:
+        pos, neg = drawn.filed_ids(f, {}, 0)
         out[f.name] = (pos.tobytes(), neg.tobytes())
     return out
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -205,6 +205,44 @@ class FilingTables:
         )
         return np.unique(np.fromiter((r[0] for r in rows), dtype=np.int64))
 
+    def filed_draw(self, source: str, keys: Iterable[str]) -> FiledDraw:
+        """The ok images filed under each of ``keys`` (and below each), as :meth:`source_ids`
+        answers them, read once: what :meth:`filed_ids` draws from, for many classes. Keywords
+        in one pass over the keyword rows (a keyword's photos go to each of its nodes that is
+        one of ``keys``); folders one index range each."""
+        wanted = sorted(set(keys))
+        if source != KEYWORD:
+            return FiledDraw(source, {k: self.source_ids(source, k) for k in wanted})
+        index = {k: j for j, k in enumerate(wanted)}
+        nodes = {  # keyword id → the keys it is, or is below
+            kid: [index[n] for n in _nodes(path) if n in index]
+            for kid, path in self.db.execute("SELECT id, path FROM keywords")
+        }
+        pairs = np.asarray(
+            self.db.execute(
+                "SELECT ik.keyword_id, ik.image_id FROM image_keywords ik"
+                " JOIN images i ON i.id = ik.image_id WHERE i.status = 'ok'"
+            ).fetchall(),
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        sizes = np.zeros(max(nodes, default=0) + 1, dtype=np.int64)
+        for kid, js in nodes.items():
+            sizes[kid] = len(js)
+        at = np.concatenate([[0], np.cumsum(sizes)])  # keyword id → its keys (CSR: flat[at:])
+        flat = np.zeros(at[-1], dtype=np.int64)
+        for kid, js in nodes.items():
+            flat[at[kid] : at[kid] + len(js)] = js
+        counts = at[pairs[:, 0] + 1] - at[pairs[:, 0]]
+        image = np.repeat(pairs[:, 1], counts)
+        key = flat[np.repeat(at[pairs[:, 0]], counts) + _ramp(counts)]
+        order = np.lexsort((image, key))
+        key, image = key[order], image[order]
+        bounds = np.searchsorted(key, np.arange(len(wanted) + 1))
+        return FiledDraw(
+            source,
+            {k: np.unique(image[bounds[j] : bounds[j + 1]]) for j, k in enumerate(wanted)},
+        )
+
     def filed_ids(
         self, record: FilingRecord, marked: dict[int, int], seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -257,6 +295,96 @@ class FilingTables:
                 "DELETE FROM sidecar_writes WHERE class_name = ? AND path = ?",
                 [name, encode_path(path)],
             )
+
+
+class FiledDraw:
+    """The photos filed under each of a set of keys (keywords or folders, ``source``) read
+    once, and each class's examples and counter-examples drawn from them exactly as
+    :meth:`FilingTables.filed_ids` draws them from the catalog: without reading every sibling's
+    photos again for each class (a filing of K keywords over N photos would read K x N).
+
+    The counter-examples ``_sample`` keeps are the ids of smallest hash among the photos filed
+    under a sibling, not under the class and not marked: every filed photo is put in the order
+    of its hash once (a seed), and a class walks that order from the start, taking the photos
+    that qualify until it has ``MAX_COUNTER_EXAMPLES`` (most do: it reads about that many).
+
+    A snapshot of the keywords and folders: built for one run (``finder.filing``'s learning and
+    the trainings it asks for), in which they are not written; never kept beyond it."""
+
+    def __init__(self, source: str, members: dict[str, np.ndarray]) -> None:
+        self.source = source
+        self._members = members  # key → its photos' ids, sorted (``source_ids``)
+        self._index = {key: j for j, key in enumerate(members)}
+        sizes = [len(ids) for ids in members.values()]
+        pairs = np.concatenate([np.zeros(0, np.int64), *members.values()]).astype(np.int64)
+        self._photos = np.unique(pairs)  # every photo filed under one of the keys
+        self._rows = np.searchsorted(self._photos, pairs)  # (photo, key) pairs
+        self._cols = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        self._orders: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def ids(self, key: str) -> np.ndarray:
+        """The photos filed under ``key`` (and below it), sorted (a key not read: KeyError)."""
+        return self._members[key]
+
+    def covers(self, record: FilingRecord) -> bool:
+        """Whether a class's key and its siblings' were all read here."""
+        return (
+            record.source == self.source
+            and record.key in self._index
+            and all(s in self._index for s in record.siblings)
+        )
+
+    def filed_ids(
+        self, record: FilingRecord, marked: dict[int, int], seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`FilingTables.filed_ids` for a class this draw ``covers``: the same ids."""
+        own = self._members[record.key]
+        mine = np.unique(np.asarray(list(marked), dtype=np.int64))
+        if len(mine):
+            own = np.setdiff1d(own, mine)
+        return _sample(own, MAX_FILED, seed), self._counter(record, mine, seed)
+
+    def _order(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every photo in the order of its hash with ``seed``, and its keys (CSR: the
+        columns of photo r are ``cols[start[r]:start[r + 1]]``)."""
+        if seed not in self._orders:
+            order = np.argsort(_hash(self._photos, seed))
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            rows = rank[self._rows]
+            by_row = np.argsort(rows, kind="stable")
+            start = np.zeros(len(order) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=len(order)), out=start[1:])
+            self._orders[seed] = (self._photos[order], start, self._cols[by_row])
+        return self._orders[seed]
+
+    def _counter(self, record: FilingRecord, mine: np.ndarray, seed: int) -> np.ndarray:
+        """The class's counter-examples: walked in the order of the hash (see the class)."""
+        photos, start, cols = self._order(seed)
+        sibling = np.zeros(len(self._index), dtype=bool)
+        sibling[[self._index[s] for s in record.siblings]] = True
+        own = self._index[record.key]
+        taken: list[np.ndarray] = []
+        need, at, step = MAX_COUNTER_EXAMPLES, 0, MAX_COUNTER_EXAMPLES + 256
+        while need > 0 and at < len(photos):
+            end = min(len(photos), at + step)
+            c = cols[start[at] : start[end]]
+            row = np.repeat(np.arange(end - at), np.diff(start[at : end + 1]))
+            under_sibling = np.bincount(row, weights=sibling[c], minlength=end - at) > 0
+            under_own = np.bincount(row, weights=c == own, minlength=end - at) > 0
+            got = photos[at:end][under_sibling & ~under_own]
+            if len(mine):
+                got = got[~np.isin(got, mine)]
+            taken.append(got[:need])
+            need -= len(taken[-1])
+            at, step = end, 2 * step
+        return np.sort(np.concatenate([np.zeros(0, np.int64), *taken]))
+
+
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., c - 1 for each c of ``counts``, one after another."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _nodes(path: str) -> list[str]:
