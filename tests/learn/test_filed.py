@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from finder.learn.cutoff import CutInput, cut_off
-from finder.learn.filed import HELD_OUT_WEIGHT, held_out_share, train_filed_head
+from finder.learn.filed import HELD_OUT_BELOW, HELD_OUT_WEIGHT, held_out_share, train_filed_head
 from finder.learn.head import sigmoid
 from finder.learn.train import train_head
 from finder.teach_inputs import FILED_HEAD
@@ -54,7 +54,7 @@ def test_the_filed_photos_held_out_tell_the_class_share_of_the_unsorted(seed):
 
 
 def test_the_head_is_calibrated_and_cut_on_the_geometric_mean_of_both_sizes():
-    inputs, _ = _filed(0)
+    inputs, _ = _filed(0, filed=20)
     head = train_filed_head(**inputs)
     p = head.params
     m, f = p["n_background"], len(inputs["fresh"])
@@ -72,9 +72,14 @@ def test_the_head_is_calibrated_and_cut_on_the_geometric_mean_of_both_sizes():
     assert np.corrcoef(plain.logits(inputs["fresh"]), z)[0, 1] > 0.9999
 
 
-def test_without_fresh_photos_or_with_one_filed_photo_the_head_is_the_trained_one():
-    inputs, _ = _filed(1)
-    for changed in ({"fresh": None}, {"positives": inputs["positives"][:1], "sample": None}):
+def test_without_fresh_photos_with_one_filed_photo_or_with_many_the_head_is_the_trained_one():
+    inputs, _ = _filed(1, filed=HELD_OUT_BELOW)
+    few = {"positives": inputs["positives"][:20], "sample": inputs["sample"][:20]}
+    for changed in (
+        {},  # HELD_OUT_BELOW filed photos: sized by the training
+        {"fresh": None} | few,
+        {"positives": inputs["positives"][:1], "sample": None},
+    ):
         given = inputs | changed
         a, b = train_filed_head(**given), train_head(**given)
         assert np.array_equal(a.w, b.w) and a.b == b.b and a.threshold == b.threshold
