@@ -40,11 +40,12 @@ from finder.errors import (
 )
 from finder.folder import Folder
 from finder.learn.background import Prepared
+from finder.learn.filed import train_filed_head
 from finder.learn.head import Head
 from finder.learn.metric import Metric
 from finder.learn.names import class_name
 from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
-from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG
+from finder.learn.train import BACKGROUND_SIZE, DEFAULT_CONFIG, train_head
 from finder.metric_file import MetricFile
 from finder.store.catalog import Catalog
 from finder.store.filing import FiledDraw, FilingRecord
@@ -298,7 +299,7 @@ class Teaching(ClassReads):
         def finish(head: Head) -> dict | None:
             return self._save(change, head, rows, merged, filed_pos, filed_neg, filing, sizes)
 
-        return Training(inputs, finish)
+        return Training(inputs, finish, train_filed_head if filing is not None else train_head)
 
     def _save(self, change, head, rows, merged, filed_pos, filed_neg, filing, sizes) -> dict:
         """A change's marks and its new ``head`` written in one transaction (``apply``)."""

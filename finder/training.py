@@ -32,6 +32,7 @@ class Training:
 
     inputs: dict[str, Any]
     finish: Callable[[Head], dict | None]
+    train: Callable[..., Head] = train_head  # what trains it from ``inputs``
 
 
 def workers_here() -> int:
@@ -55,7 +56,7 @@ def train_all(
     if workers == 1:
         for item in items:
             got = prepare(item)
-            out.append(got.finish(train_head(**got.inputs)))
+            out.append(got.finish(got.train(**got.inputs)))
         return out
     from threadpoolctl import threadpool_limits
 
@@ -75,7 +76,7 @@ def train_all(
                     while pending:
                         finish_oldest()
                     raise
-                pending.append((got, pool.submit(train_head, **got.inputs)))
+                pending.append((got, pool.submit(got.train, **got.inputs)))
                 while len(pending) > 2 * workers or (pending and _done(pending[0])):
                     finish_oldest()
             while pending:

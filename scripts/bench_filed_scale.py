@@ -3,7 +3,7 @@
 
 Two measures, CPU seconds (what the run costs whatever else shares the cores) and wall-clock:
 
-1. **One head by its sizes**: ``finder.learn.train.train_head`` as a filed class calls it
+1. **One head by its sizes**: ``finder.learn.filed.train_filed_head`` as a filed class calls it
    (``FILED_HEAD``, the library's metric, a background of 2,000, 2,000 fresh photos) for a
    keyword on 20, 100 (200,000 photos / 2,000 keywords), 1,000 and 5,000 (``MAX_FILED``)
    photos, each with 2,000 counter-examples (``MAX_COUNTER_EXAMPLES``) from its siblings,
@@ -54,8 +54,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from finder.learn.filed import train_filed_head  # noqa: E402
 from finder.learn.metric import whitener  # noqa: E402
-from finder.learn.train import BACKGROUND_SIZE, train_head  # noqa: E402
+from finder.learn.train import BACKGROUND_SIZE  # noqa: E402
 from finder.library import Library  # noqa: E402
 from finder.store.filing import MAX_COUNTER_EXAMPLES, MAX_FILED  # noqa: E402
 from finder.teach_inputs import FILED_HEAD  # noqa: E402
@@ -140,10 +141,10 @@ def pool_head(pool, L: np.ndarray, own: np.ndarray, counter: np.ndarray, metric)
         _, _, B, F, prepared = pool.draw(exclude, counter)
     except TypeError:  # a pool that takes no counter-examples (the code before this pass)
         _, _, B, F, prepared = pool.draw(exclude)
-    return train_head(
-        L[own],
-        L[counter],
-        B,
+    return train_filed_head(
+        positives=L[own],
+        negatives=L[counter],
+        background=B,
         seed=0,
         metric=metric,
         fresh=F,

@@ -1,0 +1,86 @@
+"""A filed class's head (``finder.learn.filed``): its size also read from its filed photos held
+out against fresh photos, its probabilities calibrated and its cut chosen on that size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finder.learn.cutoff import CutInput, cut_off
+from finder.learn.filed import HELD_OUT_BELOW, HELD_OUT_WEIGHT, held_out_share, train_filed_head
+from finder.learn.head import sigmoid
+from finder.learn.train import train_head
+from finder.teach_inputs import FILED_HEAD
+from tests.learn.synthetic import library
+
+
+def _filed(seed: int, spread: float = 0.3, per_class: int = 400, filed: int = 100):
+    """Eight classes, ``filed`` photos of each filed; the rest unsorted: a background of 2,000
+    of them and the others fresh. Class 0's inputs as ``Teaching`` gives them."""
+    X, y = library(n_classes=8, per_class=per_class, spread=spread, seed=seed)
+    rng = np.random.default_rng(seed)
+    done = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), size=filed, replace=False) for c in range(8)]
+    )
+    rest = rng.permutation(np.setdiff1d(np.arange(len(X)), done))
+    pos, neg = done[y[done] == 0], done[y[done] != 0]
+    inputs = dict(
+        positives=X[pos],
+        negatives=X[neg],
+        background=X[rest[:2000]],
+        fresh=X[rest[2000:]],
+        config=FILED_HEAD,
+        seed=0,
+        sample=np.ones(len(pos), dtype=bool),
+    )
+    return inputs, float(np.mean(y[rest] == 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_filed_photos_held_out_tell_the_class_share_of_the_unsorted(seed):
+    """Each filed photo held out is outranked by about half the class among the fresh photos
+    (held out too): twice the mean share is near the class's share of the unsorted photos."""
+    inputs, truth = _filed(seed)
+    share, q = held_out_share(
+        inputs["positives"],
+        inputs["negatives"],
+        inputs["background"],
+        inputs["fresh"],
+        config=FILED_HEAD,
+        sample=inputs["sample"],
+    )
+    assert len(q) == len(inputs["positives"])
+    assert truth * 0.75 < share < truth * 1.3
+
+
+def test_the_head_is_calibrated_and_cut_on_the_geometric_mean_of_both_sizes():
+    inputs, _ = _filed(0, filed=20)
+    head = train_filed_head(**inputs)
+    p = head.params
+    m, f = p["n_background"], len(inputs["fresh"])
+    want = np.exp(
+        (1 - HELD_OUT_WEIGHT) * np.log(p["n_class_trained"])
+        + HELD_OUT_WEIGHT * np.log(p["n_class_held_out"])
+    )
+    assert p["n_class_estimate"] == pytest.approx(want, rel=1e-6)
+    z = head.logits(inputs["fresh"]).astype(np.float64)
+    assert sigmoid(z).sum() == pytest.approx(p["n_class_estimate"] * f / m, rel=0.02)
+    cut = cut_off(CutInput(np.sort(z)[::-1], p.get("n_size_probe")), FILED_HEAD.cut)
+    assert head.threshold == pytest.approx(cut, rel=1e-3)
+    # the ranking is the trained head's: only its scale and its cut changed
+    plain = train_head(**inputs)
+    assert np.corrcoef(plain.logits(inputs["fresh"]), z)[0, 1] > 0.9999
+
+
+def test_without_fresh_photos_with_one_filed_photo_or_with_many_the_head_is_the_trained_one():
+    inputs, _ = _filed(1, filed=HELD_OUT_BELOW)
+    few = {"positives": inputs["positives"][:20], "sample": inputs["sample"][:20]}
+    for changed in (
+        {},  # HELD_OUT_BELOW filed photos: sized by the training
+        {"fresh": None} | few,
+        {"positives": inputs["positives"][:1], "sample": None},
+    ):
+        given = inputs | changed
+        a, b = train_filed_head(**given), train_head(**given)
+        assert np.array_equal(a.w, b.w) and a.b == b.b and a.threshold == b.threshold
+        assert "n_class_held_out" not in a.params
