@@ -24,3 +24,14 @@ def split(X, y, cls=0, k=5, seed=0):
     ex = rng.choice(np.flatnonzero(y == cls), size=k, replace=False)
     bg = background_indices(len(X), ex, rng)
     return ex, bg
+
+
+def six_checks_three_crosses(seed=11):
+    """Marks that calibrate a head (``HeadConfig.marks_*``): 6 ✓ of class 0, 3 ✗ of class 1, the
+    rest the background. Returns (X, classes, positives, negatives, background by index)."""
+    X, y = library(n_classes=4, per_class=60, spread=0.3, seed=seed)
+    rng = np.random.default_rng(seed)
+    pos = rng.choice(np.flatnonzero(y == 0), size=6, replace=False)
+    neg = rng.choice(np.flatnonzero(y == 1), size=3, replace=False)
+    bg = np.setdiff1d(np.arange(len(X)), np.concatenate([pos, neg]))
+    return X, y, pos, neg, bg

@@ -12,7 +12,7 @@ import pytest
 from finder.learn.calibrate import platt, soften
 from finder.learn.head import sigmoid
 from finder.learn.train import HeadConfig, train_head
-from tests.learn.synthetic import library
+from tests.learn.synthetic import six_checks_three_crosses
 
 
 def _truth() -> np.ndarray:
@@ -68,11 +68,7 @@ def test_the_class_size_stays_and_separated_marks_soften_but_not_to_nothing() ->
 
 
 def test_a_head_calibrated_on_marks_is_softened_and_keeps_its_answer() -> None:
-    X, y = library(n_classes=4, per_class=60, spread=0.3, seed=11)
-    rng = np.random.default_rng(11)
-    pos = rng.choice(np.flatnonzero(y == 0), size=6, replace=False)
-    neg = rng.choice(np.flatnonzero(y == 1), size=3, replace=False)
-    bg = np.setdiff1d(np.arange(len(X)), np.concatenate([pos, neg]))
+    X, _, pos, neg, bg = six_checks_three_crosses()
     head = train_head(X[pos], X[neg], X[bg])
     sharp = train_head(X[pos], X[neg], X[bg], config=replace(HeadConfig(), marks_soften=False))
     k, d = head.params["softened"]

@@ -17,7 +17,7 @@ from finder.learn.train import (
     knn_diffusion,
     train_head,
 )
-from tests.learn.synthetic import _unit, library, split
+from tests.learn.synthetic import _unit, library, six_checks_three_crosses, split
 
 CONFIGS = [pytest.param(DEFAULT_CONFIG, id="default"), pytest.param(PLAIN_CONFIG, id="plain")]
 
@@ -150,11 +150,7 @@ def test_six_checks_and_three_crosses_are_labels_the_head_is_calibrated_on():
     """Issue 23, second pass: from 6 ✓ (examples included) and 3 ✗ the marks calibrate the head
     (their held-out logits, `HeadConfig.marks_*`) and the raise rule is not applied; with 2 ✗
     the class is still sized by the count."""
-    X, y = library(n_classes=4, per_class=60, spread=0.3, seed=11)
-    rng = np.random.default_rng(11)
-    pos = rng.choice(np.flatnonzero(y == 0), size=6, replace=False)
-    neg = rng.choice(np.flatnonzero(y == 1), size=3, replace=False)
-    bg = np.setdiff1d(np.arange(len(X)), np.concatenate([pos, neg]))
+    X, y, pos, neg, bg = six_checks_three_crosses()
     head = train_head(X[pos], X[neg], X[bg])
     assert "n_class_marks" in head.params and "raised_from" not in head.params
     held = np.asarray(head.params["held_out_logits"])  # in the calibrated head's scale
