@@ -10,7 +10,7 @@ prints, per library: the share of (class, trial) cases whose range held the trut
 2 to 10 and in the worst round, and the median half-widths after 5 and 10 strips. Issue 23's
 bar: coverage >= 0.85 in every round from 2, half-widths <= 0.10 after 5 strips.
 
-    python scripts/replay_estimate.py /work/fb10x.{tf,fine,photos,both}.pkl [--ht]
+    python scripts/replay_estimate.py T.tf.pkl [T.fine.pkl ...] [--ht]
         [--set tail=0.01 ...]
 
 The last line is JSON.

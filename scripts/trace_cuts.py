@@ -13,8 +13,8 @@ scored on the held-out photos as there:
   recall >= ``--recall`` (issue 23's bar at 0 labels: P >= 0.80, R >= 0.65);
 - ``P at R>=Y``: the most precision any cut gives at recall at least Y.
 
-    python scripts/trace_cuts.py /work/fb10trace.tf.pkl [more.pkl ...] [--rounds 0 1 5 10]
-        [--precision 0.8] [--recall 0.65] [--classes daisy dandelion roses sunflowers tulips]
+    python scripts/trace_cuts.py T.tf.pkl [more.pkl ...] [--rounds 0 1 5 10]
+        [--precision 0.8] [--recall 0.65] [--classes daisy dandelion rose sunflower tulip]
 
 The last line is JSON.
 """
