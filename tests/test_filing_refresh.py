@@ -52,6 +52,15 @@ def refresh(cli: CLI) -> dict[str, dict]:
     return {r["name"]: r for r in rows}
 
 
+def refiled(cli: CLI, root: Path, *moves: tuple[str, int, str | None]) -> dict[str, dict]:
+    """Each ``(keyword, i, under)`` of ``moves`` filed anew (:func:`file_under`), the library
+    indexed again, then refreshed: the refresh's rows."""
+    for keyword, i, under in moves:
+        file_under(root, keyword, i, under)
+    cli("index", str(root), "-q")
+    return refresh(cli)
+
+
 def heads(cli: CLI) -> dict[str, str]:
     with Library(cli.library) as lib:
         return {c["name"]: json.dumps(c["head"]) for c in lib.folder.open_catalog().classes()}
@@ -72,10 +81,7 @@ def test_a_refresh_retrains_the_classes_whose_examples_changed_or_counters_drift
 
     # Alpha 1 now filed under Beta, Alpha 2 under nothing: Alpha and Beta learn from other
     # photos; Gamma and Delta lost one counter-example of 45 (2.2 %): their heads stand
-    file_under(root, "Alpha", 1, "Beta")
-    file_under(root, "Alpha", 2, None)
-    cli("index", str(root), "-q")
-    second = refresh(cli)
+    second = refiled(cli, root, ("Alpha", 1, "Beta"), ("Alpha", 2, None))
     assert actions(second) == {
         "alpha": "refreshed",
         "beta": "refreshed",
@@ -92,10 +98,7 @@ def test_a_refresh_retrains_the_classes_whose_examples_changed_or_counters_drift
     # they were trained against (6.7 % > MAX_DRIFT: the drift adds up since the training);
     # Beta's, trained at the last refresh on 43 of them, lost 2 (4.7 %)
     assert 2 / (3 * EACH - 2) < MAX_DRIFT < 3 / (3 * EACH)
-    file_under(root, "Alpha", 3, None)
-    file_under(root, "Alpha", 4, None)
-    cli("index", str(root), "-q")
-    third = refresh(cli)
+    third = refiled(cli, root, ("Alpha", 3, None), ("Alpha", 4, None))
     assert actions(third) == {
         "alpha": "refreshed",
         "beta": "unchanged",
@@ -143,7 +146,6 @@ def test_filed_classes_come_back_from_the_loss_of_the_catalog_and_are_trained_ag
     cli.json("repair")
     cli("index", str(root), "-q")
     assert {c["name"]: c["source"] for c in cli.json("classes")} == dict.fromkeys(NAMES)
-    got = cli.json("learn", "--from-keywords", "--min", "5")
-    assert actions({r["name"]: r for r in got["classes"]}) == dict.fromkeys(NAMES, "refreshed")
+    assert actions(refresh(cli)) == dict.fromkeys(NAMES, "refreshed")
     assert {c["name"]: c["source"] for c in cli.json("classes")} == dict.fromkeys(NAMES, "keyword")
     assert actions(refresh(cli)) == dict.fromkeys(NAMES, "unchanged")
