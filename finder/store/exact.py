@@ -81,14 +81,17 @@ def rescore(
     """Candidate ids (without ``exclude_ids``) and their exact scores ``w.x + b`` read from the
     raw log, best first (ties by id); only those >= ``min_score`` when given. Large candidate
     sets are scored on every core when ``threads``."""
-    cand = np.unique(np.asarray(cand, dtype=np.int64))
+    cand = np.asarray(cand, dtype=np.int64).reshape(-1)
     if exclude_ids is not None and len(exclude_ids):
         cand = cand[~np.isin(cand, np.asarray(exclude_ids, dtype=np.int64))]
-    rows = raw.lookup(cand)
-    ok = rows >= 0
-    cand, rows = cand[ok], rows[ok]
-    order = np.argsort(rows)
-    cand, rows = cand[order], rows[order]
+    found = raw.lookup(cand)
+    if len(cand) > 1024:  # each live row once, in file order: a mask, no sort of the candidates
+        mask = np.zeros(raw.n, dtype=bool)
+        mask[found[found >= 0]] = True
+        rows = np.flatnonzero(mask)
+    else:
+        rows = np.unique(found[found >= 0])
+    cand = raw.ids_of(rows)
     scores = np.empty(len(rows), dtype=np.float32)
     step = 4096  # bounded memory for large candidate sets
 
