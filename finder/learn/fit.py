@@ -14,6 +14,8 @@ This module imports numpy and scipy only (never TensorFlow).
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -107,6 +109,39 @@ def fit_logistic_many(
     X = np.ascontiguousarray(X, dtype=np.float32)
     with ThreadPoolExecutor(workers, thread_name_prefix="finder-fit") as pool:
         return list(pool.map(lambda f: fit_logistic(X, f[0], f[1], C, init=init), fits))
+
+
+class Soon:
+    """A fit started in a thread of its own (:meth:`Problem.fit_pseudo_soon`) while the caller
+    goes on with another that does not need it; :meth:`result` waits for it. Made at once, in
+    the caller's thread, when this process may use one core only or SciPy's L-BFGS-B is not
+    thread-safe: the same fit either way."""
+
+    def __init__(self, fn: Callable[[], tuple[np.ndarray, float]]) -> None:
+        self._value: tuple[np.ndarray, float] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if cpu_count() < 2 or not THREADED:
+            self._value = fn()
+            return
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as e:  # raised in the caller's thread by result()
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="finder-fit-soon", daemon=True)
+        self._thread.start()
+
+    def result(self) -> tuple[np.ndarray, float]:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 def fit_weighted(
@@ -305,6 +340,12 @@ class Problem:
         explicit negatives + the rest of the background."""
         y, weight = self._pseudo(order, n_pseudo, cfg)
         return self.fit_rows(y, weight, cfg.C, init)
+
+    def fit_pseudo_soon(self, order: np.ndarray, n_pseudo: int, cfg: HeadConfig, init=None) -> Soon:
+        """:meth:`fit_pseudo` in a thread of its own (:class:`Soon`), while the caller fits
+        another head that does not depend on it."""
+        self.rows()  # made here, not in two threads at once
+        return Soon(lambda: self.fit_pseudo(order, n_pseudo, cfg, init))
 
     def _pseudo(
         self, order: np.ndarray, n_pseudo: int, cfg: HeadConfig

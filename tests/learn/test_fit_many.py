@@ -61,3 +61,41 @@ def test_a_fit_that_fails_is_the_error(cores) -> None:
     fits[2] = (y[:-1], sw[:-1])  # weights of another number of rows
     with pytest.raises(ValueError):
         fit_logistic_many(X, fits, 1.0)
+
+
+def test_a_fit_made_soon_is_the_fit_made_now(cores) -> None:
+    X, fits = folds_of(300, 48, seed=4)
+    y, sw = fits[1]
+    soon = fit.Soon(lambda: fit_logistic(X, y, sw, 1.0))
+    w, b = soon.result()
+    w1, b1 = fit_logistic(X, y, sw, 1.0)
+    assert np.array_equal(w, w1) and b == b1
+    failing = fit.Soon(lambda: fit_logistic(X, y[:-1], sw[:-1], 1.0))
+    with pytest.raises(ValueError):
+        failing.result()
+
+
+def test_a_head_with_its_fits_in_threads_is_the_head_made_one_fit_at_a_time(monkeypatch) -> None:
+    """The first head beside its sizing probe, the count beside the marks' folds: the same
+    head, bit for bit, as on one core."""
+    from finder.learn.metric import library_metric
+    from finder.learn.train import train_head
+
+    rng = np.random.default_rng(7)
+    d, n = 96, 1500
+    centres = rng.standard_normal((12, d)).astype(np.float32)
+    label = rng.integers(0, 12, n)
+    X = centres[label] + 1.2 * rng.standard_normal((n, d)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    mine, rest = np.flatnonzero(label == 0), np.flatnonzero(label != 0)
+    P, N, B, F = X[mine[:12]], X[rest[:8]], X[rest[8:808]], X[rest[808:1208]]
+    metric = library_metric(X)
+
+    def head(cores: int):
+        monkeypatch.setattr(fit, "cpu_count", lambda: cores)
+        return train_head(P, N, B, metric=metric, fresh=F, strips=True, seed=1)
+
+    one, two = head(1), head(2)
+    assert "n_class_marks" in two.params  # the marks' folds ran (beside the count)
+    assert np.array_equal(one.w, two.w) and one.b == two.b and one.threshold == two.threshold
+    assert one.params == two.params
