@@ -246,9 +246,14 @@ def _train(
         sample = None
     w, b, n_size = _first_head(pb, order, cfg, rng, params, top, sample, share)
     ws, bs = w, b
+    cv = None
     if cfg.count_C:  # counted past 0 of a sharper head (less regularised) on the same data
         sizing = pb if sample is None else pb.sample_only(sample)  # not sized by the top's ✓
-        ws, bs = sizing.fit_pseudo(order, params["n_pseudo"], replace(cfg, C=cfg.count_C), (w, b))
+        sharp = replace(cfg, C=cfg.count_C)
+        count = sizing.fit_pseudo_soon(order, params["n_pseudo"], sharp, (w, b))
+        if marks and not cfg.marks_raise:  # the marks' folds start from (w, b) too: meanwhile
+            cv = pb.cv_logits(order, params["n_pseudo"], cfg, (w, b), cfg.marks_cv, rng)
+        ws, bs = count.result()
     n_class = float(((pb.B @ ws + bs) >= 0).sum())
     if cfg.first_fresh and fresh is not None:  # counted out of the training
         n_class = float((fresh.scores(ws, bs) >= 0).sum()) * m / fresh.n
@@ -259,7 +264,9 @@ def _train(
         w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
     if marks:  # the marks are labels: calibrated (and the size read) on their held-out logits
         n_pseudo = params["n_pseudo"]
-        zc, yc = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
+        if cv is None:
+            cv = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
+        zc, yc = cv
         zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
         scale = 1.0 if fresh is None else m / fresh.n
         prior = calibrate(zs, float(np.clip(n_class / scale, 1.0, len(zs) / 2)))
@@ -362,11 +369,12 @@ def _first_head(
         med = None
         n_pseudo = _pseudo_count(float(((B @ probe[0] + probe[1]) >= 0).sum()), m)
     # 2. the head: examples + the best-connected pseudo-positives against the rest
-    w, b = pb.fit_pseudo(order, n_pseudo, cfg, probe if cfg.warm_start else None)
+    first = pb.fit_pseudo_soon(order, n_pseudo, cfg, probe if cfg.warm_start else None)
     # class size once the likely members are out of the negatives: a probe head's count
     drop = int(np.ceil(2 * med)) + 1 if med is not None else 2 * n_pseudo
     sizing = pb if sample is None else pb.sample_only(sample)
     w3, b3 = sizing.probe(cfg.probe_C, order[min(drop, m - 1) :], probe)
+    w, b = first.result()
     n_size = max(1, int(((B @ w3 + b3) >= 0).sum()))
     # 3. refine: re-pick the pseudo-positives from how many the head puts past the gap
     for _ in range(cfg.refine_rounds):

@@ -48,6 +48,26 @@ def exact_scores(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
+def scores_of_rows(raw: RawLog, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`exact_scores` of the raw log's ``rows`` (sorted): read in place from the file's
+    mapping (:meth:`~finder.store.raw.RawLog.span`) when they fill at least half of the span
+    they cover (a complete scan, a threshold the index cannot narrow: the rows in between are
+    scored too and dropped), else copied out one by one. The same scores either way: a row's
+    score depends on that row only."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return np.zeros(0, dtype=np.float32)
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 2 * len(rows):
+        span = raw.span(lo, hi)
+        try:
+            out = exact_scores(span, w)
+        finally:
+            del span  # the mapping goes with it
+        return out if hi - lo == len(rows) else out[rows - lo]
+    return exact_scores(raw.read_rows(rows), w)
+
+
 def rescore(
     raw: RawLog,
     cand: np.ndarray,
@@ -61,21 +81,24 @@ def rescore(
     """Candidate ids (without ``exclude_ids``) and their exact scores ``w.x + b`` read from the
     raw log, best first (ties by id); only those >= ``min_score`` when given. Large candidate
     sets are scored on every core when ``threads``."""
-    cand = np.unique(np.asarray(cand, dtype=np.int64))
+    cand = np.asarray(cand, dtype=np.int64).reshape(-1)
     if exclude_ids is not None and len(exclude_ids):
         cand = cand[~np.isin(cand, np.asarray(exclude_ids, dtype=np.int64))]
-    rows = raw.lookup(cand)
-    ok = rows >= 0
-    cand, rows = cand[ok], rows[ok]
-    order = np.argsort(rows)
-    cand, rows = cand[order], rows[order]
+    found = raw.lookup(cand)
+    if len(cand) > 1024:  # each live row once, in file order: a mask, no sort of the candidates
+        mask = np.zeros(raw.n, dtype=bool)
+        mask[found[found >= 0]] = True
+        rows = np.flatnonzero(mask)
+    else:
+        rows = np.unique(found[found >= 0])
+    cand = raw.ids_of(rows)
     scores = np.empty(len(rows), dtype=np.float32)
     step = 4096  # bounded memory for large candidate sets
 
     def score(start: int) -> None:
         faiss.omp_set_num_threads(1)  # this worker thread only
         part = rows[start : start + step]
-        scores[start : start + len(part)] = exact_scores(raw.read_rows(part), w)
+        scores[start : start + len(part)] = scores_of_rows(raw, part, w)
 
     starts = range(0, len(rows), step)
     workers = cpu_count()
