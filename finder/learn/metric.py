@@ -46,6 +46,7 @@ class Metric:
 
     U: np.ndarray
     s: np.ndarray
+    shrink: float = SHRINK  # the ``shrink`` it was made with (:func:`whitener`)
 
     @property
     def dim(self) -> int:
@@ -91,9 +92,20 @@ def whitener(V: np.ndarray, *, shrink: float = SHRINK, k: int = NEIGHBOURS) -> M
     # LAPACK's divide and conquer: 3× numpy's default at d = 4096 (VGG16 fc1)
     ev, U = scipy.linalg.eigh(D.T @ D / np.float32(2 * len(D)), driver="evd")
     s = np.sqrt(np.maximum(ev, 0.0) + shrink * max(float(ev.mean()), 1e-12)).astype(np.float32)
-    metric = Metric(U.astype(np.float32), s)
+    metric = Metric(U.astype(np.float32), s, shrink)
     scale = float(np.linalg.norm(metric.apply(V), axis=1).mean())
-    return Metric(metric.U, s * np.float32(scale))  # the library's mean length in it: 1
+    return Metric(metric.U, s * np.float32(scale), shrink)  # the library's mean length in it: 1
+
+
+def reshrunk(metric: Metric, shrink: float) -> np.ndarray:
+    """Per coordinate of ``metric``, the factor that takes a vector in it to the metric of the
+    same ``Σ_w`` shrunk by ``shrink`` instead (``s'² = c²·(λ + shrink·mean λ)``, ``c²·λ`` read
+    back from ``s² = c²·(λ + metric.shrink·mean λ)``), before the library's mean length is
+    restored (the caller's: it has the sample). ``x·U·diag(1/s')`` is ``(x·U·diag(1/s))·(s/s')``."""
+    s2 = np.asarray(metric.s, dtype=np.float64) ** 2
+    unit = s2.mean() / (1.0 + metric.shrink)  # c²·mean λ
+    new = np.maximum(s2 - metric.shrink * unit, 0.0) + shrink * unit
+    return np.sqrt(s2 / new).astype(np.float32)
 
 
 def sample_positions(n: int, *, seed: int = 0, sample: int = SAMPLE) -> np.ndarray:

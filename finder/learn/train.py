@@ -41,7 +41,7 @@ from finder.learn.fit import (  # noqa: F401 - the primitives, named here too
     knn_diffusion,
 )
 from finder.learn.head import Head, logit, sigmoid
-from finder.learn.metric import Metric
+from finder.learn.metric import Metric, reshrunk
 
 BACKGROUND_SIZE: int = 2000
 """How many random library vectors form the background sample of ``finder learn`` (2,000
@@ -112,6 +112,12 @@ class HeadConfig:
     # the photos below it)
     marks_order: str = "diffusion"  # ... pseudo-positives in this order ("head": by a probe's
     # logits, no diffusion)
+    marks_C: float = 0.0  # with the marks' calibration: the head's C (0: ``C``)
+    marks_pseudo_weight: float = -1.0  # ... the pseudo-positives' weight (< 0: ``pseudo_weight``)
+    marks_shrink: float = 0.0  # ... the metric shrunk by this instead (0: the library's) ...
+    marks_shrink_n: float = 0.0  # ... or, when set, by the library's shrink × this / the
+    # number of marks (examples, ✓, ✗), within [marks_shrink, the library's]: a prior that
+    # weighs less as the labels grow
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
@@ -192,11 +198,46 @@ def train_head(
     share = min(1.0, len(pb.B) / pool) if pool else 1.0
     if strips is False and not cfg.marks_top:
         cfg = replace(cfg, marks_cv=0)  # marks on the top of the ranking only: no labels
+    scale = None
+    if _marks_fire(pb, cfg) and cfg.method != "plain":  # the marks are labels: their settings
+        w_ = cfg.pseudo_weight if cfg.marks_pseudo_weight < 0 else cfg.marks_pseudo_weight
+        cfg = replace(cfg, C=cfg.marks_C or cfg.C, pseudo_weight=w_)
+        if metric is not None:
+            pb, scale = _reshrunk(pb, cfg, metric)
+        if scale is not None and scorer is not None:
+            F = check_vectors("fresh vectors", fresh, pb.P.shape[1])
+            scorer = Fresh(lambda w, b: (F @ metric.back(scale * w)).astype(np.float64) + b, len(F))
     head = _train(pb, cfg, seed, scorer, sample, share)
+    if scale is not None:
+        head.w = head.w * scale  # in the library's metric
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
         head.params["metric"] = True
     return head
+
+
+def _reshrunk(pb: Problem, cfg: HeadConfig, metric: Metric) -> tuple[Problem, np.ndarray | None]:
+    """``pb`` (in ``metric``) in the metric shrunk by ``marks_shrink`` (``marks_shrink_n``),
+    the background's mean length 1 again, and the factor per coordinate that takes a head's
+    weights in it back to ``metric`` (None: ``pb`` as it is). The k-NN graph stays the
+    library's. Costs one copy of the rows, no fit."""
+    shrink = cfg.marks_shrink
+    if shrink and cfg.marks_shrink_n:
+        n_marks = len(pb.P) + len(pb.N)
+        shrink = float(np.clip(metric.shrink * cfg.marks_shrink_n / n_marks, shrink, metric.shrink))
+    if not shrink or shrink == metric.shrink:
+        return pb, None
+    factor = reshrunk(metric, shrink)
+    Z = pb.rows() * factor
+    k, n = len(pb.P), len(pb.P) + len(pb.N)
+    norm = np.float32(np.linalg.norm(Z[n:], axis=1).mean())  # the library's mean length: 1
+    Z /= norm
+    return Problem(Z[:k], Z[k:n], Z[n:], pb.G, pb.known, Z), factor / norm
+
+
+def _marks_fire(pb: Problem, cfg: HeadConfig) -> bool:
+    """Whether the marks are labels enough to calibrate the head (``marks_cv``, ``marks_min``)."""
+    return bool(cfg.marks_cv) and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
 
 
 @dataclass
@@ -231,7 +272,7 @@ def _train(
 
     direct = None
     held = None
-    marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
+    marks = _marks_fire(pb, cfg)
     if marks and cfg.marks_order == "head":
         w0, b0 = pb.probe(cfg.probe_C)
         order = np.argsort(-(pb.B @ w0 + b0), kind="stable")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from finder.learn.evaluate import average_precision
-from finder.learn.metric import MIN_PHOTOS, library_metric, whitener
+from finder.learn.metric import MIN_PHOTOS, library_metric, reshrunk, whitener
 from finder.learn.train import background_indices, train_head
 from finder.library import Library
 from tests.conftest import make_photo
@@ -95,3 +95,15 @@ def test_the_library_keeps_its_metric_and_mends_a_damaged_one(tmp_path: Path, mo
         bad["s"] = np.zeros_like(bad["s"])  # readable, but no metric: computed again
         np.savez(kept, **bad)
         assert np.allclose(lib.metric().W, metric.W)
+
+
+def test_a_metric_shrunk_otherwise_is_read_back_from_its_scales():
+    """``reshrunk``: the scales of the same neighbour covariance shrunk by another amount,
+    from a metric's own (``HeadConfig.marks_shrink``), equal those ``whitener`` computes."""
+    X, _ = noisy_classes(seed=2)
+    m3, m1 = whitener(X, shrink=3.0), whitener(X, shrink=1.0)
+    assert m3.shrink == 3.0 and m1.shrink == 1.0
+    s1 = m3.s / reshrunk(m3, 1.0)
+    assert np.allclose(s1 / s1.mean(), m1.s / m1.s.mean(), rtol=1e-3)
+    assert np.allclose(reshrunk(m3, 3.0), 1.0, rtol=1e-4)
+    assert not np.allclose(s1 / s1.mean(), m3.s / m3.s.mean(), rtol=1e-2)

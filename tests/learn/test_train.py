@@ -247,3 +247,34 @@ def test_a_warm_start_gives_the_head_a_cold_start_gives():
     warm = train_head(X[pos], X[neg], X[bg], config=replace(DEFAULT_CONFIG, warm_start=True))
     np.testing.assert_allclose(warm.logits(X), cold.logits(X), atol=0.05)
     assert abs(warm.threshold - cold.threshold) < 0.01
+
+
+def test_with_marks_the_head_learns_in_the_metric_shrunk_by_marks_shrink():
+    """``HeadConfig.marks_shrink``: once the marks calibrate, the head is the one trained in the
+    library's metric shrunk by that amount (its rows rescaled, the weights mapped back to the
+    stored vectors); marks on the top of the ranking only (``strips`` False) and a first
+    learning are not touched."""
+    from finder.learn.metric import Metric, reshrunk, whitener
+
+    X, y, pos, neg, bg = six_checks_three_crosses()
+    m3 = whitener(X, shrink=3.0)
+    fresh, back = bg[::3], np.setdiff1d(bg, bg[::3])
+    r = reshrunk(m3, 1.0)
+    r = r / np.linalg.norm(m3.apply(X[back]) * r, axis=1).mean()
+    same = Metric(m3.U, m3.s / r, 1.0)  # the metric shrunk by 1, at the scale the head uses
+    lib = replace(DEFAULT_CONFIG, graph="library")  # the graph on the stored vectors: the same
+    shrunk = train_head(
+        X[pos], X[neg], X[back], metric=m3, fresh=X[fresh], config=replace(lib, marks_shrink=1.0)
+    )
+    direct = train_head(X[pos], X[neg], X[back], metric=same, fresh=X[fresh], config=lib)
+    plain = train_head(X[pos], X[neg], X[back], metric=m3, fresh=X[fresh], config=lib)
+    assert np.allclose(shrunk.logits(X), direct.logits(X), atol=1e-3)
+    assert shrunk.threshold == pytest.approx(direct.threshold, abs=1e-4)
+    assert not np.allclose(shrunk.logits(X), plain.logits(X), atol=1e-2)
+    for kw in ({"strips": False}, {}):  # top marks only; five examples
+        rows = (pos, neg) if kw else (pos[:5], neg[:0])
+        a, b = (
+            train_head(X[rows[0]], X[rows[1]], X[back], metric=m3, config=c, **kw)
+            for c in (replace(lib, marks_shrink=1.0), lib)
+        )
+        assert np.array_equal(a.w, b.w) and a.threshold == b.threshold
