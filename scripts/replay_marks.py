@@ -4,7 +4,10 @@
 marks the simulated person gave, the held-out photos. This script trains each case's marks
 again, as ``ArrayTeacher`` does, under each ``--set`` of ``HeadConfig`` overrides (one
 ``--set`` per head; an empty ``--set`` is the default), and prints per case and per round the
-held-out F1, best-cut F1 and ECE of every head side by side. The marks were chosen by the run's
+held-out F1, best-cut F1 and ECE of every head side by side, then per round the means over the
+flower classes and over cat and dog apart (F1, best-cut F1, P, R, ECE); ``negative_weight=W`` in
+a ``--set`` weighs that head's explicit ✗ as W background photos (``fit.EXPLICIT_NEGATIVE_WEIGHT``,
+not a ``HeadConfig`` field). The marks were chosen by the run's
 own heads (strips near their cuts), so this compares heads on one sequence of marks, not whole
 runs; it is the quick screen, and a change it favours is then measured whole.
 
@@ -26,14 +29,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from finder.learn import fit  # noqa: E402
 from finder.learn.calibrate import platt  # noqa: E402
 from finder.learn.evaluate import labels_from_paths  # noqa: E402
 from finder.learn.feedback import ArrayTeacher  # noqa: E402
 from finder.learn.metric import SHRINK, library_metric  # noqa: E402
 from finder.learn.scores import answer_scores  # noqa: E402
 from finder.learn.train import train_head  # noqa: E402
-from scripts.experiment_feedback import LIBRARIES, config_from, library_of, vectors  # noqa: E402
+from scripts.experiment_feedback import (  # noqa: E402
+    LIBRARIES,
+    PETS,
+    config_from,
+    library_of,
+    vectors,
+)
 
+NEGATIVE_DEFAULT = fit.EXPLICIT_NEGATIVE_WEIGHT
 KEYS = ("f1", "precision", "recall", "ece", "best_f1")
 
 
@@ -66,7 +77,8 @@ def main() -> None:
         neg = np.asarray([m[0] for m in c["marks"] if m[1] == 0], dtype=np.int64)
         line = f"{c['class']:10s} t{c['trial']} r{c['round']:2d}"
         for i, settings in enumerate(heads):
-            trainer = partial(train_head, config=config_from(settings))
+            fit.EXPLICIT_NEGATIVE_WEIGHT = negative_weight(settings)
+            trainer = partial(train_head, config=config_from(heads_only(settings)))
             head = ArrayTeacher(X, trainer=trainer, metric=metric).learn(
                 "x", pos, neg, seed=c["trial"]
             )
@@ -88,17 +100,38 @@ def main() -> None:
                 )
         print(line, flush=True)
     rounds = sorted({c["round"] for c in cases})
-    print("\nper round, means over the cases: F1 | best-cut F1 | ECE")
+    groups = {"flowers": [c["class"] not in PETS for c in cases]}
+    groups |= {"cat, dog": [c["class"] in PETS for c in cases]}
+    print("\nper round, means over the cases: F1 | best-cut F1 | P | R | ECE")
     print("rounds: " + " ".join(str(r) for r in rounds))
-    for settings, rows in zip(heads, got, strict=True):
-        parts = []
-        for key in ("f1", "best_f1", "ece"):
-            parts.append(
-                " ".join(
-                    f"{np.mean([x[key] for x in rows if x['round'] == r]):.3f}" for r in rounds
-                )
-            )
-        print(f"{' '.join(settings) or 'default':50s} " + " | ".join(parts))
+    for group, where in groups.items():
+        if not any(where):
+            continue
+        print(group)
+        for settings, rows in zip(heads, got, strict=True):
+            parts = []
+            for key in ("f1", "best_f1", "precision", "recall", "ece"):
+                parts.append(" ".join(f"{mean(rows, where, key, r):.3f}" for r in rounds))
+            print(f"  {' '.join(settings) or 'default':48s} " + " | ".join(parts), flush=True)
+
+
+def mean(rows: list[dict], where: list[bool], key: str, r: int) -> float:
+    got = [x[key] for x, w in zip(rows, where, strict=True) if w and x["round"] == r]
+    return float(np.mean(got))
+
+
+NEGATIVE = "negative_weight"
+"""Not a ``HeadConfig`` field: ``negative_weight=W`` sets ``fit.EXPLICIT_NEGATIVE_WEIGHT`` for the
+head (the weight of an explicit ✗, in background photos)."""
+
+
+def negative_weight(settings: list[str]) -> float:
+    got = [float(s.partition("=")[2]) for s in settings if s.startswith(NEGATIVE + "=")]
+    return got[-1] if got else NEGATIVE_DEFAULT
+
+
+def heads_only(settings: list[str]) -> list[str]:
+    return [s for s in settings if not s.startswith(NEGATIVE + "=")]
 
 
 if __name__ == "__main__":
