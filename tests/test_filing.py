@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finder.filing import EXCLUSIVE_SLACK, coverage, exclusive_slack
+from finder.filing import EXCLUSIVE_SLACK, exclusive_slack
 from finder.ingest.keywords import sidecar_keywords
 from finder.learn.head import Head
 from finder.library import Library
@@ -226,9 +226,6 @@ def test_below_its_cut_a_photo_no_sibling_takes_is_suggested_as_far_as_the_sibli
         }
         got = {m.path: m.score for m in lib.suggest("red")}
         slack = exclusive_slack(red, [blue])
-        kinds = [kind(p) for p in paths.values()]
-        truth = (kinds.count("b") + kinds.count("m") * (other == "blue")) / len(kinds)
-        print(other, "coverage", coverage(red, [blue]), "slack", slack, "truth", truth)
         if other == "blue":
             assert slack > 0.6 * EXCLUSIVE_SLACK
         else:

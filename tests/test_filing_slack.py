@@ -38,7 +38,7 @@ def test_the_slack_grows_with_the_cover_and_is_none_without_siblings():
     own = head(200)
     slacks = [exclusive_slack(own, [head(n)]) for n in (0.0, 200, 600, 1000, 1800)]
     assert slacks[0] == 0.0
-    assert all(a < b for a, b in zip(slacks, slacks[1:]))
+    assert all(a < b for a, b in zip(slacks[:-1], slacks[1:], strict=True))
     assert exclusive_slack(own, []) == 0.0
 
 
