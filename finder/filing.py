@@ -19,9 +19,10 @@ holds no photo any more, and which the person gave no ✓, is forgotten.
 that its head puts at or above its cut, best first; siblings that exclude each other (the
 folders learned together; the keywords below one parent) share the photos out: a photo is
 suggested for the one whose head ranks it highest above its cut, and there the cut is lowered
-by ``EXCLUSIVE_SLACK`` (a class's probability counts its siblings' look-alikes as its wrong
-answers, and the siblings take those). ``apply_suggestions`` writes a keyword
-class's own keyword (its hierarchy, into the sidecar: ``finder.act.xmp``) and remembers what
+(a class's probability counts its siblings' look-alikes as its wrong answers, and the siblings
+take those) by ``EXCLUSIVE_SLACK`` as far as the siblings cover the photos not of the class
+(``exclusive_slack``: less with two species filed among five unfiled ones).
+``apply_suggestions`` writes a keyword class's own keyword (its hierarchy, into the sidecar: ``finder.act.xmp``) and remembers what
 it added; ``unapply`` takes exactly that back and marks the photo ✗.
 """
 
@@ -63,8 +64,9 @@ the heads' quality. Its own examples are never approximate: one filed photo more
 retrains it."""
 EXCLUSIVE_SLACK = 1.0
 """How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude
-it, when no sibling ranks the photo higher above its own cut. A head's probability near its cut
-counts the siblings' look-alikes among its wrong answers (it is calibrated over the whole
+it, when no sibling ranks the photo higher above its own cut, where the siblings cover the
+photos not of the class (less where they cover less: ``exclusive_slack``). A head's
+probability near its cut counts the siblings' look-alikes among its wrong answers (it is calibrated over the whole
 library), but among the photos no sibling takes those are gone, so the odds of the class are
 higher there than the probability says: e¹ ≈ 2.7 times when the siblings' photos are most of
 the wrong answers. Measured in ``scripts/bench_filed.py``'s protocol on the same heads, 3
