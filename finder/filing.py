@@ -22,8 +22,9 @@ suggested for the one whose head ranks it highest above its cut, and there the c
 (a class's probability counts its siblings' look-alikes as its wrong answers, and the siblings
 take those) by ``EXCLUSIVE_SLACK`` as far as the siblings cover the photos not of the class
 (``exclusive_slack``: less with two species filed among five unfiled ones).
-``apply_suggestions`` writes a keyword class's own keyword (its hierarchy, into the sidecar: ``finder.act.xmp``) and remembers what
-it added; ``unapply`` takes exactly that back and marks the photo ✗.
+``apply_suggestions`` writes a keyword class's own keyword (its hierarchy, into the sidecar:
+``finder.act.xmp``) and remembers what it added; ``unapply`` takes exactly that back and marks
+the photo ✗.
 """
 
 from __future__ import annotations
@@ -63,18 +64,18 @@ keywords each changed photo is a counter-example of most classes. A choice, not 
 the heads' quality. Its own examples are never approximate: one filed photo more or less
 retrains it."""
 EXCLUSIVE_SLACK = 1.0
-"""How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude
-it, when no sibling ranks the photo higher above its own cut, where the siblings cover the
-photos not of the class (less where they cover less: ``exclusive_slack``). A head's
-probability near its cut counts the siblings' look-alikes among its wrong answers (it is calibrated over the whole
-library), but among the photos no sibling takes those are gone, so the odds of the class are
-higher there than the probability says: e¹ ≈ 2.7 times when the siblings' photos are most of
-the wrong answers. Measured in ``scripts/bench_filed.py``'s protocol on the same heads, 3
-draws of the filed photos each, mean F1: tf_flowers 25% filed +0.005 to +0.007, 10% +0.006 to
-+0.011, two species filed (three unfiled species among the rest) +0.000 to +0.010 at precision
-0.94 or more; the combined library 25% -0.001 to +0.002, 10% +0.002 to +0.014, two species
-+0.001 to +0.015. A larger slack gains little more on tf_flowers and costs precision where
-unfiled kinds are near the cut (``docs/heads.md``, issue 25)."""
+"""How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude it,
+when no sibling ranks the photo higher above its own cut, where the siblings cover the photos
+not of the class (less where they cover less: ``exclusive_slack``). A head's probability near
+its cut counts the siblings' look-alikes among its wrong answers (it is calibrated over the
+whole library), but among the photos no sibling takes those are gone, so the odds of the class
+are higher there than the probability says: e¹ ≈ 2.7 times when the siblings' photos are most of
+the wrong answers. Measured in ``scripts/bench_filed.py``'s protocol on the same heads, 3 draws
+of the filed photos each, mean F1: tf_flowers 25% filed +0.005 to +0.007, 10% +0.006 to +0.011,
+two species filed (three unfiled species among the rest) +0.000 to +0.010 at precision 0.94 or
+more; the combined library 25% -0.001 to +0.002, 10% +0.002 to +0.014, two species +0.001 to
++0.015. A larger slack gains little more on tf_flowers and costs precision where unfiled kinds
+are near the cut (``docs/heads.md``, issue 25)."""
 
 
 def coverage(own: Head, rivals: Sequence[Head]) -> float:
