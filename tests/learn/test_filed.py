@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from finder.learn.cutoff import CutInput, cut_off
-from finder.learn.filed import HELD_OUT_BELOW, HELD_OUT_WEIGHT, held_out_share, train_filed_head
+from finder.learn.filed import (
+    FILED_PRIOR,
+    HELD_OUT_BELOW,
+    HELD_OUT_WEIGHT,
+    filed_share,
+    held_out_share,
+    train_filed_head,
+)
 from finder.learn.head import sigmoid
 from finder.learn.train import train_head
 from finder.teach_inputs import FILED_HEAD
@@ -58,10 +65,11 @@ def test_the_head_is_calibrated_and_cut_on_the_geometric_mean_of_both_sizes():
     head = train_filed_head(**inputs)
     p = head.params
     m, f = p["n_background"], len(inputs["fresh"])
-    want = np.exp(
-        (1 - HELD_OUT_WEIGHT) * np.log(p["n_class_trained"])
-        + HELD_OUT_WEIGHT * np.log(p["n_class_held_out"])
+    both = (1 - HELD_OUT_WEIGHT) * np.log(p["n_class_trained"]) + HELD_OUT_WEIGHT * np.log(
+        p["n_class_held_out"]
     )
+    w = FILED_PRIOR / (FILED_PRIOR + len(inputs["positives"]))  # the filing's share weighed in
+    want = np.exp((1 - w) * both + w * np.log(p["n_class_filed"]))
     assert p["n_class_estimate"] == pytest.approx(want, rel=1e-6)
     z = head.logits(inputs["fresh"]).astype(np.float64)
     assert sigmoid(z).sum() == pytest.approx(p["n_class_estimate"] * f / m, rel=0.02)
@@ -84,3 +92,63 @@ def test_without_fresh_photos_with_one_filed_photo_or_with_many_the_head_is_the_
         a, b = train_filed_head(**given), train_head(**given)
         assert np.array_equal(a.w, b.w) and a.b == b.b and a.threshold == b.threshold
         assert "n_class_held_out" not in a.params
+
+
+def _few_filed(seed: int, filed_small: int = 2):
+    """Eight classes, class 0 rare (40 photos against 400 each) and filed as often as the rest
+    (``filed_small`` of its photos, 20 of each other class's): class 0's inputs."""
+    X, y = library(n_classes=8, per_class=400, spread=0.3, seed=seed)
+    rng = np.random.default_rng(seed)
+    rare = rng.choice(np.flatnonzero(y == 0), size=40, replace=False)
+    keep = np.concatenate([rare, np.flatnonzero(y != 0)])
+    X, y = X[keep], y[keep]
+    sizes = {c: filed_small if c == 0 else 20 for c in range(8)}
+    done = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), size=sizes[c], replace=False) for c in range(8)]
+    )
+    rest = rng.permutation(np.setdiff1d(np.arange(len(X)), done))
+    pos, neg = done[y[done] == 0], done[y[done] != 0]
+    inputs = dict(
+        positives=X[pos],
+        negatives=X[neg],
+        background=X[rest[:2000]],
+        fresh=X[rest[2000:]],
+        config=FILED_HEAD,
+        seed=0,
+        sample=np.ones(len(pos), dtype=bool),
+    )
+    return inputs, X[rest], y[rest] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_class_of_two_filed_photos_is_sized_near_its_share_of_the_filing(seed):
+    """Two filed photos held out say little (each probe trained on one photo): alone they sized
+    the class at up to half the library (an answer of 1,684 photos for a class of 38). Weighed
+    with the class's share of the filed photos (``FILED_PRIOR``), the answer stays within
+    ten times the class."""
+    inputs, X, truth = _few_filed(seed)
+    head = train_filed_head(**inputs)
+    p = head.params
+    share = filed_share(len(inputs["positives"]), len(inputs["negatives"]))
+    assert p["n_class_filed"] == pytest.approx(share * p["n_background"])
+    assert p["n_class_estimate"] < 6 * truth.mean() * p["n_background"]
+    answer = head.logits(X) >= head.logit_threshold
+    assert answer.sum() < 10 * truth.sum()
+
+
+def test_the_filing_weighs_less_the_more_photos_are_filed():
+    """The weight of the filed share is ``FILED_PRIOR / (FILED_PRIOR + filed photos)``: the
+    estimate moves less towards it for a class of 20 filed photos than for one of 2."""
+    moved = []
+    for n in (2, 20):
+        inputs, _, _ = _few_filed(1, filed_small=n)
+        p = train_filed_head(**inputs).params
+        alone = np.exp(
+            (1 - HELD_OUT_WEIGHT) * np.log(p["n_class_trained"])
+            + HELD_OUT_WEIGHT * np.log(p["n_class_held_out"])
+        )
+        w = FILED_PRIOR / (FILED_PRIOR + n)
+        want = np.exp((1 - w) * np.log(alone) + w * np.log(p["n_class_filed"]))
+        assert p["n_class_estimate"] == pytest.approx(want, rel=1e-6)
+        moved.append(abs(np.log(p["n_class_estimate"] / alone)))
+    assert moved[0] > moved[1]
