@@ -25,9 +25,16 @@ def _filed(seed: int, spread: float = 0.3, per_class: int = 400, filed: int = 10
     """Eight classes, ``filed`` photos of each filed; the rest unsorted: a background of 2,000
     of them and the others fresh. Class 0's inputs as ``Teaching`` gives them."""
     X, y = library(n_classes=8, per_class=per_class, spread=spread, seed=seed)
-    rng = np.random.default_rng(seed)
+    inputs, rest = _file(X, y, [filed] * 8, np.random.default_rng(seed))
+    return inputs, float(np.mean(y[rest] == 0))
+
+
+def _file(X: np.ndarray, y: np.ndarray, sizes: list[int], rng: np.random.Generator):
+    """``sizes[c]`` photos of each class ``c`` filed, the rest unsorted (a background of 2,000
+    of them, the others fresh): class 0's inputs as ``Teaching`` gives them, and the unsorted
+    photos' positions."""
     done = np.concatenate(
-        [rng.choice(np.flatnonzero(y == c), size=filed, replace=False) for c in range(8)]
+        [rng.choice(np.flatnonzero(y == c), size=n, replace=False) for c, n in enumerate(sizes)]
     )
     rest = rng.permutation(np.setdiff1d(np.arange(len(X)), done))
     pos, neg = done[y[done] == 0], done[y[done] != 0]
@@ -40,7 +47,7 @@ def _filed(seed: int, spread: float = 0.3, per_class: int = 400, filed: int = 10
         seed=0,
         sample=np.ones(len(pos), dtype=bool),
     )
-    return inputs, float(np.mean(y[rest] == 0))
+    return inputs, rest
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -102,21 +109,7 @@ def _few_filed(seed: int, filed_small: int = 2):
     rare = rng.choice(np.flatnonzero(y == 0), size=40, replace=False)
     keep = np.concatenate([rare, np.flatnonzero(y != 0)])
     X, y = X[keep], y[keep]
-    sizes = {c: filed_small if c == 0 else 20 for c in range(8)}
-    done = np.concatenate(
-        [rng.choice(np.flatnonzero(y == c), size=sizes[c], replace=False) for c in range(8)]
-    )
-    rest = rng.permutation(np.setdiff1d(np.arange(len(X)), done))
-    pos, neg = done[y[done] == 0], done[y[done] != 0]
-    inputs = dict(
-        positives=X[pos],
-        negatives=X[neg],
-        background=X[rest[:2000]],
-        fresh=X[rest[2000:]],
-        config=FILED_HEAD,
-        seed=0,
-        sample=np.ones(len(pos), dtype=bool),
-    )
+    inputs, rest = _file(X, y, [filed_small] + [20] * 7, rng)
     return inputs, X[rest], y[rest] == 0
 
 
