@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finder.filing import EXCLUSIVE_SLACK, exclusive_slack
 from finder.ingest.keywords import sidecar_keywords
+from finder.learn.filed import EXCLUSIVE_SLACK, exclusive_slack
 from finder.learn.head import Head
 from finder.library import Library
 from tests.conftest import CLI, make_photo

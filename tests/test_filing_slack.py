@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finder.filing import EXCLUSIVE_SLACK, coverage, exclusive_slack
+from finder.learn.filed import EXCLUSIVE_SLACK, coverage, exclusive_slack
 from finder.learn.head import Head
 
 
