@@ -19,7 +19,7 @@ from finder.ingest.keywords import sidecar_keywords
 from finder.learn.filed import EXCLUSIVE_SLACK, exclusive_slack
 from finder.learn.head import Head
 from finder.library import Library
-from tests.conftest import CLI, make_photo
+from tests.conftest import CLI, TFLITE_MODEL, make_photo
 from tests.ingest.keyword_files import (
     MALFORMED,
     digikam_sidecar,
@@ -232,7 +232,8 @@ def test_below_its_cut_a_photo_no_sibling_takes_is_suggested_as_far_as_the_sibli
             assert slack < 0.5 * EXCLUSIVE_SLACK
         assert set(got) == {p for p, (a, b) in margin.items() if a >= -slack and a >= b}
         below = [p for p in got if margin[p][0] < 0]
-        if other == "blue":
+        if other == "blue" and TFLITE_MODEL.exists():  # the tiny Keras backbone's logits span
+            # ±30 over the 17 blends: none lies within the slack (0.66) of red's cut to show it
             assert below, "no suggestion under red's own cut: the slack is not at work"
         assert all(got[p] < red.threshold for p in below)  # shown with its own probability
         strict = {m.path for m in lib.suggest("red", min_prob=red.threshold)}
