@@ -494,14 +494,8 @@ class VectorStore:
                 ids, scores = rescore(
                     self.raw, index.knn(w, k, head=True), w, b, threads=self.scan_threads
                 )
-        else:
-            parts_ids, parts_scores = [], []
-            for rows, x in self.raw.scan(self.raw.live_rows()):
-                parts_ids.append(self.raw.ids_of(rows))
-                parts_scores.append(exact_scores(x, w) + np.float32(b))
-            ids, scores = np.concatenate(parts_ids), np.concatenate(parts_scores)
-            best = np.lexsort((ids, -scores))
-            ids, scores = ids[best], scores[best]
+        else:  # every vector, sorted (read in place: scores_of_rows)
+            ids, scores = rescore(self.raw, self.raw.ids(), w, b, threads=self.scan_threads)
         if k is not None:
             ids, scores = ids[:k], scores[:k]
         return ids, scores
