@@ -1,6 +1,7 @@
 """How far below its cut ``suggest`` (``finder.filing``) takes a photo no sibling takes
-(``finder.learn.filed.exclusive_slack``): the full ``EXCLUSIVE_SLACK`` where the exclusive siblings cover the photos not of the class, less
-where kinds nobody filed are most of them (issue 25: two species filed of five)."""
+(``finder.learn.filed.exclusive_slack``): the full ``EXCLUSIVE_SLACK`` where the exclusive
+siblings cover the photos not of the class, less where kinds nobody filed are most of them
+(issue 25: two species filed of five)."""
 
 from __future__ import annotations
 
