@@ -27,7 +27,6 @@ import numpy as np
 from finder.answers import Answers, Match
 from finder.errors import Arg, LibraryError, UsageError
 from finder.folder import Folder
-from finder.learn.calibrate import sharpen
 from finder.learn.estimate import MIN_DRAWS, estimate
 from finder.learn.estimate import Mark as EstimateMark
 from finder.learn.head import sigmoid
@@ -96,15 +95,14 @@ class Strips:
         items = self._scored(head, cut - FAR)
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = np.flatnonzero(~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids))
-        softened = head.params.get("softened")  # drawn by the fit, not softened (calibrate)
-        z = sharpen(items.scores[free].astype(np.float64), softened)
         rng = np.random.default_rng([len(marked), (last + 1) if last is not None else 0])
         chosen = choose_strip(
-            z,
-            sharpen(cut, softened),
+            items.scores[free].astype(np.float64),
+            cut,
             lambda pos: store.get(items.keys[free[pos]]),
             rng=rng,
             plan=plan_for(n),
+            softened=head.params.get("softened"),
         )
         keys = items.keys[free[chosen.picks]]
         rows = [

@@ -24,7 +24,6 @@ import numpy as np
 
 from finder.errors import Arg, UsageError
 from finder.learn.background import Pool
-from finder.learn.calibrate import sharpen
 from finder.learn.estimate import Mark, estimate
 from finder.learn.evaluate import check_dataset
 from finder.learn.head import Head
@@ -329,17 +328,17 @@ def feedback(
                     if not len(rest):
                         break
                     cut = head.logit_threshold
-                    softened = head.params.get("softened")  # drawn by the fit, not softened
                     if shown == "top":
                         pick, chance = top_picks(z, rest, clicks), None
                         whence = np.full(len(pick), TOP)
                     else:
                         strip = choose_strip(
-                            sharpen(z[rest], softened),
-                            sharpen(cut, softened),
+                            z[rest],
+                            cut,
                             lambda pos, rest=rest: X[rest[pos]],
                             rng=np.random.default_rng([seed, ci, k, t, r]),
                             plan=plan,
+                            softened=head.params.get("softened"),
                         )
                         pick, chance = rest[strip.picks], strip.chance
                         whence = np.where(strip.random, RANDOM, STRIP)

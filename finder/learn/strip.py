@@ -19,11 +19,12 @@ numpy only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from finder.learn.calibrate import sharpen
 from finder.learn.head import sigmoid
 
 
@@ -66,17 +67,22 @@ def choose_strip(
     *,
     rng: np.random.Generator,
     plan: StripPlan = DEFAULT_PLAN,
+    softened: Sequence[float] | None = None,
 ) -> Strip:
     """A strip over the candidates whose logits under the class's (calibrated) head are ``z``
     (every photo not marked and not skipped: the draws need them all), ``cut`` the head's cut as
     a logit. ``vectors(positions)`` gives the unit vectors of some candidates (those near the
-    cut, to pick ones unlike each other). ``rng`` draws the random part.
+    cut, to pick ones unlike each other). ``rng`` draws the random part. ``softened``: the
+    head's ``(k, d)`` when its probabilities were softened (``Head.params["softened"]``): the
+    strip is drawn by the fit before softening (:func:`~finder.learn.calibrate.sharpen`), as
+    the estimate models it, so that softening changes nothing a head is taught.
 
     The chosen photos are picked first (:func:`review_picks` over all candidates), then the
     drawn ones among the others (:func:`draw_pps`), so a photo's chance is its chance among the
     candidates the chosen ones left. Chosen first, drawn after, each group nearest the cut first.
     """
-    z = np.asarray(z, dtype=np.float64)
+    z = np.asarray(sharpen(z, softened), dtype=np.float64)
+    cut = sharpen(cut, softened)
     n = min(plan.size, len(z))
     n_drawn = min(plan.drawn, n)
     chosen = review_picks(z, cut, vectors, np.arange(len(z)), n - n_drawn)
