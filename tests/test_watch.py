@@ -74,7 +74,11 @@ class Watcher(Child):
     @classmethod
     def index(cls, library: Path, roots: list[Path], model_args: list[str], *extra: str):
         cmd = [sys.executable, "-m", "finder", "index", *map(str, roots), "--watch", "--json"]
-        return cls(library, [*cmd, "--library", str(library), *model_args, *extra])
+        w = cls(library, [*cmd, "--library", str(library), *model_args, *extra])
+        # its stdout and stderr are read by two threads: "watching" on stderr can come in
+        # before the first pass's summary on stdout has been read
+        w.wait_for(lambda: w.out, "the first pass's summary on stdout")
+        return w
 
     @staticmethod
     def _read(stream, sink: list) -> None:
