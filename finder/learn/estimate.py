@@ -23,15 +23,34 @@ range. The estimate pools the strips that drew photos, each weighted by its numb
 the answer's size is known exactly (every photo's score is), so precision is a total over a
 known size, recall a ratio of two totals (variance by linearisation).
 
-The variance of each strip is the larger of two: the spread of its draws' residuals (Hansen
-and Hurwitz, the draws taken with replacement), and the variance its design would have if the
-head's probabilities were right (``Σ (1/π − 1)·v`` over the photos it could have drawn, ``v``
-``p·(1 − p)`` for the unmarked ones, the squared residual for the ones marked since). Six draws
-whose residuals happen to be 0 do not make a range of width 0. The head's probabilities are too
-sure far from the cut (measured on tf_flowers: the photos more than 6 logits below the cut hold
-a few % of the class where ``p`` says 0.05 %), so every unmarked photo's ``v`` gets
-:data:`TAIL` × the class's share of the library on top. The range is the estimate ± Student's
-``t`` (degrees of freedom: the draws less the strips) × its standard error, within [0, 1].
+The photos near the cut (within :data:`NEAR` logits: where most photos of uncertain label are)
+are the model's, not the draws': there a strip's 6 draws, each standing for ~100 photos, add
+far more noise than the head's probabilities err (measured on the traces of
+``scripts/replay_estimate.py``), while the marks, dense there, say how right those
+probabilities are. A strip offers marks for their vectors, not their labels, so given its
+held-out logit a mark's label is as likely as an unmarked photo's: the head's calibration is
+refitted on the marks (all of them, as the head's own calibration is: ``sigmoid(a·held + c)``,
+a maximum a posteriori Platt fit around ``(1, 0)``,
+``prior`` its precision as :func:`~finder.learn.calibrate.soften`'s), the near unmarked photos
+counted by it, and their part of the range is their labels' own variance ``Σ p(1 − p)`` plus
+the variance of their sum over the fit's posterior (Laplace's approximation, integrated by a
+7 × 7 Gauss-Hermite rule). A draw there counts only for itself, as a mark marked since a strip
+does. The draws correct the far photos (above and below the band): there the head's
+probabilities are too sure (the tails the marks rarely reach) and only the draws can tell.
+This part rests on the model (a logistic recalibration, right where the marks are dense), not
+on the design; ``near=0`` is the design-based estimate alone (every photo corrected by the
+draws), wider (after 5 strips, ±0.10-0.14 against ±0.08-0.10 on tf_flowers and fine).
+
+The variance of each strip's far part is the larger of two: the spread of its far draws'
+residuals (Hansen and Hurwitz, the draws taken with replacement), and the variance its design
+would have if the head's probabilities were right (``Σ (1/π − 1)·v`` over the far photos it
+could have drawn, ``v`` ``p·(1 − p)`` for the unmarked ones, the squared residual for the ones
+marked since). Six draws whose residuals happen to be 0 do not make a range of width 0. The
+head's probabilities are too sure far from the cut (measured on tf_flowers: the photos more than
+6 logits below the cut hold a few % of the class where ``p`` says 0.05 %), so every unmarked
+photo's ``v`` gets :data:`TAIL` × the class's share of the library on top. The range is the
+estimate ± Student's ``t`` (degrees of freedom: the draws less the strips) × its standard
+error, within [0, 1].
 
 :func:`horvitz_thompson` is the estimate without the model (``p`` taken as 0: only the draws),
 the one before: a Wilson interval at an effective size capped by Kish's. It stands when the
@@ -178,7 +197,9 @@ def estimate(
     soften`): every logit is taken back to the fit before (:func:`~finder.learn.calibrate.
     sharpen`), the scale the strips drew in. Without ``unmarked``, :func:`horvitz_thompson`.
     None until there are ``min_draws`` marked draws, with at least one photo of the answer and
-    of the class among what the estimate sees."""
+    of the class among what the estimate sees. ``near``: the band around the cut (logits) that
+    is the model's (:data:`NEAR`; 0: the draws correct every photo); ``prior``: the precision
+    of the recalibration's prior around ``(1, 0)``."""
     if unmarked is None:
         return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
     if not marks:
