@@ -30,8 +30,8 @@ far more noise than the head's probabilities err (measured on the traces of
 probabilities are. A strip offers marks for their vectors, not their labels, so given its
 held-out logit a mark's label is as likely as an unmarked photo's: the head's calibration is
 refitted on the marks (all of them, as the head's own calibration is: ``sigmoid(a·held + c)``,
-a maximum a posteriori Platt fit around ``(1, 0)``,
-``prior`` its precision as :func:`~finder.learn.calibrate.soften`'s), the near unmarked photos
+a maximum a posteriori Platt fit around ``(1, 0)``, ``prior`` its precision as
+:func:`~finder.learn.calibrate.soften`'s), the near unmarked photos
 counted by it, and their part of the range is their labels' own variance ``Σ p(1 − p)`` plus
 the variance of their sum over the fit's posterior (Laplace's approximation, integrated by a
 7 × 7 Gauss-Hermite rule). A draw there counts only for itself, as a mark marked since a strip
@@ -89,8 +89,9 @@ the head's too-sure tails, which a few draws rarely reach)."""
 
 NEAR: float = 2.0
 """The photos within this many logits of the cut are the model's (the head's probabilities
-recalibrated on the strips' marks, which are dense there); the draws correct the rest. 0: the
-draws correct every photo (design-based only)."""
+recalibrated on the marks, which are dense there); the draws correct the rest. 0: the draws
+correct every photo (design-based only). Chosen on replayed traces (1 to 3 measured: docs/heads.md,
+"Fifth session")."""
 
 _NODES = 7
 """Gauss-Hermite nodes per dimension over the recalibration's posterior."""
@@ -289,10 +290,9 @@ def _recalibrate(held: np.ndarray, y: np.ndarray, prior: float) -> tuple[np.ndar
     """``(a, c)`` of ``sigmoid(a·held + c)`` fitted to the marks ``y`` (a maximum a posteriori
     Platt fit, ``prior`` its precision around ``(1, 0)``: the head is calibrated already, this
     only moves it where the marks say so) and the covariance of Laplace's approximation."""
-    if len(y):
-        a, c = platt(held, y, prior=(1.0, 0.0), strength=prior)
-    else:
-        a, c = 1.0, 0.0
+    ok = np.isfinite(held)
+    held, y = held[ok], y[ok]
+    a, c = platt(held, y, prior=(1.0, 0.0), strength=prior) if len(y) else (1.0, 0.0)
     p = sigmoid(a * held + c)
     v = p * (1 - p)
     H = np.array([[(v * held * held).sum(), (v * held).sum()], [(v * held).sum(), v.sum()]])
