@@ -11,7 +11,9 @@ prints, per library: the share of (class, trial) cases whose range held the trut
 bar: coverage >= 0.85 in every round from 2, half-widths <= 0.10 after 5 strips.
 
     python scripts/replay_estimate.py T.tf.pkl [T.fine.pkl ...] [--ht]
-        [--set tail=0.01 ...]
+        [--set tail=0.01 near=0 ...]
+
+(``--set near=0``: the design-based estimate alone, as before the near band was the model's.)
 
 The last line is JSON.
 """

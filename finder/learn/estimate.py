@@ -23,15 +23,34 @@ range. The estimate pools the strips that drew photos, each weighted by its numb
 the answer's size is known exactly (every photo's score is), so precision is a total over a
 known size, recall a ratio of two totals (variance by linearisation).
 
-The variance of each strip is the larger of two: the spread of its draws' residuals (Hansen
-and Hurwitz, the draws taken with replacement), and the variance its design would have if the
-head's probabilities were right (``Σ (1/π − 1)·v`` over the photos it could have drawn, ``v``
-``p·(1 − p)`` for the unmarked ones, the squared residual for the ones marked since). Six draws
-whose residuals happen to be 0 do not make a range of width 0. The head's probabilities are too
-sure far from the cut (measured on tf_flowers: the photos more than 6 logits below the cut hold
-a few % of the class where ``p`` says 0.05 %), so every unmarked photo's ``v`` gets
-:data:`TAIL` × the class's share of the library on top. The range is the estimate ± Student's
-``t`` (degrees of freedom: the draws less the strips) × its standard error, within [0, 1].
+The photos near the cut (within :data:`NEAR` logits: where most photos of uncertain label are)
+are the model's, not the draws': there a strip's 6 draws, each standing for ~100 photos, add
+far more noise than the head's probabilities err (measured on the traces of
+``scripts/replay_estimate.py``), while the marks, dense there, say how right those
+probabilities are. A strip offers marks for their vectors, not their labels, so given its
+held-out logit a mark's label is as likely as an unmarked photo's: the head's calibration is
+refitted on the marks (all of them, as the head's own calibration is: ``sigmoid(a·held + c)``,
+a maximum a posteriori Platt fit around ``(1, 0)``, ``prior`` its precision as
+:func:`~finder.learn.calibrate.soften`'s), the near unmarked photos
+counted by it, and their part of the range is their labels' own variance ``Σ p(1 − p)`` plus
+the variance of their sum over the fit's posterior (Laplace's approximation, integrated by a
+7 × 7 Gauss-Hermite rule). A draw there counts only for itself, as a mark marked since a strip
+does. The draws correct the far photos (above and below the band): there the head's
+probabilities are too sure (the tails the marks rarely reach) and only the draws can tell.
+This part rests on the model (a logistic recalibration, right where the marks are dense), not
+on the design; ``near=0`` is the design-based estimate alone (every photo corrected by the
+draws), wider (after 5 strips, ±0.10-0.14 against ±0.08-0.10 on tf_flowers and fine).
+
+The variance of each strip's far part is the larger of two: the spread of its far draws'
+residuals (Hansen and Hurwitz, the draws taken with replacement), and the variance its design
+would have if the head's probabilities were right (``Σ (1/π − 1)·v`` over the far photos it
+could have drawn, ``v`` ``p·(1 − p)`` for the unmarked ones, the squared residual for the ones
+marked since). Six draws whose residuals happen to be 0 do not make a range of width 0. The
+head's probabilities are too sure far from the cut (measured on tf_flowers: the photos more than
+6 logits below the cut hold a few % of the class where ``p`` says 0.05 %), so every unmarked
+photo's ``v`` gets :data:`TAIL` × the class's share of the library on top. The range is the
+estimate ± Student's ``t`` (degrees of freedom: the draws less the strips) × its standard
+error, within [0, 1].
 
 :func:`horvitz_thompson` is the estimate without the model (``p`` taken as 0: only the draws),
 the one before: a Wilson interval at an effective size capped by Kish's. It stands when the
@@ -52,7 +71,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from finder.learn.calibrate import sharpen
+from finder.learn.calibrate import SOFTEN_PRIOR, platt, sharpen
 from finder.learn.head import sigmoid
 from finder.learn.strip import DEFAULT_PLAN, usefulness
 
@@ -66,6 +85,16 @@ TAIL: float = 0.01
 """Every unmarked photo's variance gets this × the class's share of the library: how much more
 often than the head says a photo far from the cut is of the class (what the range allows for
 the head's too-sure tails, which a few draws rarely reach)."""
+
+
+NEAR: float = 2.0
+"""The photos within this many logits of the cut are the model's (the head's probabilities
+recalibrated on the marks, which are dense there); the draws correct the rest. 0: the draws
+correct every photo (design-based only). Chosen on replayed traces (1 to 3 measured: docs/heads.md,
+"Fifth session")."""
+
+_NODES = 7
+"""Gauss-Hermite nodes per dimension over the recalibration's posterior."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +185,8 @@ def estimate(
     tail: float = TAIL,
     floor: float = DEFAULT_PLAN.floor,
     softened: Sequence[float] | None = None,
+    near: float = NEAR,
+    prior: float = SOFTEN_PRIOR,
 ) -> dict | None:
     """``{"precision", "precision_range": [lo, hi], "recall", "recall_range": [lo, hi],
     "marks": n}`` of the answer ``score >= cut`` over the library, from ``marks`` and
@@ -167,7 +198,9 @@ def estimate(
     soften`): every logit is taken back to the fit before (:func:`~finder.learn.calibrate.
     sharpen`), the scale the strips drew in. Without ``unmarked``, :func:`horvitz_thompson`.
     None until there are ``min_draws`` marked draws, with at least one photo of the answer and
-    of the class among what the estimate sees."""
+    of the class among what the estimate sees. ``near``: the band around the cut (logits) that
+    is the model's (:data:`NEAR`; 0: the draws correct every photo); ``prior``: the precision
+    of the recalibration's prior around ``(1, 0)``."""
     if unmarked is None:
         return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
     if not marks:
@@ -189,6 +222,11 @@ def estimate(
     a = (z >= cut).astype(np.float64)  # the unmarked photos in the answer
     answer = float(a.sum() + g.sum())  # known exactly
     u_free, u_mark = usefulness(z, floor), usefulness(held, floor)
+    # the band near the cut is the model's (below); the draws correct the rest (far)
+    far_free, far_mark = np.abs(z - cut) >= near, np.abs(held - cut) >= near
+    fit, cov = _recalibrate(held, y, prior)  # as the head was calibrated: on every mark
+    zn, an = z[~far_free], a[~far_free]
+    p[~far_free] = sigmoid(fit[0] * zn + fit[1])
     # per total (right answers, the class): each mark as it is (f: its own answer; fh: as a
     # head not trained on it answers, for the photos a draw stands for), the model's m of it,
     # and the model's sum over the unmarked photos
@@ -200,15 +238,17 @@ def estimate(
         here = drawn & (strip == r)
         exact = ~here & ((known <= r) | (strip == r))  # known to it, or chosen by it
         later = ~here & ~exact  # in the library it drew from, marked since
+        own = exact | ((here | later) & ~far_mark)  # what counts as itself in this strip
         terms = {}
         for key, (f, fh, m, m_free) in totals.items():
-            terms[key] = (f - m)[here] + (1.0 / chance[here] - 1.0) * (fh - m)[here]
-            est[key] += lr * (m_free + m.sum() + (f - m)[exact].sum() + terms[key].sum())
-        # the design's 1/π − 1 of each photo it could have drawn (chances as they are now)
+            stood = (1.0 / chance[here] - 1.0) * (fh - m)[here]
+            terms[key] = ((f - m)[here] + stood) * far_mark[here]
+            est[key] += lr * (m_free + m.sum() + (f - m)[own].sum() + terms[key].sum())
+        # the design's 1/π − 1 of each far photo it could have drawn (chances as they are now)
         pool = u_free.sum() + u_mark[here | later].sum()
         k = float(here.sum())
-        w_free = np.maximum(pool / (k * u_free) - 1.0, 0.0)
-        w_later = np.maximum(pool / (k * u_mark[later]) - 1.0, 0.0)
+        w_free = np.maximum(pool / (k * u_free) - 1.0, 0.0) * far_free
+        w_later = np.maximum(pool / (k * u_mark[later]) - 1.0, 0.0) * far_mark[later]
         parts.append((lr, terms, w_free, later, w_later))
     tp, cls = est["tp"], est["c"]
     if answer <= 0 or cls <= 0:
@@ -228,6 +268,11 @@ def estimate(
         )
         var_p += lr * lr * max(spread_p, design_p)
         var_r += lr * lr * max(spread_r, design_r)
+    if len(zn):  # the near band: its labels' own variance, and the recalibration's
+        pn = p[~far_free]
+        tp_k, c_k, weight = _over_posterior(zn, an, fit, cov)
+        var_p += float((pn * (1 - pn)) @ an) + _wvar(tp_k, weight)
+        var_r += float((pn * (1 - pn)) @ (an - recall) ** 2) + _wvar(tp_k - recall * c_k, weight)
     t = _t(level, n_draws - len(rounds))
     out: dict = {}
     for name, value, var, den in (
@@ -239,6 +284,37 @@ def estimate(
         out[f"{name}_range"] = [max(0.0, value - half), min(1.0, value + half)]
     out["marks"] = n_draws
     return out
+
+
+def _recalibrate(held: np.ndarray, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, c)`` of ``sigmoid(a·held + c)`` fitted to the marks ``y`` (a maximum a posteriori
+    Platt fit, ``prior`` its precision around ``(1, 0)``: the head is calibrated already, this
+    only moves it where the marks say so) and the covariance of Laplace's approximation."""
+    ok = np.isfinite(held)
+    held, y = held[ok], y[ok]
+    a, c = platt(held, y, prior=(1.0, 0.0), strength=prior) if len(y) else (1.0, 0.0)
+    p = sigmoid(a * held + c)
+    v = p * (1 - p)
+    H = np.array([[(v * held * held).sum(), (v * held).sum()], [(v * held).sum(), v.sum()]])
+    return np.array([a, c]), np.linalg.inv(H + prior * np.eye(2))
+
+
+def _over_posterior(
+    z: np.ndarray, a: np.ndarray, fit: np.ndarray, cov: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The right answers (``a``: in the answer) and the class among photos of logits ``z`` at
+    each node of a Gauss-Hermite rule over the recalibration's posterior ``N(fit, cov)``, and
+    the nodes' weights."""
+    x, w = np.polynomial.hermite_e.hermegauss(_NODES)
+    u, v = np.meshgrid(x, x)
+    nodes = fit + np.stack([u.ravel(), v.ravel()], 1) @ np.linalg.cholesky(cov).T
+    probs = sigmoid(nodes[:, :1] * z[None, :] + nodes[:, 1:])
+    return probs @ a, probs.sum(1), np.outer(w, w).ravel() / w.sum() ** 2
+
+
+def _wvar(x: np.ndarray, weight: np.ndarray) -> float:
+    mean = float(weight @ x)
+    return float(weight @ (x - mean) ** 2)
 
 
 def horvitz_thompson(

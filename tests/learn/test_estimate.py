@@ -6,10 +6,12 @@ they are not."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from finder.learn.estimate import Mark, _t, estimate, horvitz_thompson
+from finder.learn.estimate import NEAR, Mark, _t, estimate, horvitz_thompson
 from finder.learn.strip import StripPlan, choose_strip
 from tests.learn.synthetic import _unit
 
@@ -139,3 +141,67 @@ def test_a_softened_head_is_estimated_with_the_fit_before_softening() -> None:
         assert got[key] == pytest.approx(sharp[key], abs=1e-9)
         assert got[f"{key}_range"] == pytest.approx(sharp[f"{key}_range"], abs=1e-9)
     assert any(flat[key] != pytest.approx(sharp[key], abs=1e-3) for key in ("precision", "recall"))
+
+
+def _marks_and_scores(seed: int, strips: int) -> tuple[list[Mark], np.ndarray, float]:
+    """The marks of ``strips`` strips over the library of ``seed`` and the unmarked scores."""
+    y, logit = _library(seed)
+    rng = np.random.default_rng([seed, 2])
+    V = _unit(rng.standard_normal((len(y), 8)))
+    marked = np.zeros(len(y), dtype=bool)
+    marks: list[Mark] = []
+    for r in range(strips):
+        rest = np.flatnonzero(~marked)
+        strip = choose_strip(logit[rest], 1.5, lambda p, rest=rest: V[rest[p]], rng=rng)
+        for i, c in zip(rest[strip.picks], strip.chance, strict=True):
+            marks.append(Mark(int(y[i]), float(logit[i]), r + 1, r, float(c)))
+        marked[rest[strip.picks]] = True
+    return marks, logit[~marked], 1.5
+
+
+def test_near_the_cut_the_model_speaks_and_a_draw_there_only_for_itself() -> None:
+    # a draw near the cut counts as itself (its chance does not matter); a far one stands for
+    # 1/π photos; with near=0 every draw stands for 1/π photos (the design-based estimate)
+    marks, unmarked, cut = _marks_and_scores(5, strips=4)
+    drawn = [i for i, m in enumerate(marks) if m.drawn]
+    close = next(i for i in drawn if abs(marks[i].score - cut) < NEAR)
+    far = next(i for i in drawn if abs(marks[i].score - cut) > NEAR)
+
+    def with_chance(i: int, near: float) -> dict:
+        moved = list(marks)
+        moved[i] = replace(marks[i], chance=marks[i].chance / 2)
+        got = estimate(moved, cut, unmarked=unmarked, near=near)
+        assert got is not None
+        return got
+
+    base = estimate(marks, cut, unmarked=unmarked)
+    design = estimate(marks, cut, unmarked=unmarked, near=0.0)
+    assert base is not None and design is not None
+    assert with_chance(close, NEAR) == base
+    assert with_chance(close, 0.0) != design
+    assert with_chance(far, NEAR) != base
+
+
+def test_the_model_near_the_cut_narrows_the_range_and_it_still_holds() -> None:
+    # calibrated probabilities: the near band by the model is narrower than the draws alone
+    # correcting every photo (near=0), and the range still holds the truth (60 libraries)
+    runs = []
+    for seed in range(60):
+        marks, unmarked, cut = _marks_and_scores(seed, strips=5)
+        y, logit = _library(seed)
+        answer = logit >= cut
+        tp = (answer & y).sum()
+        truth = (tp / answer.sum(), tp / y.sum())
+        runs.append(
+            (
+                estimate(marks, cut, unmarked=unmarked),
+                estimate(marks, cut, unmarked=unmarked, near=0.0),
+                truth,
+            )
+        )
+    for i, key in enumerate(("precision", "recall")):
+        near = np.median([np.diff(e[f"{key}_range"])[0] for e, _, _ in runs])
+        design = np.median([np.diff(d[f"{key}_range"])[0] for _, d, _ in runs])
+        held = np.mean([e[f"{key}_range"][0] <= t[i] <= e[f"{key}_range"][1] for e, _, t in runs])
+        assert near < design
+        assert held >= 0.8
