@@ -175,6 +175,12 @@ def main() -> None:
     ap.add_argument("--holdout", type=float, default=0.3)
     ap.add_argument("--drawn", type=int, help="photos of a strip drawn at random")
     ap.add_argument("--floor", type=float, help="the draws' usefulness floor")
+    ap.add_argument(
+        "--plan",
+        nargs="*",
+        default=[],
+        help="StripPlan overrides, key=value (window, offset, typical: which photos are chosen)",
+    )
     ap.add_argument("--classes", nargs="*", help="only these classes")
     ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
     ap.add_argument(
@@ -203,11 +209,13 @@ def main() -> None:
         plan = replace(plan, drawn=args.drawn)
     if args.floor is not None:
         plan = replace(plan, floor=args.floor)
+    if args.plan:
+        plan = replace(plan, **{k: float(v) for k, _, v in (i.partition("=") for i in args.plan)})
     report, full = {}, {}
     print(
         f"method {args.method}, k={args.k}, {args.trials} trials, seed {args.seed}, "
         f"{args.rounds} rounds of {args.clicks} ({args.shown}, {plan.drawn} drawn), "
-        f"held out {args.holdout} {' '.join(args.set)}"
+        f"held out {args.holdout} {' '.join(args.set)} {' '.join(args.plan)}"
     )
     print(
         "| library | labels | flowers F1 / best (P / R) | ECE | cat | ECE | dog | ECE "
