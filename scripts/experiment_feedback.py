@@ -210,17 +210,15 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = vectors(args.cache)
     trainer = METHODS[args.method]
-    plan = StripPlan()
-    if args.plan:
-        plan = replace(plan, **{k: float(v) for k, _, v in (i.partition("=") for i in args.plan)})
-    if plan.committee > 0:  # the strips need the marks' fold heads
-        args.set = [*args.set, "committee=True"]
     if args.set:
         trainer = partial(train_head, config=config_from(args.set))
+    plan = StripPlan()
     if args.drawn is not None:
         plan = replace(plan, drawn=args.drawn)
     if args.floor is not None:
         plan = replace(plan, floor=args.floor)
+    if args.plan:
+        plan = replace(plan, **{k: float(v) for k, _, v in (i.partition("=") for i in args.plan)})
     smooth = None
     if args.smooth is not None:
         smooth = Smooth(

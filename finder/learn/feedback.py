@@ -83,7 +83,6 @@ class ArrayTeacher:
     _origins: dict[str, dict[int, str]] = field(default_factory=dict)
     _heads: dict[str, Head] = field(default_factory=dict)
     _held: dict[str, dict[int, float]] = field(default_factory=dict)
-    _committee: dict[str, list[tuple[np.ndarray, float]]] = field(default_factory=dict)
     _pools: dict[tuple[int, int], Pool] = field(default_factory=dict)  # by (seed, size)
 
     def learn(
@@ -127,7 +126,6 @@ class ArrayTeacher:
         self._heads[name] = head
         held = head.params.pop("held_out_logits", None)
         self._held[name] = dict(zip(pos + neg, held, strict=True)) if held else {}
-        self._committee[name] = head.params.pop("committee", None) or []
         return head
 
     def forget(self, name: str) -> None:
@@ -135,14 +133,9 @@ class ArrayTeacher:
         self._origins.pop(name, None)
         self._heads.pop(name, None)
         self._held.pop(name, None)
-        self._committee.pop(name, None)
 
     def held_out(self, name: str) -> Mapping[int, float]:
         return self._held.get(name, {})
-
-    def committee(self, name: str) -> list[tuple[np.ndarray, float]]:
-        """The class's last head's fold heads (``HeadConfig.committee``), in its scale."""
-        return self._committee.get(name, [])
 
 
 @dataclass
@@ -356,10 +349,6 @@ def feedback(
                         pick, chance = top_picks(z, rest, clicks), None
                         whence = np.full(len(pick), TOP)
                     else:
-                        folds = getattr(teacher, "committee", lambda _: [])(label)
-                        votes = None
-                        if folds and plan.committee > 0:
-                            votes = np.stack([X[rest] @ w + np.float32(b) for w, b in folds])
                         strip = choose_strip(
                             z[rest],
                             cut,
@@ -367,7 +356,6 @@ def feedback(
                             rng=np.random.default_rng([seed, ci, k, t, r]),
                             plan=plan,
                             softened=head.params.get("softened"),
-                            committee=votes,
                         )
                         pick, chance = rest[strip.picks], strip.chance
                         whence = np.where(strip.random, RANDOM, STRIP)

@@ -380,11 +380,9 @@ class Problem:
         init: tuple[np.ndarray, float],
         folds: int,
         rng: np.random.Generator,
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, float]]]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The logits of the examples and explicit negatives under heads fitted without them
-        (``folds`` folds, each fitted as :meth:`fit_pseudo`), their labels (1 / 0), and the
-        fold heads ``(w, b)`` (a committee: where they disagree, the marks leave a photo
-        open)."""
+        (``folds`` folds, each fitted as :meth:`fit_pseudo`), and their labels (1 / 0)."""
         p, q = len(self.P), len(self.N)
         labels = np.concatenate([np.ones(p), np.zeros(q)])
         which = rng.permutation(p + q) % folds
@@ -393,10 +391,9 @@ class Problem:
         marks = self.rows()[: p + q]
         outs = [which == f for f in range(folds)]
         weights = [np.where(np.r_[out, np.zeros(len(self.B), bool)], 0.0, weight) for out in outs]
-        heads = self.fit_rows_many(y, weights, cfg.C, init)
-        for out, (w, b) in zip(outs, heads, strict=True):
+        for out, (w, b) in zip(outs, self.fit_rows_many(y, weights, cfg.C, init), strict=True):
             z[out] = marks[out] @ w + b
-        return z, labels, list(heads)
+        return z, labels
 
     def sample_only(self, sample: np.ndarray) -> Problem:
         """The problem with only the examples ``sample`` marks (those that size the class)."""

@@ -37,10 +37,7 @@ class StripPlan:
     photos nearest ``cut + offset`` (a logit; > 0 leans to the photos above the cut); with
     ``typical`` > 0 the choice favours photos typical of the photos near the cut (their mean
     cosine similarity to their nearest neighbours among the ``window`` × 4 × n nearest,
-    raised to ``typical``), so a strip spends fewer labels on outliers. With ``committee`` > 0
-    and the fold heads' logits given (query by committee), a photo's distance to the cut is
-    ``|z − cut| − committee · σ``, ``σ`` the spread of its logits under the fold heads: where
-    the heads trained on parts of the marks disagree counts as near the cut. The defaults are what
+    raised to ``typical``), so a strip spends fewer labels on outliers. The defaults are what
     was measured best (docs/heads.md, "Which photos a strip asks about")."""
 
     size: int = 20
@@ -49,7 +46,6 @@ class StripPlan:
     window: float = 4.0
     offset: float = 0.0
     typical: float = 0.0
-    committee: float = 0.0
 
 
 DEFAULT_PLAN = StripPlan()
@@ -82,7 +78,6 @@ def choose_strip(
     rng: np.random.Generator,
     plan: StripPlan = DEFAULT_PLAN,
     softened: Sequence[float] | None = None,
-    committee: np.ndarray | None = None,
 ) -> Strip:
     """A strip over the candidates whose logits under the class's (calibrated) head are ``z``
     (every photo not marked and not skipped: the draws need them all), ``cut`` the head's cut as
@@ -91,8 +86,6 @@ def choose_strip(
     head's ``(k, d)`` when its probabilities were softened (``Head.params["softened"]``): the
     strip is drawn by the fit before softening (:func:`~finder.learn.calibrate.sharpen`), as
     the estimate models it, so that softening changes nothing a head is taught.
-    ``committee``: the candidates' logits under the marks' fold heads ``[folds, len(z)]`` (in
-    the head's scale; used when ``plan.committee`` > 0).
 
     The chosen photos are picked first (:func:`review_picks` over all candidates), then the
     drawn ones among the others (:func:`draw_pps`), so a photo's chance is its chance among the
@@ -102,9 +95,6 @@ def choose_strip(
     cut = sharpen(cut, softened)
     n = min(plan.size, len(z))
     n_drawn = min(plan.drawn, n)
-    doubt = None
-    if committee is not None and plan.committee > 0 and len(committee) >= 2:
-        doubt = plan.committee * np.std(np.asarray(sharpen(committee, softened)), axis=0)
     chosen = review_picks(
         z,
         cut,
@@ -114,7 +104,6 @@ def choose_strip(
         window=plan.window,
         offset=plan.offset,
         typical=plan.typical,
-        doubt=doubt,
     )
     n_drawn = n - len(chosen)  # fewer to choose near the cut than asked: the draws fill it
     free = np.ones(len(z), dtype=bool)
@@ -180,28 +169,24 @@ def review_picks(
     window: float = 4.0,
     offset: float = 0.0,
     typical: float = 0.0,
-    doubt: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``n`` photos (positions into ``z``, among ``candidates``) whose verdict teaches a
     head most: near the cut-off (the ``window · n`` nearest ``cut + offset``, :func:`near_cut`)
     and unlike each other (:func:`spread`), with ``typical`` > 0 weighted by how typical each
-    is of the photos near the cut (:func:`typicality`). ``doubt`` (per position, logits):
-    taken off each photo's distance to the cut.
+    is of the photos near the cut (:func:`typicality`).
     ``vectors``: the unit vectors of all positions, or a function giving those of some."""
+    centre = cut + offset
     size = max(int(round(window * n)), n)
     get = (lambda rows: vectors[rows]) if isinstance(vectors, np.ndarray) else vectors
-    dist = np.abs(np.asarray(z, dtype=np.float64) - (cut + offset))
-    if doubt is not None:
-        dist = dist - np.asarray(doubt, dtype=np.float64)
     if typical > 0:
-        around = nearest(dist, candidates, 4 * size)
+        around = near_cut(z, centre, candidates, 4 * size)
         W = get(around)
         pool, V = around[:size], W[:size]
         weight = typicality(V, W) ** typical
     else:
-        pool = nearest(dist, candidates, size)
+        pool = near_cut(z, centre, candidates, size)
         V, weight = get(pool), None
-    return pool[spread(V, dist[pool], n, weight)]
+    return pool[spread(V, np.abs(np.asarray(z)[pool] - centre), n, weight)]
 
 
 def typicality(V: np.ndarray, W: np.ndarray, k: int = 10) -> np.ndarray:
@@ -219,13 +204,8 @@ def typicality(V: np.ndarray, W: np.ndarray, k: int = 10) -> np.ndarray:
 
 def near_cut(z: np.ndarray, cut: float, candidates: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` of ``candidates`` whose score ``z`` is nearest ``cut``, nearest first."""
-    return nearest(np.abs(np.asarray(z) - cut), candidates, size)
-
-
-def nearest(dist: np.ndarray, candidates: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` of ``candidates`` with the smallest ``dist``, smallest first."""
     candidates = np.asarray(candidates, dtype=np.int64)
-    return candidates[np.argsort(dist[candidates], kind="stable")[: max(size, 0)]]
+    return candidates[np.argsort(np.abs(z[candidates] - cut), kind="stable")[: max(size, 0)]]
 
 
 def spread(V: np.ndarray, near: np.ndarray, n: int, weight: np.ndarray | None = None) -> np.ndarray:

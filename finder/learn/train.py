@@ -112,8 +112,6 @@ class HeadConfig:
     # the photos below it)
     marks_order: str = "diffusion"  # ... pseudo-positives in this order ("head": by a probe's
     # logits, no diffusion)
-    committee: bool = False  # keep the marks' fold heads (``params["committee"]``, in the
-    # head's scale, not stored): a strip can choose where they disagree (StripPlan.committee)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
 
@@ -197,8 +195,6 @@ def train_head(
     head = _train(pb, cfg, seed, scorer, sample, share)
     if metric is not None:
         head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
-        if "committee" in head.params:
-            head.params["committee"] = [(metric.back(w), b) for w, b in head.params["committee"]]
         head.params["metric"] = True
     return head
 
@@ -235,7 +231,6 @@ def _train(
 
     direct = None
     held = None
-    committee = None
     marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
     if marks and cfg.marks_order == "head":
         w0, b0 = pb.probe(cfg.probe_C)
@@ -271,7 +266,7 @@ def _train(
         n_pseudo = params["n_pseudo"]
         if cv is None:
             cv = pb.cv_logits(order, n_pseudo, cfg, (w, b), cfg.marks_cv, rng)
-        zc, yc, committee = cv
+        zc, yc = cv
         zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
         scale = 1.0 if fresh is None else m / fresh.n
         prior = calibrate(zs, float(np.clip(n_class / scale, 1.0, len(zs) / 2)))
@@ -302,9 +297,6 @@ def _train(
         params.update(calibration=[a, c], softened=[k, d])
     if fresh is not None:
         params["fresh"] = fresh.n
-    if committee is not None and cfg.committee:  # the fold heads in the head's own scale
-        A, C0 = _scale_of(params, cfg)
-        params["committee"] = [(wf * np.float32(A), float(bf) * A + C0) for wf, bf in committee]
     if held is not None:
         if cfg.calibrate:  # in the calibrated head's scale
             held = a * held + c
@@ -319,14 +311,6 @@ def _train(
         cut=cfg.cut.rule,
     )
     return Head(w=w, b=b, threshold=threshold, params=params)
-
-
-def _scale_of(params: dict[str, Any], cfg: HeadConfig) -> tuple[float, float]:
-    """The affine map ``(A, C)`` from a fit's raw logits to the head's (calibrated, softened)."""
-    if not cfg.calibrate or "calibration" not in params:
-        return 1.0, 0.0
-    a, c = params["calibration"]
-    return float(a), float(c)
 
 
 def _raised(n_class: float, med: float | None, cfg: HeadConfig, params: dict[str, Any]) -> float:

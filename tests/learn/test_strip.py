@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -157,17 +155,3 @@ def test_typical_photos_are_preferred_to_outliers_near_the_cut():
     assert {0, 1, 2} <= set(spread_only.tolist())  # unlike the rest: spread picks them
     typical = review_picks(z, 0.0, V, np.arange(200), 6, typical=4.0)
     assert len(set(typical.tolist()) & {0, 1, 2}) <= 1  # the nearest is still first
-
-
-def test_where_the_committee_disagrees_counts_as_near_the_cut():
-    rng = np.random.default_rng(5)
-    V = _unit(rng.standard_normal((100, 16)))
-    z = np.linspace(-5, 5, 100)  # photo 40 at -0.96, far from the 4 x 5 nearest
-    votes = np.tile(z, (5, 1))
-    votes[:, 40] = z[40] + np.array([-3.0, -1.0, 0.0, 1.0, 3.0])  # the folds disagree on it
-    plan = StripPlan(size=5, drawn=0)
-    assert 40 not in choose_strip(z, 0.0, lambda p: V[p], rng=rng, plan=plan).picks
-    assert 40 not in choose_strip(z, 0.0, lambda p: V[p], rng=rng, plan=plan, committee=votes).picks
-    asked = replace(plan, committee=1.0)
-    strip = choose_strip(z, 0.0, lambda p: V[p], rng=rng, plan=asked, committee=votes)
-    assert strip.picks[0] == 40  # its distance less its doubt: the nearest of all
