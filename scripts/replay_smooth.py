@@ -7,8 +7,8 @@ are chosen by the head), so a replay is the whole run's figure.
         [--rounds 1 5 10] [--set k=10 weight=3 width=2 ...]
 
 Prints per group (flowers: every class but cat and dog; cat; dog) and round: the mean F1 and
-best-cut F1 without, then each setting's mean F1, its change (± its standard error over the
-(class, trial) cases, paired) and best-cut F1.
+best-cut F1 and precision / recall without, then each setting's mean F1, its change (± its
+standard error over the (class, trial) cases, paired), best-cut F1 and precision / recall.
 """
 
 from __future__ import annotations
@@ -56,26 +56,32 @@ def main() -> None:
         rows = np.flatnonzero(case["hold"])
         z = case["z"].astype(np.float64)
         marks = {i: lab for i, lab, *_ in case["marks"]}
-        cell = cells.setdefault((group, case["round"]), {"f1": [], "best": [], "by": {}})
-        cell["f1"].append(precision_recall(truth[rows], z[rows] >= case["cut"])[2])
+        cell = cells.setdefault((group, case["round"]), {"f1": [], "pr": [], "best": [], "by": {}})
+        p, r, f = precision_recall(truth[rows], z[rows] >= case["cut"])
+        cell["f1"].append(f)
+        cell["pr"].append((p, r))
         cell["best"].append(best_f1(truth[rows], z[rows]))
         for s in settings:
             zs = smooth_rows(z, case["cut"], X, rows, marks, softened=case["softened"], config=s)
-            got = cell["by"].setdefault(s, ([], []))
-            got[0].append(precision_recall(truth[rows], zs >= case["cut"])[2])
+            got = cell["by"].setdefault(s, ([], [], []))
+            p, r, f = precision_recall(truth[rows], zs >= case["cut"])
+            got[0].append(f)
             got[1].append(best_f1(truth[rows], zs))
+            got[2].append((p, r))
     for (group, r), cell in sorted(cells.items()):
         f1 = np.asarray(cell["f1"])
+        p, rc = np.mean(cell["pr"], axis=0)
         print(
             f"{args.library} {group} round {r} ({len(f1)} cases): F1 {f1.mean():.3f} "
-            f"(best cut {np.mean(cell['best']):.3f})"
+            f"(best cut {np.mean(cell['best']):.3f}; P / R {p:.2f} / {rc:.2f})"
         )
-        for s, (g, b) in cell["by"].items():
+        for s, (g, b, pr) in cell["by"].items():
             d = np.asarray(g) - f1
+            p, rc = np.mean(pr, axis=0)
             print(
                 f"  k={s.k} weight={s.weight} width={s.width} temperature={s.temperature}: "
                 f"{np.mean(g):.3f} ({d.mean():+.4f} ±{d.std() / np.sqrt(len(d)):.4f}), "
-                f"best cut {np.mean(b):.3f}",
+                f"best cut {np.mean(b):.3f}; P / R {p:.2f} / {rc:.2f}",
                 flush=True,
             )
 
