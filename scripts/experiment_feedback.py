@@ -17,6 +17,7 @@ cat and dog the same; the last line is JSON.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from finder.learn.evaluate import groups_from_paths, labels_from_paths  # noqa: E402
 from finder.learn.feedback import ArrayTeacher, feedback  # noqa: E402
 from finder.learn.metric import SHRINK, library_metric  # noqa: E402
+from finder.learn.smooth import Smooth  # noqa: E402
 from finder.learn.strip import StripPlan  # noqa: E402
 from finder.learn.train import BACKGROUND_SIZE, HeadConfig, train_head  # noqa: E402
 
@@ -175,6 +177,18 @@ def main() -> None:
     ap.add_argument("--holdout", type=float, default=0.3)
     ap.add_argument("--drawn", type=int, help="photos of a strip drawn at random")
     ap.add_argument("--floor", type=float, help="the draws' usefulness floor")
+    ap.add_argument(
+        "--plan",
+        nargs="*",
+        default=[],
+        help="StripPlan overrides, key=value (window, offset, typical: which photos are chosen)",
+    )
+    ap.add_argument(
+        "--smooth",
+        nargs="*",
+        help="re-rank the answer near the cut by its neighbours (finder.learn.smooth), "
+        "Smooth overrides key=value",
+    )
     ap.add_argument("--classes", nargs="*", help="only these classes")
     ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
     ap.add_argument(
@@ -203,11 +217,19 @@ def main() -> None:
         plan = replace(plan, drawn=args.drawn)
     if args.floor is not None:
         plan = replace(plan, floor=args.floor)
+    if args.plan:
+        plan = replace(plan, **{k: float(v) for k, _, v in (i.partition("=") for i in args.plan)})
+    smooth = None
+    if args.smooth is not None:
+        smooth = Smooth(
+            **{k: ast.literal_eval(v) for k, _, v in (i.partition("=") for i in args.smooth)}
+        )
     report, full = {}, {}
     print(
         f"method {args.method}, k={args.k}, {args.trials} trials, seed {args.seed}, "
         f"{args.rounds} rounds of {args.clicks} ({args.shown}, {plan.drawn} drawn), "
-        f"held out {args.holdout} {' '.join(args.set)}"
+        f"held out {args.holdout} {' '.join(args.set)} {' '.join(args.plan)} "
+        f"{'' if smooth is None else smooth}"
     )
     print(
         "| library | labels | flowers F1 / best (P / R) | ECE | cat | ECE | dog | ECE "
@@ -234,6 +256,7 @@ def main() -> None:
             holdout=args.holdout,
             plan=plan,
             trace=trace,
+            smooth=smooth,
         )
         if args.trace:
             import pickle

@@ -30,6 +30,7 @@ from finder.learn.head import Head
 from finder.learn.metric import Metric
 from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
 from finder.learn.scores import METRICS, answer_scores, precision_recall
+from finder.learn.smooth import Smooth, smooth_rows
 from finder.learn.strip import DEFAULT_PLAN, StripPlan, choose_strip, top_picks
 from finder.learn.train import BACKGROUND_SIZE, train_head
 
@@ -198,6 +199,7 @@ class _Run:
     truth: np.ndarray  # bool over the library: of the class
     hold: np.ndarray  # bool over the library: held out (never marked, scored)
     floor: float = DEFAULT_PLAN.floor  # the strips' usefulness floor (the draws' chances)
+    smooth: Smooth | None = None  # the answer re-ranked near the cut by its neighbours
     marked: np.ndarray = field(init=False)
     marks: list[tuple[int, int, int, int | None, float]] = field(default_factory=list)
     # (position, label, known_from, strip, chance)
@@ -219,7 +221,19 @@ class _Run:
         answer over the photos a strip could show or the person has marked (the library
         without the held-out ones)."""
         scored = self.hold if self.hold.any() else ~self.marked
-        out = answer_scores(self.truth[scored], head, X[scored])
+        zs = None
+        if self.smooth is not None:
+            labels = {i: lab for i, lab, *_ in self.marks}  # the latest mark wins
+            zs = smooth_rows(
+                z,
+                head.logit_threshold,
+                X,
+                np.flatnonzero(scored),
+                labels,
+                softened=head.params.get("softened"),
+                config=self.smooth,
+            )
+        out = answer_scores(self.truth[scored], head, X[scored], zs)
         cut = head.logit_threshold
         frame = ~self.hold
         answer = z >= np.float32(cut)
@@ -253,6 +267,7 @@ def feedback(
     holdout: float = HOLDOUT,
     plan: StripPlan | None = None,
     trace: list[dict[str, Any]] | None = None,
+    smooth: Smooth | None = None,
 ) -> dict[str, Any]:
     """The feedback protocol over the library ``X`` (unit vectors) labelled by ``labels``.
 
@@ -273,6 +288,8 @@ def feedback(
     Returns a JSON-able dict: ``rows`` (class, round: means over trials) and ``means`` (group,
     round: means over the classes scored in that round). ``trace`` (experiments) receives one
     record per class, trial and round: the marks, the head's logits over the library, the cut.
+    ``smooth``: the scored answer re-ranked near the cut by its neighbours
+    (:mod:`finder.learn.smooth`; the strips and the estimate stay the head's).
     """
     X, y = check_dataset(X, labels)
     if shown not in SHOWN:
@@ -293,7 +310,7 @@ def feedback(
             continue
         cases: list[list[dict[str, Any]]] = [[] for _ in range(rounds + 1)]
         for t in range(trials):
-            run = _Run(y == name, holds[t], plan.floor)
+            run = _Run(y == name, holds[t], plan.floor, smooth)
             free = members[~run.hold[members]]
             if len(free) < k:
                 continue

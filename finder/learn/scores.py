@@ -65,11 +65,15 @@ def precision_recall(truth: np.ndarray, returned: np.ndarray) -> tuple[float, fl
     return precision, recall, f1
 
 
-def answer_scores(truth: np.ndarray, head: Head, X: np.ndarray) -> dict[str, float]:
+def answer_scores(
+    truth: np.ndarray, head: Head, X: np.ndarray, z: np.ndarray | None = None
+) -> dict[str, float]:
     """AP of the ranking, precision / recall / F1 of the default answer (``proba >= threshold``;
     an empty answer has precision 0), its size, the calibration error, and the F1 at the
-    ranking's best cut (:func:`best_f1`), over ``X``."""
-    z = head.logits(X)
+    ranking's best cut (:func:`best_f1`), over ``X``. ``z``: the photos' logits when they are
+    not the head's own (a re-rank, :mod:`finder.learn.smooth`; the calibration error is the
+    head's probabilities')."""
+    z = head.logits(X) if z is None else np.asarray(z, dtype=np.float32)
     returned = z >= np.float32(head.logit_threshold)
     precision, recall, f1 = precision_recall(truth, returned)
     return {

@@ -172,3 +172,20 @@ def test_answer_scores_counts_an_empty_answer_as_precision_zero():
     head = Head(np.zeros(X.shape[1], np.float32), -10.0, threshold=0.5)
     s = answer_scores(y == 0, head, X)
     assert (s["precision"], s["recall"], s["f1"], s["returned"]) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_smoothing_changes_the_answer_and_nothing_the_class_is_taught():
+    """``feedback(smooth=...)`` scores the answer re-ranked near the cut; the strips, the heads
+    and so their probabilities (the calibration error) are the same as without."""
+    from finder.learn.smooth import Smooth
+
+    X, y = confusable(sizes=(60, 60, 80, 80), spread=0.3, seed=4)
+    labels = [f"c{i}" for i in y]
+    args = dict(k=3, rounds=2, clicks=10, shown="review", trials=2, classes=["c0", "c1"])
+    plain = feedback(X, labels, ArrayTeacher(X), **args)
+    smooth = feedback(X, labels, ArrayTeacher(X), smooth=Smooth(weight=6.0, width=4.0), **args)
+    pairs = list(zip(plain["rows"], smooth["rows"], strict=True))
+    for a, b in pairs:
+        assert (a["class"], a["round"], a["labels"]) == (b["class"], b["round"], b["labels"])
+        assert a["ece"] == b["ece"] and a["actions"] == b["actions"]
+    assert any(a["f1"] != b["f1"] for a, b in pairs)  # the answer moved

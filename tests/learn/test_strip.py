@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from finder.learn.estimate import Mark, estimate, wilson
-from finder.learn.strip import StripPlan, choose_strip, draw_pps, usefulness
+from finder.learn.strip import (
+    StripPlan,
+    choose_strip,
+    draw_pps,
+    review_picks,
+    typicality,
+    usefulness,
+)
 from tests.learn.synthetic import _unit
 
 
@@ -117,3 +124,34 @@ def test_a_strip_is_full_and_without_repeats_when_few_photos_lie_near_the_cut():
     assert len(strip) == 20 and len(set(strip.picks.tolist())) == 20
     assert set(range(5)) <= set(strip.picks.tolist())  # the scored ones chosen
     assert int(strip.random.sum()) == 15  # the draws fill the rest, each with its chance
+
+
+def test_the_choice_window_and_its_centre():
+    """``window`` × n photos nearest ``cut + offset`` are what the chosen ones come from."""
+    rng = np.random.default_rng(3)
+    V = _unit(rng.standard_normal((400, 16)))
+    z = rng.uniform(-6, 6, 400)
+    order = np.argsort(np.abs(z))
+    narrow = review_picks(z, 0.0, V, np.arange(400), 10, window=1)
+    assert set(narrow.tolist()) == set(order[:10].tolist())  # no room to spread: the nearest
+    wide = review_picks(z, 0.0, V, np.arange(400), 10, window=8)
+    assert np.abs(z[wide]).max() <= np.abs(z[order[79]]) + 1e-12
+    assert np.abs(z[wide]).max() > np.abs(z[order[39]])  # reaches past a window of 4
+    above = review_picks(z, 0.0, V, np.arange(400), 10, offset=1.0)
+    assert np.all(np.abs(z[above] - 1.0) <= np.sort(np.abs(z - 1.0))[39] + 1e-12)
+    assert (z[above] > 0).all()  # the window centred a logit above the cut
+
+
+def test_typical_photos_are_preferred_to_outliers_near_the_cut():
+    rng = np.random.default_rng(4)
+    centre = _unit(rng.standard_normal((1, 32)))
+    V = _unit(centre + 0.05 * rng.standard_normal((200, 32)))  # one kind of photo ...
+    V[:3] = _unit(rng.standard_normal((3, 32)))  # ... and three odd ones out
+    z = np.linspace(-3, 3, 200)
+    z[:3] = [0.01, -0.02, 0.03]  # the odd ones sit on the cut
+    t = typicality(V[:40], V)
+    assert t.max() == 1.0 and t[:3].max() < t[3:].min()
+    spread_only = review_picks(z, 0.0, V, np.arange(200), 6)
+    assert {0, 1, 2} <= set(spread_only.tolist())  # unlike the rest: spread picks them
+    typical = review_picks(z, 0.0, V, np.arange(200), 6, typical=4.0)
+    assert len(set(typical.tolist()) & {0, 1, 2}) <= 1  # the nearest is still first
