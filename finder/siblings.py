@@ -97,9 +97,8 @@ class Siblings:
         own = self.teaching.head(record.name)
         mine = own.logits(X) - own.logit_threshold
         theirs = [r.head.logits(X) - r.head.logit_threshold for r in rivals]
-        slacks = [r.slack for r in rivals]
         log_q, joined = self._log_q(record, rivals, theirs, X)
-        kept = keep_own(mine, theirs, slacks, log_q, joined)
+        kept = keep_own(mine, theirs, log_q, joined)
         return [m for m, k in zip(found, kept, strict=True) if k]
 
     def _filed(self, record: FilingRecord) -> np.ndarray:
