@@ -89,17 +89,21 @@ class Siblings:
         return float(sigmoid(np.asarray([own.logit_threshold - slack]))[0])
 
     def keep(self, record: FilingRecord, rivals: list[Rival], found: list[Match]) -> list[Match]:
-        """The photos among ``found`` that no rival takes (``learn.joint.keep_own``)."""
+        """The photos among ``found`` that no rival takes (:meth:`kept`)."""
         if not rivals or not found:
             return found
         ids = np.asarray([m.id for m in found], dtype=np.int64)
-        X = self.folder.open_vectors().get(ids)
+        kept = self.kept(record, rivals, self.folder.open_vectors().get(ids))
+        return [m for m, k in zip(found, kept, strict=True) if k]
+
+    def kept(self, record: FilingRecord, rivals: list[Rival], X: np.ndarray) -> np.ndarray:
+        """Which of the photos ``X`` no rival takes from class ``record.name``
+        (``learn.joint.keep_own``: by the margins, and the joint head where there is one)."""
         own = self.teaching.head(record.name)
         mine = own.logits(X) - own.logit_threshold
         theirs = [r.head.logits(X) - r.head.logit_threshold for r in rivals]
         log_q, joined = self._log_q(record, rivals, theirs, X)
-        kept = keep_own(mine, theirs, log_q, joined)
-        return [m for m, k in zip(found, kept, strict=True) if k]
+        return keep_own(mine, theirs, log_q, joined)
 
     def _filed(self, record: FilingRecord) -> np.ndarray:
         """The photos filed under the class, less those the person marked ✗ for it."""
