@@ -3,11 +3,12 @@
 Folders learned together, or keywords below one parent, exclude each other: a photo is filed
 in one folder. ``Filing.suggest`` gives a photo that several of them would suggest to one: the
 class whose margin (its head's logit less its cut) is the highest, or, where both classes have
-``learn.joint.JOINT_MIN_FILED`` filed photos or more, the highest margin plus the joint head's
-log-probability (``learn.joint``: a multinomial head on their filed photos, which says better
+``learn.joint.JOINT_MIN_FILED`` filed photos or more, the highest margin plus
+``JOINT_WEIGHT`` times the joint head's log-probability (``learn.joint``: a multinomial head on their filed photos, which says better
 *which* sibling a photo is like than heads trained one against the rest). Below its cut a
 class takes a photo as far as ``learn.filed.exclusive_slack`` says, and a sibling takes it
-from the class only where the photo passes the sibling's own lowered cut.
+from the class where it is the likelier of the two (the photo then goes to neither where it is
+below the sibling's cut).
 
 The joint head is fitted when a class's suggestions are asked for (at most
 ``JOINT_PER_CLASS`` filed photos of each class, at most ``JOINT_MAX_CLASSES`` classes: those
@@ -41,11 +42,10 @@ JOINTS_KEPT = 8
 
 @dataclass(frozen=True)
 class Rival:
-    """An exclusive sibling: its filing, its head, how far below its cut it takes a photo."""
+    """An exclusive sibling: its filing and its head."""
 
     record: FilingRecord
     head: Head
-    slack: float
 
 
 class Siblings:
@@ -56,30 +56,17 @@ class Siblings:
         self.teaching = teaching
         self.joints: dict[bytes, Joint] = {}  # by the classes and their filed photos
 
-    def _heads(self) -> dict[str, Head]:
-        heads = {}
-        for f in self.folder.open_catalog().filings():
-            try:
-                heads[f.name] = self.teaching.head(f.name)
-            except FinderError:  # another backbone's: not a rival until learned again
-                continue
-        return heads
-
     def rivals(self, record: FilingRecord) -> list[Rival]:
-        """The siblings that exclude class ``record.name`` (learned with the library's
-        backbone), each with its slack."""
-        filings = self.folder.open_catalog().filings()
-        heads = self._heads()
-
-        def excluding(a: FilingRecord) -> list[FilingRecord]:
-            return [
-                f for f in filings if f.key in a.siblings and exclusive(a, f) and f.name in heads
-            ]
-
+        """The siblings that exclude class ``record.name``, those learned with the library's
+        backbone."""
+        siblings = set(record.siblings)
         out = []
-        for f in excluding(record):
-            theirs = [heads[g.name] for g in excluding(f)]
-            out.append(Rival(f, heads[f.name], exclusive_slack(heads[f.name], theirs)))
+        for f in self.folder.open_catalog().filings():
+            if f.key in siblings and exclusive(record, f):
+                try:
+                    out.append(Rival(f, self.teaching.head(f.name)))
+                except FinderError:  # another backbone's: not a rival until learned again
+                    continue
         return out
 
     def min_prob(self, record: FilingRecord, rivals: list[Rival]) -> float:
@@ -124,7 +111,7 @@ class Siblings:
         filed = [self._filed(r.record) for r in rivals]
         able = [k for k, f in enumerate(filed) if len(f) >= JOINT_MIN_FILED]
         if len(able) > JOINT_MAX_CLASSES - 1:
-            contested = [int(np.sum(theirs[k] >= -rivals[k].slack)) for k in able]
+            contested = [int(np.sum(theirs[k] >= 0)) for k in able]
             order = np.argsort(-np.asarray(contested), kind="stable")
             able = sorted(able[int(j)] for j in order[: JOINT_MAX_CLASSES - 1])
         if not able:
