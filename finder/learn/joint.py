@@ -23,8 +23,12 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-JOINT_C = 10.0
-"""The joint head's inverse regularisation (``C·Σ sᵢ·loss + ½‖W‖²`` in the metric)."""
+JOINT_C = 200.0
+"""The joint head's inverse regularisation (``C·Σ sᵢ·loss + ½‖W‖²`` in the metric). Replayed
+on the product's heads of ``scripts/bench_filed.py`` (seeds 0-2), the combined library's 25%
+gave a worst seed of 0.860 / 0.867 / 0.868 / 0.874 / 0.875 at C 3 / 10 / 30 / 100 / 200
+(docs/heads.md): the siblings' filed photos part well in the metric, little regularisation
+is needed."""
 JOINT_PER_CLASS = 200
 """At most this many filed photos of a class train the joint head (each class weighs the same
 whatever its count, so more add little but time)."""
