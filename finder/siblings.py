@@ -35,7 +35,9 @@ from finder.teach import Teaching
 
 JOINT_MAX_CLASSES = 64
 """At most this many classes in one joint head (the class and the siblings that contest most
-of its photos): a bound for a parent keyword over thousands."""
+of its photos, those that pass their cut on some of them): a bound for a parent keyword over
+thousands (each class then fits its own joint head: ``finder suggest`` without a name over
+thousands of siblings fits thousands)."""
 JOINTS_KEPT = 8
 """Joint heads kept between calls (``Siblings.joints``)."""
 
@@ -112,8 +114,8 @@ class Siblings:
         able = [k for k, f in enumerate(filed) if len(f) >= JOINT_MIN_FILED]
         if len(able) > JOINT_MAX_CLASSES - 1:
             contested = [int(np.sum(theirs[k] >= 0)) for k in able]
-            order = np.argsort(-np.asarray(contested), kind="stable")
-            able = sorted(able[int(j)] for j in order[: JOINT_MAX_CLASSES - 1])
+            order = np.argsort(-np.asarray(contested), kind="stable")[: JOINT_MAX_CLASSES - 1]
+            able = sorted(able[int(j)] for j in order if contested[int(j)] > 0)
         if not able:
             return None, []
         # one head per set of classes, whichever of them asks: its columns in name order
