@@ -41,9 +41,8 @@ from finder.embed.identity import identity_key as _backbone_key
 from finder.errors import Arg, FinderError, UsageError
 from finder.folder import Folder
 from finder.ingest.keywords import SEP, class_names, path_parts
-from finder.learn.filed import exclusive_slack
-from finder.learn.head import Head, sigmoid
 from finder.learn.names import class_name
+from finder.siblings import Siblings
 from finder.store.catalog import OK
 from finder.store.facts import Filters
 from finder.store.filing import FOLDER, KEYWORD, FilingRecord, drift, folder_key
@@ -91,6 +90,7 @@ class Filing:
         self.folder = folder
         self.teaching = teaching
         self.answers = answers
+        self.siblings = Siblings(folder, teaching)  # the exclusive siblings' share of a photo
 
     # -- learning -------------------------------------------------------------------------
     def learn_from_keywords(
@@ -246,11 +246,9 @@ class Filing:
         record = self.filing(name)
         if top is not None and top < 1:
             raise UsageError(Arg("top"), " must be at least 1")
-        rivals = self._rivals(record)
+        rivals = self.siblings.rivals(record)
         if rivals and min_prob is None:  # the cut lowered where no sibling takes the photo
-            own = self.teaching.head(record.name)
-            slack = exclusive_slack(own, rivals)
-            min_prob = float(sigmoid(np.asarray([own.logit_threshold - slack]))[0])
+            min_prob = self.siblings.min_prob(record, rivals)
         found = self.answers.find(record.name, min_prob=min_prob, filters=filters)
         if not found:
             return []
@@ -261,7 +259,7 @@ class Filing:
         skip.update(m.id for m in self.teaching.marks(record.name) if m.id is not None)
         written = set(catalog.written_paths(record.name))  # filed by finder, not read back yet
         kept = [m for m in found if m.id not in skip and m.path not in written]
-        kept = self._exclusive(record, rivals, kept)
+        kept = self.siblings.keep(record, rivals, kept)
         if top is not None:
             kept = kept[:top]
         if sort == "date" and kept:
@@ -269,34 +267,6 @@ class Filing:
             scores = np.asarray([m.score for m in kept])
             kept = self.answers.matches(ids, scores, sort)
         return kept
-
-    def _rivals(self, record: FilingRecord) -> list[Head]:
-        """The heads of the siblings that exclude class ``record.name`` (``_exclusive``), those
-        learned with the library's backbone."""
-        heads = []
-        for f in self.folder.open_catalog().filings():
-            if f.key in record.siblings and _exclusive(record, f):
-                try:
-                    heads.append(self.teaching.head(f.name))
-                except FinderError:  # another backbone's: not a rival until learned again
-                    continue
-        return heads
-
-    def _exclusive(
-        self, record: FilingRecord, rivals: list[Head], found: list[Match]
-    ) -> list[Match]:
-        """The photos among ``found`` that no rival ranks higher above its own cut (each
-        head's logit less its cut)."""
-        if not rivals or not found:
-            return found
-        ids = np.asarray([m.id for m in found], dtype=np.int64)
-        X = self.folder.open_vectors().get(ids)
-        own = self.teaching.head(record.name)
-        mine = own.logits(X) - own.logit_threshold
-        best = np.full(len(ids), -np.inf, dtype=np.float64)
-        for head in rivals:
-            best = np.maximum(best, head.logits(X) - head.logit_threshold)
-        return [m for m, a, b in zip(found, mine, best, strict=True) if a >= b]
 
     def suggestion_counts(self) -> list[tuple[str, str, int]]:
         """(class, source, number of suggestions) of every filed class, by name."""
@@ -454,12 +424,3 @@ def _related(source: str, a: str, b: str) -> bool:
     keyword below it): then neither is the other's counter-example."""
     sep = SEP if source == KEYWORD else os.sep
     return a.startswith(b + sep) or b.startswith(a + sep)
-
-
-def _exclusive(a: FilingRecord, b: FilingRecord) -> bool:
-    """Whether a photo is of one of two sibling classes at most: folders learned together (a
-    photo is in one folder), keywords below one parent (``Flowers|Daisy``, ``Flowers|Rose``)."""
-    if a.source == FOLDER:
-        return True
-    pa, pb = path_parts(a.key), path_parts(b.key)
-    return len(pa) > 1 and pa[:-1] == pb[:-1]

@@ -42,6 +42,8 @@ photo (``finder.learn.feedback.calibration_error``); means over the classes. The
   says *whether* a photo is of a filed class (its cut), the joint head *which*; ``joint -1``
   with the cuts lowered by one logit; ``joint, no gate``: the joint head alone, every unsorted
   photo given to one filed class (right only when every photo is of one: not in case ``two``).
+  The product's ``suggest`` chooses among siblings with a joint head too, beside the margins
+  (``finder/siblings.py``, ``finder/learn/joint.py``).
 
 The ECE of the last two is that of the siblings' heads (what the page would show). Everything
 but ``plain`` is an experiment of this script, not the product: ``plain`` calls

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 from finder.learn import fit as fit_module
 from finder.learn.head import Head
+from finder.learn.joint import fit_softmax
 from finder.learn.scores import calibration_error
 from finder.learn.train import background_indices, train_head
 from finder.library import Library
@@ -91,32 +91,7 @@ def joint_scores(lib: Library, classes: dict[str, np.ndarray], X: np.ndarray) ->
 
 
 JOINT_C = 10.0
-
-
-def fit_softmax(X: np.ndarray, y: np.ndarray, n_classes: int, C: float) -> np.ndarray:
-    """Multinomial L2 logistic regression, each class carrying the same total weight (a class
-    filed 5 times weighs as much as one filed 200 times: the filed share is not the class's
-    share, and a flowers17 species must not lose every photo to a large tf_flowers one);
-    ``C·Σ sᵢ·loss + ½‖W‖²``, the intercepts unpenalised. Returns ``[d+1, c]``."""
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    s = (len(y) / (n_classes * np.maximum(counts, 1)))[y][:, None]
-    X1 = np.hstack([X.astype(np.float64), np.ones((len(X), 1))])
-    d1 = X1.shape[1]
-    Y = np.eye(n_classes)[y]
-    reg = np.ones((d1, 1))
-    reg[-1] = 0.0
-
-    def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        W = theta.reshape(d1, n_classes)
-        Z = X1 @ W
-        Z -= Z.max(axis=1, keepdims=True)
-        logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
-        f = C * float(-(s * Y * logp).sum()) + 0.5 * float((reg * W * W).sum())
-        G = C * (X1.T @ (s * (np.exp(logp) - Y))) + reg * W
-        return f, G.ravel()
-
-    res = minimize(fg, np.zeros(d1 * n_classes), jac=True, method="L-BFGS-B")
-    return res.x.reshape(d1, n_classes)
+"""The experiment's (the product's joint head, ``finder/siblings.py``: ``learn.joint.JOINT_C``)."""
 
 
 # -- scoring ----------------------------------------------------------------------------------

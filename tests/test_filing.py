@@ -196,8 +196,9 @@ def test_suggest_rows_are_find_rows_and_every_class_is_counted(filed) -> None:
 def test_below_its_cut_a_photo_no_sibling_takes_is_suggested_as_far_as_the_siblings_cover(
     tmp_path: Path, model_args, other: str
 ) -> None:
-    """Among exclusive siblings the cut is lowered for the photos no sibling ranks higher above
-    its own cut, by ``EXCLUSIVE_SLACK`` where the siblings cover the photos not of the class
+    """Among exclusive siblings the cut is lowered for the photos no sibling takes (by the
+    margins above their cuts and the joint head of their filed photos: ``finder.siblings``),
+    by ``EXCLUSIVE_SLACK`` where the siblings cover the photos not of the class
     (red over blue: the unsorted photos are red or blue) and by less where a kind nobody filed
     is most of them (red over green, and a dozen green photos more): there a photo below the
     cut that blue does not take is as likely green. A cut given (``min_prob``) is kept."""
@@ -225,19 +226,29 @@ def test_below_its_cut_a_photo_no_sibling_takes_is_suggested_as_far_as_the_sibli
             paths[int(i)]: (float(a), float(b)) for i, a, b in zip(ids, mine, theirs, strict=True)
         }
         got = {m.path: m.score for m in lib.suggest("red")}
+        record = lib.filing.filing("red")
+        rivals = lib.filing.siblings.rivals(record)
+        assert [r.record.name for r in rivals] == ["blue"]
+        untaken = dict(zip(ids.tolist(), lib.filing.siblings.kept(record, rivals, X), strict=True))
+        untaken = {paths[i]: bool(k) for i, k in untaken.items()}
+        # 6 red and 6 blue filed: a joint head chooses between them, fitted once for both
+        assert len(lib.filing.siblings.joints) == 1
+        blue_got = {m.path for m in lib.suggest("blue")}
+        assert len(lib.filing.siblings.joints) == 1
+        assert not blue_got & set(got)  # a photo goes to one sibling at most
         slack = exclusive_slack(red, [blue])
         if other == "blue":
             assert slack > 0.6 * EXCLUSIVE_SLACK
         else:
             assert slack < 0.5 * EXCLUSIVE_SLACK
-        assert set(got) == {p for p, (a, b) in margin.items() if a >= -slack and a >= b}
+        assert set(got) == {p for p, (a, _) in margin.items() if a >= -slack and untaken[p]}
         below = [p for p in got if margin[p][0] < 0]
         if other == "blue" and TFLITE_MODEL.exists():  # the tiny Keras backbone's logits span
             # ±30 over the 17 blends: none lies within the slack (0.66) of red's cut to show it
             assert below, "no suggestion under red's own cut: the slack is not at work"
         assert all(got[p] < red.threshold for p in below)  # shown with its own probability
         strict = {m.path for m in lib.suggest("red", min_prob=red.threshold)}
-        assert strict == {p for p, (a, b) in margin.items() if a >= 0 and a >= b}
+        assert strict == {p for p, (a, _) in margin.items() if a >= 0 and untaken[p]}
         assert strict <= set(got)
 
 

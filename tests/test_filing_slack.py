@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from finder.learn.filed import EXCLUSIVE_SLACK, coverage, exclusive_slack
+from finder.learn.filed import EXCLUSIVE_SLACK, FULL_COVER, coverage, exclusive_slack
 from finder.learn.head import Head
 
 
@@ -24,6 +24,19 @@ def test_siblings_covering_the_rest_of_the_library_lower_the_cut_by_the_full_sla
     assert exclusive_slack(own, rivals) == pytest.approx(EXCLUSIVE_SLACK)
     more = rivals + [head(300)]  # sizes overstated: the cover is whole, no more
     assert exclusive_slack(own, more) == pytest.approx(EXCLUSIVE_SLACK)
+
+
+def test_every_species_filed_sized_a_little_short_still_covers_the_library():
+    """With every class filed the siblings' size estimates sum to a little under what the
+    class leaves (each a little short: 0.92-1 in the bench): the cover is whole, the slack the
+    full one; just under ``FULL_COVER`` it is the cover read."""
+    own = head(400)
+    short = [head(370), head(370), head(370), head(370)]  # 1480 of 1600: 0.925
+    assert coverage(own, short) == 1.0
+    assert exclusive_slack(own, short) == pytest.approx(EXCLUSIVE_SLACK)
+    under = [head(FULL_COVER * 1600 / 4 - 10)] * 4
+    assert coverage(own, under) == pytest.approx(FULL_COVER - 40 / 1600)
+    assert exclusive_slack(own, under) < EXCLUSIVE_SLACK
 
 
 def test_two_species_filed_of_five_lower_it_by_a_fifth_as_much_or_less():
