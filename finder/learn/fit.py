@@ -44,16 +44,6 @@ head, many ending "ABNORMAL"). Stopping once an iteration gains less than ``ftol
 changes the logits by about 0.002 and takes 2-3x fewer evaluations (docs/heads.md, speed)."""
 
 
-FOLD_OPTIONS: dict[str, float] = dict(FIT_OPTIONS, ftol=1e-6)
-"""The folds' own stopping rule (:func:`fit_logistic_many`: the held-out ranks' and the marks'
-cross-validation, 5 fits each, 56-69 % of a retraining's evaluations). Each starts from the head
-fitted on all the rows (``init``), its left-out rows included, so a fold stopped early stays
-near that head and its left-out logits are too good: at ``ftol`` 1e-5 (40 % fewer evaluations)
-tf_flowers lost 0.017 of F1 after the first strip and its ECE rose by 0.004; at 1e-6 (25 %
-fewer; the left-out logits within 0.0014 of 1e-7's on the bench's 4,096-d problems) see
-docs/heads.md, speed."""
-
-
 def fit_logistic(
     X: np.ndarray,
     y: np.ndarray,
@@ -61,13 +51,11 @@ def fit_logistic(
     C: float = 1.0,
     *,
     init: tuple[np.ndarray, float] | None = None,
-    options: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Weighted L2 logistic regression (sklearn's convention: ``C·Σ sᵢ·loss + ½‖w‖²``).
 
     ``y`` in {0, 1} (or soft labels in [0, 1]); the intercept is not penalised; ``init`` warm
-    starts; ``options``: L-BFGS-B's stopping rule (default ``FIT_OPTIONS``). Returns
-    ``(w float32, b)``.
+    starts. Returns ``(w float32, b)``.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)
@@ -87,7 +75,7 @@ def fit_logistic(
     theta0 = np.zeros(d + 1)
     if init is not None:
         theta0[:d], theta0[d] = init
-    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options=options or FIT_OPTIONS)
+    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", options=FIT_OPTIONS)
     return res.x[:d].astype(np.float32), float(res.x[d])
 
 
@@ -110,21 +98,17 @@ def fit_logistic_many(
     C: float = 1.0,
     *,
     init: tuple[np.ndarray, float] | None = None,
-    options: dict[str, float] | None = None,
 ) -> list[tuple[np.ndarray, float]]:
     """:func:`fit_logistic` of the same rows ``X`` under several ``(y, sample_weight)`` (the
-    folds of a cross-validation), all from ``init`` (stopping by ``options``, default
-    ``FIT_OPTIONS``), on every core this process may use: each
+    folds of a cross-validation), all from ``init``, on every core this process may use: each
     fit in a thread of its own (their products release the GIL), the very fits made one after
     another, sooner (a strip's retraining at 4,096-d spends most of its time in its folds)."""
     workers = min(len(fits), cpu_count())
     if workers < 2 or not THREADED:
-        return [fit_logistic(X, y, sw, C, init=init, options=options) for y, sw in fits]
+        return [fit_logistic(X, y, sw, C, init=init) for y, sw in fits]
     X = np.ascontiguousarray(X, dtype=np.float32)
     with ThreadPoolExecutor(workers, thread_name_prefix="finder-fit") as pool:
-        return list(
-            pool.map(lambda f: fit_logistic(X, f[0], f[1], C, init=init, options=options), fits)
-        )
+        return list(pool.map(lambda f: fit_logistic(X, f[0], f[1], C, init=init), fits))
 
 
 class Soon:
@@ -322,15 +306,14 @@ class Problem:
         self, y: np.ndarray, weights: list[np.ndarray], C: float, init=None
     ) -> list[tuple[np.ndarray, float]]:
         """:meth:`fit_rows` under each of ``weights`` (the folds of a cross-validation), the
-        fits made together (:func:`fit_logistic_many`) and stopped by the folds' own rule
-        (``FOLD_OPTIONS``)."""
+        fits made together (:func:`fit_logistic_many`)."""
         pos = y > 0
         fits = []
         for weight in weights:
             n = 0.5 * int((weight > 0).sum())
             sw = np.where(pos, weight * (n / weight[pos].sum()), weight * (n / weight[~pos].sum()))
             fits.append((y, sw))
-        return fit_logistic_many(self.rows(), fits, C, init=init, options=FOLD_OPTIONS)
+        return fit_logistic_many(self.rows(), fits, C, init=init)
 
     def labels(self, Q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Labels and weights of :meth:`rows`: examples 1, explicit negatives 0 (weighing
