@@ -168,9 +168,10 @@ class Served:
         import uvicorn
 
         from finder.show.web.app import create_app
-        from finder.show.web.server import bind, one_blas_thread
+        from finder.show.web.server import bind, one_blas_thread, reuse_freed_memory
 
         one_blas_thread()
+        reuse_freed_memory()
         self.sock = bind("127.0.0.1", 0)
         port = self.sock.getsockname()[1]
         app = create_app(library, token=TOKEN, port=port)

@@ -80,19 +80,47 @@ class Universe:
 @dataclass
 class Prepared:
     """What a :class:`Pool` computed of a class's background, handed to ``train_head``:
-    the background in ``metric`` (``metric.apply`` of its rows), the class's counter-examples
-    the draw named (``counter``: their places, the last rows of its negatives) in ``metric``,
-    and, on request, each of those rows' nearest others in a graph space (:meth:`neighbours`)."""
+    the background in ``metric`` (``metric.apply`` of its rows: :meth:`metric_rows`), the
+    class's counter-examples the draw named (``counter``: their places, the last rows of its
+    negatives) in ``metric`` (:meth:`counter_rows`), the metric graph's unit rows of both
+    (:meth:`unit_rows`), and, on request, each of those rows' nearest others in a graph space
+    (:meth:`neighbours`). The rows are the universe's, copied out only where the caller puts
+    them (``out``: straight into a class's matrix of rows, no copy in between)."""
 
     metric: Metric | None
-    metric_rows: np.ndarray | None
     pool: Pool
     ranks: np.ndarray  # the background's places in the pool's permutation
     universe: Universe | None = None
     counter: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    counter_rows: np.ndarray | None = None  # the counter-examples in ``metric``
-    unit_rows: np.ndarray | None = None  # the counter-examples' and the background's metric
-    # rows as unit vectors (the "metric" graph's rows)
+
+    @property
+    def in_metric(self) -> bool:
+        """Whether the rows are known in ``metric`` (:meth:`metric_rows` and the others)."""
+        u = self.universe
+        return self.metric is not None and u is not None and u.unit is not None
+
+    def metric_rows(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The background in ``metric``, in ``out`` when given (``[len(ranks), d]``)."""
+        return self._rows(self.ranks, False, out)
+
+    def counter_rows(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The counter-examples in ``metric``, in ``out`` when given."""
+        return self._rows(self.counter, False, out)
+
+    def unit_rows(self, counter: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The last ``counter`` counter-examples' and the background's rows in ``metric`` as
+        unit vectors (the "metric" graph's rows), in ``out`` when given."""
+        places = np.concatenate([self.counter[len(self.counter) - counter :], self.ranks])
+        return self._rows(places, True, out)
+
+    def _rows(self, places: np.ndarray, unit: bool, out: np.ndarray | None) -> np.ndarray:
+        if not self.in_metric:
+            raise ValueError("the pool knows no rows in a metric here")
+        u = self.universe
+        assert u is not None and u.unit is not None
+        source = u.unit if unit else u.rows
+        # every place is in the universe: "clip" changes no index, and spares take's buffer
+        return np.take(source, u.index[places], axis=0, out=out, mode="clip")
 
     def neighbours(
         self, graph: str, k: int, counter: bool = False
@@ -164,16 +192,10 @@ class Pool:
         if counter is not None:
             cp = self._where[np.asarray(counter, dtype=np.int64).reshape(-1)]
         if not len(ranks):
-            return bg, fresh, B, F, Prepared(self.metric, None, self, ranks)
+            return bg, fresh, B, F, Prepared(self.metric, self, ranks)
         with self._lock:  # grown in the thread that draws, read by the heads' threads
             u = self._grown(np.concatenate([cp, ranks]))
-        metric_rows = counter_rows = unit = None
-        if self.metric is not None and u.unit is not None:
-            metric_rows = u.rows[u.index[ranks]]
-            counter_rows = u.rows[u.index[cp]] if len(cp) else None
-            unit = u.unit[u.index[np.concatenate([cp, ranks])]]
-        prepared = Prepared(self.metric, metric_rows, self, ranks, u, cp, counter_rows, unit)
-        return bg, fresh, B, F, prepared
+        return bg, fresh, B, F, Prepared(self.metric, self, ranks, u, cp)
 
     def _grown(self, need: np.ndarray) -> Universe:
         """The universe holding the places ``need``: the latest one, grown by those it lacks;

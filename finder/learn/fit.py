@@ -252,18 +252,23 @@ class Problem:
         ``graph == "metric"``. ``prepared``: the background in the metric and its neighbours,
         computed once for the library (:mod:`finder.learn.background`)."""
         p, q, n = len(self.P), len(self.N), len(self.P) + len(self.N) + len(self.B)
-        if prepared is not None and prepared.metric_rows is not None:
-            c = len(prepared.counter) if prepared.counter_rows is not None else 0
-            c = c if c <= q else 0  # its counter-examples: the last rows of the negatives
-            parts = [metric.apply(np.concatenate([self.P, self.N[: q - c]]))]
+        known_rows = prepared is not None and prepared.in_metric
+        c = 0
+        if known_rows:  # the pool's rows put straight where they go: no copy in between
+            assert prepared is not None
+            c = len(prepared.counter) if len(prepared.counter) <= q else 0  # the last negatives
+            Y = np.empty((n, self.P.shape[1]), dtype=np.float32)
+            Y[: p + q - c] = metric.apply(np.concatenate([self.P, self.N[: q - c]]))
             if c:
-                parts.append(prepared.counter_rows)
-            Y = np.concatenate([*parts, prepared.metric_rows])
+                prepared.counter_rows(out=Y[p + q - c : p + q])
+            prepared.metric_rows(out=Y[p + q :])
         else:
-            c, Y = 0, metric.apply(np.concatenate([self.P, self.N, self.B]))
-        if graph == "metric" and prepared is not None and prepared.unit_rows is not None:
-            own = unit_rows(Y[: p + q - c])  # the rest as the pool made them
-            G = np.concatenate([own, prepared.unit_rows[len(prepared.counter) - c :]])
+            Y = metric.apply(np.concatenate([self.P, self.N, self.B]))
+        if graph == "metric" and known_rows:
+            assert prepared is not None
+            G = np.empty_like(Y)
+            G[: p + q - c] = unit_rows(Y[: p + q - c])  # the rest as the pool made them
+            prepared.unit_rows(c, out=G[p + q - c :])
         elif graph == "metric":
             G = unit_rows(Y)
         else:

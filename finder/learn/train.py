@@ -231,6 +231,7 @@ def _train(
 
     direct = None
     held = None
+    zs = None  # the fresh photos' logits (the background's without them) under (w, b)
     marks = cfg.marks_cv and len(pb.P) >= cfg.marks_min and 2 * len(pb.N) >= cfg.marks_min
     if marks and cfg.marks_order == "head":
         w0, b0 = pb.probe(cfg.probe_C)
@@ -277,12 +278,14 @@ def _train(
         if cfg.marks_refit:
             params["n_pseudo"] = _pseudo_count(cfg.refine_scale * n_cv, m)
             w, b = pb.fit_pseudo(order, params["n_pseudo"], cfg, (w, b))
+            zs = None  # another head: scored again below
         if cfg.marks_direct:
             direct = (a, c)
         n_class = n_cv
         held = zc  # the marks' logits under heads not trained on them (uncalibrated)
     n_class = float(np.clip(n_class, 1.0, m / 2))
-    zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
+    if zs is None:  # else scored for the marks, the same head
+        zs = pb.B @ w + b if fresh is None else fresh.scores(w, b)
     n_s = n_class if fresh is None else n_class * fresh.n / m
     if cfg.calibrate:
         a, c = direct or calibrate(zs, float(np.clip(n_s, 1.0, len(zs) / 2)))

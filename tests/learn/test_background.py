@@ -115,8 +115,8 @@ def test_a_filed_class_s_counter_examples_come_prepared_and_give_the_same_head()
         pos = np.flatnonzero(y == c)[:30]
         counter = np.flatnonzero((y != c) & (y < 6))[:200]  # its siblings' photos
         bg, fresh, B, F, prepared = pool.draw(np.concatenate([pos, counter]), counter)
-        np.testing.assert_allclose(prepared.counter_rows, metric.apply(X[counter]), atol=1e-5)
-        np.testing.assert_allclose(prepared.metric_rows, metric.apply(B), atol=1e-5)
+        np.testing.assert_allclose(prepared.counter_rows(), metric.apply(X[counter]), atol=1e-5)
+        np.testing.assert_allclose(prepared.metric_rows(), metric.apply(B), atol=1e-5)
         before = len(prepared.universe.places)
         cold = train_head(X[pos], X[counter], B, metric=metric, fresh=F, config=FILED)
         warm = train_head(
