@@ -13,7 +13,7 @@ neither where it is below the sibling's cut).
 The joint head is fitted when a class's suggestions are asked for (at most
 ``JOINT_PER_CLASS`` filed photos of each class, at most ``JOINT_MAX_CLASSES`` classes: those
 that contest the class's photos most), and kept for the next class of the same filing
-(``Siblings.joints``, keyed by the classes and their filed photos).
+(``Siblings.joints``, keyed by the classes, their filed photos and the library's metric).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Siblings:
     def __init__(self, folder: Folder, teaching: Teaching) -> None:
         self.folder = folder
         self.teaching = teaching
-        self.joints: dict[bytes, Joint] = {}  # by the classes and their filed photos
+        self.joints: dict[bytes, Joint] = {}  # by the classes, their filed photos, the metric
 
     def rivals(self, record: FilingRecord) -> list[Rival]:
         """The siblings that exclude class ``record.name``, those learned with the library's
@@ -122,13 +122,15 @@ class Siblings:
         members = {record.name: own, **{rivals[k].record.name: filed[k] for k in able}}
         names = sorted(members)
         groups = [draw(members[n]) for n in names]
+        metric = self.teaching.metric()  # refitted as the library grows: a new key then
         key = hashlib.sha1(
             b"".join(n.encode() + b"|" + g.tobytes() for n, g in zip(names, groups, strict=True))
+            + (b"" if metric is None else np.asarray(metric.s).tobytes())
         ).digest()
         joint = self.joints.get(key)
         if joint is None:
             vectors = self.folder.open_vectors()
-            joint = Joint([vectors.get(g) for g in groups], self.teaching.metric())
+            joint = Joint([vectors.get(g) for g in groups], metric)
             if len(self.joints) >= JOINTS_KEPT:
                 self.joints.pop(next(iter(self.joints)))
             self.joints[key] = joint
