@@ -7,8 +7,8 @@ class whose margin (its head's logit less its cut) is the highest, or, where bot
 times the joint head's log-probability (``learn.joint``: a multinomial head on their filed
 photos, which says better *which* sibling a photo is like than heads trained one against the
 rest). Below its cut a class takes a photo as far as ``learn.filed.exclusive_slack`` says, and
-a sibling takes it from the class where the photo passes the sibling's own cut and the sibling
-is the likelier of the two (a sibling below its cut takes nothing).
+a sibling takes it from the class where it is the likelier of the two (the photo then goes to
+neither where it is below the sibling's cut).
 
 The joint head is fitted when a class's suggestions are asked for (at most
 ``JOINT_PER_CLASS`` filed photos of each class, at most ``JOINT_MAX_CLASSES`` classes: those

@@ -113,10 +113,9 @@ def keep_own(
     head's logit less its cut) on them, ``theirs`` each sibling's. Without a joint head a
     sibling of a higher margin takes the photo. With one (``log_q``: the joint head's
     log-probabilities, column 0 the class's, then one per sibling with ``joined`` true, in
-    order), a sibling in it takes the photo where the photo passes the sibling's own cut and
-    the sibling's margin plus ``JOINT_WEIGHT·log q`` is the higher (the joint head says which
-    of them, the margins whether: a sibling below its cut takes nothing, so a joint head
-    unsure of its classes cannot leave a photo to none of them); a sibling not in it, where
+    order), a sibling in it takes the photo where its margin plus ``JOINT_WEIGHT·log q`` is
+    the higher (the photo then goes to it, or to none of them where it is below the sibling's
+    cut: the joint head says which of them, the margins whether); a sibling not in it, where
     its margin is the higher."""
     keep = np.ones(len(mine), dtype=bool)
     column = 0
@@ -124,8 +123,7 @@ def keep_own(
         if log_q is not None and k < len(joined) and joined[k]:
             column += 1
             ours = mine + JOINT_WEIGHT * log_q[:, 0]
-            # the joint head chooses among the siblings whose own cut the photo passes
-            keep &= ~((other >= 0) & (other + JOINT_WEIGHT * log_q[:, column] > ours))
+            keep &= ~(other + JOINT_WEIGHT * log_q[:, column] > ours)
         else:
             keep &= ~(other > mine)
     return keep

@@ -42,17 +42,17 @@ def test_without_a_joint_head_the_higher_margin_takes_the_photo() -> None:
 
 def test_a_sibling_in_the_joint_head_takes_the_photo_where_it_is_likelier() -> None:
     """Margins plus ``JOINT_WEIGHT`` times the joint log-probability decide between classes
-    in the joint head, among the siblings whose own cut the photo passes (the joint head says
-    which of them, the margins whether: a sibling below its cut takes nothing); a sibling
-    outside the joint head is compared by margins."""
+    in the joint head (the joint head says which of them, the margins whether: a photo the
+    joint head gives to a sibling below its cut goes to neither); a sibling outside the joint
+    head is compared by margins."""
     mine = np.array([0.5, 0.5, 0.5, 0.5])
     rival = np.array([0.2, 0.2, -0.6, 0.9])
     log_q = np.log(np.array([[0.1, 0.9], [0.9, 0.1], [0.01, 0.99], [0.9, 0.1]]))
     kept = keep_own(mine, [rival], log_q, [True])
     # photo 0: the rival's margin is lower, but the joint head says it is the rival's by 9:1
-    # photo 2: the joint head says the rival's by 99:1, but it is below the rival's cut: ours
+    # photo 2: the joint head says the rival's by 99:1, though it is below the rival's cut
     # photo 3: the rival's margin is higher, but the joint head says it is ours by 9:1
-    assert kept.tolist() == [False, True, True, True]
+    assert kept.tolist() == [False, True, False, True]
     assert JOINT_WEIGHT * np.log(9) > 0.4  # what photos 0 and 3 turn on
     outside = keep_own(mine, [rival], log_q[:, :1], [False])
     assert outside.tolist() == [True, True, True, False]
