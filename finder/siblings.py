@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import log_softmax
 
 from finder.answers import Match
 from finder.errors import FinderError
@@ -29,7 +30,7 @@ from finder.folder import Folder
 from finder.ingest.keywords import path_parts
 from finder.learn.filed import exclusive_slack
 from finder.learn.head import Head, sigmoid
-from finder.learn.joint import JOINT_MIN_FILED, Joint, draw, keep_own, log_softmax
+from finder.learn.joint import JOINT_MIN_FILED, Joint, draw, keep_own
 from finder.store.filing import FOLDER, FilingRecord
 from finder.teach import Teaching
 
@@ -134,7 +135,7 @@ class Siblings:
             if len(self.joints) >= JOINTS_KEPT:
                 self.joints.pop(next(iter(self.joints)))
             self.joints[key] = joint
-        log_q = log_softmax(joint.scores(X))
+        log_q = log_softmax(joint.scores(X), axis=1)
         columns = [names.index(record.name), *(names.index(rivals[k].record.name) for k in able)]
         joined = [False] * len(rivals)
         for k in able:

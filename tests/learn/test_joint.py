@@ -6,8 +6,9 @@ classes are in it."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import log_softmax
 
-from finder.learn.joint import JOINT_WEIGHT, Joint, draw, keep_own, log_softmax
+from finder.learn.joint import JOINT_WEIGHT, Joint, draw, keep_own
 from tests.learn.synthetic import library
 
 
@@ -23,7 +24,7 @@ def test_a_class_filed_5_times_keeps_its_photos_against_one_filed_200_times() ->
     rest = np.setdiff1d(np.flatnonzero(y == 0), small)
     picked = np.argmax(joint.scores(X[rest]), axis=1)
     assert np.mean(picked == 0) > 0.85
-    q = np.exp(log_softmax(joint.scores(X[:7])))
+    q = np.exp(log_softmax(joint.scores(X[:7]), axis=1))
     assert np.allclose(q.sum(axis=1), 1.0)
 
 
