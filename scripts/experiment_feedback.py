@@ -132,7 +132,8 @@ def summary(result: dict) -> list[dict]:
 
     out = []
     rows = result["rows"]
-    keys = ("ap", "precision", "recall", "f1", "ece", "best_f1")
+    keys = ("ap", "precision", "recall", "f1", "ece", "best_f1", "f1_head", "best_f1_head")
+    keys += ("ece_head", "precision_head", "recall_head")
     for r in range(result["rounds"] + 1):
         at = [row for row in rows if row["round"] == r and row["scored"]]
         if not at:
@@ -155,7 +156,8 @@ def fmt(c: dict | None) -> str:
     if not c:
         return "|"
     pr = f"({c['precision']:.2f} / {c['recall']:.2f})"
-    return f"{c['f1']:.3f} / {c['best_f1']:.3f} {pr} | {c['ece']:.3f}"
+    head = f" [head {c['f1_head']:.3f} / {c['best_f1_head']:.3f}, ECE {c['ece_head']:.3f}]"
+    return f"{c['f1']:.3f} / {c['best_f1']:.3f} {pr}{head} | {c['ece']:.3f}"
 
 
 def share(v) -> str:
@@ -186,8 +188,11 @@ def main() -> None:
     ap.add_argument(
         "--smooth",
         nargs="*",
-        help="re-rank the answer near the cut by its neighbours (finder.learn.smooth), "
-        "Smooth overrides key=value",
+        help="Smooth overrides key=value of the answer re-ranked near the cut by its "
+        "neighbours (finder.learn.smooth; on by default)",
+    )
+    ap.add_argument(
+        "--no-smooth", action="store_true", help="score the head's own answer (no re-rank)"
     )
     ap.add_argument("--classes", nargs="*", help="only these classes")
     ap.add_argument("--set", nargs="*", default=[], help="HeadConfig overrides, key=value")
@@ -220,9 +225,9 @@ def main() -> None:
     if args.plan:
         plan = replace(plan, **{k: float(v) for k, _, v in (i.partition("=") for i in args.plan)})
     smooth = None
-    if args.smooth is not None:
+    if not args.no_smooth:
         smooth = Smooth(
-            **{k: ast.literal_eval(v) for k, _, v in (i.partition("=") for i in args.smooth)}
+            **{k: ast.literal_eval(v) for k, _, v in (i.partition("=") for i in args.smooth or [])}
         )
     report, full = {}, {}
     print(

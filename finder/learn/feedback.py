@@ -17,7 +17,7 @@ experiments), ``finder eval`` passes one that calls ``Library.learn``, the code 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,7 +30,7 @@ from finder.learn.head import Head
 from finder.learn.metric import Metric
 from finder.learn.origin import EXAMPLE, RANDOM, STRIP, TOP, sample_mask, strips_of
 from finder.learn.scores import METRICS, answer_scores, precision_recall
-from finder.learn.smooth import Smooth, smooth_rows
+from finder.learn.smooth import Smooth, neighbours, smooth_graph
 from finder.learn.strip import DEFAULT_PLAN, StripPlan, choose_strip, top_picks
 from finder.learn.train import BACKGROUND_SIZE, train_head
 
@@ -200,6 +200,7 @@ class _Run:
     hold: np.ndarray  # bool over the library: held out (never marked, scored)
     floor: float = DEFAULT_PLAN.floor  # the strips' usefulness floor (the draws' chances)
     smooth: Smooth | None = None  # the answer re-ranked near the cut by its neighbours
+    graph: tuple[np.ndarray, np.ndarray] | None = None  # every photo's neighbours (ids, sims)
     marked: np.ndarray = field(init=False)
     marks: list[tuple[int, int, int, int | None, float]] = field(default_factory=list)
     # (position, label, known_from, strip, chance)
@@ -219,36 +220,54 @@ class _Run:
         """Scores on the held-out photos (all of them unmarked when something is held out;
         else on every unmarked photo), and the estimate beside the truth it estimates: the
         answer over the photos a strip could show or the person has marked (the library
-        without the held-out ones)."""
+        without the held-out ones). With ``smooth``, the answer is the re-ranked one
+        (:func:`answer`): every figure and the estimate are its (the head's own answer's
+        F1, precision, recall, best-cut F1 and ECE beside them, as ``*_head``)."""
         scored = self.hold if self.hold.any() else ~self.marked
-        zs = None
-        if self.smooth is not None:
-            labels = {i: lab for i, lab, *_ in self.marks}  # the latest mark wins
-            zs = smooth_rows(
-                z,
-                head.logit_threshold,
-                X,
-                np.flatnonzero(scored),
-                labels,
-                softened=head.params.get("softened"),
-                config=self.smooth,
-            )
-        out = answer_scores(self.truth[scored], head, X[scored], zs)
+        zs, hs = self.answer(head, z, held)
+        out = answer_scores(self.truth[scored], head, X[scored], None if zs is z else zs[scored])
+        own = out if zs is z else answer_scores(self.truth[scored], head, X[scored])
+        out |= {f"{key}_head": own[key] for key in HEAD_KEYS}
         cut = head.logit_threshold
         frame = ~self.hold
-        answer = z >= np.float32(cut)
+        answer = zs >= np.float32(cut)
         p, r, _ = precision_recall(self.truth[frame], answer[frame])
         out |= {"true_precision": p, "true_recall": r}
         nan = float("nan")
         marks = [
-            Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)) for i, lab, kf, s, c in self.marks
+            Mark(lab, float(zs[i]), kf, s, c, hs.get(i, nan)) for i, lab, kf, s, c in self.marks
         ]
-        unmarked = z[frame & ~self.marked]  # what the strips could draw: the model's part
+        unmarked = zs[frame & ~self.marked]  # what the strips could draw: the model's part
         softened = head.params.get("softened")
         out["estimate"] = estimate(
             marks, cut, unmarked=unmarked, floor=self.floor, softened=softened
         )
         return out
+
+    def answer(
+        self, head: Head, z: np.ndarray, held: Mapping[int, float]
+    ) -> tuple[np.ndarray, Mapping[int, float]]:
+        """The logits the answer is ``>= cut`` of, over the library, and the marks' held-out
+        logits smoothed the same way (their neighbours, their own held-out logit in place of
+        their score); without ``smooth`` the head's own, ``z`` and ``held``."""
+        if self.smooth is None or self.graph is None:
+            return z, held
+        ids, sims = self.graph
+        labels = {i: lab for i, lab, *_ in self.marks}  # the latest mark wins
+        cut, softened = head.logit_threshold, head.params.get("softened")
+        kw = {"softened": softened, "config": self.smooth}
+        zs = smooth_graph(z, cut, ids, sims, labels, **kw).astype(np.float32)
+        if not held:
+            return zs, held
+        at = np.fromiter(held, dtype=np.int64, count=len(held))
+        own = np.asarray([held[i] for i in at.tolist()], dtype=np.float64)
+        hs = smooth_graph(z, cut, ids[at], sims[at], labels, own=own, **kw)
+        return zs, dict(zip(at.tolist(), hs.tolist(), strict=True))
+
+
+HEAD_KEYS = ("precision", "recall", "f1", "ece", "best_f1")
+"""The head's own answer's figures, beside the smoothed answer's (``f1_head`` …)."""
+FIGURES = (*METRICS, *(f"{key}_head" for key in HEAD_KEYS))
 
 
 def feedback(
@@ -267,7 +286,7 @@ def feedback(
     holdout: float = HOLDOUT,
     plan: StripPlan | None = None,
     trace: list[dict[str, Any]] | None = None,
-    smooth: Smooth | None = None,
+    smooth: Smooth | None = Smooth(),
 ) -> dict[str, Any]:
     """The feedback protocol over the library ``X`` (unit vectors) labelled by ``labels``.
 
@@ -288,8 +307,10 @@ def feedback(
     Returns a JSON-able dict: ``rows`` (class, round: means over trials) and ``means`` (group,
     round: means over the classes scored in that round). ``trace`` (experiments) receives one
     record per class, trial and round: the marks, the head's logits over the library, the cut.
-    ``smooth``: the scored answer re-ranked near the cut by its neighbours
-    (:mod:`finder.learn.smooth`; the strips and the estimate stay the head's).
+    ``smooth``: the answer re-ranked near the cut by its neighbours in the library
+    (:mod:`finder.learn.smooth`, on by default; None: the head's own answer): every figure,
+    the truth and the estimate are the re-ranked answer's (``*_head``: the head's own answer
+    beside them); the strips are chosen by the head, as the product chooses them.
     """
     X, y = check_dataset(X, labels)
     if shown not in SHOWN:
@@ -302,6 +323,7 @@ def feedback(
     n = len(X)
     names = sorted(np.unique(y).tolist())
     wanted = names if classes is None else [c for c in names if c in set(classes)]
+    graph = None if smooth is None else neighbours(X, smooth.k)
     holds = [held_out(y, holdout, np.random.default_rng([seed, t, 1])) for t in range(trials)]
     rows: list[dict[str, Any]] = []
     for ci, name in enumerate(names):
@@ -310,7 +332,7 @@ def feedback(
             continue
         cases: list[list[dict[str, Any]]] = [[] for _ in range(rounds + 1)]
         for t in range(trials):
-            run = _Run(y == name, holds[t], plan.floor, smooth)
+            run = _Run(y == name, holds[t], plan.floor, smooth, graph)
             free = members[~run.hold[members]]
             if len(free) < k:
                 continue
@@ -326,6 +348,7 @@ def feedback(
                     case["labels"] = int(run.marked.sum()) - k
                     cases[r].append(case)
                     if trace is not None:
+                        zs, hs = run.answer(head, z, teacher.held_out(label))
                         trace.append(
                             {
                                 "class": name,
@@ -337,6 +360,8 @@ def feedback(
                                 "hold": run.hold,
                                 "held": dict(teacher.held_out(label)),
                                 "softened": head.params.get("softened"),
+                                "smoothed": zs.astype(np.float32),
+                                "held_smoothed": dict(hs),
                             }
                         )
                     if r == rounds:
@@ -388,7 +413,7 @@ def feedback(
                     "clicks": r * clicks,
                     "labels": float(np.mean([c["labels"] for c in got])),
                     "scored": bool(r == 0 or big),
-                    **{key: float(np.mean([c[key] for c in got])) for key in METRICS},
+                    **{key: float(np.mean([c[key] for c in got])) for key in FIGURES},
                     "actions": actions,
                     **_estimates(got),
                 }
@@ -403,13 +428,16 @@ def feedback(
         "trials": int(trials),
         "seed": int(seed),
         "holdout": float(holdout),
+        "smooth": None if smooth is None else asdict(smooth),
         "strip": {"size": plan.size, "drawn": plan.drawn} if shown == "review" else None,
         "rows": rows,
         "means": feedback_means(rows, rounds),
         "note": (
             "per class and round: means over trials, over the held-out photos (never marked), "
             "of AP, the default answer's precision/recall/F1 (an empty answer has precision 0), "
-            "the expected calibration error (10 bins) and the best-cut F1; labels: photos "
+            "the expected calibration error (10 bins, of the probabilities the answer shows) "
+            "and the best-cut F1; with smooth, the answer re-ranked near the cut by its "
+            "neighbours (*_head: the head's own answer); labels: photos "
             "marked after the k examples; actions: flips + 1 per strip; the estimate beside "
             "its truth (the answer over the library without the held-out photos)"
         ),
@@ -471,7 +499,7 @@ def feedback_means(rows: Sequence[Mapping[str, Any]], rounds: int) -> list[dict[
                         "set": set_name,
                         "n_classes": len(part),
                         "labels": float(np.mean([row["labels"] for row in part])),
-                        **{key: float(np.mean([row[key] for row in part])) for key in METRICS},
+                        **{key: float(np.mean([row[key] for row in part])) for key in FIGURES},
                         **pooled_estimates(part),
                     }
                 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finder.learn.head import Head
+from finder.learn.head import Head, sigmoid
 
 
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -71,8 +71,9 @@ def answer_scores(
     """AP of the ranking, precision / recall / F1 of the default answer (``proba >= threshold``;
     an empty answer has precision 0), its size, the calibration error, and the F1 at the
     ranking's best cut (:func:`best_f1`), over ``X``. ``z``: the photos' logits when they are
-    not the head's own (a re-rank, :mod:`finder.learn.smooth`; the calibration error is the
-    head's probabilities')."""
+    not the head's own (a re-rank, :mod:`finder.learn.smooth`): every figure is then the
+    re-ranked answer's, the calibration error too (of ``sigmoid(z)``, the probability the
+    answer shows)."""
     z = head.logits(X) if z is None else np.asarray(z, dtype=np.float32)
     returned = z >= np.float32(head.logit_threshold)
     precision, recall, f1 = precision_recall(truth, returned)
@@ -82,7 +83,7 @@ def answer_scores(
         "recall": recall,
         "f1": f1,
         "returned": float(returned.sum()),
-        "ece": calibration_error(truth, head.proba(X)),
+        "ece": calibration_error(truth, sigmoid(z)),
         "best_f1": best_f1(truth, z),
     }
 

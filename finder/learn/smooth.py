@@ -11,8 +11,11 @@ a re-rank of the candidates the linear search (``find`` searches with ``w``) ret
 the cut, never a head that would have to be searched otherwise. Logits are compared in the
 fit's scale before softening (:func:`~finder.learn.calibrate.sharpen`), as the strips do.
 
-Measured in docs/heads.md ("The answer near the cut, smoothed by its neighbours"); off by
-default (:class:`Smooth` is given or not). numpy only.
+Measured in docs/heads.md ("The answer near the cut, smoothed by its neighbours"): the answer
+``finder eval --feedback`` scores by default (:func:`finder.learn.feedback.feedback`,
+``smooth=Smooth()``; ``--no-smooth`` the head's own). :func:`smooth_graph` re-ranks over
+precomputed neighbours (:func:`neighbours`, or a stored graph), :func:`smooth_rows` finds them
+first. numpy only.
 """
 
 from __future__ import annotations
@@ -67,6 +70,68 @@ def smoothed(
     move = np.where(np.abs(zs - c) < config.width, config.weight * (2.0 * q - 1.0), 0.0)
     scale = 1.0 if softened is None else float(softened[0])  # back to the head's scale
     return z + scale * move
+
+
+def neighbours(
+    X: np.ndarray, k: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest neighbours (cosine) of the photos ``rows`` (all: None) among all the
+    others of the library ``X`` (unit vectors), by brute force: ``(ids [n, k], sims [n, k])``,
+    each row most similar first (so its first ``k' < k`` columns are its ``k'`` nearest)."""
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+    k = max(min(int(k), len(X) - 1), 0)
+    ids = np.empty((len(rows), k), dtype=np.int64)
+    sims = np.empty((len(rows), k))
+    if not k:
+        return ids, sims
+    for s in range(0, len(rows), 512):
+        part = rows[s : s + 512]
+        S = np.asarray(X[part] @ X.T, dtype=np.float64)
+        S[np.arange(len(part)), part] = -np.inf  # not its own neighbour
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        sim = np.take_along_axis(S, top, axis=1)
+        order = np.argsort(-sim, axis=1, kind="stable")
+        ids[s : s + len(part)] = np.take_along_axis(top, order, axis=1)
+        sims[s : s + len(part)] = np.take_along_axis(sim, order, axis=1)
+    return ids, sims
+
+
+def smooth_graph(
+    z: np.ndarray,
+    cut: float,
+    ids: np.ndarray,
+    sims: np.ndarray,
+    marks: Mapping[int, int] | np.ndarray,
+    *,
+    own: np.ndarray | None = None,
+    softened: Sequence[float] | None = None,
+    config: Smooth = Smooth(),
+) -> np.ndarray:
+    """:func:`smoothed` over precomputed neighbours (:func:`neighbours`, or a stored graph):
+    ``z`` every photo's logit (positions ``ids`` refers to), ``ids`` / ``sims`` ``[n, k]``
+    (most similar first; the first ``config.k`` columns are used) of the ``n`` photos to
+    re-rank, ``marks`` position → 1 / 0 (or an array over the photos: 1, 0, NaN unmarked),
+    ``own`` those photos' logits (default ``z[:n]``: every photo, in order; a mark's
+    held-out logit, say). Returns their logits re-ranked; only those within ``config.width``
+    of the cut move."""
+    z = np.asarray(z, dtype=np.float64)
+    out = (z[: len(ids)] if own is None else np.asarray(own, dtype=np.float64)).copy()
+    if isinstance(marks, Mapping):
+        label = np.full(len(z), np.nan)
+        for i, y in marks.items():
+            label[int(i)] = float(y)
+    else:
+        label = np.asarray(marks, dtype=np.float64)
+    k = min(config.k, ids.shape[1]) if ids.ndim == 2 else 0
+    zs = np.asarray(sharpen(out, softened))
+    near = np.flatnonzero(np.abs(zs - float(sharpen(cut, softened))) < config.width)
+    if not len(near) or not k:
+        return out
+    idx, sim = ids[near, :k], sims[near, :k]
+    out[near] = smoothed(
+        out[near], cut, z[idx], sim, label[idx], softened=softened, config=config
+    )
+    return out
 
 
 def smooth_rows(
