@@ -73,6 +73,8 @@ def render_feedback(result: Mapping[str, Any]) -> list[Table]:
     keys = ("ap", "precision", "recall", "f1", "ece", "best_f1")
     held = result.get("holdout", 0.0)
     scored = f"scored on a held-out {held:.0%}" if held else "marked photos left out"
+    if result.get("smooth"):
+        scored += "; the answer re-ranked near the cut by its neighbours (head F1: without)"
     title = (
         f"feedback: {result['n_images']} images, k={result['k']}, {result['trials']} trials, "
         f"{result['rounds']} rounds of {result['clicks']} ({result['shown']}), seed "
@@ -93,6 +95,7 @@ def render_feedback(result: Mapping[str, Any]) -> list[Table]:
         [r["group"], r["set"], str(r["round"]), str(r["n_classes"]), f"{r['labels']:.0f}"]
         + [f"{r[key]:.3f}" for key in keys]
         + [
+            _num(r.get("f1_head")),
             _num(r.get("actions_median"), ".0f"),
             _share(r.get("precision_coverage")),
             _share(r.get("recall_coverage")),
@@ -113,7 +116,7 @@ def render_feedback(result: Mapping[str, Any]) -> list[Table]:
             "its median half-width",
             ["classes", "set", "round", "n", "labels"]
             + cols
-            + ["actions", "P held", "R held", "± P", "± R"],
+            + ["head F1", "actions", "P held", "R held", "± P", "± R"],
             means,
         ),
     ]

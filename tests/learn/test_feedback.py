@@ -175,17 +175,28 @@ def test_answer_scores_counts_an_empty_answer_as_precision_zero():
 
 
 def test_smoothing_changes_the_answer_and_nothing_the_class_is_taught():
-    """``feedback(smooth=...)`` scores the answer re-ranked near the cut; the strips, the heads
-    and so their probabilities (the calibration error) are the same as without."""
+    """``feedback`` scores the answer re-ranked near the cut by default; the strips and the
+    heads are the same as without (``smooth=None``), whose figures are the head's own
+    (``*_head`` beside the smoothed ones), and the truth the estimate estimates moves with the
+    answer."""
     from finder.learn.smooth import Smooth
 
     X, y = confusable(sizes=(60, 60, 80, 80), spread=0.3, seed=4)
     labels = [f"c{i}" for i in y]
     args = dict(k=3, rounds=2, clicks=10, shown="review", trials=2, classes=["c0", "c1"])
-    plain = feedback(X, labels, ArrayTeacher(X), **args)
+    plain = feedback(X, labels, ArrayTeacher(X), smooth=None, **args)
     smooth = feedback(X, labels, ArrayTeacher(X), smooth=Smooth(weight=6.0, width=4.0), **args)
+    default = feedback(X, labels, ArrayTeacher(X), **args)
+    assert plain["smooth"] is None and default["smooth"] == {
+        "k": 10, "weight": 3.0, "width": 2.0, "temperature": 0.05
+    }
     pairs = list(zip(plain["rows"], smooth["rows"], strict=True))
     for a, b in pairs:
         assert (a["class"], a["round"], a["labels"]) == (b["class"], b["round"], b["labels"])
-        assert a["ece"] == b["ece"] and a["actions"] == b["actions"]
+        assert a["actions"] == b["actions"]  # the same strips, the same heads
+        for key in ("f1", "precision", "recall", "ece", "best_f1"):
+            assert a[f"{key}_head"] == a[key] == b[f"{key}_head"]  # the head's own, unchanged
     assert any(a["f1"] != b["f1"] for a, b in pairs)  # the answer moved
+    assert any(a["ece"] != b["ece"] for a, b in pairs)  # of the probabilities it shows
+    assert any(a["true_recall"] != b["true_recall"] for a, b in pairs)  # the truth too
+    assert [r["f1"] for r in default["rows"]] != [r["f1"] for r in plain["rows"]]

@@ -66,6 +66,13 @@ def test_eval_feedback_teaches_through_learn_and_forgets(
         assert 0.0 <= r["precision"] <= 1.0 and 0.0 <= r["ece"] <= 1.0
         assert r["f1"] <= r["best_f1"] <= 1.0  # no answer beats the ranking's best cut
     assert cli.json("classes") == []  # the classes the simulated person taught are gone
+    assert result["smooth"]["k"] == 10  # the answer re-ranked by its neighbours, by default
+    flags = ["--feedback", "1", "--clicks", "2", "--k", "1", "--trials", "1", "-q"]
+    args = ["eval", str(photo_tree), *model_args, *flags, "--shown", "review"]
+    plain = cli.json(*args, "--no-smooth")["feedback"]
+    assert plain["smooth"] is None  # the head's own answer: the figures of before
+    for a, b in zip(plain["rows"], rows, strict=True):
+        assert a["f1"] == a["f1_head"] == b["f1_head"] and a["ece"] == b["ece_head"]
     bad = cli("eval", str(photo_tree), "--feedback", "1", "--shown", "random", ok=False)
     assert bad.exit_code != 0 and "shown" in bad.stderr
 

@@ -47,6 +47,13 @@ HoldoutOpt = ui.option(
     min=0.0,
     max=0.9,
 )
+NoSmoothOpt = ui.option(
+    bool,
+    "--no-smooth",
+    help="With --feedback: score the head's own answer, not the answer re-ranked near the cut "
+    "by each photo's nearest neighbours (the default; the head's figures are beside it as "
+    "*_head in --json).",
+)
 
 
 def evaluate(
@@ -63,6 +70,7 @@ def evaluate(
     clicks: ClicksOpt = 10,
     shown: ShownOpt = "top",
     holdout: HoldoutOpt = 0.3,
+    no_smooth: NoSmoothOpt = False,
     views: ui.ViewsOpt = None,
     precision: ui.PrecisionOpt = None,
     quiet: ui.QuietOpt = False,
@@ -97,6 +105,7 @@ def evaluate(
         if feedback is not None:
             from finder.learn.feedback import LibraryTeacher
             from finder.learn.feedback import feedback as run_feedback
+            from finder.learn.smooth import Smooth
 
             result: dict[str, Any] = {
                 "dataset": name,
@@ -112,6 +121,7 @@ def evaluate(
                     seed=seed,
                     groups=groups,
                     holdout=holdout,
+                    smooth=None if no_smooth else Smooth(),
                 ),
             }
     if feedback is None:
