@@ -11,7 +11,7 @@ prints, per library: the share of (class, trial) cases whose range held the trut
 bar: coverage >= 0.85 in every round from 2, half-widths <= 0.10 after 5 strips.
 
     python scripts/replay_estimate.py T.tf.pkl [T.fine.pkl ...] [--ht]
-        [--set tail=0.01 near=0 ...]
+        [--set tail=0.01 near=0 ...] [--head]
 
 (``--set near=0``: the design-based estimate alone, as before the near band was the model's.)
 
@@ -42,17 +42,21 @@ def load(path: Path) -> dict:
         return pickle.load(f)
 
 
-def cases(data: dict) -> Iterator[dict]:
+def cases(data: dict, head: bool = False) -> Iterator[dict]:
     """Each traced case as the estimate sees it: ``marks`` (:class:`Mark`), ``unmarked`` (the
-    logits of the photos a strip could draw), ``cut``, and the truth ``P`` and ``R``."""
+    logits of the photos a strip could draw), ``cut``, and the truth ``P`` and ``R``: of the
+    answer the run scored (smoothed by its neighbours when the trace holds ``smoothed``, the
+    marks' held-out logits smoothed the same way), or the head's own (``head``)."""
     labels = np.asarray(data["labels"])
     for case in data["cases"]:
         truth = labels == case["class"]
         hold = np.asarray(case["hold"], dtype=bool)
         z = np.asarray(case["z"])
+        held = case.get("held") or {}
+        if not head and case.get("smoothed") is not None:
+            z, held = np.asarray(case["smoothed"]), case.get("held_smoothed") or {}
         cut = case["cut"]
         marked = np.zeros(len(z), dtype=bool)
-        held = case.get("held") or {}
         nan = float("nan")
         marks = []
         for i, lab, kf, s, c in case["marks"]:
@@ -73,10 +77,10 @@ def cases(data: dict) -> Iterator[dict]:
         }
 
 
-def replay(path: Path, fn: Callable[[dict], dict | None]) -> dict:
+def replay(path: Path, fn: Callable[[dict], dict | None], head: bool = False) -> dict:
     """Per round: coverage of P and R, median half-widths, and how many cases had an estimate."""
     per: dict[int, list] = {}
-    for c in cases(load(path)):
+    for c in cases(load(path), head):
         e = fn(c)
         if not e:
             continue
@@ -108,6 +112,9 @@ def main() -> None:
     ap.add_argument("--ht", action="store_true", help="Horvitz-Thompson instead")
     ap.add_argument("--set", nargs="*", default=[], help="estimate() keyword overrides, k=v")
     ap.add_argument("--rounds", action="store_true", help="print every round")
+    ap.add_argument(
+        "--head", action="store_true", help="the head's own answer (not the smoothed one traced)"
+    )
     args = ap.parse_args()
     kw = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.ht:
@@ -128,7 +135,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for path in args.traces:
         lib = path.name.rsplit(".", 2)[-2] if path.name.count(".") >= 2 else path.stem
-        got = replay(path, fn)
+        got = replay(path, fn, args.head)
         late = {r: v for r, v in got.items() if r >= 2}
         n = sum(v["n"] for v in late.values())
         pc = sum(v["p_cov"] * v["n"] for v in late.values()) / max(n, 1)
