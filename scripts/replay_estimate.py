@@ -53,14 +53,16 @@ def cases(data: dict, head: bool = False) -> Iterator[dict]:
         hold = np.asarray(case["hold"], dtype=bool)
         z = np.asarray(case["z"])
         held = case.get("held") or {}
+        z0, held0 = z, held
         if not head and case.get("smoothed") is not None:
             z, held = np.asarray(case["smoothed"]), case.get("held_smoothed") or {}
         cut = case["cut"]
         marked = np.zeros(len(z), dtype=bool)
         nan = float("nan")
-        marks = []
+        marks, drawn_held = [], []
         for i, lab, kf, s, c in case["marks"]:
             marks.append(Mark(lab, float(z[i]), kf, s, c, held.get(i, nan)))
+            drawn_held.append(held0.get(i, float(z0[i])))
             marked[i] = True
         frame = ~hold
         p, r, _ = precision_recall(truth[frame], (z >= np.float32(cut))[frame])
@@ -70,6 +72,7 @@ def cases(data: dict, head: bool = False) -> Iterator[dict]:
             "round": case["round"],
             "marks": marks,
             "unmarked": z[frame & ~marked],
+            "drawn_by": (z0[frame & ~marked], np.asarray(drawn_held)),
             "cut": cut,
             "softened": case.get("softened"),
             "P": p,
@@ -113,6 +116,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="estimate() keyword overrides, k=v")
     ap.add_argument("--rounds", action="store_true", help="print every round")
     ap.add_argument(
+        "--no-drawn-by",
+        action="store_true",
+        help="the draws' chances by the smoothed logits, not the head's (estimate(drawn_by=))",
+    )
+    ap.add_argument(
         "--head", action="store_true", help="the head's own answer (not the smoothed one traced)"
     )
     args = ap.parse_args()
@@ -125,7 +133,8 @@ def main() -> None:
 
         def fn(c: dict) -> dict | None:
             return estimate(
-                c["marks"], c["cut"], unmarked=c["unmarked"], softened=c["softened"], **kw
+                c["marks"], c["cut"], unmarked=c["unmarked"], softened=c["softened"],
+                drawn_by=None if args.no_drawn_by or args.head else c["drawn_by"], **kw
             )
 
     report = {}

@@ -187,6 +187,7 @@ def estimate(
     softened: Sequence[float] | None = None,
     near: float = NEAR,
     prior: float = SOFTEN_PRIOR,
+    drawn_by: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict | None:
     """``{"precision", "precision_range": [lo, hi], "recall", "recall_range": [lo, hi],
     "marks": n}`` of the answer ``score >= cut`` over the library, from ``marks`` and
@@ -200,7 +201,11 @@ def estimate(
     None until there are ``min_draws`` marked draws, with at least one photo of the answer and
     of the class among what the estimate sees. ``near``: the band around the cut (logits) that
     is the model's (:data:`NEAR`; 0: the draws correct every photo); ``prior``: the precision
-    of the recalibration's prior around ``(1, 0)``."""
+    of the recalibration's prior around ``(1, 0)``. ``drawn_by``: when the scores are a
+    re-rank of the head's (:mod:`finder.learn.smooth`), the head's own logits of the unmarked
+    photos and of the marks (held-out, as ``Mark.held``), which the strips drew by: the
+    design's variance takes the draws' chances from them (the near band stays the re-ranked
+    scores': by the head's logits it held the truth less often, docs/heads.md)."""
     if unmarked is None:
         return horvitz_thompson(marks, cut, level=level, min_draws=min_draws)
     if not marks:
@@ -211,6 +216,9 @@ def estimate(
             for m in marks
         ]
         cut, unmarked = sharpen(cut, softened), sharpen(np.asarray(unmarked), softened)
+        if drawn_by is not None:
+            drawn_by = (sharpen(np.asarray(drawn_by[0]), softened),
+                        sharpen(np.asarray(drawn_by[1]), softened))
     y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
     q = sigmoid(held)  # its probability by a head not trained on it
     sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
@@ -221,7 +229,9 @@ def estimate(
     p = sigmoid(z)
     a = (z >= cut).astype(np.float64)  # the unmarked photos in the answer
     answer = float(a.sum() + g.sum())  # known exactly
-    u_free, u_mark = usefulness(z, floor), usefulness(held, floor)
+    dz, dh = (z, held) if drawn_by is None else (np.asarray(drawn_by[0], np.float64),
+                                                  np.asarray(drawn_by[1], np.float64))
+    u_free, u_mark = usefulness(dz, floor), usefulness(dh, floor)
     # the band near the cut is the model's (below); the draws correct the rest (far)
     far_free, far_mark = np.abs(z - cut) >= near, np.abs(held - cut) >= near
     fit, cov = _recalibrate(held, y, prior)  # as the head was calibrated: on every mark

@@ -237,10 +237,15 @@ class _Run:
         marks = [
             Mark(lab, float(zs[i]), kf, s, c, hs.get(i, nan)) for i, lab, kf, s, c in self.marks
         ]
-        unmarked = zs[frame & ~self.marked]  # what the strips could draw: the model's part
+        free = frame & ~self.marked
+        unmarked = zs[free]  # what the strips could draw: the model's part
         softened = head.params.get("softened")
+        drawn_by = None  # a re-rank: the strips drew by the head's own logits
+        if zs is not z:
+            own = [held.get(i, float(z[i])) for i, *_ in self.marks]
+            drawn_by = (z[free], np.asarray(own, dtype=np.float64))
         out["estimate"] = estimate(
-            marks, cut, unmarked=unmarked, floor=self.floor, softened=softened
+            marks, cut, unmarked=unmarked, floor=self.floor, softened=softened, drawn_by=drawn_by
         )
         return out
 
