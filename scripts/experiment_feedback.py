@@ -9,6 +9,11 @@ TFLite MobileNet, one view, embedded once by ``Library.index`` into a library un
 
     OMP_NUM_THREADS=1 python scripts/experiment_feedback.py [--libraries photos tf both]
         [--method default] [--trials 10] [--rounds 2] [--clicks 10] [--shown top|review]
+        [--smooth key=value ...] [--no-smooth]
+
+The answer scored is re-ranked near its cut by its neighbours (finder.learn.smooth, as
+``finder eval``); ``--no-smooth`` scores the head's own; the head's figures are printed beside
+(``[head F1 / best-cut F1, ECE]``).
 
 Prints, per library and round: flowers (every class but cat and dog) mean AP, P / R, F1, ECE;
 cat and dog the same; the last line is JSON.

@@ -133,8 +133,12 @@ def main() -> None:
 
         def fn(c: dict) -> dict | None:
             return estimate(
-                c["marks"], c["cut"], unmarked=c["unmarked"], softened=c["softened"],
-                drawn_by=None if args.no_drawn_by or args.head else c["drawn_by"], **kw
+                c["marks"],
+                c["cut"],
+                unmarked=c["unmarked"],
+                softened=c["softened"],
+                drawn_by=None if args.no_drawn_by or args.head else c["drawn_by"],
+                **kw,
             )
 
     report = {}

@@ -217,8 +217,10 @@ def estimate(
         ]
         cut, unmarked = sharpen(cut, softened), sharpen(np.asarray(unmarked), softened)
         if drawn_by is not None:
-            drawn_by = (sharpen(np.asarray(drawn_by[0]), softened),
-                        sharpen(np.asarray(drawn_by[1]), softened))
+            drawn_by = (
+                sharpen(np.asarray(drawn_by[0]), softened),
+                sharpen(np.asarray(drawn_by[1]), softened),
+            )
     y, g, held, h, known, strip, chance, drawn, rounds = _columns(marks, cut)
     q = sigmoid(held)  # its probability by a head not trained on it
     sizes = np.asarray([(drawn & (strip == r)).sum() for r in rounds], dtype=np.float64)
@@ -229,8 +231,11 @@ def estimate(
     p = sigmoid(z)
     a = (z >= cut).astype(np.float64)  # the unmarked photos in the answer
     answer = float(a.sum() + g.sum())  # known exactly
-    dz, dh = (z, held) if drawn_by is None else (np.asarray(drawn_by[0], np.float64),
-                                                  np.asarray(drawn_by[1], np.float64))
+    dz, dh = (
+        (z, held)
+        if drawn_by is None
+        else (np.asarray(drawn_by[0], np.float64), np.asarray(drawn_by[1], np.float64))
+    )
     u_free, u_mark = usefulness(dz, floor), usefulness(dh, floor)
     # the band near the cut is the model's (below); the draws correct the rest (far)
     far_free, far_mark = np.abs(z - cut) >= near, np.abs(held - cut) >= near

@@ -38,6 +38,8 @@ SHOWN: tuple[str, ...] = ("top", "review")
 HOLDOUT: float = 0.3
 """The share of the library held out (drawn per trial, the same share of every class): never
 marked, every figure scored on it."""
+SMOOTH: Smooth = Smooth()
+"""The answer measured by default: re-ranked near the cut by its neighbours."""
 MIN_LEFT: int = 10
 """Without a held-out share: after clicks, a class is scored only if at least this many of its
 photos are left to find."""
@@ -291,7 +293,7 @@ def feedback(
     holdout: float = HOLDOUT,
     plan: StripPlan | None = None,
     trace: list[dict[str, Any]] | None = None,
-    smooth: Smooth | None = Smooth(),
+    smooth: Smooth | None = SMOOTH,
 ) -> dict[str, Any]:
     """The feedback protocol over the library ``X`` (unit vectors) labelled by ``labels``.
 

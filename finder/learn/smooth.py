@@ -128,9 +128,7 @@ def smooth_graph(
     if not len(near) or not k:
         return out
     idx, sim = ids[near, :k], sims[near, :k]
-    out[near] = smoothed(
-        out[near], cut, z[idx], sim, label[idx], softened=softened, config=config
-    )
+    out[near] = smoothed(out[near], cut, z[idx], sim, label[idx], softened=softened, config=config)
     return out
 
 

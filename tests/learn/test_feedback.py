@@ -188,7 +188,10 @@ def test_smoothing_changes_the_answer_and_nothing_the_class_is_taught():
     smooth = feedback(X, labels, ArrayTeacher(X), smooth=Smooth(weight=6.0, width=4.0), **args)
     default = feedback(X, labels, ArrayTeacher(X), **args)
     assert plain["smooth"] is None and default["smooth"] == {
-        "k": 10, "weight": 3.0, "width": 2.0, "temperature": 0.05
+        "k": 10,
+        "weight": 3.0,
+        "width": 2.0,
+        "temperature": 0.05,
     }
     pairs = list(zip(plain["rows"], smooth["rows"], strict=True))
     for a, b in pairs:

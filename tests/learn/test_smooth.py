@@ -62,10 +62,16 @@ def test_precomputed_neighbours_smooth_as_the_brute_force_does():
     assert not np.allclose(got, z)
     # one photo's other logit (a mark's held-out one) re-ranked among the same neighbours
     held = smooth_graph(z, 0.3, ids[[7]], sims[[7]], marks, own=np.array([0.2]), config=cfg)
-    assert held[0] == pytest.approx(smoothed(
-        np.array([0.2]), 0.3, z[ids[7, :5]][None], sims[7:8, :5],
-        np.array([[marks.get(int(j), np.nan) for j in ids[7, :5]]]), config=cfg,
-    )[0])
+    assert held[0] == pytest.approx(
+        smoothed(
+            np.array([0.2]),
+            0.3,
+            z[ids[7, :5]][None],
+            sims[7:8, :5],
+            np.array([[marks.get(int(j), np.nan) for j in ids[7, :5]]]),
+            config=cfg,
+        )[0]
+    )
 
 
 def test_the_estimate_of_a_smoothed_answer_covers_its_truth():

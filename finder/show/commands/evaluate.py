@@ -103,9 +103,8 @@ def evaluate(
         groups = ev.groups_from_paths(paths)
         name = ", ".join(str(d) for d in datasets)
         if feedback is not None:
-            from finder.learn.feedback import LibraryTeacher
+            from finder.learn.feedback import SMOOTH, LibraryTeacher
             from finder.learn.feedback import feedback as run_feedback
-            from finder.learn.smooth import Smooth
 
             result: dict[str, Any] = {
                 "dataset": name,
@@ -121,7 +120,7 @@ def evaluate(
                     seed=seed,
                     groups=groups,
                     holdout=holdout,
-                    smooth=None if no_smooth else Smooth(),
+                    smooth=None if no_smooth else SMOOTH,
                 ),
             }
     if feedback is None:
