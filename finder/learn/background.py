@@ -11,10 +11,11 @@ photos (only those their marks except differ), so what training needs of them ca
 once per library and seed (a :class:`Pool`): their vectors (read from the store once, not per
 retraining), the background in the library's metric, and each background photo's nearest
 neighbours among the others (the k-NN graph of the diffusion, ``finder.learn.train``), of which
-a retraining then computes only the rows of its own marks. The size of all of it is bounded by
-``size``, whatever the size of the library.
+a retraining then computes only the rows of its own marks, and an orthonormal basis of the
+candidates' rows in the metric (:meth:`Pool.basis`, for :mod:`finder.learn.coords`). The size of
+all of it is bounded by ``size``, whatever the size of the library.
 
-numpy only.
+numpy and scipy only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 from finder.learn.metric import Metric
 
@@ -103,6 +105,10 @@ class Prepared:
         """The background in ``metric``, in ``out`` when given (``[len(ranks), d]``)."""
         return self._rows(self.ranks, False, out)
 
+    def background_rows(self, which: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The background rows ``which`` (their indices among ``ranks``) in ``metric``."""
+        return self._rows(self.ranks[which], False, out)
+
     def counter_rows(self, out: np.ndarray | None = None) -> np.ndarray:
         """The counter-examples in ``metric``, in ``out`` when given."""
         return self._rows(self.counter, False, out)
@@ -155,6 +161,7 @@ class Pool:
     vectors: np.ndarray = field(init=False)  # the stored vectors of perm[:2·size + margin]
     _base: Universe | None = field(init=False, default=None)  # the candidates alone
     _universe: Universe | None = field(init=False, default=None)  # the latest, grown from _base
+    _basis: tuple[np.ndarray, np.ndarray] | None = field(init=False, default=None)  # basis()
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)  # heads in threads
 
     def __post_init__(self) -> None:
@@ -196,6 +203,19 @@ class Pool:
         with self._lock:  # grown in the thread that draws, read by the heads' threads
             u = self._grown(np.concatenate([cp, ranks]))
         return bg, fresh, B, F, Prepared(self.metric, self, ranks, u, cp)
+
+    def basis(self) -> tuple[np.ndarray, np.ndarray]:
+        """An orthonormal basis of the candidates' rows (in the metric), made once: ``(Q
+        [d, r], Rt [c, r])``, the rows ``Rt·Qᵀ`` (Householder QR of their transpose, in their
+        order), so the candidate at place ``p`` has coordinates ``Rt[p]`` in the first ``p + 1``
+        columns of ``Q`` only (``r = min(d, c)``; :mod:`finder.learn.coords`). Call it once a
+        class has drawn from the pool."""
+        with self._lock:
+            if self._basis is None:
+                assert self._base is not None, "the pool has not drawn yet"
+                Q, R = scipy.linalg.qr(self._base.rows.T, mode="economic", check_finite=False)
+                self._basis = (Q, np.ascontiguousarray(R.T))
+            return self._basis
 
     def _grown(self, need: np.ndarray) -> Universe:
         """The universe holding the places ``need``: the latest one, grown by those it lacks;

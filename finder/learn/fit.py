@@ -26,6 +26,7 @@ from scipy.optimize import minimize
 
 from finder.errors import UsageError
 from finder.learn.background import Prepared, graph_neighbours, unit_rows
+from finder.learn.coords import Coords, other_coordinates
 from finder.learn.head import sigmoid
 from finder.learn.metric import Metric
 
@@ -203,6 +204,29 @@ def knn_diffusion(
     return f
 
 
+def _coordinates(
+    marks: np.ndarray, prepared: Prepared, k: int
+) -> tuple[np.ndarray, Coords]:
+    """A problem's rows as coordinates (:mod:`finder.learn.coords`): ``marks`` its examples'
+    and negatives' rows in the metric, its background ``prepared``'s, of which the candidates
+    need the first ``k`` vectors of the pool's basis. Returns ``(rows, coords)``."""
+    Q, Rt = prepared.pool.basis()
+    ranks = prepared.ranks
+    inside = ranks < prepared.pool.candidates
+    outside = np.flatnonzero(~inside)
+    others = marks
+    if len(outside):  # background photos past the candidates: in the basis as the marks are
+        others = np.concatenate([marks, prepared.background_rows(outside)])
+    C, made = other_coordinates(others, Q[:, :k])
+    pq = len(marks)
+    Z = np.zeros((pq + len(ranks), made.width), dtype=np.float32)
+    Z[:pq] = C[:pq]
+    Z[pq + np.flatnonzero(inside), :k] = Rt[ranks[inside], :k]
+    if len(outside):
+        Z[pq + outside] = C[pq:]
+    return Z, made
+
+
 def check_vectors(name: str, A: np.ndarray, dim: int | None) -> np.ndarray:
     """``A`` as a finite float32 ``[n, dim]`` array, or a UsageError naming ``name``."""
     A = np.asarray(A, dtype=np.float32)
@@ -231,6 +255,8 @@ class Problem:
     G: np.ndarray | None = None  # the rows of the k-NN graph (P, N, B as stored); None: P, N, B
     known: tuple[np.ndarray, ...] | None = None  # some rows' neighbours in G, computed before
     Z: np.ndarray | None = None  # P, N, B as one matrix: every fit's rows (0 weight: left out)
+    coords: Coords | None = None  # P, N, B are coordinates in this basis of the metric's span
+    # (finder.learn.coords; None: the metric's own)
 
     @classmethod
     def checked(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray):
@@ -245,28 +271,39 @@ class Problem:
         return cls(P, N, B)
 
     def in_metric(
-        self, metric: Metric, graph: str, prepared: Prepared | None = None, k: int = 5
+        self,
+        metric: Metric,
+        graph: str,
+        prepared: Prepared | None = None,
+        k: int = 5,
+        coords: float = 0.0,
     ) -> Problem:
         """The same problem in the library's metric (:mod:`finder.learn.metric`: the vectors as
         ``Metric.apply`` gives them); the k-NN graph stays on the stored unit vectors unless
         ``graph == "metric"``. ``prepared``: the background in the metric and its neighbours,
-        computed once for the library (:mod:`finder.learn.background`)."""
+        computed once for the library (:mod:`finder.learn.background`). ``coords``: the rows
+        as coordinates in an orthonormal basis of their span (:mod:`finder.learn.coords`;
+        :meth:`to_metric` maps weights back) when the pool has one and it is at most this share
+        of the dimension wide (0: never)."""
         p, q, n = len(self.P), len(self.N), len(self.P) + len(self.N) + len(self.B)
         known_rows = prepared is not None and prepared.in_metric
         c = 0
+        basis = None
         if known_rows:  # the pool's rows put straight where they go: no copy in between
             assert prepared is not None
             c = len(prepared.counter) if len(prepared.counter) <= q else 0  # the last negatives
-            Y = np.empty((n, self.P.shape[1]), dtype=np.float32)
+            basis = self._basis_width(prepared, coords)
+            Y = np.empty((n if basis is None else p + q, self.P.shape[1]), dtype=np.float32)
             Y[: p + q - c] = metric.apply(np.concatenate([self.P, self.N[: q - c]]))
             if c:
                 prepared.counter_rows(out=Y[p + q - c : p + q])
-            prepared.metric_rows(out=Y[p + q :])
+            if basis is None:
+                prepared.metric_rows(out=Y[p + q :])
         else:
             Y = metric.apply(np.concatenate([self.P, self.N, self.B]))
         if graph == "metric" and known_rows:
             assert prepared is not None
-            G = np.empty_like(Y)
+            G = np.empty((n, Y.shape[1]), dtype=np.float32)
             G[: p + q - c] = unit_rows(Y[: p + q - c])  # the rest as the pool made them
             prepared.unit_rows(c, out=G[p + q - c :])
         elif graph == "metric":
@@ -278,7 +315,27 @@ class Problem:
             got = prepared.neighbours(graph, k, counter=c > 0)
             if got is not None:  # the rows they are: the counter-examples', the background's
                 known = (np.arange(p + q - c, n), *got)
+        if basis is not None:
+            assert prepared is not None
+            Z, made = _coordinates(Y, prepared, basis)
+            return Problem(Z[:p], Z[p : p + q], Z[p + q :], G, known, Z, made)
         return Problem(Y[:p], Y[p : p + q], Y[p + q :], G, known, Y)
+
+    def _basis_width(self, prepared: Prepared, share: float) -> int | None:
+        """How many of the pool's basis vectors the background needs, when the coordinates
+        (those and the marks') would be at most ``share`` of the dimension; else None."""
+        if share <= 0 or not len(self.B):
+            return None
+        d = self.P.shape[1]
+        inside = prepared.ranks < prepared.pool.candidates
+        k = min(int(prepared.ranks[inside].max()) + 1 if inside.any() else 0, d)
+        other = len(self.P) + len(self.N) + int((~inside).sum())
+        return k if k + other <= share * d else None
+
+    def to_metric(self, w: np.ndarray) -> np.ndarray:
+        """Weights on this problem's rows as weights in the metric (the same without
+        coordinates)."""
+        return w if self.coords is None else self.coords.to_metric(w)
 
     def negatives(self, rest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Explicit negatives + the background rows ``rest`` (all when None), and weights."""
@@ -402,7 +459,7 @@ class Problem:
 
     def sample_only(self, sample: np.ndarray) -> Problem:
         """The problem with only the examples ``sample`` marks (those that size the class)."""
-        return Problem(self.P[sample], self.N, self.B, None)
+        return Problem(self.P[sample], self.N, self.B, None, coords=self.coords)
 
     def held_out_ranks(
         self,

@@ -114,6 +114,10 @@ class HeadConfig:
     # logits, no diffusion)
     first_fresh: bool = False  # first learning: the size counted over the fresh photos
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
+    coords: float = 0.75  # with a pool: the fits on the rows' coordinates in a basis of their
+    # span (finder.learn.coords: the same fits but for rounding, on narrower rows) when it is
+    # at most this share of the dimension wide (0: never; at 4,096-d about 0.55, at 1,024-d
+    # wider than the dimension)
 
 
 DEFAULT_CONFIG = HeadConfig()
@@ -175,16 +179,19 @@ def train_head(
     if cfg.method == "plain":
         metric = None  # the baseline: on the stored vectors
     scorer = None
+    F = None
     if fresh is not None and len(fresh) >= MIN_BACKGROUND and cfg.use_fresh:
         F = check_vectors("fresh vectors", fresh, pb.P.shape[1])
-        back = metric.back if metric is not None else (lambda w: w)
-        scorer = Fresh(lambda w, b: (F @ back(w)).astype(np.float64) + b, len(F))
     if metric is not None:
         if metric.dim != pb.P.shape[1]:
             raise UsageError(f"the metric is for dimension {metric.dim}, not {pb.P.shape[1]}")
         if prepared is not None and prepared.metric is not metric:
             prepared = None  # computed in another metric
-        pb = pb.in_metric(metric, cfg.graph, prepared, cfg.knn)
+        pb = pb.in_metric(metric, cfg.graph, prepared, cfg.knn, cfg.coords)
+    if F is not None:
+        to_metric = pb.to_metric
+        back = (lambda w: metric.back(to_metric(w))) if metric is not None else (lambda w: w)
+        scorer = Fresh(lambda w, b: (F @ back(w)).astype(np.float64) + b, len(F))
     if sample is not None:
         sample = np.asarray(sample, dtype=bool).reshape(-1)
         if len(sample) != len(pb.P):
@@ -194,7 +201,7 @@ def train_head(
         cfg = replace(cfg, marks_cv=0)  # marks on the top of the ranking only: no labels
     head = _train(pb, cfg, seed, scorer, sample, share)
     if metric is not None:
-        head.w = metric.back(head.w)  # on the stored vectors (finder.learn.metric.Metric)
+        head.w = metric.back(pb.to_metric(head.w))  # on the stored vectors (Metric.back)
         head.params["metric"] = True
     return head
 
