@@ -204,16 +204,24 @@ class Pool:
             u = self._grown(np.concatenate([cp, ranks]))
         return bg, fresh, B, F, Prepared(self.metric, self, ranks, u, cp)
 
+    @property
+    def in_basis(self) -> int:
+        """How many of the first candidates :meth:`basis` spans: the background's size and a
+        tenth of the margin (a class's background reaches past ``size`` by its excepted photos
+        among the first ones: a few for a strip's class)."""
+        return min(self.candidates, self.size + self.margin // 10)
+
     def basis(self) -> tuple[np.ndarray, np.ndarray]:
-        """An orthonormal basis of the candidates' rows (in the metric), made once: ``(Q
-        [d, r], Rt [c, r])``, the rows ``Rt·Qᵀ`` (Householder QR of their transpose, in their
-        order), so the candidate at place ``p`` has coordinates ``Rt[p]`` in the first ``p + 1``
-        columns of ``Q`` only (``r = min(d, c)``; :mod:`finder.learn.coords`). Call it once a
-        class has drawn from the pool."""
+        """An orthonormal basis of the first :attr:`in_basis` candidates' rows (in the metric),
+        made once: ``(Q [d, r], Rt [c, r])``, the rows ``Rt·Qᵀ`` (Householder QR of their
+        transpose, in their order), so the candidate at place ``p`` has coordinates ``Rt[p]``
+        in the first ``p + 1`` columns of ``Q`` only (``r = min(d, c)``;
+        :mod:`finder.learn.coords`). Call it once a class has drawn from the pool."""
         with self._lock:
             if self._basis is None:
                 assert self._base is not None, "the pool has not drawn yet"
-                Q, R = scipy.linalg.qr(self._base.rows.T, mode="economic", check_finite=False)
+                rows = self._base.rows[: self.in_basis]
+                Q, R = scipy.linalg.qr(rows.T, mode="economic", check_finite=False)
                 self._basis = (Q, np.ascontiguousarray(R.T))
             return self._basis
 

@@ -12,10 +12,10 @@ instead of ``d``: at ``d`` = 4,096 a retraining's 200 evaluations each read 17 M
 33 (more than the cache).
 
 The basis is made once per pool (:meth:`finder.learn.background.Pool.basis`): the Householder QR
-of the background candidates' rows in the metric, in their order in the pool's permutation, so
-the photo at place ``p`` has coordinates in the first ``p + 1`` vectors only (``Rt[p]``), and a
-background drawn from the first ``k`` places needs ``k`` of them. A class's other rows (its
-marks and counter-examples, and background photos past the candidates) are put in that basis
+of the first background candidates' rows in the metric (2,050), in their order in the pool's
+permutation, so the photo at place ``p`` has coordinates in the first ``p + 1`` vectors only
+(``Rt[p]``), and a background drawn from the first ``k`` places needs ``k`` of them. A class's
+other rows (its marks and counter-examples, and background photos past those) are put in that basis
 (``O·Q``) and what they hold beyond it gets coordinates of its own: the eigenvectors of their
 residual's Gram matrix ``O·Oᵀ - A·Aᵀ`` (``d``-wide residuals are never formed). Directions of
 that residual weaker than ``RESIDUAL_FLOOR`` of the largest squared row are dropped (below the

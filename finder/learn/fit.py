@@ -212,7 +212,7 @@ def _coordinates(
     need the first ``k`` vectors of the pool's basis. Returns ``(rows, coords)``."""
     Q, Rt = prepared.pool.basis()
     ranks = prepared.ranks
-    inside = ranks < prepared.pool.candidates
+    inside = ranks < prepared.pool.in_basis
     outside = np.flatnonzero(~inside)
     others = marks
     if len(outside):  # background photos past the candidates: in the basis as the marks are
@@ -327,7 +327,7 @@ class Problem:
         if share <= 0 or not len(self.B):
             return None
         d = self.P.shape[1]
-        inside = prepared.ranks < prepared.pool.candidates
+        inside = prepared.ranks < prepared.pool.in_basis
         k = min(int(prepared.ranks[inside].max()) + 1 if inside.any() else 0, d)
         other = len(self.P) + len(self.N) + int((~inside).sum())
         return k if k + other <= share * d else None

@@ -32,10 +32,10 @@ def test_rows_beyond_a_basis_keep_their_inner_products_and_weights_map_back():
 def test_a_pool_basis_gives_the_candidates_in_order():
     X, _ = library(n_classes=6, per_class=60, dim=96, spread=0.3, seed=1)
     metric = library_metric(X)
-    pool = Pool(len(X), 0, lambda rows: X[rows], metric, size=40, margin=20)
+    pool = Pool(len(X), 0, lambda rows: X[rows], metric, size=40, margin=200)
     pool.draw(np.arange(3))
     Q, Rt = pool.basis()
-    assert Q.shape == (96, 60) and Rt.shape == (60, 60)
+    assert pool.in_basis == 60 and Q.shape == (96, 60) and Rt.shape == (60, 60)
     np.testing.assert_allclose(Q.T @ Q, np.eye(60), atol=1e-5)
     rows = metric.apply(X[pool.perm[:60]])
     np.testing.assert_allclose(Rt @ Q.T, rows, atol=1e-4)
