@@ -215,7 +215,7 @@ def _coordinates(
     inside = ranks < prepared.pool.in_basis
     outside = np.flatnonzero(~inside)
     others = marks
-    if len(outside):  # background photos past the candidates: in the basis as the marks are
+    if len(outside):  # background photos past the basis's: put in it as the marks are
         others = np.concatenate([marks, prepared.background_rows(outside)])
     C, made = other_coordinates(others, Q[:, :k])
     pq = len(marks)

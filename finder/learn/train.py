@@ -116,8 +116,8 @@ class HeadConfig:
     use_fresh: bool = True  # calibrated and cut over fresh photos (out of training) when given
     coords: float = 0.75  # with a pool: the fits on the rows' coordinates in a basis of their
     # span (finder.learn.coords: the same fits but for rounding, on narrower rows) when it is
-    # at most this share of the dimension wide (0: never; at 4,096-d about 0.55, at 1,024-d
-    # wider than the dimension)
+    # at most this share of the dimension wide (0: never; a background of 2,000 and 250 marks
+    # at 4,096-d: 0.55; at 1,024-d only a small library's background is narrow enough)
 
 
 DEFAULT_CONFIG = HeadConfig()
