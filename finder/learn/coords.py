@@ -16,8 +16,8 @@ of the first background candidates' rows in the metric (2,050), in their order i
 permutation, so the photo at place ``p`` has coordinates in the first ``p + 1`` vectors only
 (``Rt[p]``), and a background drawn from the first ``k`` places needs ``k`` of them. A class's
 other rows (its marks and counter-examples, and background photos past those) are put in that basis
-(``O·Q``) and what they hold beyond it gets coordinates of its own: the eigenvectors of their
-residual's Gram matrix ``O·Oᵀ - A·Aᵀ`` (``d``-wide residuals are never formed). Directions of
+(``M·Q``) and what they hold beyond it gets coordinates of its own: the eigenvectors of their
+residual's Gram matrix ``M·Mᵀ - A·Aᵀ`` (``d``-wide residuals are never formed). Directions of
 that residual weaker than ``RESIDUAL_FLOOR`` of the largest squared row are dropped (below the
 float32 products' rounding; a row's weights there would be as small). :meth:`Coords.to_metric`
 maps a head's weights back to the metric.
@@ -38,14 +38,14 @@ eigenvalue exceeds this share of the largest squared length of those rows."""
 
 @dataclass(frozen=True)
 class Coords:
-    """How weights on coordinates map to weights in the metric: ``w = Q·(a₁ - Aᵀ·β) + Oᵀ·β``
+    """How weights on coordinates map to weights in the metric: ``w = Q·(a₁ - Aᵀ·β) + Mᵀ·β``
     with ``β = T·a₂`` (``a₁`` the first ``k`` coordinates, in the pool's basis ``Q``; ``a₂``
-    the rest, along the other rows ``O``'s residual beyond it)."""
+    the rest, along the other rows ``M``'s residual beyond it)."""
 
     Q: np.ndarray  # [d, k] orthonormal columns
-    O: np.ndarray  # [o, d] the other rows in the metric
+    M: np.ndarray  # [o, d] the other rows in the metric
     A: np.ndarray  # [o, k] their coordinates in Q
-    T: np.ndarray  # [o, e] the residual's coordinates to combinations of the rows O
+    T: np.ndarray  # [o, e] the residual's coordinates to combinations of the rows M
 
     @property
     def width(self) -> int:
@@ -60,26 +60,26 @@ class Coords:
         if self.T.shape[1]:
             beta = self.T @ a[k:]
             head = head - self.A.T @ beta
-            extra = self.O.T @ beta
+            extra = self.M.T @ beta
         w = self.Q @ head
         return (w if extra is None else w + extra).astype(np.float32)
 
 
-def other_coordinates(O: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, Coords]:
-    """Rows ``O`` ``[o, d]`` (in the metric) in the basis ``Q`` ``[d, k]`` and beyond it:
+def other_coordinates(M: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, Coords]:
+    """Rows ``M`` ``[o, d]`` (in the metric) in the basis ``Q`` ``[d, k]`` and beyond it:
     their coordinates ``[o, k + e]`` and the :class:`Coords` of the whole basis."""
-    O = np.ascontiguousarray(O, dtype=np.float32)
-    A = O @ Q
+    M = np.ascontiguousarray(M, dtype=np.float32)
+    A = M @ Q
     k = Q.shape[1]
-    if not len(O):
-        return np.zeros((0, k), dtype=np.float32), Coords(Q, O, A, np.zeros((0, 0), np.float32))
-    O64 = O.astype(np.float64)
+    if not len(M):
+        return np.zeros((0, k), dtype=np.float32), Coords(Q, M, A, np.zeros((0, 0), np.float32))
+    M64 = M.astype(np.float64)
     A64 = A.astype(np.float64)
-    G = O64 @ O64.T - A64 @ A64.T  # the residual's Gram matrix
+    G = M64 @ M64.T - A64 @ A64.T  # the residual's Gram matrix
     lam, V = np.linalg.eigh(G)
-    keep = lam > RESIDUAL_FLOOR * float(np.max(np.einsum("ij,ij->i", O64, O64)))
+    keep = lam > RESIDUAL_FLOOR * float(np.max(np.einsum("ij,ij->i", M64, M64)))
     lam, V = lam[keep], V[:, keep]
-    C = np.empty((len(O), k + len(lam)), dtype=np.float32)
+    C = np.empty((len(M), k + len(lam)), dtype=np.float32)
     C[:, :k] = A
     C[:, k:] = V * np.sqrt(lam)
-    return C, Coords(Q, O, A, (V / np.sqrt(lam)).astype(np.float32))
+    return C, Coords(Q, M, A, (V / np.sqrt(lam)).astype(np.float32))

@@ -204,9 +204,7 @@ def knn_diffusion(
     return f
 
 
-def _coordinates(
-    marks: np.ndarray, prepared: Prepared, k: int
-) -> tuple[np.ndarray, Coords]:
+def _coordinates(marks: np.ndarray, prepared: Prepared, k: int) -> tuple[np.ndarray, Coords]:
     """A problem's rows as coordinates (:mod:`finder.learn.coords`): ``marks`` its examples'
     and negatives' rows in the metric, its background ``prepared``'s, of which the candidates
     need the first ``k`` vectors of the pool's basis. Returns ``(rows, coords)``."""

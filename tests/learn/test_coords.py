@@ -19,13 +19,13 @@ def test_rows_beyond_a_basis_keep_their_inner_products_and_weights_map_back():
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.standard_normal((64, 20)))
     inside = rng.standard_normal((4, 20)) @ Q.T  # in the basis's span: nothing beyond it
-    O = np.concatenate([rng.standard_normal((6, 64)), inside]).astype(np.float32)
-    C, coords = other_coordinates(O, Q.astype(np.float32))
+    M = np.concatenate([rng.standard_normal((6, 64)), inside]).astype(np.float32)
+    C, coords = other_coordinates(M, Q.astype(np.float32))
     assert coords.width == 20 + 6  # the rows in the span add no direction
-    np.testing.assert_allclose(C @ C.T, O @ O.T, atol=1e-4)
+    np.testing.assert_allclose(C @ C.T, M @ M.T, atol=1e-4)
     a = rng.standard_normal(coords.width).astype(np.float32)
     w = coords.to_metric(a)
-    np.testing.assert_allclose(O @ w, C @ a, atol=1e-4)  # the same logits
+    np.testing.assert_allclose(M @ w, C @ a, atol=1e-4)  # the same logits
     np.testing.assert_allclose(w @ w, a @ a, rtol=1e-4)  # the same penalty
 
 
