@@ -135,6 +135,8 @@ class Siblings:
             if len(self.joints) >= JOINTS_KEPT:
                 self.joints.pop(next(iter(self.joints)))
             self.joints[key] = joint
+        if not joint.trusted:  # it cannot tell its classes apart held out: the margins alone
+            return None, []
         log_q = log_softmax(joint.scores(X), axis=1)
         columns = [names.index(record.name), *(names.index(rivals[k].record.name) for k in able)]
         joined = [False] * len(rivals)

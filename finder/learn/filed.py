@@ -57,6 +57,9 @@ estimate holds (its count and its raise read from dozens of held-out ranks: the 
 the bench within 10%), while the held-out share takes in the look-alikes of kinds nobody filed:
 with two tf_flowers species filed and three not, daisy's precision fell from 0.82 to 0.76. With
 fewer (flowers17's 5 of 20), the training's count was off by 3× either way."""
+LARGE_WEIGHT = HELD_OUT_WEIGHT
+"""A class of ``HELD_OUT_BELOW`` filed photos or more: the weight in the log of its held-out
+median share (:func:`held_out_median_share`) against the training's size."""
 
 EXCLUSIVE_SLACK = 1.0
 """How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude it,
@@ -124,7 +127,7 @@ def filed_share(n_filed: int, n_counter: int) -> float | None:
     return n_filed / (n_filed + n_counter)
 
 
-def held_out_share(
+def _held_out_folds(
     positives: np.ndarray,
     negatives: np.ndarray,
     background: np.ndarray,
@@ -135,11 +138,10 @@ def held_out_share(
     metric: Any = None,
     sample: np.ndarray | None = None,
     prepared: Any = None,
-) -> tuple[float, np.ndarray] | None:
-    """The class's share of the photos ``fresh`` is a sample of, from its examples held out
-    (those ``sample`` marks, all when None), and each one's share of ``fresh`` that outranks it
-    under a probe head trained without it (see the module docstring). None with fewer than two
-    such examples or too few fresh photos."""
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Each fold's fresh logits (sorted) and its held-out examples' logits under a probe head
+    trained without them (those ``sample`` marks, all when None; at most ``FILED_FOLDS``
+    folds). None with fewer than two such examples or too few fresh photos."""
     pb = Problem.checked(positives, negatives, background)
     idx = np.arange(len(pb.P)) if sample is None else np.flatnonzero(sample)
     if len(idx) < 2 or fresh is None or len(fresh) < MIN_BACKGROUND:
@@ -151,16 +153,56 @@ def held_out_share(
     init = pb.probe(config.probe_C)
     y, weight = pb.labels()
     rng = np.random.default_rng(seed)
-    shares = []
+    out = []
     for held in np.array_split(rng.permutation(len(idx)), min(len(idx), FILED_FOLDS)):
         kept = weight.copy()
         kept[idx[held]] = 0.0
         w, b = pb.fit_rows(y, kept, config.probe_C, init)
-        zf = np.sort(F @ back(w) + b)
-        zp = pb.P[idx[held]] @ w + b
-        shares.append(1.0 - np.searchsorted(zf, zp, side="right") / len(zf))
+        out.append((np.sort(F @ back(w) + b), pb.P[idx[held]] @ w + b))
+    return out
+
+
+def held_out_share(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    background: np.ndarray,
+    fresh: np.ndarray,
+    **options: Any,
+) -> tuple[float, np.ndarray] | None:
+    """The class's share of the photos ``fresh`` is a sample of, from its examples held out
+    (``_held_out_folds``'s options), and each one's share of ``fresh`` that outranks it under
+    a probe head trained without it (see the module docstring). None with fewer than two such
+    examples or too few fresh photos."""
+    folds = _held_out_folds(positives, negatives, background, fresh, **options)
+    if folds is None:
+        return None
+    shares = [1.0 - np.searchsorted(zf, zp, side="right") / len(zf) for zf, zp in folds]
     q = np.sort(np.concatenate(shares))
-    return float((2.0 * np.mean(q) * len(F) + 1.0) / len(F)), q
+    f = len(folds[0][0])
+    return float((2.0 * np.mean(q) * f + 1.0) / f), q
+
+
+def held_out_median_share(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    background: np.ndarray,
+    fresh: np.ndarray,
+    **options: Any,
+) -> float | None:
+    """A large class's share of the photos ``fresh`` is a sample of: twice the share of them
+    that outrank the median of its held-out examples, each fold's probe head on its own
+    examples, the mean over the folds. Above the median example the fresh photos that outrank
+    it are mostly of the class (half of it), where the mean of every example's share
+    (:func:`held_out_share`) also counts the look-alikes that outrank the class's weakest
+    members. None as :func:`held_out_share`."""
+    folds = _held_out_folds(positives, negatives, background, fresh, **options)
+    if folds is None:
+        return None
+    shares = [
+        1.0 - np.searchsorted(zf, np.median(zp), side="right") / len(zf) for zf, zp in folds
+    ]
+    f = len(folds[0][0])
+    return float((2.0 * np.mean(shares) * f + 1.0) / f)
 
 
 def train_filed_head(**inputs: Any) -> Head:
@@ -177,27 +219,31 @@ def train_filed_head(**inputs: Any) -> Head:
         return head
     sample = inputs.get("sample")
     n_filed = len(inputs["positives"]) if sample is None else int(np.sum(sample))
-    if n_filed >= HELD_OUT_BELOW:
-        return head
-    got = held_out_share(
-        inputs["positives"],
-        inputs["negatives"],
-        inputs["background"],
-        fresh,
+    options = dict(
         config=config,
         seed=int(inputs.get("seed", 0)),
         metric=inputs.get("metric"),
         sample=sample,
         prepared=inputs.get("prepared"),
     )
-    if got is None:
+    parts = (inputs["positives"], inputs["negatives"], inputs["background"], fresh)
+    large = n_filed >= HELD_OUT_BELOW
+    if large and not LARGE_WEIGHT:
         return head
-    share, _ = got
+    if large:
+        share = held_out_median_share(*parts, **options)
+        weight_held, filed = LARGE_WEIGHT, None
+    else:
+        got = held_out_share(*parts, **options)
+        share = None if got is None else got[0]
+        weight_held = HELD_OUT_WEIGHT
+        filed = filed_share(n_filed, len(inputs["negatives"]))
+    if share is None:
+        return head
     zf = head.logits(fresh).astype(np.float64)
     f, m = len(zf), float(head.params["n_background"])
     trained = float(head.params["n_class_estimate"]) / m  # its share of the background
-    log_n = (1 - HELD_OUT_WEIGHT) * np.log(trained) + HELD_OUT_WEIGHT * np.log(share)
-    filed = filed_share(n_filed, len(inputs["negatives"]))
+    log_n = (1 - weight_held) * np.log(trained) + weight_held * np.log(share)
     weight = FILED_PRIOR / (FILED_PRIOR + n_filed)
     if filed is not None:
         log_n = (1 - weight) * log_n + weight * np.log(filed)
