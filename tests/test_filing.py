@@ -111,11 +111,12 @@ def test_folders_become_classes_the_unsorted_folder_does_not(filed) -> None:
     paths = [r["path"] for r in rows]
     assert all(str(root / "unsorted") in p for p in paths)  # nothing filed is suggested
     # the cut (a head of 5 examples on a library of 34) takes in most of the reds, no blue; the
-    # ranking puts all four first. tagged/ holds reds too: the joint head of red, blue and
-    # tagged (learn/joint.py) says which a red is like only on features that carry the colour;
-    # the tiny Keras backbone's (random weights, 16 dimensions) give most reds to tagged
+    # ranking puts all four first. tagged/ holds reds too: a joint head of red, blue and
+    # tagged (learn/joint.py) cannot tell red from tagged held out (balanced accuracy 0.5-0.7,
+    # below JOINT_TRUST), so it does not choose and the margins do; trusted, it gave most reds
+    # to tagged, which did not take them (below its cut): 1 red of 4 with the tiny Keras backbone
     reds = [p for p in paths if kind(p) == "r"]
-    assert len(reds) >= (3 if TFLITE_MODEL.exists() else 1) and "b" not in map(kind, paths)
+    assert len(reds) >= 3 and "b" not in map(kind, paths)
     ranked = [r["path"] for r in cli.json("find", "red", "--top", "34")]
     assert [kind(p) for p in ranked if str(root / "unsorted") in p][:4] == ["r"] * 4
     result = cli("suggest", "red", "--apply", ok=False)

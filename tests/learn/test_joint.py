@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax
 
-from finder.learn.joint import JOINT_WEIGHT, Joint, draw, keep_own
+from finder.learn.joint import JOINT_TRUST, JOINT_WEIGHT, Joint, draw, keep_own
 from tests.learn.synthetic import library
 
 
@@ -26,6 +26,19 @@ def test_a_class_filed_5_times_keeps_its_photos_against_one_filed_200_times() ->
     assert np.mean(picked == 0) > 0.85
     q = np.exp(log_softmax(joint.scores(X[:7]), axis=1))
     assert np.allclose(q.sum(axis=1), 1.0)
+
+
+def test_a_joint_head_that_cannot_tell_its_classes_apart_held_out_is_not_trusted() -> None:
+    """Held out, a joint head over three well-parted classes gives nearly every photo back to
+    its class: it is trusted to choose among them. Over two classes and a folder holding
+    photos of both (tests/test_filing's ``tagged/``), it gives the folder's photos to the two
+    and theirs to the folder: below ``JOINT_TRUST``, the margins alone choose."""
+    X, y = library(n_classes=3, per_class=60, dim=24, spread=0.25, seed=5)
+    a, b, c = (X[y == k][:12] for k in range(3))
+    parted = Joint([a, b, c])
+    assert parted.accuracy > 0.95 and parted.trusted
+    mixed = Joint([a[:6], b[:6], np.concatenate([a[6:], b[6:]])])
+    assert mixed.accuracy < JOINT_TRUST and not mixed.trusted
 
 
 def test_the_draw_is_bounded_and_the_same_for_the_same_ids() -> None:
