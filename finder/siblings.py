@@ -6,9 +6,12 @@ class whose margin (its head's logit less its cut) is the highest, or, where bot
 ``learn.joint.JOINT_MIN_FILED`` filed photos or more, the highest margin plus ``JOINT_WEIGHT``
 times the joint head's log-probability (``learn.joint``: a multinomial head on their filed
 photos, which says better *which* sibling a photo is like than heads trained one against the
-rest). Below its cut a class takes a photo as far as ``learn.filed.exclusive_slack`` says, and
-a sibling takes it from the class where it is the likelier of the two (the photo then goes to
-neither where it is below the sibling's cut).
+rest), when that head is trusted: held out, it gives back to their class at least
+``learn.joint.JOINT_TRUST`` of each class's filed photos on average (a folder holding photos of
+two of its siblings is not told from them, and the margins alone choose). Below its cut a class
+takes a photo as far as ``learn.filed.exclusive_slack`` says, and a sibling takes it from the
+class where it is the likelier of the two (the photo then goes to neither where it is below
+the sibling's cut).
 
 The joint head is fitted when a class's suggestions are asked for (at most
 ``JOINT_PER_CLASS`` filed photos of each class, at most ``JOINT_MAX_CLASSES`` classes: those
@@ -107,7 +110,8 @@ class Siblings:
         """The joint head's log-probabilities of ``X`` over the class and its rivals of
         ``JOINT_MIN_FILED`` filed photos or more (at most ``JOINT_MAX_CLASSES``: those that
         take most of its photos), the class's column first, then those rivals' in order; and
-        which rivals are in it. (None, []) when the class or every rival has fewer."""
+        which rivals are in it. (None, []) when the class or every rival has fewer, or the
+        joint head is not trusted (``Joint.trusted``)."""
         own = self._filed(record)
         if len(own) < JOINT_MIN_FILED:
             return None, []

@@ -164,7 +164,8 @@ def answer_all(rec: dict, heads: dict[str, Head]) -> dict[str, dict]:
             best_f1=best,
             answered=int(got.sum()),
             truth=int(t.sum()),
-            estimate=own.params.get("n_class_estimate", 0) / max(own.params.get("n_background", 1), 1)
+            estimate=own.params.get("n_class_estimate", 0)
+            / max(own.params.get("n_background", 1), 1)
             * len(X),
             slack=slack,
         )
@@ -201,7 +202,11 @@ def replay(store: Path, args) -> None:
     for path in sorted(store.glob(args.pattern)):
         with open(path, "rb") as f:
             rec = pickle.load(f)
-        heads = retrain(rec) if args.retrain else {c: Head.from_dict(d) for c, d in rec["heads"].items()}
+        heads = (
+            retrain(rec)
+            if args.retrain
+            else {c: Head.from_dict(d) for c, d in rec["heads"].items()}
+        )
         per = answer_all(rec, heads)
         case = path.stem
         if "-two-" in path.name:
@@ -215,7 +220,8 @@ def replay(store: Path, args) -> None:
         prod = rec["product"]
         if "-two-" in path.name:
             pp = prod["classes"]
-            ref = f"bench P {min(pp[c]['precision'] for c in TWO):.3f} R {min(pp[c]['recall'] for c in TWO):.3f}"
+            worst = [min(pp[c][k] for c in TWO) for k in ("precision", "recall")]
+            ref = f"bench P {worst[0]:.3f} R {worst[1]:.3f}"
         else:
             ref = f"bench F1 {prod['f1']:.4f}"
         print(f"{case}: {line}   [{ref}]", flush=True)

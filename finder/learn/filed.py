@@ -17,7 +17,9 @@ their size). It is noisy for a class of few filed photos (the mean of five draws
 the head is calibrated to is the geometric mean of the two (``HELD_OUT_WEIGHT`` ½ in the log),
 and the cut is the head's rule (expected F1) on the fresh photos calibrated to it. A class of a
 handful of filed photos is also sized by the filing itself (``FILED_PRIOR``): its share of the
-filed photos, weighed against those two by how few its filed photos are.
+filed photos, weighed against those two by how few its filed photos are. A class of dozens
+(``HELD_OUT_BELOW``) is sized by its median held-out photo instead of the mean: twice the share
+of the fresh photos above it, where the class's look-alikes that nobody filed count less.
 
 Measured in ``scripts/bench_filed.py``'s protocol: docs/heads.md, "Filed classes: the size
 held out"."""
@@ -52,14 +54,22 @@ its siblings) still gives a smaller error than two photos held out (tests/learn/
 Measured in ``scripts/bench_filed.py``'s protocol (combined library, mean F1, seed 0, weights 0
 / 3 / 8): 25% filed 0.830 / 0.848 / 0.855, 10% 0.702 / 0.724 / 0.721 (docs/heads.md)."""
 HELD_OUT_BELOW = 40
-"""Only a class of fewer filed photos than this is sized again. With more, the training's own
-estimate holds (its count and its raise read from dozens of held-out ranks: the large classes of
-the bench within 10%), while the held-out share takes in the look-alikes of kinds nobody filed:
-with two tf_flowers species filed and three not, daisy's precision fell from 0.82 to 0.76. With
-fewer (flowers17's 5 of 20), the training's count was off by 3× either way."""
+"""A class of fewer filed photos than this is sized by the mean held-out share
+(:func:`held_out_share`, with the filing's share: ``FILED_PRIOR``); with more, by the median
+one (:func:`held_out_median_share`, ``LARGE_WEIGHT``). The mean over every held-out photo counts
+the look-alikes that outrank the class's weakest members, which dozens of filed photos can
+afford to leave out: with two tf_flowers species filed and three not, daisy sized by the mean
+lost precision (0.82 to 0.76). With fewer (flowers17's 5 of 20) the median of a fold is one
+or two photos, and the training's count was off by 3× either way."""
 LARGE_WEIGHT = HELD_OUT_WEIGHT
 """A class of ``HELD_OUT_BELOW`` filed photos or more: the weight in the log of its held-out
-median share (:func:`held_out_median_share`) against the training's size."""
+median share (:func:`held_out_median_share`) against the training's size, whose count past
+logit 0 falls short where the class has look-alikes nobody filed (tf_flowers' daisy with two
+species filed: 441 for 556, recall 0.71 at precision 0.98). Replayed on the bench's stored
+heads (``scripts/filed_replay.py``, seeds 0-2), weights 0 / 0.4 / 0.5 / 0.6 / 0.7 gave the
+two-species bar (P ≥ 0.85, R ≥ 0.80) in 4 / 5 / 6 / 6 / 5 of its 6 cases (1: the combined
+library's daisy at precision 0.81, seed 0); at ½ tf_flowers' 25% and 10% gain 0.001-0.004 and
+the combined library's cases move within 0.004 (docs/heads.md, issue 25, seventh pass)."""
 
 EXCLUSIVE_SLACK = 1.0
 """How far (a logit) below its cut ``suggest`` takes a photo for a class whose siblings exclude it,
@@ -198,9 +208,7 @@ def held_out_median_share(
     folds = _held_out_folds(positives, negatives, background, fresh, **options)
     if folds is None:
         return None
-    shares = [
-        1.0 - np.searchsorted(zf, np.median(zp), side="right") / len(zf) for zf, zp in folds
-    ]
+    shares = [1.0 - np.searchsorted(zf, np.median(zp), side="right") / len(zf) for zf, zp in folds]
     f = len(folds[0][0])
     return float((2.0 * np.mean(shares) * f + 1.0) / f)
 
@@ -208,10 +216,10 @@ def held_out_median_share(
 def train_filed_head(**inputs: Any) -> Head:
     """``train_head(**inputs)`` (a filed class's inputs: ``FILED_HEAD``, fresh photos), its
     probabilities then calibrated to the geometric mean of its size estimate and the held-out
-    one (:func:`held_out_share`), weighed with its share of the filed photos
-    (``FILED_PRIOR``), and cut again by its rule; the head as trained when there is
-    no held-out estimate (fewer than two filed photos, no fresh photos, a plain head) or no
-    need of one (``HELD_OUT_BELOW`` filed photos or more)."""
+    one (:func:`held_out_share`, weighed with its share of the filed photos: ``FILED_PRIOR``;
+    from ``HELD_OUT_BELOW`` filed photos on, :func:`held_out_median_share` at
+    ``LARGE_WEIGHT``), and cut again by its rule; the head as trained when there is no
+    held-out estimate (fewer than two filed photos, no fresh photos, a plain head)."""
     head = train_head(**inputs)
     config: HeadConfig = inputs["config"]
     fresh = inputs.get("fresh")

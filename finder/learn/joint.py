@@ -8,7 +8,8 @@ filed photos side by side: a multinomial logistic head (:func:`fit_joint`), each
 the same whatever its number of filed photos (a class filed 5 times must not lose every photo to
 one filed 200 times: the filed share is not the class's share), in the library's metric. The
 one-vs-rest heads stay the gate (a photo of a kind nobody filed is of none of the siblings),
-the joint head chooses among those whose gate the photo passes.
+the joint head chooses among those whose gate the photo passes, and only where it tells the
+siblings' filed photos apart held out (``held_out_accuracy``, ``JOINT_TRUST``).
 
 Bounded for libraries of thousands of keywords: at most ``JOINT_PER_CLASS`` filed photos of
 each class (a fixed draw), and the classes a suggestion's photos are contested by, not every
