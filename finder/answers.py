@@ -17,6 +17,7 @@ from finder.ingest import crawl, files
 from finder.learn.head import logit, sigmoid
 from finder.learn.strip import near_cut, spread
 from finder.moments import Items, group, parse_time, split_moment
+from finder.neighbours import Neighbours
 from finder.store import facts as stored_facts
 from finder.store import filtered
 from finder.store.catalog import OK
@@ -73,6 +74,7 @@ class Answers:
         self.folder = folder
         self.embedder = embedder
         self.teaching = teaching
+        self.neighbours = Neighbours(folder, teaching)  # the re-rank near a class's cut
 
     # -- search -------------------------------------------------------------------------
     def find(
@@ -86,25 +88,32 @@ class Answers:
     ) -> list[Match]:
         """Library images of class ``name``, best first. With neither ``top`` nor
         ``min_prob``: those at or above the class's learned cut-off. ``filters`` narrow the
-        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken."""
+        answer exactly (``finder.store.filtered``); ``sort="date"`` orders it by date taken.
+        Without ``min_prob``, the photos near the cut are re-ranked by their library
+        neighbours (``finder.neighbours``; the head's own answer when the library has no
+        graph of its vectors)."""
         if top is not None and top < 1:
             raise UsageError(Arg("top"), " must be at least 1")
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
             raise UsageError(Arg("min_prob"), " must be between 0 and 1")
         _check_sort(sort)
         head = self.teaching.head(name)
+        smoothing = self.neighbours.for_head(name, head) if min_prob is None else None
         if top is None and min_prob is None:
             min_prob = head.threshold
         min_score = None if min_prob is None or min_prob <= 0 else logit(min_prob)
         store = self.folder.open_vectors()
 
-        def search(k: int | None) -> tuple[np.ndarray, np.ndarray]:
+        def raw(k: int | None, low: float | None) -> tuple[np.ndarray, np.ndarray]:
             if filters is not None and filters.active:
                 catalog = self.folder.open_catalog()
-                return filtered.search(
-                    catalog, store, filters, head.w, head.b, k=k, min_score=min_score
-                )
-            return store.search_linear(head.w, head.b, k=k, min_score=min_score)
+                return filtered.search(catalog, store, filters, head.w, head.b, k=k, min_score=low)
+            return store.search_linear(head.w, head.b, k=k, min_score=low)
+
+        def search(k: int | None) -> tuple[np.ndarray, np.ndarray]:
+            if smoothing is None:
+                return raw(k, min_score)
+            return smoothing.search(raw, k, min_score)
 
         items = self.items(search, top)
         items.scores = sigmoid(items.scores)

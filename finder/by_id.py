@@ -17,7 +17,7 @@ from finder.folder import Folder
 from finder.ingest.decode import PHOTO_FORMATS
 from finder.ingest.files import open_regular
 from finder.ingest.video import stream_kind
-from finder.learn.head import Head
+from finder.learn.head import Head, sigmoid
 from finder.learn.names import class_name
 from finder.learn.origin import TOP
 from finder.moments import moment_key
@@ -212,7 +212,8 @@ class ById:
             complete = False
         ids = [i for i, _ in rows]
         stamp = rows[-1][1] if rows else since
-        return Changes(stamp, ids, self.teaching.hits(ids), catalog.counts(), complete)
+        hits = self.teaching.hits(ids, self.answers.neighbours.rerank)  # as find ranks them
+        return Changes(stamp, ids, hits, catalog.counts(), complete)
 
     def offline(self, image_id: int) -> Offline | None:
         """The offline root (or disk mounted in one) indexed image ``image_id`` is on, when its
@@ -256,7 +257,11 @@ class ById:
         for record in records:
             if record["backbone"] != key:
                 continue
-            prob = float(Head.from_dict(record["head"]).proba(x)[0])
+            head = Head.from_dict(record["head"])
+            z = self.answers.neighbours.rerank(
+                record["name"], head, np.asarray([vector_id]), head.logits(x)
+            )
+            prob = float(sigmoid(z)[0])  # as find ranks it (re-ranked near the cut)
             mark = catalog.example_label(record["name"], path)
             out.append((record["name"], prob, mark))
         return out

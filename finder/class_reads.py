@@ -7,7 +7,7 @@ find given photos now (``hits``: every head at once, no search)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +20,9 @@ from finder.learn.names import class_name
 from finder.moments import group
 from finder.store.catalog import OK
 from finder.teach_inputs import ExamplePaths
+
+#: ``(class name, head, vector ids, their logits)`` → the logits as ``find`` ranks them.
+Rerank = Callable[[str, Head, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,15 @@ class ClassReads:
                 out.append(Mark(self.inputs.moment(path) if "@" in path else None, path, label))
         return out
 
-    def hits(self, ids: Sequence[int]) -> dict[str, list[int]]:
+    def hits(self, ids: Sequence[int], rerank: Rerank | None = None) -> dict[str, list[int]]:
         """For each class learned on this library's backbone, which of ``ids`` it finds now (at
         or above its cut-off): every class scores them at once, one product of their stored
         vectors with the stacked heads, without a search of the library. A video is scored by
         its frames, as ``find`` scores it: found when one of its moments is, and named by the
         best of them (the id its card on a class page has). In the order of ``ids``; ids
         without a stored vector (not indexed, or not yet seen by read-only vectors) are left
-        out."""
+        out. ``rerank(name, head, vector ids, logits)``: the logits as ``find`` ranks them
+        (``finder.neighbours``: re-ranked near the cut)."""
         info = self.folder.recorded_backbone()
         if not len(ids) or not info:
             return {}
@@ -136,7 +140,9 @@ class ClassReads:
         z = x @ w + b
         place = {i: k for k, i in enumerate(asked)}
         out = {}
-        for k, (name, _) in enumerate(heads):
+        for k, (name, head) in enumerate(heads):
+            if rerank is not None:
+                z[:, k] = rerank(name, head, wanted, z[:, k])
             hit = np.flatnonzero(z[:, k] >= cut[k])
             if not len(hit):
                 continue

@@ -26,7 +26,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from finder.errors import LibraryDamaged, LibraryError, LibraryLocked, UsageError
-from finder.store import owner
+from finder.store import graph, owner
 from finder.store import repair as repairs
 from finder.store.catalog import OK, PENDING, Catalog, CatalogTooOld
 from finder.store.journal import JOURNAL
@@ -319,7 +319,8 @@ class Folder:
     def settle(self, store: VectorStore) -> tuple[int, int]:
         """Make catalog and vectors agree (vectors of images not ok are dropped, ok images
         without a vector, and videos missing a frame's, go back to pending), save the index and
-        clear ``meta.dirty``. Returns (vectors dropped, images to embed again)."""
+        clear ``meta.dirty`` (the neighbour graph brought up to date). Returns (vectors
+        dropped, images to embed again)."""
         catalog = self.open_catalog_for_writing()
         holders = catalog.vector_ids()  # ok photos, videos' frames (finder.store.frames)
         dropped, missing = store.reconcile(holders.allowed)
@@ -327,6 +328,7 @@ class Folder:
         again = catalog.vectors_lost(np.intersect1d(missing, holders.required).tolist())
         store.commit()
         store.save_index()
+        graph.refresh(self.dir, store)  # the neighbour graph of these vectors (store/graph.py)
         catalog.set_meta("index_name", store.index_name())
         catalog.set_meta("dirty", False)
         return dropped, again

@@ -118,7 +118,9 @@ class Health:
             return problems
         try:
             store = folder.open_vectors()
-            problems += checks.vector_problems(cat, store, settled=not cat.get_meta("dirty"))
+            settled = not cat.get_meta("dirty")
+            problems += checks.vector_problems(cat, store, settled=settled)
+            problems += checks.graph_problems(folder.dir, store, settled=settled)
         except LibraryError as e:
             problems.append(checks.Problem("vectors", str(e)))
         key, dim = _backbone_key(info), int(info["dim"])

@@ -186,9 +186,11 @@ class Strips:
             return None
         ids = {m.path: m.id for m in self.teaching.marks(name)}
         held = head.params.get("held_out") or {}
+        smoothing = self.answers.neighbours.for_head(name, head)
         times = np.sort(np.fromiter(when.values(), np.float64, len(when)))
         marks = []
-        for path, label, vector, added, _ in catalog.example_rows(name):
+        rows = catalog.example_rows(name)
+        for path, label, vector, added, _ in rows:
             score = float(head.logits(np.frombuffer(vector, np.float32)))
             given = [o for o in offers.get(ids.get(path), []) if o.offered <= added]  # type: ignore[arg-type]
             offer = given[-1] if given else None
@@ -209,5 +211,26 @@ class Strips:
         marked = set(ids.values()) - {None}
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = ~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids)
+        unmarked = items.scores[free]
+        if smoothing is not None:  # the answer's estimate: its logits re-ranked near the cut
+            exact = np.isfinite(unmarked)  # (those far below are not scored: -inf)
+            known = (items.keys[free][exact], unmarked[exact])
+            unmarked = smoothing.apply(items.keys[free], unmarked, known=known)
+            marks = _smoothed_marks(smoothing, marks, [ids.get(p) for p, *_ in rows])
         softened = head.params.get("softened")
-        return estimate(marks, cut, unmarked=items.scores[free], softened=softened)
+        return estimate(marks, cut, unmarked=unmarked, softened=softened)
+
+
+def _smoothed_marks(smoothing, marks: list[EstimateMark], ids: list[int | None]):
+    """The marks' logits (under the head, and cross-validated) re-ranked as an unmarked
+    photo's would be, by their neighbours (a mark of a photo outside the library keeps its)."""
+    at = [i for i, key in enumerate(ids) if key is not None]
+    if not at:
+        return marks
+    keys = np.asarray([ids[i] for i in at], dtype=np.int64)
+    score = smoothing.apply(keys, [marks[i].score for i in at], marked=True)
+    held = smoothing.apply(keys, [marks[i].held for i in at], marked=True)
+    out = list(marks)
+    for j, i in enumerate(at):
+        out[i] = replace(marks[i], score=float(score[j]), held=float(held[j]))
+    return out

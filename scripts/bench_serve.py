@@ -43,6 +43,12 @@ One run, side by side:
    ``strip_server_cpu_ms_mean``; ``strip_first_ms_p50``: the page's first strip
    (``GET /strip/c0``, drawn over every unmarked image).
 
+7. ``find``: after the server stopped, ``Library.find`` in this process, its default answer
+   (re-ranked near the cut by the library's neighbour graph, ``finder/neighbours.py``;
+   ``find_ms_p50``) against the head's own (``--min-prob`` at the cut: ``find_head_ms_p50``),
+   and how many photos the re-rank changed (``find_changed``). The graph is built once per
+   library, as an index run's settle builds it (``graph_build_s``, when it was built now).
+
 Every figure is wall-clock time unless named cpu; ``load_avg`` says how busy the machine was.
 
 The last line is one JSON object: n, page_ms_p50, thumb_cold_per_s, thumb_warm_ms_p50,
@@ -75,6 +81,7 @@ sys.path.insert(0, str(REPO))
 from finder.ingest.crawl import FileFact  # noqa: E402
 from finder.ingest.decode import load_rgb  # noqa: E402
 from finder.library import Library  # noqa: E402
+from finder.store import graph as graphs  # noqa: E402
 from finder.store.catalog import Catalog  # noqa: E402
 from finder.store.thumbs import SIZE  # noqa: E402
 from finder.store.vectors import VectorStore  # noqa: E402
@@ -257,6 +264,12 @@ def main() -> None:
             lib.forget("c0")  # a run reused with --workdir starts from the same class
         lib.learn_ids("c0", members[:5])
         index_name = lib.status()["index"]
+        # the neighbour graph, as an index run's settle leaves it (built once per library)
+        t = time.perf_counter()
+        graph_lists = graphs.refresh(lib.folder.dir, lib.folder.open_vectors_for_writing())
+        graph_s = time.perf_counter() - t
+        if graph_lists:
+            say(f"neighbour graph: {graph_lists} lists in {graph_s:.1f} s")
 
     served = Served(directory)
     load_before = os.getloadavg()[0]
@@ -264,13 +277,39 @@ def main() -> None:
         result = measure(served, args, members, first, clusters, camera)
     finally:
         served.stop()
+    result |= find_times(directory)
     result = {"n": args.n, "dim": args.dim, "index": index_name, **result}
+    if graph_lists:
+        result["graph_build_s"] = round(graph_s, 1)
     # other work on the machine stretches every wall-clock figure: say how busy it was
     result["load_avg"] = round((load_before + os.getloadavg()[0]) / 2, 1)
     result["cores"] = os.cpu_count()
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))
+
+
+def find_times(directory: Path) -> dict[str, float]:
+    """``find``'s default answer (re-ranked near the cut by the neighbour graph), against the
+    head's own (``--min-prob`` at the cut: the answer before the re-rank), in this process
+    after the server stopped: median of 5 each, and how many photos the re-rank changed."""
+    with Library(directory) as lib:
+        threshold = lib.class_record("c0")["threshold"]
+        lib.find("c0")  # warm: the graph read once, the vectors open
+        smoothed, own = [], []
+        for _ in range(5):
+            t = time.perf_counter()
+            a = {m.id for m in lib.find("c0")}
+            smoothed.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            b = {m.id for m in lib.find("c0", min_prob=threshold)}
+            own.append((time.perf_counter() - t) * 1000)
+        return {
+            "find_ms_p50": round(p50(smoothed), 1),
+            "find_head_ms_p50": round(p50(own), 1),
+            "find_answer": len(a),
+            "find_changed": len(a ^ b),
+        }
 
 
 def measure(served: Served, args, members: list[int], ids: list[int], clusters: int, camera):

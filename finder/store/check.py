@@ -5,6 +5,7 @@ here changes anything (``finder.store.backup.repair`` does).
     problems = catalog_problems(catalog)                  # SQLite integrity_check and meta
     problems += vector_problems(catalog, store)           # every ok photo, every frame one vector
     problems += class_problems(catalog, key, dim, load)   # heads of this backbone, right size
+    problems += graph_problems(directory, store)          # the neighbour graph is the vectors'
 
 A problem is a :class:`Problem`: where it is (``catalog``, ``vectors``, ``classes``) and what.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finder.errors import FinderError
+from finder.store import graph
 from finder.store.catalog import Catalog
 from finder.store.schema import META_TYPES
 from finder.store.sqlite import meta_problem
@@ -141,6 +143,11 @@ def vector_problems(catalog: Catalog, store: VectorStore, *, settled: bool = Tru
     if len(bad):
         out.append(f"{len(bad)} stored vectors are not finite unit vectors (e.g. id {int(bad[0])})")
     return [Problem("vectors", line) for line in out]
+
+
+def graph_problems(directory, store: VectorStore, *, settled: bool = True) -> list[Problem]:
+    """The library's neighbour graph (``finder.store.graph``) readable and the vectors' own."""
+    return [Problem("graph", line) for line in graph.problems(directory, store, settled=settled)]
 
 
 def bad_vectors(store: VectorStore, ids: np.ndarray) -> np.ndarray:

@@ -110,7 +110,7 @@ class VectorStore:
         self._mean: np.ndarray | None = None
         # the last complete threshold search (key, ids, scores): a top-k of the same query
         # that it holds is read from it (a class's next strip, then its page: one search)
-        self._complete: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._complete: tuple[tuple, np.ndarray, np.ndarray, float] | None = None
         self.raw = RawLog(self.dir, self.dim, read_only=self.read_only)
         self._index: Tier | None = None
         self._rebuild_reason: str | None = None
@@ -456,6 +456,15 @@ class VectorStore:
                 threads=self.scan_threads,
             )
 
+    def held_search(self, w: np.ndarray, b: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last complete threshold search of ``w.x + b`` (ids and exact scores, best first:
+        every vector at or above its threshold), while the vectors are unchanged; else None."""
+        if self._complete is None:
+            return None
+        key = (np.asarray(w, dtype=np.float32).tobytes(), float(b), self.raw.n, len(self))
+        held, ids, scores, _ = self._complete
+        return (ids, scores) if held == key else None
+
     def search_linear(
         self,
         w: np.ndarray,
@@ -475,9 +484,15 @@ class VectorStore:
         index = self._ensure_index()
         key = (w.tobytes(), b, self.raw.n, len(self))  # a vector added or removed: another
         if k is not None and min_score is None and self._complete is not None:
-            held, held_ids, held_scores = self._complete
+            held, held_ids, held_scores, _ = self._complete
             if held == key and len(held_ids) >= k:  # its first k are the exact top k
                 return held_ids[:k].copy(), held_scores[:k].copy()
+        if min_score is not None and self._complete is not None:
+            held, held_ids, held_scores, low = self._complete
+            if held == key and float(min_score) >= low:  # a higher threshold: its first ones
+                n = int(np.searchsorted(-held_scores, -np.float32(min_score), side="right"))
+                ids, scores = held_ids[:n].copy(), held_scores[:n].copy()
+                return (ids[:k], scores[:k]) if k is not None else (ids, scores)
         if min_score is not None:
             if self.scan_threads:
                 cand = index.above(w, float(min_score) - b)
@@ -488,7 +503,7 @@ class VectorStore:
                 ids, scores = rescore(
                     self.raw, cand, w, b, min_score=float(min_score), threads=self.scan_threads
                 )
-            self._complete = (key, ids, scores)
+            self._complete = (key, ids, scores, float(min_score))
         elif k is not None:
             with one_thread():
                 ids, scores = rescore(
