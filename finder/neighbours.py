@@ -67,18 +67,16 @@ class Smoothing:
         ids: np.ndarray,
         z: np.ndarray,
         *,
-        marked: bool = False,
         known: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """The logits ``z`` of vectors ``ids`` re-ranked (float64, the head's scale); marked
-        photos keep theirs unless ``marked`` (the estimate's marks). ``known``: (ids, logits)
+        """The logits ``z`` of vectors ``ids`` re-ranked (float64, the head's scale), marked
+        photos too (by their neighbours; their own mark is not among them), as ``finder eval
+        --feedback`` re-ranks every photo (``learn.feedback``). ``known``: (ids, logits)
         already scored (their neighbours' logits are read from them, the rest scored)."""
         ids = np.asarray(ids, dtype=np.int64)
         out = np.asarray(z, dtype=np.float64).copy()
         cut = self.head.logit_threshold
         near = np.abs(out - cut) < self.config.width * self.scale
-        if not marked and self.marks:
-            near &= ~np.isin(ids, np.fromiter(self.marks, np.int64, len(self.marks)))
         k = min(self.config.k, len(self.graph) - 1)
         if not near.any() or k < 1:
             return out

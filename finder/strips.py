@@ -212,13 +212,17 @@ class Strips:
         marked_ids = np.fromiter(marked, np.int64, len(marked))
         free = ~np.isin(items.keys, marked_ids) & ~np.isin(items.ids, marked_ids)
         unmarked = items.scores[free]
+        drawn_by = None
         if smoothing is not None:  # the answer's estimate: its logits re-ranked near the cut
+            # the strips drew by the head's own logits (held-out for a mark, else its score)
+            own = [m.held if np.isfinite(m.held) else m.score for m in marks]
+            drawn_by = (unmarked, np.asarray(own, dtype=np.float64))
             exact = np.isfinite(unmarked)  # (those far below are not scored: -inf)
             known = (items.keys[free][exact], unmarked[exact])
             unmarked = smoothing.apply(items.keys[free], unmarked, known=known)
             marks = _smoothed_marks(smoothing, marks, [ids.get(p) for p, *_ in rows])
         softened = head.params.get("softened")
-        return estimate(marks, cut, unmarked=unmarked, softened=softened)
+        return estimate(marks, cut, unmarked=unmarked, softened=softened, drawn_by=drawn_by)
 
 
 def _smoothed_marks(smoothing, marks: list[EstimateMark], ids: list[int | None]):
@@ -228,8 +232,8 @@ def _smoothed_marks(smoothing, marks: list[EstimateMark], ids: list[int | None])
     if not at:
         return marks
     keys = np.asarray([ids[i] for i in at], dtype=np.int64)
-    score = smoothing.apply(keys, [marks[i].score for i in at], marked=True)
-    held = smoothing.apply(keys, [marks[i].held for i in at], marked=True)
+    score = smoothing.apply(keys, [marks[i].score for i in at])
+    held = smoothing.apply(keys, [marks[i].held for i in at])
     out = list(marks)
     for j, i in enumerate(at):
         out[i] = replace(marks[i], score=float(score[j]), held=float(held[j]))
