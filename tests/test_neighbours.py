@@ -61,21 +61,32 @@ def new_library(directory: Path, vectors: np.ndarray) -> list[int]:
         return add_photos(lib, directory, vectors, 0)
 
 
+def clustered(
+    directory: Path, clusters: int, size: int, spread: float, yes: int, no: int, *, near: float
+) -> tuple[Path, list[int], np.ndarray]:
+    """``clusters`` clusters of ``size`` photos (noise ``spread``; cluster 1 moved towards
+    cluster 0 by ``near``, 0: not moved); class "c" learned from ``yes`` photos of cluster 0
+    (✓) and ``no`` of cluster 1 (✗)."""
+    rng = np.random.default_rng(0)
+    centres = unit(rng.standard_normal((clusters, DIM)))
+    if near:
+        centres[1] = unit(centres[0] + near * centres[1])
+    which = np.repeat(np.arange(clusters), size)
+    x = unit(centres[which] + spread * rng.standard_normal((len(which), DIM)))
+    ids = new_library(directory, x)
+    with Library(directory) as lib:
+        ticked = [ids[i] for i in np.flatnonzero(which == 0)[:yes]]
+        crossed = [ids[i] for i in np.flatnonzero(which == 1)[:no]]
+        lib.learn_ids("c", ticked, crossed)
+    return directory, ids, centres
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int], np.ndarray]:
     """30 clusters of 15 photos; class "c" learned from cluster 0 (✓ 12 of it) against
     cluster 1 (✗ 12 of it)."""
-    rng = np.random.default_rng(0)
-    centres = unit(rng.standard_normal((30, DIM)))
-    which = np.repeat(np.arange(30), 15)
-    x = unit(centres[which] + 0.12 * rng.standard_normal((len(which), DIM)))
     directory = tmp_path_factory.mktemp("neighbours") / "library"
-    ids = new_library(directory, x)
-    with Library(directory) as lib:
-        yes = [ids[i] for i in np.flatnonzero(which == 0)[:12]]
-        no = [ids[i] for i in np.flatnonzero(which == 1)[:12]]
-        lib.learn_ids("c", yes, no)
-    return directory, ids, centres
+    return clustered(directory, 30, 15, 0.12, 12, 12, near=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +94,8 @@ def built_fuzzy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[in
     """20 clusters of 20 photos that spread into each other, cluster 1 next to cluster 0;
     class "c" learned from 5 photos of cluster 0 (✓) and 3 of cluster 1 (✗): a band of
     photos near its cut."""
-    rng = np.random.default_rng(0)
-    centres = unit(rng.standard_normal((20, DIM)))
-    centres[1] = unit(centres[0] + 0.8 * centres[1])
-    which = np.repeat(np.arange(20), 20)
-    x = unit(centres[which] + 0.25 * rng.standard_normal((len(which), DIM)))
     directory = tmp_path_factory.mktemp("fuzzy") / "library"
-    ids = new_library(directory, x)
-    with Library(directory) as lib:
-        yes = [ids[i] for i in np.flatnonzero(which == 0)[:5]]
-        no = [ids[i] for i in np.flatnonzero(which == 1)[:3]]
-        lib.learn_ids("c", yes, no)
-    return directory, ids, centres
+    return clustered(directory, 20, 20, 0.25, 5, 3, near=0.8)
 
 
 @pytest.fixture
