@@ -10,13 +10,15 @@ round starts `python -m finder index` on the scratch tree and kills it after a r
 way the next run would (which repairs it) and checks the invariant:
 
 * every catalog image with status ok has exactly one vector, and every vector belongs to one;
-* no image that was indexed and unchanged when the run started was lost.
+* no image that was indexed and unchanged when the run started was lost;
+* a settled library's neighbour graph (``finder.store.graph``) is readable and its vectors'.
 
 With ``--corrupt P`` a round is, with probability P, followed by damage that no kill can cause
 (``CORRUPTIONS``: garbage catalog pages, truncated or garbage vectors and ids, a deleted search
-index, hand-edited meta, a kill around compaction). Then commands meet the damage (each must
-answer in one line, never a traceback), one `finder repair` and one `finder index` run, and
-every photo indexed and unchanged before must be back in answers (else it counts as lost).
+index, hand-edited meta, a kill around compaction, a truncated or garbage neighbour graph).
+Then commands meet the damage (each must answer in one line, never a traceback), one `finder
+repair` and one `finder index` run, and every photo indexed and unchanged before must be back
+in answers (else it counts as lost).
 
 At the end one uninterrupted run must complete the library. The last line reads like
 `50 kills, 20 corruptions, 0 tracebacks, 0 inconsistencies, 0 photos lost`.
@@ -40,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finder.library import Library  # noqa: E402
+from finder.store import graph as graphs  # noqa: E402
 from finder.store.catalog import OK  # noqa: E402
 from scripts.chaos_run import data_flags, finder, finder_env, killed_after, tracebacks  # noqa: E402
 
@@ -54,6 +57,8 @@ CORRUPTIONS = (
     "ids-garbage",
     "index-deleted",
     "kill-compaction",
+    "graph-truncated",
+    "graph-garbage",
 )
 
 
@@ -77,6 +82,8 @@ def check(library: Path, before_ok: set[str]) -> list[str]:
         missing = np.setdiff1d(ok_ids, vec_ids)
         if len(extra) or len(missing):
             problems.append(f"{len(extra)} stray vectors, {len(missing)} ok images without one")
+        settled = not lib.folder.open_catalog_for_writing().get_meta("dirty")
+        problems += [f"graph: {line}" for line in graphs.problems(library, store, settled=settled)]
         short = lib.folder.open_catalog_for_writing().incomplete_videos()
         if short:
             problems.append(f"{len(short)} ok videos missing frames")
@@ -175,6 +182,19 @@ def mutate(tree: Path, rng: random.Random, spare: list[Path], n_touch: int) -> N
         shutil.copy2(src, tree / "added" / f"new-{rng.randrange(10**9)}.jpg")
 
 
+def damage(path: Path, truncate: bool, rng: random.Random) -> None:
+    """``path`` cut to between a quarter and a half of its size, or a run of garbage bytes
+    written over it."""
+    size = path.stat().st_size
+    if truncate:
+        os.truncate(path, rng.randrange(size // 4, size // 2 + 1) if size else 0)
+    elif size:
+        with open(path, "r+b") as f:
+            start = rng.randrange(size)
+            f.seek(start)
+            f.write(rng.randbytes(min(size - start, rng.randrange(64, 8192))))
+
+
 def corrupt(library: Path, mode: str, rng: random.Random, cmd_env: dict) -> None:
     """Damage the library as a bad disk or a hand edit would (``mode`` from CORRUPTIONS)."""
     vectors = library / "vectors"
@@ -196,14 +216,9 @@ def corrupt(library: Path, mode: str, rng: random.Random, cmd_env: dict) -> None
     elif mode.startswith(("vectors-", "ids-")):
         prefix = "vectors" if mode.startswith("vectors") else "ids"
         for path in vectors.glob(f"{prefix}-*.*"):
-            size = path.stat().st_size
-            if mode.endswith("truncated"):
-                os.truncate(path, rng.randrange(size // 4, size // 2 + 1) if size else 0)
-            elif size:
-                with open(path, "r+b") as f:
-                    start = rng.randrange(size)
-                    f.seek(start)
-                    f.write(rng.randbytes(min(size - start, rng.randrange(64, 8192))))
+            damage(path, mode.endswith("truncated"), rng)
+    elif mode.startswith("graph-") and graphs.path(library).exists():
+        damage(graphs.path(library), mode.endswith("truncated"), rng)
     elif mode == "index-deleted":
         for path in vectors.glob("index*"):
             path.unlink()
