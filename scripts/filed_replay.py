@@ -13,7 +13,12 @@ per class P / R / answered / truth / size estimate.
 
     OMP_NUM_THREADS=1 python scripts/filed_replay.py record --store DIR -- --seed 1 ...
     OMP_NUM_THREADS=1 python scripts/filed_replay.py replay --store DIR [--retrain]
-        [--set finder.learn.filed.X=V ...] [--only two] [--classes]
+        [--set finder.learn.filed.X=V ...] [--only two] [--classes] [--smooth [k=V ...]]
+
+``--smooth``: each class's logits over the unsorted photos re-ranked near its cut by their
+neighbours first (``finder.learn.smooth``, its settings ``k=V``), the filed photos as marks (✓
+for the class, ✗ for its exclusive siblings'): what the answer's re-rank would do to
+``suggest`` (an experiment; docs/heads.md, issue 25's eighth pass).
 """
 
 from __future__ import annotations
@@ -172,6 +177,47 @@ def answer_all(rec: dict, heads: dict[str, Head]) -> dict[str, dict]:
     return out
 
 
+class _Rescored:
+    """A head whose logits over the unsorted photos are given (the re-ranked ones)."""
+
+    def __init__(self, head: Head, z: np.ndarray) -> None:
+        self.head, self.z = head, z
+        self.logit_threshold, self.params = head.logit_threshold, head.params
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        return self.z
+
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        return sigmoid(self.z)
+
+
+def smoothed(rec: dict, heads: dict[str, Head], config) -> dict[str, _Rescored]:
+    """Each class's head with its logits over ``rec``'s unsorted photos re-ranked by their
+    neighbours among the unsorted and filed photos (a filed photo: ✓ for its class, ✗ for the
+    others)."""
+    from finder.learn.smooth import smooth_rows
+
+    X, names = rec["X"], sorted(rec["classes"])
+    filed = [rec["joint_vectors"][c] for c in names]
+    owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(filed)])
+    L = np.vstack([X, *filed]).astype(np.float32)
+    out = {}
+    for i, c in enumerate(names):
+        h = heads[c]
+        marks = {len(X) + j: int(o == i) for j, o in enumerate(owner)}
+        z = smooth_rows(
+            h.logits(L),
+            h.logit_threshold,
+            L,
+            np.arange(len(X)),
+            marks,
+            softened=h.params.get("softened"),
+            config=config,
+        )
+        out[c] = _Rescored(h, z)
+    return out
+
+
 def retrain(rec: dict) -> dict[str, Head]:
     from finder.learn.filed import train_filed_head
 
@@ -207,6 +253,13 @@ def replay(store: Path, args) -> None:
             if args.retrain
             else {c: Head.from_dict(d) for c, d in rec["heads"].items()}
         )
+        if args.smooth is not None:
+            from finder.learn.smooth import Smooth
+
+            config = Smooth(
+                **{k: json.loads(v) for k, _, v in (a.partition("=") for a in args.smooth)}
+            )
+            heads = smoothed(rec, heads, config)
         per = answer_all(rec, heads)
         case = path.stem
         if "-two-" in path.name:
@@ -249,6 +302,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*")
     p.add_argument("--hook", help="module:function called before replaying (a variant)")
     p.add_argument("--classes", action="store_true")
+    p.add_argument("--smooth", nargs="*", help="re-rank by neighbours first (Smooth's k=V ...)")
     args = ap.parse_args()
     if args.cmd == "record":
         rest = args.bench[1:] if args.bench[:1] == ["--"] else args.bench
