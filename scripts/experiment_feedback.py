@@ -133,7 +133,7 @@ def config_from(settings: list[str]) -> HeadConfig:
 def summary(result: dict) -> list[dict]:
     """Per round: flowers (means over the classes that are not pets) and each pet class, the
     median actions per strip, and the estimate's record over every class."""
-    from finder.learn.feedback import pooled_estimates
+    from finder.learn.feedback_means import pooled_estimates
 
     out = []
     rows = result["rows"]
