@@ -49,8 +49,7 @@ class Smoothing:
 
     @property
     def scale(self) -> float:
-        softened = self.head.params.get("softened")
-        return 1.0 if softened is None else float(softened[0])
+        return _scale(self.head)
 
     @property
     def foot(self) -> float:
@@ -90,29 +89,19 @@ class Smoothing:
         # head (a strip's goes 6 logits below the cut: most neighbours are in it)
         held = self.store.held_search(self.head.w, self.head.b)
         for kid, kz in [pair for pair in (known, held) if pair is not None]:
-            if not len(kid) or not todo.any():
-                continue
-            kid = np.asarray(kid, dtype=np.int64)
-            order = np.argsort(kid)
-            where = np.minimum(np.searchsorted(kid[order], uniq), len(kid) - 1)
-            hit = todo & (kid[order][where] == uniq)
-            zu[hit] = np.asarray(kz, dtype=np.float64)[order][where[hit]]
+            if not todo.any():
+                break
+            hit, value = _lookup(kid, kz, uniq)
+            hit &= todo
+            zu[hit] = value[hit]
             todo &= ~hit
-        if todo.any():
+        if todo.any():  # every neighbour in a fresh graph has a stored vector
             got, scores = self.store.score_ids(uniq[todo], self.head.w, self.head.b)
-            order = np.argsort(got)
-            where = np.minimum(np.searchsorted(got[order], uniq[todo]), max(len(got) - 1, 0))
-            if len(got):
-                zu[todo] = np.asarray(scores, dtype=np.float64)[order][where]
+            zu[todo] = _lookup(got, scores, uniq[todo])[1]
         nz = zu[inverse.reshape(nbr.shape)]
         label = np.full(len(uniq), np.nan)
-        if self.marks:
-            mid = np.fromiter(self.marks, np.int64, len(self.marks))
-            lab = np.fromiter(self.marks.values(), np.float64, len(self.marks))
-            order = np.argsort(mid)
-            where = np.minimum(np.searchsorted(mid[order], uniq), len(mid) - 1)
-            hit = mid[order][where] == uniq
-            label[hit] = lab[order][where[hit]]
+        hit, value = _lookup(list(self.marks), list(self.marks.values()), uniq)
+        label[hit] = value[hit]
         out[at] = smoothed(
             out[at],
             cut,
@@ -151,6 +140,23 @@ class Smoothing:
             z = np.concatenate([z, np.asarray(more_z, np.float64)[out]])
         ids, z = _best_first(ids, z)
         return ids[:k], z[:k]
+
+
+def _lookup(keys, values, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the ids ``wanted`` are among ``keys`` (a mask), and the ``values`` (float64)
+    of those that are (of the nearest key for the others; 0 where ``keys`` is empty)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if not len(keys):
+        return np.zeros(len(wanted), bool), np.zeros(len(wanted))
+    order = np.argsort(keys)
+    where = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
+    return keys[order][where] == wanted, np.asarray(values, dtype=np.float64)[order][where]
+
+
+def _scale(head: Head) -> float:
+    """The head's softening of its logits (1: none): the band's width is in the fit's scale."""
+    softened = head.params.get("softened")
+    return 1.0 if softened is None else float(softened[0])
 
 
 def _best_first(ids: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,8 +221,7 @@ class Neighbours:
         ranks them (re-ranked near the cut; the head's own without a graph): what a photo's
         page and the live updates say of a few photos."""
         z = np.asarray(z, dtype=np.float64)
-        scale = 1.0 if head.params.get("softened") is None else float(head.params["softened"][0])
-        if not (np.abs(z - head.logit_threshold) < self.config.width * scale).any():
+        if not (np.abs(z - head.logit_threshold) < self.config.width * _scale(head)).any():
             return z
         smoothing = self.for_head(name, head)
         return z if smoothing is None else smoothing.apply(ids, z)

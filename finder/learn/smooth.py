@@ -151,21 +151,8 @@ def smooth_rows(
     near = np.flatnonzero(np.abs(zs - float(sharpen(cut, softened))) < config.width)
     if not len(near) or len(X) < 2:
         return out
-    k = min(config.k, len(X) - 1)
-    label = np.full(len(X), np.nan)
-    for i, y in marks.items():
-        label[int(i)] = float(y)
-    idx = np.empty((len(near), k), dtype=np.int64)
-    sim = np.empty((len(near), k))
-    for s in range(0, len(near), 512):
-        part = rows[near[s : s + 512]]
-        S = np.asarray(X[part] @ X.T, dtype=np.float64)
-        S[np.arange(len(part)), part] = -np.inf  # not its own neighbour
-        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        idx[s : s + len(part)] = top
-        sim[s : s + len(part)] = np.take_along_axis(S, top, axis=1)
-    zall = np.asarray(z, dtype=np.float64)
-    out[near] = smoothed(
-        out[near], cut, zall[idx], sim, label[idx], softened=softened, config=config
+    ids, sims = neighbours(X, config.k, rows[near])  # only those the re-rank moves
+    out[near] = smooth_graph(
+        z, cut, ids, sims, marks, own=out[near], softened=softened, config=config
     )
     return out
