@@ -188,8 +188,7 @@ def held_out_share(
         return None
     shares = [1.0 - np.searchsorted(zf, zp, side="right") / len(zf) for zf, zp in folds]
     q = np.sort(np.concatenate(shares))
-    f = len(folds[0][0])
-    return float((2.0 * np.mean(q) * f + 1.0) / f), q
+    return _doubled(np.mean(q), len(folds[0][0])), q
 
 
 def held_out_median_share(
@@ -209,8 +208,14 @@ def held_out_median_share(
     if folds is None:
         return None
     shares = [1.0 - np.searchsorted(zf, np.median(zp), side="right") / len(zf) for zf, zp in folds]
-    f = len(folds[0][0])
-    return float((2.0 * np.mean(shares) * f + 1.0) / f)
+    return _doubled(np.mean(shares), len(folds[0][0]))
+
+
+def _doubled(share: float, f: int) -> float:
+    """The class's share of ``f`` fresh photos from the mean share ``share`` of them that
+    outranks a held-out example: twice it (an example ranks, on average, in the middle of its
+    class), plus one photo."""
+    return float((2.0 * share * f + 1.0) / f)
 
 
 def train_filed_head(**inputs: Any) -> Head:
